@@ -1,0 +1,25 @@
+"""muxs: a typed, async gRPC service (Greeter and FileController) and its SDK."""
+
+from muxs.api import Content, Files, HelloReply, HelloRequest, Number, Status
+from muxs.client import Client
+from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode
+from muxs.server import RunningServer, build_server, serve
+from muxs.settings import ServerSettings
+
+__all__ = [
+    "Client",
+    "ConfigError",
+    "Content",
+    "Files",
+    "HelloReply",
+    "HelloRequest",
+    "MuxsError",
+    "Number",
+    "RpcError",
+    "RunningServer",
+    "ServerSettings",
+    "Status",
+    "StatusCode",
+    "build_server",
+    "serve",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from muxs.cli import main
+
+sys.exit(main())

@@ -1,0 +1,102 @@
+"""Regenerate ``generated/`` from ``proto/``, or check that it is fresh.
+
+``python -m muxs.codegen`` rewrites ``generated/muxs_api`` with betterproto's protoc
+plugin and writes the descriptor set that the reflection service serves.
+``python -m muxs.codegen --check`` exits 1 when the committed output is stale.
+Needs the ``codegen`` extra (betterproto[compiler], grpcio-tools, black).
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+PROTO_DIR = PROJECT / "proto"
+GENERATED_DIR = PROJECT / "generated"
+PACKAGE = "muxs_api"
+DESCRIPTOR_SET = "muxs.binpb"
+
+
+def generate(out_root: Path) -> Path:
+    """Write the generated package under ``out_root`` and return its directory."""
+    package_dir = out_root / PACKAGE
+    package_dir.mkdir(parents=True, exist_ok=True)
+    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.glob("*.proto"))
+    env = dict(os.environ)
+    # protoc finds betterproto's plugin on PATH; it lives beside this interpreter.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"--python_betterproto_out={package_dir}",
+            f"--descriptor_set_out={package_dir / DESCRIPTOR_SET}",
+            *protos,
+        ],
+        cwd=PROTO_DIR,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return package_dir
+
+
+def _files(root: Path) -> set[Path]:
+    return {
+        p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
+
+
+def stale_files(committed: Path, fresh: Path) -> list[str]:
+    """Names of files that differ between two generated trees (empty when equal)."""
+    committed_files, fresh_files = _files(committed), _files(fresh)
+    differing = committed_files ^ fresh_files
+    differing |= {
+        p
+        for p in committed_files & fresh_files
+        if not filecmp.cmp(committed / p, fresh / p, shallow=False)
+    }
+    return sorted(str(p) for p in differing)
+
+
+def check() -> list[str]:
+    """Regenerate into a temporary directory and list what differs from generated/."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = generate(Path(tmp))
+        return stale_files(GENERATED_DIR / PACKAGE, fresh)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m muxs.codegen", description=__doc__)
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if generated/ is stale against proto/"
+    )
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = check()
+        if stale:
+            print(
+                "generated/ is stale against proto/ (run `python -m muxs.codegen`): "
+                + ", ".join(stale),
+                file=sys.stderr,
+            )
+            return 1
+        print("generated/ is fresh")
+        return 0
+    shutil.rmtree(GENERATED_DIR / PACKAGE, ignore_errors=True)
+    generate(GENERATED_DIR)
+    print(f"wrote {GENERATED_DIR / PACKAGE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

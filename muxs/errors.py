@@ -1,0 +1,53 @@
+"""The errors muxs raises, and the one place where lower-level errors become them.
+
+    MuxsError            anything muxs raises on purpose
+     ├── RpcError        a call failed: ``.status`` (a ``StatusCode``) and ``.message``
+     └── ConfigError     server settings are invalid (raised before anything starts)
+
+The SDK never lets a ``grpclib`` or transport exception through: ``translate_errors``
+maps them to ``RpcError``. grpclib reports an expired client deadline as the builtin
+``TimeoutError`` and an unreachable or dropped peer as ``StreamTerminatedError``,
+``ConnectionError`` or another ``OSError``; those become DEADLINE_EXCEEDED and
+UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from grpclib.const import Status as StatusCode
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+
+__all__ = ["ConfigError", "MuxsError", "RpcError", "StatusCode", "translate_errors"]
+
+
+class MuxsError(Exception):
+    """Base class of every error muxs raises on purpose."""
+
+
+class RpcError(MuxsError):
+    """A call failed with a gRPC ``status`` and a human-readable ``message``."""
+
+    def __init__(self, status: StatusCode, message: str) -> None:
+        super().__init__(f"{status.name}: {message}" if message else status.name)
+        self.status = status
+        self.message = message
+
+
+class ConfigError(MuxsError):
+    """A server setting is invalid; the message names the option."""
+
+
+@contextmanager
+def translate_errors(target: str) -> Iterator[None]:
+    """Re-raise grpclib and transport errors from a call to ``target`` as ``RpcError``."""
+    try:
+        yield
+    except GRPCError as exc:
+        raise RpcError(exc.status, exc.message or "") from exc
+    except TimeoutError as exc:
+        raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from exc
+    except (StreamTerminatedError, ProtocolError, OSError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {reason}") from exc

@@ -1,0 +1,321 @@
+"""The FileController's root directory: confined path resolution and atomic, durable writes.
+
+Every path a client names goes through ``Root``; nothing else in muxs touches the disk
+on a client's behalf. The rules (documented in the README):
+
+- Names are relative to the root and ``/``-separated; empty components and ``.`` are
+  ignored. Absolute names, empty names, NUL bytes, names over the OS limits and names
+  whose last component starts with the reserved temp prefix are INVALID_ARGUMENT.
+- ``..`` that climbs above the root, and a symlink that leads outside it (an absolute
+  target, or a relative one climbing above the root), are PERMISSION_DENIED. Symlinks
+  that stay inside the root are followed.
+- The target must be a regular file: the root, directories, FIFOs, sockets and devices
+  are PERMISSION_DENIED.
+- Resolution is race-free: each component is opened relative to an already open
+  directory descriptor with ``O_NOFOLLOW``, and symlinks are expanded by this code, not
+  by the kernel, so a symlink swapped in mid-call cannot lead a call out of the root.
+- A write goes to a temp file in the target's directory, is fsynced, renamed over the
+  target and the directory is fsynced: readers see the old or the new file, never a mix.
+
+Methods block; the service runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import secrets
+import stat
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+
+log = logging.getLogger(__name__)
+
+TEMP_PREFIX = ".muxs-tmp-"
+NAME_MAX = 255
+PATH_MAX = 4095
+MAX_SYMLINKS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _refuse(status: Status, message: str) -> NoReturn:
+    raise GRPCError(status, message)
+
+
+def shown(name: str) -> str:
+    """A client's name as it may appear in a message: never huge."""
+    return name if len(name) <= 80 else name[:77] + "..."
+
+
+def parse_name(name: str) -> list[str]:
+    """Split a client's name into components below the root, refusing malformed names."""
+    if not name:
+        _refuse(Status.INVALID_ARGUMENT, "filename is empty")
+    if "\0" in name:
+        _refuse(Status.INVALID_ARGUMENT, "filename contains a NUL byte")
+    if name.startswith("/"):
+        _refuse(
+            Status.INVALID_ARGUMENT,
+            f"{shown(name)} is absolute; names are relative to the server's root",
+        )
+    if len(name.encode("utf-8", "surrogatepass")) > PATH_MAX:
+        _refuse(Status.INVALID_ARGUMENT, f"filename is longer than {PATH_MAX} bytes")
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not parts:
+                _refuse(Status.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
+            parts.pop()
+            continue
+        if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
+            _refuse(
+                Status.INVALID_ARGUMENT, f"a component of the filename is over {NAME_MAX} bytes"
+            )
+        parts.append(part)
+    return parts
+
+
+def _require_regular(mode: int, name: str) -> None:
+    if stat.S_ISDIR(mode):
+        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is not a regular file")
+
+
+@contextlib.contextmanager
+def _os_errors(name: str) -> Iterator[None]:
+    """Turn the OS errors a client can act on into statuses; the rest stay internal."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            _refuse(Status.RESOURCE_EXHAUSTED, "the server's storage is full")
+        if exc.errno == errno.EROFS:
+            _refuse(Status.UNAVAILABLE, "the server's storage is read-only")
+        if exc.errno == errno.EACCES:
+            _refuse(Status.PERMISSION_DENIED, f"the server may not access {shown(name)}")
+        raise
+
+
+def _count_link(links: int, name: str) -> int:
+    if links >= MAX_SYMLINKS:
+        _refuse(Status.INVALID_ARGUMENT, f"{shown(name)}: too many levels of symlinks")
+    return links + 1
+
+
+class _Target:
+    """Where a name resolved to: an open directory and an entry in it (a regular file or absent)."""
+
+    def __init__(self, dir_fd: int, entry: str, mode: int | None) -> None:
+        self.dir_fd = dir_fd
+        self.entry = entry
+        self.mode = mode
+
+    def close(self) -> None:
+        os.close(self.dir_fd)
+
+
+class AtomicFile:
+    """A new version of a file, written to a temp file and swapped in by ``commit``.
+
+    Use as a context manager: leaving it without ``commit`` discards the temp file.
+    """
+
+    def __init__(self, target: _Target, name: str) -> None:
+        self._target = target
+        self._name = name
+        self._temp = TEMP_PREFIX + secrets.token_hex(8)
+        mode = stat.S_IMODE(target.mode) if target.mode is not None else 0o644
+        with _os_errors(name):
+            self._fd: int | None = os.open(self._temp, _CREATE_FLAGS, mode, dir_fd=target.dir_fd)
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        assert self._fd is not None
+        view = memoryview(data)
+        with _os_errors(self._name):
+            while view:
+                view = view[os.write(self._fd, view) :]
+        self.size += len(data)
+
+    def commit(self) -> None:
+        """Make the new content durable and visible under the target name."""
+        assert self._fd is not None
+        with _os_errors(self._name):
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            try:
+                os.rename(
+                    self._temp,
+                    self._target.entry,
+                    src_dir_fd=self._target.dir_fd,
+                    dst_dir_fd=self._target.dir_fd,
+                )
+            except IsADirectoryError:
+                _refuse(Status.PERMISSION_DENIED, f"{shown(self._name)} is a directory, not a file")
+            self._temp = ""
+            os.fsync(self._target.dir_fd)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        if self._temp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp, dir_fd=self._target.dir_fd)
+        self._target.close()
+
+
+class Root:
+    """A directory that confines every name a client gives."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path.resolve()
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete temp files left by a muxs process that died mid-write; return how many."""
+        removed = 0
+        for dirpath, _dirs, files in os.walk(self.path):
+            for file in files:
+                if file.startswith(TEMP_PREFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(os.path.join(dirpath, file))
+                        removed += 1
+        return removed
+
+    def read_bytes(self, name: str, limit: int) -> bytes:
+        """The content of a regular file, refusing one larger than ``limit`` bytes."""
+        target = self._resolve(name, create_dirs=False)
+        try:
+            if target.mode is None:
+                _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+            _require_regular(target.mode, name)
+            with _os_errors(name):
+                fd = os.open(target.entry, _READ_FLAGS, dir_fd=target.dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOENT):
+                _refuse(Status.ABORTED, f"{shown(name)} changed during the call; retry")
+            raise
+        finally:
+            target.close()
+        with os.fdopen(fd, "rb") as file:
+            _require_regular(os.fstat(fd).st_mode, name)
+            if os.fstat(fd).st_size > limit:
+                _refuse(
+                    Status.FAILED_PRECONDITION,
+                    f"{shown(name)} is larger than the {limit}-byte message limit",
+                )
+            with _os_errors(name):
+                data = file.read(limit + 1)
+        if len(data) > limit:
+            _refuse(
+                Status.FAILED_PRECONDITION,
+                f"{shown(name)} is larger than the {limit}-byte message limit",
+            )
+        return data
+
+    def open_for_replace(self, name: str) -> AtomicFile:
+        """Start replacing ``name`` (creating parent directories); see ``AtomicFile``."""
+        target = self._resolve(name, create_dirs=True)
+        try:
+            if target.mode is not None:
+                _require_regular(target.mode, name)
+            return AtomicFile(target, name)
+        except BaseException:
+            target.close()
+            raise
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Atomically and durably replace ``name`` with ``data``."""
+        with self.open_for_replace(name) as new:
+            new.write(data)
+            new.commit()
+
+    def _resolve(self, name: str, *, create_dirs: bool) -> _Target:
+        """Walk ``name`` from the root with directory descriptors, expanding symlinks.
+
+        The entry of the returned target is not a symlink and, when it exists, its
+        ``mode`` is set. The caller closes the target.
+        """
+        pending = deque(parse_name(name))
+        stack = [os.dup(self._fd)]
+        links = 0
+        try:
+            while True:
+                if not pending:
+                    _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
+                part = pending.popleft()
+                if part in ("", "."):
+                    continue
+                if part == "..":
+                    if len(stack) == 1:
+                        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
+                    os.close(stack.pop())
+                    continue
+                dir_fd = stack[-1]
+                with _os_errors(name):
+                    try:
+                        st = os.stat(part, dir_fd=dir_fd, follow_symlinks=False)
+                    except FileNotFoundError:
+                        st = None
+                if st is not None and stat.S_ISLNK(st.st_mode):
+                    links = _count_link(links, name)
+                    link = os.readlink(part, dir_fd=dir_fd)
+                    if link.startswith("/"):
+                        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
+                    pending.extendleft(reversed(link.split("/")))
+                    continue
+                if not any(p not in ("", ".") for p in pending):
+                    if part.startswith(TEMP_PREFIX):
+                        _refuse(
+                            Status.INVALID_ARGUMENT,
+                            f"names starting with {TEMP_PREFIX!r} are reserved for muxs",
+                        )
+                    return _Target(stack.pop(), part, st.st_mode if st is not None else None)
+                fd = self._open_dir(dir_fd, part, name, create=create_dirs and st is None)
+                if fd is None:  # became a symlink since the stat: look again
+                    links = _count_link(links, name)
+                    pending.appendleft(part)
+                    continue
+                stack.append(fd)
+        finally:
+            for fd in stack:
+                os.close(fd)
+
+    @staticmethod
+    def _open_dir(dir_fd: int, part: str, name: str, *, create: bool) -> int | None:
+        """Open a directory below ``dir_fd`` without following a symlink (None if it is one)."""
+        with _os_errors(name):
+            if create:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=dir_fd)
+                    os.fsync(dir_fd)
+            try:
+                return os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
+            except FileNotFoundError:
+                _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+            if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                return None
+            _refuse(Status.FAILED_PRECONDITION, f"a parent of {shown(name)} is not a directory")

@@ -1,0 +1,194 @@
+"""FileController through the SDK: reads, atomic writes and every refusal with its status."""
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from muxs import Client, RpcError, StatusCode
+from muxs.storage import TEMP_PREFIX
+
+
+async def refused(call: object) -> RpcError:
+    with pytest.raises(RpcError) as caught:
+        await call  # type: ignore[misc]
+    return caught.value
+
+
+async def test_write_then_read_round_trips(client: Client, root_dir: Path) -> None:
+    status = await client.write("aaaa2.txt", "37183714ghgjh243")
+    assert status.code == 0
+    assert (root_dir / "aaaa2.txt").read_text() == "37183714ghgjh243"
+    assert (await client.read("aaaa2.txt")).text == "37183714ghgjh243"
+
+
+async def test_write_replaces_and_creates_parent_directories(
+    client: Client, root_dir: Path
+) -> None:
+    await client.write("a/b/c.txt", "one")
+    await client.write("a/b/c.txt", "two ✓")
+    assert (root_dir / "a" / "b" / "c.txt").read_text() == "two ✓"
+    assert (await client.read("./a//b/c.txt")).text == "two ✓"
+
+
+async def test_write_leaves_no_temp_files(client: Client, root_dir: Path) -> None:
+    await client.write("x.txt", "text")
+    assert sorted(os.listdir(root_dir)) == ["x.txt"]
+
+
+async def test_write_keeps_the_mode_of_the_file_it_replaces(client: Client, root_dir: Path) -> None:
+    (root_dir / "script.sh").write_text("old")
+    (root_dir / "script.sh").chmod(0o750)
+    await client.write("script.sh", "new")
+    assert (root_dir / "script.sh").stat().st_mode & 0o777 == 0o750
+
+
+async def test_read_of_a_missing_file_is_not_found(client: Client) -> None:
+    error = await refused(client.read("aaaa.txt"))
+    assert error.status is StatusCode.NOT_FOUND
+    assert error.message == "aaaa.txt does not exist"
+
+
+async def test_read_in_a_missing_directory_is_not_found(client: Client) -> None:
+    assert (await refused(client.read("no/such.txt"))).status is StatusCode.NOT_FOUND
+
+
+async def test_symlinks_inside_the_root_are_followed(client: Client, root_dir: Path) -> None:
+    (root_dir / "real").mkdir()
+    (root_dir / "real" / "f.txt").write_text("inside")
+    (root_dir / "alias").symlink_to("real")
+    (root_dir / "link.txt").symlink_to("real/f.txt")
+    assert (await client.read("alias/f.txt")).text == "inside"
+    assert (await client.read("link.txt")).text == "inside"
+    await client.write("link.txt", "through the link")
+    assert (root_dir / "real" / "f.txt").read_text() == "through the link"
+    assert (root_dir / "link.txt").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("", StatusCode.INVALID_ARGUMENT),
+        ("/etc/passwd", StatusCode.INVALID_ARGUMENT),
+        ("a\0b", StatusCode.INVALID_ARGUMENT),
+        ("x" * 256, StatusCode.INVALID_ARGUMENT),
+        ("a/" * 2100, StatusCode.INVALID_ARGUMENT),
+        (f"{TEMP_PREFIX}0123", StatusCode.INVALID_ARGUMENT),
+        ("../outside.txt", StatusCode.PERMISSION_DENIED),
+        ("a/../../outside.txt", StatusCode.PERMISSION_DENIED),
+        ("./../outside.txt", StatusCode.PERMISSION_DENIED),
+        ("..", StatusCode.PERMISSION_DENIED),
+        (".", StatusCode.PERMISSION_DENIED),
+    ],
+)
+async def test_malformed_and_escaping_names_are_refused(
+    client: Client, root_dir: Path, name: str, status: StatusCode
+) -> None:
+    (root_dir.parent / "outside.txt").write_text("secret")
+    assert (await refused(client.read(name))).status is status
+    assert (await refused(client.write(name, "overwrite"))).status is status
+    assert (root_dir.parent / "outside.txt").read_text() == "secret"
+
+
+async def test_symlink_escapes_are_refused(client: Client, root_dir: Path) -> None:
+    outside = root_dir.parent / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("secret")
+    (root_dir / "abs_file").symlink_to(outside / "secret.txt")
+    (root_dir / "rel_file").symlink_to("../outside/secret.txt")
+    (root_dir / "abs_dir").symlink_to(outside)
+    (root_dir / "rel_dir").symlink_to("../outside")
+    for name in ["abs_file", "rel_file", "abs_dir/secret.txt", "rel_dir/secret.txt"]:
+        assert (await refused(client.read(name))).status is StatusCode.PERMISSION_DENIED
+        assert (await refused(client.write(name, "pwned"))).status is StatusCode.PERMISSION_DENIED
+    assert (
+        await refused(client.write("rel_dir/new.txt", "x"))
+    ).status is StatusCode.PERMISSION_DENIED
+    assert (outside / "secret.txt").read_text() == "secret"
+    assert sorted(os.listdir(outside)) == ["secret.txt"]
+
+
+async def test_symlink_loops_are_refused(client: Client, root_dir: Path) -> None:
+    (root_dir / "loop").symlink_to("loop")
+    assert (await refused(client.read("loop"))).status is StatusCode.INVALID_ARGUMENT
+
+
+async def test_directories_are_not_files(client: Client, root_dir: Path) -> None:
+    (root_dir / "dir").mkdir()
+    for name in ["dir", "dir/", "dir/."]:
+        assert (await refused(client.read(name))).status is StatusCode.PERMISSION_DENIED
+        assert (await refused(client.write(name, "x"))).status is StatusCode.PERMISSION_DENIED
+    assert (root_dir / "dir").is_dir()
+
+
+async def test_a_file_used_as_a_directory_is_failed_precondition(
+    client: Client, root_dir: Path
+) -> None:
+    (root_dir / "file").write_text("x")
+    assert (await refused(client.read("file/x"))).status is StatusCode.FAILED_PRECONDITION
+    assert (await refused(client.write("file/x", "y"))).status is StatusCode.FAILED_PRECONDITION
+
+
+async def test_a_fifo_is_refused_without_hanging(client: Client, root_dir: Path) -> None:
+    os.mkfifo(root_dir / "pipe")
+    error = await refused(client.read("pipe", timeout=5))
+    assert error.status is StatusCode.PERMISSION_DENIED
+    assert (await refused(client.write("pipe", "x"))).status is StatusCode.PERMISSION_DENIED
+
+
+async def test_a_socket_is_refused(
+    client: Client, root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(root_dir)  # AF_UNIX paths are short: bind relative to the root
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind("sock")
+        assert (await refused(client.read("sock"))).status is StatusCode.PERMISSION_DENIED
+
+
+async def test_non_utf8_content_is_failed_precondition(client: Client, root_dir: Path) -> None:
+    (root_dir / "blob.bin").write_bytes(b"\xff\xfe\x00")
+    error = await refused(client.read("blob.bin"))
+    assert error.status is StatusCode.FAILED_PRECONDITION
+    assert "UTF-8" in error.message
+
+
+async def test_messages_never_show_server_paths(client: Client, root_dir: Path) -> None:
+    (root_dir / "dir").mkdir()
+    for call in [client.read("missing"), client.read("dir"), client.read("../x")]:
+        assert str(root_dir) not in (await refused(call)).message
+
+
+async def test_a_symlink_swapped_in_during_calls_never_leads_out(
+    client: Client, root_dir: Path
+) -> None:
+    outside = root_dir.parent / "outside"
+    outside.mkdir()
+    (outside / "f.txt").write_text("secret")
+    (root_dir / "inside").mkdir()
+    (root_dir / "inside" / "f.txt").write_text("public")
+    stop = threading.Event()
+
+    def swap() -> None:
+        link, tmp = root_dir / "d", root_dir / "d.new"
+        while not stop.is_set():
+            for target in ("inside", str(outside)):
+                tmp.symlink_to(target)
+                tmp.replace(link)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    seen: set[str] = set()
+    try:
+        for _ in range(300):
+            try:
+                seen.add((await client.read("d/f.txt")).text)
+            except RpcError as exc:
+                seen.add(exc.status.name)
+    finally:
+        stop.set()
+        swapper.join()
+    assert "secret" not in seen
+    assert seen <= {"public", "PERMISSION_DENIED", "NOT_FOUND", "ABORTED"}
+    assert (outside / "f.txt").read_text() == "secret"

@@ -1,0 +1,26 @@
+"""generated/ is what the codegen command writes from proto/, and nothing else."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from muxs import codegen
+
+
+def test_generated_is_fresh() -> None:
+    assert codegen.check() == [], "run `python -m muxs.codegen` and commit generated/"
+
+
+def test_the_check_notices_a_stale_tree(tmp_path: Path) -> None:
+    fresh = codegen.generate(tmp_path / "fresh")
+    stale = tmp_path / "stale"
+    shutil.copytree(fresh, stale)
+    (stale / "muxs" / "__init__.py").write_text("# edited by hand\n")
+    (stale / "extra.py").write_text("")
+    assert codegen.stale_files(stale, fresh) == ["extra.py", "muxs/__init__.py"]
+
+
+def test_check_command_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
+    assert codegen.main(["--check"]) == 0
+    assert capsys.readouterr().out == "generated/ is fresh\n"
