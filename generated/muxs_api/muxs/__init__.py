@@ -6,8 +6,12 @@
 from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
+    AsyncIterable,
+    AsyncIterator,
     Dict,
+    Iterable,
     Optional,
+    Union,
 )
 
 import betterproto
@@ -23,11 +27,17 @@ if TYPE_CHECKING:
 @dataclass(eq=False, repr=False)
 class HelloRequest(betterproto.Message):
     name: str = betterproto.string_field(1)
+    count: int = betterproto.uint32_field(2)
+    """LotsOfReplies: how many greetings to send (0: the default of 10)."""
 
 
 @dataclass(eq=False, repr=False)
 class HelloReply(betterproto.Message):
     message: str = betterproto.string_field(1)
+    index: int = betterproto.uint32_field(2)
+    """
+    LotsOfReplies and BidiHello: the 1-based position of this reply in its stream.
+    """
 
 
 @dataclass(eq=False, repr=False)
@@ -49,6 +59,34 @@ class Files(betterproto.Message):
 @dataclass(eq=False, repr=False)
 class Status(betterproto.Message):
     code: int = betterproto.int64_field(1)
+    sha256: str = betterproto.string_field(2)
+    """Write and WriteStream: lowercase hex SHA-256 of the bytes written."""
+
+
+@dataclass(eq=False, repr=False)
+class Chunk(betterproto.Message):
+    filename: str = betterproto.string_field(1)
+    """Set in the first chunk of a WriteStream only."""
+
+    data: bytes = betterproto.bytes_field(2)
+
+
+@dataclass(eq=False, repr=False)
+class ListRequest(betterproto.Message):
+    path: str = betterproto.string_field(1)
+    """A directory relative to the root; "" is the root itself."""
+
+
+@dataclass(eq=False, repr=False)
+class FileInfo(betterproto.Message):
+    name: str = betterproto.string_field(1)
+    """The entry's name (List) or the path asked for (Stat)."""
+
+    size: int = betterproto.uint64_field(2)
+    mtime: float = betterproto.double_field(3)
+    """Last modification, in seconds since the Unix epoch."""
+
+    is_dir: bool = betterproto.bool_field(4)
 
 
 class GreeterStub(betterproto.ServiceStub):
@@ -86,6 +124,65 @@ class GreeterStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def lots_of_replies(
+        self,
+        hello_request: "HelloRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[HelloReply]:
+        async for response in self._unary_stream(
+            "/muxs.Greeter/LotsOfReplies",
+            hello_request,
+            HelloReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def lots_of_greetings(
+        self,
+        hello_request_iterator: Union[
+            AsyncIterable[HelloRequest], Iterable[HelloRequest]
+        ],
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "HelloReply":
+        return await self._stream_unary(
+            "/muxs.Greeter/LotsOfGreetings",
+            hello_request_iterator,
+            HelloRequest,
+            HelloReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def bidi_hello(
+        self,
+        hello_request_iterator: Union[
+            AsyncIterable[HelloRequest], Iterable[HelloRequest]
+        ],
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[HelloReply]:
+        async for response in self._stream_stream(
+            "/muxs.Greeter/BidiHello",
+            hello_request_iterator,
+            HelloRequest,
+            HelloReply,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
 
 class FileControllerStub(betterproto.ServiceStub):
     async def read(
@@ -122,6 +219,94 @@ class FileControllerStub(betterproto.ServiceStub):
             metadata=metadata,
         )
 
+    async def read_stream(
+        self,
+        files: "Files",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[Chunk]:
+        async for response in self._unary_stream(
+            "/muxs.FileController/ReadStream",
+            files,
+            Chunk,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def write_stream(
+        self,
+        chunk_iterator: Union[AsyncIterable[Chunk], Iterable[Chunk]],
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Status":
+        return await self._stream_unary(
+            "/muxs.FileController/WriteStream",
+            chunk_iterator,
+            Chunk,
+            Status,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def list(
+        self,
+        list_request: "ListRequest",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> AsyncIterator[FileInfo]:
+        async for response in self._unary_stream(
+            "/muxs.FileController/List",
+            list_request,
+            FileInfo,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        ):
+            yield response
+
+    async def stat(
+        self,
+        files: "Files",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "FileInfo":
+        return await self._unary_unary(
+            "/muxs.FileController/Stat",
+            files,
+            FileInfo,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
+    async def delete(
+        self,
+        files: "Files",
+        *,
+        timeout: Optional[float] = None,
+        deadline: Optional["Deadline"] = None,
+        metadata: Optional["MetadataLike"] = None
+    ) -> "Status":
+        return await self._unary_unary(
+            "/muxs.FileController/Delete",
+            files,
+            Status,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
+
 
 class GreeterBase(ServiceBase):
 
@@ -130,6 +315,23 @@ class GreeterBase(ServiceBase):
 
     async def square(self, number: "Number") -> "Number":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def lots_of_replies(
+        self, hello_request: "HelloRequest"
+    ) -> AsyncIterator[HelloReply]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield HelloReply()
+
+    async def lots_of_greetings(
+        self, hello_request_iterator: AsyncIterator[HelloRequest]
+    ) -> "HelloReply":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def bidi_hello(
+        self, hello_request_iterator: AsyncIterator[HelloRequest]
+    ) -> AsyncIterator[HelloReply]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield HelloReply()
 
     async def __rpc_say_hello(
         self, stream: "grpclib.server.Stream[HelloRequest, HelloReply]"
@@ -145,6 +347,33 @@ class GreeterBase(ServiceBase):
         response = await self.square(request)
         await stream.send_message(response)
 
+    async def __rpc_lots_of_replies(
+        self, stream: "grpclib.server.Stream[HelloRequest, HelloReply]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.lots_of_replies,
+            stream,
+            request,
+        )
+
+    async def __rpc_lots_of_greetings(
+        self, stream: "grpclib.server.Stream[HelloRequest, HelloReply]"
+    ) -> None:
+        request = stream.__aiter__()
+        response = await self.lots_of_greetings(request)
+        await stream.send_message(response)
+
+    async def __rpc_bidi_hello(
+        self, stream: "grpclib.server.Stream[HelloRequest, HelloReply]"
+    ) -> None:
+        request = stream.__aiter__()
+        await self._call_rpc_handler_server_stream(
+            self.bidi_hello,
+            stream,
+            request,
+        )
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/muxs.Greeter/SayHello": grpclib.const.Handler(
@@ -159,6 +388,24 @@ class GreeterBase(ServiceBase):
                 Number,
                 Number,
             ),
+            "/muxs.Greeter/LotsOfReplies": grpclib.const.Handler(
+                self.__rpc_lots_of_replies,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                HelloRequest,
+                HelloReply,
+            ),
+            "/muxs.Greeter/LotsOfGreetings": grpclib.const.Handler(
+                self.__rpc_lots_of_greetings,
+                grpclib.const.Cardinality.STREAM_UNARY,
+                HelloRequest,
+                HelloReply,
+            ),
+            "/muxs.Greeter/BidiHello": grpclib.const.Handler(
+                self.__rpc_bidi_hello,
+                grpclib.const.Cardinality.STREAM_STREAM,
+                HelloRequest,
+                HelloReply,
+            ),
         }
 
 
@@ -168,6 +415,23 @@ class FileControllerBase(ServiceBase):
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def write(self, files: "Files") -> "Status":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def read_stream(self, files: "Files") -> AsyncIterator[Chunk]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield Chunk()
+
+    async def write_stream(self, chunk_iterator: AsyncIterator[Chunk]) -> "Status":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def list(self, list_request: "ListRequest") -> AsyncIterator[FileInfo]:
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+        yield FileInfo()
+
+    async def stat(self, files: "Files") -> "FileInfo":
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
+
+    async def delete(self, files: "Files") -> "Status":
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def __rpc_read(self, stream: "grpclib.server.Stream[Files, Content]") -> None:
@@ -180,6 +444,47 @@ class FileControllerBase(ServiceBase):
         response = await self.write(request)
         await stream.send_message(response)
 
+    async def __rpc_read_stream(
+        self, stream: "grpclib.server.Stream[Files, Chunk]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.read_stream,
+            stream,
+            request,
+        )
+
+    async def __rpc_write_stream(
+        self, stream: "grpclib.server.Stream[Chunk, Status]"
+    ) -> None:
+        request = stream.__aiter__()
+        response = await self.write_stream(request)
+        await stream.send_message(response)
+
+    async def __rpc_list(
+        self, stream: "grpclib.server.Stream[ListRequest, FileInfo]"
+    ) -> None:
+        request = await stream.recv_message()
+        await self._call_rpc_handler_server_stream(
+            self.list,
+            stream,
+            request,
+        )
+
+    async def __rpc_stat(
+        self, stream: "grpclib.server.Stream[Files, FileInfo]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.stat(request)
+        await stream.send_message(response)
+
+    async def __rpc_delete(
+        self, stream: "grpclib.server.Stream[Files, Status]"
+    ) -> None:
+        request = await stream.recv_message()
+        response = await self.delete(request)
+        await stream.send_message(response)
+
     def __mapping__(self) -> Dict[str, grpclib.const.Handler]:
         return {
             "/muxs.FileController/Read": grpclib.const.Handler(
@@ -190,6 +495,36 @@ class FileControllerBase(ServiceBase):
             ),
             "/muxs.FileController/Write": grpclib.const.Handler(
                 self.__rpc_write,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                Files,
+                Status,
+            ),
+            "/muxs.FileController/ReadStream": grpclib.const.Handler(
+                self.__rpc_read_stream,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                Files,
+                Chunk,
+            ),
+            "/muxs.FileController/WriteStream": grpclib.const.Handler(
+                self.__rpc_write_stream,
+                grpclib.const.Cardinality.STREAM_UNARY,
+                Chunk,
+                Status,
+            ),
+            "/muxs.FileController/List": grpclib.const.Handler(
+                self.__rpc_list,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                ListRequest,
+                FileInfo,
+            ),
+            "/muxs.FileController/Stat": grpclib.const.Handler(
+                self.__rpc_stat,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                Files,
+                FileInfo,
+            ),
+            "/muxs.FileController/Delete": grpclib.const.Handler(
+                self.__rpc_delete,
                 grpclib.const.Cardinality.UNARY_UNARY,
                 Files,
                 Status,
