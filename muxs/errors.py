@@ -36,7 +36,13 @@ class RpcError(MuxsError):
 
 
 class ConfigError(MuxsError):
-    """A server setting is invalid; the message names the option."""
+    """A server setting is invalid: ``.option`` names it, ``.problem`` says why."""
+
+    def __init__(self, option: str, problem: str, source: str = "") -> None:
+        super().__init__(f"{option}: {problem}" + (f" (from {source})" if source else ""))
+        self.option = option
+        self.problem = problem
+        self.source = source
 
 
 @contextmanager

@@ -1,37 +1,68 @@
-"""Server settings: one frozen object, validated when it is built."""
+"""Server settings: one frozen, typed object, validated when it is built.
+
+Each field is declared once, with its help text; ``muxs.config`` derives the command-line
+flag (``--max-message-bytes``), the environment variable (``MUXS_MAX_MESSAGE_BYTES``)
+and the TOML key (``max_message_bytes``) from it. To add an option, add a field here
+(and its check in ``_validate``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from muxs.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_ROOT = Path("data")
-DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def option(default: Any, help: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
+    """A settings field: its default and the help shown by ``muxs serve --help``.
+
+    ``secret`` values are redacted by ``muxs config show``; ``choices`` restricts a string.
+    """
+    return dataclasses.field(
+        default=default, metadata={"help": help, "secret": secret, "choices": choices}
+    )
 
 
 @dataclass(frozen=True)
 class ServerSettings:
     """Everything a muxs server needs to start. Invalid values raise ``ConfigError``."""
 
-    host: str = DEFAULT_HOST
-    #: TCP port; 0 picks a free ephemeral port.
-    port: int = DEFAULT_PORT
-    #: Directory every FileController path is confined to; created if missing.
-    root: Path = DEFAULT_ROOT
-    #: Largest file a unary Read returns or a unary Write accepts, in bytes.
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    host: str = option(DEFAULT_HOST, "address to listen on")
+    port: int = option(DEFAULT_PORT, "TCP port to listen on; 0 picks a free one")
+    root: Path = option(
+        DEFAULT_ROOT, "directory every file path is confined to (created if missing)"
+    )
+    max_message_bytes: int = option(
+        4 * 1024 * 1024, "largest file a unary Read returns or a unary Write accepts, in bytes"
+    )
+    log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
-        if not self.host:
-            raise ConfigError("host: must not be empty")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port: {self.port} is not between 0 and 65535")
-        if not str(self.root):
-            raise ConfigError("root: must not be empty")
-        if self.max_message_bytes < 1024:
-            raise ConfigError(f"max_message_bytes: {self.max_message_bytes} is below 1024")
         object.__setattr__(self, "root", Path(self.root))
+        _validate(self)
+
+
+def _validate(settings: ServerSettings) -> None:
+    if not settings.host:
+        raise ConfigError("host", "must not be empty")
+    if not 0 <= settings.port <= 65535:
+        raise ConfigError("port", f"{settings.port} is not between 0 and 65535")
+    if not str(settings.root):
+        raise ConfigError("root", "must not be empty")
+    if settings.max_message_bytes < 1024:
+        raise ConfigError("max_message_bytes", f"{settings.max_message_bytes} is below 1024")
+    for field in dataclasses.fields(settings):
+        choices = field.metadata["choices"]
+        if choices and getattr(settings, field.name) not in choices:
+            allowed = ", ".join(choices)
+            raise ConfigError(
+                field.name, f"{getattr(settings, field.name)!r} is not one of {allowed}"
+            )

@@ -73,7 +73,7 @@ def test_an_unreachable_target_is_one_line_and_exit_1(
     [
         (["square", "abc"], "invalid float value: 'abc'"),
         (["hello", "x", "--target", "nowhere"], "is not HOST:PORT"),
-        (["serve", "--port", "http"], "invalid int value"),
+        (["serve", "--port", "http"], "argument --port: 'http' is not an integer"),
         (["bogus"], "invalid choice"),
         ([], "required"),
     ],
@@ -91,9 +91,8 @@ def test_bad_arguments_are_one_line_and_exit_2(
 
 def test_serve_with_an_invalid_port_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--port", "70000"]) == 2
-    assert (
-        capsys.readouterr().err
-        == "muxs serve: invalid setting: port: 70000 is not between 0 and 65535\n"
+    assert capsys.readouterr().err == (
+        "muxs serve: invalid setting: port: 70000 is not between 0 and 65535 (from flag --port)\n"
     )
 
 

@@ -1,0 +1,67 @@
+"""``muxs serve`` and ``muxs config show``: settings from flags, environment and file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
+from muxs.config import LoadedSettings, add_server_options, load_settings
+from muxs.errors import ConfigError
+from muxs.server import run
+
+
+def _load(args: argparse.Namespace) -> LoadedSettings:
+    flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "config")}
+    return load_settings(flags, os.environ, getattr(args, "config", None))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = _load(args).settings
+    except ConfigError as exc:
+        print(f"muxs serve: invalid setting: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        asyncio.run(run(settings))
+    except OSError as exc:
+        print(f"muxs serve: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    try:
+        loaded = _load(args)
+    except ConfigError as exc:
+        print(f"muxs config: invalid setting: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(loaded.describe()))
+    return EXIT_OK
+
+
+def register(subparsers: Subparsers) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the server",
+        description="Run the server. Each option can also come from an environment variable "
+        "or a TOML file (--config); a flag wins over the environment, which wins over the file.",
+    )
+    add_server_options(serve)
+    serve.set_defaults(handler=_serve)
+
+    config = subparsers.add_parser("config", help="inspect server settings")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser(
+        "show",
+        help="print the effective server settings and where each came from",
+        description="Print the settings `muxs serve` would use with the same options.",
+    )
+    add_server_options(show)
+    show.set_defaults(handler=_config_show)

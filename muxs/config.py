@@ -1,0 +1,195 @@
+"""Build ``ServerSettings`` from flags, environment variables and a TOML file.
+
+Precedence: a flag (``--max-message-bytes``) over an environment variable
+(``MUXS_MAX_MESSAGE_BYTES``) over a key of the TOML file given by ``--config`` or
+``MUXS_CONFIG`` (``max_message_bytes = 1048576``) over the default. Every value
+remembers where it came from, for error messages and ``muxs config show``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any
+
+from muxs.errors import ConfigError
+from muxs.settings import ServerSettings
+
+ENV_PREFIX = "MUXS_"
+CONFIG_ENV = "MUXS_CONFIG"
+DEFAULT_SOURCE = "default"
+
+_FIELDS = {field.name: field for field in dataclasses.fields(ServerSettings)}
+_TYPES: dict[str, Any] = typing.get_type_hints(ServerSettings)
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    """Settings and, for each field, where its value came from."""
+
+    settings: ServerSettings
+    sources: Mapping[str, str]
+
+    def describe(self) -> list[str]:
+        """``name = value  # source`` for every option, secrets redacted."""
+        lines = []
+        for name, field in _FIELDS.items():
+            value = getattr(self.settings, name)
+            shown = "<redacted>" if field.metadata["secret"] and value else _format(value)
+            lines.append(f"{name} = {shown}  # {self.sources[name]}")
+        return lines
+
+
+def _format(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | Path):
+        return f'"{value}"'
+    return "none" if value is None else str(value)
+
+
+def _base_type(name: str) -> tuple[type, bool]:
+    """The field's type without ``| None``, and whether None is allowed."""
+    hint = _TYPES[name]
+    if isinstance(hint, UnionType):
+        args = [arg for arg in typing.get_args(hint) if arg is not NoneType]
+        return args[0], True
+    return hint, False
+
+
+def _parse_text(name: str, text: str) -> object:
+    """Parse a flag's or environment variable's text as the field's type."""
+    kind, optional = _base_type(name)
+    if optional and text.lower() in ("", "none"):
+        return None
+    if kind is bool:
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{text!r} is not true or false")
+    if kind is int:
+        if not text.strip().lstrip("+-").isdigit():
+            raise ValueError(f"{text!r} is not an integer")
+        return int(text)
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+    return kind(text)
+
+
+def _check_toml_value(name: str, value: object) -> object:
+    kind, optional = _base_type(name)
+    if optional and value is None:
+        return None
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ValueError(f"{value!r} is not {_KIND_NAMES.get(kind, kind.__name__)}")
+    return value
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--config`` and a flag for every settings field (absent unless given)."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help=f"TOML file of options [env {CONFIG_ENV}]",
+    )
+    for name, field in _FIELDS.items():
+        kind, _ = _base_type(name)
+        help_text = f"{field.metadata['help']} [env {env_name(name)}; default: {field.default}]"
+        if kind is bool:
+            parser.add_argument(
+                flag_name(name),
+                action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS,
+                help=help_text,
+            )
+            continue
+        parser.add_argument(
+            flag_name(name),
+            dest=name,
+            type=_flag_parser(name),
+            default=argparse.SUPPRESS,
+            choices=field.metadata["choices"] or None,
+            metavar=name.upper(),
+            help=help_text,
+        )
+
+
+def _flag_parser(name: str) -> Callable[[str], object]:
+    def parse(text: str) -> object:
+        try:
+            return _parse_text(name, text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = _base_type(name)[0].__name__
+    return parse
+
+
+def load_settings(
+    flags: Mapping[str, object], environ: Mapping[str, str], config_file: Path | None = None
+) -> LoadedSettings:
+    """Settings from parsed ``flags`` (only those given), ``environ`` and a TOML file."""
+    values: dict[str, object] = {}
+    sources = dict.fromkeys(_FIELDS, DEFAULT_SOURCE)
+    if config_file is None and environ.get(CONFIG_ENV):
+        config_file = Path(environ[CONFIG_ENV])
+    if config_file is not None:
+        for name, value in _read_toml(config_file).items():
+            source = f"file {config_file}"
+            if name not in _FIELDS:
+                raise ConfigError(name, "is not a muxs option", source)
+            try:
+                values[name] = _check_toml_value(name, value)
+            except ValueError as exc:
+                raise ConfigError(name, str(exc), source) from None
+            sources[name] = source
+    for name in _FIELDS:
+        if env_name(name) in environ:
+            try:
+                values[name] = _parse_text(name, environ[env_name(name)])
+            except ValueError as exc:
+                raise ConfigError(name, str(exc), f"env {env_name(name)}") from None
+            sources[name] = f"env {env_name(name)}"
+        if name in flags:
+            values[name] = flags[name]
+            sources[name] = f"flag {flag_name(name)}"
+    try:
+        settings = ServerSettings(**values)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise ConfigError(exc.option, exc.problem, sources[exc.option]) from None
+    return LoadedSettings(settings, sources)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"{path} is not valid TOML: {exc}") from None
