@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self
 
 from grpclib.client import Channel
 
-from muxs.api import (
-    Content,
-    FileControllerStub,
-    Files,
-    GreeterStub,
-    HelloReply,
-    HelloRequest,
-    Number,
-    Status,
-)
-from muxs.errors import translate_errors
+from muxs.api import Content, Files, HelloReply, HelloRequest, Number, Status
+from muxs.calls import Caller, ReplyStream, Requests, iterate
 
 DEFAULT_TARGET = "127.0.0.1:50051"
-
-T = TypeVar("T")
+GREETER = "/muxs.Greeter/"
+FILE_CONTROLLER = "/muxs.FileController/"
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -33,11 +24,18 @@ def parse_target(target: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
+async def _hello_requests(names: Requests[str]) -> AsyncIterator[HelloRequest]:
+    async for name in iterate(names):
+        yield HelloRequest(name=name)
+
+
 class Client:
     """A connection to a muxs server, for use as ``async with Client(target) as client``.
 
     Every method takes ``timeout`` (seconds; the call's gRPC deadline), defaulting to the
     client's ``timeout``. A failed call raises ``muxs.RpcError`` with its gRPC status.
+    Streaming methods return a ``ReplyStream``: iterate it with ``async for``; leaving
+    ``async with`` on it early cancels the call.
     """
 
     def __init__(
@@ -52,10 +50,12 @@ class Client:
             host, port = parse_target(target)
             channel = Channel(host, port)
         self.target = target
-        self.timeout = timeout
-        self._channel = channel
-        self._greeter = GreeterStub(channel)
-        self._files = FileControllerStub(channel)
+        self._caller = Caller(channel, target, timeout)
+
+    @property
+    def timeout(self) -> float | None:
+        """The default deadline of every call, in seconds (None: no deadline)."""
+        return self._caller.timeout
 
     async def __aenter__(self) -> Self:
         return self
@@ -70,31 +70,51 @@ class Client:
 
     def close(self) -> None:
         """Close the connection; calls in flight fail with UNAVAILABLE."""
-        self._channel.close()
-
-    async def _call(self, call: Awaitable[T]) -> T:
-        with translate_errors(self.target):
-            return await call
-
-    def _timeout(self, timeout: float | None) -> float | None:
-        return self.timeout if timeout is None else timeout
+        self._caller.channel.close()
 
     async def say_hello(self, name: str, *, timeout: float | None = None) -> HelloReply:
         """``Hello, {name}!``."""
-        request = HelloRequest(name=name)
-        return await self._call(self._greeter.say_hello(request, timeout=self._timeout(timeout)))
+        return await self._caller.unary_unary(
+            GREETER + "SayHello", HelloRequest(name=name), HelloReply, timeout
+        )
 
     async def square(self, value: float, *, timeout: float | None = None) -> Number:
         """The square root of ``value`` (the reference's behaviour); negative or NaN is refused."""
-        request = Number(value=value)
-        return await self._call(self._greeter.square(request, timeout=self._timeout(timeout)))
+        return await self._caller.unary_unary(
+            GREETER + "Square", Number(value=value), Number, timeout
+        )
+
+    def lots_of_replies(
+        self, name: str, count: int = 0, *, timeout: float | None = None
+    ) -> ReplyStream[HelloReply]:
+        """``count`` greetings (0: the server's default of 10), each with its 1-based ``index``."""
+        request = HelloRequest(name=name, count=count)
+        return self._caller.unary_stream(GREETER + "LotsOfReplies", request, HelloReply, timeout)
+
+    async def lots_of_greetings(
+        self, names: Requests[str], *, timeout: float | None = None
+    ) -> HelloReply:
+        """One greeting for every name sent (``Hello, a, b and c!``)."""
+        return await self._caller.stream_unary(
+            GREETER + "LotsOfGreetings", _hello_requests(names), HelloRequest, HelloReply, timeout
+        )
+
+    def bidi_hello(
+        self, names: Requests[str], *, timeout: float | None = None
+    ) -> ReplyStream[HelloReply]:
+        """A greeting for each name, sent as soon as the server reads it."""
+        return self._caller.stream_stream(
+            GREETER + "BidiHello", _hello_requests(names), HelloRequest, HelloReply, timeout
+        )
 
     async def read(self, filename: str, *, timeout: float | None = None) -> Content:
         """The text of ``filename`` under the server's root."""
-        request = Files(filename=filename)
-        return await self._call(self._files.read(request, timeout=self._timeout(timeout)))
+        return await self._caller.unary_unary(
+            FILE_CONTROLLER + "Read", Files(filename=filename), Content, timeout
+        )
 
     async def write(self, filename: str, text: str, *, timeout: float | None = None) -> Status:
         """Atomically replace ``filename`` with ``text``; ``code`` 0 once it is on disk."""
-        request = Files(filename=filename, text=text)
-        return await self._call(self._files.write(request, timeout=self._timeout(timeout)))
+        return await self._caller.unary_unary(
+            FILE_CONTROLLER + "Write", Files(filename=filename, text=text), Status, timeout
+        )

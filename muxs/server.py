@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
     """Every service muxs hosts on its one port."""
     return [
-        GreeterService(),
+        GreeterService(max_stream_replies=settings.max_stream_replies),
         FileControllerService(root, max_message_bytes=settings.max_message_bytes),
     ]
 

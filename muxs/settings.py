@@ -43,6 +43,7 @@ class ServerSettings:
     max_message_bytes: int = option(
         4 * 1024 * 1024, "largest file a unary Read returns or a unary Write accepts, in bytes"
     )
+    max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
@@ -59,6 +60,8 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("root", "must not be empty")
     if settings.max_message_bytes < 1024:
         raise ConfigError("max_message_bytes", f"{settings.max_message_bytes} is below 1024")
+    if settings.max_stream_replies < 1:
+        raise ConfigError("max_stream_replies", f"{settings.max_stream_replies} is below 1")
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:

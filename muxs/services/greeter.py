@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
 
+DEFAULT_REPLY_COUNT = 10
+
+
+def greeting(names: list[str]) -> str:
+    """``Hello, a!``, ``Hello, a and b!``, ``Hello, a, b and c!``; ``Hello!`` for nobody."""
+    if not names:
+        return "Hello!"
+    if len(names) == 1:
+        return f"Hello, {names[0]}!"
+    return f"Hello, {', '.join(names[:-1])} and {names[-1]}!"
+
 
 class GreeterService(GreeterBase):
-    """Greetings and the reference's square root."""
+    """Greetings in every streaming style, and the reference's square root."""
+
+    def __init__(self, *, max_stream_replies: int) -> None:
+        self._max_stream_replies = max_stream_replies
 
     async def say_hello(self, hello_request: HelloRequest) -> HelloReply:
-        return HelloReply(message=f"Hello, {hello_request.name}!")
+        return HelloReply(message=greeting([hello_request.name]))
 
     async def square(self, number: Number) -> Number:
         """The square root of ``value`` (the reference's wire behaviour, despite the name)."""
@@ -27,3 +42,29 @@ class GreeterService(GreeterBase):
                 "which needs a number >= 0",
             )
         return Number(value=math.sqrt(number.value))
+
+    async def lots_of_replies(self, hello_request: HelloRequest) -> AsyncIterator[HelloReply]:
+        count = hello_request.count or DEFAULT_REPLY_COUNT
+        if count > self._max_stream_replies:
+            raise GRPCError(
+                Status.INVALID_ARGUMENT,
+                f"count {count} is over this server's limit of {self._max_stream_replies}",
+            )
+        message = greeting([hello_request.name])
+        for index in range(1, count + 1):
+            yield HelloReply(message=message, index=index)
+
+    async def lots_of_greetings(
+        self, hello_request_iterator: AsyncIterator[HelloRequest]
+    ) -> HelloReply:
+        return HelloReply(
+            message=greeting([request.name async for request in hello_request_iterator])
+        )
+
+    async def bidi_hello(
+        self, hello_request_iterator: AsyncIterator[HelloRequest]
+    ) -> AsyncIterator[HelloReply]:
+        index = 0
+        async for request in hello_request_iterator:
+            index += 1
+            yield HelloReply(message=greeting([request.name]), index=index)
