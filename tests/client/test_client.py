@@ -59,6 +59,25 @@ async def test_an_expired_deadline_is_deadline_exceeded(silent_port: int) -> Non
         assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
 
 
+async def call_of_kind(client: Client, kind: str) -> object:
+    if kind == "unary":
+        return await client.say_hello("x")
+    if kind == "server stream":
+        return [reply async for reply in client.lots_of_replies("x")]
+    if kind == "client stream":
+        return await client.lots_of_greetings(["a", "b"])
+    return [reply async for reply in client.bidi_hello(["a", "b"])]
+
+
+@pytest.mark.parametrize("kind", ["unary", "server stream", "client stream", "bidi"])
+async def test_every_call_kind_reports_an_expired_deadline(silent_port: int, kind: str) -> None:
+    async with Client(f"127.0.0.1:{silent_port}", timeout=0.2) as client:
+        with pytest.raises(RpcError) as caught:
+            await call_of_kind(client, kind)
+    assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
+    assert caught.value.message == "deadline exceeded"
+
+
 @pytest.mark.parametrize(
     ("target", "expected"),
     [("127.0.0.1:50051", ("127.0.0.1", 50051)), ("[::1]:80", ("::1", 80)), ("h:1", ("h", 1))],
