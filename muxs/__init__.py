@@ -5,6 +5,7 @@ from muxs.client import Client
 from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode
 from muxs.server import RunningServer, build_server, serve
 from muxs.settings import ServerSettings
+from muxs.sync import SyncClient
 
 __all__ = [
     "Client",
@@ -20,6 +21,7 @@ __all__ = [
     "ServerSettings",
     "Status",
     "StatusCode",
+    "SyncClient",
     "build_server",
     "serve",
 ]

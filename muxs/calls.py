@@ -149,17 +149,11 @@ class Caller:
         reply_type: type[Reply],
         timeout: float | None,
     ) -> Reply:
-        try:
-            with translate_errors(self.target):
-                opened = self._open(
-                    path, Cardinality.STREAM_UNARY, request_type, reply_type, timeout
-                )
-                async with opened as stream:
-                    await stream.send_request()
-                    await _send_all(stream, requests)
-                    return _required(await stream.recv_message())
-        except RequestsFailed as failed:
-            raise _cause(failed) from None
+        call = self._send_while_receiving(
+            path, Cardinality.STREAM_UNARY, requests, request_type, reply_type, timeout
+        )
+        replies = [reply async for reply in call]  # to the end: the trailers are checked
+        return _required(replies[0] if replies else None)
 
     def stream_stream(
         self,
@@ -169,25 +163,40 @@ class Caller:
         reply_type: type[Reply],
         timeout: float | None,
     ) -> ReplyStream[Reply]:
-        async def replies() -> AsyncIterator[Reply]:
-            try:
-                with translate_errors(self.target):
-                    opened = self._open(
-                        path, Cardinality.STREAM_STREAM, request_type, reply_type, timeout
-                    )
-                    async with opened as stream:
-                        await stream.send_request()
-                        sender = asyncio.create_task(_send_all(stream, requests))
-                        try:
-                            while (reply := await _recv_or_fail(stream, sender)) is not None:
-                                yield reply
-                            await sender
-                        finally:
-                            sender.cancel()
-            except RequestsFailed as failed:
-                raise _cause(failed) from None
+        return ReplyStream(
+            self._send_while_receiving(
+                path, Cardinality.STREAM_STREAM, requests, request_type, reply_type, timeout
+            )
+        )
 
-        return ReplyStream(replies())
+    async def _send_while_receiving(
+        self,
+        path: str,
+        cardinality: Cardinality,
+        requests: Requests[Request],
+        request_type: type[Request],
+        reply_type: type[Reply],
+        timeout: float | None,
+    ) -> AsyncIterator[Reply]:
+        """Send the requests from a background task while yielding the replies.
+
+        Receiving never waits for the caller's request iterator, so the deadline bounds a
+        call whose iterator stalls, and a reply or error the server sends early arrives.
+        """
+        try:
+            with translate_errors(self.target):
+                opened = self._open(path, cardinality, request_type, reply_type, timeout)
+                async with opened as stream:
+                    await stream.send_request()
+                    sender = asyncio.create_task(_send_all(stream, requests))
+                    try:
+                        while (reply := await _recv_or_fail(stream, sender)) is not None:
+                            yield reply
+                        await sender
+                    finally:
+                        await _stop(sender)
+        except RequestsFailed as failed:
+            raise _cause(failed) from None
 
 
 async def _recv_or_fail(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None]) -> Reply | None:
@@ -200,7 +209,15 @@ async def _recv_or_fail(stream: GrpcStream[Any, Reply], sender: asyncio.Task[Non
             sender.result()  # raises RequestsFailed (or the transport error)
         return await receive
     finally:
-        receive.cancel()
+        await _stop(receive)
+
+
+async def _stop(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait until it has ended; its error, if any, was reported already."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled():
+        task.exception()  # mark it retrieved
 
 
 def _required(reply: Reply | None) -> Reply:

@@ -15,6 +15,7 @@ from pathlib import Path
 from grpclib._typing import IServable
 from grpclib.server import Server
 
+from muxs.deadlines import enforce_deadlines
 from muxs.services import FileControllerService, GreeterService
 from muxs.settings import ServerSettings
 from muxs.storage import Root
@@ -32,7 +33,9 @@ def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
 
 def build_server(settings: ServerSettings, root: Root) -> Server:
     """A grpclib ``Server`` hosting every muxs service, not yet listening."""
-    return Server(build_services(settings, root))
+    server = Server(build_services(settings, root))
+    enforce_deadlines(server, settings.max_call_seconds)
+    return server
 
 
 def bind(host: str, port: int) -> socket.socket:

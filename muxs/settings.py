@@ -9,6 +9,7 @@ and the TOML key (``max_message_bytes``) from it. To add an option, add a field 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ class ServerSettings:
         4 * 1024 * 1024, "largest file a unary Read returns or a unary Write accepts, in bytes"
     )
     max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
+    max_call_seconds: float | None = option(
+        None,
+        "longest any call may run, in seconds, with or without a client deadline (none: no limit)",
+    )
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
@@ -62,6 +67,9 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("max_message_bytes", f"{settings.max_message_bytes} is below 1024")
     if settings.max_stream_replies < 1:
         raise ConfigError("max_stream_replies", f"{settings.max_stream_replies} is below 1")
+    seconds = settings.max_call_seconds
+    if seconds is not None and not (0 < seconds < math.inf):
+        raise ConfigError("max_call_seconds", f"{seconds} is not a positive number of seconds")
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:

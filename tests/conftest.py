@@ -11,6 +11,7 @@ from grpclib.testing import ChannelFor
 from muxs import Client, RunningServer, ServerSettings, serve
 from muxs.server import build_services
 from muxs.storage import Root
+from tests.probe import CallProbe
 
 
 @pytest.fixture
@@ -45,3 +46,9 @@ async def live_server(settings: ServerSettings) -> AsyncIterator[RunningServer]:
     """A muxs server listening on an ephemeral port of 127.0.0.1."""
     async with serve(settings=settings) as running:
         yield running
+
+
+@pytest.fixture
+def probe(live_server: RunningServer) -> CallProbe:
+    """Watches the calls ``live_server`` handles (see ``tests/probe.py``)."""
+    return CallProbe(live_server.server)

@@ -1,8 +1,5 @@
 """The SDK over a real socket: both services on one channel, and errors mapped to RpcError."""
 
-import socket
-from collections.abc import Iterator
-
 import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
@@ -24,29 +21,12 @@ async def test_refusals_arrive_with_their_status_over_the_wire(live_server: Runn
     assert str(caught.value) == "PERMISSION_DENIED: ../etc/passwd leads outside the root"
 
 
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that nothing listens on (bound, never listening)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
-
-
 async def test_an_unreachable_server_is_unavailable(closed_port: int) -> None:
     async with Client(f"127.0.0.1:{closed_port}") as client:
         with pytest.raises(RpcError) as caught:
             await client.say_hello("x")
     assert caught.value.status is StatusCode.UNAVAILABLE
     assert f"127.0.0.1:{closed_port}" in caught.value.message
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port on 127.0.0.1 that accepts connections and never answers."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen()
-        yield sock.getsockname()[1]
 
 
 async def test_an_expired_deadline_is_deadline_exceeded(silent_port: int) -> None:
@@ -57,6 +37,25 @@ async def test_an_expired_deadline_is_deadline_exceeded(silent_port: int) -> Non
         with pytest.raises(RpcError) as caught:
             await client.read("f.txt", timeout=0.1)
         assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
+
+
+async def call_of_kind(client: Client, kind: str) -> object:
+    if kind == "unary":
+        return await client.say_hello("x")
+    if kind == "server stream":
+        return [reply async for reply in client.lots_of_replies("x")]
+    if kind == "client stream":
+        return await client.lots_of_greetings(["a", "b"])
+    return [reply async for reply in client.bidi_hello(["a", "b"])]
+
+
+@pytest.mark.parametrize("kind", ["unary", "server stream", "client stream", "bidi"])
+async def test_every_call_kind_reports_an_expired_deadline(silent_port: int, kind: str) -> None:
+    async with Client(f"127.0.0.1:{silent_port}", timeout=0.2) as client:
+        with pytest.raises(RpcError) as caught:
+            await call_of_kind(client, kind)
+    assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
+    assert caught.value.message == "deadline exceeded"
 
 
 @pytest.mark.parametrize(

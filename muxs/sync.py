@@ -1,0 +1,310 @@
+"""The blocking SDK: ``SyncClient``, a facade over the async ``Client`` for code that is not async.
+
+A ``SyncClient`` owns a private event loop running in a background thread (``_LoopThread``)
+with one async ``Client`` on it. Each method submits the matching async method to that loop
+and blocks until it is done, so any number of threads can share one ``SyncClient``.
+
+Each method is derived from ``Client``'s in one line, keeping its parameters, types and
+docstring: ``_blocking`` for a method that returns a result, ``_iterating`` for one that
+returns a ``ReplyStream`` (here a plain iterator, ``ReplyIterator``). The parameter named
+by ``requests=`` is a request stream: a list or tuple is sent as it is, and any other
+iterable (a generator, ``iter(queue.get, None)``, a file) is pulled by a helper thread, one
+item when the call is ready to send it, so it may block without holding up the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import functools
+import inspect
+import logging
+import queue
+import threading
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
+
+from muxs.calls import ReplyStream
+from muxs.client import DEFAULT_TARGET, Client
+from muxs.errors import RpcError, StatusCode
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword options of ``Client`` that ``SyncClient`` takes and passes on.
+
+    All of them but ``channel`` (a grpclib channel belongs to one event loop); a test
+    checks that the two lists agree.
+    """
+
+    timeout: float | None
+
+
+class _LoopThread:
+    """An event loop running in a daemon thread until ``close``; ``call`` runs a coroutine there."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(self._main(ready),), name="muxs-sync-client", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+
+    async def _main(self, ready: threading.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._stop: asyncio.Future[Callable[[], object]] = self.loop.create_future()
+        ready.set()
+        finish = await self._stop
+        # Cancel the calls in flight before ``finish`` (which closes the connection), so that
+        # none of them can open a connection again; asyncio.run then closes abandoned
+        # streams and the loop.
+        calls = asyncio.all_tasks() - {asyncio.current_task()}
+        for call in calls:
+            call.cancel()
+        if calls:
+            await asyncio.wait(calls)
+        finish()
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` in the loop and wait for its result (or exception)."""
+        if threading.current_thread() is self._thread:
+            coro.close()
+            raise RuntimeError("a SyncClient cannot be used from its own event loop thread")
+        with self._lock:
+            if self._closed:
+                coro.close()
+                raise RuntimeError("the SyncClient is closed")
+            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise RpcError(
+                StatusCode.CANCELLED, "the SyncClient was closed during the call"
+            ) from None
+        except BaseException:
+            future.cancel()  # e.g. KeyboardInterrupt while waiting: cancel the call too
+            raise
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, finish: Callable[[], object] = lambda: None) -> None:
+        """Cancel the calls in flight, run ``finish`` in the loop, stop it and end its thread."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self.loop.call_soon_threadsafe(self._stop.set_result, finish)
+        self._thread.join()
+
+
+class _Closing:
+    """``with`` closes it."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ReplyIterator(_Closing, Iterator[R]):
+    """The replies of a streaming call, as they arrive: iterate with ``for``.
+
+    Leaving ``with`` (or calling ``close``) before the end cancels the call, and so does
+    dropping the iterator. One thread at a time may read it.
+    """
+
+    def __init__(self, loop: _LoopThread, replies: ReplyStream[R]) -> None:
+        self._loop = loop
+        self._replies = replies
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> R:
+        try:
+            return self._loop.call(self._replies.__anext__())
+        except StopAsyncIteration:
+            raise StopIteration from None
+
+    def close(self) -> None:
+        """Cancel the call if it is still running (closing the client cancelled it already)."""
+        if not self._loop.closed:
+            self._loop.call(self._replies.aclose())
+
+
+async def _pulled(items: Iterable[T]) -> AsyncIterator[T]:
+    """The items of a blocking iterable, each pulled by a helper thread when asked for."""
+    loop = asyncio.get_running_loop()
+    asks: queue.SimpleQueue[asyncio.Future[tuple[T] | None] | None] = queue.SimpleQueue()
+    threading.Thread(
+        target=_pull, args=(items, asks, loop), name="muxs-sync-requests", daemon=True
+    ).start()
+    try:
+        while True:
+            answer: asyncio.Future[tuple[T] | None] = loop.create_future()
+            asks.put(answer)
+            item = await answer
+            if item is None:
+                return
+            yield item[0]
+    finally:
+        asks.put(None)  # the thread ends once the item it may be waiting for comes
+
+
+def _pull(
+    items: Iterable[T],
+    asks: queue.SimpleQueue[asyncio.Future[tuple[T] | None] | None],
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    iterator = iter(items)
+    while (answer := asks.get()) is not None:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            _settle(loop, answer, None)
+            return
+        except Exception as exc:
+            _settle(loop, answer, exc)
+            return
+        _settle(loop, answer, (item,))
+
+
+def _settle(
+    loop: asyncio.AbstractEventLoop,
+    answer: asyncio.Future[tuple[T] | None],
+    outcome: tuple[T] | Exception | None,
+) -> None:
+    def settle() -> None:
+        if answer.done():  # the call was cancelled meanwhile
+            return
+        if isinstance(outcome, Exception):
+            answer.set_exception(outcome)
+        else:
+            answer.set_result(outcome)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(settle)
+
+
+def _pulling(
+    method: Callable[Concatenate[Client, P], T], requests: str | None
+) -> Callable[Concatenate[Client, P], T]:
+    """``method``, its ``requests`` argument pulled by a helper thread if it is a lazy iterable."""
+    if requests is None:
+        return method
+    signature = inspect.signature(method)
+
+    def call(client: Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        bound = signature.bind(client, *args, **kwargs)
+        stream = bound.arguments[requests]
+        if isinstance(stream, Iterable) and not isinstance(stream, Collection):
+            bound.arguments[requests] = _pulled(stream)
+        return method(*bound.args, **bound.kwargs)
+
+    return call
+
+
+def _blocking(
+    method: Callable[Concatenate[Client, P], Awaitable[R]], *, requests: str | None = None
+) -> Callable[Concatenate[SyncClient, P], R]:
+    """A ``SyncClient`` method that runs the async ``method`` and returns its result."""
+    call = _pulling(method, requests)
+
+    @functools.wraps(method)
+    def blocking(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        async def run() -> R:
+            return await call(self._client, *args, **kwargs)
+
+        return self._loop.call(run())
+
+    return blocking
+
+
+def _iterating(
+    method: Callable[Concatenate[Client, P], ReplyStream[R]], *, requests: str | None = None
+) -> Callable[Concatenate[SyncClient, P], ReplyIterator[R]]:
+    """A ``SyncClient`` method that opens the async streaming ``method`` as an iterator."""
+    call = _pulling(method, requests)
+
+    @functools.wraps(method)
+    def iterating(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> ReplyIterator[R]:
+        async def open_stream() -> ReplyStream[R]:
+            return call(self._client, *args, **kwargs)
+
+        return ReplyIterator(self._loop, self._loop.call(open_stream()))
+
+    return iterating
+
+
+async def _connect(target: str, options: ClientOptions) -> Client:
+    return Client(target, **options)
+
+
+class SyncClient(_Closing):
+    """A blocking connection to a muxs server: ``with SyncClient(target) as client``.
+
+    The same methods, parameters and options as ``Client``, without ``await``: a call
+    returns its reply, a streaming call returns an iterator of replies (``ReplyIterator``),
+    and a failed call raises the same ``muxs.RpcError``. Request streams take any iterable;
+    a bidi call's iterator can be read while the requests are still being produced (send,
+    read the reply, send again). Safe to share between threads.
+    """
+
+    def __init__(self, target: str = DEFAULT_TARGET, **options: Unpack[ClientOptions]) -> None:
+        """Connect to ``target`` (``host:port``); ``options`` are ``Client``'s."""
+        self.target = target
+        self._loop = _LoopThread()
+        try:
+            self._client = self._loop.call(_connect(target, options))
+        except BaseException:
+            self._loop.close()
+            raise
+
+    @property
+    def timeout(self) -> float | None:
+        """The default deadline of every call, in seconds (None: no deadline)."""
+        return self._client.timeout
+
+    def close(self) -> None:
+        """Close the connection and stop the client's thread.
+
+        A call still in flight is cancelled: it raises ``RpcError`` with CANCELLED.
+        """
+        self._loop.close(self._client.close)
+
+    say_hello = _blocking(Client.say_hello)
+    square = _blocking(Client.square)
+    lots_of_replies = _iterating(Client.lots_of_replies)
+    lots_of_greetings = _blocking(Client.lots_of_greetings, requests="names")
+    bidi_hello = _iterating(Client.bidi_hello, requests="names")
+    read = _blocking(Client.read)
+    write = _blocking(Client.write)

@@ -1,0 +1,273 @@
+"""``muxs.SyncClient``: the blocking SDK, called from worker threads against a real server."""
+
+import asyncio
+import inspect
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from muxs import Client, HelloReply, RpcError, RunningServer, StatusCode, SyncClient
+from muxs.sync import ClientOptions, ReplyIterator
+from tests.probe import COUNT, NAME, CallProbe
+from tests.test_typing import run_mypy
+
+
+def sync_threads() -> list[str]:
+    """The SyncClient threads still alive, once request-pulling threads could end."""
+    for thread in threading.enumerate():
+        if thread.name == "muxs-sync-requests":
+            thread.join(timeout=10)  # it ends when the iterator it pulls from has returned
+    return [t.name for t in threading.enumerate() if t.name.startswith("muxs-sync")]
+
+
+async def test_every_call_kind(live_server: RunningServer) -> None:
+    def calls() -> None:
+        with SyncClient(live_server.target, timeout=10) as client:
+            assert client.say_hello("you") == HelloReply(message="Hello, you!")
+            replies = client.lots_of_replies("you", 3)
+            assert isinstance(replies, ReplyIterator)
+            assert [(r.message, r.index) for r in replies] == [
+                ("Hello, you!", i) for i in (1, 2, 3)
+            ]
+            assert client.lots_of_greetings(["a", "b", "c"]).message == "Hello, a, b and c!"
+            assert client.lots_of_greetings(name for name in "ab").message == "Hello, a and b!"
+            assert client.lots_of_greetings([]).message == "Hello!"
+            assert [r.message for r in client.bidi_hello(("a", "b"))] == ["Hello, a!", "Hello, b!"]
+
+    await asyncio.to_thread(calls)
+    assert sync_threads() == []
+
+
+async def test_a_bidi_call_interleaves_with_a_blocking_request_iterator(
+    live_server: RunningServer,
+) -> None:
+    def conversation() -> None:
+        outbox: queue.Queue[str | None] = queue.Queue()
+        with (
+            SyncClient(live_server.target, timeout=10) as client,
+            client.bidi_hello(iter(outbox.get, None)) as replies,
+        ):
+            for index, name in enumerate(["a", "b", "c"], 1):
+                outbox.put(name)  # the next name exists only once the last reply has come
+                assert next(replies) == HelloReply(message=f"Hello, {name}!", index=index)
+            outbox.put(None)
+            assert list(replies) == []
+
+    await asyncio.to_thread(conversation)
+    assert sync_threads() == []
+
+
+async def test_eight_threads_share_one_client(live_server: RunningServer) -> None:
+    start = threading.Barrier(8)
+
+    def worker(client: SyncClient, n: int) -> list[object]:
+        start.wait(timeout=10)
+        name = f"thread{n}"
+        return [
+            client.say_hello(name).message,
+            [r.index for r in client.lots_of_replies(name, 50)],
+            client.lots_of_greetings([name, name]).message,
+            [r.message for r in client.bidi_hello(iter([name]))],
+        ]
+
+    def run() -> list[list[object]]:
+        with (
+            SyncClient(live_server.target, timeout=20) as client,
+            ThreadPoolExecutor(8) as pool,
+        ):
+            return list(pool.map(worker, [client] * 8, range(8)))
+
+    results = await asyncio.to_thread(run)
+    assert results == [
+        [
+            f"Hello, thread{n}!",
+            list(range(1, 51)),
+            f"Hello, thread{n} and thread{n}!",
+            [f"Hello, thread{n}!"],
+        ]
+        for n in range(8)
+    ]
+    assert sync_threads() == []
+
+
+async def test_errors_are_the_async_sdks(live_server: RunningServer) -> None:
+    def calls() -> list[tuple[StatusCode, str]]:
+        errors = []
+        with SyncClient(live_server.target) as client:
+            for call in (
+                lambda: client.square(-1),
+                lambda: list(client.lots_of_replies("you", 100_001)),
+            ):
+                with pytest.raises(RpcError) as caught:
+                    call()
+                errors.append((caught.value.status, caught.value.message))
+        return errors
+
+    errors = await asyncio.to_thread(calls)
+    assert [status for status, _ in errors] == [StatusCode.INVALID_ARGUMENT] * 2
+    assert "limit of 100000" in errors[1][1]
+
+
+async def test_a_blocked_request_iterator_is_bounded_by_the_deadline(
+    live_server: RunningServer, probe: CallProbe
+) -> None:
+    outbox: queue.Queue[str | None] = queue.Queue()
+
+    def call() -> RpcError:
+        with SyncClient(live_server.target) as client, pytest.raises(RpcError) as caught:
+            client.lots_of_greetings(iter(outbox.get, None), timeout=0.3)
+        return caught.value
+
+    outbox.put("a")
+    error = await asyncio.to_thread(call)
+    assert error.status is StatusCode.DEADLINE_EXCEEDED
+    assert await probe.finished() == ["cancelled"]
+    outbox.put(None)  # releases the helper thread still waiting in the iterator
+
+
+async def test_an_error_in_the_request_iterator_is_raised_as_it_is(
+    live_server: RunningServer,
+) -> None:
+    def names() -> Iterator[str]:
+        yield "a"
+        raise LookupError("the caller's own bug")
+
+    def call() -> None:
+        with SyncClient(live_server.target, timeout=10) as client:
+            with pytest.raises(LookupError, match="the caller's own bug"):
+                list(client.bidi_hello(names()))
+            with pytest.raises(LookupError, match="the caller's own bug"):
+                client.lots_of_greetings(names())
+
+    await asyncio.to_thread(call)
+
+
+@pytest.mark.parametrize("leave", ["close", "with", "drop"])
+async def test_leaving_a_stream_early_cancels_the_call(
+    live_server: RunningServer, probe: CallProbe, leave: str
+) -> None:
+    def call() -> None:
+        with SyncClient(live_server.target) as client:
+            replies = client.lots_of_replies(NAME, COUNT)
+            if leave == "with":
+                with replies:
+                    next(replies)
+            else:
+                next(replies)
+                if leave == "close":
+                    replies.close()
+                else:
+                    del replies  # the async stream is closed when it is collected
+            asyncio.run_coroutine_threadsafe(probe.finished(), loop).result(timeout=10)
+
+    loop = asyncio.get_running_loop()
+    await asyncio.to_thread(call)
+    assert probe.outcomes == ["cancelled"]
+
+
+async def test_an_unreachable_server_is_unavailable(closed_port: int) -> None:
+    def call() -> RpcError:
+        with SyncClient(f"127.0.0.1:{closed_port}") as client, pytest.raises(RpcError) as caught:
+            client.say_hello("x")
+        return caught.value
+
+    error = await asyncio.to_thread(call)
+    assert error.status is StatusCode.UNAVAILABLE
+
+
+def test_a_malformed_target_is_refused_and_leaves_no_thread() -> None:
+    with pytest.raises(ValueError, match="is not HOST:PORT"):
+        SyncClient("nowhere")
+    assert sync_threads() == []
+
+
+def test_a_closed_client_refuses_calls() -> None:
+    client = SyncClient("127.0.0.1:1")
+    client.close()
+    client.close()  # closing twice is fine
+    assert sync_threads() == []
+    with pytest.raises(RuntimeError, match="the SyncClient is closed"):
+        client.say_hello("x")
+
+
+async def test_the_client_cannot_be_called_from_its_own_loop(live_server: RunningServer) -> None:
+    def call() -> None:
+        with SyncClient(live_server.target, timeout=10) as client:
+
+            async def names() -> AsyncIterator[str]:
+                yield client.say_hello("inner").message  # runs in the client's own loop
+
+            with pytest.raises(RuntimeError, match="cannot be used from its own event loop"):
+                client.lots_of_greetings(names())
+
+    await asyncio.to_thread(call)
+
+
+def test_the_client_takes_every_client_option() -> None:
+    parameters = inspect.signature(Client).parameters.values()
+    options = {p.name for p in parameters if p.kind is p.KEYWORD_ONLY} - {"channel"}
+    assert set(ClientOptions.__annotations__) == options
+
+
+def test_the_client_has_every_client_method_with_its_signature() -> None:
+    methods = {
+        name
+        for name, member in inspect.getmembers(Client, inspect.isfunction)
+        if not name.startswith("_") and name != "close"
+    }
+    for name in methods:
+        assert inspect.signature(getattr(SyncClient, name)) == inspect.signature(
+            getattr(Client, name)
+        ), name
+        assert getattr(SyncClient, name).__doc__ == getattr(Client, name).__doc__
+
+
+SYNC_USER_SCRIPT = """
+import muxs
+
+with muxs.SyncClient("127.0.0.1:50051", timeout=5) as client:
+    reply: muxs.HelloReply = client.say_hello("you", timeout=1)
+    indexes: list[int] = [r.index for r in client.lots_of_replies("you", 3)]
+    greeting: str = client.lots_of_greetings(n for n in ["a", "b"]).message
+    for r in client.bidi_hello(["a"]):
+        message: str = r.message
+    client.say_hello(1)
+"""
+
+
+@pytest.mark.slow
+def test_a_sync_user_script_type_checks(tmp_path: Path) -> None:
+    output, code = run_mypy(tmp_path, SYNC_USER_SCRIPT)
+    assert code == 1
+    assert output.count("error:") == 1, output
+    assert 'user.py:10: error: Argument 1 has incompatible type "int"; expected "str"' in output
+
+
+async def test_closing_the_client_cancels_a_call_in_flight(
+    live_server: RunningServer, probe: CallProbe
+) -> None:
+    loop = asyncio.get_running_loop()
+
+    def call() -> RpcError:
+        outbox: queue.Queue[str | None] = queue.Queue()
+        client = SyncClient(live_server.target)
+        replies = client.bidi_hello(iter(outbox.get, None))
+        with ThreadPoolExecutor(1) as waiting:
+            reply = waiting.submit(next, replies)  # no name is sent: it waits until the close
+            asyncio.run_coroutine_threadsafe(probe.started.wait(), loop).result(timeout=10)
+            client.close()
+            with pytest.raises(RpcError) as caught:
+                reply.result(timeout=10)
+        outbox.put(None)
+        replies.close()  # closing a stream of a closed client is fine
+        return caught.value
+
+    error = await asyncio.to_thread(call)
+    assert error.status is StatusCode.CANCELLED
+    assert error.message == "the SyncClient was closed during the call"
+    assert await probe.finished() == ["cancelled"]
+    assert sync_threads() == []
