@@ -156,8 +156,12 @@ class Caller:
                 )
                 async with opened as stream:
                     await stream.send_request()
-                    await _send_all(stream, requests)
-                    return _required(await stream.recv_message())
+                    sender = asyncio.create_task(_send_all(stream, requests))
+                    try:  # the deadline and an early reply also end a stalled request stream
+                        reply = await _recv_or_fail(stream, sender)
+                    finally:
+                        sender.cancel()
+                    return _required(reply)
         except RequestsFailed as failed:
             raise _cause(failed) from None
 
