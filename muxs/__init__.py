@@ -1,6 +1,6 @@
 """muxs: a typed, async gRPC service (Greeter and FileController) and its SDK."""
 
-from muxs.api import Content, Files, HelloReply, HelloRequest, Number, Status
+from muxs.api import Content, FileInfo, Files, HelloReply, HelloRequest, Number, Status
 from muxs.client import Client
 from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode
 from muxs.server import RunningServer, build_server, serve
@@ -11,6 +11,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "Content",
+    "FileInfo",
     "Files",
     "HelloReply",
     "HelloRequest",

@@ -4,27 +4,33 @@
 """
 
 from muxs_api.muxs import (
+    Chunk,
     Content,
     FileControllerBase,
     FileControllerStub,
+    FileInfo,
     Files,
     GreeterBase,
     GreeterStub,
     HelloReply,
     HelloRequest,
+    ListRequest,
     Number,
     Status,
 )
 
 __all__ = [
+    "Chunk",
     "Content",
     "FileControllerBase",
     "FileControllerStub",
+    "FileInfo",
     "Files",
     "GreeterBase",
     "GreeterStub",
     "HelloReply",
     "HelloRequest",
+    "ListRequest",
     "Number",
     "Status",
 ]

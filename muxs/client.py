@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
 
 from grpclib.client import Channel
 
-from muxs.api import Content, Files, HelloReply, HelloRequest, Number, Status
+from muxs import transfers
+from muxs.api import (
+    Chunk,
+    Content,
+    FileInfo,
+    Files,
+    HelloReply,
+    HelloRequest,
+    ListRequest,
+    Number,
+    Status,
+)
 from muxs.calls import Caller, ReplyStream, Requests, iterate
+from muxs.errors import RpcError, StatusCode
+from muxs.threads import open_blocking
+from muxs.transfers import Progress
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 GREETER = "/muxs.Greeter/"
@@ -117,4 +133,97 @@ class Client:
         """Atomically replace ``filename`` with ``text``; ``code`` 0 once it is on disk."""
         return await self._caller.unary_unary(
             FILE_CONTROLLER + "Write", Files(filename=filename, text=text), Status, timeout
+        )
+
+    def read_chunks(self, filename: str, *, timeout: float | None = None) -> ReplyStream[bytes]:
+        """The bytes of ``filename``, of any size, in chunks as they arrive (ReadStream)."""
+        request = Files(filename=filename)
+        chunks = self._caller.unary_stream(FILE_CONTROLLER + "ReadStream", request, Chunk, timeout)
+        return ReplyStream(transfers.chunk_data(chunks))
+
+    async def write_chunks(
+        self, filename: str, chunks: Requests[bytes], *, timeout: float | None = None
+    ) -> Status:
+        """Atomically replace ``filename`` with the chunks' bytes, of any size (WriteStream).
+
+        ``sha256`` of the reply is checked against what was sent (``DATA_LOSS`` if it
+        differs). If ``chunks`` raises, the call is cancelled, the file is left as it was
+        and the error surfaces unchanged.
+        """
+        digest = hashlib.sha256()
+        status = await self._caller.stream_unary(
+            FILE_CONTROLLER + "WriteStream",
+            transfers.chunk_requests(filename, chunks, digest),
+            Chunk,
+            Status,
+            timeout,
+        )
+        if status.sha256 and status.sha256 != digest.hexdigest():
+            raise RpcError(
+                StatusCode.DATA_LOSS, f"the server stored other bytes than were sent to {filename}"
+            )
+        return status
+
+    async def read_bytes(self, filename: str, *, timeout: float | None = None) -> bytes:
+        """The bytes of ``filename``, of any size (streamed)."""
+        return b"".join([data async for data in self.read_chunks(filename, timeout=timeout)])
+
+    async def write_bytes(
+        self, filename: str, data: bytes, *, timeout: float | None = None
+    ) -> Status:
+        """Atomically replace ``filename`` with ``data``, of any size (streamed)."""
+        return await self.write_chunks(filename, transfers.split(data), timeout=timeout)
+
+    async def upload(
+        self,
+        local_path: str | os.PathLike[str],
+        remote: str,
+        *,
+        progress: Progress = transfers.no_progress,
+        timeout: float | None = None,
+    ) -> Status:
+        """Atomically replace ``remote`` with the content of the local file ``local_path``.
+
+        ``progress(sent, total)`` is called at 0 and after each chunk.
+        """
+        with await open_blocking(open, local_path, "rb") as file:
+            return await self.write_chunks(
+                remote, transfers.read_local(file, progress), timeout=timeout
+            )
+
+    async def download(
+        self,
+        remote: str,
+        local_path: str | os.PathLike[str],
+        *,
+        progress: Progress = transfers.no_progress,
+        timeout: float | None = None,
+    ) -> int:
+        """Save ``remote`` as the local file ``local_path``; return the bytes received.
+
+        ``local_path`` is replaced only once the whole file has arrived. With ``progress``,
+        a Stat call first learns the total; ``progress(received, total)`` is called at 0
+        and after each chunk.
+        """
+        total = 0
+        if progress is not transfers.no_progress:
+            total = (await self.stat(remote, timeout=timeout)).size
+        chunks = self.read_chunks(remote, timeout=timeout)
+        return await transfers.save_local(chunks, local_path, progress, total)
+
+    def list(self, path: str = "", *, timeout: float | None = None) -> ReplyStream[FileInfo]:
+        """The entries of a directory under the root ("" is the root), in no set order."""
+        request = ListRequest(path=path)
+        return self._caller.unary_stream(FILE_CONTROLLER + "List", request, FileInfo, timeout)
+
+    async def stat(self, filename: str, *, timeout: float | None = None) -> FileInfo:
+        """Size, modification time and kind of a file or directory (``.`` is the root)."""
+        return await self._caller.unary_unary(
+            FILE_CONTROLLER + "Stat", Files(filename=filename), FileInfo, timeout
+        )
+
+    async def delete(self, filename: str, *, timeout: float | None = None) -> Status:
+        """Delete a file; ``code`` 0 once it is gone."""
+        return await self._caller.unary_unary(
+            FILE_CONTROLLER + "Delete", Files(filename=filename), Status, timeout
         )

@@ -27,7 +27,7 @@ def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
     """Every service muxs hosts on its one port."""
     return [
         GreeterService(max_stream_replies=settings.max_stream_replies),
-        FileControllerService(root, max_message_bytes=settings.max_message_bytes),
+        FileControllerService(root, settings),
     ]
 
 

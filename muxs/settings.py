@@ -20,6 +20,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_ROOT = Path("data")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+ERROR_STYLES = ("status", "seed")
+# gRPC clients refuse messages over 4 MiB by default; a chunk and its framing must fit.
+MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 1024
 
 
 def option(default: Any, help: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
@@ -49,6 +52,17 @@ class ServerSettings:
         None,
         "longest any call may run, in seconds, with or without a client deadline (none: no limit)",
     )
+    max_file_bytes: int = option(
+        1024**3, "largest file any FileController call reads or writes, in bytes"
+    )
+    chunk_bytes: int = option(64 * 1024, "size of the chunks ReadStream sends, in bytes")
+    create_dirs: bool = option(True, "let writes create missing parent directories")
+    error_style: str = option(
+        "status",
+        "how Read and Write report failures: gRPC status codes, or as the seed server did "
+        "(Read: text 'Error: read failed', Write: code 1)",
+        choices=ERROR_STYLES,
+    )
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
@@ -70,6 +84,12 @@ def _validate(settings: ServerSettings) -> None:
     seconds = settings.max_call_seconds
     if seconds is not None and not (0 < seconds < math.inf):
         raise ConfigError("max_call_seconds", f"{seconds} is not a positive number of seconds")
+    if settings.max_file_bytes < 1:
+        raise ConfigError("max_file_bytes", f"{settings.max_file_bytes} is below 1")
+    if not 1024 <= settings.chunk_bytes <= MAX_CHUNK_BYTES:
+        raise ConfigError(
+            "chunk_bytes", f"{settings.chunk_bytes} is not between 1024 and {MAX_CHUNK_BYTES}"
+        )
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:

@@ -9,7 +9,8 @@ on a client's behalf. The rules (documented in the README):
 - ``..`` that climbs above the root, and a symlink that leads outside it (an absolute
   target, or a relative one climbing above the root), are PERMISSION_DENIED. Symlinks
   that stay inside the root are followed.
-- The target must be a regular file: the root, directories, FIFOs, sockets and devices
+- The target must be a regular file (``stat`` and ``list_dir`` also take a directory,
+  the root included): directories where a file is expected, FIFOs, sockets and devices
   are PERMISSION_DENIED.
 - Resolution is race-free: each component is opened relative to an already open
   directory descriptor with ``O_NOFOLLOW``, and symlinks are expanded by this code, not
@@ -24,6 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
+import io
 import logging
 import os
 import secrets
@@ -93,6 +96,26 @@ def _require_regular(mode: int, name: str) -> None:
         _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is not a regular file")
 
 
+def _require_file(target: _Target, name: str) -> None:
+    if target.mode is None:
+        _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+    _require_regular(target.mode, name)
+
+
+def _require_file_or_dir(target: _Target, name: str) -> os.stat_result:
+    if target.st is None:
+        _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+    if not stat.S_ISDIR(target.st.st_mode):
+        _require_regular(target.st.st_mode, name)
+    return target.st
+
+
+def _refuse_if_changed(exc: OSError, name: str) -> None:
+    """An entry checked a moment ago is gone or became a symlink: a concurrent change."""
+    if exc.errno in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR):
+        _refuse(Status.ABORTED, f"{shown(name)} changed during the call; retry")
+
+
 @contextlib.contextmanager
 def _os_errors(name: str) -> Iterator[None]:
     """Turn the OS errors a client can act on into statuses; the rest stay internal."""
@@ -115,12 +138,20 @@ def _count_link(links: int, name: str) -> int:
 
 
 class _Target:
-    """Where a name resolved to: an open directory and an entry in it (a regular file or absent)."""
+    """Where a name resolved to: an open directory and an entry in it, never a symlink.
 
-    def __init__(self, dir_fd: int, entry: str, mode: int | None) -> None:
+    ``st`` is the entry's ``lstat`` (None if it does not exist). The entry ``.`` is the
+    directory itself.
+    """
+
+    def __init__(self, dir_fd: int, entry: str, st: os.stat_result | None) -> None:
         self.dir_fd = dir_fd
         self.entry = entry
-        self.mode = mode
+        self.st = st
+
+    @property
+    def mode(self) -> int | None:
+        return self.st.st_mode if self.st is not None else None
 
     def close(self) -> None:
         os.close(self.dir_fd)
@@ -140,6 +171,12 @@ class AtomicFile:
         with _os_errors(name):
             self._fd: int | None = os.open(self._temp, _CREATE_FLAGS, mode, dir_fd=target.dir_fd)
         self.size = 0
+        self._hash = hashlib.sha256()
+
+    @property
+    def sha256(self) -> str:
+        """Lowercase hex SHA-256 of everything written so far."""
+        return self._hash.hexdigest()
 
     def write(self, data: bytes) -> None:
         assert self._fd is not None
@@ -147,6 +184,7 @@ class AtomicFile:
         with _os_errors(self._name):
             while view:
                 view = view[os.write(self._fd, view) :]
+        self._hash.update(data)
         self.size += len(data)
 
     def commit(self) -> None:
@@ -168,16 +206,58 @@ class AtomicFile:
             self._temp = ""
             os.fsync(self._target.dir_fd)
 
+    def close(self) -> None:
+        """Discard the new content unless committed; release the target directory."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._temp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._temp, dir_fd=self._target.dir_fd)
+            self._temp = ""
+        self._target.close()
+
     def __enter__(self) -> AtomicFile:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-        if self._temp:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._temp, dir_fd=self._target.dir_fd)
-        self._target.close()
+        self.close()
+
+
+class Listing:
+    """The entries of an open directory, read in batches; close when done."""
+
+    def __init__(self, root: Root, name: str, dir_fd: int) -> None:
+        self._root = root
+        self._name = name
+        self._fd = dir_fd  # DirEntry.stat() uses it: open until close()
+        try:
+            self._scan = os.scandir(dir_fd)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+
+    def take(self, count: int) -> list[tuple[str, os.stat_result]]:
+        """Up to ``count`` more entries ``stat`` would describe, each as (name, stat)."""
+        batch: list[tuple[str, os.stat_result]] = []
+        for entry in self._scan:
+            if entry.name.startswith(TEMP_PREFIX):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISLNK(st.st_mode):
+                    st = self._root.stat(f"{self._name}/{entry.name}")
+            except (FileNotFoundError, GRPCError):  # gone, or a link stat refuses
+                continue
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                batch.append((entry.name, st))
+                if len(batch) == count:
+                    break
+        return batch
+
+    def close(self) -> None:
+        self._scan.close()
+        os.close(self._fd)
 
 
 class Root:
@@ -202,40 +282,29 @@ class Root:
                         removed += 1
         return removed
 
-    def read_bytes(self, name: str, limit: int) -> bytes:
-        """The content of a regular file, refusing one larger than ``limit`` bytes."""
+    def open_reader(self, name: str) -> io.BufferedReader:
+        """A regular file, opened for reading; the caller closes it."""
         target = self._resolve(name, create_dirs=False)
         try:
-            if target.mode is None:
-                _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
-            _require_regular(target.mode, name)
+            _require_file(target, name)
             with _os_errors(name):
                 fd = os.open(target.entry, _READ_FLAGS, dir_fd=target.dir_fd)
         except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.ENOENT):
-                _refuse(Status.ABORTED, f"{shown(name)} changed during the call; retry")
+            _refuse_if_changed(exc, name)
             raise
         finally:
             target.close()
-        with os.fdopen(fd, "rb") as file:
+        file = os.fdopen(fd, "rb")
+        try:
             _require_regular(os.fstat(fd).st_mode, name)
-            if os.fstat(fd).st_size > limit:
-                _refuse(
-                    Status.FAILED_PRECONDITION,
-                    f"{shown(name)} is larger than the {limit}-byte message limit",
-                )
-            with _os_errors(name):
-                data = file.read(limit + 1)
-        if len(data) > limit:
-            _refuse(
-                Status.FAILED_PRECONDITION,
-                f"{shown(name)} is larger than the {limit}-byte message limit",
-            )
-        return data
+        except BaseException:
+            file.close()
+            raise
+        return file
 
-    def open_for_replace(self, name: str) -> AtomicFile:
-        """Start replacing ``name`` (creating parent directories); see ``AtomicFile``."""
-        target = self._resolve(name, create_dirs=True)
+    def open_for_replace(self, name: str, *, create_dirs: bool = True) -> AtomicFile:
+        """Start replacing ``name`` (creating parent directories if allowed); see ``AtomicFile``."""
+        target = self._resolve(name, create_dirs=create_dirs)
         try:
             if target.mode is not None:
                 _require_regular(target.mode, name)
@@ -244,17 +313,64 @@ class Root:
             target.close()
             raise
 
-    def write_bytes(self, name: str, data: bytes) -> None:
-        """Atomically and durably replace ``name`` with ``data``."""
-        with self.open_for_replace(name) as new:
+    def write_bytes(self, name: str, data: bytes, *, create_dirs: bool = True) -> str:
+        """Atomically and durably replace ``name`` with ``data``; return its SHA-256 (hex)."""
+        with self.open_for_replace(name, create_dirs=create_dirs) as new:
             new.write(data)
             new.commit()
+            return new.sha256
 
-    def _resolve(self, name: str, *, create_dirs: bool) -> _Target:
+    def stat(self, name: str) -> os.stat_result:
+        """What a regular file or a directory is (``.`` is the root)."""
+        target = self._resolve(name, create_dirs=False, directory_ok=True)
+        try:
+            return _require_file_or_dir(target, name)
+        finally:
+            target.close()
+
+    def list_dir(self, name: str) -> Listing:
+        """The entries of a directory (``.`` is the root) that ``stat`` would describe.
+
+        Symlinks are resolved as any name is; entries ``stat`` refuses (links leading out
+        or nowhere, FIFOs, sockets, devices) and muxs's temp files are left out. The order
+        is the directory's.
+        """
+        target = self._resolve(name, create_dirs=False, directory_ok=True)
+        try:
+            if not stat.S_ISDIR(_require_file_or_dir(target, name).st_mode):
+                _refuse(Status.FAILED_PRECONDITION, f"{shown(name)} is a file, not a directory")
+            try:
+                fd = os.open(target.entry, _DIR_FLAGS, dir_fd=target.dir_fd)
+            except OSError as exc:
+                _refuse_if_changed(exc, name)
+                raise
+        finally:
+            target.close()
+        return Listing(self, name, fd)
+
+    def delete(self, name: str) -> None:
+        """Durably remove a regular file."""
+        target = self._resolve(name, create_dirs=False)
+        try:
+            _require_file(target, name)
+            with _os_errors(name):
+                try:
+                    os.unlink(target.entry, dir_fd=target.dir_fd)
+                except FileNotFoundError:
+                    _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+                except IsADirectoryError:
+                    _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
+                os.fsync(target.dir_fd)
+        finally:
+            target.close()
+
+    def _resolve(self, name: str, *, create_dirs: bool, directory_ok: bool = False) -> _Target:
         """Walk ``name`` from the root with directory descriptors, expanding symlinks.
 
-        The entry of the returned target is not a symlink and, when it exists, its
-        ``mode`` is set. The caller closes the target.
+        The entry of the returned target is not a symlink and, when it exists, its ``st``
+        is set. A name that ends on a directory it walked through (the root, ``a/b/..``)
+        is refused unless ``directory_ok``: then the entry is ``.``. The caller closes
+        the target.
         """
         pending = deque(parse_name(name))
         stack = [os.dup(self._fd)]
@@ -262,7 +378,12 @@ class Root:
         try:
             while True:
                 if not pending:
-                    _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
+                    if not directory_ok:
+                        _refuse(
+                            Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file"
+                        )
+                    dir_fd = stack.pop()
+                    return _Target(dir_fd, ".", os.fstat(dir_fd))
                 part = pending.popleft()
                 if part in ("", "."):
                     continue
@@ -290,7 +411,7 @@ class Root:
                             Status.INVALID_ARGUMENT,
                             f"names starting with {TEMP_PREFIX!r} are reserved for muxs",
                         )
-                    return _Target(stack.pop(), part, st.st_mode if st is not None else None)
+                    return _Target(stack.pop(), part, st)
                 fd = self._open_dir(dir_fd, part, name, create=create_dirs and st is None)
                 if fd is None:  # became a symlink since the stat: look again
                     links = _count_link(links, name)
@@ -312,7 +433,7 @@ class Root:
             try:
                 return os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
             except FileNotFoundError:
-                _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+                _refuse(Status.NOT_FOUND, f"a parent directory of {shown(name)} does not exist")
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise

@@ -308,3 +308,12 @@ class SyncClient(_Closing):
     bidi_hello = _iterating(Client.bidi_hello, requests="names")
     read = _blocking(Client.read)
     write = _blocking(Client.write)
+    read_chunks = _iterating(Client.read_chunks)
+    write_chunks = _blocking(Client.write_chunks, requests="chunks")
+    read_bytes = _blocking(Client.read_bytes)
+    write_bytes = _blocking(Client.write_bytes)
+    upload = _blocking(Client.upload)
+    download = _blocking(Client.download)
+    stat = _blocking(Client.stat)
+    delete = _blocking(Client.delete)
+    list = _iterating(Client.list)  # last: it shadows the builtin in the class body

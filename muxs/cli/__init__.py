@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from muxs.cli import calls, demo, serve
+from muxs.cli import calls, demo, files, serve
 from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, Parser
 from muxs.errors import RpcError
 
-COMMAND_MODULES = [serve, demo, calls]
+COMMAND_MODULES = [serve, demo, calls, files]
 
 
 def build_parser() -> Parser:
@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except RpcError as exc:
         print(f"muxs {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:  # a local file (calls translate their own errors to RpcError)
+        print(f"muxs {args.command}: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -1,40 +1,171 @@
-"""The FileController service: text files under the server's root."""
+"""The FileController service: files under the server's root, whole or in chunks.
+
+Every path goes through ``muxs.storage.Root``; disk work runs in worker threads
+(``muxs.threads``), so the event loop never waits for the disk. With ``error_style``
+"seed", Read and Write answer failures as the seed server did; the other calls always
+use status codes.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import logging
+import os
+import stat
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
-from muxs.api import Content, FileControllerBase, Files, Status
+from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
+from muxs.settings import ServerSettings
 from muxs.storage import Root, shown
+from muxs.threads import open_blocking, run_blocking
+
+log = logging.getLogger(__name__)
+
+SEED_READ_FAILED = Content(text="Error: read failed")
+SEED_WRITE_FAILED = Status(code=1)
+LIST_BATCH = 256
+
+Reply = TypeVar("Reply")
+
+
+def file_info(name: str, st: os.stat_result) -> FileInfo:
+    """A ``FileInfo`` from a stat (a directory's size is 0)."""
+    is_dir = stat.S_ISDIR(st.st_mode)
+    return FileInfo(name=name, size=0 if is_dir else st.st_size, mtime=st.st_mtime, is_dir=is_dir)
 
 
 class FileControllerService(FileControllerBase):
-    """Reads and atomically writes files confined to ``root``; disk work runs off the loop."""
+    """Files confined to ``root``: unary text, chunked bytes, listing, stat and delete."""
 
-    def __init__(self, root: Root, *, max_message_bytes: int) -> None:
+    def __init__(self, root: Root, settings: ServerSettings) -> None:
         self._root = root
-        self._max_message_bytes = max_message_bytes
+        self._settings = settings
 
     async def read(self, files: Files) -> Content:
-        data = await asyncio.to_thread(
-            self._root.read_bytes, files.filename, self._max_message_bytes
+        return await self._seed_style(self._read(files.filename), SEED_READ_FAILED, "Read")
+
+    async def write(self, files: Files) -> Status:
+        return await self._seed_style(self._write(files), SEED_WRITE_FAILED, "Write")
+
+    async def read_stream(self, files: Files) -> AsyncIterator[Chunk]:
+        name = files.filename
+        file = await open_blocking(self._root.open_reader, name)
+        try:
+            self._check_read_size(name, os.fstat(file.fileno()).st_size)
+            sent = 0
+            while data := await run_blocking(file.read, self._settings.chunk_bytes):
+                sent += len(data)
+                self._check_read_size(name, sent)  # the file may grow while it is read
+                yield Chunk(data=data)
+        finally:
+            file.close()
+
+    async def write_stream(self, chunk_iterator: AsyncIterator[Chunk]) -> Status:
+        first = await anext(chunk_iterator, None)
+        if first is None or not first.filename:
+            raise GRPCError(
+                GrpcStatus.INVALID_ARGUMENT, "the first chunk of a WriteStream must name the file"
+            )
+        name = first.filename
+        new = await open_blocking(
+            self._root.open_for_replace, name, create_dirs=self._settings.create_dirs
         )
+        try:
+            chunk: Chunk | None = first
+            while chunk is not None:
+                if chunk is not first and chunk.filename:
+                    raise GRPCError(
+                        GrpcStatus.INVALID_ARGUMENT,
+                        "only the first chunk of a WriteStream may name the file",
+                    )
+                self._check_write_size(name, new.size + len(chunk.data))
+                await run_blocking(new.write, chunk.data)
+                chunk = await anext(chunk_iterator, None)
+            await run_blocking(new.commit)
+            return Status(code=0, sha256=new.sha256)
+        finally:
+            await run_blocking(new.close)
+
+    async def list(self, list_request: ListRequest) -> AsyncIterator[FileInfo]:
+        listing = await open_blocking(self._root.list_dir, list_request.path or ".")
+        try:
+            while batch := await run_blocking(listing.take, LIST_BATCH):
+                for name, st in batch:
+                    yield file_info(name, st)
+        finally:
+            listing.close()
+
+    async def stat(self, files: Files) -> FileInfo:
+        return file_info(files.filename, await run_blocking(self._root.stat, files.filename))
+
+    async def delete(self, files: Files) -> Status:
+        await run_blocking(self._root.delete, files.filename)
+        return Status(code=0)
+
+    async def _read(self, name: str) -> Content:
+        data = await run_blocking(self._read_small, name)
         try:
             return Content(text=data.decode("utf-8"))
         except UnicodeDecodeError:
             raise GRPCError(
-                GrpcStatus.FAILED_PRECONDITION, f"{shown(files.filename)} is not UTF-8 text"
+                GrpcStatus.FAILED_PRECONDITION,
+                f"{shown(name)} is not UTF-8 text; ReadStream reads any bytes",
             ) from None
 
-    async def write(self, files: Files) -> Status:
+    def _read_small(self, name: str) -> bytes:
+        """A file's bytes if they fit in one message (runs in a worker thread)."""
+        limit = self._settings.max_message_bytes
+        with self._root.open_reader(name) as file:
+            size = os.fstat(file.fileno()).st_size
+            self._check_read_size(name, size)
+            data = b"" if size > limit else file.read(limit + 1)
+        if size > limit or len(data) > limit:
+            raise GRPCError(
+                GrpcStatus.FAILED_PRECONDITION,
+                f"{shown(name)} is larger than the {limit}-byte message limit; "
+                "ReadStream reads any size",
+            )
+        return data
+
+    async def _write(self, files: Files) -> Status:
         data = files.text.encode("utf-8")
-        if len(data) > self._max_message_bytes:
+        limit = self._settings.max_message_bytes
+        if len(data) > limit:
             raise GRPCError(
                 GrpcStatus.RESOURCE_EXHAUSTED,
-                f"text is larger than the {self._max_message_bytes}-byte message limit",
+                f"text is larger than the {limit}-byte message limit; WriteStream takes any size",
             )
-        await asyncio.to_thread(self._root.write_bytes, files.filename, data)
-        return Status(code=0)
+        self._check_write_size(files.filename, len(data))
+        sha256 = await run_blocking(
+            self._root.write_bytes, files.filename, data, create_dirs=self._settings.create_dirs
+        )
+        return Status(code=0, sha256=sha256)
+
+    def _check_read_size(self, name: str, size: int) -> None:
+        if size > self._settings.max_file_bytes:
+            raise GRPCError(
+                GrpcStatus.FAILED_PRECONDITION,
+                f"{shown(name)} is larger than this server's "
+                f"{self._settings.max_file_bytes}-byte file limit",
+            )
+
+    def _check_write_size(self, name: str, size: int) -> None:
+        if size > self._settings.max_file_bytes:
+            raise GRPCError(
+                GrpcStatus.RESOURCE_EXHAUSTED,
+                f"{shown(name)} would be larger than this server's "
+                f"{self._settings.max_file_bytes}-byte file limit",
+            )
+
+    async def _seed_style(self, reply: Awaitable[Reply], failed: Reply, method: str) -> Reply:
+        """``reply``, or with error style "seed" ``failed`` instead of any refusal."""
+        try:
+            return await reply
+        except (GRPCError, OSError) as exc:
+            if self._settings.error_style != "seed":
+                raise
+            log.info("%s failed, answered as the seed did: %s", method, exc)
+            return failed

@@ -42,6 +42,35 @@ async def test_every_call_kind(live_server: RunningServer) -> None:
     assert sync_threads() == []
 
 
+async def test_every_file_call(live_server: RunningServer, tmp_path: Path) -> None:
+    local = tmp_path / "local.bin"
+    local.write_bytes(bytes(range(256)) * 1000)
+    progress: list[tuple[int, int]] = []
+
+    def calls() -> None:
+        with SyncClient(live_server.target, timeout=10) as client:
+            assert client.write_bytes("a/b.bin", b"\x00\xff" * 70_000).code == 0
+            assert client.read_bytes("a/b.bin") == b"\x00\xff" * 70_000
+            assert b"".join(client.read_chunks("a/b.bin")) == b"\x00\xff" * 70_000
+            assert client.write_chunks("c.bin", iter([b"x", b"y"])).sha256 != ""
+            client.upload(
+                local, "up.bin", progress=lambda sent, total: progress.append((sent, total))
+            )
+            assert client.download("up.bin", tmp_path / "down.bin") == 256_000
+            assert client.stat("up.bin").size == 256_000
+            assert sorted(info.name for info in client.list("")) == ["a", "c.bin", "up.bin"]
+            assert client.delete("c.bin").code == 0
+            with pytest.raises(RpcError) as caught:
+                client.stat("c.bin")
+            assert caught.value.status is StatusCode.NOT_FOUND
+
+    await asyncio.to_thread(calls)
+    assert (tmp_path / "down.bin").read_bytes() == local.read_bytes()
+    assert progress[0] == (0, 256_000)
+    assert progress[-1] == (256_000, 256_000)
+    assert sync_threads() == []
+
+
 async def test_a_bidi_call_interleaves_with_a_blocking_request_iterator(
     live_server: RunningServer,
 ) -> None:

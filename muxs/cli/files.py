@@ -1,0 +1,128 @@
+"""Client commands for files of any size: upload, download, ls, stat, rm."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import TextIO
+
+from muxs.api import FileInfo
+from muxs.cli._common import Subparsers, add_client_command
+from muxs.client import Client
+
+BAR_WIDTH = 30
+
+
+def human_size(size: int) -> str:
+    """``812 B``, ``1.5 KiB``, ``20.0 MiB``, ``3.0 GiB``."""
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+class Progress:
+    """Counts the bytes of a transfer; draws a bar on ``stream`` if it is a terminal."""
+
+    def __init__(self, label: str, stream: TextIO) -> None:
+        self.label = label
+        self.done = 0
+        self._stream = stream if stream.isatty() else None
+        self._shown = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done = done
+        if self._stream is None:
+            return
+        fraction = done / total if total else 1.0
+        percent = int(fraction * 100)
+        if percent == self._shown:
+            return
+        self._shown = percent
+        filled = int(BAR_WIDTH * fraction)
+        bar = "#" * filled + "." * (BAR_WIDTH - filled)
+        self._stream.write(
+            f"\r{self.label} [{bar}] {percent:3d}% {human_size(done)} of {human_size(total)}"
+        )
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if self._stream is not None and self._shown >= 0:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+async def _upload(client: Client, args: argparse.Namespace) -> None:
+    progress = Progress(f"upload {args.remote}", sys.stderr)
+    try:
+        status = await client.upload(args.local, args.remote, progress=progress)
+    finally:
+        progress.finish()
+    print(f"uploaded {progress.done} bytes to {args.remote} (sha256 {status.sha256})")
+
+
+async def _download(client: Client, args: argparse.Namespace) -> None:
+    local = args.local or PurePosixPath(args.remote).name
+    progress = Progress(f"download {args.remote}", sys.stderr)
+    try:
+        size = await client.download(args.remote, local, progress=progress)
+    finally:
+        progress.finish()
+    print(f"downloaded {size} bytes to {local}")
+
+
+def _mtime(info: FileInfo) -> datetime:
+    return datetime.fromtimestamp(info.mtime).astimezone()
+
+
+async def _ls(client: Client, args: argparse.Namespace) -> None:
+    entries = sorted([info async for info in client.list(args.path)], key=lambda i: i.name)
+    for info in entries:
+        kind, suffix = ("d", "/") if info.is_dir else ("-", "")
+        when = _mtime(info).strftime("%Y-%m-%d %H:%M")
+        print(f"{kind} {info.size:>12} {when} {info.name}{suffix}")
+
+
+async def _stat(client: Client, args: argparse.Namespace) -> None:
+    info = await client.stat(args.path)
+    print(f"name: {info.name}")
+    print(f"type: {'directory' if info.is_dir else 'file'}")
+    print(f"size: {info.size}")
+    print(f"mtime: {_mtime(info).isoformat()}")
+
+
+async def _rm(client: Client, args: argparse.Namespace) -> None:
+    await client.delete(args.path)
+
+
+def register(subparsers: Subparsers) -> None:
+    upload = add_client_command(
+        subparsers,
+        "upload",
+        "replace a remote file with a local file of any size (progress bar on a terminal)",
+        _upload,
+    )
+    upload.add_argument("local", help="local file to send")
+    upload.add_argument("remote", help="path under the server's root")
+    download = add_client_command(
+        subparsers,
+        "download",
+        "save a remote file of any size locally (progress bar on a terminal)",
+        _download,
+    )
+    download.add_argument("remote", help="path under the server's root")
+    download.add_argument(
+        "local", nargs="?", help="where to save it (default: its name, in this directory)"
+    )
+    ls = add_client_command(subparsers, "ls", "list a remote directory", _ls)
+    ls.add_argument("path", nargs="?", default="", help="directory (default: the root)")
+    stat = add_client_command(subparsers, "stat", "describe a remote file or directory", _stat)
+    stat.add_argument("path")
+    rm = add_client_command(subparsers, "rm", "delete a remote file", _rm)
+    rm.add_argument("path")

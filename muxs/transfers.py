@@ -1,0 +1,92 @@
+"""Bytes in chunks between memory, local files and the FileController's streaming calls.
+
+The SDK's ``write_chunks``/``read_chunks`` speak WriteStream/ReadStream; what is here turns
+bytes and local files into chunks and back. Local disk work runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from io import BufferedReader
+from pathlib import Path
+
+from muxs.api import Chunk
+from muxs.calls import ReplyStream, Requests, iterate
+from muxs.threads import open_blocking, run_blocking
+
+CHUNK_BYTES = 64 * 1024
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes transferred so far, total bytes) after each chunk, and once at 0."""
+
+
+def no_progress(done: int, total: int) -> None:
+    """The default progress callback: report nothing."""
+
+
+def split(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """``data`` in chunks of ``size`` bytes (none for empty data)."""
+    view = memoryview(data)
+    for start in range(0, len(data), size):
+        yield bytes(view[start : start + size])
+
+
+async def chunk_requests(
+    filename: str, chunks: Requests[bytes], digest: hashlib._Hash
+) -> AsyncIterator[Chunk]:
+    """WriteStream requests: the filename in the first chunk only; at least one chunk."""
+    first = True
+    async for data in iterate(chunks):
+        digest.update(data)
+        yield Chunk(filename=filename if first else "", data=data)
+        first = False
+    if first:
+        yield Chunk(filename=filename)
+
+
+async def chunk_data(chunks: ReplyStream[Chunk]) -> AsyncIterator[bytes]:
+    """The bytes of ReadStream replies; closing this cancels the call."""
+    async with chunks:
+        async for chunk in chunks:
+            yield chunk.data
+
+
+async def read_local(file: BufferedReader, progress: Progress) -> AsyncIterator[bytes]:
+    """The content of an open local file in chunks, reporting progress."""
+    total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
+    done = 0
+    progress(done, total)
+    while data := await run_blocking(file.read, CHUNK_BYTES):
+        done += len(data)
+        yield data
+        progress(done, max(total, done))
+
+
+async def save_local(
+    chunks: AsyncIterator[bytes], path: str | os.PathLike[str], progress: Progress, total: int
+) -> int:
+    """Write ``chunks`` to ``path`` through a temp file beside it; return the byte count.
+
+    ``path`` is replaced only once every chunk has arrived: a failed transfer leaves it
+    as it was, and no temp file.
+    """
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    file = await open_blocking(open, temp, "xb")
+    try:
+        done = 0
+        progress(done, total)
+        async for data in chunks:
+            await run_blocking(file.write, data)
+            done += len(data)
+            progress(done, max(total, done))
+        await run_blocking(file.close)
+        await run_blocking(os.replace, temp, target)
+    except BaseException:
+        file.close()
+        temp.unlink(missing_ok=True)
+        raise
+    return done

@@ -1,0 +1,78 @@
+"""The SDK's upload and download: local files, progress callbacks, nothing half-written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from muxs import Client, RpcError, StatusCode
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Path:
+    """A local directory, apart from the server's root."""
+    path = tmp_path / "local"
+    path.mkdir()
+    return path
+
+
+async def test_upload_then_download_with_progress(
+    client: Client, root_dir: Path, local: Path
+) -> None:
+    data = os.urandom(200_000)
+    (local / "src.bin").write_bytes(data)
+    sent: list[tuple[int, int]] = []
+    status = await client.upload(
+        local / "src.bin", "dir/copy.bin", progress=lambda done, total: sent.append((done, total))
+    )
+    assert status.sha256 == hashlib.sha256(data).hexdigest()
+    assert (root_dir / "dir" / "copy.bin").read_bytes() == data
+    assert [done for done, _ in sent] == [0, 65536, 131072, 196608, 200_000]
+    assert {total for _, total in sent} == {200_000}
+    received: list[tuple[int, int]] = []
+    size = await client.download(
+        "dir/copy.bin",
+        local / "back.bin",
+        progress=lambda done, total: received.append((done, total)),
+    )
+    assert size == 200_000
+    assert (local / "back.bin").read_bytes() == data
+    assert received[0] == (0, 200_000)
+    assert received[-1] == (200_000, 200_000)
+    assert sorted(os.listdir(local)) == ["back.bin", "src.bin"]
+
+
+async def test_an_empty_file_round_trips(client: Client, local: Path) -> None:
+    (local / "empty").touch()
+    await client.upload(local / "empty", "empty")
+    assert await client.download("empty", local / "back") == 0
+    assert (local / "back").read_bytes() == b""
+
+
+async def test_a_failed_download_leaves_the_local_file_as_it_was(
+    client: Client, local: Path
+) -> None:
+    (local / "keep.txt").write_text("mine")
+    with pytest.raises(RpcError) as caught:
+        await client.download("missing", local / "keep.txt")
+    assert caught.value.status is StatusCode.NOT_FOUND
+    assert (local / "keep.txt").read_text() == "mine"
+    assert os.listdir(local) == ["keep.txt"]
+
+
+async def test_uploading_a_missing_local_file_raises_before_any_call(
+    client: Client, root_dir: Path, local: Path
+) -> None:
+    with pytest.raises(FileNotFoundError):
+        await client.upload(local / "missing", "f")
+    assert os.listdir(root_dir) == []
+
+
+async def test_a_refused_upload_is_the_servers_status(client: Client, local: Path) -> None:
+    (local / "src").write_bytes(b"x")
+    with pytest.raises(RpcError) as caught:
+        await client.upload(local / "src", "../escape")
+    assert caught.value.status is StatusCode.PERMISSION_DENIED
