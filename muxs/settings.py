@@ -9,6 +9,7 @@ and the TOML key (``max_message_bytes``) from it. To add an option, add a field 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_ROOT = Path("data")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 def option(default: Any, help: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
@@ -45,6 +47,16 @@ class ServerSettings:
     )
     max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
+    log_format: str = option(
+        "text", "log lines as text, or as one JSON object per line", choices=LOG_FORMATS
+    )
+    reflection: bool = option(True, "serve gRPC server reflection (v1 and v1alpha)")
+    shutdown_grace: float = option(
+        10.0, "seconds calls in flight get to finish on SIGTERM/SIGINT before they are cancelled"
+    )
+    metrics_port: int | None = option(
+        None, "serve Prometheus metrics on this port at /metrics (needs muxs[metrics]); 0 picks one"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -62,6 +74,10 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("max_message_bytes", f"{settings.max_message_bytes} is below 1024")
     if settings.max_stream_replies < 1:
         raise ConfigError("max_stream_replies", f"{settings.max_stream_replies} is below 1")
+    if not settings.shutdown_grace >= 0:
+        raise ConfigError("shutdown_grace", f"{settings.shutdown_grace} is not a number >= 0")
+    if settings.metrics_port is not None:
+        _validate_metrics_port(settings.metrics_port)
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:
@@ -69,3 +85,14 @@ def _validate(settings: ServerSettings) -> None:
             raise ConfigError(
                 field.name, f"{getattr(settings, field.name)!r} is not one of {allowed}"
             )
+
+
+def _validate_metrics_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError("metrics_port", f"{port} is not between 0 and 65535")
+    try:
+        importlib.import_module("prometheus_client")
+    except ImportError:
+        raise ConfigError(
+            "metrics_port", "needs the prometheus-client package: pip install 'muxs[metrics]'"
+        ) from None

@@ -8,6 +8,7 @@ from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
 from muxs.api import Content, FileControllerBase, Files, Status
+from muxs.hooks import count_bytes_written
 from muxs.storage import Root, shown
 
 
@@ -37,4 +38,5 @@ class FileControllerService(FileControllerBase):
                 f"text is larger than the {self._max_message_bytes}-byte message limit",
             )
         await asyncio.to_thread(self._root.write_bytes, files.filename, data)
+        count_bytes_written(len(data))
         return Status(code=0)
