@@ -30,6 +30,7 @@ from muxs.transfers import Progress
 DEFAULT_TARGET = "127.0.0.1:50051"
 GREETER = "/muxs.Greeter/"
 FILE_CONTROLLER = "/muxs.FileController/"
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -87,6 +88,21 @@ class Client:
     def close(self) -> None:
         """Close the connection; calls in flight fail with UNAVAILABLE."""
         self._caller.channel.close()
+
+    async def check_health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """The health of ``service`` (``""``: the whole server): ``SERVING``, ``NOT_SERVING``...
+
+        Asks the standard ``grpc.health.v1.Health`` service; an unknown ``service`` raises
+        ``RpcError`` with NOT_FOUND.
+        """
+        # Imported on use: these messages register grpc.health.v1 in protobuf's default
+        # pool, as grpcio-health-checking's do, and a process can hold only one of them.
+        from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+
+        reply = await self._caller.unary_unary(
+            HEALTH_CHECK, HealthCheckRequest(service=service), HealthCheckResponse, timeout
+        )
+        return HealthCheckResponse.ServingStatus.Name(reply.status)
 
     async def say_hello(self, name: str, *, timeout: float | None = None) -> HelloReply:
         """``Hello, {name}!``."""

@@ -40,6 +40,7 @@ def generate(out_root: Path) -> Path:
             f"-I{PROTO_DIR}",
             f"--python_betterproto_out={package_dir}",
             f"--descriptor_set_out={package_dir / DESCRIPTOR_SET}",
+            "--include_imports",
             *protos,
         ],
         cwd=PROTO_DIR,

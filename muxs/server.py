@@ -9,8 +9,9 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grpclib._typing import IServable
 from grpclib.server import Server
@@ -19,6 +20,9 @@ from muxs.deadlines import enforce_deadlines
 from muxs.services import FileControllerService, GreeterService
 from muxs.settings import ServerSettings
 from muxs.storage import Root
+
+if TYPE_CHECKING:
+    from muxs.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +35,21 @@ def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
     ]
 
 
+def _lifecycle(settings: ServerSettings, root: Root) -> Lifecycle:
+    # Imported here, not by `import muxs`: grpclib's health and reflection messages
+    # register in protobuf's default pool, as grpcio-health-checking's and
+    # grpcio-reflection's do, and a process can hold only one of each.
+    from muxs.lifecycle import Lifecycle
+
+    lifecycle = Lifecycle(settings, build_services(settings, root), root.path)
+    enforce_deadlines(lifecycle.server, settings.max_call_seconds)
+    return lifecycle
+
+
 def build_server(settings: ServerSettings, root: Root) -> Server:
-    """A grpclib ``Server`` hosting every muxs service, not yet listening."""
-    server = Server(build_services(settings, root))
-    enforce_deadlines(server, settings.max_call_seconds)
-    return server
+    """A grpclib ``Server`` hosting every muxs service with health, reflection (unless
+    turned off), access logs and metrics; not yet listening."""
+    return _lifecycle(settings, root).server
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -62,12 +76,18 @@ class RunningServer:
     port: int
     root: Path
     server: Server
+    lifecycle: Lifecycle = field(repr=False)
 
     @property
     def target(self) -> str:
         """``host:port`` for ``muxs.Client``."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port serving ``/metrics`` (None when metrics are off)."""
+        return self.lifecycle.metrics_port
 
 
 @asynccontextmanager
@@ -78,10 +98,12 @@ async def serve(
     root: str | os.PathLike[str] | None = None,
     settings: ServerSettings | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Serve muxs in the running event loop until the block exits.
+    """Serve muxs in the running event loop until the block exits, then drain.
 
     ``settings`` gives every option; ``host``, ``port`` and ``root``, when given, override
-    it. Port 0 binds a free ephemeral port: read the real one from ``.port``.
+    it. Port 0 binds a free ephemeral port: read the real one from ``.port``. On exit,
+    new calls are refused and calls in flight get ``settings.shutdown_grace`` seconds to
+    finish before they are cancelled (``.lifecycle.hurry()`` cancels them at once).
     """
     settings = settings or ServerSettings()
     settings = replace(
@@ -95,27 +117,45 @@ async def serve(
         removed = storage.remove_stale_temp_files()
         if removed:
             log.info("removed %d temp file(s) left by an interrupted write", removed)
+        lifecycle = _lifecycle(settings, storage)
         sock = bind(settings.host, settings.port)
-        server = build_server(settings, storage)
-        await server.start(sock=sock)
+        try:
+            await lifecycle.start(sock)
+        except BaseException:
+            sock.close()
+            raise
         try:
             yield RunningServer(
-                settings, settings.host, sock.getsockname()[1], storage.path, server
+                settings,
+                settings.host,
+                sock.getsockname()[1],
+                storage.path,
+                lifecycle.server,
+                lifecycle,
             )
         finally:
-            server.close()
-            await server.wait_closed()
+            await lifecycle.stop()
     finally:
         storage.close()
 
 
 async def run(settings: ServerSettings) -> None:
-    """Serve until SIGINT or SIGTERM, logging where it listens."""
+    """Serve until SIGINT or SIGTERM, then drain; a second signal cancels what still runs."""
     stop = asyncio.Event()
+    started: list[RunningServer] = []
+
+    def on_signal() -> None:
+        if stop.is_set() and started:
+            started[0].lifecycle.hurry()
+        stop.set()
+
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     async with serve(settings=settings) as running:
+        started.append(running)
         log.info("muxs listening on %s (root %s)", running.target, running.root)
+        if running.metrics_port is not None:
+            log.info("metrics on http://%s:%d/metrics", settings.host, running.metrics_port)
         await stop.wait()
-        log.info("muxs stopping")
+        log.info("muxs stopping (a second signal cancels the calls in flight)")

@@ -9,6 +9,7 @@ and the TOML key (``max_message_bytes``) from it. To add an option, add a field 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ERROR_STYLES = ("status", "seed")
 # gRPC clients refuse messages over 4 MiB by default; a chunk and its framing must fit.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 1024
+LOG_FORMATS = ("text", "json")
 
 
 def option(default: Any, help: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
@@ -64,6 +66,16 @@ class ServerSettings:
         choices=ERROR_STYLES,
     )
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
+    log_format: str = option(
+        "text", "log lines as text, or as one JSON object per line", choices=LOG_FORMATS
+    )
+    reflection: bool = option(True, "serve gRPC server reflection (v1 and v1alpha)")
+    shutdown_grace: float = option(
+        10.0, "seconds calls in flight get to finish on SIGTERM/SIGINT before they are cancelled"
+    )
+    metrics_port: int | None = option(
+        None, "serve Prometheus metrics on this port at /metrics (needs muxs[metrics]); 0 picks one"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -90,6 +102,10 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError(
             "chunk_bytes", f"{settings.chunk_bytes} is not between 1024 and {MAX_CHUNK_BYTES}"
         )
+    if not settings.shutdown_grace >= 0:
+        raise ConfigError("shutdown_grace", f"{settings.shutdown_grace} is not a number >= 0")
+    if settings.metrics_port is not None:
+        _validate_metrics_port(settings.metrics_port)
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:
@@ -97,3 +113,14 @@ def _validate(settings: ServerSettings) -> None:
             raise ConfigError(
                 field.name, f"{getattr(settings, field.name)!r} is not one of {allowed}"
             )
+
+
+def _validate_metrics_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise ConfigError("metrics_port", f"{port} is not between 0 and 65535")
+    try:
+        importlib.import_module("prometheus_client")
+    except ImportError:
+        raise ConfigError(
+            "metrics_port", "needs the prometheus-client package: pip install 'muxs[metrics]'"
+        ) from None

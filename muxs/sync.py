@@ -314,6 +314,7 @@ class SyncClient(_Closing):
     write_bytes = _blocking(Client.write_bytes)
     upload = _blocking(Client.upload)
     download = _blocking(Client.download)
+    check_health = _blocking(Client.check_health)
     stat = _blocking(Client.stat)
     delete = _blocking(Client.delete)
     list = _iterating(Client.list)  # last: it shadows the builtin in the class body

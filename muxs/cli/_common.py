@@ -36,18 +36,19 @@ def add_client_command(
     subparsers: Subparsers,
     name: str,
     help: str,
-    call: Callable[[Client, argparse.Namespace], Awaitable[None]],
+    call: Callable[[Client, argparse.Namespace], Awaitable[int | None]],
 ) -> argparse.ArgumentParser:
-    """A command that connects to a server and runs ``call`` (which prints its result)."""
+    """A command that connects to a server and runs ``call`` (which prints its result and
+    may return an exit code)."""
     parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help, description=help)
     parser.add_argument(
         "--target", type=_target, default=DEFAULT_TARGET, help="server HOST:PORT (%(default)s)"
     )
     parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
 
-    async def run(args: argparse.Namespace) -> None:
+    async def run(args: argparse.Namespace) -> int | None:
         async with Client(args.target, timeout=args.timeout) as client:
-            await call(client, args)
+            return await call(client, args)
 
     parser.set_defaults(handler=lambda args: asyncio.run(run(args)) or EXIT_OK)
     return parser

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
+from muxs.cli._logging import configure_logging
 from muxs.config import LoadedSettings, add_server_options, load_settings
 from muxs.errors import ConfigError
 from muxs.server import run
@@ -25,9 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"muxs serve: invalid setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run(settings))
     except OSError as exc:

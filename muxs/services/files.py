@@ -18,6 +18,7 @@ from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
+from muxs.hooks import count_bytes_written
 from muxs.settings import ServerSettings
 from muxs.storage import Root, shown
 from muxs.threads import open_blocking, run_blocking
@@ -85,6 +86,7 @@ class FileControllerService(FileControllerBase):
                 await run_blocking(new.write, chunk.data)
                 chunk = await anext(chunk_iterator, None)
             await run_blocking(new.commit)
+            count_bytes_written(new.size)
             return Status(code=0, sha256=new.sha256)
         finally:
             await run_blocking(new.close)
@@ -142,6 +144,7 @@ class FileControllerService(FileControllerBase):
         sha256 = await run_blocking(
             self._root.write_bytes, files.filename, data, create_dirs=self._settings.create_dirs
         )
+        count_bytes_written(len(data))
         return Status(code=0, sha256=sha256)
 
     def _check_read_size(self, name: str, size: int) -> None:

@@ -1,0 +1,42 @@
+"""Access logs: one INFO line per call on the ``muxs.access`` logger.
+
+The line says which method, who called (peer, and the authenticated subject when there
+is one), the status, how long it took and how many messages went each way. It never
+contains metadata (so never a token) nor message contents (so never file contents).
+The fields are also attached to the record as ``record.fields``, for the JSON format.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from muxs.hooks import Call, CallObserver
+
+log = logging.getLogger(__name__)
+
+
+def access_fields(call: Call) -> dict[str, object]:
+    """What the access log says about a finished call."""
+    assert call.status is not None
+    fields: dict[str, object] = {"method": call.path, "peer": call.peer}
+    if call.subject is not None:
+        fields["subject"] = call.subject
+    fields.update(
+        status=call.status.name,
+        code=call.status.value,
+        duration_ms=round(call.duration * 1000, 3),
+        messages_in=call.received,
+        messages_out=call.sent,
+    )
+    return fields
+
+
+class AccessLog(CallObserver):
+    """Logs every finished call."""
+
+    def finished(self, call: Call) -> None:
+        if not log.isEnabledFor(logging.INFO):
+            return
+        fields = access_fields(call)
+        text = " ".join(f"{key}={value}" for key, value in fields.items() if key != "code")
+        log.info("%s", text, extra={"fields": fields})

@@ -1,0 +1,123 @@
+"""A muxs server with what operating it needs: health, reflection, call hooks, metrics and a drain.
+
+grpclib does not drain: ``Server.close()`` cancels every call in flight, and on Python
+3.12+ ``wait_closed()`` waits for clients to hang up. ``Lifecycle.stop`` drains instead:
+
+1. health turns NOT_SERVING, new calls are refused (UNAVAILABLE) and the listener
+   stops accepting connections;
+2. the calls in flight get up to the grace period to finish (health watches excepted:
+   they last as long as their client wants), or less if ``hurry()`` is called;
+3. what still runs is cancelled, the connections are closed, metrics stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+
+from grpclib._typing import IServable
+from grpclib.protocol import H2Protocol
+from grpclib.server import Server
+
+from muxs.access_log import AccessLog
+from muxs.health import HealthState
+from muxs.hooks import CallHooks, CallObserver
+from muxs.reflection import reflection_services
+from muxs.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+class DrainableServer(Server):
+    """grpclib's ``Server``, able to stop listening and to close its connections on their own."""
+
+    def __init__(self, services: Sequence[IServable]) -> None:
+        super().__init__(services)
+        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        self._protocols.add(protocol)
+        return protocol
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; connections already open stay open."""
+        if self._server is not None:
+            self._server.close()
+
+    def close_connections(self) -> None:
+        """Close every client connection (their calls, if any, are cancelled)."""
+        for protocol in list(self._protocols):
+            if hasattr(protocol, "processor"):
+                protocol.processor.close("the server stopped")
+
+
+class Lifecycle:
+    """Builds a muxs server around ``services``, starts it, and drains it."""
+
+    def __init__(self, settings: ServerSettings, services: Sequence[IServable], root: Path) -> None:
+        self.settings = settings
+        self.health = HealthState(services, root)
+        hosted = [*services, self.health.service]
+        if settings.reflection:
+            hosted += reflection_services(hosted)
+        self.server = DrainableServer(hosted)
+        observers: list[CallObserver] = [AccessLog()]
+        self.metrics = None
+        if settings.metrics_port is not None:
+            from muxs.metrics import Metrics  # the optional prometheus-client is needed
+
+            self.metrics = Metrics()
+            observers.append(self.metrics)
+        self.calls = CallHooks(self.server, hosted, observers)
+        self.metrics_port: int | None = None
+        self._hurry = asyncio.Event()
+
+    async def start(self, sock: socket.socket) -> None:
+        """Serve metrics (when on), then gRPC on the bound ``sock``."""
+        await self.health.refresh()
+        if self.metrics is not None:
+            assert self.settings.metrics_port is not None
+            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+        try:
+            await self.server.start(sock=sock)
+        except BaseException:
+            await self._stop_metrics()
+            raise
+
+    def hurry(self) -> None:
+        """Cut the drain short: cancel the calls still in flight now."""
+        self._hurry.set()
+
+    async def stop(self) -> None:
+        """Drain (see the module's docstring) and stop."""
+        grace = self.settings.shutdown_grace
+        self.health.drain()
+        self.calls.refuse_new_calls()
+        self.server.stop_accepting()
+        if self.calls.pending:
+            log.info("draining: waiting up to %gs for %d call(s)", grace, self.calls.pending)
+        waiters = [
+            asyncio.ensure_future(self.calls.settled()),
+            asyncio.ensure_future(self._hurry.wait()),
+        ]
+        try:
+            await asyncio.wait(waiters, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if self.calls.pending:
+            log.warning("cancelling %d call(s) still in flight", self.calls.pending)
+        self.server.close()
+        self.server.close_connections()
+        await self.server.wait_closed()
+        await self._stop_metrics()
+
+    async def _stop_metrics(self) -> None:
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)

@@ -1,0 +1,62 @@
+"""Server reflection (v1 and v1alpha), with grpclib's implementation.
+
+betterproto's messages carry no protobuf descriptors, so the reflection services read
+them from the descriptor set that ``python -m muxs.codegen`` writes beside the
+generated code (``muxs_api/muxs.binpb``), plus the descriptors of grpclib's own health
+and reflection protos, all in a private descriptor pool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from importlib import resources
+from typing import Any
+
+from google.protobuf.descriptor_pb2 import FileDescriptorProto, FileDescriptorSet
+from google.protobuf.descriptor_pool import DescriptorPool
+from grpclib._typing import IServable
+from grpclib.health.v1 import health_pb2
+
+# grpclib keeps its v1alpha service in a private module (its public `extend` lists only
+# the services given, not reflection itself).
+from grpclib.reflection._deprecated import ServerReflection as ServerReflectionV1Alpha
+from grpclib.reflection.service import ServerReflection
+from grpclib.reflection.v1 import reflection_pb2
+from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
+
+from muxs.codegen import DESCRIPTOR_SET, PACKAGE
+
+REFLECTION_SERVICES = (
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+)
+
+
+def service_name(service: IServable) -> str:
+    """A service's full name (``muxs.Greeter``)."""
+    return next(iter(service.__mapping__())).split("/")[1]
+
+
+def descriptor_pool() -> DescriptorPool:
+    """A pool holding the muxs protos and the health and reflection protos."""
+    pool = DescriptorPool()
+    descriptor_set = FileDescriptorSet.FromString(
+        resources.files(PACKAGE).joinpath(DESCRIPTOR_SET).read_bytes()
+    )
+    for file in descriptor_set.file:
+        pool.Add(file)
+    for module in (health_pb2, reflection_pb2, reflection_v1alpha_pb2):
+        file = FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(file)
+        pool.Add(file)
+    return pool
+
+
+def reflection_services(services: Collection[IServable]) -> list[IServable]:
+    """Reflection v1 and v1alpha, listing ``services`` and themselves."""
+    names = [*(service_name(service) for service in services), *REFLECTION_SERVICES]
+    pool: Any = descriptor_pool()
+    return [
+        ServerReflection(_service_names=names, _pool=pool),
+        ServerReflectionV1Alpha(_service_names=names, _pool=pool),
+    ]

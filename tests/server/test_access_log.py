@@ -1,0 +1,144 @@
+"""Access logs: one line per call, from the shared per-call bookkeeping of ``muxs.hooks``."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from grpclib.client import Channel
+from grpclib.events import RecvRequest, listen
+
+from muxs import (
+    Client,
+    HelloReply,
+    HelloRequest,
+    RpcError,
+    RunningServer,
+    ServerSettings,
+    StatusCode,
+)
+from muxs.calls import Caller
+from muxs.hooks import current_call
+from muxs.lifecycle import Lifecycle
+from muxs.server import bind
+from muxs.services import GreeterService
+from tests.access import access_records
+
+
+async def test_one_line_per_call_with_its_method_peer_status_time_and_messages(
+    live_server: RunningServer,
+) -> None:
+    with access_records() as logs:
+        async with Client(live_server.target) as client:
+            await client.say_hello("you")
+            with pytest.raises(RpcError):
+                await client.read("missing.txt")
+            assert len([reply async for reply in client.lots_of_replies("x", 3)]) == 3
+            await client.lots_of_greetings(["a", "b"])
+        hello = await logs.finished("/muxs.Greeter/SayHello")
+        read = await logs.finished("/muxs.FileController/Read")
+        replies = await logs.finished("/muxs.Greeter/LotsOfReplies")
+        greetings = await logs.finished("/muxs.Greeter/LotsOfGreetings")
+    assert str(hello["peer"]).startswith("127.0.0.1:")
+    assert isinstance(hello["duration_ms"], float)
+    assert hello["duration_ms"] >= 0
+    assert (hello["status"], hello["code"], hello["messages_in"], hello["messages_out"]) == (
+        "OK",
+        0,
+        1,
+        1,
+    )
+    assert (read["status"], read["code"], read["messages_out"]) == ("NOT_FOUND", 5, 0)
+    assert (replies["messages_in"], replies["messages_out"]) == (1, 3)
+    assert (greetings["messages_in"], greetings["messages_out"]) == (2, 1)
+    line = logs.records[0].getMessage()
+    assert line.startswith(f"method=/muxs.Greeter/SayHello peer={hello['peer']} status=OK ")
+    assert line.endswith(" messages_in=1 messages_out=1")
+    assert [record.levelno for record in logs.records] == [logging.INFO] * 4
+
+
+async def test_a_client_cancel_is_logged_as_cancelled(live_server: RunningServer) -> None:
+    waiting = asyncio.Event()
+
+    async def names() -> AsyncIterator[str]:
+        yield "first"
+        await waiting.wait()  # never set: the server waits for a second name
+
+    with access_records() as logs:
+        async with (
+            Client(live_server.target) as client,
+            client.bidi_hello(names()) as replies,
+        ):
+            await anext(replies)
+        cancelled = await logs.finished("/muxs.Greeter/BidiHello")
+    assert cancelled["status"] == "CANCELLED"
+    assert cancelled["code"] == StatusCode.CANCELLED.value
+    assert (cancelled["messages_in"], cancelled["messages_out"]) == (1, 1)
+
+
+async def test_tokens_and_file_contents_never_reach_the_log(
+    live_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="muxs")
+    caplog.set_level(logging.DEBUG, logger="grpclib")
+    channel = Channel("127.0.0.1", live_server.port)
+    caller = Caller(
+        channel, live_server.target, None, metadata=lambda: {"authorization": "Bearer s3cret"}
+    )
+    with access_records() as logs:
+        try:
+            await caller.unary_unary(
+                "/muxs.Greeter/SayHello", HelloRequest(name="you"), HelloReply, None
+            )
+        finally:
+            channel.close()
+        async with Client(live_server.target) as client:
+            await client.write("diary.txt", "my private thoughts")
+        await logs.finished("/muxs.FileController/Write")
+    everything = caplog.text + repr(logs.fields())
+    assert "method=/muxs.FileController/Write" in caplog.text
+    for secret in ("s3cret", "authorization", "my private thoughts"):
+        assert secret not in everything
+
+
+async def test_the_subject_is_logged_once_a_listener_sets_it(live_server: RunningServer) -> None:
+    async def authenticate(event: RecvRequest) -> None:
+        call = current_call()
+        assert call is not None
+        call.subject = "alice"
+
+    listen(live_server.server, RecvRequest, authenticate)
+    with access_records() as logs:
+        async with Client(live_server.target) as client:
+            await client.say_hello("you")
+        hello = await logs.finished("/muxs.Greeter/SayHello")
+    assert hello["subject"] == "alice"
+    assert " subject=alice status=OK " in logs.records[0].getMessage()
+
+
+class BrokenGreeter(GreeterService):
+    async def say_hello(self, hello_request: HelloRequest) -> HelloReply:
+        raise RuntimeError("cannot open /srv/secret/db")
+
+
+async def test_an_unexpected_error_is_logged_once_and_the_client_gets_internal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ServerSettings(host="127.0.0.1", port=0, root=tmp_path)
+    lifecycle = Lifecycle(settings, [BrokenGreeter(max_stream_replies=10)], tmp_path)
+    sock = bind("127.0.0.1", 0)
+    await lifecycle.start(sock)
+    try:
+        async with Client(f"127.0.0.1:{sock.getsockname()[1]}") as client:
+            with pytest.raises(RpcError) as caught:
+                await client.say_hello("you")
+    finally:
+        await lifecycle.stop()
+    assert caught.value.status is StatusCode.INTERNAL
+    assert "/srv" not in caught.value.message
+    assert "RuntimeError" not in caught.value.message
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert [(record.name, record.getMessage()) for record in tracebacks] == [
+        ("muxs.hooks", "unexpected error in /muxs.Greeter/SayHello")
+    ]
