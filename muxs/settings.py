@@ -9,6 +9,7 @@ and the TOML key (``max_message_bytes``) from it. To add an option, add a field 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,24 @@ class ServerSettings:
         DEFAULT_ROOT, "directory every file path is confined to (created if missing)"
     )
     max_message_bytes: int = option(
-        4 * 1024 * 1024, "largest file a unary Read returns or a unary Write accepts, in bytes"
+        4 * 1024 * 1024,
+        "largest request message accepted (refused before it is buffered), and largest file "
+        "a unary Read returns or a unary Write accepts, in bytes",
     )
     max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
+    max_concurrent_streams: int = option(
+        100, "most calls one connection may have open at once (HTTP/2 setting)"
+    )
+    max_connections: int = option(1024, "most client connections served at once; more get GOAWAY")
+    idle_timeout: float = option(
+        300.0, "seconds a connection with no call open is kept before GOAWAY; 0: forever"
+    )
+    keepalive_time: float = option(
+        7200.0, "seconds between pings on a connection with calls open, to find dead peers; 0: off"
+    )
+    keepalive_timeout: float = option(
+        20.0, "seconds to wait for a ping's answer before closing the connection"
+    )
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
 
     def __post_init__(self) -> None:
@@ -62,6 +78,7 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("max_message_bytes", f"{settings.max_message_bytes} is below 1024")
     if settings.max_stream_replies < 1:
         raise ConfigError("max_stream_replies", f"{settings.max_stream_replies} is below 1")
+    _validate_limits(settings)
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:
@@ -69,3 +86,20 @@ def _validate(settings: ServerSettings) -> None:
             raise ConfigError(
                 field.name, f"{getattr(settings, field.name)!r} is not one of {allowed}"
             )
+
+
+def _validate_limits(settings: ServerSettings) -> None:
+    if not 1 <= settings.max_concurrent_streams <= 2**31 - 1:
+        raise ConfigError(
+            "max_concurrent_streams",
+            f"{settings.max_concurrent_streams} is not between 1 and 2^31-1",
+        )
+    if settings.max_connections < 1:
+        raise ConfigError("max_connections", f"{settings.max_connections} is below 1")
+    for name in ("idle_timeout", "keepalive_time"):
+        if not 0 <= getattr(settings, name) < math.inf:
+            raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds >= 0")
+    if not 0 < settings.keepalive_timeout < math.inf:
+        raise ConfigError(
+            "keepalive_timeout", f"{settings.keepalive_timeout} is not a number of seconds > 0"
+        )
