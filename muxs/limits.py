@@ -15,6 +15,8 @@ field, documented in docs/RELIABILITY.md):
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
 - ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
 
+It also fixes two HTTP/2 faults of grpclib (see ``_LimitedProtocol.data_received``).
+
 The hooks into grpclib 0.4 are ``Server._protocol_factory``, the ``AbstractHandler``
 between a connection and its request handler, the connection's ``h2`` object
 (``Connection._connection``) and the per-stream ``recv_data`` that grpclib's
@@ -28,6 +30,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 
+import h2.events
+import h2.exceptions
 from grpclib import protocol
 from grpclib._typing import IServable
 from grpclib.config import Configuration
@@ -172,6 +176,23 @@ class _LimitedProtocol(protocol.H2Protocol):
         )
         self.connection.flush()
         self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        """grpclib's, with two HTTP/2 fixes: a protocol error is answered with the GOAWAY
+        h2 prepared before the connection closes, and frames of unknown types are ignored
+        (grpclib raises on them, killing the connection), as RFC 9113 section 5.5 says."""
+        try:
+            events = self.connection.feed(data)
+        except h2.exceptions.ProtocolError as exc:
+            log.info("closing a connection on an HTTP/2 protocol error: %s", exc)
+            self.connection.flush()
+            self.processor.close("Protocol error")
+            return
+        self.connection.flush()
+        for event in events:
+            if not isinstance(event, h2.events.UnknownFrameReceived):
+                self.processor.process(event)
+        self.connection.flush()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)

@@ -81,7 +81,9 @@ class RawConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
-        config = h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        config = h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False
+        )
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.initiate_connection()
         self.replies: dict[int, Reply] = {}
