@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpclib.client
 import pytest
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -160,6 +161,12 @@ async def test_a_connection_with_a_call_open_is_not_idle(live_server: RunningSer
 async def test_the_sdk_reconnects_after_an_idle_goaway(live_server: RunningServer) -> None:
     async with Client(live_server.target) as client:
         assert (await client.say_hello("before")).message == "Hello, before!"
+        protocol = client._caller.channel._protocol
+        assert protocol is not None
+        handler = protocol.handler
+        assert isinstance(handler, grpclib.client.Handler)
+        # Once grpclib's channel has read the GOAWAY (a call racing it gets UNAVAILABLE).
+        await until(lambda: handler.connection_lost)
         await until(lambda: connections(live_server) == 0)
         assert (await client.say_hello("after")).message == "Hello, after!"
 
