@@ -15,34 +15,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 from grpclib._typing import IServable
-from grpclib.protocol import H2Protocol
-from grpclib.server import Server
 
 from muxs.access_log import AccessLog
 from muxs.health import HealthState
 from muxs.hooks import CallHooks, CallObserver
+from muxs.limits import LimitedServer
 from muxs.reflection import reflection_services
 from muxs.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
 
-class DrainableServer(Server):
-    """grpclib's ``Server``, able to stop listening and to close its connections on their own."""
-
-    def __init__(self, services: Sequence[IServable]) -> None:
-        super().__init__(services)
-        self._protocols: weakref.WeakSet[H2Protocol] = weakref.WeakSet()
-
-    def _protocol_factory(self) -> H2Protocol:
-        protocol = super()._protocol_factory()
-        self._protocols.add(protocol)
-        return protocol
+class DrainableServer(LimitedServer):
+    """muxs's server with its limits, able to stop listening and close its connections."""
 
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already open stay open."""
@@ -51,9 +40,8 @@ class DrainableServer(Server):
 
     def close_connections(self) -> None:
         """Close every client connection (their calls, if any, are cancelled)."""
-        for protocol in list(self._protocols):
-            if hasattr(protocol, "processor"):
-                protocol.processor.close("the server stopped")
+        for protocol in list(self.connections):
+            protocol.processor.close("the server stopped")
 
 
 class Lifecycle:
@@ -65,7 +53,7 @@ class Lifecycle:
         hosted = [*services, self.health.service]
         if settings.reflection:
             hosted += reflection_services(hosted)
-        self.server = DrainableServer(hosted)
+        self.server = DrainableServer(hosted, settings)
         observers: list[CallObserver] = [AccessLog()]
         self.metrics = None
         if settings.metrics_port is not None:

@@ -47,7 +47,9 @@ class ServerSettings:
         DEFAULT_ROOT, "directory every file path is confined to (created if missing)"
     )
     max_message_bytes: int = option(
-        4 * 1024 * 1024, "largest file a unary Read returns or a unary Write accepts, in bytes"
+        4 * 1024 * 1024,
+        "largest request message accepted (refused before it is buffered), and largest file "
+        "a unary Read returns or a unary Write accepts, in bytes",
     )
     max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
     max_call_seconds: float | None = option(
@@ -64,6 +66,19 @@ class ServerSettings:
         "how Read and Write report failures: gRPC status codes, or as the seed server did "
         "(Read: text 'Error: read failed', Write: code 1)",
         choices=ERROR_STYLES,
+    )
+    max_concurrent_streams: int = option(
+        100, "most calls one connection may have open at once (HTTP/2 setting)"
+    )
+    max_connections: int = option(1024, "most client connections served at once; more get GOAWAY")
+    idle_timeout: float = option(
+        300.0, "seconds a connection with no call open is kept before GOAWAY; 0: forever"
+    )
+    keepalive_time: float = option(
+        7200.0, "seconds between pings on a connection with calls open, to find dead peers; 0: off"
+    )
+    keepalive_timeout: float = option(
+        20.0, "seconds to wait for a ping's answer before closing the connection"
     )
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
     log_format: str = option(
@@ -106,6 +121,7 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("shutdown_grace", f"{settings.shutdown_grace} is not a number >= 0")
     if settings.metrics_port is not None:
         _validate_metrics_port(settings.metrics_port)
+    _validate_limits(settings)
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:
@@ -124,3 +140,20 @@ def _validate_metrics_port(port: int) -> None:
         raise ConfigError(
             "metrics_port", "needs the prometheus-client package: pip install 'muxs[metrics]'"
         ) from None
+
+
+def _validate_limits(settings: ServerSettings) -> None:
+    if not 1 <= settings.max_concurrent_streams <= 2**31 - 1:
+        raise ConfigError(
+            "max_concurrent_streams",
+            f"{settings.max_concurrent_streams} is not between 1 and 2^31-1",
+        )
+    if settings.max_connections < 1:
+        raise ConfigError("max_connections", f"{settings.max_connections} is below 1")
+    for name in ("idle_timeout", "keepalive_time"):
+        if not 0 <= getattr(settings, name) < math.inf:
+            raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds >= 0")
+    if not 0 < settings.keepalive_timeout < math.inf:
+        raise ConfigError(
+            "keepalive_timeout", f"{settings.keepalive_timeout} is not a number of seconds > 0"
+        )

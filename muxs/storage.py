@@ -29,6 +29,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import secrets
 import stat
 from collections import deque
@@ -42,6 +43,8 @@ from grpclib.exceptions import GRPCError
 log = logging.getLogger(__name__)
 
 TEMP_PREFIX = ".muxs-tmp-"
+_TEMP_TOKEN_BYTES = 8
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + f"[0-9a-f]{{{2 * _TEMP_TOKEN_BYTES}}}")
 NAME_MAX = 255
 PATH_MAX = 4095
 MAX_SYMLINKS = 40
@@ -166,7 +169,7 @@ class AtomicFile:
     def __init__(self, target: _Target, name: str) -> None:
         self._target = target
         self._name = name
-        self._temp = TEMP_PREFIX + secrets.token_hex(8)
+        self._temp = TEMP_PREFIX + secrets.token_hex(_TEMP_TOKEN_BYTES)
         mode = stat.S_IMODE(target.mode) if target.mode is not None else 0o644
         with _os_errors(name):
             self._fd: int | None = os.open(self._temp, _CREATE_FLAGS, mode, dir_fd=target.dir_fd)
@@ -272,13 +275,19 @@ class Root:
         os.close(self._fd)
 
     def remove_stale_temp_files(self) -> int:
-        """Delete temp files left by a muxs process that died mid-write; return how many."""
+        """Delete temp files left by a muxs process that died mid-write; return how many.
+
+        Only muxs's own: regular files named exactly as ``AtomicFile`` names them.
+        """
         removed = 0
         for dirpath, _dirs, files in os.walk(self.path):
             for file in files:
-                if file.startswith(TEMP_PREFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(os.path.join(dirpath, file))
+                if not _TEMP_NAME.fullmatch(file):
+                    continue
+                path = os.path.join(dirpath, file)
+                with contextlib.suppress(FileNotFoundError):
+                    if stat.S_ISREG(os.lstat(path).st_mode):
+                        os.unlink(path)
                         removed += 1
         return removed
 

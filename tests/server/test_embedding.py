@@ -29,7 +29,7 @@ async def test_serve_binds_an_ephemeral_port_and_stops(tmp_path: Path) -> None:
 async def test_serve_creates_the_root_and_removes_stale_temp_files(tmp_path: Path) -> None:
     root = tmp_path / "data"
     (root / "sub").mkdir(parents=True)
-    (root / "sub" / f"{TEMP_PREFIX}deadbeef").write_text("torn")
+    (root / "sub" / f"{TEMP_PREFIX}deadbeefdeadbeef").write_text("torn")  # as AtomicFile names it
     (root / "keep.txt").write_text("mine")
     async with serve("127.0.0.1", 0, root=root):
         assert sorted(p.name for p in root.rglob("*")) == ["keep.txt", "sub"]

@@ -1,0 +1,296 @@
+"""Soak: a fixed-rate mixed workload against a `muxs serve` process, every answer checked.
+
+    python bench/soak.py [--duration 60] [--rate 40] [--files 40] [--json]
+
+Starts `muxs serve` on an ephemeral loopback port with a scratch root, then for
+``--duration`` seconds starts calls at ``--rate`` per second (open loop: a slow server
+does not slow the schedule), cycling through every kind: unary Greeter calls, all three
+Greeter stream kinds, and unary reads and writes of ``--files`` files (plus ReadStream
+and WriteStream of as many binary files when the server implements them). Each reply's
+content is checked, not only its status; at the end every file's SHA-256 on disk must be
+that of the last content written. It reports calls made, failures (must be 0), p99
+latency and the server's RSS after warm-up and at the end (growth must stay under 10%),
+and exits 1 if any of these fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from grpclib.client import Channel
+from grpclib.const import Status as GrpcStatus
+from grpclib.exceptions import GRPCError
+
+from muxs import Client
+from muxs.services.greeter import greeting
+from muxs_api.muxs import Chunk, FileControllerStub, Files
+
+MAX_RSS_GROWTH = 0.10
+WARM_UP = 0.15  # of the duration: RSS is taken after it
+MAX_IN_FLIGHT = 64
+
+
+@dataclass
+class Report:
+    duration: float
+    rate: float
+    calls: int = 0
+    failures: int = 0
+    late: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    rss_start_mb: float = 0.0
+    rss_end_mb: float = 0.0
+    rss_growth: float = 0.0
+    files_checked: int = 0
+    file_streaming: bool = False
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and self.rss_growth < MAX_RSS_GROWTH and self.calls > 0
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def text_of(rng: random.Random) -> str:
+    size = rng.choice((0, 1, 100, 4096, 60_000))
+    return "".join(rng.choice("abcdefghij é字🙂\n") for _ in range(min(size, 200))) * (
+        size // 200 + 1
+    )
+
+
+class Workload:
+    """The calls, the expected state of every file, and the checks of every reply."""
+
+    def __init__(self, client: Client, channel: Channel, files: int, seed: int) -> None:
+        self.client = client
+        self.files = FileControllerStub(channel)
+        self.rng = random.Random(seed)
+        self.texts: dict[str, str] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.locks = {f"soak/t{n}.txt": asyncio.Lock() for n in range(files)}
+        self.locks |= {f"soak/b{n}.bin": asyncio.Lock() for n in range(files)}
+        self.streaming = False
+
+    def kinds(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+        kinds: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("SayHello", self.say_hello),
+            ("Square", self.square),
+            ("LotsOfReplies", self.lots_of_replies),
+            ("LotsOfGreetings", self.lots_of_greetings),
+            ("BidiHello", self.bidi_hello),
+            ("Write", self.write),
+            ("Read", self.read),
+        ]
+        if self.streaming:
+            kinds += [("WriteStream", self.write_stream), ("ReadStream", self.read_stream)]
+        return kinds
+
+    async def detect_streaming(self) -> None:
+        """Whether the server implements ReadStream and WriteStream (else they are left out)."""
+        try:
+            await self.files.read_stream(Files(filename="soak/none")).__anext__()
+        except GRPCError as exc:
+            self.streaming = exc.status is not GrpcStatus.UNIMPLEMENTED
+        except StopAsyncIteration:
+            self.streaming = True
+
+    async def say_hello(self) -> None:
+        name = self.rng.choice(("", "soak", "名前", "x" * 1000))
+        assert (await self.client.say_hello(name)).message == f"Hello, {name}!"
+
+    async def square(self) -> None:
+        value = self.rng.choice((0.0, 2.0, 231.0, 1e30))
+        got = (await self.client.square(value)).value
+        assert math.isclose(got, math.sqrt(value), rel_tol=1e-6), (value, got)
+
+    async def lots_of_replies(self) -> None:
+        count = self.rng.randint(1, 30)
+        async with self.client.lots_of_replies("r", count) as replies:
+            got = [(reply.message, reply.index) async for reply in replies]
+        assert got == [("Hello, r!", i) for i in range(1, count + 1)]
+
+    async def lots_of_greetings(self) -> None:
+        names = [f"n{i}" for i in range(self.rng.randint(0, 10))]
+        assert (await self.client.lots_of_greetings(names)).message == greeting(names)
+
+    async def bidi_hello(self) -> None:
+        names = [f"b{i}" for i in range(self.rng.randint(1, 10))]
+        async with self.client.bidi_hello(names) as replies:
+            got = [reply.message async for reply in replies]
+        assert got == [f"Hello, {name}!" for name in names]
+
+    def _file(self, suffix: str) -> str:
+        return self.rng.choice([name for name in self.locks if name.endswith(suffix)])
+
+    async def write(self) -> None:
+        name, text = self._file(".txt"), text_of(self.rng)
+        async with self.locks[name]:
+            status = await self.client.write(name, text)
+            assert status.code == 0
+            expected = hashlib.sha256(text.encode()).hexdigest()
+            assert status.sha256 in ("", expected)
+            self.texts[name] = text
+
+    async def read(self) -> None:
+        name = self._file(".txt")
+        async with self.locks[name]:
+            if name not in self.texts:
+                return await self.write()
+            assert (await self.client.read(name)).text == self.texts[name]
+        return None
+
+    async def write_stream(self) -> None:
+        name = self._file(".bin")
+        data = self.rng.randbytes(self.rng.choice((0, 10, 100_000, 1_500_000)))
+
+        async def chunks() -> AsyncIterator[Chunk]:
+            yield Chunk(filename=name, data=data[:65536])
+            for start in range(65536, len(data), 65536):
+                yield Chunk(data=data[start : start + 65536])
+
+        async with self.locks[name]:
+            status = await self.files.write_stream(chunks())
+            assert status.code == 0
+            assert status.sha256 in ("", hashlib.sha256(data).hexdigest())
+            self.blobs[name] = data
+
+    async def read_stream(self) -> None:
+        name = self._file(".bin")
+        async with self.locks[name]:
+            if name not in self.blobs:
+                return await self.write_stream()
+            got = b"".join([c.data async for c in self.files.read_stream(Files(filename=name))])
+            assert got == self.blobs[name]
+        return None
+
+    def check_files(self, root: Path) -> int:
+        expected = {name: text.encode() for name, text in self.texts.items()} | self.blobs
+        for name, data in expected.items():
+            on_disk = hashlib.sha256((root / name).read_bytes()).hexdigest()
+            assert on_disk == hashlib.sha256(data).hexdigest(), f"{name} is not what was written"
+        return len(expected)
+
+
+async def start_server(root: Path) -> tuple[asyncio.subprocess.Process, str]:
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
+    match = re.search(r"muxs listening on (\S+)", line)
+    if not match:
+        process.kill()
+        raise RuntimeError(f"muxs serve did not start: {line!r}")
+    return process, match.group(1)
+
+
+async def soak(duration: float, rate: float, files: int, seed: int) -> Report:
+    report = Report(duration=duration, rate=rate)
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="muxs-soak-") as scratch:
+        root = Path(scratch)
+        process, target = await start_server(root)
+        try:
+            host, _, port = target.rpartition(":")
+            channel = Channel(host, int(port))
+            async with Client(target, channel=channel) as client:
+                work = Workload(client, channel, files, seed)
+                await work.detect_streaming()
+                report.file_streaming = work.streaming
+                kinds = work.kinds()
+                in_flight: set[asyncio.Task[None]] = set()
+
+                async def timed(kind: str, call: Callable[[], Awaitable[None]]) -> None:
+                    start = time.monotonic()
+                    try:
+                        await call()
+                    except Exception as exc:
+                        report.failures += 1
+                        if len(report.errors) < 20:
+                            report.errors.append(f"{kind}: {type(exc).__name__}: {exc}"[:300])
+                    latencies.append(time.monotonic() - start)
+
+                begin = time.monotonic()
+                for number in range(int(duration * rate)):
+                    await asyncio.sleep(max(0.0, begin + number / rate - time.monotonic()))
+                    if not report.rss_start_mb and time.monotonic() - begin >= WARM_UP * duration:
+                        report.rss_start_mb = rss_mb(process.pid)
+                    if len(in_flight) >= MAX_IN_FLIGHT:
+                        report.late += 1
+                        await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    kind, call = kinds[number % len(kinds)]
+                    report.by_kind[kind] = report.by_kind.get(kind, 0) + 1
+                    task = asyncio.create_task(timed(kind, call))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                if in_flight:
+                    await asyncio.wait(in_flight)
+                report.calls = sum(report.by_kind.values())
+                report.rss_end_mb = rss_mb(process.pid)
+                try:
+                    report.files_checked = work.check_files(root)
+                except AssertionError as exc:
+                    report.failures += 1
+                    report.errors.append(str(exc))
+        finally:
+            process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                await asyncio.wait_for(process.wait(), 30)
+    latencies.sort()
+    if latencies:
+        report.p50_ms = latencies[len(latencies) // 2] * 1000
+        report.p99_ms = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
+    report.rss_growth = report.rss_end_mb / report.rss_start_mb - 1 if report.rss_start_mb else 0
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds (default 60)")
+    parser.add_argument("--rate", type=float, default=40.0, help="calls started per second")
+    parser.add_argument("--files", type=int, default=40, help="files of each kind")
+    parser.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    report = asyncio.run(soak(args.duration, args.rate, args.files, args.seed))
+    if args.json:
+        print(json.dumps(asdict(report) | {"ok": report.ok, "seed": args.seed}))
+    else:
+        print(
+            f"soak {report.duration:.0f} s at {report.rate:.0f}/s (seed {args.seed}): "
+            f"{report.calls} calls, {report.failures} failures, {report.late} started late, "
+            f"p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms, "
+            f"server RSS {report.rss_start_mb:.1f} -> {report.rss_end_mb:.1f} MiB "
+            f"({report.rss_growth:+.1%}), {report.files_checked} files checked by SHA-256, "
+            f"file streaming {'on' if report.file_streaming else 'off (not implemented)'}"
+        )
+        for error in report.errors:
+            print("  " + error)
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

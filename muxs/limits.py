@@ -1,0 +1,254 @@
+"""The server's limits, enforced in one place between grpclib and the network.
+
+``LimitedServer`` is grpclib's ``Server`` with these additions (each a ``ServerSettings``
+field, documented in docs/RELIABILITY.md):
+
+- ``max_message_bytes``: a request message's 5-byte prefix is checked before its body
+  is read; a larger one is refused with RESOURCE_EXHAUSTED (grpclib alone buffers
+  whatever length a prefix claims). A prefix with the compressed flag set, a stream
+  that ends inside a message, a unary call without its request and a message that does
+  not decode (``muxs.codec``) are refused with INTERNAL (UNIMPLEMENTED for a compression
+  muxs lacks), as gRPC's protocol says; grpclib alone would answer UNKNOWN and log a
+  traceback.
+- ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
+- ``max_connections``: a connection over the limit gets GOAWAY and is closed.
+- ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
+- ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
+
+It also fixes two HTTP/2 faults of grpclib (see ``_LimitedProtocol.data_received``).
+
+The hooks into grpclib 0.4 are ``Server._protocol_factory``, the ``AbstractHandler``
+between a connection and its request handler, the connection's ``h2`` object
+(``Connection._connection``) and the per-stream ``recv_data`` that grpclib's
+``recv_message`` reads a message with; the tests in tests/server/test_wire_limits.py
+fail if any of them changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+
+import h2.events
+import h2.exceptions
+from grpclib import protocol
+from grpclib._typing import IServable
+from grpclib.config import Configuration
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
+from grpclib.server import Handler, Server
+from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+
+from muxs.codec import Codec
+from muxs.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+_Headers = list[tuple[str, str]]
+_TRUNCATED = "the request ended in the middle of a message"
+
+
+class RequestReader:
+    """A stream's ``recv_data`` that checks every request message before grpclib reads it.
+
+    grpclib's ``recv_message`` reads a message as ``recv_data(5)`` (the prefix: a
+    compressed flag and a big-endian length), then ``recv_data(length)``; reads alternate,
+    except that an empty prefix read means the client ended the stream.
+    """
+
+    def __init__(
+        self,
+        recv_data: Callable[[int], Awaitable[bytes]],
+        *,
+        max_message_bytes: int,
+        client_streaming: bool,
+        encoding: str | None,
+    ) -> None:
+        self._recv_data = recv_data
+        self._limit = max_message_bytes
+        self._client_streaming = client_streaming
+        self._encoding = encoding
+        self._in_body = False
+        self._messages = 0
+
+    async def __call__(self, size: int) -> bytes:
+        if self._in_body:
+            self._in_body = False
+            data = await self._read(size)
+            if len(data) != size:
+                raise GRPCError(Status.INTERNAL, _TRUNCATED)
+            self._messages += 1
+            return data
+        prefix = await self._read(size)
+        if not prefix:
+            if not self._client_streaming and not self._messages:
+                raise GRPCError(Status.INTERNAL, "the request ended before its message")
+            return prefix
+        self._check_prefix(prefix)
+        self._in_body = True
+        return prefix
+
+    def _check_prefix(self, prefix: bytes) -> None:
+        if prefix[0]:
+            if self._encoding not in (None, "identity"):
+                raise GRPCError(
+                    Status.UNIMPLEMENTED,
+                    f"grpc-encoding {self._encoding!r} is not supported; send uncompressed",
+                )
+            raise GRPCError(
+                Status.INTERNAL, "a message is flagged compressed but the call has no grpc-encoding"
+            )
+        length = int.from_bytes(prefix[1:5], "big")
+        if length > self._limit:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"a {length}-byte message is over this server's {self._limit}-byte limit",
+            )
+
+    async def _read(self, size: int) -> bytes:
+        try:
+            return await self._recv_data(size)
+        except AssertionError:  # grpclib's Buffer: the stream ended inside this read
+            raise GRPCError(Status.INTERNAL, _TRUNCATED) from None
+
+
+class _LimitedHandler(protocol.AbstractHandler):
+    """grpclib's handler of one connection's calls, with each stream's reads checked."""
+
+    def __init__(self, inner: Handler, connection: _LimitedProtocol) -> None:
+        self._inner = inner
+        self._connection = connection
+
+    def accept(
+        self,
+        stream: protocol.Stream,
+        headers: _Headers,
+        release_stream: Callable[[], None],
+    ) -> None:
+        fields = dict(headers)
+        method = self._inner.mapping.get(fields.get(":path", ""))
+        stream.recv_data = RequestReader(  # type: ignore[method-assign]
+            stream.recv_data,
+            max_message_bytes=self._connection.settings.max_message_bytes,
+            client_streaming=method is not None and method.cardinality.client_streaming,
+            encoding=fields.get("grpc-encoding"),
+        )
+        self._connection.call_started()
+
+        def release() -> None:
+            release_stream()
+            self._connection.call_ended()
+
+        self._inner.accept(stream, headers, release)
+
+    def cancel(self, stream: protocol.Stream) -> None:
+        self._inner.cancel(stream)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _LimitedProtocol(protocol.H2Protocol):
+    """One client connection: counted, given muxs's HTTP/2 settings, closed when idle."""
+
+    def __init__(
+        self, inner: protocol.H2Protocol, settings: ServerSettings, open_: set[_LimitedProtocol]
+    ) -> None:
+        assert isinstance(inner.handler, Handler)
+        super().__init__(_LimitedHandler(inner.handler, self), inner.config, inner.h2_config)
+        self.settings = settings
+        self._open = open_
+        self._calls = 0
+        self._idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if len(self._open) >= self.settings.max_connections:
+            log.warning("refused a connection: %d are open", len(self._open))
+            self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
+            return
+        self._open.add(self)
+        h2 = self.connection._connection
+        h2.update_settings(
+            {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
+        )
+        self.connection.flush()
+        self._arm_idle_timer()
+
+    def data_received(self, data: bytes) -> None:
+        """grpclib's, with two HTTP/2 fixes: a protocol error is answered with the GOAWAY
+        h2 prepared before the connection closes, and frames of unknown types are ignored
+        (grpclib raises on them, killing the connection), as RFC 9113 section 5.5 says."""
+        try:
+            events = self.connection.feed(data)
+        except h2.exceptions.ProtocolError as exc:
+            log.info("closing a connection on an HTTP/2 protocol error: %s", exc)
+            self.connection.flush()
+            self.processor.close("Protocol error")
+            return
+        self.connection.flush()
+        for event in events:
+            if not isinstance(event, h2.events.UnknownFrameReceived):
+                self.processor.process(event)
+        self.connection.flush()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._open.discard(self)
+        self._disarm_idle_timer()
+        super().connection_lost(exc)
+
+    def call_started(self) -> None:
+        self._calls += 1
+        self._disarm_idle_timer()
+
+    def call_ended(self) -> None:
+        self._calls -= 1
+        if not self._calls:
+            self._arm_idle_timer()
+
+    def goaway(self, code: ErrorCodes, reason: bytes) -> None:
+        """Tell the client why with a GOAWAY frame, then close the connection."""
+        if self.connection.is_closing():
+            return
+        self.connection._connection.close_connection(code, additional_data=reason)
+        self.connection.flush()
+        self.connection.close()
+
+    def _arm_idle_timer(self) -> None:
+        if self.settings.idle_timeout and not self.connection.is_closing():
+            self._idle = asyncio.get_running_loop().call_later(
+                self.settings.idle_timeout, self.goaway, ErrorCodes.NO_ERROR, b"idle"
+            )
+
+    def _disarm_idle_timer(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+
+class LimitedServer(Server):
+    """A grpclib ``Server`` that enforces the limits of ``settings`` (see the module doc)."""
+
+    def __init__(self, handlers: Collection[IServable], settings: ServerSettings) -> None:
+        super().__init__(handlers, codec=Codec(), config=keepalive_config(settings))
+        self._settings = settings
+        self.connections: set[_LimitedProtocol] = set()
+
+    def _protocol_factory(self) -> protocol.H2Protocol:
+        return _LimitedProtocol(super()._protocol_factory(), self._settings, self.connections)
+
+    async def wait_closed(self) -> None:
+        """Wait for the calls to end, then close every connection (GOAWAY first)."""
+        await super().wait_closed()
+        for connection in list(self.connections):
+            connection.goaway(ErrorCodes.NO_ERROR, b"server stopping")
+
+
+def keepalive_config(settings: ServerSettings) -> Configuration:
+    """grpclib's configuration with the keepalive of ``settings``."""
+    return Configuration(
+        _keepalive_time=settings.keepalive_time or None,
+        _keepalive_timeout=settings.keepalive_timeout,
+    )

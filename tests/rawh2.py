@@ -1,0 +1,208 @@
+"""A raw HTTP/2 client (the h2 library): it sends exactly the bytes a test asks for.
+
+No gRPC library sits in between, so tests can send what gRPC clients never would:
+lying length prefixes, compressed flags, truncated messages, odd headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+
+WAIT = 10.0  # generous: the machine is shared
+
+
+def grpc_frame(body: bytes, *, compressed: bool = False, length: int | None = None) -> bytes:
+    """A gRPC message: flag byte, big-endian length (``length`` may lie), then ``body``."""
+    size = len(body) if length is None else length
+    return bytes([compressed]) + size.to_bytes(4, "big") + body
+
+
+def request_headers(path: str, **extra: str) -> list[tuple[str, str]]:
+    """The headers of a gRPC call to ``path``; ``extra`` replaces or adds (``_`` is ``-``)."""
+    headers = {
+        ":method": "POST",
+        ":scheme": "http",
+        ":path": path,
+        ":authority": "127.0.0.1",
+        "content-type": "application/grpc",
+        "te": "trailers",
+    }
+    headers.update({name.replace("_", "-"): value for name, value in extra.items()})
+    return list(headers.items())
+
+
+@dataclass
+class Reply:
+    """What the server answered on one stream."""
+
+    headers: dict[str, str] = field(default_factory=dict)
+    trailers: dict[str, str] = field(default_factory=dict)
+    data: bytes = b""
+    reset: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def http_status(self) -> int:
+        return int(self.headers[":status"])
+
+    @property
+    def grpc_status(self) -> int | None:
+        """``grpc-status`` from the trailers (or the headers of a trailers-only reply)."""
+        value = self.trailers.get("grpc-status", self.headers.get("grpc-status"))
+        return None if value is None else int(value)
+
+    @property
+    def grpc_message(self) -> str:
+        return self.trailers.get("grpc-message", self.headers.get("grpc-message", ""))
+
+    def messages(self) -> list[bytes]:
+        """The length-prefixed messages of the reply body."""
+        out, pos = [], 0
+        while pos < len(self.data):
+            size = int.from_bytes(self.data[pos + 1 : pos + 5], "big")
+            out.append(self.data[pos + 5 : pos + 5 + size])
+            pos += 5 + size
+        return out
+
+
+class RawConnection:
+    """One HTTP/2 connection to a server; use as ``async with await RawConnection.open(...)``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        config = h2.config.H2Configuration(
+            client_side=True, header_encoding="utf-8", validate_outbound_headers=False
+        )
+        self.h2 = h2.connection.H2Connection(config=config)
+        self.h2.initiate_connection()
+        self.replies: dict[int, Reply] = {}
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.closed = asyncio.Event()
+        self._window = asyncio.Event()
+        self._flush()
+        self._task = asyncio.create_task(self._read_loop())
+
+    @classmethod
+    async def open(cls, host: str, port: int) -> RawConnection:
+        reader, writer = await asyncio.open_connection(host, port)
+        return cls(reader, writer)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    def start(self, headers: Sequence[tuple[str, str]], *, end: bool = False) -> int:
+        """Open a stream with ``headers``; return its id."""
+        stream_id: int = self.h2.get_next_available_stream_id()
+        self.replies[stream_id] = Reply()
+        self.h2.send_headers(stream_id, list(headers), end_stream=end)
+        self._flush()
+        return stream_id
+
+    async def send(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
+        """Send ``data`` on a stream as flow control allows; ``end`` closes our side."""
+        view = memoryview(data)
+        while True:
+            window = min(self.h2.local_flow_control_window(stream_id), len(view))
+            chunk = min(window, self.h2.max_outbound_frame_size)
+            if chunk or not view:
+                last = chunk == len(view)
+                self.h2.send_data(stream_id, bytes(view[:chunk]), end_stream=end and last)
+                self._flush()
+                view = view[chunk:]
+                if last:
+                    return
+                continue
+            self._window.clear()
+            await asyncio.wait_for(self._window.wait(), WAIT)
+
+    def write_raw(self, data: bytes) -> None:
+        """Bytes straight onto the socket, past h2's framing."""
+        self._writer.write(data)
+
+    async def reply(self, stream_id: int) -> Reply:
+        """The server's whole answer on a stream (until it ends or is reset)."""
+        reply = self.replies[stream_id]
+        await asyncio.wait_for(reply.done.wait(), WAIT)
+        return reply
+
+    async def call(self, path: str, body: bytes, **headers: str) -> Reply:
+        """A whole call: headers, ``body`` (already framed), end of stream, the answer."""
+        stream_id = self.start(request_headers(path, **headers))
+        await self.send(stream_id, body, end=True)
+        return await self.reply(stream_id)
+
+    async def wait_closed(self) -> None:
+        """Wait until the server closes the connection."""
+        await asyncio.wait_for(self.closed.wait(), WAIT)
+
+    def _flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self._writer.write(data)
+
+    async def _read_loop(self) -> None:
+        try:
+            while data := await self._reader.read(65536):
+                for event in self.h2.receive_data(data):
+                    self._on_event(event)
+                self._flush()
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            self.closed.set()
+            self._window.set()
+            for reply in self.replies.values():
+                reply.done.set()
+
+    def _on_event(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.ResponseReceived):
+            self.replies[event.stream_id].headers = _decoded(event.headers)
+        elif isinstance(event, h2.events.TrailersReceived):
+            self.replies[event.stream_id].trailers = _decoded(event.headers)
+        elif isinstance(event, h2.events.DataReceived):
+            self.replies[event.stream_id].data += event.data
+            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.StreamEnded):
+            self.replies[event.stream_id].done.set()
+        elif isinstance(event, h2.events.StreamReset):
+            reply = self.replies[event.stream_id]
+            reply.reset = event.error_code
+            reply.done.set()
+        elif isinstance(event, h2.events.WindowUpdated | h2.events.RemoteSettingsChanged):
+            self._window.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = event
+
+
+def _decoded(headers: object) -> dict[str, str]:
+    assert isinstance(headers, list)
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in headers
+    }

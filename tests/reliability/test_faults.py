@@ -1,0 +1,202 @@
+"""Faults under the server: a full disk, a root gone read-only, a crash mid-write.
+
+The disk faults use a small tmpfs mounted by the test (it needs root, as CI has); where
+mounting is not permitted they are skipped and say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from muxs import Client, RpcError, StatusCode, serve
+from muxs.storage import TEMP_PREFIX, Root
+from tests.polling import until
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``path`` for the block, or the test skipped if mounts are refused."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def remount(path: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write to ``path`` until the file system is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError, match=os.strerror(errno.ENOSPC)):
+            write_forever(fd)
+    finally:
+        os.close(fd)
+
+
+def write_forever(fd: int) -> None:
+    while True:
+        os.write(fd, b"\0" * 65536)
+
+
+def temp_files(root: Path) -> list[Path]:
+    return list(root.rglob(f"{TEMP_PREFIX}*"))
+
+
+@pytest.fixture
+def small_root(tmp_path: Path) -> Iterator[Path]:
+    with tmpfs(tmp_path / "fs", "size=1m,nr_inodes=64") as mounted:
+        yield mounted
+
+
+async def test_a_full_disk_is_resource_exhausted_and_the_old_file_stays(small_root: Path) -> None:
+    (small_root / "kept.txt").write_text("old")
+    async with serve(port=0, root=small_root) as running, Client(running.target) as client:
+        fill(small_root / "filler")
+        with pytest.raises(RpcError) as caught:
+            await client.write("kept.txt", "new" * 100_000)
+        assert caught.value.status is StatusCode.RESOURCE_EXHAUSTED
+        assert caught.value.message == "the server's storage is full"
+        assert (await client.read("kept.txt")).text == "old"
+        assert temp_files(small_root) == []
+        (small_root / "filler").unlink()
+        assert (await client.write("kept.txt", "new")).code == 0
+        assert (small_root / "kept.txt").read_text() == "new"
+
+
+async def test_no_inodes_left_is_resource_exhausted(small_root: Path) -> None:
+    (small_root / "kept.txt").write_text("old")
+    with contextlib.suppress(OSError):
+        for number in range(100):  # more than nr_inodes
+            (small_root / f"f{number}").touch()
+    async with serve(port=0, root=small_root) as running, Client(running.target) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.write("kept.txt", "new")
+        assert caught.value.status is StatusCode.RESOURCE_EXHAUSTED
+        assert (small_root / "kept.txt").read_text() == "old"
+
+
+async def test_a_root_made_read_only_while_serving(small_root: Path) -> None:
+    (small_root / "kept.txt").write_text("old")
+    async with serve(port=0, root=small_root) as running, Client(running.target) as client:
+        remount(small_root, "ro")
+        try:
+            with pytest.raises(RpcError) as caught:
+                await client.write("kept.txt", "new")
+            assert caught.value.status is StatusCode.UNAVAILABLE
+            assert caught.value.message == "the server's storage is read-only"
+            assert (await client.read("kept.txt")).text == "old"
+        finally:
+            remount(small_root, "rw")
+        assert (await client.write("kept.txt", "new")).code == 0
+        assert (await client.read("kept.txt")).text == "new"
+
+
+CRASH_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from muxs.storage import Root
+
+new = Root(Path(sys.argv[1])).open_for_replace(sys.argv[2])
+new.write(b"half of the new content")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_restart_removes_only_its_own_temp_files(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "a.txt").write_text("old a")
+    for name in ("top.txt", "sub/a.txt"):
+        crashed = subprocess.run([sys.executable, "-c", CRASH_MID_WRITE, str(root), name])
+        assert crashed.returncode == -signal.SIGKILL
+    left = temp_files(root)
+    assert len(left) == 2
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not muxs's")
+    decoys = {
+        ".muxs-tmp-notes.txt": "a user's file",
+        ".muxs-tmp-0123456789abcde": "15 hex digits",
+        ".muxs-tmp-0123456789ABCDEF": "upper case",
+        "sub/muxs-tmp-0123456789abcdef": "no dot",
+        ".muxs-tmp-0123456789abcdef.d/inner.txt": "in a directory",
+    }
+    for name, text in decoys.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / ".muxs-tmp-fedcba9876543210").symlink_to(outside)
+
+    storage = Root(root)
+    try:
+        assert storage.remove_stale_temp_files() == 2
+    finally:
+        storage.close()
+    assert not any(path.exists() for path in left)
+    assert {name: (root / name).read_text() for name in decoys} == decoys
+    assert (root / ".muxs-tmp-fedcba9876543210").is_symlink()
+    assert outside.read_text() == "not muxs's"
+    assert (root / "sub" / "a.txt").read_text() == "old a"
+    assert not (root / "top.txt").exists()
+
+
+@pytest.mark.slow
+async def test_sigkill_during_writes_tears_no_file_and_restart_cleans_up(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    size = 3 * 2**20
+    versions = {n: [f"old {n} ".ljust(size, "o"), f"new {n} ".ljust(size, "n")] for n in range(8)}
+    for n, (old, _) in versions.items():
+        (root / f"f{n}.txt").write_text(old)
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        line = (await process.stderr.readline()).decode()
+        match = re.search(r"muxs listening on (\S+)", line)
+        assert match, line
+
+        async def writer(client: Client, n: int) -> None:
+            with contextlib.suppress(RpcError):
+                while True:
+                    await client.write(f"f{n}.txt", versions[n][1])
+
+        async with Client(match.group(1)) as client:
+            writers = [asyncio.create_task(writer(client, n)) for n in versions]
+            await until(lambda: bool(temp_files(root)), bound=30)  # a write is under way
+            process.send_signal(signal.SIGKILL)
+            await asyncio.gather(*writers)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+    assert temp_files(root)
+    for n, (old, new) in versions.items():
+        assert (root / f"f{n}.txt").read_text() in (old, new), f"f{n}.txt is torn"
+    async with serve(port=0, root=root) as running, Client(running.target) as client:
+        assert temp_files(root) == []
+        for n, (old, new) in versions.items():
+            assert (await client.read(f"f{n}.txt")).text in (old, new)

@@ -1,0 +1,31 @@
+"""The 60-second soak of bench/soak.py: every reply checked, no failure, bounded memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SOAK = Path(__file__).resolve().parents[2] / "bench" / "soak.py"
+
+
+@pytest.mark.slow
+def test_a_minute_of_mixed_load_loses_nothing() -> None:
+    done = subprocess.run(
+        [sys.executable, str(SOAK), "--duration", "60", "--rate", "40", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    report = json.loads(done.stdout)
+    assert report["errors"] == []
+    assert report["failures"] == 0
+    assert report["calls"] == 60 * 40
+    assert report["files_checked"] > 0
+    assert report["rss_growth"] < 0.10, report
+    assert report["ok"]
+    assert done.returncode == 0, done.stderr

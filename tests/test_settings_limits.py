@@ -1,0 +1,39 @@
+"""The connection limits are settings: safe defaults, refused when invalid."""
+
+import math
+
+import pytest
+
+from muxs import ConfigError, ServerSettings
+
+
+def test_the_defaults_are_grpcs_or_safer() -> None:
+    settings = ServerSettings()
+    assert settings.max_message_bytes == 4 * 1024 * 1024
+    assert settings.max_concurrent_streams == 100
+    assert settings.max_connections == 1024
+    assert settings.idle_timeout == 300.0
+    assert (settings.keepalive_time, settings.keepalive_timeout) == (7200.0, 20.0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "problem"),
+    [
+        ("max_concurrent_streams", 0, "0 is not between 1 and 2^31-1"),
+        ("max_concurrent_streams", 2**31, f"{2**31} is not between 1 and 2^31-1"),
+        ("max_connections", 0, "0 is below 1"),
+        ("idle_timeout", -1.0, "-1.0 is not a number of seconds >= 0"),
+        ("idle_timeout", math.inf, "inf is not a number of seconds >= 0"),
+        ("keepalive_time", math.nan, "nan is not a number of seconds >= 0"),
+        ("keepalive_timeout", 0.0, "0.0 is not a number of seconds > 0"),
+    ],
+)
+def test_invalid_limits_are_refused(option: str, value: float, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        ServerSettings(**{option: value})  # type: ignore[arg-type]
+    assert (caught.value.option, caught.value.problem) == (option, problem)
+
+
+def test_zero_turns_idle_timeout_and_keepalive_off() -> None:
+    settings = ServerSettings(idle_timeout=0, keepalive_time=0)
+    assert (settings.idle_timeout, settings.keepalive_time) == (0, 0)
