@@ -2,7 +2,7 @@
 
 from muxs.api import Content, Files, HelloReply, HelloRequest, Number, Status
 from muxs.client import Client
-from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode
+from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode, TokenError
 from muxs.server import RunningServer, build_server, serve
 from muxs.settings import ServerSettings
 
@@ -20,6 +20,7 @@ __all__ = [
     "ServerSettings",
     "Status",
     "StatusCode",
+    "TokenError",
     "build_server",
     "serve",
 ]

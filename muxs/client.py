@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
@@ -9,7 +10,9 @@ from typing import Self
 from grpclib.client import Channel
 
 from muxs.api import Content, Files, HelloReply, HelloRequest, Number, Status
+from muxs.auth.client import TokenProvider, check_token_transport, send_tokens
 from muxs.calls import Caller, ReplyStream, Requests, iterate
+from muxs.tls import PathLike, tls_client_context
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 GREETER = "/muxs.Greeter/"
@@ -44,11 +47,31 @@ class Client:
         *,
         timeout: float | None = None,
         channel: Channel | None = None,
+        tls: bool | PathLike | ssl.SSLContext | None = None,
+        cert: PathLike | None = None,
+        key: PathLike | None = None,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        allow_insecure_token: bool = False,
     ) -> None:
-        """Connect to ``target`` (``host:port``), or use an existing grpclib ``channel``."""
+        """Connect to ``target`` (``host:port``), or use an existing grpclib ``channel``.
+
+        ``tls``: True (the system's CAs), a CA file, or an ``ssl.SSLContext``; ``cert`` and
+        ``key`` (PEM files) present a client certificate (mutual TLS) and imply TLS.
+        ``token`` or ``token_provider`` (a sync or async callable, e.g.
+        ``muxs.auth.ClientCredentials``) is sent as ``authorization: Bearer`` with every
+        call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
+        Unusable options raise ``muxs.ConfigError``.
+        """
         if channel is None:
             host, port = parse_target(target)
-            channel = Channel(host, port)
+            context = tls_client_context(tls, cert, key)
+            if token is not None or token_provider is not None:
+                check_token_transport(
+                    host, tls=context is not None, allow_insecure_token=allow_insecure_token
+                )
+            channel = Channel(host, port, ssl=context)
+        send_tokens(channel, token, token_provider)
         self.target = target
         self._caller = Caller(channel, target, timeout)
 

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -15,9 +16,11 @@ from pathlib import Path
 from grpclib._typing import IServable
 from grpclib.server import Server
 
+from muxs.auth import server as auth
 from muxs.services import FileControllerService, GreeterService
 from muxs.settings import ServerSettings
 from muxs.storage import Root
+from muxs.tls import server_context
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +34,17 @@ def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
 
 
 def build_server(settings: ServerSettings, root: Root) -> Server:
-    """A grpclib ``Server`` hosting every muxs service, not yet listening."""
-    return Server(build_services(settings, root))
+    """A grpclib ``Server`` hosting every muxs service, with auth enforced, not yet listening."""
+    server = Server(build_services(settings, root))
+    auth.attach(server, settings)
+    return server
+
+
+def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
+    """The server's TLS context when ``tls_cert`` is set (``ConfigError`` if it is unusable)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -89,12 +101,13 @@ async def serve(
     )
     storage = Root(settings.root)
     try:
+        server = build_server(settings, storage)
+        context = tls_context(settings)
         removed = storage.remove_stale_temp_files()
         if removed:
             log.info("removed %d temp file(s) left by an interrupted write", removed)
         sock = bind(settings.host, settings.port)
-        server = build_server(settings, storage)
-        await server.start(sock=sock)
+        await server.start(sock=sock, ssl=context)
         try:
             yield RunningServer(
                 settings, settings.host, sock.getsockname()[1], storage.path, server

@@ -28,8 +28,13 @@ def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # hpack logs every header it decodes at DEBUG, bearer tokens included: never let it.
+    logging.getLogger("hpack").setLevel(logging.INFO)
     try:
         asyncio.run(run(settings))
+    except ConfigError as exc:
+        print(f"muxs serve: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"muxs serve: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
