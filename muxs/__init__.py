@@ -2,7 +2,7 @@
 
 from muxs.api import Content, FileInfo, Files, HelloReply, HelloRequest, Number, Status
 from muxs.client import Client
-from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode
+from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode, TokenError
 from muxs.server import RunningServer, build_server, serve
 from muxs.settings import ServerSettings
 from muxs.sync import SyncClient
@@ -23,6 +23,7 @@ __all__ = [
     "Status",
     "StatusCode",
     "SyncClient",
+    "TokenError",
     "build_server",
     "serve",
 ]

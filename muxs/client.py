@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import ssl
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Self
@@ -22,9 +23,11 @@ from muxs.api import (
     Number,
     Status,
 )
+from muxs.auth.client import TokenProvider, check_token_transport, send_tokens
 from muxs.calls import Caller, ReplyStream, Requests, iterate
 from muxs.errors import RpcError, StatusCode
 from muxs.threads import open_blocking
+from muxs.tls import PathLike, tls_client_context
 from muxs.transfers import Progress
 
 DEFAULT_TARGET = "127.0.0.1:50051"
@@ -61,11 +64,31 @@ class Client:
         *,
         timeout: float | None = None,
         channel: Channel | None = None,
+        tls: bool | PathLike | ssl.SSLContext | None = None,
+        cert: PathLike | None = None,
+        key: PathLike | None = None,
+        token: str | None = None,
+        token_provider: TokenProvider | None = None,
+        allow_insecure_token: bool = False,
     ) -> None:
-        """Connect to ``target`` (``host:port``), or use an existing grpclib ``channel``."""
+        """Connect to ``target`` (``host:port``), or use an existing grpclib ``channel``.
+
+        ``tls``: True (the system's CAs), a CA file, or an ``ssl.SSLContext``; ``cert`` and
+        ``key`` (PEM files) present a client certificate (mutual TLS) and imply TLS.
+        ``token`` or ``token_provider`` (a sync or async callable, e.g.
+        ``muxs.auth.ClientCredentials``) is sent as ``authorization: Bearer`` with every
+        call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
+        Unusable options raise ``muxs.ConfigError``.
+        """
         if channel is None:
             host, port = parse_target(target)
-            channel = Channel(host, port)
+            context = tls_client_context(tls, cert, key)
+            if token is not None or token_provider is not None:
+                check_token_transport(
+                    host, tls=context is not None, allow_insecure_token=allow_insecure_token
+                )
+            channel = Channel(host, port, ssl=context)
+        send_tokens(channel, token, token_provider)
         self.target = target
         self._caller = Caller(channel, target, timeout)
 

@@ -2,7 +2,10 @@
 
     MuxsError            anything muxs raises on purpose
      ├── RpcError        a call failed: ``.status`` (a ``StatusCode``) and ``.message``
-     └── ConfigError     server settings are invalid (raised before anything starts)
+     ├── ConfigError     a server setting or client option is invalid (raised before anything
+     │                   starts or connects: bad values, unusable certificate, key or token files)
+     └── TokenError      no bearer token could be obtained for a call (the OAuth 2.0 token
+                         endpoint failed or refused); the call was not sent
 
 The SDK never lets a ``grpclib`` or transport exception through: ``translate_errors``
 maps them to ``RpcError``. grpclib reports an expired client deadline as the builtin
@@ -19,7 +22,14 @@ from contextlib import contextmanager
 from grpclib.const import Status as StatusCode
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
-__all__ = ["ConfigError", "MuxsError", "RpcError", "StatusCode", "translate_errors"]
+__all__ = [
+    "ConfigError",
+    "MuxsError",
+    "RpcError",
+    "StatusCode",
+    "TokenError",
+    "translate_errors",
+]
 
 
 class MuxsError(Exception):
@@ -36,13 +46,17 @@ class RpcError(MuxsError):
 
 
 class ConfigError(MuxsError):
-    """A server setting is invalid: ``.option`` names it, ``.problem`` says why."""
+    """A setting or option is invalid: ``.option`` names it, ``.problem`` says why."""
 
     def __init__(self, option: str, problem: str, source: str = "") -> None:
         super().__init__(f"{option}: {problem}" + (f" (from {source})" if source else ""))
         self.option = option
         self.problem = problem
         self.source = source
+
+
+class TokenError(MuxsError):
+    """No bearer token could be obtained; the message says from where and why."""
 
 
 @contextmanager

@@ -32,6 +32,8 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.protocol import Peer
 from grpclib.server import Server, Stream
 
+from muxs.auth.identity import Identity, current_identity
+
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -220,6 +222,7 @@ class CallHooks:
         if current is None:
             return
         call = current[0]
+        call.subject = _subject(current_identity())
         # A client's cancel interrupts the handler and grpclib then reports UNKNOWN.
         cancelled = event.status is Status.UNKNOWN and call.interrupted
         self._finish(call, Status.CANCELLED if cancelled else event.status)
@@ -233,3 +236,11 @@ class CallHooks:
         self._ended.set()
         for observer in self._observers:
             observer.finished(call)
+
+
+def _subject(identity: Identity | None) -> str | None:
+    """The token subject and the client certificate's, as far as they are known."""
+    if identity is None:
+        return None
+    known = [part for part in (identity.subject, identity.peer) if part]
+    return " / ".join(known) or None

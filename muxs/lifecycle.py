@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,14 +66,14 @@ class Lifecycle:
         self.metrics_port: int | None = None
         self._hurry = asyncio.Event()
 
-    async def start(self, sock: socket.socket) -> None:
-        """Serve metrics (when on), then gRPC on the bound ``sock``."""
+    async def start(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+        """Serve metrics (when on), then gRPC on the bound ``sock`` (over TLS with ``tls``)."""
         await self.health.refresh()
         if self.metrics is not None:
             assert self.settings.metrics_port is not None
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
         try:
-            await self.server.start(sock=sock)
+            await self.server.start(sock=sock, ssl=tls)
         except BaseException:
             await self._stop_metrics()
             raise

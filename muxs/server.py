@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -16,10 +17,12 @@ from typing import TYPE_CHECKING
 from grpclib._typing import IServable
 from grpclib.server import Server
 
+from muxs.auth import server as auth
 from muxs.deadlines import enforce_deadlines
 from muxs.services import FileControllerService, GreeterService
 from muxs.settings import ServerSettings
 from muxs.storage import Root
+from muxs.tls import server_context
 
 if TYPE_CHECKING:
     from muxs.lifecycle import Lifecycle
@@ -43,13 +46,21 @@ def _lifecycle(settings: ServerSettings, root: Root) -> Lifecycle:
 
     lifecycle = Lifecycle(settings, build_services(settings, root), root.path)
     enforce_deadlines(lifecycle.server, settings.max_call_seconds)
+    auth.attach(lifecycle.server, settings)  # after the call hooks: refusals are logged too
     return lifecycle
 
 
 def build_server(settings: ServerSettings, root: Root) -> Server:
     """A grpclib ``Server`` hosting every muxs service with health, reflection (unless
-    turned off), access logs and metrics; not yet listening."""
+    turned off), auth, access logs and metrics; not yet listening."""
     return _lifecycle(settings, root).server
+
+
+def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
+    """The server's TLS context when ``tls_cert`` is set (``ConfigError`` if it is unusable)."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -114,13 +125,14 @@ async def serve(
     )
     storage = Root(settings.root)
     try:
+        context = tls_context(settings)
         removed = storage.remove_stale_temp_files()
         if removed:
             log.info("removed %d temp file(s) left by an interrupted write", removed)
         lifecycle = _lifecycle(settings, storage)
         sock = bind(settings.host, settings.port)
         try:
-            await lifecycle.start(sock)
+            await lifecycle.start(sock, context)
         except BaseException:
             sock.close()
             raise

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from muxs.errors import ConfigError
+from muxs.tls import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -91,10 +92,42 @@ class ServerSettings:
     metrics_port: int | None = option(
         None, "serve Prometheus metrics on this port at /metrics (needs muxs[metrics]); 0 picks one"
     )
+    tls_cert: Path | None = option(None, "PEM certificate (chain): serve TLS 1.2+ only")
+    tls_key: Path | None = option(None, "PEM private key of tls_cert (unencrypted)")
+    tls_client_ca: Path | None = option(
+        None, "PEM CA certificates: require a client certificate they signed (mutual TLS)"
+    )
+    auth_jwks: Path | None = option(
+        None, "JWKS file of the public keys that sign accepted JWT access tokens"
+    )
+    auth_issuer: str | None = option(None, "the `iss` every JWT access token must have")
+    auth_audience: str | None = option(None, "the `aud` every JWT access token must include")
+    auth_tokens: Path | None = option(
+        None, "TOML file of static API tokens (SHA-256 digests; see `muxs token new`)"
+    )
+    allow_insecure_auth: bool = option(
+        False, "allow auth over plaintext on a non-loopback address (tokens cross in clear)"
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        for name in _PATHS:
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         _validate(self)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether calls need a bearer token (a JWKS or a tokens file is configured)."""
+        return self.auth_jwks is not None or self.auth_tokens is not None
+
+    @property
+    def plaintext_remote_auth(self) -> bool:
+        """Whether bearer tokens would reach a non-loopback address without TLS."""
+        return self.auth_enabled and self.tls_cert is None and not is_loopback(self.host)
+
+
+_PATHS = ("tls_cert", "tls_key", "tls_client_ca", "auth_jwks", "auth_tokens")
 
 
 def _validate(settings: ServerSettings) -> None:
@@ -122,6 +155,7 @@ def _validate(settings: ServerSettings) -> None:
     if settings.metrics_port is not None:
         _validate_metrics_port(settings.metrics_port)
     _validate_limits(settings)
+    _validate_security(settings)
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:
@@ -156,4 +190,24 @@ def _validate_limits(settings: ServerSettings) -> None:
     if not 0 < settings.keepalive_timeout < math.inf:
         raise ConfigError(
             "keepalive_timeout", f"{settings.keepalive_timeout} is not a number of seconds > 0"
+        )
+
+
+def _validate_security(settings: ServerSettings) -> None:
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        missing = "tls_key" if settings.tls_key is None else "tls_cert"
+        raise ConfigError(missing, "tls_cert and tls_key must be given together")
+    if settings.tls_client_ca is not None and settings.tls_cert is None:
+        raise ConfigError("tls_client_ca", "needs tls_cert and tls_key (mutual TLS is TLS)")
+    jwt_claims = {"auth_issuer": settings.auth_issuer, "auth_audience": settings.auth_audience}
+    for name, value in jwt_claims.items():
+        if settings.auth_jwks is not None and not value:
+            raise ConfigError(name, "is required with auth_jwks")
+        if settings.auth_jwks is None and value is not None:
+            raise ConfigError(name, "is only used with auth_jwks")
+    if settings.plaintext_remote_auth and not settings.allow_insecure_auth:
+        raise ConfigError(
+            "host",
+            f"{settings.host} is not a loopback address: bearer tokens would cross the network "
+            "in plaintext; give tls_cert and tls_key (or allow_insecure_auth)",
         )

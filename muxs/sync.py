@@ -21,6 +21,7 @@ import functools
 import inspect
 import logging
 import queue
+import ssl
 import threading
 from collections.abc import (
     AsyncIterator,
@@ -34,9 +35,11 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
+from muxs.auth.client import TokenProvider
 from muxs.calls import ReplyStream
 from muxs.client import DEFAULT_TARGET, Client
 from muxs.errors import RpcError, StatusCode
+from muxs.tls import PathLike
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,12 @@ class ClientOptions(TypedDict, total=False):
     """
 
     timeout: float | None
+    tls: bool | PathLike | ssl.SSLContext | None
+    cert: PathLike | None
+    key: PathLike | None
+    token: str | None
+    token_provider: TokenProvider | None
+    allow_insecure_token: bool
 
 
 class _LoopThread:

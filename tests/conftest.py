@@ -1,11 +1,17 @@
-"""Shared fixtures: an in-memory client (most tests) and a real server on 127.0.0.1."""
+"""Shared fixtures: an in-memory client (most tests), a real server on 127.0.0.1, and grpcio
+stubs (``_pb2`` modules compiled from proto/ at test time) for interop tests."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
+from grpc_tools import protoc
 from grpclib.testing import ChannelFor
 
 from muxs import Client, RunningServer, ServerSettings, serve
@@ -52,3 +58,33 @@ async def live_server(settings: ServerSettings) -> AsyncIterator[RunningServer]:
 def probe(live_server: RunningServer) -> CallProbe:
     """Watches the calls ``live_server`` handles (see ``tests/probe.py``)."""
     return CallProbe(live_server.server)
+
+
+PROTO_DIR = Path(__file__).resolve().parents[1] / "proto"
+
+
+@pytest.fixture(scope="session")
+def pb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
+    """``(muxs_pb2, muxs_pb2_grpc)`` as grpcio's own code generator writes them."""
+    out = tmp_path_factory.mktemp("grpcio_stubs")
+    code = protoc.main(
+        [
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(PROTO_DIR / "muxs.proto"),
+        ]
+    )
+    assert code == 0
+    sys.path.insert(0, str(out))
+    try:
+        modules: list[ModuleType] = [
+            importlib.import_module("muxs_pb2"),
+            importlib.import_module("muxs_pb2_grpc"),
+        ]
+        yield modules[0], modules[1]
+    finally:
+        sys.path.remove(str(out))
+        sys.modules.pop("muxs_pb2", None)
+        sys.modules.pop("muxs_pb2_grpc", None)

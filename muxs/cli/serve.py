@@ -28,6 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(run(settings))
+    except ConfigError as exc:
+        print(f"muxs serve: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"muxs serve: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -18,8 +18,8 @@ from muxs import (
     ServerSettings,
     StatusCode,
 )
+from muxs.auth.identity import Identity, set_identity
 from muxs.calls import Caller
-from muxs.hooks import current_call
 from muxs.lifecycle import Lifecycle
 from muxs.server import bind
 from muxs.services import GreeterService
@@ -102,19 +102,17 @@ async def test_tokens_and_file_contents_never_reach_the_log(
         assert secret not in everything
 
 
-async def test_the_subject_is_logged_once_a_listener_sets_it(live_server: RunningServer) -> None:
+async def test_the_subject_is_logged_once_auth_sets_it(live_server: RunningServer) -> None:
     async def authenticate(event: RecvRequest) -> None:
-        call = current_call()
-        assert call is not None
-        call.subject = "alice"
+        set_identity(Identity(subject="alice", peer="CN=alice-laptop"))
 
     listen(live_server.server, RecvRequest, authenticate)
     with access_records() as logs:
         async with Client(live_server.target) as client:
             await client.say_hello("you")
         hello = await logs.finished("/muxs.Greeter/SayHello")
-    assert hello["subject"] == "alice"
-    assert " subject=alice status=OK " in logs.records[0].getMessage()
+    assert hello["subject"] == "alice / CN=alice-laptop"
+    assert " subject=alice / CN=alice-laptop status=OK " in logs.records[0].getMessage()
 
 
 class BrokenGreeter(GreeterService):

@@ -1,0 +1,23 @@
+"""Authentication and authorization: bearer tokens with per-method scopes, and who is calling.
+
+Server side, ``muxs.auth.server`` checks every call in one grpclib event listener; handlers
+and logs read the caller with ``current_identity()``. Client side, ``ClientCredentials``
+fetches OAuth 2.0 tokens for ``muxs.Client(token_provider=...)`` (extra ``muxs[oauth]``).
+"""
+
+from muxs.auth.client import TokenProvider
+from muxs.auth.client_credentials import ClientCredentials
+from muxs.auth.identity import Identity, current_identity
+from muxs.auth.scopes import FILES_READ, FILES_WRITE, GREETER, SCOPES, required_scope
+
+__all__ = [
+    "FILES_READ",
+    "FILES_WRITE",
+    "GREETER",
+    "SCOPES",
+    "ClientCredentials",
+    "Identity",
+    "TokenProvider",
+    "current_identity",
+    "required_scope",
+]

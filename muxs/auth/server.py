@@ -1,0 +1,138 @@
+"""The one place where the server authenticates and authorizes calls: a grpclib ``RecvRequest``
+listener that runs before every handler.
+
+For each call it records the caller (``muxs.auth.current_identity()``): the verified client
+certificate's subject under mutual TLS, and, when auth is on, the bearer token's subject and
+scopes. A missing or invalid token is UNAUTHENTICATED, a valid token without the method's
+scope is PERMISSION_DENIED; health and reflection need no token. The ``authorization``
+metadata is removed once read, so nothing after this listener can log it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from grpclib.const import Status
+from grpclib.events import RecvRequest, listen
+from grpclib.exceptions import GRPCError
+from grpclib.server import Server
+
+from muxs.auth.identity import Identity, set_identity
+from muxs.auth.jwt_tokens import InvalidToken, JwtVerifier
+from muxs.auth.scopes import UnmappedMethod, required_scope
+from muxs.auth.static_tokens import StaticTokens
+from muxs.settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+BEARER = "bearer"
+
+
+class Authenticator:
+    """Checks each call's bearer token with the configured verifiers (none: auth is off)."""
+
+    def __init__(
+        self, static_tokens: StaticTokens | None = None, jwt: JwtVerifier | None = None
+    ) -> None:
+        self._static_tokens = static_tokens
+        self._jwt = jwt
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> Authenticator:
+        """Load the tokens file and the JWKS the settings name (``ConfigError`` if unusable)."""
+        static_tokens = jwt = None
+        if settings.auth_tokens is not None:
+            static_tokens = StaticTokens.load(settings.auth_tokens)
+        if settings.auth_jwks is not None:
+            assert settings.auth_issuer is not None
+            assert settings.auth_audience is not None
+            jwt = JwtVerifier.load(settings.auth_jwks, settings.auth_issuer, settings.auth_audience)
+        if settings.plaintext_remote_auth:
+            log.warning(
+                "auth without TLS on %s (allow_insecure_auth): bearer tokens cross the network "
+                "in plaintext",
+                settings.host,
+            )
+        return cls(static_tokens, jwt)
+
+    @property
+    def enabled(self) -> bool:
+        return self._static_tokens is not None or self._jwt is not None
+
+    async def __call__(self, event: RecvRequest) -> None:
+        """The ``RecvRequest`` listener: record the caller, or refuse the call."""
+        values = event.metadata.getall("authorization", [])
+        if values:
+            del event.metadata["authorization"]
+        identity = Identity(peer=_peer_subject(event.peer.cert()))
+        if self.enabled:
+            try:
+                scope = required_scope(event.method_name)
+            except UnmappedMethod:
+                raise GRPCError(Status.PERMISSION_DENIED, "no scope grants this method") from None
+            if scope is not None:
+                identity = replace(self._verify(values), peer=identity.peer)
+                if scope not in identity.scopes:
+                    log.info("refused %s to %s: no %r scope", event.method_name, identity, scope)
+                    raise GRPCError(
+                        Status.PERMISSION_DENIED, f"this call needs the {scope!r} scope"
+                    )
+        set_identity(identity)
+
+    def _verify(self, values: Sequence[str | bytes]) -> Identity:
+        if not values:
+            raise _unauthenticated("send the metadata 'authorization: Bearer <token>'")
+        if len(values) > 1:
+            raise _unauthenticated("send one authorization metadata entry, not several")
+        scheme, _, token = str(values[0]).strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != BEARER or not token:
+            raise _unauthenticated("authorization must be 'Bearer <token>'")
+        if self._static_tokens is not None:
+            identity = self._static_tokens.verify(token)
+            if identity is not None:
+                return identity
+        if self._jwt is None:
+            raise _unauthenticated("the token is not a known API token")
+        try:
+            return self._jwt.verify(token)
+        except InvalidToken as exc:
+            raise _unauthenticated(str(exc)) from None
+
+
+def _unauthenticated(reason: str) -> GRPCError:
+    log.info("refused a call: %s", reason)
+    return GRPCError(Status.UNAUTHENTICATED, reason)
+
+
+# Short names of the subject attributes ``ssl.SSLSocket.getpeercert`` reports (RFC 4514).
+_ATTRIBUTE_NAMES = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "stateOrProvinceName": "ST",
+    "localityName": "L",
+    "domainComponent": "DC",
+    "userId": "UID",
+}
+
+
+def _peer_subject(cert: dict[str, Any] | None) -> str | None:
+    """``CN=alice,O=Example`` from a verified peer certificate (None without one)."""
+    if not cert or "subject" not in cert:
+        return None
+    parts = [
+        f"{_ATTRIBUTE_NAMES.get(name, name)}={value}"
+        for rdn in reversed(cert["subject"])
+        for name, value in rdn
+    ]
+    return ",".join(parts) or None
+
+
+def attach(server: Server, settings: ServerSettings) -> None:
+    """Enforce ``settings``' auth on every call ``server`` receives."""
+    listen(server, RecvRequest, Authenticator.from_settings(settings))
