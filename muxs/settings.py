@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from muxs.errors import ConfigError
+from muxs.loops import EVENT_LOOPS, uvloop_installed
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
@@ -45,6 +46,11 @@ class ServerSettings:
     )
     max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
+    event_loop: str = option(
+        "auto",
+        "event loop: uvloop (the `uvloop` extra) if installed for auto, else asyncio",
+        choices=EVENT_LOOPS,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -62,6 +68,8 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("max_message_bytes", f"{settings.max_message_bytes} is below 1024")
     if settings.max_stream_replies < 1:
         raise ConfigError("max_stream_replies", f"{settings.max_stream_replies} is below 1")
+    if settings.event_loop == "uvloop" and not uvloop_installed():
+        raise ConfigError("event_loop", "uvloop is not installed: pip install 'muxs[uvloop]'")
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
 
+from muxs import loops
 from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
 from muxs.config import LoadedSettings, add_server_options, load_settings
 from muxs.errors import ConfigError
@@ -29,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
-        asyncio.run(run(settings))
+        loops.run(run(settings), settings.event_loop)
     except OSError as exc:
         print(f"muxs serve: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
