@@ -35,14 +35,20 @@ def build_server(settings: ServerSettings, root: Root) -> Server:
     return Server(build_services(settings, root))
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (port 0: an ephemeral port), ready to listen."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: an ephemeral port), ready to listen.
+
+    ``reuse_port`` sets SO_REUSEPORT: sockets that all set it share the port, and the kernel
+    spreads new connections over those listening (``muxs serve --workers``).
+    """
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except BaseException:
         sock.close()
@@ -67,6 +73,12 @@ class RunningServer:
         return f"{host}:{self.port}"
 
 
+def remove_stale_temp_files(storage: Root) -> None:
+    removed = storage.remove_stale_temp_files()
+    if removed:
+        log.info("removed %d temp file(s) left by an interrupted write", removed)
+
+
 @asynccontextmanager
 async def serve(
     host: str | None = None,
@@ -74,11 +86,13 @@ async def serve(
     *,
     root: str | os.PathLike[str] | None = None,
     settings: ServerSettings | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Serve muxs in the running event loop until the block exits.
 
     ``settings`` gives every option; ``host``, ``port`` and ``root``, when given, override
-    it. Port 0 binds a free ephemeral port: read the real one from ``.port``.
+    it. Port 0 binds a free ephemeral port: read the real one from ``.port``. ``sock``, a
+    socket bound already (a worker's, from ``muxs.workers``), is served instead of binding.
     """
     settings = settings or ServerSettings()
     settings = replace(
@@ -89,10 +103,9 @@ async def serve(
     )
     storage = Root(settings.root)
     try:
-        removed = storage.remove_stale_temp_files()
-        if removed:
-            log.info("removed %d temp file(s) left by an interrupted write", removed)
-        sock = bind(settings.host, settings.port)
+        if settings.workers == 1:  # else the supervisor did, once: not a sibling's write
+            remove_stale_temp_files(storage)
+        sock = sock or bind(settings.host, settings.port)
         server = build_server(settings, storage)
         await server.start(sock=sock)
         try:
@@ -106,13 +119,13 @@ async def serve(
         storage.close()
 
 
-async def run(settings: ServerSettings) -> None:
-    """Serve until SIGINT or SIGTERM, logging where it listens."""
+async def run(settings: ServerSettings, sock: socket.socket | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, logging where it listens (on ``sock`` if given)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with serve(settings=settings) as running:
+    async with serve(settings=settings, sock=sock) as running:
         log.info("muxs listening on %s (root %s)", running.target, running.root)
         await stop.wait()
         log.info("muxs stopping")

@@ -19,6 +19,7 @@ from muxs.loops import EVENT_LOOPS, uvloop_installed
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_ROOT = Path("data")
+MAX_WORKERS = 256
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -46,6 +47,9 @@ class ServerSettings:
     )
     max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
+    workers: int = option(
+        1, "server processes sharing the port (SO_REUSEPORT); one that dies is restarted"
+    )
     event_loop: str = option(
         "auto",
         "event loop: uvloop (the `uvloop` extra) if installed for auto, else asyncio",
@@ -68,6 +72,8 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("max_message_bytes", f"{settings.max_message_bytes} is below 1024")
     if settings.max_stream_replies < 1:
         raise ConfigError("max_stream_replies", f"{settings.max_stream_replies} is below 1")
+    if not 1 <= settings.workers <= MAX_WORKERS:
+        raise ConfigError("workers", f"{settings.workers} is not between 1 and {MAX_WORKERS}")
     if settings.event_loop == "uvloop" and not uvloop_installed():
         raise ConfigError("event_loop", "uvloop is not installed: pip install 'muxs[uvloop]'")
     for field in dataclasses.fields(settings):

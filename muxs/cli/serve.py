@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 
 from muxs import loops
@@ -12,6 +13,8 @@ from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
 from muxs.config import LoadedSettings, add_server_options, load_settings
 from muxs.errors import ConfigError
 from muxs.server import run
+from muxs.settings import ServerSettings
+from muxs.workers import supervise
 
 
 def _load(args: argparse.Namespace) -> LoadedSettings:
@@ -25,15 +28,29 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"muxs serve: invalid setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings, "")
     try:
-        loops.run(run(settings), settings.event_loop)
+        if settings.workers > 1:
+            loops.run(supervise(settings, _serve_worker), "asyncio")
+        else:
+            loops.run(run(settings), settings.event_loop)
     except OSError as exc:
         print(f"muxs serve: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _configure_logging(settings: ServerSettings, prefix: str) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
+    )
+
+
+def _serve_worker(settings: ServerSettings, sock: socket.socket) -> None:
+    """One process of ``muxs serve --workers N`` (started by ``muxs.workers``)."""
+    _configure_logging(settings, "[%(processName)s] ")
+    loops.run(run(settings, sock), settings.event_loop)
 
 
 def _config_show(args: argparse.Namespace) -> int:
