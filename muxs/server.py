@@ -63,14 +63,20 @@ def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
     return server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (port 0: an ephemeral port), ready to listen."""
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (port 0: an ephemeral port), ready to listen.
+
+    ``reuse_port`` sets SO_REUSEPORT: sockets that all set it share the port, and the kernel
+    spreads new connections over those listening (``muxs serve --workers``).
+    """
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
     except BaseException:
         sock.close()
@@ -101,6 +107,12 @@ class RunningServer:
         return self.lifecycle.metrics_port
 
 
+def remove_stale_temp_files(storage: Root) -> None:
+    removed = storage.remove_stale_temp_files()
+    if removed:
+        log.info("removed %d temp file(s) left by an interrupted write", removed)
+
+
 @asynccontextmanager
 async def serve(
     host: str | None = None,
@@ -108,13 +120,15 @@ async def serve(
     *,
     root: str | os.PathLike[str] | None = None,
     settings: ServerSettings | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Serve muxs in the running event loop until the block exits, then drain.
 
     ``settings`` gives every option; ``host``, ``port`` and ``root``, when given, override
-    it. Port 0 binds a free ephemeral port: read the real one from ``.port``. On exit,
-    new calls are refused and calls in flight get ``settings.shutdown_grace`` seconds to
-    finish before they are cancelled (``.lifecycle.hurry()`` cancels them at once).
+    it. Port 0 binds a free ephemeral port: read the real one from ``.port``. ``sock``, a
+    socket bound already (a worker's, from ``muxs.workers``), is served instead of binding.
+    On exit, new calls are refused and calls in flight get ``settings.shutdown_grace``
+    seconds to finish before they are cancelled (``.lifecycle.hurry()`` cancels them at once).
     """
     settings = settings or ServerSettings()
     settings = replace(
@@ -126,11 +140,10 @@ async def serve(
     storage = Root(settings.root)
     try:
         context = tls_context(settings)
-        removed = storage.remove_stale_temp_files()
-        if removed:
-            log.info("removed %d temp file(s) left by an interrupted write", removed)
+        if settings.workers == 1:  # else the supervisor did, once: not a sibling's write
+            remove_stale_temp_files(storage)
         lifecycle = _lifecycle(settings, storage)
-        sock = bind(settings.host, settings.port)
+        sock = sock or bind(settings.host, settings.port)
         try:
             await lifecycle.start(sock, context)
         except BaseException:
@@ -151,8 +164,9 @@ async def serve(
         storage.close()
 
 
-async def run(settings: ServerSettings) -> None:
-    """Serve until SIGINT or SIGTERM, then drain; a second signal cancels what still runs."""
+async def run(settings: ServerSettings, sock: socket.socket | None = None) -> None:
+    """Serve (on ``sock`` if given) until SIGINT or SIGTERM, then drain; a second signal
+    cancels what still runs."""
     stop = asyncio.Event()
     started: list[RunningServer] = []
 
@@ -164,7 +178,7 @@ async def run(settings: ServerSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
-    async with serve(settings=settings) as running:
+    async with serve(settings=settings, sock=sock) as running:
         started.append(running)
         log.info("muxs listening on %s (root %s)", running.target, running.root)
         if running.metrics_port is not None:

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from muxs.errors import ConfigError
+from muxs.loops import EVENT_LOOPS, uvloop_installed
 from muxs.tls import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 50051
 DEFAULT_ROOT = Path("data")
+MAX_WORKERS = 256
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 ERROR_STYLES = ("status", "seed")
 # gRPC clients refuse messages over 4 MiB by default; a chunk and its framing must fit.
@@ -108,6 +110,14 @@ class ServerSettings:
     allow_insecure_auth: bool = option(
         False, "allow auth over plaintext on a non-loopback address (tokens cross in clear)"
     )
+    workers: int = option(
+        1, "server processes sharing the port (SO_REUSEPORT); one that dies is restarted"
+    )
+    event_loop: str = option(
+        "auto",
+        "event loop: uvloop (the `uvloop` extra) if installed for auto, else asyncio",
+        choices=EVENT_LOOPS,
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -156,6 +166,10 @@ def _validate(settings: ServerSettings) -> None:
         _validate_metrics_port(settings.metrics_port)
     _validate_limits(settings)
     _validate_security(settings)
+    if not 1 <= settings.workers <= MAX_WORKERS:
+        raise ConfigError("workers", f"{settings.workers} is not between 1 and {MAX_WORKERS}")
+    if settings.event_loop == "uvloop" and not uvloop_installed():
+        raise ConfigError("event_loop", "uvloop is not installed: pip install 'muxs[uvloop]'")
     for field in dataclasses.fields(settings):
         choices = field.metadata["choices"]
         if choices and getattr(settings, field.name) not in choices:

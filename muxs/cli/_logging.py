@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s"
 QUIET_LOGGERS = ("hpack", "h2")
 
 
@@ -25,17 +26,23 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if record.processName != "MainProcess":
+            entry["process"] = record.processName
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["traceback"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure_logging(level: str, log_format: str) -> None:
-    """Send every muxs (and grpclib) record at ``level`` or above to stderr."""
+def configure_logging(level: str, log_format: str, *, worker: bool = False) -> None:
+    """Send every muxs (and grpclib) record at ``level`` or above to stderr.
+
+    A ``worker`` of ``muxs serve --workers N`` names itself in each text line.
+    """
     handler = logging.StreamHandler()
+    text_format = WORKER_TEXT_FORMAT if worker else TEXT_FORMAT
     handler.setFormatter(
-        JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+        JsonFormatter() if log_format == "json" else logging.Formatter(text_format)
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # hpack logs every header it codes at DEBUG, tokens included.

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
+import socket
 import sys
 
+from muxs import loops
 from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
 from muxs.cli._logging import configure_logging
 from muxs.config import LoadedSettings, add_server_options, load_settings
 from muxs.errors import ConfigError
 from muxs.server import run
+from muxs.settings import ServerSettings
+from muxs.workers import supervise
 
 
 def _load(args: argparse.Namespace) -> LoadedSettings:
@@ -27,7 +30,10 @@ def _serve(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     configure_logging(settings.log_level, settings.log_format)
     try:
-        asyncio.run(run(settings))
+        if settings.workers > 1:
+            loops.run(supervise(settings, _serve_worker), "asyncio")
+        else:
+            loops.run(run(settings), settings.event_loop)
     except ConfigError as exc:
         print(f"muxs serve: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -35,6 +41,12 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"muxs serve: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _serve_worker(settings: ServerSettings, sock: socket.socket) -> None:
+    """One process of ``muxs serve --workers N`` (started by ``muxs.workers``)."""
+    configure_logging(settings.log_level, settings.log_format, worker=True)
+    loops.run(run(settings, sock), settings.event_loop)
 
 
 def _config_show(args: argparse.Namespace) -> int:

@@ -1,0 +1,172 @@
+"""``python -m bench``: muxs side by side with grpcio and the bare-grpclib floor.
+
+Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1)
+and ``levers`` (muxs with and without uvloop and the rust codec). Prints a table per suite
+and writes ``bench/results/<mode>.json`` and ``<mode>-<suite>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.run import Placement, benchmark
+from bench.scenarios import FULL, QUICK, Scenario, scenarios, unary
+from bench.servers import FLOOR, GRPCIO_AIO, GRPCIO_SYNC, ServerKind, muxs
+from bench.stubs import compile_stubs
+
+log = logging.getLogger("bench")
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PACKAGES = ("grpcio", "grpclib", "h2", "betterproto", "betterproto-rust-codec", "uvloop")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    title: str
+    kinds: Sequence[ServerKind]
+    scenarios: Sequence[Scenario]
+    ratios: Sequence[tuple[str, str]]
+    placement: Placement
+
+
+def _cpus() -> tuple[str | None, str | None, str | None]:
+    """(server CPU, load CPU, every CPU) for taskset; all None on a single CPU."""
+    available = sorted(os.sched_getaffinity(0))
+    if len(available) < 2:
+        return None, None, None
+    return str(available[0]), str(available[1]), ",".join(map(str, available))
+
+
+def suites(quick: bool) -> list[Suite]:
+    sizes = QUICK if quick else FULL
+    loads = [(1, 1), (4, 16)] if quick else [(1, 1), (4, 16), (32, 2)]
+    server_cpu, load_cpu, every_cpu = _cpus()
+    pinned = Placement(server_cpu, load_cpu)
+    default = muxs("muxs")
+    variants = [
+        muxs("asyncio", "--event-loop", "asyncio", rust_codec=False),
+        muxs("uvloop", "--event-loop", "uvloop", rust_codec=False),
+        muxs("asyncio+rust", "--event-loop", "asyncio"),
+        muxs("uvloop+rust", "--event-loop", "uvloop"),
+    ]
+    all_scenarios = scenarios(sizes, loads)
+    return [
+        Suite(
+            "main",
+            "muxs vs grpcio vs the grpclib floor (one server core)",
+            [default, GRPCIO_AIO, GRPCIO_SYNC, FLOOR],
+            all_scenarios,
+            [("muxs", k.name) for k in (GRPCIO_AIO, GRPCIO_SYNC, FLOOR)],
+            pinned,
+        ),
+        Suite(
+            "workers",
+            "muxs serve --workers 2 vs 1 (servers on every core)",
+            [muxs("workers-2", "--workers", "2"), muxs("workers-1", "--workers", "1")],
+            [unary(16, 4, sizes)],
+            [("workers-2", "workers-1")],
+            Placement(every_cpu, load_cpu),
+        ),
+        Suite(
+            "levers",
+            "muxs levers: event loop and betterproto's rust codec (one server core)",
+            variants,
+            [s for s in all_scenarios if s.key in ("unary-4x16", "server-stream", "read-stream")],
+            [(v.name, variants[0].name) for v in variants[1:]],
+            pinned,
+        ),
+    ]
+
+
+def conditions(quick: bool, runs: int) -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "mode": "quick" if quick else "full",
+        "runs": runs,
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "load_average_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "h2load": shutil.which("h2load"),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="CI-size: 1 run of 1 s per figure")
+    parser.add_argument("--runs", type=int, help="runs per figure (median taken); 3, quick 1")
+    parser.add_argument(
+        "--suite",
+        action="append",
+        choices=["main", "workers", "levers"],
+        help="suite to run (repeatable; default: all)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+    if shutil.which("h2load") is None:
+        parser.exit(2, "bench: h2load not found: apt-get install nghttp2-client\n")
+    runs = args.runs or (1 if args.quick else 3)
+    mode = "quick" if args.quick else "full"
+    chosen = [s for s in suites(args.quick) if not args.suite or s.name in args.suite]
+    _, load_cpu, _ = _cpus()
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {int(load_cpu)})
+    document: dict[str, Any] = {"conditions": conditions(args.quick, runs), "suites": {}}
+    scratch = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="muxs-bench-", dir=scratch) as tmp:
+        workdir = Path(tmp)
+        stubs = compile_stubs(workdir / "stubs")
+        for suite in chosen:
+            log.info("suite %s: %s", suite.name, suite.title)
+            suite_dir = workdir / suite.name
+            suite_dir.mkdir()
+            cells = benchmark(suite.kinds, suite.scenarios, runs, suite_dir, stubs, suite.placement)
+            rows = report.rows(suite.scenarios, cells)
+            servers = [k.name for k in suite.kinds]
+            print(f"\n## {suite.title}\n")
+            print(report.table(rows, servers, suite.ratios))
+            report.chart(args.out / f"{mode}-{suite.name}.png", suite.title, rows, servers)
+            document["suites"][suite.name] = {
+                "title": suite.title,
+                "servers": {k.name: k.description for k in suite.kinds},
+                "placement": {"server": suite.placement.server, "load": suite.placement.load},
+                "rows": [row.as_json(suite.ratios) for row in rows],
+            }
+    document["conditions"]["load_average_at_end"] = os.getloadavg()
+    report.write_json(args.out / f"{mode}.json", document)
+    print(f"\nbench: wrote {args.out / (mode + '.json')} and its charts", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The servers under test, each a subprocess pinned to its own CPUs."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+HOST = "127.0.0.1"
+UVLOOP = importlib.util.find_spec("uvloop") is not None
+# Runs muxs without betterproto's rust codec even where it is installed (a lever to measure).
+_WITHOUT_RUST_CODEC = (
+    "import sys; sys.modules['betterproto_rust_codec'] = None; "
+    "from muxs.cli import main; sys.exit(main())"
+)
+_LISTENING = re.compile(r"listening on [\w.\[\]:]+:(\d+)")
+START_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """How to start one server: ``{root}`` and ``{stubs}`` in ``command`` are filled in."""
+
+    name: str
+    command: tuple[str, ...]
+    description: str
+
+
+def muxs(name: str, *options: str, rust_codec: bool = True, description: str = "") -> ServerKind:
+    """``muxs serve`` with ``options``; ``rust_codec=False`` hides betterproto's rust codec."""
+    launcher = ("-m", "muxs") if rust_codec else ("-c", _WITHOUT_RUST_CODEC)
+    command = (sys.executable, *launcher, "serve", "--port", "0", "--root", "{root}", *options)
+    return ServerKind(name, command, description or f"muxs serve {' '.join(options)}".strip())
+
+
+GRPCIO_AIO = ServerKind(
+    "grpcio-aio",
+    (sys.executable, "-m", "bench.grpcio_server", "aio", "--stubs", "{stubs}", "--root", "{root}"),
+    "grpcio grpc.aio server, same calls",
+)
+GRPCIO_SYNC = ServerKind(
+    "grpcio-sync",
+    (sys.executable, "-m", "bench.grpcio_server", "sync", "--stubs", "{stubs}", "--root", "{root}"),
+    "grpcio sync server, thread pool of 10 (the reference's design)",
+)
+FLOOR = ServerKind(
+    "floor",
+    (sys.executable, "-m", "bench.floor", "--root", "{root}", *(["--uvloop"] if UVLOOP else [])),
+    "bare grpclib, raw-bytes codec, no muxs" + (" (uvloop)" if UVLOOP else ""),
+)
+
+
+@dataclass(frozen=True)
+class Running:
+    kind: ServerKind
+    port: int
+    root: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], log: Path, name: str) -> int:
+    """The port the server logs once it listens (polls its log; fails if it exits)."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        match = _LISTENING.search(log.read_text(errors="replace"))
+        if match:
+            return int(match.group(1))
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start: {log.read_text(errors='replace')[-2000:]}")
+
+
+@contextmanager
+def running(kind: ServerKind, workdir: Path, stubs: Path, cpus: str | None) -> Iterator[Running]:
+    """Start ``kind`` (under ``taskset -c cpus`` when given) and stop it on exit."""
+    root = workdir / kind.name / "root"
+    root.mkdir(parents=True)
+    log = workdir / kind.name / "server.log"
+    command = [part.format(root=root, stubs=stubs) for part in kind.command]
+    if cpus is not None:
+        command = ["taskset", "-c", cpus, *command]
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    try:
+        yield Running(kind, _wait_for_port(process, log, kind.name), root, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
