@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from muxs.cli import calls, demo, serve
+from muxs.cli import calls, demo, serve, streams
 from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, Parser
 from muxs.errors import RpcError
 
-COMMAND_MODULES = [serve, demo, calls]
+COMMAND_MODULES = [serve, demo, calls, streams]
 
 
 def build_parser() -> Parser:
