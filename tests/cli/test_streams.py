@@ -83,32 +83,3 @@ async def test_chat_prints_each_reply_before_the_next_line_is_read(
         assert await asyncio.to_thread(from_command.readline) == f"Hello, {name}!\n"
     to_command.close()
     assert await command == 0
-
-
-@pytest.mark.parametrize(
-    ("argv", "complaint"),
-    [
-        (["replies", "x", "--count", "-1"], "'-1' is not a count from 0 to 4294967295"),
-        (["replies", "x", "--count", "4294967296"], "is not a count from 0 to 4294967295"),
-        (["replies"], "required: name"),
-    ],
-)
-def test_bad_arguments_are_one_line_and_exit_2(
-    argv: list[str], complaint: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
-    assert complaint in err
-    assert err.count("\n") == 1
-
-
-@pytest.mark.parametrize("command", ["replies", "greet", "chat"])
-def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exited:
-        main([command, "--help"])
-    assert exited.value.code == 0
-    out = capsys.readouterr().out
-    assert "usage: muxs" in out
-    assert "--timeout" in out
