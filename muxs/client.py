@@ -34,6 +34,7 @@ DEFAULT_TARGET = "127.0.0.1:50051"
 GREETER = "/muxs.Greeter/"
 FILE_CONTROLLER = "/muxs.FileController/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+MAX_COUNT = 2**32 - 1  # HelloRequest.count is a uint32
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -143,6 +144,8 @@ class Client:
         self, name: str, count: int = 0, *, timeout: float | None = None
     ) -> ReplyStream[HelloReply]:
         """``count`` greetings (0: the server's default of 10), each with its 1-based ``index``."""
+        if not 0 <= count <= MAX_COUNT:
+            raise ValueError(f"count {count} is not between 0 and {MAX_COUNT}")
         request = HelloRequest(name=name, count=count)
         return self._caller.unary_stream(GREETER + "LotsOfReplies", request, HelloReply, timeout)
 

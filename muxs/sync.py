@@ -170,8 +170,9 @@ class ReplyIterator(_Closing, Iterator[R]):
             self._loop.call(self._replies.aclose())
 
 
-async def _pulled(items: Iterable[T]) -> AsyncIterator[T]:
-    """The items of a blocking iterable, each pulled by a helper thread when asked for."""
+async def iterate_in_thread(items: Iterable[T]) -> AsyncIterator[T]:
+    """The items of a blocking iterable (stdin, a queue), each pulled by a helper thread when
+    asked for, so that waiting for one does not hold up the event loop."""
     loop = asyncio.get_running_loop()
     asks: queue.SimpleQueue[asyncio.Future[tuple[T] | None] | None] = queue.SimpleQueue()
     threading.Thread(
@@ -236,7 +237,7 @@ def _pulling(
         bound = signature.bind(client, *args, **kwargs)
         stream = bound.arguments[requests]
         if isinstance(stream, Iterable) and not isinstance(stream, Collection):
-            bound.arguments[requests] = _pulled(stream)
+            bound.arguments[requests] = iterate_in_thread(stream)
         return method(*bound.args, **bound.kwargs)
 
     return call

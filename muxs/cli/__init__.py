@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from muxs.cli import calls, demo, files, health, serve, token
+from muxs.cli import calls, demo, files, health, serve, streams, token
 from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, Parser
 from muxs.errors import RpcError
 
-COMMAND_MODULES = [serve, demo, calls, files, health, token]
+COMMAND_MODULES = [serve, demo, calls, streams, files, health, token]
 
 
 def build_parser() -> Parser:

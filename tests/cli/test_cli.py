@@ -74,6 +74,8 @@ def test_an_unreachable_target_is_one_line_and_exit_1(
         (["square", "abc"], "invalid float value: 'abc'"),
         (["hello", "x", "--target", "nowhere"], "is not HOST:PORT"),
         (["serve", "--port", "http"], "argument --port: 'http' is not an integer"),
+        (["replies", "x", "--count", "-1"], "'-1' is not a count from 0 to 4294967295"),
+        (["replies", "x", "--count", "4294967296"], "is not a count from 0 to 4294967295"),
         (["bogus"], "invalid choice"),
         ([], "required"),
     ],
@@ -96,7 +98,10 @@ def test_serve_with_an_invalid_port_is_exit_2(capsys: pytest.CaptureFixture[str]
     )
 
 
-@pytest.mark.parametrize("command", ["serve", "demo", "hello", "square", "read", "write"])
+@pytest.mark.parametrize(
+    "command",
+    ["serve", "demo", "hello", "square", "read", "write", "replies", "greet", "chat"],
+)
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         main([command, "--help"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
+import queue
+from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import grpc
 import pytest
 
-from muxs import Client, RpcError, RunningServer, StatusCode
+from muxs import Client, RpcError, RunningServer, StatusCode, SyncClient
+from muxs.services.greeter import greeting
+from tests.probe import COUNT, NAME, CallProbe
 
 
 def seed_client(target: str, pb2: Any, pb2_grpc: Any) -> list[str]:
@@ -91,6 +94,17 @@ def grpcio_server(pb: tuple[Any, Any], tmp_path: Path) -> Iterator[str]:
         def Square(self, request: Any, context: Any) -> Any:
             return pb2.Number(value=math.sqrt(request.value))
 
+        def LotsOfReplies(self, request: Any, context: Any) -> Iterator[Any]:
+            for index in range(1, (request.count or 10) + 1):
+                yield pb2.HelloReply(message=f"Hello, {request.name}!", index=index)
+
+        def LotsOfGreetings(self, request_iterator: Iterator[Any], context: Any) -> Any:
+            return pb2.HelloReply(message=greeting([request.name for request in request_iterator]))
+
+        def BidiHello(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
+            for index, request in enumerate(request_iterator, 1):
+                yield pb2.HelloReply(message=f"Hello, {request.name}!", index=index)
+
     class FileController(pb2_grpc.FileControllerServicer):  # type: ignore[misc,name-defined]
         def Read(self, request: Any, context: Any) -> Any:
             path = tmp_path / request.filename
@@ -123,3 +137,143 @@ async def test_the_sdk_works_against_a_grpcio_server(grpcio_server: str) -> None
             await client.read("aaaa.txt")
     assert caught.value.status is StatusCode.NOT_FOUND
     assert caught.value.message == "aaaa.txt does not exist"
+
+
+# The streaming calls, both ways.
+
+
+def grpcio_streams(target: str, pb2: Any, pb2_grpc: Any) -> list[object]:
+    """Every streaming Greeter call through grpcio's generated stub."""
+    outbox: queue.Queue[Any] = queue.Queue()
+    with grpc.insecure_channel(target) as channel:
+        stub = pb2_grpc.GreeterStub(channel)
+        replies = [(r.message, r.index) for r in stub.LotsOfReplies(pb2.HelloRequest(name="you"))]
+        names = (pb2.HelloRequest(name=name) for name in ["a", "b", "c"])
+        greeting = stub.LotsOfGreetings(names).message
+        conversation = []
+        chat = stub.BidiHello(iter(outbox.get, None))
+        for name in ["a", "b"]:
+            outbox.put(pb2.HelloRequest(name=name))  # the next one only after the reply
+            reply = next(chat)
+            conversation.append((reply.message, reply.index))
+        outbox.put(None)
+        conversation.extend((reply.message, reply.index) for reply in chat)
+    return [replies, greeting, conversation]
+
+
+async def test_grpcio_makes_every_streaming_call_to_muxs(
+    live_server: RunningServer, pb: tuple[Any, Any]
+) -> None:
+    results = await asyncio.to_thread(grpcio_streams, live_server.target, *pb)
+    assert results == [
+        [("Hello, you!", index) for index in range(1, 11)],
+        "Hello, a, b and c!",
+        [("Hello, a!", 1), ("Hello, b!", 2)],
+    ]
+
+
+async def test_grpcio_sees_the_count_limit(live_server: RunningServer, pb: tuple[Any, Any]) -> None:
+    pb2, pb2_grpc = pb
+
+    def call() -> grpc.RpcError:
+        with grpc.insecure_channel(live_server.target) as channel:
+            replies = pb2_grpc.GreeterStub(channel).LotsOfReplies(
+                pb2.HelloRequest(name="you", count=100_001)
+            )
+            with pytest.raises(grpc.RpcError) as caught:
+                next(replies)
+        return caught.value
+
+    error = await asyncio.to_thread(call)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "limit of 100000" in (error.details() or "")
+
+
+async def test_a_grpcio_deadline_cancels_the_muxs_handler(
+    live_server: RunningServer, pb: tuple[Any, Any], probe: CallProbe
+) -> None:
+    pb2, pb2_grpc = pb
+
+    def call() -> grpc.RpcError:
+        with grpc.insecure_channel(live_server.target) as channel:
+            request = pb2.HelloRequest(name=NAME, count=COUNT)
+            replies = pb2_grpc.GreeterStub(channel).LotsOfReplies(request, timeout=0.5)
+            with pytest.raises(grpc.RpcError) as caught:
+                for _ in replies:
+                    pass
+        return caught.value
+
+    error = await asyncio.to_thread(call)
+    assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await probe.finished() == ["cancelled"]
+    assert probe.sent < COUNT
+
+
+async def test_a_grpcio_cancel_cancels_the_muxs_handler(
+    live_server: RunningServer, pb: tuple[Any, Any], probe: CallProbe
+) -> None:
+    pb2, pb2_grpc = pb
+
+    def call() -> int:
+        with grpc.insecure_channel(live_server.target) as channel:
+            request = pb2.HelloRequest(name=NAME, count=COUNT)
+            replies = pb2_grpc.GreeterStub(channel).LotsOfReplies(request)
+            index: int = next(replies).index
+            replies.cancel()
+        return index
+
+    assert await asyncio.to_thread(call) == 1
+    assert await probe.finished() == ["cancelled"]
+    assert probe.sent < COUNT
+
+
+async def test_the_sdk_makes_every_streaming_call_to_a_grpcio_server(grpcio_server: str) -> None:
+    outbox: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def names() -> AsyncIterator[str]:
+        while (name := await outbox.get()) is not None:
+            yield name
+
+    async with Client(grpcio_server, timeout=10) as client:
+        replies = [(r.message, r.index) async for r in client.lots_of_replies("you", 3)]
+        assert replies == [("Hello, you!", index) for index in (1, 2, 3)]
+        assert (await client.lots_of_greetings(["a", "b", "c"])).message == "Hello, a, b and c!"
+        async with client.bidi_hello(names()) as chat:
+            for index, name in enumerate(["a", "b"], 1):
+                await outbox.put(name)
+                assert (await anext(chat)).index == index
+            await outbox.put(None)
+            assert [r async for r in chat] == []
+
+
+async def test_the_sdk_deadline_holds_against_a_grpcio_server(grpcio_server: str) -> None:
+    async def stalled() -> AsyncIterator[str]:
+        yield "a"
+        await asyncio.Event().wait()
+
+    async with Client(grpcio_server) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.lots_of_greetings(stalled(), timeout=0.3)
+    assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_the_sync_client_makes_every_greeter_call_to_a_grpcio_server(
+    grpcio_server: str,
+) -> None:
+    def calls() -> list[object]:
+        with SyncClient(grpcio_server, timeout=10) as client:
+            return [
+                client.say_hello("you").message,
+                client.square(231).value,
+                [r.index for r in client.lots_of_replies("you", 3)],
+                client.lots_of_greetings(iter(["a", "b"])).message,
+                [r.message for r in client.bidi_hello(iter(["a", "b"]))],
+            ]
+
+    assert await asyncio.to_thread(calls) == [
+        "Hello, you!",
+        15.198683738708496,
+        [1, 2, 3],
+        "Hello, a and b!",
+        ["Hello, a!", "Hello, b!"],
+    ]

@@ -70,3 +70,9 @@ async def test_an_error_in_the_request_iterator_surfaces_at_once(client: Client)
     with pytest.raises(LookupError, match="the caller's own bug"):
         async with asyncio.timeout(5):
             await client.lots_of_greetings(names(), timeout=60)
+
+
+@pytest.mark.parametrize("count", [-1, 2**32])
+def test_lots_of_replies_refuses_a_count_that_is_not_a_uint32(client: Client, count: int) -> None:
+    with pytest.raises(ValueError, match=f"count {count} is not between 0 and 4294967295"):
+        client.lots_of_replies("you", count)
