@@ -15,6 +15,7 @@ from pathlib import Path
 from grpclib._typing import IServable
 from grpclib.server import Server
 
+from muxs.codec import RequestCodec
 from muxs.services import FileControllerService, GreeterService
 from muxs.settings import ServerSettings
 from muxs.storage import Root
@@ -32,7 +33,7 @@ def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
 
 def build_server(settings: ServerSettings, root: Root) -> Server:
     """A grpclib ``Server`` hosting every muxs service, not yet listening."""
-    return Server(build_services(settings, root))
+    return Server(build_services(settings, root), codec=RequestCodec())
 
 
 def bind(host: str, port: int) -> socket.socket:
