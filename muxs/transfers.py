@@ -6,6 +6,7 @@ bytes and local files into chunks and back. Local disk work runs in worker threa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
@@ -75,7 +76,11 @@ async def save_local(
     """
     target = Path(path)
     temp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-    file = await open_blocking(open, temp, "xb")
+    try:
+        file = await open_blocking(open, temp, "xb")
+    except asyncio.CancelledError:  # the open may have completed: remove what it created
+        temp.unlink(missing_ok=True)
+        raise
     try:
         done = 0
         progress(done, total)

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from typing import TextIO
 
 from muxs.api import FileInfo
-from muxs.cli._common import Subparsers, add_client_command
+from muxs.cli._common import EXIT_USAGE, Subparsers, add_client_command
 from muxs.client import Client
 
 BAR_WIDTH = 30
@@ -69,6 +69,9 @@ async def _upload(client: Client, args: argparse.Namespace) -> None:
 
 async def _download(client: Client, args: argparse.Namespace) -> None:
     local = args.local or PurePosixPath(args.remote).name
+    if local in ("", ".", ".."):
+        print(f"muxs download: {args.remote!r} has no file name; give LOCAL", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
     progress = Progress(f"download {args.remote}", sys.stderr)
     try:
         size = await client.download(args.remote, local, progress=progress)

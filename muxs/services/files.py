@@ -170,5 +170,6 @@ class FileControllerService(FileControllerBase):
         except (GRPCError, OSError) as exc:
             if self._settings.error_style != "seed":
                 raise
-            log.info("%s failed, answered as the seed did: %s", method, exc)
+            level = logging.INFO if isinstance(exc, GRPCError) else logging.WARNING
+            log.log(level, "%s failed, answered as the seed did: %s", method, exc)
             return failed

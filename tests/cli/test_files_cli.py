@@ -118,6 +118,16 @@ async def test_download_draws_a_progress_bar_on_a_terminal(
     assert text.endswith("\r\n")
 
 
+@pytest.mark.parametrize("remote", [".", "dir/..", ""])
+def test_download_needs_a_local_name_when_remote_has_none(
+    remote: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["download", remote, "--target", "127.0.0.1:1"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"muxs download: {remote!r} has no file name; give LOCAL\n")
+
+
 @pytest.mark.parametrize(
     ("size", "shown"),
     [

@@ -80,17 +80,16 @@ def es256_claiming_the_rsa_key(keys: SigningKeys) -> str:
     return keys.sign(claims(), "ec", kid="rsa")
 
 
-NOW = int(time.time())
 REFUSED: list[tuple[str, Callable[[SigningKeys], str], StatusCode, str]] = [
     (
         "expired",
-        lambda keys: keys.sign(claims(iat=NOW - 600, exp=NOW - 120)),
+        lambda keys: keys.sign(claims(iat=int(time.time()) - 600, exp=int(time.time()) - 120)),
         StatusCode.UNAUTHENTICATED,
         "the token has expired",
     ),
     (
         "not-yet-valid",
-        lambda keys: keys.sign(claims(nbf=NOW + 120)),
+        lambda keys: keys.sign(claims(nbf=int(time.time()) + 120)),
         StatusCode.UNAUTHENTICATED,
         "the token is not valid yet",
     ),

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, RpcError, StatusCode
-from muxs.storage import TEMP_PREFIX
 
 
 async def refused(call: object) -> RpcError:
@@ -67,47 +66,13 @@ async def test_symlinks_inside_the_root_are_followed(client: Client, root_dir: P
     assert (root_dir / "link.txt").is_symlink()
 
 
-@pytest.mark.parametrize(
-    ("name", "status"),
-    [
-        ("", StatusCode.INVALID_ARGUMENT),
-        ("/etc/passwd", StatusCode.INVALID_ARGUMENT),
-        ("a\0b", StatusCode.INVALID_ARGUMENT),
-        ("x" * 256, StatusCode.INVALID_ARGUMENT),
-        ("a/" * 2100, StatusCode.INVALID_ARGUMENT),
-        (f"{TEMP_PREFIX}0123", StatusCode.INVALID_ARGUMENT),
-        ("../outside.txt", StatusCode.PERMISSION_DENIED),
-        ("a/../../outside.txt", StatusCode.PERMISSION_DENIED),
-        ("./../outside.txt", StatusCode.PERMISSION_DENIED),
-        ("..", StatusCode.PERMISSION_DENIED),
-        (".", StatusCode.PERMISSION_DENIED),
-    ],
-)
-async def test_malformed_and_escaping_names_are_refused(
-    client: Client, root_dir: Path, name: str, status: StatusCode
-) -> None:
-    (root_dir.parent / "outside.txt").write_text("secret")
-    assert (await refused(client.read(name))).status is status
-    assert (await refused(client.write(name, "overwrite"))).status is status
-    assert (root_dir.parent / "outside.txt").read_text() == "secret"
-
-
-async def test_symlink_escapes_are_refused(client: Client, root_dir: Path) -> None:
-    outside = root_dir.parent / "outside"
-    outside.mkdir()
-    (outside / "secret.txt").write_text("secret")
-    (root_dir / "abs_file").symlink_to(outside / "secret.txt")
-    (root_dir / "rel_file").symlink_to("../outside/secret.txt")
-    (root_dir / "abs_dir").symlink_to(outside)
-    (root_dir / "rel_dir").symlink_to("../outside")
-    for name in ["abs_file", "rel_file", "abs_dir/secret.txt", "rel_dir/secret.txt"]:
-        assert (await refused(client.read(name))).status is StatusCode.PERMISSION_DENIED
-        assert (await refused(client.write(name, "pwned"))).status is StatusCode.PERMISSION_DENIED
-    assert (
-        await refused(client.write("rel_dir/new.txt", "x"))
-    ).status is StatusCode.PERMISSION_DENIED
-    assert (outside / "secret.txt").read_text() == "secret"
-    assert sorted(os.listdir(outside)) == ["secret.txt"]
+@pytest.mark.parametrize("name", [".", "./", "a/..", "a/b/../.."])
+async def test_the_root_itself_is_not_a_file(client: Client, root_dir: Path, name: str) -> None:
+    """More names are refused in tests/server/test_path_attacks.py, for every call."""
+    (root_dir / "a" / "b").mkdir(parents=True)
+    assert (await refused(client.read(name))).status is StatusCode.PERMISSION_DENIED
+    assert (await refused(client.write(name, "x"))).status is StatusCode.PERMISSION_DENIED
+    assert sorted(os.listdir(root_dir)) == ["a"]
 
 
 async def test_symlink_loops_are_refused(client: Client, root_dir: Path) -> None:
