@@ -42,6 +42,7 @@ from muxs_api.muxs import Chunk, FileControllerStub, Files
 MAX_RSS_GROWTH = 0.10
 WARM_UP = 0.15  # of the duration: RSS is taken after it
 MAX_IN_FLIGHT = 64
+CALL_TIMEOUT = 30.0  # seconds: a call still unanswered then is a failure
 
 
 @dataclass
@@ -145,24 +146,40 @@ class Workload:
         return self.rng.choice([name for name in self.locks if name.endswith(suffix)])
 
     async def write(self) -> None:
-        name, text = self._file(".txt"), text_of(self.rng)
+        name = self._file(".txt")
         async with self.locks[name]:
-            status = await self.client.write(name, text)
-            assert status.code == 0
-            expected = hashlib.sha256(text.encode()).hexdigest()
-            assert status.sha256 in ("", expected)
-            self.texts[name] = text
+            await self._write_text(name)
 
     async def read(self) -> None:
         name = self._file(".txt")
         async with self.locks[name]:
             if name not in self.texts:
-                return await self.write()
+                await self._write_text(name)
             assert (await self.client.read(name)).text == self.texts[name]
-        return None
 
     async def write_stream(self) -> None:
         name = self._file(".bin")
+        async with self.locks[name]:
+            await self._write_blob(name)
+
+    async def read_stream(self) -> None:
+        name = self._file(".bin")
+        async with self.locks[name]:
+            if name not in self.blobs:
+                await self._write_blob(name)
+            got = b"".join([c.data async for c in self.files.read_stream(Files(filename=name))])
+            assert got == self.blobs[name]
+
+    async def _write_text(self, name: str) -> None:
+        """Replace a text file with new content (its lock held)."""
+        text = text_of(self.rng)
+        status = await self.client.write(name, text)
+        assert status.code == 0
+        assert status.sha256 in ("", hashlib.sha256(text.encode()).hexdigest())
+        self.texts[name] = text
+
+    async def _write_blob(self, name: str) -> None:
+        """Replace a binary file with new content by WriteStream (its lock held)."""
         data = self.rng.randbytes(self.rng.choice((0, 10, 100_000, 1_500_000)))
 
         async def chunks() -> AsyncIterator[Chunk]:
@@ -170,20 +187,10 @@ class Workload:
             for start in range(65536, len(data), 65536):
                 yield Chunk(data=data[start : start + 65536])
 
-        async with self.locks[name]:
-            status = await self.files.write_stream(chunks())
-            assert status.code == 0
-            assert status.sha256 in ("", hashlib.sha256(data).hexdigest())
-            self.blobs[name] = data
-
-    async def read_stream(self) -> None:
-        name = self._file(".bin")
-        async with self.locks[name]:
-            if name not in self.blobs:
-                return await self.write_stream()
-            got = b"".join([c.data async for c in self.files.read_stream(Files(filename=name))])
-            assert got == self.blobs[name]
-        return None
+        status = await self.files.write_stream(chunks())
+        assert status.code == 0
+        assert status.sha256 in ("", hashlib.sha256(data).hexdigest())
+        self.blobs[name] = data
 
     def check_files(self, root: Path) -> int:
         expected = {name: text.encode() for name, text in self.texts.items()} | self.blobs
@@ -226,7 +233,7 @@ async def soak(duration: float, rate: float, files: int, seed: int) -> Report:
                 async def timed(kind: str, call: Callable[[], Awaitable[None]]) -> None:
                     start = time.monotonic()
                     try:
-                        await call()
+                        await asyncio.wait_for(call(), CALL_TIMEOUT)
                     except Exception as exc:
                         report.failures += 1
                         if len(report.errors) < 20:
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    print(f"soak: seed {args.seed}", file=sys.stderr)
     report = asyncio.run(soak(args.duration, args.rate, args.files, args.seed))
     if args.json:
         print(json.dumps(asdict(report) | {"ok": report.ok, "seed": args.seed}))

@@ -38,17 +38,8 @@ from muxs.settings import ServerSettings
 from muxs.storage import Root
 from muxs_api.muxs import Chunk, Files, HelloRequest, ListRequest, Number
 from tests.rawh2 import grpc_frame
-from tests.reliability.methods import LIMIT, MAX_REPLIES, implemented
+from tests.reliability.methods import LIMIT, MAX_REPLIES, REFUSALS, implemented
 
-ANSWERS = {
-    Status.INVALID_ARGUMENT,
-    Status.NOT_FOUND,
-    Status.PERMISSION_DENIED,
-    Status.FAILED_PRECONDITION,
-    Status.RESOURCE_EXHAUSTED,
-    Status.INTERNAL,
-    Status.ABORTED,
-}
 _CLEAN_EVERY = 500
 
 
@@ -126,7 +117,7 @@ class Target:
 def _check_refusal(path: str, error: GRPCError) -> None:
     if error.status is Status.UNIMPLEMENTED and not implemented(path):
         return
-    assert error.status in ANSWERS, f"{path}: {error.status.name} {error.message}"
+    assert error.status in REFUSALS, f"{path}: {error.status.name} {error.message}"
     assert error.message, f"{path}: {error.status.name} without a message"
     assert "Traceback" not in error.message
 

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from betterproto.casing import snake_case
-from grpclib.const import Handler
+from grpclib.const import Handler, Status
 
 from muxs.api import FileControllerBase, GreeterBase
 from muxs.services import FileControllerService, GreeterService
 
 LIMIT = 64 * 1024
+# The statuses a bad or random request may get: each one a client can act on (never UNKNOWN).
+REFUSALS = frozenset(
+    {
+        Status.INVALID_ARGUMENT,
+        Status.NOT_FOUND,
+        Status.PERMISSION_DENIED,
+        Status.FAILED_PRECONDITION,
+        Status.RESOURCE_EXHAUSTED,
+        Status.INTERNAL,
+        Status.ABORTED,
+    }
+)
 MAX_REPLIES = 50
 _SERVICES = {GreeterBase: GreeterService, FileControllerBase: FileControllerService}
 METHODS: dict[str, Handler] = {**GreeterBase().__mapping__(), **FileControllerBase().__mapping__()}
