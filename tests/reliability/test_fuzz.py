@@ -15,7 +15,7 @@ import pytest
 from hypothesis import strategies as st
 
 from tests.rawh2 import grpc_frame
-from tests.reliability.fuzz import Target
+from tests.reliability.fuzz_target import Target, seeds
 
 CRASHES = sorted((Path(__file__).parent / "fuzz_crashes").iterdir())
 
@@ -33,8 +33,6 @@ def test_every_crash_the_fuzzer_found_stays_fixed(target: Target, crash: Path) -
 
 
 def test_the_seeds_are_served(target: Target) -> None:
-    from tests.reliability.fuzz import seeds
-
     for seed in seeds(target):
         target.check(seed)
 
