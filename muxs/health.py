@@ -78,7 +78,8 @@ class HealthState:
         self.service = Health(checks)
 
     async def refresh(self) -> None:
-        """Run the checks now (so that the first ``Watch`` reply is already right)."""
+        """Run the checks now, whatever their age (so that a ``Watch`` reply is right at once)."""
+        self._root_writable._last_check = None  # grpclib's ServiceCheck caches for its TTL
         await self._root_writable.__check__()
 
     def drain(self) -> None:

@@ -108,8 +108,13 @@ async def test_a_root_made_read_only_while_serving(small_root: Path) -> None:
             assert caught.value.status is StatusCode.UNAVAILABLE
             assert caught.value.message == "the server's storage is read-only"
             assert (await client.read("kept.txt")).text == "old"
+            await running.lifecycle.health.refresh()
+            assert await client.check_health("muxs.FileController") == "NOT_SERVING"
+            assert await client.check_health("muxs.Greeter") == "SERVING"
         finally:
             remount(small_root, "rw")
+        await running.lifecycle.health.refresh()
+        assert await client.check_health("muxs.FileController") == "SERVING"
         assert (await client.write("kept.txt", "new")).code == 0
         assert (await client.read("kept.txt")).text == "new"
 
