@@ -200,18 +200,25 @@ class Workload:
         return len(expected)
 
 
+_log_readers: set[asyncio.Task[bytes]] = set()
+
+
 async def start_server(root: Path) -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None
-    line = (await asyncio.wait_for(process.stderr.readline(), 30)).decode()
-    match = re.search(r"muxs listening on (\S+)", line)
-    if not match:
-        process.kill()
-        raise RuntimeError(f"muxs serve did not start: {line!r}")
-    return process, match.group(1)
+    lines = []
+    async with asyncio.timeout(30):
+        while line := (await process.stderr.readline()).decode():
+            lines.append(line)
+            if match := re.search(r"muxs listening on (\S+)", line):
+                # Keep reading its log (one line per call): a full pipe would block the server.
+                _log_readers.add(asyncio.create_task(process.stderr.read()))
+                return process, match.group(1)
+    process.kill()
+    raise RuntimeError(f"muxs serve did not start: {''.join(lines)!r}")
 
 
 async def soak(duration: float, rate: float, files: int, seed: int) -> Report:

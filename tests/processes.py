@@ -10,6 +10,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 
+async def listening_target(process: asyncio.subprocess.Process, timeout: float = 60) -> str:
+    """Read ``muxs serve``'s log until it says where it listens; return that ``host:port``."""
+    assert process.stderr is not None
+    async with asyncio.timeout(timeout):
+        while line := (await process.stderr.readline()).decode():
+            if match := re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line):
+                return match.group(1)
+    raise AssertionError("muxs serve exited before listening")
+
+
 @asynccontextmanager
 async def muxs_process(root: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """``muxs serve`` on an ephemeral port of 127.0.0.1: the process and its target.
@@ -22,14 +32,10 @@ async def muxs_process(root: Path) -> AsyncIterator[tuple[asyncio.subprocess.Pro
     )
     drain: asyncio.Task[bytes] | None = None
     try:
+        target = await listening_target(process)
         assert process.stderr is not None
-        match = None
-        while match is None:
-            line = (await process.stderr.readline()).decode()
-            assert line, "muxs serve exited before listening"
-            match = re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line)
         drain = asyncio.create_task(process.stderr.read())  # a full pipe would stall it
-        yield process, match.group(1)
+        yield process, target
     finally:
         if process.returncode is None:
             process.kill()

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s"
-QUIET_LOGGERS = ("hpack", "h2")
+# hpack logs every header it codes at DEBUG, tokens included; grpclib's health check logs
+# each status change, at INFO when a check passes (every start-up) and WARNING when it fails.
+QUIET_LOGGERS = ("hpack", "h2", "grpclib.health.check")
 
 
 class JsonFormatter(logging.Formatter):
@@ -45,6 +47,5 @@ def configure_logging(level: str, log_format: str, *, worker: bool = False) -> N
         JsonFormatter() if log_format == "json" else logging.Formatter(text_format)
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # hpack logs every header it codes at DEBUG, tokens included.
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)

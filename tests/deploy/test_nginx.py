@@ -8,14 +8,13 @@ the SDK calls through it. Each backend's root holds a file ``who`` naming the ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import re
 import shutil
 import socket
 import ssl
 import string
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -28,10 +27,10 @@ from grpclib.client import Channel
 
 from muxs import Client, RpcError, StatusCode
 from muxs.client import parse_target
+from tests.processes import muxs_process
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "muxs.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-STARTUP = 60.0
 BACKENDS = 3
 
 # The main nginx.conf around the deployed file: everything inside the test's directory.
@@ -83,18 +82,6 @@ class Backend:
     process: asyncio.subprocess.Process
 
 
-async def _start_backend(name: str, root: Path) -> Backend:
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    line = (await asyncio.wait_for(process.stderr.readline(), STARTUP)).decode()
-    match = re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line)
-    assert match, line
-    return Backend(name, match.group(1), process)
-
-
 @pytest.fixture
 def roots(tmp_path: Path) -> dict[str, Path]:
     """Each backend's root, holding ``who``: the backend's name."""
@@ -107,20 +94,12 @@ def roots(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 async def backends(roots: dict[str, Path]) -> AsyncIterator[list[Backend]]:
-    started = await asyncio.gather(
-        *(_start_backend(name, root) for name, root in roots.items()), return_exceptions=True
-    )
-    running = [b for b in started if isinstance(b, Backend)]
-    try:
-        for result in started:
-            if isinstance(result, BaseException):
-                raise result
+    async with contextlib.AsyncExitStack() as stack:
+        running = []
+        for name, root in roots.items():
+            process, target = await stack.enter_async_context(muxs_process(root))
+            running.append(Backend(name, target, process))
         yield running
-    finally:
-        for backend in running:
-            if backend.process.returncode is None:
-                backend.process.kill()
-            await backend.process.wait()
 
 
 @pytest.fixture(scope="module")

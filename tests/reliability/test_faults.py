@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import errno
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import pytest
 from muxs import Client, RpcError, StatusCode, serve
 from muxs.storage import TEMP_PREFIX, Root
 from tests.polling import until
+from tests.processes import listening_target
 
 
 @contextlib.contextmanager
@@ -179,17 +179,14 @@ async def test_sigkill_during_writes_tears_no_file_and_restart_cleans_up(tmp_pat
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        assert process.stderr is not None
-        line = (await process.stderr.readline()).decode()
-        match = re.search(r"muxs listening on (\S+)", line)
-        assert match, line
+        target = await listening_target(process)
 
         async def writer(client: Client, n: int) -> None:
             with contextlib.suppress(RpcError):
                 while True:
                     await client.write(f"f{n}.txt", versions[n][1])
 
-        async with Client(match.group(1)) as client:
+        async with Client(target) as client:
             writers = [asyncio.create_task(writer(client, n)) for n in versions]
             await until(lambda: bool(temp_files(root)), bound=30)  # a write is under way
             process.send_signal(signal.SIGKILL)
