@@ -50,6 +50,11 @@ class Authenticator:
             assert settings.auth_issuer is not None
             assert settings.auth_audience is not None
             jwt = JwtVerifier.load(settings.auth_jwks, settings.auth_issuer, settings.auth_audience)
+        if settings.auth_enabled:
+            sources = [f"API tokens of {settings.auth_tokens}"] if settings.auth_tokens else []
+            if settings.auth_jwks is not None:
+                sources.append(f"JWTs from {settings.auth_issuer} for {settings.auth_audience}")
+            log.info("calls need a bearer token: %s", ", ".join(sources))
         if settings.plaintext_remote_auth:
             log.warning(
                 "auth without TLS on %s (allow_insecure_auth): bearer tokens cross the network "

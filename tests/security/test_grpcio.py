@@ -37,9 +37,11 @@ def secure_server(
     with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) as process:
         try:
             assert process.stderr is not None
-            line = process.stderr.readline()
-            match = re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line)
-            assert match, line
+            head = ""
+            while not (match := re.search(r"muxs listening on (127\.0\.0\.1:\d+)", head)):
+                line = process.stderr.readline()
+                assert line, head
+                head += line
             yield match.group(1)
         finally:
             process.terminate()
