@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from asyncio.subprocess import PIPE
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,14 +22,6 @@ from muxs import (
 )
 from muxs.cli import main
 from tests.security.conftest import Pki
-
-
-@pytest.fixture
-async def token_server(
-    settings: ServerSettings, static_tokens: tuple[Path, dict[str, str]]
-) -> AsyncIterator[RunningServer]:
-    async with serve(settings=replace(settings, auth_tokens=static_tokens[0])) as running:
-        yield running
 
 
 @pytest.mark.parametrize("target", ["192.0.2.1:50051", "muxs.example:443", "[2001:db8::1]:1"])

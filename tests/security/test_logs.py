@@ -63,7 +63,8 @@ async def test_tokens_never_reach_the_servers_logs(
         "jwt-without-scope": "PERMISSION_DENIED",
     }
     assert "DEBUG" in log
-    assert "refused a call: the token has expired" in log
+    assert "refused /muxs.Greeter/SayHello: the token has expired" in log
+    assert "refused /muxs.Greeter/SayHello to reader: no 'greeter' scope" in log
     for token in sent.values():
         for part in token.split("."):  # a JWT's header, payload and signature alike
             assert part not in log
