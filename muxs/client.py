@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Self
 
 from grpclib.client import Channel
+from grpclib.events import SendRequest, listen
 
 from muxs import transfers
 from muxs.api import (
@@ -23,7 +24,7 @@ from muxs.api import (
     Number,
     Status,
 )
-from muxs.auth.client import TokenProvider, check_token_transport, send_tokens
+from muxs.auth.client import TokenProvider, bearer_listener, check_token_transport
 from muxs.calls import Caller, ReplyStream, Requests, iterate
 from muxs.errors import RpcError, StatusCode
 from muxs.threads import open_blocking
@@ -81,15 +82,17 @@ class Client:
         call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
         Unusable options raise ``muxs.ConfigError``.
         """
+        add_token = bearer_listener(token, token_provider)
         if channel is None:
             host, port = parse_target(target)
             context = tls_client_context(tls, cert, key)
-            if token is not None or token_provider is not None:
+            if add_token is not None:
                 check_token_transport(
                     host, tls=context is not None, allow_insecure_token=allow_insecure_token
                 )
             channel = Channel(host, port, ssl=context)
-        send_tokens(channel, token, token_provider)
+        if add_token is not None:
+            listen(channel, SendRequest, add_token)
         self.target = target
         self._caller = Caller(channel, target, timeout)
 

@@ -60,7 +60,10 @@ def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
     """The server's TLS context when ``tls_cert`` is set (``ConfigError`` if it is unusable)."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
-    return server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    context = server_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    mutual = " with client certificates required" if settings.tls_client_ca else ""
+    log.info("TLS only%s", mutual)
+    return context
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-from grpclib.client import Channel
-from grpclib.events import SendRequest, listen
+from grpclib.events import SendRequest
 
 from muxs.errors import ConfigError
 from muxs.tls import is_loopback
@@ -15,14 +15,14 @@ TokenProvider = Callable[[], str | Awaitable[str]]
 """Returns the token to send (sync or async); called before every call."""
 
 
-def send_tokens(
-    channel: Channel, token: str | None = None, token_provider: TokenProvider | None = None
-) -> None:
-    """Send ``authorization: Bearer <token>`` with every call ``channel`` opens."""
+def bearer_listener(
+    token: str | None = None, token_provider: TokenProvider | None = None
+) -> Callable[[SendRequest], Coroutine[Any, Any, None]] | None:
+    """A ``SendRequest`` listener adding ``authorization: Bearer <token>`` (None: no token)."""
     if token is not None and token_provider is not None:
         raise ConfigError("token", "give token or token_provider, not both")
     if token is None and token_provider is None:
-        return
+        return None
     if token is not None and not token.strip():
         raise ConfigError("token", "is empty")
 
@@ -32,7 +32,7 @@ def send_tokens(
             value = await value
         event.metadata["authorization"] = f"Bearer {value}"
 
-    listen(channel, SendRequest, add_token)
+    return add_token
 
 
 def check_token_transport(host: str, *, tls: bool, allow_insecure_token: bool) -> None:

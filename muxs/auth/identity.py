@@ -20,6 +20,10 @@ class Identity:
     peer: str | None = None
 
 
+class InvalidToken(Exception):
+    """A bearer token was refused; the message says why and is safe to send to the caller."""
+
+
 _identity: ContextVar[Identity | None] = ContextVar("muxs_identity", default=None)
 
 

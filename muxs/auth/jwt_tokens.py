@@ -15,7 +15,7 @@ from typing import Any
 
 import jwt
 
-from muxs.auth.identity import Identity
+from muxs.auth.identity import Identity, InvalidToken
 from muxs.errors import ConfigError
 
 ALGORITHMS = ("RS256", "ES256", "EdDSA")
@@ -32,10 +32,6 @@ _REASONS: list[tuple[type[jwt.InvalidTokenError], str]] = [
     (jwt.InvalidSignatureError, "the token's signature is invalid"),
     (jwt.DecodeError, "the token is not a well-formed JWT"),
 ]
-
-
-class InvalidToken(Exception):
-    """A token was refused; the message is safe to send to the caller."""
 
 
 class JwtVerifier:

@@ -20,8 +20,8 @@ from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server
 
-from muxs.auth.identity import Identity, set_identity
-from muxs.auth.jwt_tokens import InvalidToken, JwtVerifier
+from muxs.auth.identity import Identity, InvalidToken, set_identity
+from muxs.auth.jwt_tokens import JwtVerifier
 from muxs.auth.scopes import UnmappedMethod, required_scope
 from muxs.auth.static_tokens import StaticTokens
 from muxs.settings import ServerSettings
@@ -50,12 +50,7 @@ class Authenticator:
             assert settings.auth_issuer is not None
             assert settings.auth_audience is not None
             jwt = JwtVerifier.load(settings.auth_jwks, settings.auth_issuer, settings.auth_audience)
-        if settings.plaintext_remote_auth:
-            log.warning(
-                "auth without TLS on %s (allow_insecure_auth): bearer tokens cross the network "
-                "in plaintext",
-                settings.host,
-            )
+        _log_settings(settings)
         return cls(static_tokens, jwt)
 
     @property
@@ -69,43 +64,59 @@ class Authenticator:
             del event.metadata["authorization"]
         identity = Identity(peer=_peer_subject(event.peer.cert()))
         if self.enabled:
-            try:
-                scope = required_scope(event.method_name)
-            except UnmappedMethod:
-                raise GRPCError(Status.PERMISSION_DENIED, "no scope grants this method") from None
-            if scope is not None:
-                identity = replace(self._verify(values), peer=identity.peer)
-                if scope not in identity.scopes:
-                    log.info("refused %s to %s: no %r scope", event.method_name, identity, scope)
-                    raise GRPCError(
-                        Status.PERMISSION_DENIED, f"this call needs the {scope!r} scope"
-                    )
+            identity = self._authorize(event.method_name, values, identity)
         set_identity(identity)
+
+    def _authorize(
+        self, method: str, values: Sequence[str | bytes], identity: Identity
+    ) -> Identity:
+        try:
+            scope = required_scope(method)
+        except UnmappedMethod:
+            log.info("refused %s: no scope grants it", method)
+            raise GRPCError(Status.PERMISSION_DENIED, "no scope grants this method") from None
+        if scope is None:
+            return identity
+        try:
+            granted = self._verify(values)
+        except InvalidToken as exc:
+            log.info("refused %s: %s", method, exc)
+            raise GRPCError(Status.UNAUTHENTICATED, str(exc)) from None
+        if scope not in granted.scopes:
+            log.info("refused %s to %s: no %r scope", method, granted.subject, scope)
+            raise GRPCError(Status.PERMISSION_DENIED, f"this call needs the {scope!r} scope")
+        return replace(granted, peer=identity.peer)
 
     def _verify(self, values: Sequence[str | bytes]) -> Identity:
         if not values:
-            raise _unauthenticated("send the metadata 'authorization: Bearer <token>'")
+            raise InvalidToken("send the metadata 'authorization: Bearer <token>'")
         if len(values) > 1:
-            raise _unauthenticated("send one authorization metadata entry, not several")
+            raise InvalidToken("send one authorization metadata entry, not several")
         scheme, _, token = str(values[0]).strip().partition(" ")
         token = token.strip()
         if scheme.lower() != BEARER or not token:
-            raise _unauthenticated("authorization must be 'Bearer <token>'")
+            raise InvalidToken("authorization must be 'Bearer <token>'")
         if self._static_tokens is not None:
             identity = self._static_tokens.verify(token)
             if identity is not None:
                 return identity
         if self._jwt is None:
-            raise _unauthenticated("the token is not a known API token")
-        try:
-            return self._jwt.verify(token)
-        except InvalidToken as exc:
-            raise _unauthenticated(str(exc)) from None
+            raise InvalidToken("the token is not a known API token")
+        return self._jwt.verify(token)
 
 
-def _unauthenticated(reason: str) -> GRPCError:
-    log.info("refused a call: %s", reason)
-    return GRPCError(Status.UNAUTHENTICATED, reason)
+def _log_settings(settings: ServerSettings) -> None:
+    if settings.auth_enabled:
+        sources = [f"API tokens of {settings.auth_tokens}"] if settings.auth_tokens else []
+        if settings.auth_jwks is not None:
+            sources.append(f"JWTs from {settings.auth_issuer} for {settings.auth_audience}")
+        log.info("calls need a bearer token: %s", ", ".join(sources))
+    if settings.plaintext_remote_auth:
+        log.warning(
+            "auth without TLS on %s (allow_insecure_auth): bearer tokens cross the network "
+            "in plaintext",
+            settings.host,
+        )
 
 
 # Short names of the subject attributes ``ssl.SSLSocket.getpeercert`` reports (RFC 4514).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import trustme
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from muxs import RunningServer, ServerSettings, serve
 from muxs.auth.static_tokens import new_token
 
 ISSUER = "https://issuer.test"
@@ -143,3 +144,12 @@ def static_tokens(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[
     path = tmp_path_factory.mktemp("tokens") / "tokens.toml"
     path.write_text("\n\n".join(entries) + "\n")
     return path, tokens
+
+
+@pytest.fixture
+async def token_server(
+    settings: ServerSettings, static_tokens: tuple[Path, dict[str, str]]
+) -> AsyncIterator[RunningServer]:
+    """A muxs server on 127.0.0.1 that takes the ``static_tokens``."""
+    async with serve(settings=replace(settings, auth_tokens=static_tokens[0])) as running:
+        yield running

@@ -150,6 +150,13 @@ def test_auth_over_plaintext_on_loopback_is_allowed(host: str) -> None:
     assert not ServerSettings(host=host, auth_tokens=Path("t.toml")).plaintext_remote_auth
 
 
+def test_auth_on_any_address_is_allowed_with_tls() -> None:
+    settings = ServerSettings(
+        host="0.0.0.0", auth_tokens=Path("t.toml"), tls_cert=Path("c"), tls_key=Path("k")
+    )
+    assert not settings.plaintext_remote_auth
+
+
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.1", "muxs.example"])
 def test_auth_over_plaintext_on_a_non_loopback_address_is_refused(host: str) -> None:
     with pytest.raises(ConfigError) as caught:

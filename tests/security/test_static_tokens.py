@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,14 +15,6 @@ from muxs.api import GreeterStub, HelloRequest
 from muxs.auth.static_tokens import StaticTokens, digest
 from muxs.cli import main
 from tests.security.conftest import AUDIENCE, ISSUER, SigningKeys, claims
-
-
-@pytest.fixture
-async def token_server(
-    settings: ServerSettings, static_tokens: tuple[Path, dict[str, str]]
-) -> AsyncIterator[RunningServer]:
-    async with serve(settings=replace(settings, auth_tokens=static_tokens[0])) as running:
-        yield running
 
 
 async def test_a_valid_token_is_served_within_its_scopes(

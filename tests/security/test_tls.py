@@ -165,6 +165,18 @@ async def test_mutual_tls_refuses_an_sdk_client_without_a_certificate(
     assert caught.value.status == StatusCode.UNAVAILABLE
 
 
+async def test_a_client_certificate_file_may_hold_its_key(
+    settings: ServerSettings, pki: Pki, tmp_path: Path
+) -> None:
+    combined = tmp_path / "alice-with-key.pem"
+    combined.write_bytes(pki.pem("client_key") + pki.pem("client_cert"))
+    async with (
+        serve(settings=tls_settings(settings, pki, mutual=True)) as running,
+        Client(running.target, tls=pki.ca, cert=combined) as client,
+    ):
+        assert (await client.say_hello("one file")).message == "Hello, one file!"
+
+
 @pytest.fixture
 def expired_cert(tmp_path: Path) -> tuple[Path, Path]:
     ca = trustme.CA()
