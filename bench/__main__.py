@@ -33,7 +33,7 @@ from bench.servers import (
     ServerKind,
     muxs,
 )
-from bench.stubs import compile_stubs
+from muxs.codegen import grpcio_stubs
 
 log = logging.getLogger("bench")
 
@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scratch = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="muxs-bench-", dir=scratch) as tmp:
         workdir = Path(tmp)
-        stubs = compile_stubs(workdir / "stubs")
+        stubs = grpcio_stubs(workdir / "stubs")
         for suite in chosen:
             log.info("suite %s: %s", suite.name, suite.title)
             suite_dir = workdir / suite.name
