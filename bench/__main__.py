@@ -64,7 +64,9 @@ def suites(quick: bool) -> list[Suite]:
     loads = [(1, 1), (4, 16)] if quick else [(1, 1), (4, 16), (32, 2)]
     server_cpu, load_cpu, every_cpu = _cpus()
     pinned = Placement(server_cpu, load_cpu)
-    default = muxs("muxs")
+    plain = muxs("muxs", "--event-loop", "asyncio")  # what `pip install muxs` runs
+    fast = ("--event-loop", "uvloop") if UVLOOP else ()
+    fast_kind = muxs("muxs-fast", *fast, rust_codec=RUST_CODEC)  # muxs[uvloop,rust-codec]
     variants = [muxs("asyncio", "--event-loop", "asyncio")]
     if UVLOOP:
         variants.append(muxs("uvloop", "--event-loop", "uvloop"))
@@ -77,15 +79,19 @@ def suites(quick: bool) -> list[Suite]:
         Suite(
             "main",
             "muxs vs grpcio vs the grpclib floor (one server core)",
-            [default, GRPCIO_AIO, GRPCIO_SYNC, FLOOR],
+            [plain, fast_kind, GRPCIO_AIO, GRPCIO_SYNC, FLOOR],
             all_scenarios,
-            [("muxs", k.name) for k in (GRPCIO_AIO, GRPCIO_SYNC, FLOOR)],
+            [("muxs-fast", k.name) for k in (GRPCIO_AIO, GRPCIO_SYNC, FLOOR)]
+            + [("muxs", FLOOR.name)],
             pinned,
         ),
         Suite(
             "workers",
             "muxs serve --workers 2 vs 1 (servers on every core)",
-            [muxs("workers-2", "--workers", "2"), muxs("workers-1", "--workers", "1")],
+            [
+                muxs("workers-2", "--workers", "2", *fast, rust_codec=RUST_CODEC),
+                muxs("workers-1", "--workers", "1", *fast, rust_codec=RUST_CODEC),
+            ],
             [unary(16, 4, sizes)],
             [("workers-2", "workers-1")],
             Placement(every_cpu, load_cpu),
