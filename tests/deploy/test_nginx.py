@@ -8,6 +8,7 @@ the SDK calls through it. Each backend's root holds a file ``who`` naming the ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ from grpclib.client import Channel
 
 from muxs import Client, RpcError, StatusCode
 from muxs.client import parse_target
+from tests.processes import die_with_parent
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "muxs.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -83,16 +85,14 @@ class Backend:
     process: asyncio.subprocess.Process
 
 
-async def _start_backend(name: str, root: Path) -> Backend:
-    process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
-        stderr=asyncio.subprocess.PIPE,
-    )
+async def _listening(process: asyncio.subprocess.Process) -> str:
+    """The target a ``muxs serve`` process logs once it listens."""
     assert process.stderr is not None
-    line = (await asyncio.wait_for(process.stderr.readline(), STARTUP)).decode()
-    match = re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line)
-    assert match, line
-    return Backend(name, match.group(1), process)
+    async with asyncio.timeout(STARTUP):
+        while line := (await process.stderr.readline()).decode():
+            if match := re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line):
+                return match.group(1)
+    raise AssertionError("a backend exited before it listened")
 
 
 @pytest.fixture
@@ -107,20 +107,22 @@ def roots(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 async def backends(roots: dict[str, Path]) -> AsyncIterator[list[Backend]]:
-    started = await asyncio.gather(
-        *(_start_backend(name, root) for name, root in roots.items()), return_exceptions=True
-    )
-    running = [b for b in started if isinstance(b, Backend)]
+    processes = [
+        await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
+            stderr=asyncio.subprocess.PIPE,
+            preexec_fn=die_with_parent,
+        )
+        for root in roots.values()
+    ]
     try:
-        for result in started:
-            if isinstance(result, BaseException):
-                raise result
-        yield running
+        targets = await asyncio.gather(*(_listening(process) for process in processes))
+        yield [Backend(*b) for b in zip(roots, targets, processes, strict=True)]
     finally:
-        for backend in running:
-            if backend.process.returncode is None:
-                backend.process.kill()
-            await backend.process.wait()
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +160,9 @@ def nginx(tmp_path: Path, ca: trustme.CA, backends: list[Backend]) -> Iterator[s
     command = [NGINX, "-p", str(directory), "-e", str(directory / "error.log")]
     command += ["-c", str(directory / "nginx.conf")]
     env = {**os.environ, "NGINX": f"{listener.fileno()};"}
-    process = subprocess.Popen(command, pass_fds=[listener.fileno()], env=env)
+    process = subprocess.Popen(
+        command, pass_fds=[listener.fileno()], env=env, preexec_fn=die_with_parent
+    )
     listener.close()
     try:
         yield f"127.0.0.1:{port}"
