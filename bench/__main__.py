@@ -2,7 +2,7 @@
 
 Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1)
 and ``levers`` (muxs with and without uvloop and the rust codec). Prints a table per suite
-and writes ``bench/results/<mode>.json`` and ``<mode>-<suite>.png``.
+and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and ``<mode>-<suite>.png``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,16 @@ from typing import Any
 from bench import report
 from bench.run import Placement, benchmark
 from bench.scenarios import FULL, QUICK, Scenario, scenarios, unary
-from bench.servers import FLOOR, GRPCIO_AIO, GRPCIO_SYNC, ServerKind, muxs
-from bench.stubs import compile_stubs
+from bench.servers import (
+    FLOOR,
+    GRPCIO_AIO,
+    GRPCIO_SYNC,
+    RUST_CODEC,
+    UVLOOP,
+    ServerKind,
+    muxs,
+)
+from muxs.codegen import grpcio_stubs
 
 log = logging.getLogger("bench")
 
@@ -56,27 +64,34 @@ def suites(quick: bool) -> list[Suite]:
     loads = [(1, 1), (4, 16)] if quick else [(1, 1), (4, 16), (32, 2)]
     server_cpu, load_cpu, every_cpu = _cpus()
     pinned = Placement(server_cpu, load_cpu)
-    default = muxs("muxs")
-    variants = [
-        muxs("asyncio", "--event-loop", "asyncio", rust_codec=False),
-        muxs("uvloop", "--event-loop", "uvloop", rust_codec=False),
-        muxs("asyncio+rust", "--event-loop", "asyncio"),
-        muxs("uvloop+rust", "--event-loop", "uvloop"),
-    ]
+    plain = muxs("muxs", "--event-loop", "asyncio")  # what `pip install muxs` runs
+    fast = ("--event-loop", "uvloop") if UVLOOP else ()
+    fast_kind = muxs("muxs-fast", *fast, rust_codec=RUST_CODEC)  # muxs[uvloop,rust-codec]
+    variants = [muxs("asyncio", "--event-loop", "asyncio")]
+    if UVLOOP:
+        variants.append(muxs("uvloop", "--event-loop", "uvloop"))
+    if RUST_CODEC:
+        variants.append(muxs("asyncio+rust", "--event-loop", "asyncio", rust_codec=True))
+    if UVLOOP and RUST_CODEC:
+        variants.append(muxs("uvloop+rust", "--event-loop", "uvloop", rust_codec=True))
     all_scenarios = scenarios(sizes, loads)
     return [
         Suite(
             "main",
             "muxs vs grpcio vs the grpclib floor (one server core)",
-            [default, GRPCIO_AIO, GRPCIO_SYNC, FLOOR],
+            [plain, fast_kind, GRPCIO_AIO, GRPCIO_SYNC, FLOOR],
             all_scenarios,
-            [("muxs", k.name) for k in (GRPCIO_AIO, GRPCIO_SYNC, FLOOR)],
+            [("muxs-fast", k.name) for k in (GRPCIO_AIO, GRPCIO_SYNC, FLOOR)]
+            + [("muxs", FLOOR.name)],
             pinned,
         ),
         Suite(
             "workers",
             "muxs serve --workers 2 vs 1 (servers on every core)",
-            [muxs("workers-2", "--workers", "2"), muxs("workers-1", "--workers", "1")],
+            [
+                muxs("workers-2", "--workers", "2", *fast, rust_codec=RUST_CODEC),
+                muxs("workers-1", "--workers", "1", *fast, rust_codec=RUST_CODEC),
+            ],
             [unary(16, 4, sizes)],
             [("workers-2", "workers-1")],
             Placement(every_cpu, load_cpu),
@@ -142,10 +157,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if load_cpu is not None:
         os.sched_setaffinity(0, {int(load_cpu)})
     document: dict[str, Any] = {"conditions": conditions(args.quick, runs), "suites": {}}
+    markdown = []
     scratch = Path("/dev/shm") if Path("/dev/shm").is_dir() else None
     with tempfile.TemporaryDirectory(prefix="muxs-bench-", dir=scratch) as tmp:
         workdir = Path(tmp)
-        stubs = compile_stubs(workdir / "stubs")
+        stubs = grpcio_stubs(workdir / "stubs")
         for suite in chosen:
             log.info("suite %s: %s", suite.name, suite.title)
             suite_dir = workdir / suite.name
@@ -153,8 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells = benchmark(suite.kinds, suite.scenarios, runs, suite_dir, stubs, suite.placement)
             rows = report.rows(suite.scenarios, cells)
             servers = [k.name for k in suite.kinds]
-            print(f"\n## {suite.title}\n")
-            print(report.table(rows, servers, suite.ratios))
+            markdown.append(f"### {suite.title}\n\n{report.table(rows, servers, suite.ratios)}\n")
+            print("\n" + markdown[-1])
             report.chart(args.out / f"{mode}-{suite.name}.png", suite.title, rows, servers)
             document["suites"][suite.name] = {
                 "title": suite.title,
@@ -164,7 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
     document["conditions"]["load_average_at_end"] = os.getloadavg()
     report.write_json(args.out / f"{mode}.json", document)
-    print(f"\nbench: wrote {args.out / (mode + '.json')} and its charts", file=sys.stderr)
+    (args.out / f"{mode}.md").write_text("\n".join(markdown))
+    print(f"bench: wrote {mode}.json, {mode}.md and charts in {args.out}", file=sys.stderr)
     return 0
 
 

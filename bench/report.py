@@ -46,7 +46,10 @@ def rows(scenarios: Sequence[Scenario], cells: Mapping[str, Mapping[str, Cell]])
     for scenario in scenarios:
         by_server = cells[scenario.key]
         status = {name: cell.status for name, cell in by_server.items()}
-        figures = [("values", scenario.title, scenario.unit, True)]
+        figures = [
+            ("values", scenario.title, scenario.unit, True),
+            ("per_core", f"{scenario.title} per core", f"{scenario.unit}/core", True),
+        ]
         if scenario.latency:
             figures += [
                 ("p50_ms", f"{scenario.title} p50", "ms", False),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import statistics
+import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from grpclib.const import Cardinality
 
 from bench.h2load import run_h2load
 from bench.scenarios import Scenario
-from bench.servers import HOST, Running, ServerKind, running
+from bench.servers import HOST, Running, ServerKind, cpu_seconds, running
 from bench.wire import frame
 
 log = logging.getLogger(__name__)
@@ -27,12 +28,18 @@ PROBE_TIMEOUT = 60.0
 
 @dataclass
 class Cell:
-    """One scenario on one server: its status and each run's figures."""
+    """One scenario on one server: its status and each run's figures.
+
+    ``per_core`` is the throughput divided by the CPU the server used meanwhile (its CPU
+    seconds over the wall-clock seconds): what one fully busy core does, which CPU taken
+    by other processes on the machine skews far less than the throughput itself.
+    """
 
     status: str = OK
     values: list[float] = field(default_factory=list)
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
+    per_core: list[float] = field(default_factory=list)
 
     def median(self, figures: list[float]) -> float | None:
         return statistics.median(figures) if self.status == OK and figures else None
@@ -87,6 +94,7 @@ def measure(
     if not body.exists():
         body.write_bytes(b"".join(frame(message) for message in scenario.messages))
     load = scenario.load
+    cpu_before, began = cpu_seconds(server.process.pid), time.monotonic()
     measured = run_h2load(
         server.url + scenario.path,
         body,
@@ -95,10 +103,14 @@ def measure(
         placement.load,
         timeout=load.duration + load.warm_up + 120,
     )
+    cores = (cpu_seconds(server.process.pid) - cpu_before) / (time.monotonic() - began)
     if measured.failed:
         cell.status = f"error: {measured.failed} of {measured.succeeded + measured.failed} failed"
         return
-    cell.values.append(measured.requests_per_second * scenario.per_call)
+    value = measured.requests_per_second * scenario.per_call
+    cell.values.append(value)
+    if cores > 0:
+        cell.per_core.append(value / cores)
     if scenario.latency:
         cell.p50_ms.append(measured.percentile_ms(0.50) or 0.0)
         cell.p99_ms.append(measured.percentile_ms(0.99) or 0.0)

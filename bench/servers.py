@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import subprocess
 import sys
@@ -14,11 +15,10 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 UVLOOP = importlib.util.find_spec("uvloop") is not None
-# Runs muxs without betterproto's rust codec even where it is installed (a lever to measure).
-_WITHOUT_RUST_CODEC = (
-    "import sys; sys.modules['betterproto_rust_codec'] = None; "
-    "from muxs.cli import main; sys.exit(main())"
-)
+RUST_CODEC = importlib.util.find_spec("betterproto_rust_codec") is not None
+# On PYTHONPATH, hides betterproto's rust codec where it is installed: it is a lever to
+# measure, not a default (betterproto uses it for every message once it is importable).
+NO_RUST_CODEC = Path(__file__).resolve().parent / "no_rust_codec"
 _LISTENING = re.compile(r"listening on [\w.\[\]:]+:(\d+)")
 START_TIMEOUT = 60.0
 
@@ -30,13 +30,15 @@ class ServerKind:
     name: str
     command: tuple[str, ...]
     description: str
+    rust_codec: bool = True
 
 
-def muxs(name: str, *options: str, rust_codec: bool = True, description: str = "") -> ServerKind:
-    """``muxs serve`` with ``options``; ``rust_codec=False`` hides betterproto's rust codec."""
-    launcher = ("-m", "muxs") if rust_codec else ("-c", _WITHOUT_RUST_CODEC)
-    command = (sys.executable, *launcher, "serve", "--port", "0", "--root", "{root}", *options)
-    return ServerKind(name, command, description or f"muxs serve {' '.join(options)}".strip())
+def muxs(name: str, *options: str, rust_codec: bool = False) -> ServerKind:
+    """``muxs serve`` with ``options``, with betterproto's rust codec only if ``rust_codec``."""
+    command = (sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", "{root}", *options)
+    codec = " (rust codec)" if rust_codec else ""
+    description = f"muxs serve {' '.join(options)}".strip() + codec
+    return ServerKind(name, command, description, rust_codec)
 
 
 GRPCIO_AIO = ServerKind(
@@ -54,6 +56,33 @@ FLOOR = ServerKind(
     (sys.executable, "-m", "bench.floor", "--root", "{root}", *(["--uvloop"] if UVLOOP else [])),
     "bare grpclib, raw-bytes codec, no muxs" + (" (uvloop)" if UVLOOP else ""),
 )
+
+
+def _stat(pid: int) -> list[str]:
+    """Fields of /proc/PID/stat after the command name (field 3 onwards)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+    ticks, pending = 0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = _stat(current)
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        pending.extend(children.get(current, []))
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -90,9 +119,14 @@ def running(kind: ServerKind, workdir: Path, stubs: Path, cpus: str | None) -> I
     command = [part.format(root=root, stubs=stubs) for part in kind.command]
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]
+    env = dict(os.environ)
+    if not kind.rust_codec:
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(NO_RUST_CODEC), env.get("PYTHONPATH")])
+        )
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
         )
     try:
         yield Running(kind, _wait_for_port(process, log, kind.name), root, process)

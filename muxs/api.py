@@ -3,6 +3,7 @@
 ``generated/muxs_api`` is machine-written from ``proto/muxs.proto``; import from here.
 """
 
+import muxs.encoding  # noqa: F401  (message encoding tuned once, before any message is sent)
 from muxs_api.muxs import (
     Chunk,
     Content,

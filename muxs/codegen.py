@@ -51,6 +51,26 @@ def generate(out_root: Path) -> Path:
     return package_dir
 
 
+def grpcio_stubs(out: Path) -> Path:
+    """Write grpcio's classic ``muxs_pb2``/``muxs_pb2_grpc`` into ``out`` and return it (for
+    the interop tests and the benchmark's grpcio servers; never committed)."""
+    out.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(PROTO_DIR / "muxs.proto"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return out
+
+
 def _files(root: Path) -> set[Path]:
     return {
         p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts

@@ -11,10 +11,10 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from grpc_tools import protoc
 from grpclib.testing import ChannelFor
 
 from muxs import Client, RunningServer, ServerSettings, serve
+from muxs.codegen import grpcio_stubs
 from muxs.server import build_services
 from muxs.storage import Root
 from tests.probe import CallProbe
@@ -66,17 +66,7 @@ PROTO_DIR = Path(__file__).resolve().parents[1] / "proto"
 @pytest.fixture(scope="session")
 def pb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
     """``(muxs_pb2, muxs_pb2_grpc)`` as grpcio's own code generator writes them."""
-    out = tmp_path_factory.mktemp("grpcio_stubs")
-    code = protoc.main(
-        [
-            "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
-            f"--python_out={out}",
-            f"--grpc_python_out={out}",
-            str(PROTO_DIR / "muxs.proto"),
-        ]
-    )
-    assert code == 0
+    out = grpcio_stubs(tmp_path_factory.mktemp("grpcio_stubs"))
     sys.path.insert(0, str(out))
     try:
         modules: list[ModuleType] = [

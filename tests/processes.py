@@ -1,13 +1,24 @@
-"""``muxs serve`` as a child process, for the tests that need one (SIGKILL, memory)."""
+"""Child processes for the tests that need one (signals, SIGKILL, memory, nginx)."""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """``preexec_fn``: the child gets SIGTERM when the test process dies (Linux), so that a
+    test killed mid-way (a CI timeout) leaves no server behind (SIGTERM, not SIGKILL: nginx
+    and ``muxs serve --workers`` then stop their own worker processes too)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 async def listening_target(process: asyncio.subprocess.Process, timeout: float = 60) -> str:
@@ -29,6 +40,7 @@ async def muxs_process(root: Path) -> AsyncIterator[tuple[asyncio.subprocess.Pro
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
         stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
     drain: asyncio.Task[bytes] | None = None
     try:

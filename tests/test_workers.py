@@ -15,6 +15,7 @@ import pytest
 
 from muxs import Client
 from muxs.workers import listening_sockets
+from tests.processes import die_with_parent
 
 STARTUP = 60.0  # seconds: spawned workers import muxs, slowly on a busy machine
 
@@ -60,7 +61,11 @@ class Served:
 async def served(tmp_path: Path) -> AsyncIterator[Served]:
     command = [sys.executable, "-m", "muxs", "serve", "--workers", "2", "--port", "0"]
     process = await asyncio.create_subprocess_exec(
-        *command, "--root", str(tmp_path / "data"), stderr=asyncio.subprocess.PIPE
+        *command,
+        "--root",
+        str(tmp_path / "data"),
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=die_with_parent,
     )
     try:
         yield Served(process)

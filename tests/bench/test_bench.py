@@ -40,10 +40,13 @@ def test_a_run_reports_figures_and_na_for_an_unimplemented_call(tmp_path: Path) 
     by_title = {row.title: row for row in rows}
     assert [row.title for row in rows] == [
         "SayHello 2x2",
+        "SayHello 2x2 per core",
         "SayHello 2x2 p50",
         "SayHello 2x2 p99",
         "LotsOfReplies x200",
+        "LotsOfReplies x200 per core",
         "Missing",
+        "Missing per core",
         "Missing p50",
         "Missing p99",
     ]
@@ -54,6 +57,9 @@ def test_a_run_reports_figures_and_na_for_an_unimplemented_call(tmp_path: Path) 
     assert hello_rate > 0
     assert stream_rate is not None
     assert stream_rate > hello_rate
+    per_core = by_title["SayHello 2x2 per core"].median["floor"]
+    assert per_core is not None
+    assert per_core > 0
     assert by_title["Missing"].median["floor"] is None
 
     text = report.table(rows, ["floor"], [("floor", "floor")])

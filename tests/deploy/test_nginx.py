@@ -27,7 +27,7 @@ from grpclib.client import Channel
 
 from muxs import Client, RpcError, StatusCode
 from muxs.client import parse_target
-from tests.processes import muxs_process
+from tests.processes import die_with_parent, muxs_process
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "muxs.conf.template"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -137,7 +137,9 @@ def nginx(tmp_path: Path, ca: trustme.CA, backends: list[Backend]) -> Iterator[s
     command = [NGINX, "-p", str(directory), "-e", str(directory / "error.log")]
     command += ["-c", str(directory / "nginx.conf")]
     env = {**os.environ, "NGINX": f"{listener.fileno()};"}
-    process = subprocess.Popen(command, pass_fds=[listener.fileno()], env=env)
+    process = subprocess.Popen(
+        command, pass_fds=[listener.fileno()], env=env, preexec_fn=die_with_parent
+    )
     listener.close()
     try:
         yield f"127.0.0.1:{port}"
