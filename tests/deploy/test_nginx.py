@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import socket
-import ssl
 import string
 import subprocess
 import time
@@ -23,10 +22,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-from grpclib.client import Channel
 
 from muxs import Client, RpcError, StatusCode
-from muxs.client import parse_target
 from tests.processes import die_with_parent, muxs_process
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "muxs.conf.template"
@@ -62,17 +59,11 @@ def render(template: str, values: dict[str, str]) -> str:
     return text
 
 
-def tls_client(target: str, ca: trustme.CA) -> Client:
-    """An SDK client over TLS trusting ``ca``.
-
-    ``muxs.Client`` has no TLS option yet: it gets a grpclib channel with our own context.
-    Once ``Client(target, tls=...)`` exists, this is the one place to switch to it.
-    """
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    context.set_alpn_protocols(["h2"])
-    host, port = parse_target(target)
-    return Client(target, timeout=30, channel=Channel(host, port, ssl=context))
+def tls_client(target: str, ca: trustme.CA, tmp_path: Path) -> Client:
+    """An SDK client over TLS trusting ``ca`` (nginx's certificate)."""
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return Client(target, timeout=30, tls=ca_file)
 
 
 @dataclass
@@ -151,9 +142,9 @@ def nginx(tmp_path: Path, ca: trustme.CA, backends: list[Backend]) -> Iterator[s
 
 
 async def test_calls_through_nginx_are_correct_and_spread_over_every_backend(
-    nginx: str, backends: list[Backend], ca: trustme.CA
+    nginx: str, backends: list[Backend], ca: trustme.CA, tmp_path: Path
 ) -> None:
-    async with tls_client(nginx, ca) as client:
+    async with tls_client(nginx, ca, tmp_path) as client:
         assert (await client.say_hello("tls")).message == "Hello, tls!"
         async with client.lots_of_replies("stream", 500) as replies:
             assert [reply.index async for reply in replies] == list(range(1, 501))
@@ -174,7 +165,7 @@ class Call:
 
 
 async def test_a_backend_killed_mid_run_fails_only_calls_in_flight_on_it(
-    nginx: str, backends: list[Backend], ca: trustme.CA
+    nginx: str, backends: list[Backend], ca: trustme.CA, tmp_path: Path
 ) -> None:
     concurrency, total = 4, 240
     victim = backends[1]
@@ -199,7 +190,7 @@ async def test_a_backend_killed_mid_run_fails_only_calls_in_flight_on_it(
         await victim.process.wait()  # its sockets are closed once it is reaped
         return killed, time.monotonic()
 
-    async with tls_client(nginx, ca) as client:
+    async with tls_client(nginx, ca, tmp_path) as client:
         numbers = iter(range(total))
         kill = asyncio.create_task(killer())
         await asyncio.gather(*(caller(client, numbers) for _ in range(concurrency)))
