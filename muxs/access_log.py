@@ -32,11 +32,19 @@ def access_fields(call: Call) -> dict[str, object]:
 
 
 class AccessLog(CallObserver):
-    """Logs every finished call."""
+    """Logs every finished call.
+
+    The record is made directly (``makeRecord`` and ``handle``, as ``Logger.info`` does
+    after looking up its caller's source line, which an access log does not need): a third
+    of the cost of a line, on every call.
+    """
 
     def finished(self, call: Call) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
         fields = access_fields(call)
         text = " ".join(f"{key}={value}" for key, value in fields.items() if key != "code")
-        log.info("%s", text, extra={"fields": fields})
+        record = log.makeRecord(
+            log.name, logging.INFO, __file__, 0, text, (), None, extra={"fields": fields}
+        )
+        log.handle(record)

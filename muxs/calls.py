@@ -124,7 +124,8 @@ class Caller:
             opened = self._open(path, Cardinality.UNARY_UNARY, type(request), reply_type, timeout)
             async with opened as stream:
                 await stream.send_message(request, end=True)
-                return _required(await stream.recv_message())
+                reply = await _recv(stream)
+                return _required(reply)
 
     def unary_stream(
         self, path: str, request: Request, reply_type: type[Reply], timeout: float | None
@@ -136,7 +137,7 @@ class Caller:
                 )
                 async with opened as stream:
                     await stream.send_message(request, end=True)
-                    async for reply in stream:
+                    while (reply := await _recv(stream)) is not None:
                         yield reply
 
         return ReplyStream(replies())
@@ -199,9 +200,22 @@ class Caller:
             raise _cause(failed) from None
 
 
+async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
+    """The next reply (None at the end); if the server's trailers cut a reply short, as a
+    server does when a call ends mid-message (a deadline passed), their status is raised."""
+    try:
+        return await stream.recv_message()
+    except AssertionError:  # grpclib's Buffer: the stream ended inside a message
+        await stream.recv_trailing_metadata()  # raises GRPCError unless the status is OK
+        raise RpcError(
+            StatusCode.INTERNAL, "the server ended the call in the middle of a reply"
+        ) from None
+
+
 async def _recv_or_fail(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None]) -> Reply | None:
     """The next reply, or the sender's error as soon as it fails, whichever comes first."""
-    receive = asyncio.ensure_future(stream.recv_message())
+    next_reply = _recv(stream)
+    receive = asyncio.ensure_future(next_reply)
     try:
         if not sender.done():
             await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)

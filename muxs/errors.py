@@ -59,15 +59,21 @@ class TokenError(MuxsError):
     """No bearer token could be obtained; the message says from where and why."""
 
 
+_DEADLINE_EXCEEDED = "deadline exceeded"
+
+
 @contextmanager
 def translate_errors(target: str) -> Iterator[None]:
     """Re-raise grpclib and transport errors from a call to ``target`` as ``RpcError``."""
     try:
         yield
     except GRPCError as exc:
-        raise RpcError(exc.status, exc.message or "") from exc
+        # A deadline reads the same whether the client's timer or the server's trailers
+        # (which grpclib sends without a message) reported it.
+        missing = _DEADLINE_EXCEEDED if exc.status is StatusCode.DEADLINE_EXCEEDED else ""
+        raise RpcError(exc.status, exc.message or missing) from exc
     except TimeoutError as exc:
-        raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from exc
+        raise RpcError(StatusCode.DEADLINE_EXCEEDED, _DEADLINE_EXCEEDED) from exc
     except (StreamTerminatedError, ProtocolError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         raise RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {reason}") from exc

@@ -1,18 +1,25 @@
-"""The one place muxs hooks into grpclib's server events.
+"""The one place muxs hooks into the calls its server handles.
 
-Every call a muxs server accepts passes through ``CallHooks``:
+``CallHooks.wrap`` wraps each handler of the hosted services once, when the server is
+built; for every call the wrapper:
 
-- it keeps one ``Call`` record (method, peer, duration, messages in and out, final
-  status) that its observers share: the access log (``muxs.access_log``) and the
-  metrics (``muxs.metrics``) read the same record instead of each keeping their own;
-- it is the last-resort error handler: an unexpected exception in a handler is logged
-  once with its traceback, and the client gets INTERNAL with a generic message;
-- once a drain begins it refuses new calls with UNAVAILABLE (health checks excepted).
+- keeps one ``Call`` record (method, peer, duration, messages in and out, final status)
+  that its observers share: the access log (``muxs.access_log``) and the metrics
+  (``muxs.metrics``) read the same record instead of each keeping their own;
+- refuses new calls with UNAVAILABLE once a drain begins (health checks excepted);
+- authenticates the caller (``muxs.auth.server``) when auth or mutual TLS is on;
+- applies the deadline rules of ``muxs.deadlines`` (a server stream shares the event loop,
+  ``max_call_seconds`` bounds the call);
+- is the last-resort error handler: an unexpected exception in a handler is logged once
+  with its traceback, and the client gets INTERNAL with a generic message.
 
-All the events of a call run in the task that handles it, so the record travels in a
-``ContextVar``: ``current_call()`` returns it inside a handler, and ``count_bytes_written``
-adds to it. A call ends when its trailers are sent or, for a call that never sends them
-(cancelled by the client or by the server's shutdown), when its task ends.
+It uses none of grpclib's event listeners, which cost an event object and a dispatch per
+call and per message: a call's status follows from how its handler ended, and its message
+counts are read from grpclib's stream when it ends. Only observers that ask for them
+(``counts_messages``: the metrics) are told of each message as it goes.
+
+The record travels in a ``ContextVar`` (each call runs in its own task): ``current_call()``
+returns it inside a handler, and ``count_bytes_written`` adds to it.
 """
 
 from __future__ import annotations
@@ -21,24 +28,29 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from grpclib._typing import IServable
-from grpclib.const import Cardinality, Status
-from grpclib.events import RecvMessage, RecvRequest, SendMessage, SendTrailingMetadata, listen
+from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.protocol import Peer
-from grpclib.server import Server, Stream
+from grpclib.server import Stream
 
-from muxs.auth.identity import Identity, current_identity
+from muxs.auth.identity import Identity, current_identity, set_identity
+from muxs.auth.server import Authenticator
+from muxs.deadlines import bounded, pace
 
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 #: Calls that last as long as the client wants: a drain does not wait for them.
 OPEN_ENDED = frozenset({f"/{HEALTH_SERVICE}/Watch"})
+# asyncio may run a timer up to its clock's resolution early: a deadline's cancel can
+# arrive when grpclib still counts a nanosecond left.
+_DEADLINE_SLACK = 0.001
 
 _KINDS = {
     Cardinality.UNARY_UNARY: "unary",
@@ -73,7 +85,6 @@ class Call:
     #: The final status; None while the call is in flight.
     status: Status | None = None
     duration: float = 0.0
-    interrupted: bool = False
 
     @property
     def path(self) -> str:
@@ -83,14 +94,18 @@ class Call:
 class CallObserver:
     """Told about every call; override what you need (every method does nothing here)."""
 
+    #: Whether ``counted`` hears of each message as it is received or sent; otherwise it
+    #: hears only of bytes written, and ``finished`` reads the totals from the ``Call``.
+    counts_messages = False
+
     def started(self, call: Call) -> None:
         """The call's request headers arrived."""
 
     def counted(self, call: Call, what: Counted, amount: int) -> None:
-        """The call received or sent a message, or wrote bytes to a file."""
+        """The call wrote bytes to a file, or (``counts_messages``) received or sent a message."""
 
     def finished(self, call: Call) -> None:
-        """The call ended: ``status`` and ``duration`` are set."""
+        """The call ended: ``status``, ``duration`` and the message counts are set."""
 
 
 _current: ContextVar[tuple[Call, Sequence[CallObserver]] | None] = ContextVar(
@@ -106,22 +121,13 @@ def current_call() -> Call | None:
 
 def count_bytes_written(amount: int) -> None:
     """Count ``amount`` bytes a FileController handler wrote to a file for this call."""
-    _count(Counted.BYTES_WRITTEN, amount)
-
-
-def _count(what: Counted, amount: int) -> None:
     current = _current.get()
     if current is None:
         return
     call, observers = current
-    if what is Counted.RECEIVED:
-        call.received += amount
-    elif what is Counted.SENT:
-        call.sent += amount
-    else:
-        call.bytes_written += amount
+    call.bytes_written += amount
     for observer in observers:
-        observer.counted(call, what, amount)
+        observer.counted(call, Counted.BYTES_WRITTEN, amount)
 
 
 def format_peer(peer: Peer) -> str:
@@ -133,32 +139,44 @@ def format_peer(peer: Peer) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def _refuse(stream: Stream[object, object]) -> None:
-    raise GRPCError(Status.UNAVAILABLE, "the server is shutting down; retry on another server")
+class _Wrapped:
+    """A hosted service whose handlers are wrapped (grpclib reads only ``__mapping__``)."""
+
+    def __init__(self, mapping: Mapping[str, Handler]) -> None:
+        self._mapping = mapping
+
+    def __mapping__(self) -> Mapping[str, Handler]:
+        return self._mapping
 
 
 class CallHooks:
-    """Hooks a grpclib ``Server`` hosting ``services``; tells ``observers`` about each call."""
+    """Wraps the handlers of the services a server hosts; tells ``observers`` about each call.
+
+    ``authenticator``, when given, checks every call before its handler runs;
+    ``max_call_seconds``, when given, bounds every call.
+    """
 
     def __init__(
         self,
-        server: Server,
-        services: Collection[IServable],
-        observers: Sequence[CallObserver],
+        observers: Sequence[CallObserver] = (),
+        *,
+        authenticator: Authenticator | None = None,
+        max_call_seconds: float | None = None,
     ) -> None:
         self._observers = tuple(observers)
-        self._kinds = {
-            path: _KINDS[handler.cardinality]
-            for service in services
-            for path, handler in service.__mapping__().items()
-        }
+        self._counting = tuple(o for o in self._observers if o.counts_messages)
+        self._authenticator = authenticator
+        self._max_call_seconds = max_call_seconds
         self._in_flight: set[Call] = set()
         self._ended = asyncio.Event()
         self._refusing = False
-        listen(server, RecvRequest, self._on_request)
-        listen(server, RecvMessage, self._on_received)
-        listen(server, SendMessage, self._on_sent)
-        listen(server, SendTrailingMetadata, self._on_trailers)
+
+    def wrap(self, services: Iterable[IServable]) -> list[IServable]:
+        """``services``, each handler wrapped; host these instead of the originals."""
+        return [
+            _Wrapped({path: self._wrap(path, handler) for path, handler in s.__mapping__().items()})
+            for s in services
+        ]
 
     @property
     def pending(self) -> int:
@@ -175,67 +193,94 @@ class CallHooks:
             self._ended.clear()
             await self._ended.wait()
 
-    async def _on_request(self, event: RecvRequest) -> None:
-        _, service, method = event.method_name.split("/", 2)
-        call = Call(
-            service=service,
-            method=method,
-            kind=self._kinds.get(event.method_name, "unary"),
-            peer=format_peer(event.peer),
-            started=time.monotonic(),
-        )
-        _current.set((call, self._observers))
-        self._in_flight.add(call)
-        task = asyncio.current_task()
-        assert task is not None
-        task.add_done_callback(lambda _: self._finish(call, Status.CANCELLED))
-        for observer in self._observers:
-            observer.started(call)
-        handler = event.method_func
-        if self._refusing and service != HEALTH_SERVICE:
-            handler = _refuse
+    def _wrap(self, path: str, handler: Handler) -> Handler:
+        _, service, method = path.split("/", 2)
+        kind = _KINDS[handler.cardinality]
+        paced = handler.cardinality.server_streaming
+        func = handler.func
+        if self._max_call_seconds is not None:
+            func = bounded(func, path, self._max_call_seconds)
 
-        async def guarded(stream: Stream[object, object]) -> None:
+        async def handle(stream: Stream[Any, Any]) -> None:
+            call = Call(service, method, kind, format_peer(stream.peer), time.monotonic())
+            self._start(call, stream)
+            status = Status.UNKNOWN
             try:
-                await handler(stream)
-            except GRPCError:
+                if self._refusing and service != HEALTH_SERVICE:
+                    raise GRPCError(
+                        Status.UNAVAILABLE, "the server is shutting down; retry on another server"
+                    )
+                if self._authenticator is not None:
+                    set_identity(self._authenticator.identify(path, stream))
+                if paced:
+                    pace(stream)
+                await func(stream)
+                status = Status.OK
+            except GRPCError as exc:
+                status = exc.status
                 raise
             except (asyncio.CancelledError, StreamTerminatedError):
-                call.interrupted = True
+                status = Status.DEADLINE_EXCEEDED if _deadline_passed(stream) else Status.CANCELLED
                 raise
             except Exception:
-                log.exception("unexpected error in %s", event.method_name)
+                log.exception("unexpected error in %s", path)
+                status = Status.INTERNAL
                 raise GRPCError(
                     Status.INTERNAL, "internal server error; the server logged the details"
                 ) from None
+            finally:
+                self._finish(call, status, stream)
 
-        event.method_func = guarded
+        return Handler(handle, handler.cardinality, handler.request_type, handler.reply_type)
 
-    async def _on_received(self, event: RecvMessage) -> None:
-        _count(Counted.RECEIVED, 1)
+    def _start(self, call: Call, stream: Stream[Any, Any]) -> None:
+        _current.set((call, self._observers))
+        self._in_flight.add(call)
+        for observer in self._observers:
+            observer.started(call)
+        if self._counting:
+            _report_messages(stream, call, self._counting)
 
-    async def _on_sent(self, event: SendMessage) -> None:
-        _count(Counted.SENT, 1)
-
-    async def _on_trailers(self, event: SendTrailingMetadata) -> None:
-        current = _current.get()
-        if current is None:
-            return
-        call = current[0]
-        call.subject = _subject(current_identity())
-        # A client's cancel interrupts the handler and grpclib then reports UNKNOWN.
-        cancelled = event.status is Status.UNKNOWN and call.interrupted
-        self._finish(call, Status.CANCELLED if cancelled else event.status)
-
-    def _finish(self, call: Call, status: Status) -> None:
-        if call.status is not None:
-            return
+    def _finish(self, call: Call, status: Status, stream: Stream[Any, Any]) -> None:
         call.status = status
         call.duration = time.monotonic() - call.started
+        call.received, call.sent = _message_counts(stream)
+        call.subject = _subject(current_identity())
         self._in_flight.discard(call)
         self._ended.set()
         for observer in self._observers:
             observer.finished(call)
+
+
+def _message_counts(stream: Stream[Any, Any]) -> tuple[int, int]:
+    """How many messages ``stream`` received and sent (grpclib counts them as they go)."""
+    return stream._messages_received, stream._messages_sent
+
+
+def _report_messages(
+    stream: Stream[Any, Any], call: Call, observers: Collection[CallObserver]
+) -> None:
+    """Tell ``observers`` of each message ``stream`` receives or sends, as it goes."""
+    receive, send = stream.recv_message, stream.send_message
+
+    async def recv_message() -> Any:
+        message = await receive()
+        if message is not None:
+            for observer in observers:
+                observer.counted(call, Counted.RECEIVED, 1)
+        return message
+
+    async def send_message(message: Any) -> None:
+        await send(message)
+        for observer in observers:
+            observer.counted(call, Counted.SENT, 1)
+
+    stream.recv_message = recv_message  # type: ignore[method-assign]
+    stream.send_message = send_message  # type: ignore[method-assign]
+
+
+def _deadline_passed(stream: Stream[Any, Any]) -> bool:
+    return stream.deadline is not None and stream.deadline.time_remaining() <= _DEADLINE_SLACK
 
 
 def _subject(identity: Identity | None) -> str | None:

@@ -1,4 +1,5 @@
-"""A muxs server with what operating it needs: health, reflection, call hooks, metrics and a drain.
+"""A muxs server with what operating it needs: health, reflection, call hooks (access log,
+metrics, auth, deadlines) and a drain.
 
 grpclib does not drain: ``Server.close()`` cancels every call in flight, and on Python
 3.12+ ``wait_closed()`` waits for clients to hang up. ``Lifecycle.stop`` drains instead:
@@ -22,6 +23,7 @@ from pathlib import Path
 from grpclib._typing import IServable
 
 from muxs.access_log import AccessLog
+from muxs.auth.server import Authenticator
 from muxs.health import HealthState
 from muxs.hooks import CallHooks, CallObserver
 from muxs.limits import LimitedServer
@@ -54,7 +56,6 @@ class Lifecycle:
         hosted = [*services, self.health.service]
         if settings.reflection:
             hosted += reflection_services(hosted)
-        self.server = DrainableServer(hosted, settings)
         observers: list[CallObserver] = [AccessLog()]
         self.metrics = None
         if settings.metrics_port is not None:
@@ -62,7 +63,12 @@ class Lifecycle:
 
             self.metrics = Metrics()
             observers.append(self.metrics)
-        self.calls = CallHooks(self.server, hosted, observers)
+        self.calls = CallHooks(
+            observers,
+            authenticator=Authenticator.from_settings(settings),
+            max_call_seconds=settings.max_call_seconds,
+        )
+        self.server = DrainableServer(self.calls.wrap(hosted), settings)
         self.metrics_port: int | None = None
         self._hurry = asyncio.Event()
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
+from typing import cast
 
 import h2.events
 import h2.exceptions
@@ -43,6 +44,7 @@ from h2.settings import SettingCodes
 
 from muxs.codec import Codec
 from muxs.settings import ServerSettings
+from muxs.transport import CoalescingTransport
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +166,8 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._idle: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
+        coalescing = CoalescingTransport(cast(asyncio.Transport, transport))
+        super().connection_made(coalescing)  # type: ignore[arg-type]
         if len(self._open) >= self.settings.max_connections:
             log.warning("refused a connection: %d are open", len(self._open))
             self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")

@@ -40,6 +40,8 @@ def _labels(call: Call) -> tuple[str, str, str]:
 class Metrics(CallObserver):
     """Counts every call into its own registry, and serves it over HTTP once started."""
 
+    counts_messages = True
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)

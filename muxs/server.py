@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 from grpclib._typing import IServable
 from grpclib.server import Server
 
-from muxs.auth import server as auth
-from muxs.deadlines import enforce_deadlines
 from muxs.services import FileControllerService, GreeterService
 from muxs.settings import ServerSettings
 from muxs.storage import Root
@@ -44,10 +42,7 @@ def _lifecycle(settings: ServerSettings, root: Root) -> Lifecycle:
     # grpcio-reflection's do, and a process can hold only one of each.
     from muxs.lifecycle import Lifecycle
 
-    lifecycle = Lifecycle(settings, build_services(settings, root), root.path)
-    enforce_deadlines(lifecycle.server, settings.max_call_seconds)
-    auth.attach(lifecycle.server, settings)  # after the call hooks: refusals are logged too
-    return lifecycle
+    return Lifecycle(settings, build_services(settings, root), root.path)
 
 
 def build_server(settings: ServerSettings, root: Root) -> Server:

@@ -20,6 +20,10 @@ class Identity:
     peer: str | None = None
 
 
+#: The caller of a call with no token and no client certificate.
+ANONYMOUS = Identity()
+
+
 class InvalidToken(Exception):
     """A bearer token was refused; the message says why and is safe to send to the caller."""
 

@@ -1,11 +1,11 @@
-"""The one place where the server authenticates and authorizes calls: a grpclib ``RecvRequest``
-listener that runs before every handler.
+"""The one place where the server authenticates and authorizes calls: ``Authenticator.identify``,
+which the call hooks (``muxs.hooks``) run before every handler when auth or mutual TLS is on.
 
-For each call it records the caller (``muxs.auth.current_identity()``): the verified client
+For each call it names the caller (``muxs.auth.current_identity()``): the verified client
 certificate's subject under mutual TLS, and, when auth is on, the bearer token's subject and
 scopes. A missing or invalid token is UNAUTHENTICATED, a valid token without the method's
 scope is PERMISSION_DENIED; health and reflection need no token. The ``authorization``
-metadata is removed once read, so nothing after this listener can log it.
+metadata is removed once read, so nothing after it can log it.
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ from dataclasses import replace
 from typing import Any
 
 from grpclib.const import Status
-from grpclib.events import RecvRequest, listen
 from grpclib.exceptions import GRPCError
-from grpclib.server import Server
+from grpclib.server import Stream
 
-from muxs.auth.identity import Identity, InvalidToken, set_identity
+from muxs.auth.identity import ANONYMOUS, Identity, InvalidToken
 from muxs.auth.jwt_tokens import JwtVerifier
 from muxs.auth.scopes import UnmappedMethod, required_scope
 from muxs.auth.static_tokens import StaticTokens
@@ -35,10 +34,15 @@ class Authenticator:
     """Checks each call's bearer token with the configured verifiers (none: auth is off)."""
 
     def __init__(
-        self, static_tokens: StaticTokens | None = None, jwt: JwtVerifier | None = None
+        self,
+        static_tokens: StaticTokens | None = None,
+        jwt: JwtVerifier | None = None,
+        *,
+        mutual_tls: bool = False,
     ) -> None:
         self._static_tokens = static_tokens
         self._jwt = jwt
+        self._mutual_tls = mutual_tls
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Authenticator:
@@ -51,21 +55,27 @@ class Authenticator:
             assert settings.auth_audience is not None
             jwt = JwtVerifier.load(settings.auth_jwks, settings.auth_issuer, settings.auth_audience)
         _log_settings(settings)
-        return cls(static_tokens, jwt)
+        return cls(static_tokens, jwt, mutual_tls=settings.tls_client_ca is not None)
 
     @property
     def enabled(self) -> bool:
+        """Whether calls need a bearer token."""
         return self._static_tokens is not None or self._jwt is not None
 
-    async def __call__(self, event: RecvRequest) -> None:
-        """The ``RecvRequest`` listener: record the caller, or refuse the call."""
-        values = event.metadata.getall("authorization", [])
-        if values:
-            del event.metadata["authorization"]
-        identity = Identity(peer=_peer_subject(event.peer.cert()))
+    def identify(self, method: str, stream: Stream[Any, Any]) -> Identity:
+        """Who makes this call to ``method``; ``GRPCError`` if they may not.
+
+        The ``authorization`` metadata is removed from the stream's once read.
+        """
+        if not (self.enabled or self._mutual_tls):
+            return ANONYMOUS
+        metadata = stream.metadata
+        values = metadata.popall("authorization", []) if metadata is not None else []
+        peer = _peer_subject(stream.peer.cert()) if self._mutual_tls else None
+        identity = Identity(peer=peer)
         if self.enabled:
-            identity = self._authorize(event.method_name, values, identity)
-        set_identity(identity)
+            identity = self._authorize(method, values, identity)
+        return identity
 
     def _authorize(
         self, method: str, values: Sequence[str | bytes], identity: Identity
@@ -142,8 +152,3 @@ def _peer_subject(cert: dict[str, Any] | None) -> str | None:
         for name, value in rdn
     ]
     return ",".join(parts) or None
-
-
-def attach(server: Server, settings: ServerSettings) -> None:
-    """Enforce ``settings``' auth on every call ``server`` receives."""
-    listen(server, RecvRequest, Authenticator.from_settings(settings))

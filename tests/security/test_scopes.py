@@ -17,13 +17,15 @@ from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.server import Server, Stream
 
-from muxs import ConfigError, RpcError, ServerSettings, StatusCode
+from muxs import Client, ConfigError, RpcError, RunningServer, ServerSettings, StatusCode
 from muxs.api import GreeterStub, HelloReply, HelloRequest
 from muxs.auth import current_identity, required_scope
 from muxs.auth import server as auth
 from muxs.calls import Caller
+from muxs.hooks import CallHooks
 from muxs.server import bind, build_services
 from muxs.storage import Root
+from tests.access import access_records
 
 MUXS_METHODS = {
     "/muxs.Greeter/SayHello": "greeter",
@@ -86,8 +88,8 @@ class Whoami:
 @asynccontextmanager
 async def channel_to(settings: ServerSettings, *services: Any) -> AsyncIterator[Channel]:
     """A real server on 127.0.0.1 with muxs's auth and ``services``, and a channel to it."""
-    server = Server(services)
-    auth.attach(server, settings)
+    hooks = CallHooks(authenticator=auth.Authenticator.from_settings(settings))
+    server = Server(hooks.wrap(services))
     sock = bind("127.0.0.1", 0)
     await server.start(sock=sock)
     channel = Channel("127.0.0.1", sock.getsockname()[1])
@@ -126,6 +128,17 @@ async def ask_whoami(channel: Channel, token: str | None = None) -> str:
     caller = Caller(channel, "whoami", None, lambda: metadata)
     reply = await caller.unary_unary("/test.Whoami/Ask", HelloRequest(), HelloReply, None)
     return reply.message
+
+
+async def test_the_token_subject_is_in_the_access_log(
+    token_server: RunningServer, static_tokens: tuple[Path, dict[str, str]]
+) -> None:
+    with access_records() as logs:
+        async with Client(token_server.target, token=static_tokens[1]["greeter"]) as client:
+            await client.say_hello("you")
+        hello = await logs.finished("/muxs.Greeter/SayHello")
+    assert hello["subject"] == "greeter"
+    assert " subject=greeter status=OK " in logs.records[0].getMessage()
 
 
 async def test_a_method_without_a_declared_scope_is_refused_when_auth_is_on(

@@ -1,0 +1,67 @@
+"""``CoalescingTransport``: one turn's writes reach the socket together, in order, and a
+close sends what is pending first. Real sockets on 127.0.0.1."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from muxs.transport import CoalescingTransport
+
+
+@asynccontextmanager
+async def connected() -> AsyncIterator[tuple[CoalescingTransport, socket.socket]]:
+    """A coalescing transport over one end of a TCP connection, and the other end."""
+    loop = asyncio.get_running_loop()
+    listener = socket.create_server(("127.0.0.1", 0))
+    peer_future = loop.run_in_executor(None, listener.accept)
+    transport, _ = await loop.create_connection(
+        asyncio.Protocol, "127.0.0.1", listener.getsockname()[1]
+    )
+    peer, _ = await peer_future
+    listener.close()
+    peer.setblocking(False)
+    try:
+        yield CoalescingTransport(transport), peer
+    finally:
+        transport.close()
+        peer.close()
+
+
+async def received(peer: socket.socket, size: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    data = b""
+    while len(data) < size:
+        chunk = await loop.sock_recv(peer, size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_writes_of_one_turn_are_held_until_the_next_and_arrive_in_order() -> None:
+    async with connected() as (transport, peer):
+        for part in (b"headers|", b"message|", b"trailers"):
+            transport.write(part)
+        # A plain transport's write reaches a loopback peer at once; these are held.
+        with pytest.raises(BlockingIOError):
+            peer.recv(100)
+        assert await received(peer, 24) == b"headers|message|trailers"
+
+
+async def test_close_sends_what_is_pending_first() -> None:
+    async with connected() as (transport, peer):
+        transport.write(b"last words")
+        transport.close()
+        assert transport.is_closing()
+        assert await received(peer, 100) == b"last words"
+
+
+async def test_writes_after_the_transport_closed_are_dropped() -> None:
+    async with connected() as (transport, peer):
+        transport.close()
+        transport.write(b"too late")
+        transport.flush()
+        assert await received(peer, 100) == b""
