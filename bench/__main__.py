@@ -1,8 +1,9 @@
 """``python -m bench``: muxs side by side with grpcio and the bare-grpclib floor.
 
-Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1)
-and ``levers`` (muxs with and without uvloop and the rust codec). Prints a table per suite
-and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and ``<mode>-<suite>.png``.
+Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1),
+``levers`` (muxs with and without uvloop and the rust codec) and ``features`` (what the access
+log and the metrics cost). Prints a table per suite and writes ``bench/results/<mode>.json``,
+``<mode>.md`` (the tables) and ``<mode>-<suite>.png``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,12 @@ def suites(quick: bool) -> list[Suite]:
         variants.append(muxs("asyncio+rust", "--event-loop", "asyncio", rust_codec=True))
     if UVLOOP and RUST_CODEC:
         variants.append(muxs("uvloop+rust", "--event-loop", "uvloop", rust_codec=True))
+    # What the default features cost on top of muxs-fast: the access log (on by default)
+    # and the metrics (off by default).
+    features = [
+        muxs("no-access-log", *fast, "--no-access-log", rust_codec=RUST_CODEC),
+        muxs("metrics-on", *fast, "--metrics-port", "0", rust_codec=RUST_CODEC),
+    ]
     all_scenarios = scenarios(sizes, loads)
     return [
         Suite(
@@ -102,6 +109,14 @@ def suites(quick: bool) -> list[Suite]:
             variants,
             [s for s in all_scenarios if s.key in ("unary-4x16", "server-stream", "read-stream")],
             [(v.name, variants[0].name) for v in variants[1:]],
+            pinned,
+        ),
+        Suite(
+            "features",
+            "muxs-fast with its access log off, and with metrics on (one server core)",
+            [fast_kind, *features],
+            [s for s in all_scenarios if s.key in ("unary-4x16", "server-stream")],
+            [("muxs-fast", "no-access-log"), ("metrics-on", "muxs-fast")],
             pinned,
         ),
     ]
@@ -142,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--suite",
         action="append",
-        choices=["main", "workers", "levers"],
+        choices=["main", "workers", "levers", "features"],
         help="suite to run (repeatable; default: all)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")

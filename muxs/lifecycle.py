@@ -56,7 +56,7 @@ class Lifecycle:
         hosted = [*services, self.health.service]
         if settings.reflection:
             hosted += reflection_services(hosted)
-        observers: list[CallObserver] = [AccessLog()]
+        observers: list[CallObserver] = [AccessLog()] if settings.access_log else []
         self.metrics = None
         if settings.metrics_port is not None:
             from muxs.metrics import Metrics  # the optional prometheus-client is needed

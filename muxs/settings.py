@@ -87,6 +87,7 @@ class ServerSettings:
     log_format: str = option(
         "text", "log lines as text, or as one JSON object per line", choices=LOG_FORMATS
     )
+    access_log: bool = option(True, "log one line per call (logger muxs.access_log, at INFO)")
     reflection: bool = option(True, "serve gRPC server reflection (v1 and v1alpha)")
     shutdown_grace: float = option(
         10.0, "seconds calls in flight get to finish on SIGTERM/SIGINT before they are cancelled"

@@ -6,7 +6,8 @@ process for each, which serves its socket. The supervisor keeps every socket ope
 connections that arrive while a worker restarts wait in its backlog instead of being
 refused. A worker that dies is restarted, after a pause that grows while workers keep
 dying young. SIGTERM or SIGINT is passed on to every worker, which drains and exits; the
-supervisor waits for them (killing any still running after ``STOP_TIMEOUT``) and returns.
+supervisor waits for them (killing any still running ``STOP_SLACK`` seconds after their
+``shutdown_grace`` is over) and returns.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 #: Runs one server process on the socket until SIGTERM/SIGINT (``muxs.cli.serve`` gives it).
 Worker = Callable[[ServerSettings, socket.socket], None]
 
-STOP_TIMEOUT = 60.0  # seconds workers get to drain before they are killed
+# Seconds a stopping worker gets past its shutdown_grace (to cancel what still runs, close
+# its connections and exit) before it is killed.
+STOP_SLACK = 10.0
 BACKLOG = 1024
 YOUNG = 5.0  # a worker that dies sooner than this after its start is restarted later...
 MAX_RESTART_DELAY = 5.0  # ... each time twice as late, up to this many seconds
@@ -148,7 +151,8 @@ class Supervisor:
         for slot in self._slots:
             if slot.restart is not None:
                 slot.restart.cancel()
-        deadline = self._loop.time() + STOP_TIMEOUT
+        allowed = self._settings.shutdown_grace + STOP_SLACK
+        deadline = self._loop.time() + allowed
         self._relay(signum)
         while self._running():
             try:
@@ -156,7 +160,7 @@ class Supervisor:
                     event = await self._events.get()
             except TimeoutError:
                 for process in self._running():
-                    log.warning("%s did not stop in %.0f s: killing it", process.name, STOP_TIMEOUT)
+                    log.warning("%s did not stop in %g s: killing it", process.name, allowed)
                     process.kill()
                 deadline = float("inf")
                 continue

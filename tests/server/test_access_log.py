@@ -3,6 +3,7 @@
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from muxs import (
 )
 from muxs.calls import Caller
 from muxs.lifecycle import Lifecycle
-from muxs.server import bind
+from muxs.server import bind, serve
 from muxs.services import GreeterService
 from tests.access import access_records
 
@@ -54,6 +55,18 @@ async def test_one_line_per_call_with_its_method_peer_status_time_and_messages(
     assert line.startswith(f"method=/muxs.Greeter/SayHello peer={hello['peer']} status=OK ")
     assert line.endswith(" messages_in=1 messages_out=1")
     assert [record.levelno for record in logs.records] == [logging.INFO] * 4
+
+
+@pytest.mark.parametrize("on", [True, False])
+async def test_the_access_log_can_be_turned_off(settings: ServerSettings, on: bool) -> None:
+    with access_records() as logs:
+        async with (
+            serve(settings=replace(settings, access_log=on)) as running,
+            Client(running.target) as client,
+        ):
+            await client.say_hello("you")
+        # Leaving serve() drained the server: the call has ended there too.
+    assert len(logs.records) == (1 if on else 0)
 
 
 async def test_a_client_cancel_is_logged_as_cancelled(live_server: RunningServer) -> None:
