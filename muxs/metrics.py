@@ -15,6 +15,7 @@ Needs the ``metrics`` extra (prometheus-client); only imported when metrics are 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
@@ -35,6 +36,16 @@ LABELS = ("grpc_service", "grpc_method", "grpc_type")
 
 def _labels(call: Call) -> tuple[str, str, str]:
     return call.service, call.method, call.kind
+
+
+@dataclass(frozen=True)
+class _Series:
+    """One method's labelled series (``Counter.labels`` costs a lock and a lookup each time)."""
+
+    started: Counter
+    in_flight: Gauge
+    seconds: Histogram
+    counted: dict[Counted, Counter]
 
 
 class Metrics(CallObserver):
@@ -74,23 +85,39 @@ class Metrics(CallObserver):
                 "muxs_file_bytes_written_total", "Bytes the FileController wrote to files."
             ),
         }
+        self._by_method: dict[tuple[str, str, str], _Series] = {}
         self._http: tuple[WSGIServer, threading.Thread] | None = None
 
     def _counter(self, name: str, documentation: str) -> Counter:
         return Counter(name, documentation, LABELS, registry=self.registry)
 
     def started(self, call: Call) -> None:
-        self._started.labels(*_labels(call)).inc()
-        self._in_flight.labels(*_labels(call)).inc()
+        series = self._series(call)
+        series.started.inc()
+        series.in_flight.inc()
 
     def counted(self, call: Call, what: Counted, amount: int) -> None:
-        self._counted[what].labels(*_labels(call)).inc(amount)
+        self._series(call).counted[what].inc(amount)
 
     def finished(self, call: Call) -> None:
         assert call.status is not None
-        self._in_flight.labels(*_labels(call)).dec()
+        series = self._series(call)
+        series.in_flight.dec()
+        series.seconds.observe(call.duration)
         self._handled.labels(*_labels(call), call.status.name).inc()
-        self._seconds.labels(*_labels(call)).observe(call.duration)
+
+    def _series(self, call: Call) -> _Series:
+        """The call's method's series, looked up once per method (messages count often)."""
+        labels = _labels(call)
+        series = self._by_method.get(labels)
+        if series is None:
+            series = self._by_method[labels] = _Series(
+                started=self._started.labels(*labels),
+                in_flight=self._in_flight.labels(*labels),
+                seconds=self._seconds.labels(*labels),
+                counted={what: counter.labels(*labels) for what, counter in self._counted.items()},
+            )
+        return series
 
     def serve(self, host: str, port: int) -> int:
         """Serve ``/metrics`` on ``host:port`` from a thread; return the port (0 picks one)."""
