@@ -163,7 +163,9 @@ class _LimitedProtocol(protocol.H2Protocol):
         self.settings = settings
         self._open = open_
         self._calls = 0
-        self._idle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._idle_since = self._loop.time()
+        self._idle_check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport))
@@ -178,7 +180,8 @@ class _LimitedProtocol(protocol.H2Protocol):
             {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
         )
         self.connection.flush()
-        self._arm_idle_timer()
+        if self.settings.idle_timeout:
+            self._check_idle()
 
     def data_received(self, data: bytes) -> None:
         """grpclib's, with two HTTP/2 fixes: a protocol error is answered with the GOAWAY
@@ -199,17 +202,17 @@ class _LimitedProtocol(protocol.H2Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)
-        self._disarm_idle_timer()
+        if self._idle_check is not None:
+            self._idle_check.cancel()
         super().connection_lost(exc)
 
     def call_started(self) -> None:
         self._calls += 1
-        self._disarm_idle_timer()
 
     def call_ended(self) -> None:
         self._calls -= 1
         if not self._calls:
-            self._arm_idle_timer()
+            self._idle_since = self._loop.time()
 
     def goaway(self, code: ErrorCodes, reason: bytes) -> None:
         """Tell the client why with a GOAWAY frame, then close the connection."""
@@ -219,16 +222,19 @@ class _LimitedProtocol(protocol.H2Protocol):
         self.connection.flush()
         self.connection.close()
 
-    def _arm_idle_timer(self) -> None:
-        if self.settings.idle_timeout and not self.connection.is_closing():
-            self._idle = asyncio.get_running_loop().call_later(
-                self.settings.idle_timeout, self.goaway, ErrorCodes.NO_ERROR, b"idle"
-            )
-
-    def _disarm_idle_timer(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+    def _check_idle(self) -> None:
+        """GOAWAY if no call has been open for ``idle_timeout``; else check again when that
+        could first be true (one timer per connection, not one per call)."""
+        timeout = self.settings.idle_timeout
+        wait = timeout
+        if not self._calls:
+            idle_for = self._loop.time() - self._idle_since
+            if idle_for >= timeout:
+                self.goaway(ErrorCodes.NO_ERROR, b"idle")
+                return
+            wait = timeout - idle_for
+        if not self.connection.is_closing():
+            self._idle_check = self._loop.call_later(wait, self._check_idle)
 
 
 class LimitedServer(Server):
