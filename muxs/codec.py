@@ -5,7 +5,9 @@ stored as it comes (an integer in a string field, a list in a scalar), a length 
 end of the data is cut short and invalid wire types are skipped, so a handler could see
 values its types rule out. ``check_wire`` first walks the bytes with protobuf's rules;
 a request that breaks them, or that betterproto cannot decode (invalid UTF-8 in a
-string), is INTERNAL, as gRPC answers a request it cannot parse.
+string), is INTERNAL, as gRPC answers a request it cannot parse. Messages are decoded by
+betterproto's parser into an instance made without betterproto's costly ``__init__``
+(``muxs.messages``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import betterproto
 from grpclib.const import Status
 from grpclib.encoding.proto import ProtoCodec
 from grpclib.exceptions import GRPCError
+
+from muxs.messages import decode
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _WIRE_TYPE = {
@@ -104,11 +108,11 @@ class Codec(ProtoCodec):
     def decode(self, data: bytes, message_type: Any) -> Any:
         if not issubclass(message_type, betterproto.Message):  # health and reflection
             return super().decode(data, message_type)
-        name = f"muxs.{message_type.__name__}"
         try:
             check_wire(data, message_type)
-            return super().decode(data, message_type)
+            return decode(message_type, data)
         except WireError as exc:
-            raise GRPCError(Status.INTERNAL, f"the request is not a valid {name}: {exc}") from None
+            problem = f"the request is not a valid muxs.{message_type.__name__}: {exc}"
         except Exception:
-            raise GRPCError(Status.INTERNAL, f"the request is not a valid {name}") from None
+            problem = f"the request is not a valid muxs.{message_type.__name__}"
+        raise GRPCError(Status.INTERNAL, problem) from None

@@ -1,0 +1,32 @@
+"""``muxs.messages``: the same instances betterproto makes, without its ``__init__``."""
+
+from typing import Any
+
+import betterproto
+import hypothesis
+import pytest
+from hypothesis import strategies as st
+
+from muxs.messages import blank, decode
+from tests.interop.test_message_properties import MESSAGE_TYPES, PROPERTY_SETTINGS, values
+
+
+def state(message: betterproto.Message) -> list[tuple[str, Any]]:
+    return sorted(object.__getattribute__(message, "__dict__").items())
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda cls: cls.__name__)
+def test_a_blank_message_is_the_one_betterproto_makes(cls: type[betterproto.Message]) -> None:
+    assert state(blank(cls)) == state(cls())
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda cls: cls.__name__)
+@PROPERTY_SETTINGS
+@hypothesis.given(data=st.data())
+def test_decode_reads_what_from_string_reads(
+    cls: type[betterproto.Message], data: st.DataObject
+) -> None:
+    encoded = bytes(cls(**data.draw(values(cls))))
+    ours, theirs = decode(cls, encoded), cls.FromString(encoded)
+    assert repr(state(ours)) == repr(state(theirs))  # repr: NaN == NaN
+    assert bytes(ours) == encoded
