@@ -181,14 +181,16 @@ class AtomicFile:
         """Lowercase hex SHA-256 of everything written so far."""
         return self._hash.hexdigest()
 
-    def write(self, data: bytes) -> None:
+    def write(self, *parts: bytes) -> None:
+        """Append ``parts``, in order."""
         assert self._fd is not None
-        view = memoryview(data)
-        with _os_errors(self._name):
-            while view:
-                view = view[os.write(self._fd, view) :]
-        self._hash.update(data)
-        self.size += len(data)
+        for data in parts:
+            view = memoryview(data)
+            with _os_errors(self._name):
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            self._hash.update(data)
+            self.size += len(data)
 
     def commit(self) -> None:
         """Make the new content durable and visible under the target name."""
