@@ -84,8 +84,9 @@ class FileControllerService(FileControllerBase):
                         GrpcStatus.INVALID_ARGUMENT,
                         "only the first chunk of a WriteStream may name the file",
                     )
-                self._check_write_size(name, new.size + batch.size + len(chunk.data))
-                await batch.add(chunk.data)
+                data = chunk.data
+                self._check_write_size(name, new.size + batch.size + len(data))
+                await batch.add(data)
                 chunk = await anext(chunk_iterator, None)
             await batch.flush()
             await run_blocking(new.commit)
