@@ -16,10 +16,13 @@ _SHOWN = 11  # _raw_data_repr shows 10 bytes and "..." when there are more
 
 
 def _data_body_repr(self: frame.DataFrame) -> str:
-    """hyperframe's text for the body: padding length, data, padding; only its head built."""
-    head = self.serialize_padding_data() + bytes(self.data[:_SHOWN])
-    head += b"\0" * min(self.pad_length, _SHOWN)
-    return frame._raw_data_repr(head[:_SHOWN])
+    """hyperframe's text for the body (padding length, data, padding), from its head only."""
+    if "PADDED" in self.flags:
+        head = self.serialize_padding_data() + bytes(self.data[:_SHOWN])
+        head = (head + b"\0" * min(self.pad_length, _SHOWN))[:_SHOWN]
+    else:
+        head = self.data[:_SHOWN]
+    return frame._raw_data_repr(bytes(head))
 
 
 frame.DataFrame._body_repr = _data_body_repr  # type: ignore[method-assign,assignment]
