@@ -28,7 +28,9 @@ def betterproto_parse(data: bytes) -> Chunk:
 
 
 def state(chunk: Chunk) -> dict[str, object]:
-    """Everything a message holds, unset fields included."""
+    """Everything a message holds, once each of its fields has been read."""
+    for name in ("filename", "data"):
+        getattr(chunk, name)  # betterproto fills in an unset field when it is read
     return dict(vars(chunk))
 
 
