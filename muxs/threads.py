@@ -5,15 +5,19 @@ then closes the file the thread still reads (or unlinks the temp file it still w
 races it, and a closed descriptor's number can be reused by another file meanwhile.
 Here a cancelled caller first waits for its thread, and what a cancelled ``open_blocking``
 opened is closed, not leaked.
+
+A trip to a thread costs the event loop more than copying 64 KiB, so files are read and
+written ``BATCH_BYTES`` per trip (``read_chunks``, ``WriteBatch``), whatever the chunk size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import ParamSpec, Protocol, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import BinaryIO, ParamSpec, Protocol, TypeVar
 
+BATCH_BYTES = 1024 * 1024
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -48,3 +52,35 @@ async def _finish(
         if not call.cancelled() and call.exception() is None:
             on_cancel(call.result())
         raise
+
+
+async def read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
+    """The rest of ``file`` in chunks of ``size`` bytes, read ``BATCH_BYTES`` per thread trip."""
+    block = max(1, BATCH_BYTES // size) * size
+    while data := await run_blocking(file.read, block):
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+
+
+class WriteBatch:
+    """Chunks gathered to be written ``BATCH_BYTES`` per trip to a worker thread.
+
+    ``write(*chunks)`` runs in the thread; ``flush`` writes what is left.
+    """
+
+    def __init__(self, write: Callable[..., object]) -> None:
+        self._write = write
+        self._chunks: list[bytes] = []
+        self.size = 0
+        """Bytes gathered and not yet written."""
+
+    async def add(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self.size += len(data)
+        if self.size >= BATCH_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        chunks, self._chunks, self.size = self._chunks, [], 0
+        if chunks:
+            await run_blocking(self._write, *chunks)

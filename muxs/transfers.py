@@ -16,7 +16,8 @@ from pathlib import Path
 
 from muxs.api import Chunk
 from muxs.calls import ReplyStream, Requests, iterate
-from muxs.threads import open_blocking, run_blocking
+from muxs.encoding import new_chunk
+from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
 
 CHUNK_BYTES = 64 * 1024
 
@@ -42,10 +43,10 @@ async def chunk_requests(
     first = True
     async for data in iterate(chunks):
         digest.update(data)
-        yield Chunk(filename=filename if first else "", data=data)
+        yield new_chunk(data, filename if first else "")
         first = False
     if first:
-        yield Chunk(filename=filename)
+        yield new_chunk(b"", filename)
 
 
 async def chunk_data(chunks: ReplyStream[Chunk]) -> AsyncIterator[bytes]:
@@ -60,7 +61,7 @@ async def read_local(file: BufferedReader, progress: Progress) -> AsyncIterator[
     total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
     done = 0
     progress(done, total)
-    while data := await run_blocking(file.read, CHUNK_BYTES):
+    async for data in read_chunks(file, CHUNK_BYTES):
         done += len(data)
         yield data
         progress(done, max(total, done))
@@ -84,10 +85,12 @@ async def save_local(
     try:
         done = 0
         progress(done, total)
+        batch = WriteBatch(lambda *parts: file.writelines(parts))
         async for data in chunks:
-            await run_blocking(file.write, data)
+            await batch.add(data)
             done += len(data)
             progress(done, max(total, done))
+        await batch.flush()
         await run_blocking(file.close)
         await run_blocking(os.replace, temp, target)
     except BaseException:

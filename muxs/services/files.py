@@ -18,10 +18,11 @@ from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
+from muxs.encoding import new_chunk
 from muxs.hooks import count_bytes_written
 from muxs.settings import ServerSettings
 from muxs.storage import Root, shown
-from muxs.threads import open_blocking, run_blocking
+from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +58,10 @@ class FileControllerService(FileControllerBase):
         try:
             self._check_read_size(name, os.fstat(file.fileno()).st_size)
             sent = 0
-            while data := await run_blocking(file.read, self._settings.chunk_bytes):
+            async for data in read_chunks(file, self._settings.chunk_bytes):
                 sent += len(data)
                 self._check_read_size(name, sent)  # the file may grow while it is read
-                yield Chunk(data=data)
+                yield new_chunk(data)
         finally:
             file.close()
 
@@ -75,6 +76,7 @@ class FileControllerService(FileControllerBase):
             self._root.open_for_replace, name, create_dirs=self._settings.create_dirs
         )
         try:
+            batch = WriteBatch(new.write)
             chunk: Chunk | None = first
             while chunk is not None:
                 if chunk is not first and chunk.filename:
@@ -82,9 +84,11 @@ class FileControllerService(FileControllerBase):
                         GrpcStatus.INVALID_ARGUMENT,
                         "only the first chunk of a WriteStream may name the file",
                     )
-                self._check_write_size(name, new.size + len(chunk.data))
-                await run_blocking(new.write, chunk.data)
+                data = chunk.data
+                self._check_write_size(name, new.size + batch.size + len(data))
+                await batch.add(data)
                 chunk = await anext(chunk_iterator, None)
+            await batch.flush()
             await run_blocking(new.commit)
             count_bytes_written(new.size)
             return Status(code=0, sha256=new.sha256)

@@ -87,6 +87,27 @@ async def test_the_chunk_size_is_a_setting(root_dir: Path, settings: ServerSetti
         assert [len(data) async for data in client.read_chunks("f")] == [2048, 2048, 904]
 
 
+async def test_reads_of_many_chunks_keep_the_chunk_size(
+    root_dir: Path, settings: ServerSettings
+) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 7)  # several blocks of reads, each a multiple of 3000
+    (root_dir / "f").write_bytes(data)
+    async with in_memory(replace(settings, chunk_bytes=3000), Root(root_dir)) as client:
+        chunks = [data async for data in client.read_chunks("f")]
+    assert {len(chunk) for chunk in chunks[:-1]} == {3000}
+    assert b"".join(chunks) == data
+
+
+async def test_a_write_of_many_chunks_lands_whole_with_its_sha256(
+    client: Client, root_dir: Path
+) -> None:
+    data = os.urandom(5 * 1024 * 1024 + 7)  # several batches of writes
+    status = await client.write_bytes("f", data)
+    assert status.sha256 == hashlib.sha256(data).hexdigest()
+    assert (root_dir / "f").read_bytes() == data
+    assert temp_files(root_dir) == []
+
+
 async def test_an_empty_file_round_trips(client: Client, root_dir: Path) -> None:
     (root_dir / "old").write_bytes(b"old")
     status = await client.write_bytes("old", b"")
@@ -144,6 +165,20 @@ async def test_writes_over_the_file_limit_are_resource_exhausted(
         assert "100000-byte file limit" in caught.value.message
         assert (await client.write_bytes("f", b"x" * 100_000)).code == 0
     assert (root_dir / "f").stat().st_size == 100_000
+    assert temp_files(root_dir) == []
+
+
+async def test_a_long_write_over_the_file_limit_is_resource_exhausted(
+    settings: ServerSettings, storage: Root, root_dir: Path
+) -> None:
+    (root_dir / "f").write_bytes(b"old")
+    limit = 3 * 1024 * 1024 + 5  # past the first batches of writes, inside a chunk
+    async with in_memory(replace(settings, max_file_bytes=limit), storage) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.write_bytes("f", b"x" * (limit + 1))
+        assert caught.value.status is StatusCode.RESOURCE_EXHAUSTED
+        assert (await client.write_bytes("f", b"x" * limit)).code == 0
+    assert (root_dir / "f").stat().st_size == limit
     assert temp_files(root_dir) == []
 
 
