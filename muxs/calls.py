@@ -17,6 +17,7 @@ from grpclib.client import Channel
 from grpclib.client import Stream as GrpcStream
 from grpclib.const import Cardinality
 from grpclib.metadata import _MetadataLike
+from h2.exceptions import StreamClosedError
 
 from muxs.errors import RpcError, StatusCode, translate_errors
 
@@ -40,17 +41,21 @@ async def iterate(requests: Requests[Request]) -> AsyncIterator[Request]:
 
 
 async def _send_all(stream: GrpcStream[Request, Any], requests: Requests[Request]) -> None:
-    """Send every request, then end the request stream."""
+    """Send every request, then end the request stream; stop early if the server has closed
+    the call (its status arrives with the replies)."""
     iterator = aiter(iterate(requests))
-    while True:
-        try:
-            request = await anext(iterator)
-        except StopAsyncIteration:
-            break
-        except Exception as exc:
-            raise RequestsFailed from exc
-        await stream.send_message(request)
-    await stream.end()
+    try:
+        while True:
+            try:
+                request = await anext(iterator)
+            except StopAsyncIteration:
+                break
+            except Exception as exc:
+                raise RequestsFailed from exc
+            await stream.send_message(request)
+        await stream.end()
+    except StreamClosedError:
+        return
 
 
 class ReplyStream(AsyncIterator[Reply]):

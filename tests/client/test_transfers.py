@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from muxs import Client, RpcError, StatusCode
+from muxs import Client, RpcError, RunningServer, StatusCode
 
 
 @pytest.fixture
@@ -69,6 +69,17 @@ async def test_uploading_a_missing_local_file_raises_before_any_call(
     with pytest.raises(FileNotFoundError):
         await client.upload(local / "missing", "f")
     assert os.listdir(root_dir) == []
+
+
+async def test_a_large_upload_refused_at_its_first_chunk_is_the_servers_status(
+    live_server: RunningServer, local: Path
+) -> None:
+    # The server answers while the client still sends: the rest meets a closed stream.
+    (local / "big").write_bytes(b"x" * (8 << 20))
+    async with Client(live_server.target) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.upload(local / "big", "../escape")
+    assert caught.value.status is StatusCode.PERMISSION_DENIED
 
 
 async def test_a_refused_upload_is_the_servers_status(client: Client, local: Path) -> None:

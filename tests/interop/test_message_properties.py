@@ -8,7 +8,6 @@ empty and huge strings and bytes, every Unicode plane, integers at their bounds.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import math
 import struct
 import uuid
@@ -22,20 +21,12 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-import muxs_api.muxs
-from muxs import RunningServer, ServerSettings
+from muxs import RunningServer, ServerSettings, encoding
 from muxs.codec import Codec
 from muxs.services.greeter import greeting
 from muxs.storage import TEMP_PREFIX
 
-MESSAGE_TYPES = sorted(
-    (
-        cls
-        for _, cls in inspect.getmembers(muxs_api.muxs, inspect.isclass)
-        if issubclass(cls, betterproto.Message) and cls.__module__ == muxs_api.muxs.__name__
-    ),
-    key=lambda cls: cls.__name__,
-)
+MESSAGE_TYPES = sorted(encoding.MESSAGE_TYPES, key=lambda cls: cls.__name__)
 HUGE = 1_000_000
 
 
