@@ -83,5 +83,9 @@ def configure_logging(level: str, log_format: str, *, worker: bool = False) -> N
     text_format = WORKER_TEXT_FORMAT if worker else TEXT_FORMAT
     handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter(text_format))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Neither format shows thread or process ids: records need not look them up (the
+    # logging HOWTO's "Optimization"); the process name stays, for workers' lines.
+    logging.logThreads = False
+    logging.logProcesses = False
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
