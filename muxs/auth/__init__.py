@@ -1,8 +1,9 @@
 """Authentication and authorization: bearer tokens with per-method scopes, and who is calling.
 
 Server side, ``muxs.auth.server`` checks every call before its handler runs (called by the
-call wrapper of ``muxs.hooks``); handlers and logs read the caller with ``current_identity()``. Client side, ``ClientCredentials``
-fetches OAuth 2.0 tokens for ``muxs.Client(token_provider=...)`` (extra ``muxs[oauth]``).
+call wrapper of ``muxs.hooks``); handlers and logs read the caller with ``current_identity()``.
+Client side, ``ClientCredentials`` fetches OAuth 2.0 tokens for
+``muxs.Client(token_provider=...)`` (extra ``muxs[oauth]``).
 """
 
 from muxs.auth.client import TokenProvider
