@@ -69,14 +69,9 @@ def _varint(value: int) -> bytes:
 
 def _chunk(filename: str, data: bytes) -> Chunk:
     """A ``Chunk`` in the state betterproto's ``__init__`` leaves when given both fields."""
-    chunk = object.__new__(Chunk)
-    object.__getattribute__(chunk, "__dict__").update(
-        _serialized_on_wire=True,
-        filename=filename,
-        data=data,
-        _unknown_fields=b"",
-        _group_current={},
-    )
+    chunk = blank(Chunk)
+    state = object.__getattribute__(chunk, "__dict__")
+    state.update(filename=filename, data=data, _serialized_on_wire=True)
     return chunk
 
 
