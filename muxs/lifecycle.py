@@ -61,7 +61,8 @@ class Lifecycle:
         if settings.metrics_port is not None:
             from muxs.metrics import Metrics  # the optional prometheus-client is needed
 
-            self.metrics = Metrics()
+            # A worker of `muxs serve --workers N`: the supervisor serves every worker's metrics.
+            self.metrics = Metrics(worker=settings.workers > 1)
             observers.append(self.metrics)
         self.calls = CallHooks(
             observers,
@@ -75,9 +76,11 @@ class Lifecycle:
     async def start(self, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
         """Serve metrics (when on), then gRPC on the bound ``sock`` (over TLS with ``tls``)."""
         await self.health.refresh()
-        if self.metrics is not None:
+        if self.metrics is not None and self.settings.workers == 1:
             assert self.settings.metrics_port is not None
-            self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
+            self.metrics_port = self.metrics.endpoint.serve(
+                self.settings.host, self.settings.metrics_port
+            )
         try:
             await self.server.start(sock=sock, ssl=tls)
         except BaseException:
@@ -115,4 +118,4 @@ class Lifecycle:
 
     async def _stop_metrics(self) -> None:
         if self.metrics is not None:
-            await asyncio.to_thread(self.metrics.close)
+            await asyncio.to_thread(self.metrics.endpoint.close)

@@ -8,6 +8,9 @@ refused. A worker that dies is restarted, after a pause that grows while workers
 dying young. SIGTERM or SIGINT is passed on to every worker, which drains and exits; the
 supervisor waits for them (killing any still running ``STOP_SLACK`` seconds after their
 ``shutdown_grace`` is over) and returns.
+
+With ``metrics_port``, the supervisor serves ``/metrics`` for all its workers
+(``muxs.metrics.WorkersMetrics``); the workers serve none.
 """
 
 from __future__ import annotations
@@ -21,13 +24,18 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING
 
 from muxs.server import bind, remove_stale_temp_files
 from muxs.settings import ServerSettings
 from muxs.storage import Root
+
+if TYPE_CHECKING:
+    from muxs.metrics import WorkersMetrics
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +96,17 @@ class _Slot:
 class Supervisor:
     """Starts a worker per socket, restarts the dead, and stops them all on a signal."""
 
-    def __init__(self, settings: ServerSettings, worker: Worker, sockets: list[socket.socket]):
+    def __init__(
+        self,
+        settings: ServerSettings,
+        worker: Worker,
+        sockets: list[socket.socket],
+        *,
+        on_exit: Callable[[int], None] = lambda pid: None,
+    ):
         self._settings = settings
         self._worker = worker
+        self._on_exit = on_exit  # told the pid of each worker process that exited
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(index, sock) for index, sock in enumerate(sockets, 1)]
         # A signal number, or a worker process that exited.
@@ -113,6 +129,8 @@ class Supervisor:
         assert slot.process is not None
         self._loop.remove_reader(slot.process.sentinel)
         slot.process.join()
+        if slot.process.pid is not None:
+            self._on_exit(slot.process.pid)
         self._events.put_nowait(slot.process)
 
     def _signal(self, signum: int) -> None:
@@ -176,6 +194,23 @@ class Supervisor:
                     os.kill(process.pid, signum)
 
 
+@contextmanager
+def _metrics(settings: ServerSettings) -> Iterator[WorkersMetrics | None]:
+    """The workers' metrics, served from here, when ``metrics_port`` is set."""
+    if settings.metrics_port is None:
+        yield None
+        return
+    from muxs.metrics import WorkersMetrics  # the optional prometheus-client is needed
+
+    metrics = WorkersMetrics()
+    try:
+        port = metrics.endpoint.serve(settings.host, settings.metrics_port)
+        log.info("metrics of every worker on http://%s:%d/metrics", settings.host, port)
+        yield metrics
+    finally:
+        metrics.close()
+
+
 async def supervise(settings: ServerSettings, worker: Worker) -> None:
     """Run ``settings.workers`` workers on one port until SIGTERM or SIGINT."""
     storage = Root(settings.root)
@@ -193,7 +228,9 @@ async def supervise(settings: ServerSettings, worker: Worker) -> None:
             settings.root.resolve(),
             settings.workers,
         )
-        await Supervisor(settings, worker, sockets).run()
+        with _metrics(settings) as metrics:
+            on_exit = metrics.worker_exited if metrics is not None else lambda pid: None
+            await Supervisor(settings, worker, sockets, on_exit=on_exit).run()
     finally:
         for sock in sockets:
             sock.close()

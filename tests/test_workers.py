@@ -1,4 +1,5 @@
-"""``muxs serve --workers N``: the shared port, restarts, and stopping on SIGTERM."""
+"""``muxs serve --workers N``: the shared port, restarts, stopping on SIGTERM, and one
+metrics endpoint for every worker."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import re
 import signal
 import socket
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from muxs import Client
 from muxs.workers import listening_sockets
@@ -41,15 +45,19 @@ class Served:
 
     async def wait_for(self, pattern: str, after: int = 0) -> re.Match[str]:
         """The first log line from line ``after`` on (read so far or next) matching ``pattern``."""
-        for line in self.log[after:]:
-            if match := re.search(pattern, line):
-                return match
+        return (await self.line_matching(pattern, after))[1]
+
+    async def line_matching(self, pattern: str, after: int = 0) -> tuple[int, re.Match[str]]:
+        """Like ``wait_for``, with the index of the line in ``log``."""
+        for index in range(after, len(self.log)):
+            if match := re.search(pattern, self.log[index]):
+                return index, match
         assert self.process.stderr is not None
         async with asyncio.timeout(STARTUP):
             while line := (await self.process.stderr.readline()).decode():
                 self.log.append(line)
                 if match := re.search(pattern, line):
-                    return match
+                    return len(self.log) - 1, match
         raise AssertionError(f"{pattern!r} never logged:\n{''.join(self.log)}")
 
     async def worker_pid(self, index: int, after: int = 0) -> int:
@@ -57,14 +65,16 @@ class Served:
         return int((await self.wait_for(rf"worker {index} started \(pid (\d+)\)", after)).group(1))
 
 
-@pytest.fixture
-async def served(tmp_path: Path) -> AsyncIterator[Served]:
-    command = [sys.executable, "-m", "muxs", "serve", "--workers", "2", "--port", "0"]
+@asynccontextmanager
+async def serve_two_workers(tmp_path: Path, *options: str) -> AsyncIterator[Served]:
+    """``muxs serve --workers 2`` on an ephemeral port, with its temp files in ``tmp_path``."""
+    command = [sys.executable, "-m", "muxs", "serve", "--workers", "2", "--port", "0", *options]
     process = await asyncio.create_subprocess_exec(
         *command,
         "--root",
         str(tmp_path / "data"),
         stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
         preexec_fn=die_with_parent,
     )
     try:
@@ -73,6 +83,12 @@ async def served(tmp_path: Path) -> AsyncIterator[Served]:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    async with serve_two_workers(tmp_path) as served:
+        yield served
 
 
 async def _hello_each_on_its_own_connection(target: str, count: int) -> list[str]:
@@ -135,3 +151,71 @@ async def test_a_signal_stops_every_worker_and_the_parent_exits_0(
     assert "muxs stopping 2 worker(s)" in rest
     assert rest.count("muxs.server: muxs stopping") == 2
     assert "Traceback" not in rest
+
+
+def _scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _metrics_dirs(tmp_path: Path) -> list[Path]:
+    """The supervisor's metrics directories (its TMPDIR is ``tmp_path``)."""
+    return list(tmp_path.glob("muxs-metrics-*"))
+
+
+def _pids_with_files(directory: Path) -> set[str]:
+    """The pids of the processes that wrote metrics files (``counter_1234.db``, ...)."""
+    return {path.stem.rsplit("_", 1)[1] for path in directory.iterdir()}
+
+
+HELLO = frozenset(
+    {"grpc_service": "muxs.Greeter", "grpc_method": "SayHello", "grpc_type": "unary"}.items()
+)
+HELLO_OK = HELLO | {("grpc_code", "OK")}
+
+
+@pytest.mark.slow
+async def test_one_metrics_endpoint_counts_the_calls_of_every_worker(tmp_path: Path) -> None:
+    async with serve_two_workers(tmp_path, "--metrics-port", "0") as served:
+        target = (await served.wait_for(r"listening on (127\.0\.0\.1:\d+) ")).group(1)
+        port = int((await served.wait_for(r"every worker on http://127\.0\.0\.1:(\d+)/")).group(1))
+        pids = [await served.worker_pid(1), await served.worker_pid(2)]
+        await served.wait_for(r"\[worker-1\] muxs.server: muxs listening")
+        await served.wait_for(r"\[worker-2\] muxs.server: muxs listening")
+        (directory,) = _metrics_dirs(tmp_path)
+
+        # One call per connection until each worker has answered some (the kernel picks the
+        # worker of each connection); each call's access line names its worker.
+        calls: dict[str, int] = {"1": 0, "2": 0}
+        line = 0
+        while 0 in calls.values():
+            assert sum(calls.values()) < 64, "every connection went to one worker"
+            assert await _hello_each_on_its_own_connection(target, 1) == ["Hello, n0!"]
+            line, answered = await served.line_matching(
+                r"\[worker-(\d)\] muxs.access_log: method=/muxs.Greeter/SayHello", line
+            )
+            line += 1
+            calls[answered.group(1)] += 1
+        # A worker counts a call before it logs the call's access line: all are counted now.
+        samples = await asyncio.to_thread(_scrape, port)
+
+        assert samples[("grpc_server_handled_total", HELLO_OK)] == sum(calls.values())
+        assert samples[("grpc_server_started_total", HELLO)] == sum(calls.values())
+        assert samples[("grpc_server_handling_seconds_count", HELLO)] == sum(calls.values())
+        assert samples[("muxs_calls_in_flight", HELLO)] == 0
+        assert not any(name.startswith("process_") for name, _ in samples)
+        assert _pids_with_files(directory) == {str(pid) for pid in pids}
+
+        served.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(served.process.wait(), STARTUP) == 0
+        assert served.process.stderr is not None
+        log = "".join(served.log) + (await served.process.stderr.read()).decode()
+        assert re.findall(r"worker (\d) started", log) == ["1", "2"]  # neither restarted
+        assert "restarting" not in log
+        assert "Traceback" not in log
+        assert _metrics_dirs(tmp_path) == []
