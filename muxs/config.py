@@ -46,21 +46,42 @@ class LoadedSettings:
     sources: Mapping[str, str]
 
     def describe(self) -> list[str]:
-        """``name = value  # source`` for every option, secrets redacted."""
+        """The settings as TOML that ``--config`` reads back to the same settings: a line
+        ``name = value  # source`` for every option; options without a value, and secrets
+        (redacted), commented out: ``# tls_cert = (unset)  # default``."""
         lines = []
         for name, field in _FIELDS.items():
             value = getattr(self.settings, name)
-            shown = "<redacted>" if field.metadata["secret"] and value else _format(value)
-            lines.append(f"{name} = {shown}  # {self.sources[name]}")
+            source = self.sources[name]
+            if value is None:
+                lines.append(f"# {name} = (unset)  # {source}")
+            elif field.metadata["secret"]:
+                lines.append(f"# {name} = (redacted)  # {source}")
+            else:
+                lines.append(f"{name} = {_toml_value(value)}  # {source}")
         return lines
 
 
-def _format(value: object) -> str:
+def _toml_value(value: object) -> str:
+    """``value`` (a bool, number, string or path) as a TOML value."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | Path):
-        return f'"{value}"'
-    return "none" if value is None else str(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    return _toml_string(str(value))
+
+
+def _toml_string(text: str) -> str:
+    """``text`` as a TOML basic string (quotes, backslashes and control characters escaped)."""
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif char < " " or char == "\x7f":
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
 
 
 def _base_type(name: str) -> tuple[type, bool]:

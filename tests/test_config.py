@@ -1,5 +1,6 @@
 """One settings model: flags over environment over TOML file over defaults, each value traced."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,34 @@ def test_config_show_with_an_invalid_value_exits_2(
     assert capsys.readouterr().err == (
         "muxs config: invalid setting: port: -1 is not between 0 and 65535 (from env MUXS_PORT)\n"
     )
+
+
+def test_config_show_prints_toml_that_config_reads_back_to_the_same_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    environ = {
+        "MUXS_HOST": "::1",
+        "MUXS_MAX_CALL_SECONDS": "2.5",
+        "MUXS_ROOT": str(tmp_path / 'a "quoted" \\ dir\tand é'),
+    }
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    argv = ["--port", "0", "--no-access-log", "--shutdown-grace", "3", "--log-format", "json"]
+    argv += ["--metrics-port", "9100", "--auth-tokens", "tokens.toml"]
+    expected = load_settings(flags(*argv), environ).settings
+    assert main(["config", "show", *argv]) == 0
+    shown = capsys.readouterr().out
+
+    # Valid TOML: each option with a value is a key; unset ones are comments.
+    parsed = tomllib.loads(shown)
+    assert parsed["max_call_seconds"] == 2.5
+    assert parsed["access_log"] is False
+    assert "tls_cert" not in parsed
+    assert "# tls_cert = (unset)  # default" in shown.splitlines()
+    # Read back by --config, with no flag or variable left, it gives the same settings.
+    config = tmp_path / "shown.toml"
+    config.write_text(shown, encoding="utf-8")
+    args = build_parser().parse_args(["serve", "--config", str(config)])
+    for name in environ:
+        monkeypatch.delenv(name)
+    assert load_settings({}, {}, args.config).settings == expected
