@@ -1,14 +1,15 @@
 """Misbehaving clients: the server cleans up after them and keeps serving everyone else.
 
 Leaks are counted, not guessed: the event loop's tasks, the process's open file
-descriptors and the temp files under the root must come back to what they were.
+descriptors and the temp files under the root must come back to what they were. Being
+served is checked by events, not by time: another client's calls succeed while the
+misbehaving client still holds what it took (how fast they are is bench/'s business).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,9 @@ from tests.rawh2 import RawConnection, grpc_frame, request_headers
 from tests.reliability.methods import implemented
 
 SAY_HELLO = "/muxs.Greeter/SayHello"
-SANE_LATENCY = 1.0  # seconds: generous, the machine is shared
+# A hang guard, not a speed bound: a server that never answered would fail the test
+# (DEADLINE_EXCEEDED) instead of hanging it.
+OTHERS_DEADLINE = 60.0
 
 
 @dataclass(frozen=True)
@@ -49,16 +52,11 @@ async def assert_back_to(baseline: Usage, server: RunningServer) -> None:
     assert list(server.root.rglob(f"{TEMP_PREFIX}*")) == []
 
 
-async def assert_others_served(server: RunningServer, calls: int = 20) -> float:
-    """Another client's calls all succeed; return the slowest one's latency."""
-    slowest = 0.0
-    async with Client(server.target) as client:
+async def assert_others_served(server: RunningServer, calls: int = 20) -> None:
+    """Another client, on its own connection, has its calls answered."""
+    async with Client(server.target, timeout=OTHERS_DEADLINE) as client:
         for number in range(calls):
-            start = time.monotonic()
             assert (await client.say_hello(f"other {number}")).message == f"Hello, other {number}!"
-            slowest = max(slowest, time.monotonic() - start)
-    assert slowest < SANE_LATENCY
-    return slowest
 
 
 async def raw(server: RunningServer) -> RawConnection:
@@ -168,16 +166,11 @@ async def test_a_thousand_idle_connections(live_server: RunningServer) -> None:
 @pytest.mark.slow
 async def test_five_hundred_concurrent_streams(live_server: RunningServer) -> None:
     baseline = Usage.now()
-    opened = 0
-    all_open = asyncio.Event()
+    release = asyncio.Event()
 
     async def names(number: int) -> AsyncIterator[str]:
-        nonlocal opened
         yield f"first {number}"
-        opened += 1
-        if opened == 500:
-            all_open.set()
-        await all_open.wait()
+        await release.wait()
         yield f"second {number}"
 
     async def one(client: Client, number: int) -> list[str]:
@@ -187,8 +180,10 @@ async def test_five_hundred_concurrent_streams(live_server: RunningServer) -> No
     clients = [Client(live_server.target) for _ in range(5)]  # 100 streams each: the default
     try:
         calls = [asyncio.create_task(one(clients[number % 5], number)) for number in range(500)]
-        await asyncio.wait_for(all_open.wait(), 60)
-        await assert_others_served(live_server)
+        await until(lambda: live_server.lifecycle.calls.pending == 500, bound=60)
+        await assert_others_served(live_server)  # while the 500 streams are all open
+        assert live_server.lifecycle.calls.pending == 500
+        release.set()
         results = await asyncio.gather(*calls)
     finally:
         for client in clients:
