@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import shutil
 import socket
 import string
 import subprocess
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -158,8 +158,10 @@ async def test_calls_through_nginx_are_correct_and_spread_over_every_backend(
 
 @dataclass(frozen=True)
 class Call:
-    began: float
-    ended: float
+    """One call, its start and end placed on the test's logical clock (``step``)."""
+
+    began: int
+    ended: int
     served_by: str | None
     error: StatusCode | None
 
@@ -171,24 +173,26 @@ async def test_a_backend_killed_mid_run_fails_only_calls_in_flight_on_it(
     victim = backends[1]
     calls: list[Call] = []
     a_third_done = asyncio.Event()
+    # Orders the events of the test's one event loop: before and after, never how long.
+    step = itertools.count().__next__
 
     async def caller(client: Client, numbers: Iterator[int]) -> None:
         for _ in numbers:
-            began = time.monotonic()
+            began = step()
             try:
                 served_by, error = (await client.read("who")).text, None
             except RpcError as exc:
                 served_by, error = None, exc.status
-            calls.append(Call(began, time.monotonic(), served_by, error))
+            calls.append(Call(began, step(), served_by, error))
             if len(calls) >= total // 3:
                 a_third_done.set()
 
-    async def killer() -> tuple[float, float]:
+    async def killer() -> tuple[int, int]:
         await a_third_done.wait()
-        killed = time.monotonic()
+        killed = step()
         victim.process.kill()
         await victim.process.wait()  # its sockets are closed once it is reaped
-        return killed, time.monotonic()
+        return killed, step()
 
     async with tls_client(nginx, ca, tmp_path) as client:
         numbers = iter(range(total))
