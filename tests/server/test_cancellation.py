@@ -79,10 +79,9 @@ async def test_a_long_stream_does_not_hold_up_other_calls(live_server: RunningSe
     ):
         await anext(replies)
         reader = asyncio.create_task(read_all(replies))
-        async with asyncio.timeout(5):  # generous: the whole stream takes far longer
-            for _ in range(3):
-                assert (await other.say_hello("meanwhile")).message == "Hello, meanwhile!"
-        assert not reader.done()
+        for _ in range(3):
+            assert (await other.say_hello("meanwhile")).message == "Hello, meanwhile!"
+        assert not reader.done()  # answered while the stream still ran, not after it
         reader.cancel()
         await asyncio.wait({reader})
 
