@@ -14,7 +14,7 @@ from h2.errors import ErrorCodes
 
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode
 from muxs.api import HelloRequest
-from muxs.limits import LimitedServer
+from muxs.limits import LimitedServer, _LimitedProtocol
 from tests.polling import until
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 
@@ -145,12 +145,23 @@ async def test_an_idle_connection_gets_goaway(live_server: RunningServer) -> Non
     assert connections(live_server) == 0
 
 
-async def test_a_connection_with_a_call_open_is_not_idle(live_server: RunningServer) -> None:
+async def test_a_connection_with_a_call_open_is_not_idle(
+    live_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks_with_a_call_open = 0
+    check_idle = _LimitedProtocol._check_idle
+
+    def counted_check(protocol: _LimitedProtocol) -> None:
+        nonlocal checks_with_a_call_open
+        checks_with_a_call_open += protocol._calls > 0
+        check_idle(protocol)
+
+    monkeypatch.setattr(_LimitedProtocol, "_check_idle", counted_check)
     async with await raw(live_server) as conn:
         stream = conn.start(request_headers(LOTS_OF_GREETINGS))
         await conn.send(stream, hello("slow"))
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(conn.closed.wait(), 1.5)  # three idle timeouts
+        await until(lambda: checks_with_a_call_open >= 3)  # three idle timeouts went by
+        assert not conn.closed.is_set()
         await conn.send(stream, b"", end=True)
         assert (await conn.reply(stream)).grpc_status == StatusCode.OK.value
         await conn.wait_closed()
