@@ -8,6 +8,8 @@ from pathlib import Path
 
 import grpclib.client
 import pytest
+from grpclib.client import Channel
+from grpclib.events import SendRequest, listen
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
@@ -106,11 +108,26 @@ async def test_the_stream_limit_is_advertised_and_clients_queue_behind_it(
         yield "held"
         await release.wait()
 
-    async with Client(live_server.target) as client:
+    channel = Channel(live_server.host, live_server.port)
+    asked = asyncio.Event()
+
+    async def on_request(event: SendRequest) -> None:
+        if event.method_name == SAY_HELLO:
+            asked.set()
+
+    # grpclib fires SendRequest just before the stream's HEADERS, and waits for a free
+    # stream, if none is, in the same step: once the test runs again, the queued call is
+    # waiting, or (a client that ignored the limit) its HEADERS are out, and the server,
+    # which sees them before any held call ends, refuses them.
+    listen(channel, SendRequest, on_request)
+    async with Client(live_server.target, channel=channel) as client:
+        await client.say_hello("first")  # after the server's SETTINGS: the limit is known
+        asked.clear()
         held = [asyncio.create_task(client.lots_of_greetings(held_names())) for _ in range(3)]
+        await until(lambda: live_server.lifecycle.calls.pending == 3)
         queued = asyncio.create_task(client.say_hello("queued"))
-        done, _ = await asyncio.wait([queued], timeout=0.5)
-        assert not done  # the fourth call waits for a free stream
+        await asked.wait()
+        assert not queued.done()  # the fourth call waits for a free stream
         release.set()
         assert (await queued).message == "Hello, queued!"
         assert [(await task).message for task in held] == ["Hello, held!"] * 3
