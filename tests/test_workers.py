@@ -12,6 +12,7 @@ import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -173,14 +174,30 @@ def _pids_with_files(directory: Path) -> set[str]:
     return {path.stem.rsplit("_", 1)[1] for path in directory.iterdir()}
 
 
+def _has_in_flight_file(directory: Path, pid: int) -> bool:
+    """Whether worker ``pid``'s ``muxs_calls_in_flight`` (a ``livesum`` gauge) has a file."""
+    return (directory / f"gauge_livesum_{pid}.db").exists()
+
+
 HELLO = frozenset(
     {"grpc_service": "muxs.Greeter", "grpc_method": "SayHello", "grpc_type": "unary"}.items()
 )
 HELLO_OK = HELLO | {("grpc_code", "OK")}
 
 
-@pytest.mark.slow
-async def test_one_metrics_endpoint_counts_the_calls_of_every_worker(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Metered:
+    """``muxs serve --workers 2 --metrics-port 0``, both workers listening."""
+
+    served: Served
+    target: str
+    metrics_port: int
+    pids: list[int]
+    directory: Path  # where the workers write their metrics
+
+
+@asynccontextmanager
+async def metered_workers(tmp_path: Path) -> AsyncIterator[Metered]:
     async with serve_two_workers(tmp_path, "--metrics-port", "0") as served:
         target = (await served.wait_for(r"listening on (127\.0\.0\.1:\d+) ")).group(1)
         port = int((await served.wait_for(r"every worker on http://127\.0\.0\.1:(\d+)/")).group(1))
@@ -188,29 +205,43 @@ async def test_one_metrics_endpoint_counts_the_calls_of_every_worker(tmp_path: P
         await served.wait_for(r"\[worker-1\] muxs.server: muxs listening")
         await served.wait_for(r"\[worker-2\] muxs.server: muxs listening")
         (directory,) = _metrics_dirs(tmp_path)
+        yield Metered(served, target, port, pids, directory)
 
-        # One call per connection until each worker has answered some (the kernel picks the
-        # worker of each connection); each call's access line names its worker.
-        calls: dict[str, int] = {"1": 0, "2": 0}
-        line = 0
-        while 0 in calls.values():
-            assert sum(calls.values()) < 64, "every connection went to one worker"
-            assert await _hello_each_on_its_own_connection(target, 1) == ["Hello, n0!"]
-            line, answered = await served.line_matching(
-                r"\[worker-(\d)\] muxs.access_log: method=/muxs.Greeter/SayHello", line
-            )
-            line += 1
-            calls[answered.group(1)] += 1
-        # A worker counts a call before it logs the call's access line: all are counted now.
-        samples = await asyncio.to_thread(_scrape, port)
+
+async def _hello_until_each_worker_answered(metered: Metered) -> dict[str, int]:
+    """One call per connection until each worker has answered some (the kernel picks the
+    worker of each connection); how many each answered, as their access lines say.
+
+    A worker counts a call before it logs the call's access line: on return, every call
+    is counted in the metrics.
+    """
+    calls: dict[str, int] = {"1": 0, "2": 0}
+    line = 0
+    while 0 in calls.values():
+        assert sum(calls.values()) < 64, "every connection went to one worker"
+        assert await _hello_each_on_its_own_connection(metered.target, 1) == ["Hello, n0!"]
+        line, answered = await metered.served.line_matching(
+            r"\[worker-(\d)\] muxs.access_log: method=/muxs.Greeter/SayHello", line
+        )
+        line += 1
+        calls[answered.group(1)] += 1
+    return calls
+
+
+@pytest.mark.slow
+async def test_one_metrics_endpoint_counts_the_calls_of_every_worker(tmp_path: Path) -> None:
+    async with metered_workers(tmp_path) as metered:
+        calls = await _hello_until_each_worker_answered(metered)
+        samples = await asyncio.to_thread(_scrape, metered.metrics_port)
 
         assert samples[("grpc_server_handled_total", HELLO_OK)] == sum(calls.values())
         assert samples[("grpc_server_started_total", HELLO)] == sum(calls.values())
         assert samples[("grpc_server_handling_seconds_count", HELLO)] == sum(calls.values())
         assert samples[("muxs_calls_in_flight", HELLO)] == 0
         assert not any(name.startswith("process_") for name, _ in samples)
-        assert _pids_with_files(directory) == {str(pid) for pid in pids}
+        assert _pids_with_files(metered.directory) == {str(pid) for pid in metered.pids}
 
+        served = metered.served
         served.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(served.process.wait(), STARTUP) == 0
         assert served.process.stderr is not None
@@ -219,3 +250,20 @@ async def test_one_metrics_endpoint_counts_the_calls_of_every_worker(tmp_path: P
         assert "restarting" not in log
         assert "Traceback" not in log
         assert _metrics_dirs(tmp_path) == []
+
+
+@pytest.mark.slow
+async def test_a_dead_workers_calls_stay_counted_and_leave_the_in_flight_gauge(
+    tmp_path: Path,
+) -> None:
+    async with metered_workers(tmp_path) as metered:
+        calls = await _hello_until_each_worker_answered(metered)
+        first = metered.pids[0]
+        assert _has_in_flight_file(metered.directory, first)
+
+        os.kill(first, signal.SIGKILL)
+        await metered.served.wait_for(rf"worker 1 \(pid {first}\) exited with code -9; restarting")
+        assert not _has_in_flight_file(metered.directory, first)  # the supervisor marked it dead
+        samples = await asyncio.to_thread(_scrape, metered.metrics_port)
+        assert samples[("grpc_server_handled_total", HELLO_OK)] == sum(calls.values())
+        assert samples[("muxs_calls_in_flight", HELLO)] == 0
