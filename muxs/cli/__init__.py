@@ -2,7 +2,9 @@
 
 The only place that reads command-line arguments and environment variables and
 configures logging. Each module here registers its commands; a command's handler
-returns the exit code.
+returns the exit code. Registering is cheap: a module imports what only its handler
+needs (the server, its workers, the demo) inside the handler, so a client command
+starts without loading the server.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from muxs import __version__
 from muxs.cli import calls, demo, files, health, serve, streams, token
-from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, Parser
+from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Parser
 from muxs.errors import RpcError
 
 COMMAND_MODULES = [serve, demo, calls, streams, files, health, token]
@@ -19,6 +22,7 @@ COMMAND_MODULES = [serve, demo, calls, streams, files, health, token]
 
 def build_parser() -> Parser:
     parser = Parser(prog="muxs", description="A typed, async gRPC service and its SDK.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:
         module.register(subparsers)
@@ -26,8 +30,17 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``muxs`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``muxs`` console script; returns the exit code.
+
+    A bare ``muxs`` prints the help, like ``muxs --help`` (stdout, exit 0): asking the
+    command for nothing is how one discovers it, as with git, pip or docker.
+    """
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        parser.print_help()
+        return EXIT_OK
+    args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
     except RpcError as exc:

@@ -6,15 +6,14 @@ import argparse
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
-from muxs import loops
 from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
-from muxs.cli._logging import configure_logging
 from muxs.config import LoadedSettings, add_server_options, load_settings
 from muxs.errors import ConfigError
-from muxs.server import run
-from muxs.settings import ServerSettings
-from muxs.workers import supervise
+
+if TYPE_CHECKING:
+    from muxs.settings import ServerSettings
 
 
 def _load(args: argparse.Namespace) -> LoadedSettings:
@@ -28,6 +27,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"muxs serve: invalid setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # The server stack: imported only when a server runs (not for --help or other commands).
+    from muxs import loops
+    from muxs.cli._logging import configure_logging
+    from muxs.server import run
+    from muxs.workers import supervise
+
     configure_logging(settings.log_level, settings.log_format)
     try:
         if settings.workers > 1:
@@ -45,6 +50,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_worker(settings: ServerSettings, sock: socket.socket) -> None:
     """One process of ``muxs serve --workers N`` (started by ``muxs.workers``)."""
+    from muxs import loops
+    from muxs.cli._logging import configure_logging
+    from muxs.server import run
+
     configure_logging(settings.log_level, settings.log_format, worker=True)
     loops.run(run(settings, sock), settings.event_loop)
 
