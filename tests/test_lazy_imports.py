@@ -71,6 +71,11 @@ def test_the_server_names_load_the_server_when_used() -> None:
     assert "muxs.settings" in modules
 
 
-def test_a_client_command_loads_nothing_of_the_server() -> None:
-    modules = modules_after("from muxs.cli import build_parser; build_parser()")
-    assert loaded(modules, SERVER_SIDE) == []
+def test_a_client_commands_parser_loads_nothing_of_the_server() -> None:
+    code = "from muxs.cli import build_parser; build_parser('hello').parse_args(['hello', 'x'])"
+    assert loaded(modules_after(code), SERVER_SIDE) == []
+
+
+def test_the_serve_commands_parser_loads_the_server_settings() -> None:
+    code = "from muxs.cli import build_parser; build_parser('serve').parse_args(['serve'])"
+    assert "muxs.settings" in modules_after(code)

@@ -14,17 +14,21 @@ from collections.abc import Sequence
 
 from muxs import __version__
 from muxs.cli import calls, demo, files, health, serve, streams, token
-from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Parser
+from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Parser, Subparsers
 from muxs.errors import RpcError
 
-COMMAND_MODULES = [serve, demo, calls, streams, files, health, token]
+#: Modules of the commands after serve's, in the order ``muxs --help`` lists them.
+OTHER_COMMAND_MODULES = [demo, calls, streams, files, health, token]
 
 
-def build_parser() -> Parser:
+def build_parser(command: str | None = None) -> Parser:
+    """The ``muxs`` parser; for another ``command`` than the server's, without the server
+    options (whose definition imports ``muxs.settings``)."""
     parser = Parser(prog="muxs", description="A typed, async gRPC service and its SDK.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
+    subparsers: Subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.register(subparsers, options=command is None or command in serve.COMMANDS)
+    for module in OTHER_COMMAND_MODULES:
         module.register(subparsers)
     return parser
 
@@ -35,8 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     A bare ``muxs`` prints the help, like ``muxs --help`` (stdout, exit 0): asking the
     command for nothing is how one discovers it, as with git, pip or docker.
     """
-    parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
+    # `muxs` itself takes no option with a value: its first other word is the command.
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
     if not argv:
         parser.print_help()
         return EXIT_OK

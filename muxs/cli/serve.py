@@ -1,4 +1,8 @@
-"""``muxs serve`` and ``muxs config show``: settings from flags, environment and file."""
+"""``muxs serve`` and ``muxs config show``: settings from flags, environment and file.
+
+Their options come from ``muxs.settings``; the server stack is imported by ``_serve``. A
+parser built for another command leaves the options out, so it imports neither.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,19 @@ import sys
 from typing import TYPE_CHECKING
 
 from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
-from muxs.config import LoadedSettings, add_server_options, load_settings
 from muxs.errors import ConfigError
 
 if TYPE_CHECKING:
+    from muxs.config import LoadedSettings
     from muxs.settings import ServerSettings
+
+#: The commands registered here: the ones that need the server options.
+COMMANDS = ("serve", "config")
 
 
 def _load(args: argparse.Namespace) -> LoadedSettings:
+    from muxs.config import load_settings
+
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "config")}
     return load_settings(flags, os.environ, getattr(args, "config", None))
 
@@ -68,14 +77,15 @@ def _config_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: Subparsers, *, options: bool = True) -> None:
+    """Add ``serve`` and ``config show``; with ``options=False``, without their options (for a
+    parser that will parse another command)."""
     serve = subparsers.add_parser(
         "serve",
         help="run the server",
         description="Run the server. Each option can also come from an environment variable "
         "or a TOML file (--config); a flag wins over the environment, which wins over the file.",
     )
-    add_server_options(serve)
     serve.set_defaults(handler=_serve)
 
     config = subparsers.add_parser("config", help="inspect server settings")
@@ -85,5 +95,9 @@ def register(subparsers: Subparsers) -> None:
         help="print the effective server settings and where each came from",
         description="Print the settings `muxs serve` would use with the same options.",
     )
-    add_server_options(show)
     show.set_defaults(handler=_config_show)
+    if options:
+        from muxs.config import add_server_options
+
+        add_server_options(serve)
+        add_server_options(show)
