@@ -5,11 +5,14 @@ trees run with this interpreter and its packages, each first on ``PYTHONPATH``, 
 turns of every round (so a busy moment of the machine falls on both). Figures per tree:
 
 - ``import muxs``: the total that ``python -X importtime -c "import muxs"`` reports (the
-  interpreter's own count of the import, without its start-up), and the wall time of
-  ``python -c "import muxs"``;
-- ``muxs hello x``: the wall time of the console script's code against a running server
-  (one ``muxs serve`` of this tree serves both);
+  interpreter's own count of the import, without its start-up), and the wall and CPU time
+  of ``python -c "import muxs"``;
+- ``muxs hello x``: the wall and CPU time of the console script's code against a running
+  server (one ``muxs serve`` of this tree serves both);
 - ``python -c pass``: the interpreter's start, which no change to muxs shortens.
+
+CPU time (the process's user + system time) is what other processes on a busy machine
+disturb least; wall time is what a user waits.
 
 Prints the medians, their spread (min-max) and ratios (this tree / base); writes
 ``startup.json`` and ``startup.md`` in ``--out`` (default ``bench/results``).
@@ -22,6 +25,7 @@ import datetime
 import logging
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -47,35 +51,39 @@ CONSOLE_SCRIPT = "import sys; from muxs.cli import main; sys.exit(main())"
 
 
 @dataclass(frozen=True)
+class Probe:
+    """A run of this interpreter on a tree: its arguments (``{target}`` filled in) and what it
+    must print, if anything."""
+
+    name: str
+    args: tuple[str, ...]
+    expected_stdout: str | None = None
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What one run printed and took (``cpu_ms``: the process's user + system time)."""
+
+    stdout: str
+    stderr: str
+    wall_ms: float
+    cpu_ms: float
+
+
+@dataclass(frozen=True)
 class Figure:
-    """One measured quantity: ``measure(tree, target)`` returns it in milliseconds."""
+    """One quantity in milliseconds, read from each run of ``probe``."""
 
     key: str
     title: str
-    measure: Callable[[Path, str], float]
+    probe: Probe
+    read: Callable[[Ran], float]
 
 
-def _env(tree: Path) -> dict[str, str]:
-    """This interpreter's environment with ``tree`` (and its generated code) imported first."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "generated")])}
-
-
-def _run(tree: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run this interpreter with ``args`` on ``tree``, from a directory holding no code."""
-    return subprocess.run(
-        [sys.executable, *args],
-        env=_env(tree),
-        cwd=tempfile.gettempdir(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-
-
-def _wall_ms(tree: Path, *args: str) -> float:
-    start = time.perf_counter()
-    _run(tree, *args)
-    return (time.perf_counter() - start) * 1000
+IMPORTTIME = Probe("importtime", ("-X", "importtime", "-c", "import muxs"))
+IMPORT = Probe("import", ("-c", "import muxs"))
+HELLO = Probe("hello", ("-c", CONSOLE_SCRIPT, "hello", "x", "--target", "{target}"), "Hello, x!\n")
+PASS = Probe("pass", ("-c", "pass"))
 
 
 def importtime_total_ms(stderr: str, module: str = "muxs") -> float:
@@ -87,38 +95,60 @@ def importtime_total_ms(stderr: str, module: str = "muxs") -> float:
     raise ValueError(f"no top-level {module!r} in the -X importtime output")
 
 
-def _import_total(tree: Path, target: str) -> float:
-    return importtime_total_ms(_run(tree, "-X", "importtime", "-c", "import muxs").stderr)
+def _wall(ran: Ran) -> float:
+    return ran.wall_ms
 
 
-def _hello(tree: Path, target: str) -> float:
-    start = time.perf_counter()
-    done = _run(tree, "-c", CONSOLE_SCRIPT, "hello", "x", "--target", target)
-    elapsed = (time.perf_counter() - start) * 1000
-    if done.stdout != "Hello, x!\n":
-        raise RuntimeError(f"muxs hello x printed {done.stdout!r}")
-    return elapsed
+def _cpu(ran: Ran) -> float:
+    return ran.cpu_ms
 
 
 FIGURES = (
-    Figure("import-total", "import muxs (-X importtime total)", _import_total),
     Figure(
-        "import-wall",
-        'python -c "import muxs" (wall)',
-        lambda t, _: _wall_ms(t, "-c", "import muxs"),
+        "import-total",
+        "import muxs (-X importtime total)",
+        IMPORTTIME,
+        lambda ran: importtime_total_ms(ran.stderr),
     ),
-    Figure("hello-wall", "muxs hello x (wall, server running)", _hello),
-    Figure(
-        "python-wall",
-        "python -c pass (wall: the interpreter's start)",
-        lambda t, _: _wall_ms(t, "-c", "pass"),
-    ),
+    Figure("import-wall", 'python -c "import muxs" (wall)', IMPORT, _wall),
+    Figure("import-cpu", 'python -c "import muxs" (CPU)', IMPORT, _cpu),
+    Figure("hello-wall", "muxs hello x (wall, server running)", HELLO, _wall),
+    Figure("hello-cpu", "muxs hello x (CPU)", HELLO, _cpu),
+    Figure("python-wall", "python -c pass (wall: the interpreter's start)", PASS, _wall),
 )
+
+
+def _env(tree: Path) -> dict[str, str]:
+    """This interpreter's environment with ``tree`` (and its generated code) imported first."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "generated")])}
+
+
+def run(tree: Path, probe: Probe, target: str) -> Ran:
+    """Run ``probe`` on ``tree`` from a directory holding no code; fail if it fails or prints
+    something else than expected."""
+    args = [arg.format(target=target) for arg in probe.args]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, *args],
+        env=_env(tree),
+        cwd=tempfile.gettempdir(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if probe.expected_stdout is not None and done.stdout != probe.expected_stdout:
+        raise RuntimeError(f"{probe.name} on {tree} printed {done.stdout!r}")
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return Ran(done.stdout, done.stderr, wall * 1000, cpu * 1000)
 
 
 def check_tree(tree: Path) -> None:
     """Fail unless ``import muxs`` on ``tree`` imports that tree's muxs."""
-    imported = Path(_run(tree, "-c", "import muxs; print(muxs.__file__)").stdout.strip())
+    where = Probe("where", ("-c", "import muxs; print(muxs.__file__)"))
+    imported = Path(run(tree, where, "").stdout.strip())
     if not imported.is_relative_to(tree):
         raise RuntimeError(f"{tree}: import muxs found {imported} instead")
 
@@ -127,11 +157,13 @@ def measure(
     trees: Mapping[str, Path], target: str, runs: int, figures: Sequence[Figure] = FIGURES
 ) -> dict[str, dict[str, list[float]]]:
     """``{figure key: {tree name: [ms per run]}}``: one untimed round (compiles the trees'
-    bytecode), then ``runs`` rounds, each measuring every figure on every tree in turn."""
+    bytecode), then ``runs`` rounds, each running every probe on every tree in turn (the
+    trees' order alternating)."""
+    probes = list(dict.fromkeys(figure.probe for figure in figures))
     for tree in trees.values():
         check_tree(tree)
-        for figure in figures:
-            figure.measure(tree, target)
+        for probe in probes:
+            run(tree, probe, target)
     results: dict[str, dict[str, list[float]]] = {
         f.key: {name: [] for name in trees} for f in figures
     }
@@ -139,9 +171,12 @@ def measure(
         order = list(trees.items())
         if round_number % 2:
             order.reverse()
-        for figure in figures:
+        for probe in probes:
             for name, tree in order:
-                results[figure.key][name].append(figure.measure(tree, target))
+                ran = run(tree, probe, target)
+                for figure in figures:
+                    if figure.probe == probe:
+                        results[figure.key][name].append(figure.read(ran))
     return results
 
 
