@@ -227,7 +227,11 @@ def conditions(base: str, runs: int) -> dict[str, Any]:
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "base": git("rev-parse", "--short", base),
         "this_tree": git("rev-parse", "--short", "HEAD")
-        + (" (modified)" if git("status", "--porcelain", "--untracked-files=no") else ""),
+        + (
+            " (modified)"
+            if git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+            else ""
+        ),
         "runs": runs,
         "cpus": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
