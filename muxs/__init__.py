@@ -15,20 +15,8 @@ from muxs.client import Client
 from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode, TokenError
 from muxs.sync import SyncClient
 
-if _typing.TYPE_CHECKING:
-    from muxs.server import RunningServer, build_server, serve
-    from muxs.settings import ServerSettings
-
 #: The release; pyproject.toml reads it from here (``[tool.hatch.version]``).
 __version__ = "0.2.0"
-
-#: Where each server name lives: imported by ``__getattr__`` when first used.
-_SERVER_NAMES = {
-    "RunningServer": "muxs.server",
-    "build_server": "muxs.server",
-    "serve": "muxs.server",
-    "ServerSettings": "muxs.settings",
-}
 
 __all__ = [
     "Client",
@@ -51,14 +39,27 @@ __all__ = [
     "serve",
 ]
 
+#: Where each server name lives: imported by ``__getattr__`` when first used.
+_SERVER_NAMES = {
+    "RunningServer": "muxs.server",
+    "build_server": "muxs.server",
+    "serve": "muxs.server",
+    "ServerSettings": "muxs.settings",
+}
 
-def __getattr__(name: str) -> object:
-    """Import a server name on first use (PEP 562) and keep it as a module attribute."""
-    if name not in _SERVER_NAMES:
-        raise AttributeError(f"module 'muxs' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(_SERVER_NAMES[name]), name)
-    globals()[name] = value
-    return value
+if _typing.TYPE_CHECKING:
+    # Type checkers see the real names (and no __getattr__, so a misspelt name is an error).
+    from muxs.server import RunningServer, build_server, serve
+    from muxs.settings import ServerSettings
+else:
+
+    def __getattr__(name: str) -> object:
+        """Import a server name on first use (PEP 562) and keep it as a module attribute."""
+        if name not in _SERVER_NAMES:
+            raise AttributeError(f"module 'muxs' has no attribute {name!r}")
+        value = getattr(_importlib.import_module(_SERVER_NAMES[name]), name)
+        globals()[name] = value
+        return value
 
 
 def __dir__() -> list[str]:

@@ -4,8 +4,10 @@ the codegen are imported when first used (each check in a fresh interpreter)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from mypy import api
 
 #: Modules an SDK user must not pay for: the server stack, token verification (PyJWT,
 #: cryptography), certificate checks, the codegen and the extras' libraries.
@@ -79,3 +81,21 @@ def test_a_client_commands_parser_loads_nothing_of_the_server() -> None:
 def test_the_serve_commands_parser_loads_the_server_settings() -> None:
     code = "from muxs.cli import build_parser; build_parser('serve').parse_args(['serve'])"
     assert "muxs.settings" in modules_after(code)
+
+
+@pytest.mark.slow
+def test_type_checkers_see_the_server_names_and_no_others(tmp_path: Path) -> None:
+    script = tmp_path / "user.py"
+    script.write_text(
+        "import muxs\n"
+        "settings: muxs.ServerSettings = muxs.ServerSettings(port=0)\n"
+        "reveal_type(muxs.serve)\n"
+        "muxs.serv\n"
+    )
+    stdout, _, code = api.run(
+        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(script)]
+    )
+    assert code == 1
+    assert "muxs.server.RunningServer" in stdout
+    assert 'user.py:4: error: Module has no attribute "serv"' in stdout
+    assert stdout.count("error:") == 1
