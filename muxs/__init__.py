@@ -1,11 +1,22 @@
-"""muxs: a typed, async gRPC service (Greeter and FileController) and its SDK."""
+"""muxs: a typed, async gRPC service (Greeter and FileController) and its SDK.
 
+``import muxs`` loads the SDK only. The server's names (``serve``, ``build_server``,
+``RunningServer``, ``ServerSettings``) are imported on first use, so a client never
+loads the server stack, token verification or certificate checks.
+"""
+
+import importlib as _importlib
+import typing as _typing
+
+# First: betterproto (imported by muxs.api) then needs no importlib.metadata.
+from muxs import betterproto_version  # noqa: F401
 from muxs.api import Content, FileInfo, Files, HelloReply, HelloRequest, Number, Status
 from muxs.client import Client
 from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode, TokenError
-from muxs.server import RunningServer, build_server, serve
-from muxs.settings import ServerSettings
 from muxs.sync import SyncClient
+
+#: The release; pyproject.toml reads it from here (``[tool.hatch.version]``).
+__version__ = "0.2.0"
 
 __all__ = [
     "Client",
@@ -27,3 +38,29 @@ __all__ = [
     "build_server",
     "serve",
 ]
+
+#: Where each server name lives: imported by ``__getattr__`` when first used.
+_SERVER_NAMES = {
+    "RunningServer": "muxs.server",
+    "build_server": "muxs.server",
+    "serve": "muxs.server",
+    "ServerSettings": "muxs.settings",
+}
+
+if _typing.TYPE_CHECKING:
+    # Type checkers see the real names (and no __getattr__, so a misspelt name is an error).
+    from muxs.server import RunningServer, build_server, serve
+    from muxs.settings import ServerSettings
+else:
+
+    def __getattr__(name: str) -> object:
+        """Import a server name on first use (PEP 562) and keep it as a module attribute."""
+        if name not in _SERVER_NAMES:
+            raise AttributeError(f"module 'muxs' has no attribute {name!r}")
+        value = getattr(_importlib.import_module(_SERVER_NAMES[name]), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_SERVER_NAMES))

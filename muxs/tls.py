@@ -13,8 +13,6 @@ import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography import x509
-
 from muxs.errors import ConfigError
 
 ALPN_PROTOCOLS = ["h2"]
@@ -102,6 +100,9 @@ def _load_chain(
 
 def _check_validity(cert: Path, option: str) -> None:
     """Refuse a certificate file that is unreadable, not PEM, expired or not yet valid."""
+    # Imported here: cryptography is loaded only by a process that loads a certificate.
+    from cryptography import x509
+
     try:
         data = cert.read_bytes()
     except OSError as exc:

@@ -1,15 +1,28 @@
-"""``muxs.__all__`` is exactly the public surface."""
+"""``muxs.__all__`` is exactly the public surface, the server's lazily imported names included."""
 
 import inspect
 
 import muxs
+import muxs.server
+import muxs.settings
 
 
 def test_all_matches_the_public_names() -> None:
     public = {
         name
-        for name, value in vars(muxs).items()
-        if not name.startswith("_") and not inspect.ismodule(value)
+        for name in dir(muxs)
+        if not name.startswith("_") and not inspect.ismodule(getattr(muxs, name))
     }
     assert set(muxs.__all__) == public
     assert sorted(muxs.__all__) == muxs.__all__
+
+
+def test_the_server_names_are_the_server_modules_own() -> None:
+    assert muxs.serve is muxs.server.serve
+    assert muxs.build_server is muxs.server.build_server
+    assert muxs.RunningServer is muxs.server.RunningServer
+    assert muxs.ServerSettings is muxs.settings.ServerSettings
+
+
+def test_an_unknown_name_is_an_attribute_error() -> None:
+    assert not hasattr(muxs, "no_such_name")

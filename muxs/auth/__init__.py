@@ -4,6 +4,10 @@ Server side, ``muxs.auth.server`` checks every call before its handler runs (cal
 call wrapper of ``muxs.hooks``); handlers and logs read the caller with ``current_identity()``.
 Client side, ``ClientCredentials`` fetches OAuth 2.0 tokens for
 ``muxs.Client(token_provider=...)`` (extra ``muxs[oauth]``).
+
+This package imports the client side and the names both sides share; verification
+(``server``, ``jwt_tokens``, ``static_tokens``: PyJWT, cryptography) is imported by the server
+only, never by the SDK (tests/test_lazy_imports.py).
 """
 
 from muxs.auth.client import TokenProvider

@@ -2,7 +2,9 @@
 
 The only place that reads command-line arguments and environment variables and
 configures logging. Each module here registers its commands; a command's handler
-returns the exit code.
+returns the exit code. Registering is cheap: a module imports what only its handler
+needs (the server, its workers, the demo) inside the handler, so a client command
+starts without loading the server.
 """
 
 from __future__ import annotations
@@ -10,24 +12,40 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from muxs import __version__
 from muxs.cli import calls, demo, files, health, serve, streams, token
-from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, Parser
+from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Parser, Subparsers
 from muxs.errors import RpcError
 
-COMMAND_MODULES = [serve, demo, calls, streams, files, health, token]
+#: Modules of the commands after serve's, in the order ``muxs --help`` lists them.
+OTHER_COMMAND_MODULES = [demo, calls, streams, files, health, token]
 
 
-def build_parser() -> Parser:
+def build_parser(command: str | None = None) -> Parser:
+    """The ``muxs`` parser; for another ``command`` than the server's, without the server
+    options (whose definition imports ``muxs.settings``)."""
     parser = Parser(prog="muxs", description="A typed, async gRPC service and its SDK.")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers: Subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve.register(subparsers, options=command is None or command in serve.COMMANDS)
+    for module in OTHER_COMMAND_MODULES:
         module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``muxs`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the ``muxs`` console script; returns the exit code.
+
+    A bare ``muxs`` prints the help, like ``muxs --help`` (stdout, exit 0): asking the
+    command for nothing is how one discovers it, as with git, pip or docker.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    # `muxs` itself takes no option with a value: its first other word is the command.
+    parser = build_parser(next((word for word in argv if not word.startswith("-")), None))
+    if not argv:
+        parser.print_help()
+        return EXIT_OK
+    args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
     except RpcError as exc:

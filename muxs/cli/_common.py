@@ -20,7 +20,7 @@ EXIT_INTERRUPTED = 130
 
 TOKEN_ENV = "MUXS_TOKEN"
 
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 
 
 class Parser(argparse.ArgumentParser):

@@ -6,10 +6,11 @@ import argparse
 import asyncio
 
 from muxs.cli._common import EXIT_OK, Subparsers
-from muxs.demo import run_demo
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from muxs.demo import run_demo  # the server: imported only by this command
+
     asyncio.run(run_demo())
     return EXIT_OK
 

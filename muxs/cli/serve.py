@@ -1,4 +1,8 @@
-"""``muxs serve`` and ``muxs config show``: settings from flags, environment and file."""
+"""``muxs serve`` and ``muxs config show``: settings from flags, environment and file.
+
+Their options come from ``muxs.settings``; the server stack is imported by ``_serve``. A
+parser built for another command leaves the options out, so it imports neither.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,22 @@ import argparse
 import os
 import socket
 import sys
+from typing import TYPE_CHECKING
 
-from muxs import loops
 from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
-from muxs.cli._logging import configure_logging
-from muxs.config import LoadedSettings, add_server_options, load_settings
 from muxs.errors import ConfigError
-from muxs.server import run
-from muxs.settings import ServerSettings
-from muxs.workers import supervise
+
+if TYPE_CHECKING:
+    from muxs.config import LoadedSettings
+    from muxs.settings import ServerSettings
+
+#: The commands registered here: the ones that need the server options.
+COMMANDS = ("serve", "config")
 
 
 def _load(args: argparse.Namespace) -> LoadedSettings:
+    from muxs.config import load_settings
+
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "config")}
     return load_settings(flags, os.environ, getattr(args, "config", None))
 
@@ -28,6 +36,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"muxs serve: invalid setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # The server stack: imported only when a server runs (not for --help or other commands).
+    from muxs import loops
+    from muxs.cli._logging import configure_logging
+    from muxs.server import run
+    from muxs.workers import supervise
+
     configure_logging(settings.log_level, settings.log_format)
     try:
         if settings.workers > 1:
@@ -45,6 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _serve_worker(settings: ServerSettings, sock: socket.socket) -> None:
     """One process of ``muxs serve --workers N`` (started by ``muxs.workers``)."""
+    from muxs import loops
+    from muxs.cli._logging import configure_logging
+    from muxs.server import run
+
     configure_logging(settings.log_level, settings.log_format, worker=True)
     loops.run(run(settings, sock), settings.event_loop)
 
@@ -59,14 +77,15 @@ def _config_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def register(subparsers: Subparsers) -> None:
+def register(subparsers: Subparsers, *, options: bool = True) -> None:
+    """Add ``serve`` and ``config show``; with ``options=False``, without their options (for a
+    parser that will parse another command)."""
     serve = subparsers.add_parser(
         "serve",
         help="run the server",
         description="Run the server. Each option can also come from an environment variable "
         "or a TOML file (--config); a flag wins over the environment, which wins over the file.",
     )
-    add_server_options(serve)
     serve.set_defaults(handler=_serve)
 
     config = subparsers.add_parser("config", help="inspect server settings")
@@ -76,5 +95,9 @@ def register(subparsers: Subparsers) -> None:
         help="print the effective server settings and where each came from",
         description="Print the settings `muxs serve` would use with the same options.",
     )
-    add_server_options(show)
     show.set_defaults(handler=_config_show)
+    if options:
+        from muxs.config import add_server_options
+
+        add_server_options(serve)
+        add_server_options(show)

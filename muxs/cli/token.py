@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 
 from muxs.auth.scopes import SCOPES
-from muxs.auth.static_tokens import new_token
 from muxs.cli._common import EXIT_OK, Subparsers
 
 
 def _new(args: argparse.Namespace) -> int:
+    from muxs.auth.static_tokens import new_token  # the server's token files
+
     token, entry = new_token(args.subject, dict.fromkeys(args.scopes))
     print(f"token: {token}")
     print()

@@ -77,7 +77,7 @@ def test_an_unreachable_target_is_one_line_and_exit_1(
         (["replies", "x", "--count", "-1"], "'-1' is not a count from 0 to 4294967295"),
         (["replies", "x", "--count", "4294967296"], "is not a count from 0 to 4294967295"),
         (["bogus"], "invalid choice"),
-        ([], "required"),
+        (["token"], "required"),
     ],
 )
 def test_bad_arguments_are_one_line_and_exit_2(
