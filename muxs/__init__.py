@@ -8,8 +8,6 @@ loads the server stack, token verification or certificate checks.
 import importlib as _importlib
 import typing as _typing
 
-# First: betterproto (imported by muxs.api) then needs no importlib.metadata.
-from muxs import betterproto_version  # noqa: F401
 from muxs.api import Content, FileInfo, Files, HelloReply, HelloRequest, Number, Status
 from muxs.client import Client
 from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode, TokenError
