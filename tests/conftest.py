@@ -4,6 +4,7 @@ stubs (``_pb2`` modules compiled from proto/ at test time) for interop tests."""
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +19,24 @@ from muxs.codegen import grpcio_stubs
 from muxs.server import build_services
 from muxs.storage import Root
 from tests.probe import CallProbe
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Undo what an in-process ``muxs serve`` configured: its handler writes to the stderr
+    of the test that ran it (pytest closes that stream), and its logger levels."""
+    root = logging.getLogger()
+    handlers, levels = root.handlers[:], {
+        name: logger.level
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    root_level = root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture
