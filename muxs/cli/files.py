@@ -110,6 +110,7 @@ def register(subparsers: Subparsers) -> None:
         "upload",
         "replace a remote file with a local file of any size (progress bar on a terminal)",
         _upload,
+        streaming=True,
     )
     upload.add_argument("local", help="local file to send")
     upload.add_argument("remote", help="path under the server's root")
@@ -118,6 +119,7 @@ def register(subparsers: Subparsers) -> None:
         "download",
         "save a remote file of any size locally (progress bar on a terminal)",
         _download,
+        streaming=True,
     )
     download.add_argument("remote", help="path under the server's root")
     download.add_argument(
