@@ -25,16 +25,7 @@ from grpclib.client import Channel
 from grpclib.protocol import H2Protocol
 
 from muxs.errors import ConnectFailure, ConnectFailureReason
-
-# The first bytes of a TLS record a server sends: handshake (22) or alert (21), then the
-# major version 3 of every SSL/TLS version.
-_TLS_RECORD_TYPES = (21, 22)
-_TLS_MAJOR_VERSION = 3
-
-
-def is_tls_record(data: bytes) -> bool:
-    """Whether ``data`` starts like a TLS record (where HTTP/2 was expected)."""
-    return len(data) >= 2 and data[0] in _TLS_RECORD_TYPES and data[1] == _TLS_MAJOR_VERSION
+from muxs.tls import is_tls_record
 
 
 class _AnsweringProtocol(H2Protocol):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, ConfigError, RpcError, RunningServer, StatusCode, SyncClient
-from muxs.channel import AnsweringChannel, is_tls_record
+from muxs.channel import AnsweringChannel
+from muxs.tls import is_tls_record
 from tests.client.test_client import call_of_kind
 from tests.listeners import TLS_ALERT, answer_in_tls, hang_up, listening, never_answer
 
