@@ -107,7 +107,7 @@ _CERT_REFUSED = {
 # X509_V_ERR_*: the server's certificate chain does not lead to a CA the client trusts.
 _UNTRUSTED = {18, 19, 20, 21}
 _EXPIRED = 10
-_HOSTNAME_MISMATCH = 62
+_NAME_MISMATCH = {62, 64}  # the host name, the IP address
 
 
 def _client_cert_hint(client_cert: bool | None) -> str:
@@ -135,7 +135,7 @@ def _refused_handshake(failure: ConnectFailure) -> str:
         detail = cause.verify_message
         if cause.verify_code in _UNTRUSTED:
             return f"the server's certificate is not trusted ({detail}): {_CA}"
-        if cause.verify_code == _HOSTNAME_MISMATCH:
+        if cause.verify_code in _NAME_MISMATCH:
             return (
                 f"the server's certificate is not valid for this host ({detail}): "
                 "connect by a name or address the certificate holds"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from pathlib import Path
 
 import pytest
 
 from muxs import Client, ConfigError, RpcError, RunningServer, StatusCode, SyncClient
 from muxs.channel import AnsweringChannel
+from muxs.errors import ConnectFailure, translate_errors
 from muxs.tls import is_tls_record
 from tests.client.test_client import call_of_kind
 from tests.listeners import TLS_ALERT, answer_in_tls, hang_up, listening, never_answer
@@ -128,3 +130,30 @@ async def test_the_sync_client_takes_a_connect_timeout() -> None:
         error = await asyncio.to_thread(call)
     assert error.status is StatusCode.UNAVAILABLE
     assert error.message == f"cannot reach {target}: {NO_ANSWER}"
+
+
+def ssl_error(reason: str) -> ssl.SSLError:
+    error = ssl.SSLError(1, f"[SSL: {reason}] {reason.lower()}")
+    error.reason = reason
+    return error
+
+
+@pytest.mark.parametrize(
+    ("cause", "client_cert", "says"),
+    [
+        (ssl_error("TLSV13_ALERT_CERTIFICATE_REQUIRED"), False, "add --cert FILE --key FILE"),
+        (ssl_error("TLSV1_ALERT_UNKNOWN_CA"), True, "the server refused the client certificate"),
+        (ssl_error("WRONG_VERSION_NUMBER"), False, "it likely serves plaintext"),
+        (ssl_error("NO_CIPHERS_AVAILABLE"), False, "the TLS handshake failed: NO_CIPHERS"),
+        (ConnectionResetError(), True, "likely does not trust this client certificate"),
+    ],
+)
+def test_a_refused_handshake_is_worded_from_what_the_server_answered(
+    cause: OSError, client_cert: bool, says: str
+) -> None:
+    failure = ConnectFailure("tls_handshake", tls=True, client_cert=client_cert, connect_timeout=1)
+    with pytest.raises(RpcError) as caught, translate_errors("h:1"):
+        raise failure from cause
+    assert caught.value.status is StatusCode.UNAVAILABLE
+    assert caught.value.message.startswith("cannot reach h:1: ")
+    assert says in caught.value.message

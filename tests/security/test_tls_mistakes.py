@@ -7,8 +7,11 @@ import asyncio
 import logging
 import ssl
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+import trustme
 
 from muxs import Client, RpcError, ServerSettings, StatusCode, serve
 from muxs.cli import main
@@ -198,3 +201,44 @@ def test_handshakes_are_run_by_muxs_on_asyncio_and_by_the_loop_on_uvloop() -> No
     finally:
         asyncio_loop.close()
         uv_loop.close()
+
+
+@pytest.mark.parametrize(
+    ("leaf", "says"),
+    [
+        (
+            "other name",
+            "the server's certificate is not valid for this host (IP address mismatch, "
+            "certificate is not valid for '127.0.0.1'.): connect by a name or address the "
+            "certificate holds",
+        ),
+        ("expired", "the server's certificate has expired"),
+    ],
+)
+async def test_a_server_certificate_for_another_name_or_expired_is_named(
+    leaf: str, says: str, tmp_path: Path
+) -> None:
+    ca = trustme.CA()
+    if leaf == "expired":
+        past = datetime.now(UTC) - timedelta(days=30)
+        issued = ca.issue_cert("127.0.0.1", not_before=past, not_after=past + timedelta(days=1))
+    else:
+        issued = ca.issue_cert("other.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    issued.configure_cert(context)
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0, ssl=context)
+    target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        async with Client(target, tls=tmp_path / "ca.pem") as client:
+            with pytest.raises(RpcError) as caught:
+                await client.say_hello("x")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert caught.value.status is StatusCode.UNAVAILABLE
+    assert caught.value.message == f"cannot reach {target}: {says}"
