@@ -4,7 +4,8 @@ A connection counts as made once the server has answered: TCP connected, the TLS
 done (with TLS), and the server's first HTTP/2 bytes (its SETTINGS, which RFC 9113 makes
 its first frame) received and parsed. A listener that accepts and never answers fails
 after ``connect_timeout`` instead of holding every call until its deadline (or forever).
-gRPC's own clients wait for that frame the same way before a connection is ready.
+grpc-go waits for that frame the same way before it calls a connection ready (so grpcurl's
+``-connect-timeout`` covers it too).
 
 What went wrong is raised as ``ConnectFailure`` (``muxs.errors`` words it for the user):
 no answer in time, the connection closed before the server answered, the server
