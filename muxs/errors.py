@@ -164,8 +164,9 @@ def _explain(failure: ConnectFailure) -> str:
     """What a user reads about a connection that was not made."""
     if failure.reason == "timeout":
         return (
-            f"no answer within {failure.connect_timeout:g} s (the connect timeout; "
-            "--connect-timeout): the server is likely overloaded, or not a gRPC server"
+            f"no answer within {failure.connect_timeout:g} s (the connect timeout: "
+            "--connect-timeout, SDK: connect_timeout=): the server is likely overloaded, or not a "
+            "gRPC server"
         )
     if failure.reason == "tls_answer":
         return f"the server answered in TLS: {_ADD_TLS}"

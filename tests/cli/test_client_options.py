@@ -12,8 +12,9 @@ from muxs.cli import build_parser, main
 from tests.listeners import listening, never_answer
 
 NO_ANSWER = (
-    "UNAVAILABLE: cannot reach {target}: no answer within 0.2 s (the connect timeout; "
-    "--connect-timeout): the server is likely overloaded, or not a gRPC server\n"
+    "UNAVAILABLE: cannot reach {target}: no answer within 0.2 s (the connect timeout: "
+    "--connect-timeout, SDK: connect_timeout=): the server is likely overloaded, or not a "
+    "gRPC server\n"
 )
 QUICK = [["hello", "x"], ["read", "a.txt"], ["ls"], ["health"], ["greet", "a", "b"]]
 STREAMING = [["replies", "x"], ["chat"], ["upload", "LOCAL", "x"], ["download", "x", "LOCAL"]]

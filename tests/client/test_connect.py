@@ -16,8 +16,8 @@ from tests.client.test_client import call_of_kind
 from tests.listeners import TLS_ALERT, answer_in_tls, hang_up, listening, never_answer
 
 NO_ANSWER = (
-    "no answer within 0.2 s (the connect timeout; --connect-timeout): the server is likely "
-    "overloaded, or not a gRPC server"
+    "no answer within 0.2 s (the connect timeout: --connect-timeout, SDK: connect_timeout=): "
+    "the server is likely overloaded, or not a gRPC server"
 )
 
 
