@@ -11,9 +11,11 @@ client that distrusts this server's certificate: asyncio's clients close without
 is logged at DEBUG only. Once the handshake is done, the HTTP/2 protocol takes the
 connection over.
 
-On uvloop this cannot work: uvloop starts reading a connection after ``connection_made``
-whatever the protocol paused, so the ClientHello would arrive before ``start_tls`` and be
-lost (MagicStack/uvloop#707). There the loop runs the handshakes, silently, as before.
+uvloop starts reading a connection after ``connection_made`` whatever the protocol
+paused, so there the ClientHello can reach this protocol before ``start_tls`` has put its
+TLS protocol in place (MagicStack/uvloop#707); those bytes are handed to the TLS protocol
+once it has started, through its public ``BufferedProtocol`` methods, as the transport
+would have. asyncio's loop honours the pause and never needs it.
 """
 
 from __future__ import annotations
@@ -75,11 +77,6 @@ def refusal(exc: OSError) -> str | None:
     return str(reason or exc)
 
 
-def can_log_handshakes(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether ``TlsHandshake`` works on ``loop``: asyncio's own loops, not uvloop's."""
-    return isinstance(loop, asyncio.BaseEventLoop)
-
-
 class TlsHandshake(asyncio.Protocol):
     """One accepted connection until its TLS handshake is done; then ``inner`` (the HTTP/2
     protocol) gets the TLS transport, with any bytes that arrived before it took over."""
@@ -87,7 +84,9 @@ class TlsHandshake(asyncio.Protocol):
     def __init__(self, inner: asyncio.Protocol, context: ssl.SSLContext) -> None:
         self._inner = inner
         self._context = context
-        self._early: list[bytes] = []
+        self._raw: list[bytes] = []  # read before start_tls (uvloop only)
+        self._early: list[bytes] = []  # decrypted, after the handshake, before the hand-over
+        self._tls_started = False
         self._lost = False
         self._handshake: asyncio.Task[None] | None = None
 
@@ -97,6 +96,13 @@ class TlsHandshake(asyncio.Protocol):
 
     async def _start_tls(self, transport: asyncio.BaseTransport) -> None:
         loop = asyncio.get_running_loop()
+        if self._lost:  # the client left before its handshake could start
+            return
+        self._tls_started = True
+        if self._raw:
+            # start_tls installs its protocol now and starts it on the loop's next turn:
+            # the bytes go to it one turn later, once it has started.
+            loop.call_soon(loop.call_soon, _feed, transport, b"".join(self._raw))
         try:
             tls = await loop.start_tls(
                 cast(asyncio.WriteTransport, transport), self, self._context, server_side=True
@@ -118,7 +124,21 @@ class TlsHandshake(asyncio.Protocol):
             self._inner.data_received(data)
 
     def data_received(self, data: bytes) -> None:
-        self._early.append(data)  # decrypted, after the handshake, before the hand-over
+        (self._early if self._tls_started else self._raw).append(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
+
+
+def _feed(transport: asyncio.BaseTransport, data: bytes) -> None:
+    """Give ``data`` to the TLS protocol ``start_tls`` put on ``transport``, as the
+    transport gives a ``BufferedProtocol`` what it reads."""
+    # Both loops' TLS protocols are buffered ones (uvloop's without subclassing it).
+    tls = cast(asyncio.BufferedProtocol, transport.get_protocol())
+    view = memoryview(data)
+    while view and not transport.is_closing():
+        buffer = memoryview(tls.get_buffer(len(view)))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        tls.buffer_updated(size)
+        view = view[size:]

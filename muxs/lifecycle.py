@@ -25,7 +25,7 @@ from grpclib.protocol import H2Protocol
 
 from muxs.access_log import AccessLog
 from muxs.auth.server import Authenticator
-from muxs.handshakes import TlsHandshake, can_log_handshakes
+from muxs.handshakes import TlsHandshake
 from muxs.health import HealthState
 from muxs.hooks import CallHooks, CallObserver
 from muxs.limits import LimitedServer
@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 class DrainableServer(LimitedServer):
     """muxs's server with its limits, able to stop listening and close its connections.
 
-    With ``tls`` (set on asyncio's loop, not uvloop's), it listens in plaintext and runs
-    each connection's TLS handshake itself, logging a refused one (``muxs.handshakes``).
+    With ``tls``, it listens in plaintext and runs each connection's TLS handshake itself,
+    logging a refused one (``muxs.handshakes``).
     """
 
     tls: ssl.SSLContext | None = None
@@ -93,9 +93,8 @@ class Lifecycle:
             assert self.settings.metrics_port is not None
             self.metrics_port = self.metrics.serve(self.settings.host, self.settings.metrics_port)
         try:
-            if tls is not None and can_log_handshakes(asyncio.get_running_loop()):
-                self.server.tls, tls = tls, None
-            await self.server.start(sock=sock, ssl=tls)
+            self.server.tls = tls
+            await self.server.start(sock=sock)
         except BaseException:
             await self._stop_metrics()
             raise

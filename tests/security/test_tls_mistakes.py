@@ -15,7 +15,7 @@ import trustme
 
 from muxs import Client, RpcError, ServerSettings, StatusCode, serve
 from muxs.cli import main
-from muxs.handshakes import can_log_handshakes, refusal
+from muxs.handshakes import refusal
 from muxs.tls import client_context
 from tests.polling import until
 from tests.security.conftest import Pki
@@ -192,15 +192,32 @@ def test_other_handshake_refusals_are_worded(reason: str, words: str) -> None:
     assert words in (refusal(error) or "")
 
 
-def test_handshakes_are_run_by_muxs_on_asyncio_and_by_the_loop_on_uvloop() -> None:
+def test_handshakes_are_run_and_logged_on_uvloop_too(
+    settings: ServerSettings, pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvloop reads a connection before ``start_tls`` can take it; the ClientHello it read
+    must still reach the handshake."""
     uvloop = pytest.importorskip("uvloop")
-    asyncio_loop, uv_loop = asyncio.new_event_loop(), uvloop.new_event_loop()
-    try:
-        assert can_log_handshakes(asyncio_loop)
-        assert not can_log_handshakes(uv_loop)
-    finally:
-        asyncio_loop.close()
-        uv_loop.close()
+    caplog.set_level(logging.INFO)
+
+    async def calls() -> tuple[str, RpcError]:
+        async with serve(settings=server_settings(settings, pki, "mutual")) as running:
+            async with Client(
+                running.target, tls=pki.ca, cert=pki.client_cert, key=pki.client_key
+            ) as client:
+                message = (await client.say_hello("uv")).message
+            async with Client(running.target, tls=pki.ca) as client:
+                with pytest.raises(RpcError) as caught:
+                    await client.say_hello("x")
+            await until(lambda: len(refusals(caplog)) == 1)
+        return message, caught.value
+
+    message, error = uvloop.run(calls())
+    assert message == "Hello, uv!"
+    assert error.status is StatusCode.UNAVAILABLE
+    assert refusals(caplog)[0].endswith(
+        ": it sent no client certificate, which --tls-client-ca makes mandatory"
+    )
 
 
 @pytest.mark.parametrize(
