@@ -26,12 +26,16 @@ from muxs.api import (
 )
 from muxs.auth.client import TokenProvider, bearer_listener, check_token_transport
 from muxs.calls import Caller, ReplyStream, Requests, iterate
-from muxs.errors import RpcError, StatusCode
+from muxs.channel import AnsweringChannel
+from muxs.errors import ConfigError, RpcError, StatusCode
 from muxs.threads import open_blocking
 from muxs.tls import PathLike, tls_client_context
 from muxs.transfers import Progress
 
 DEFAULT_TARGET = "127.0.0.1:50051"
+# grpcurl's default: long enough for a TLS handshake over a slow link, short enough that a
+# server that accepts and never answers is reported while someone still waits.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 GREETER = "/muxs.Greeter/"
 FILE_CONTROLLER = "/muxs.FileController/"
 HEALTH_CHECK = "/grpc.health.v1.Health/Check"
@@ -65,6 +69,7 @@ class Client:
         target: str = DEFAULT_TARGET,
         *,
         timeout: float | None = None,
+        connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
         channel: Channel | None = None,
         tls: bool | PathLike | ssl.SSLContext | None = None,
         cert: PathLike | None = None,
@@ -75,6 +80,10 @@ class Client:
     ) -> None:
         """Connect to ``target`` (``host:port``), or use an existing grpclib ``channel``.
 
+        ``connect_timeout``: seconds a call may wait for a connection (TCP, TLS handshake
+        and the server's first HTTP/2 frame) before it fails with UNAVAILABLE (None: no
+        limit, or a number > 0); a connection once made is never cut by it, and it does
+        not apply to a ``channel`` given. ``timeout`` is each call's deadline (None: none).
         ``tls``: True (the system's CAs), a CA file, or an ``ssl.SSLContext``; ``cert`` and
         ``key`` (PEM files) present a client certificate (mutual TLS) and imply TLS.
         ``token`` or ``token_provider`` (a sync or async callable, e.g.
@@ -82,6 +91,8 @@ class Client:
         call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
         Unusable options raise ``muxs.ConfigError``.
         """
+        if connect_timeout is not None and not connect_timeout > 0:
+            raise ConfigError("connect_timeout", f"{connect_timeout} is not a number > 0")
         add_token = bearer_listener(token, token_provider)
         if channel is None:
             host, port = parse_target(target)
@@ -90,7 +101,13 @@ class Client:
                 check_token_transport(
                     host, tls=context is not None, allow_insecure_token=allow_insecure_token
                 )
-            channel = Channel(host, port, ssl=context)
+            channel = AnsweringChannel(
+                host,
+                port,
+                ssl=context,
+                connect_timeout=connect_timeout,
+                client_cert=None if isinstance(tls, ssl.SSLContext) else cert is not None,
+            )
         if add_token is not None:
             listen(channel, SendRequest, add_token)
         self.target = target

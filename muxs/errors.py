@@ -11,13 +11,16 @@ The SDK never lets a ``grpclib`` or transport exception through: ``translate_err
 maps them to ``RpcError``. grpclib reports an expired client deadline as the builtin
 ``TimeoutError`` and an unreachable or dropped peer as ``StreamTerminatedError``,
 ``ConnectionError`` or another ``OSError``; those become DEADLINE_EXCEEDED and
-UNAVAILABLE.
+UNAVAILABLE. A connection that could not be made (``ConnectFailure``, from
+``muxs.channel``) becomes UNAVAILABLE with its likely cause and the option that fixes it.
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 from grpclib.const import Status as StatusCode
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
@@ -59,7 +62,122 @@ class TokenError(MuxsError):
     """No bearer token could be obtained; the message says from where and why."""
 
 
+ConnectFailureReason = Literal["timeout", "closed", "tls_answer", "tls_handshake"]
+
+
+class ConnectFailure(ConnectionError):
+    """A connection was not made (internal: ``translate_errors`` makes it an ``RpcError``).
+
+    ``reason``: no answer within ``connect_timeout``, the connection ``closed`` before the
+    server answered, the server answered in TLS (``tls_answer``) to a plaintext client, or
+    the TLS handshake failed (``tls_handshake``, the ``ssl`` or socket error as
+    ``__cause__``). ``client_cert``: whether a client certificate was offered (None: not
+    known, as with a caller's own ``SSLContext``).
+    """
+
+    def __init__(
+        self,
+        reason: ConnectFailureReason,
+        *,
+        tls: bool,
+        client_cert: bool | None,
+        connect_timeout: float | None,
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.tls = tls
+        self.client_cert = client_cert
+        self.connect_timeout = connect_timeout
+
+
 _DEADLINE_EXCEEDED = "deadline exceeded"
+_ADD_TLS = "add --tls or --ca FILE (SDK: tls=True or tls=CA_FILE)"
+_DROP_TLS = "drop --tls and --ca (SDK: tls=None)"
+_CA = "give the CA that signed it with --ca FILE (SDK: tls=CA_FILE)"
+# What OpenSSL says when the bytes that came back are not TLS records.
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE"}
+# Alerts a server sends when it refuses the client's certificate or its absence.
+_CERT_REQUIRED = {"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"}
+_CERT_REFUSED = {
+    "TLSV1_ALERT_UNKNOWN_CA",
+    "SSLV3_ALERT_BAD_CERTIFICATE",
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN",
+    "TLSV1_ALERT_ACCESS_DENIED",
+}
+# X509_V_ERR_*: the server's certificate chain does not lead to a CA the client trusts.
+_UNTRUSTED = {18, 19, 20, 21}
+_EXPIRED = 10
+_NAME_MISMATCH = {62, 64}  # the host name, the IP address
+
+
+def _client_cert_hint(client_cert: bool | None) -> str:
+    """Why a TLS server likely closed on the client at the handshake, and the fix."""
+    if client_cert is None:
+        return (
+            "it likely requires a client certificate that it trusts (mutual TLS): "
+            "give one with --cert FILE --key FILE (SDK: cert=, key=)"
+        )
+    if client_cert:
+        return (
+            "it likely does not trust this client certificate (mutual TLS): use one "
+            "signed by a CA the server trusts (--cert FILE --key FILE)"
+        )
+    return (
+        "it likely requires a client certificate (mutual TLS): "
+        "add --cert FILE --key FILE (SDK: cert=, key=)"
+    )
+
+
+def _refused_handshake(failure: ConnectFailure) -> str:
+    """The likely cause of a failed TLS handshake, from the ``ssl`` error, and its fix."""
+    cause = failure.__cause__
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        detail = cause.verify_message
+        if cause.verify_code in _UNTRUSTED:
+            return f"the server's certificate is not trusted ({detail}): {_CA}"
+        if cause.verify_code in _NAME_MISMATCH:
+            return (
+                f"the server's certificate is not valid for this host ({detail}): "
+                "connect by a name or address the certificate holds"
+            )
+        if cause.verify_code == _EXPIRED:
+            return "the server's certificate has expired"
+        return f"the server's certificate was refused ({detail})"
+    reason = getattr(cause, "reason", None)
+    if reason in _NOT_TLS:
+        return f"the server answered without TLS: it likely serves plaintext: {_DROP_TLS}"
+    if reason in _CERT_REQUIRED:
+        return f"the server refused the TLS handshake: {_client_cert_hint(failure.client_cert)}"
+    if reason in _CERT_REFUSED:
+        return (
+            "the server refused the client certificate: use one signed by a CA the server "
+            "trusts (--cert FILE --key FILE)"
+        )
+    if isinstance(cause, ssl.SSLError):
+        return f"the TLS handshake failed: {cause.reason or cause}"
+    return (
+        f"the connection was cut during the TLS handshake: {_client_cert_hint(failure.client_cert)}"
+    )
+
+
+def _explain(failure: ConnectFailure) -> str:
+    """What a user reads about a connection that was not made."""
+    if failure.reason == "timeout":
+        return (
+            f"no answer within {failure.connect_timeout:g} s (the connect timeout: "
+            "--connect-timeout, SDK: connect_timeout=): the server is likely overloaded, or not a "
+            "gRPC server"
+        )
+    if failure.reason == "tls_answer":
+        return f"the server answered in TLS: {_ADD_TLS}"
+    if failure.reason == "tls_handshake":
+        return _refused_handshake(failure)
+    if failure.tls:
+        return (
+            "the server closed the connection after the TLS handshake without answering: "
+            + _client_cert_hint(failure.client_cert)
+        )
+    return f"the server closed the connection before answering: if it uses TLS, {_ADD_TLS}"
 
 
 @contextmanager
@@ -74,6 +192,9 @@ def translate_errors(target: str) -> Iterator[None]:
         raise RpcError(exc.status, exc.message or missing) from exc
     except TimeoutError as exc:
         raise RpcError(StatusCode.DEADLINE_EXCEEDED, _DEADLINE_EXCEEDED) from exc
+    except ConnectFailure as exc:
+        message = f"cannot reach {target}: {_explain(exc)}"
+        raise RpcError(StatusCode.UNAVAILABLE, message) from exc
     except (StreamTerminatedError, ProtocolError, OSError) as exc:
         reason = str(exc) or type(exc).__name__
         raise RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {reason}") from exc

@@ -21,9 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from grpclib._typing import IServable
+from grpclib.protocol import H2Protocol
 
 from muxs.access_log import AccessLog
 from muxs.auth.server import Authenticator
+from muxs.handshakes import TlsHandshake
 from muxs.health import HealthState
 from muxs.hooks import CallHooks, CallObserver
 from muxs.limits import LimitedServer
@@ -34,7 +36,19 @@ log = logging.getLogger(__name__)
 
 
 class DrainableServer(LimitedServer):
-    """muxs's server with its limits, able to stop listening and close its connections."""
+    """muxs's server with its limits, able to stop listening and close its connections.
+
+    With ``tls``, it listens in plaintext and runs each connection's TLS handshake itself,
+    logging a refused one (``muxs.handshakes``).
+    """
+
+    tls: ssl.SSLContext | None = None
+
+    def _protocol_factory(self) -> H2Protocol:
+        inner = super()._protocol_factory()
+        if self.tls is None:
+            return inner
+        return TlsHandshake(inner, self.tls)  # type: ignore[return-value]  # grpclib only calls it
 
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already open stay open."""
@@ -82,7 +96,8 @@ class Lifecycle:
                 self.settings.host, self.settings.metrics_port
             )
         try:
-            await self.server.start(sock=sock, ssl=tls)
+            self.server.tls = tls
+            await self.server.start(sock=sock)
         except BaseException:
             await self._stop_metrics()
             raise

@@ -43,7 +43,9 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from muxs.codec import Codec
+from muxs.hooks import format_peer
 from muxs.settings import ServerSettings
+from muxs.tls import is_tls_record
 from muxs.transport import CoalescingTransport
 
 log = logging.getLogger(__name__)
@@ -190,7 +192,14 @@ class _LimitedProtocol(protocol.H2Protocol):
         try:
             events = self.connection.feed(data)
         except h2.exceptions.ProtocolError as exc:
-            log.info("closing a connection on an HTTP/2 protocol error: %s", exc)
+            if is_tls_record(data):
+                log.info(
+                    "refused a TLS handshake from %s: this server is plaintext (likely a "
+                    "client with --tls or --ca; or serve TLS with --tls-cert and --tls-key)",
+                    format_peer(self.connection.get_peer()),
+                )
+            else:
+                log.info("closing a connection on an HTTP/2 protocol error: %s", exc)
             self.connection.flush()
             self.processor.close("Protocol error")
             return

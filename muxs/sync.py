@@ -56,6 +56,7 @@ class ClientOptions(TypedDict, total=False):
     """
 
     timeout: float | None
+    connect_timeout: float | None
     tls: bool | PathLike | ssl.SSLContext | None
     cert: PathLike | None
     key: PathLike | None

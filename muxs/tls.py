@@ -20,6 +20,17 @@ ALPN_PROTOCOLS = ["h2"]
 PathLike = str | os.PathLike[str]
 
 
+# The first bytes of a TLS record: handshake (22) or alert (21), then the major version 3
+# of every SSL/TLS version.
+_TLS_RECORD_TYPES = (21, 22)
+_TLS_MAJOR_VERSION = 3
+
+
+def is_tls_record(data: bytes) -> bool:
+    """Whether ``data`` starts like a TLS record (a ClientHello, a server's alert...)."""
+    return len(data) >= 2 and data[0] in _TLS_RECORD_TYPES and data[1] == _TLS_MAJOR_VERSION
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name, an IP address or ``[v6]``) can only reach this machine."""
     host = host.removeprefix("[").removesuffix("]")

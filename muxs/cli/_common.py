@@ -1,4 +1,11 @@
-"""What the ``muxs`` commands share: the parser, exit codes and client connection options."""
+"""What the ``muxs`` commands share: the parser, exit codes and client connection options.
+
+A client command never waits forever on a server that does not answer: every command
+gives up on a connection after ``--connect-timeout`` (TCP, TLS and the server's first
+HTTP/2 frame), and a quick command's call has a deadline, ``--timeout``. Streams and
+transfers (replies, chat, upload, download) have no deadline by default, so that a long
+one is never cut; 0 turns either limit off.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn, TypeAlias
 
-from muxs.client import DEFAULT_TARGET, Client, parse_target
+from muxs.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TARGET, Client, parse_target
 from muxs.errors import ConfigError
 
 EXIT_OK = 0
@@ -19,6 +26,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 TOKEN_ENV = "MUXS_TOKEN"
+TARGET_ENV = "MUXS_TARGET"
+# A quick call (hello, read, ls, health...) that has no answer within this is not coming:
+# long enough for a max-size (4 MiB) message over a slow link and a busy server, short
+# enough for someone waiting at a terminal or a script with its own retries.
+DEFAULT_DEADLINE = 30.0
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[Parser]"
 
@@ -38,19 +50,62 @@ def _target(value: str) -> str:
     return value
 
 
+def _seconds(value: str) -> float | None:
+    """A limit in seconds from the command line; 0 means none."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0: no limit)")
+    return seconds or None
+
+
+def _env_target() -> str:
+    """The target set by ``MUXS_TARGET``, else the default one."""
+    target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
+    try:
+        parse_target(target)
+    except ValueError as exc:
+        raise ConfigError(TARGET_ENV, str(exc), "the environment") from None
+    return target
+
+
 def add_client_command(
     subparsers: Subparsers,
     name: str,
     help: str,
     call: Callable[[Client, argparse.Namespace], Awaitable[int | None]],
+    *,
+    streaming: bool = False,
 ) -> argparse.ArgumentParser:
     """A command that connects to a server and runs ``call`` (which prints its result and
-    may return an exit code)."""
+    may return an exit code); a ``streaming`` one has no deadline unless given one."""
     parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help, description=help)
+    env_target = os.environ.get(TARGET_ENV)
     parser.add_argument(
-        "--target", type=_target, default=DEFAULT_TARGET, help="server HOST:PORT (%(default)s)"
+        "--target",
+        type=_target,
+        help=f"server HOST:PORT (default: env {TARGET_ENV}, else {DEFAULT_TARGET}"
+        + (f"; now {env_target}" if env_target else "")
+        + ")",
     )
-    parser.add_argument("--timeout", type=float, default=None, help="deadline in seconds")
+    deadline = None if streaming else DEFAULT_DEADLINE
+    parser.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=deadline,
+        metavar="SECONDS",
+        help=f"deadline of the call (default: {f'{deadline:g}' if deadline else 'none'}; 0: none)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help="give up if the server has not answered the connection within this "
+        f"(default: {DEFAULT_CONNECT_TIMEOUT:g}; 0: wait forever)",
+    )
     security = parser.add_argument_group("security")
     security.add_argument(
         "--tls", action="store_true", help="use TLS, trusting the system's CAs (--ca: yours)"
@@ -68,8 +123,9 @@ def add_client_command(
 
     async def run(args: argparse.Namespace) -> int | None:
         async with Client(
-            args.target,
+            args.target or _env_target(),
             timeout=args.timeout,
+            connect_timeout=args.connect_timeout,
             tls=args.ca or args.tls,
             cert=args.cert,
             key=args.key,

@@ -40,6 +40,7 @@ def register(subparsers: Subparsers) -> None:
         "replies",
         "print COUNT numbered greetings as they stream in (Greeter.LotsOfReplies)",
         _replies,
+        streaming=True,
     )
     replies.add_argument("name")
     replies.add_argument(
@@ -57,4 +58,5 @@ def register(subparsers: Subparsers) -> None:
         "chat",
         "send each line of stdin as a name, print each greeting as it comes (Greeter.BidiHello)",
         _chat,
+        streaming=True,
     )

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
+import io
 import os
 import pty
+import re
+import struct
+import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
 
 from muxs import RunningServer
 from muxs.cli import main
-from muxs.cli.files import human_size
+from muxs.cli.files import Progress
 
 
 async def test_upload_download_ls_stat_rm(
@@ -84,15 +90,18 @@ async def test_failures_are_one_line_and_exit_1(
     assert os.listdir(tmp_path) == ["root"]
 
 
-async def test_download_draws_a_progress_bar_on_a_terminal(
-    live_server: RunningServer, root_dir: Path, tmp_path: Path
-) -> None:
-    (root_dir / "big.bin").write_bytes(b"x" * 1_000_000)
+COLUMNS = 60
+RATE_AND_ETA = re.compile(r" [\d.]+[kMG]?B/s ETA \d\d:\d\d$")
+
+
+async def drawn_on_a_terminal(*argv: str) -> tuple[int, bytes, str]:
+    """Run ``muxs ARGV`` with stderr on a pseudo-terminal COLUMNS wide: (exit code, stdout,
+    what was drawn on the terminal)."""
     controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, COLUMNS, 0, 0))
     try:
         process = await asyncio.create_subprocess_exec(
-            *[sys.executable, "-m", "muxs", "download", "big.bin", str(tmp_path / "big.bin")],
-            *["--target", live_server.target],
+            *[sys.executable, "-m", "muxs", *argv],
             stdout=asyncio.subprocess.PIPE,
             stderr=terminal,
         )
@@ -109,13 +118,45 @@ async def test_download_draws_a_progress_bar_on_a_terminal(
             drawn += block
     finally:
         os.close(controller)
-    assert process.returncode == 0
-    assert out == f"downloaded 1000000 bytes to {tmp_path / 'big.bin'}\n".encode()
-    text = drawn.decode()
-    assert "download big.bin [" in text
-    assert "  0% 0 B of 976.6 KiB" in text
-    assert f"[{'#' * 30}] 100% 976.6 KiB of 976.6 KiB" in text
-    assert text.endswith("\r\n")
+    assert process.returncode is not None
+    return process.returncode, out, drawn.decode()
+
+
+@pytest.mark.parametrize("command", ["download", "upload"])
+async def test_a_transfer_draws_a_progress_bar_with_rate_and_eta_as_wide_as_the_terminal(
+    command: str, live_server: RunningServer, root_dir: Path, tmp_path: Path
+) -> None:
+    (root_dir / "big.bin").write_bytes(b"x" * 1_000_000)
+    (tmp_path / "big.bin").write_bytes(b"x" * 1_000_000)
+    paths = ["big.bin", str(tmp_path / "big.bin")]
+    if command == "upload":
+        paths.reverse()
+    code, out, drawn = await drawn_on_a_terminal(command, *paths, "--target", live_server.target)
+    assert code == 0
+    done = "downloaded 1000000 bytes to" if command == "download" else "uploaded 1000000 bytes"
+    assert out.decode().startswith(done)
+    redraws = [line for line in re.split(r"[\r\n]+", drawn) if line.strip()]
+    assert redraws[0].startswith(f"{command} big.bin   0%")
+    assert redraws[-1].startswith(f"{command} big.bin 100%")
+    assert "977k/977k" in redraws[-1]
+    assert RATE_AND_ETA.search(redraws[-1])
+    assert all(len(line) <= COLUMNS for line in redraws)
+    assert drawn.endswith("\r\n")
+
+
+def test_the_progress_bar_draws_nothing_and_imports_nothing_off_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress("download x", stream)
+    for done in (0, 500, 1000):
+        progress(done, 1000)
+    progress.finish()
+    assert stream.getvalue() == ""
+    assert progress.done == 1000
+    check = "import sys, muxs.cli, muxs.cli.files; print('tqdm' in sys.modules)"
+    imported = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, check=True
+    )
+    assert imported.stdout == "False\n"
 
 
 @pytest.mark.parametrize("remote", [".", "dir/..", ""])
@@ -126,21 +167,6 @@ def test_download_needs_a_local_name_when_remote_has_none(
         main(["download", remote, "--target", "127.0.0.1:1"])
     assert exited.value.code == 2
     assert capsys.readouterr().err == (f"muxs download: {remote!r} has no file name; give LOCAL\n")
-
-
-@pytest.mark.parametrize(
-    ("size", "shown"),
-    [
-        (0, "0 B"),
-        (1023, "1023 B"),
-        (1536, "1.5 KiB"),
-        (20 * 1024**2, "20.0 MiB"),
-        (3 * 1024**3, "3.0 GiB"),
-        (5000 * 1024**3, "5000.0 GiB"),
-    ],
-)
-def test_human_size(size: int, shown: str) -> None:
-    assert human_size(size) == shown
 
 
 @pytest.mark.parametrize("command", ["upload", "download", "ls", "stat", "rm"])

@@ -1,0 +1,124 @@
+"""The SDK's grpclib ``Channel``: it connects within a time limit, and knows why it could not.
+
+A connection counts as made once the server has answered: TCP connected, the TLS handshake
+done (with TLS), and the server's first HTTP/2 bytes (its SETTINGS, which RFC 9113 makes
+its first frame) received and parsed. A listener that accepts and never answers fails
+after ``connect_timeout`` instead of holding every call until its deadline (or forever).
+grpc-go waits for that frame the same way before it calls a connection ready (so grpcurl's
+``-connect-timeout`` covers it too).
+
+What went wrong is raised as ``ConnectFailure`` (``muxs.errors`` words it for the user):
+no answer in time, the connection closed before the server answered, the server
+answering in TLS to a plaintext client, or the TLS handshake refused.
+
+The hooks into grpclib 0.4 are ``Channel._protocol_factory`` and
+``Channel._create_connection`` (overridden here) and ``H2Protocol`` with its
+``connection`` and ``processor``; tests/client/test_connect.py fails if they change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Callable
+
+from grpclib.client import Channel
+from grpclib.protocol import H2Protocol
+
+from muxs.errors import ConnectFailure, ConnectFailureReason
+from muxs.tls import is_tls_record
+
+
+class _AnsweringProtocol(H2Protocol):
+    """grpclib's client connection, reporting on ``answered`` when the server first speaks
+    HTTP/2, or why it never did."""
+
+    def __init__(
+        self,
+        inner: H2Protocol,
+        answered: asyncio.Future[None],
+        failure: Callable[[ConnectFailureReason], ConnectFailure],
+    ) -> None:
+        super().__init__(inner.handler, inner.config, inner.h2_config)
+        self._answered = answered
+        self._failure = failure
+
+    def data_received(self, data: bytes) -> None:
+        if not self._answered.done() and is_tls_record(data):
+            self._fail(self._failure("tls_answer"))
+            self.processor.close("the server answered in TLS")
+            return
+        super().data_received(data)
+        if not self._answered.done() and not self.connection.is_closing():
+            self._answered.set_result(None)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        failure = self._failure("closed")
+        failure.__cause__ = exc
+        self._fail(failure)
+        super().connection_lost(exc)
+
+    def _fail(self, failure: ConnectFailure) -> None:
+        if not self._answered.done():
+            self._answered.set_exception(failure)
+            self._answered.exception()  # retrieved here: nobody may be waiting any more
+
+
+class AnsweringChannel(Channel):
+    """A grpclib ``Channel`` to ``host:port`` whose connection is made only once the server
+    has answered, within ``connect_timeout`` seconds (None: no limit).
+
+    ``client_cert`` says whether the TLS context presents a client certificate (None: not
+    known), for the explanation of a refused handshake.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        ssl: ssl.SSLContext | None,
+        connect_timeout: float | None,
+        client_cert: bool | None = None,
+    ) -> None:
+        super().__init__(host, port, ssl=ssl)
+        self.connect_timeout = connect_timeout
+        self._tls = ssl is not None
+        self._client_cert = client_cert
+        self._answered: asyncio.Future[None] | None = None
+
+    def failure(self, reason: ConnectFailureReason) -> ConnectFailure:
+        """The error of a connection that failed for ``reason``."""
+        return ConnectFailure(
+            reason,
+            tls=self._tls,
+            client_cert=self._client_cert,
+            connect_timeout=self.connect_timeout,
+        )
+
+    def _protocol_factory(self) -> H2Protocol:
+        assert self._answered is not None
+        return _AnsweringProtocol(super()._protocol_factory(), self._answered, self.failure)
+
+    async def _create_connection(self) -> H2Protocol:
+        self._answered = answered = asyncio.get_running_loop().create_future()
+        limit = asyncio.timeout(self.connect_timeout)
+        protocol: H2Protocol | None = None
+        try:
+            async with limit:
+                try:
+                    protocol = await super()._create_connection()
+                except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
+                    if self._tls:
+                        raise self.failure("tls_handshake") from exc
+                    raise
+                await answered
+        except BaseException as exc:
+            if protocol is not None:  # connected, but the server did not answer in time
+                protocol.processor.close("no answer")
+            if isinstance(exc, TimeoutError) and limit.expired():
+                raise self.failure("timeout") from None
+            raise
+        finally:
+            answered.cancel()  # a no-op once answered or failed
+        return protocol
