@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import logging
 import ssl
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -221,16 +220,6 @@ async def test_unusable_tls_files_stop_the_server_with_one_clear_error(
     assert fnmatch.fnmatchcase(str(caught.value), expected + "*")
 
 
-@pytest.fixture
-def root_logging(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The root logger's handlers and level as they were, after a test that runs ``muxs
-    serve`` (which points them at this test's captured stderr, closed once it ends)."""
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))
-    monkeypatch.setattr(root, "level", root.level)
-
-
-@pytest.mark.usefixtures("root_logging")
 def test_muxs_serve_exits_2_with_one_line_for_a_mismatched_key(
     pki: Pki, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
