@@ -158,7 +158,10 @@ def check_serve(muxs: str, workdir: Path) -> None:
         hello = succeeded([muxs, "hello", "you", "--target", target], workdir)
         expect(hello == "Hello, you!\n", f"muxs hello printed {hello!r}")
         server.send_signal(signal.SIGTERM)
-        code = server.wait(timeout=STEP_SECONDS)
+        try:
+            code = server.wait(timeout=STEP_SECONDS)
+        except subprocess.TimeoutExpired as exc:
+            raise CheckFailed(f"muxs serve still ran {STEP_SECONDS} s after SIGTERM") from exc
         while (line := _next_line(lines)) is not None:
             log.append(line)
         expect(code == 0, f"muxs serve exited {code} on SIGTERM")
