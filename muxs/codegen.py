@@ -1,7 +1,8 @@
 """Regenerate ``generated/`` from ``proto/``, or check that it is fresh.
 
 ``python -m muxs.codegen`` rewrites ``generated/muxs_api`` with betterproto's protoc
-plugin and writes the descriptor set that the reflection service serves.
+plugin, writes the descriptor set that the reflection service serves, and marks the package
+typed (``py.typed``, PEP 561) so that type checkers read it where it is installed.
 ``python -m muxs.codegen --check`` exits 1 when the committed output is stale.
 Needs the ``codegen`` extra (betterproto[compiler], grpcio-tools, black).
 """
@@ -22,6 +23,7 @@ PROTO_DIR = PROJECT / "proto"
 GENERATED_DIR = PROJECT / "generated"
 PACKAGE = "muxs_api"
 DESCRIPTOR_SET = "muxs.binpb"
+TYPED_MARKER = "py.typed"
 
 
 def generate(out_root: Path) -> Path:
@@ -48,6 +50,7 @@ def generate(out_root: Path) -> Path:
         check=True,
         stdout=subprocess.DEVNULL,
     )
+    (package_dir / TYPED_MARKER).write_bytes(b"")
     return package_dir
 
 

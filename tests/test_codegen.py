@@ -24,3 +24,9 @@ def test_the_check_notices_a_stale_tree(tmp_path: Path) -> None:
 def test_check_command_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert codegen.main(["--check"]) == 0
     assert capsys.readouterr().out == "generated/ is fresh\n"
+
+
+def test_the_generated_package_is_marked_typed(tmp_path: Path) -> None:
+    """PEP 561: without ``py.typed`` an installed muxs_api is ``Any`` to type checkers."""
+    fresh = codegen.generate(tmp_path / "fresh")
+    assert (fresh / "py.typed").read_bytes() == b""

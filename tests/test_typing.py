@@ -1,53 +1,29 @@
-"""The generated types reach SDK users under ``mypy --strict``."""
+"""The generated types reach SDK users under ``mypy --strict``, on every interpreter tox runs.
+
+mypy runs as a user runs it: in a directory of its own, without the repository's configuration
+or ``mypy_path``, against the muxs this environment has installed. The user's script and its
+deliberate mistakes are ``tests/installed/check_install.py``'s; ``tox -e installed-typing`` runs
+the same check against the built wheel.
+"""
 
 from pathlib import Path
 
 import pytest
-from mypy import api
 
-USER_SCRIPT = """
-import asyncio
-import muxs
-
-async def main() -> None:
-    async with muxs.Client("127.0.0.1:50051", timeout=5) as client:
-        reply: muxs.HelloReply = await client.say_hello("you")
-        message: str = reply.message
-        value: float = (await client.square(2.0)).value
-        code: int = (await client.write("a.txt", message)).code
-        text: str = (await client.read("a.txt")).text
-        print(message, value, code, text)
-    try:
-        pass
-    except muxs.RpcError as exc:
-        status: muxs.StatusCode = exc.status
-        print(status.name, exc.message)
-
-asyncio.run(main())
-"""
+from tests.installed import check_install
 
 
 def run_mypy(tmp_path: Path, source: str) -> tuple[str, int]:
-    script = tmp_path / "user.py"
-    script.write_text(source)
-    stdout, stderr, code = api.run(
-        ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(script)]
-    )
-    return stdout + stderr, code
+    """``mypy --strict`` on ``source`` saved as ``user.py``: its output and exit code."""
+    code, output = check_install.mypy_strict(tmp_path, source)
+    return "\n".join(output), code
 
 
 @pytest.mark.slow
-def test_a_user_script_type_checks(tmp_path: Path) -> None:
-    output, code = run_mypy(tmp_path, USER_SCRIPT)
-    assert code == 0, output
+def test_a_user_script_sees_the_generated_dataclasses(tmp_path: Path) -> None:
+    check_install.check_user_script_types(tmp_path)
 
 
 @pytest.mark.slow
 def test_a_type_error_in_a_user_script_is_reported(tmp_path: Path) -> None:
-    broken = USER_SCRIPT.replace("value: float =", "value: str =")
-    output, code = run_mypy(tmp_path, broken)
-    assert code == 1
-    assert (
-        'Incompatible types in assignment (expression has type "float", variable has type "str")'
-        in output
-    )
+    check_install.check_mistakes_reported(tmp_path)

@@ -32,7 +32,7 @@ class Progress:
         if self._stream is None:
             return
         if self._bar is None:
-            from tqdm import tqdm  # type: ignore[import-untyped]  # on use: ~50 ms to import
+            from tqdm import tqdm  # on use: ~50 ms to import
 
             self._bar = tqdm(
                 desc=self.label,
