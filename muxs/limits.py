@@ -10,6 +10,8 @@ field, documented in docs/RELIABILITY.md):
   not decode (``muxs.codec``) are refused with INTERNAL (UNIMPLEMENTED for a compression
   muxs lacks), as gRPC's protocol says; grpclib alone would answer UNKNOWN and log a
   traceback.
+- request headers grpclib cannot take (``muxs.request_headers``) are answered before it
+  sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
 - ``max_connections``: a connection over the limit gets GOAWAY and is closed.
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
@@ -17,8 +19,8 @@ field, documented in docs/RELIABILITY.md):
 
 It also fixes two HTTP/2 faults of grpclib (see ``_LimitedProtocol.data_received``).
 
-The hooks into grpclib 0.4 are ``Server._protocol_factory``, the ``AbstractHandler``
-between a connection and its request handler, the connection's ``h2`` object
+The hooks into grpclib 0.4 are ``Server._protocol_factory``, ``Server._h2_config``, the
+``AbstractHandler`` between a connection and its request handler, the connection's ``h2`` object
 (``Connection._connection``) and the per-stream ``recv_data`` that grpclib's
 ``recv_message`` reads a message with; the tests in tests/server/test_wire_limits.py
 fail if any of them changes.
@@ -38,11 +40,14 @@ from grpclib._typing import IServable
 from grpclib.config import Configuration
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from grpclib.metadata import encode_grpc_message
 from grpclib.server import Handler, Server
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from muxs.codec import Codec
+from muxs.hooks import format_peer
+from muxs.request_headers import Refusal, refusal
 from muxs.settings import ServerSettings
 from muxs.transport import CoalescingTransport
 
@@ -129,6 +134,11 @@ class _LimitedHandler(protocol.AbstractHandler):
         headers: _Headers,
         release_stream: Callable[[], None],
     ) -> None:
+        refused = refusal(headers)
+        if refused is not None:
+            self._refuse(stream, refused)
+            release_stream()
+            return
         fields = dict(headers)
         method = self._inner.mapping.get(fields.get(":path", ""))
         stream.recv_data = RequestReader(  # type: ignore[method-assign]
@@ -144,6 +154,26 @@ class _LimitedHandler(protocol.AbstractHandler):
             self._connection.call_ended()
 
         self._inner.accept(stream, headers, release)
+
+    def _refuse(self, stream: protocol.Stream, refused: Refusal) -> None:
+        """Answer ``stream`` at once: trailers-only with the refusal's status (then a reset
+        with NO_ERROR if the client is still sending, as grpclib does), or a reset."""
+        peer = format_peer(self._connection.connection.get_peer())
+        log.info("refused a request from %s: %s", peer, refused.message)
+        h2 = self._connection.connection._connection
+        assert stream.id is not None
+        if refused.status is None:
+            h2.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        trailers = [
+            (":status", "200"),
+            ("content-type", "application/grpc+proto"),
+            ("grpc-status", str(refused.status.value)),
+            ("grpc-message", encode_grpc_message(refused.message)),
+        ]
+        h2.send_headers(stream.id, trailers, end_stream=True)
+        if not h2.streams[stream.id].closed:
+            h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)
 
     def cancel(self, stream: protocol.Stream) -> None:
         self._inner.cancel(stream)
@@ -242,6 +272,10 @@ class LimitedServer(Server):
 
     def __init__(self, handlers: Collection[IServable], settings: ServerSettings) -> None:
         super().__init__(handlers, codec=Codec(), config=keepalive_config(settings))
+        # grpclib's h2 decodes header values as ASCII, and a byte past it raises out of
+        # data_received, killing the connection; as latin-1 every byte decodes, and
+        # muxs.request_headers refuses the request that carries one.
+        self._h2_config.header_encoding = "latin-1"
         self._settings = settings
         self.connections: set[_LimitedProtocol] = set()
 
