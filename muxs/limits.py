@@ -264,8 +264,11 @@ class _LimitedProtocol(protocol.H2Protocol):
         the end of its upload until this returns.
         """
         payload = next(self._pings).to_bytes(8, "big")
+        try:
+            self.connection._connection.ping(payload)
+        except h2.exceptions.ProtocolError:  # the connection is closing
+            raise GRPCError(Status.UNAVAILABLE, "the connection closed") from None
         acked = self._settling[payload] = self._loop.create_future()
-        self.connection._connection.ping(payload)
         self.connection.flush()
         try:
             async with asyncio.timeout(self.settings.keepalive_timeout):
