@@ -27,6 +27,10 @@ from grpclib.server import Stream
 log = logging.getLogger(__name__)
 
 TURN_SECONDS = 0.005
+#: A deadline this close counts as passed: asyncio may run a timer up to its clock's
+#: resolution early, so a deadline's cancel can come when grpclib counts a nanosecond left,
+#: and a call cannot do anything useful in less.
+DEADLINE_SLACK = 0.001
 
 
 def pace(stream: Stream[Any, Any]) -> None:

@@ -41,16 +41,13 @@ from grpclib.server import Stream
 
 from muxs.auth.identity import Identity, current_identity, set_identity
 from muxs.auth.server import Authenticator
-from muxs.deadlines import bounded, pace
+from muxs.deadlines import DEADLINE_SLACK, bounded, pace
 
 log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 #: Calls that last as long as the client wants: a drain does not wait for them.
 OPEN_ENDED = frozenset({f"/{HEALTH_SERVICE}/Watch"})
-# asyncio may run a timer up to its clock's resolution early: a deadline's cancel can
-# arrive when grpclib still counts a nanosecond left.
-_DEADLINE_SLACK = 0.001
 
 _KINDS = {
     Cardinality.UNARY_UNARY: "unary",
@@ -280,7 +277,7 @@ def _report_messages(
 
 
 def _deadline_passed(stream: Stream[Any, Any]) -> bool:
-    return stream.deadline is not None and stream.deadline.time_remaining() <= _DEADLINE_SLACK
+    return stream.deadline is not None and stream.deadline.time_remaining() <= DEADLINE_SLACK
 
 
 def _subject(identity: Identity | None) -> str | None:

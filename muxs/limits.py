@@ -10,23 +10,31 @@ field, documented in docs/RELIABILITY.md):
   not decode (``muxs.codec``) are refused with INTERNAL (UNIMPLEMENTED for a compression
   muxs lacks), as gRPC's protocol says; grpclib alone would answer UNKNOWN and log a
   traceback.
+- request headers grpclib cannot take (``muxs.request_headers``) are answered before it
+  sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
 - ``max_connections``: a connection over the limit gets GOAWAY and is closed.
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
 - ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
 
+A client stream's end reaches its handler only once a PING round trip has settled it
+(``_LimitedProtocol.settle``): an upload reset right after its end is never committed.
+
 It also fixes two HTTP/2 faults of grpclib (see ``_LimitedProtocol.data_received``).
 
-The hooks into grpclib 0.4 are ``Server._protocol_factory``, the ``AbstractHandler``
-between a connection and its request handler, the connection's ``h2`` object
-(``Connection._connection``) and the per-stream ``recv_data`` that grpclib's
-``recv_message`` reads a message with; the tests in tests/server/test_wire_limits.py
-fail if any of them changes.
+The hooks into grpclib 0.4 are ``Server._protocol_factory``, ``Server._h2_config``, the
+``AbstractHandler`` between a connection and its request handler, the connection's ``h2`` object
+(``Connection._connection``), the table of its event handlers (``EventsProcessor.processors``,
+for PING ACKs) and the per-stream ``recv_data`` that grpclib's ``recv_message`` reads a
+message with; the tests in tests/server/test_wire_limits.py (and, for the header encoding and
+the PING ACKs, tests/reliability/test_malformed_headers.py and test_upload_commit.py) fail if
+any of them changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import cast
@@ -38,12 +46,14 @@ from grpclib._typing import IServable
 from grpclib.config import Configuration
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+from grpclib.metadata import encode_grpc_message
 from grpclib.server import Handler, Server
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from muxs.codec import Codec
 from muxs.hooks import format_peer
+from muxs.request_headers import Refusal, refusal
 from muxs.settings import ServerSettings
 from muxs.tls import is_tls_record
 from muxs.transport import CoalescingTransport
@@ -60,6 +70,10 @@ class RequestReader:
     grpclib's ``recv_message`` reads a message as ``recv_data(5)`` (the prefix: a
     compressed flag and a big-endian length), then ``recv_data(length)``; reads alternate,
     except that an empty prefix read means the client ended the stream.
+
+    ``settle``, when given, is awaited before a client stream's end is reported (see
+    ``_LimitedProtocol.settle``): a handler that commits on the end of its request stream
+    (WriteStream) never commits an upload whose client reset it right after ending it.
     """
 
     def __init__(
@@ -69,8 +83,10 @@ class RequestReader:
         max_message_bytes: int,
         client_streaming: bool,
         encoding: str | None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._recv_data = recv_data
+        self._settle = settle
         self._limit = max_message_bytes
         self._client_streaming = client_streaming
         self._encoding = encoding
@@ -89,6 +105,8 @@ class RequestReader:
         if not prefix:
             if not self._client_streaming and not self._messages:
                 raise GRPCError(Status.INTERNAL, "the request ended before its message")
+            if self._client_streaming and self._settle is not None:
+                await self._settle()
             return prefix
         self._check_prefix(prefix)
         self._in_body = True
@@ -131,6 +149,11 @@ class _LimitedHandler(protocol.AbstractHandler):
         headers: _Headers,
         release_stream: Callable[[], None],
     ) -> None:
+        refused = refusal(headers)
+        if refused is not None:
+            self._refuse(stream, refused)
+            release_stream()
+            return
         fields = dict(headers)
         method = self._inner.mapping.get(fields.get(":path", ""))
         stream.recv_data = RequestReader(  # type: ignore[method-assign]
@@ -138,6 +161,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             max_message_bytes=self._connection.settings.max_message_bytes,
             client_streaming=method is not None and method.cardinality.client_streaming,
             encoding=fields.get("grpc-encoding"),
+            settle=self._connection.settle,
         )
         self._connection.call_started()
 
@@ -146,6 +170,26 @@ class _LimitedHandler(protocol.AbstractHandler):
             self._connection.call_ended()
 
         self._inner.accept(stream, headers, release)
+
+    def _refuse(self, stream: protocol.Stream, refused: Refusal) -> None:
+        """Answer ``stream`` at once: trailers-only with the refusal's status (then a reset
+        with NO_ERROR if the client is still sending, as grpclib does), or a reset."""
+        peer = format_peer(self._connection.connection.get_peer())
+        log.info("refused a request from %s: %s", peer, refused.message)
+        h2 = self._connection.connection._connection
+        assert stream.id is not None
+        if refused.status is None:
+            h2.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
+            return
+        trailers = [
+            (":status", "200"),
+            ("content-type", "application/grpc+proto"),
+            ("grpc-status", str(refused.status.value)),
+            ("grpc-message", encode_grpc_message(refused.message)),
+        ]
+        h2.send_headers(stream.id, trailers, end_stream=True)
+        if not h2.streams[stream.id].closed:
+            h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)
 
     def cancel(self, stream: protocol.Stream) -> None:
         self._inner.cancel(stream)
@@ -168,6 +212,8 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._loop = asyncio.get_running_loop()
         self._idle_since = self._loop.time()
         self._idle_check: asyncio.TimerHandle | None = None
+        self._pings = itertools.count()
+        self._settling: dict[bytes, asyncio.Future[None]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport))
@@ -177,6 +223,7 @@ class _LimitedProtocol(protocol.H2Protocol):
             self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
             return
         self._open.add(self)
+        self._hear_ping_acks()
         h2 = self.connection._connection
         h2.update_settings(
             {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
@@ -215,6 +262,48 @@ class _LimitedProtocol(protocol.H2Protocol):
             self._idle_check.cancel()
         super().connection_lost(exc)
 
+    async def settle(self) -> None:
+        """Return once the client has answered a PING sent now (UNAVAILABLE if it does not
+        within ``keepalive_timeout``).
+
+        HTTP/2 frames on a connection arrive in order: every frame the client sent before
+        it read the PING, a RST_STREAM included, has been processed (its stream's handler
+        cancelled) when the ACK comes. grpc-js cancels an upload with an empty END_STREAM
+        DATA frame and then, a moment later, a RST_STREAM: the end of its stream is not
+        the end of its upload until this returns.
+        """
+        payload = next(self._pings).to_bytes(8, "big")
+        try:
+            self.connection._connection.ping(payload)
+        except h2.exceptions.ProtocolError:  # the connection is closing
+            raise GRPCError(Status.UNAVAILABLE, "the connection closed") from None
+        acked = self._settling[payload] = self._loop.create_future()
+        self.connection.flush()
+        try:
+            async with asyncio.timeout(self.settings.keepalive_timeout):
+                await acked
+        except TimeoutError:
+            raise GRPCError(
+                Status.UNAVAILABLE, "the client did not answer a PING confirming its request's end"
+            ) from None
+        finally:
+            del self._settling[payload]
+
+    def _hear_ping_acks(self) -> None:
+        """Resolve ``settle``'s waits as their PING ACKs come, after grpclib's own handling."""
+        processors = self.processor.processors
+        grpclib_ack = cast(
+            Callable[[h2.events.PingAckReceived], None], processors[h2.events.PingAckReceived]
+        )
+
+        def ping_acked(event: h2.events.PingAckReceived) -> None:
+            grpclib_ack(event)
+            acked = self._settling.get(event.ping_data or b"")
+            if acked is not None and not acked.done():
+                acked.set_result(None)
+
+        processors[h2.events.PingAckReceived] = ping_acked
+
     def call_started(self) -> None:
         self._calls += 1
 
@@ -251,6 +340,10 @@ class LimitedServer(Server):
 
     def __init__(self, handlers: Collection[IServable], settings: ServerSettings) -> None:
         super().__init__(handlers, codec=Codec(), config=keepalive_config(settings))
+        # grpclib's h2 decodes header values as ASCII, and a byte past it raises out of
+        # data_received, killing the connection; as latin-1 every byte decodes, and
+        # muxs.request_headers refuses the request that carries one.
+        self._h2_config.header_encoding = "latin-1"
         self._settings = settings
         self.connections: set[_LimitedProtocol] = set()
 

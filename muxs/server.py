@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 from grpclib._typing import IServable
 from grpclib.server import Server
 
+from muxs.descriptors import raise_open_files_limit
 from muxs.services import FileControllerService, GreeterService
 from muxs.settings import ServerSettings
-from muxs.storage import Root
+from muxs.storage import SWEEP_SECONDS, Root
 from muxs.tls import server_context
 
 if TYPE_CHECKING:
@@ -106,9 +107,17 @@ class RunningServer:
 
 
 def remove_stale_temp_files(storage: Root) -> None:
-    removed = storage.remove_stale_temp_files()
-    if removed:
-        log.info("removed %d temp file(s) left by an interrupted write", removed)
+    """Sweep the root for temp files of interrupted writes; say what was done."""
+    sweep = storage.remove_stale_temp_files(SWEEP_SECONDS)
+    if not sweep.complete:
+        log.warning(
+            "removed %d temp file(s) left by an interrupted write, but did not search the "
+            "whole root (a %g s limit, or a directory it could not open); the rest stay",
+            sweep.removed,
+            SWEEP_SECONDS,
+        )
+    elif sweep.removed:
+        log.info("removed %d temp file(s) left by an interrupted write", sweep.removed)
 
 
 @asynccontextmanager
@@ -176,9 +185,15 @@ async def run(settings: ServerSettings, sock: socket.socket | None = None) -> No
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal)
+    open_files = raise_open_files_limit()
     async with serve(settings=settings, sock=sock) as running:
         started.append(running)
-        log.info("muxs listening on %s (root %s)", running.target, running.root)
+        log.info(
+            "muxs listening on %s (root %s, up to %d open files)",
+            running.target,
+            running.root,
+            open_files,
+        )
         if running.metrics_port is not None:
             log.info("metrics on http://%s:%d/metrics", settings.host, running.metrics_port)
         await stop.wait()

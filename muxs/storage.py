@@ -6,6 +6,9 @@ on a client's behalf. The rules (documented in the README):
 - Names are relative to the root and ``/``-separated; empty components and ``.`` are
   ignored. Absolute names, empty names, NUL bytes, names over the OS limits and names
   whose last component starts with the reserved temp prefix are INVALID_ARGUMENT.
+- A name that leads more than ``MAX_DEPTH`` directories deep is RESOURCE_EXHAUSTED
+  (resolving it holds a descriptor per directory), as is any call that finds no file
+  descriptor left (EMFILE, ENFILE).
 - ``..`` that climbs above the root, and a symlink that leads outside it (an absolute
   target, or a relative one climbing above the root), are PERMISSION_DENIED. Symlinks
   that stay inside the root are followed.
@@ -32,8 +35,10 @@ import os
 import re
 import secrets
 import stat
+import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
@@ -48,6 +53,10 @@ _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + f"[0-9a-f]{{{2 * _TEMP_TOKEN_BY
 NAME_MAX = 255
 PATH_MAX = 4095
 MAX_SYMLINKS = 40
+#: How many directories deep a name may lead (its resolution holds a descriptor for each).
+MAX_DEPTH = 256
+#: How long the start-up sweep for stale temp files may take at most.
+SWEEP_SECONDS = 10.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -131,6 +140,10 @@ def _os_errors(name: str) -> Iterator[None]:
             _refuse(Status.UNAVAILABLE, "the server's storage is read-only")
         if exc.errno == errno.EACCES:
             _refuse(Status.PERMISSION_DENIED, f"the server may not access {shown(name)}")
+        if exc.errno in (errno.EMFILE, errno.ENFILE):
+            _refuse(
+                Status.RESOURCE_EXHAUSTED, "the server has no file descriptor left; retry later"
+            )
         raise
 
 
@@ -269,6 +282,50 @@ class Listing:
         os.close(self._fd)
 
 
+@dataclass
+class Sweep:
+    """What ``Root.remove_stale_temp_files`` did."""
+
+    removed: int = 0
+    #: False when part of the root was not searched: the time ran out, or a directory
+    #: could not be opened or read (no descriptor left, no permission).
+    complete: bool = True
+
+
+def _sweep_dir(fd: int, sweep: Sweep, deadline: float) -> list[str]:
+    """Remove the stale temp files of the directory ``fd``; return its subdirectories."""
+    subdirs = []
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if time.monotonic() >= deadline:
+                    sweep.complete = False
+                    break
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.name)
+                elif _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=fd)
+                        sweep.removed += 1
+    except OSError as exc:
+        log.warning("cannot search a directory for stale temp files: %s", exc.strerror)
+        sweep.complete = False
+    return subdirs
+
+
+def _open_subdir(parent: int, name: str, sweep: Sweep) -> int | None:
+    """The subdirectory ``name`` of ``parent`` (None if it is gone or cannot be opened)."""
+    try:
+        return os.open(name, _DIR_FLAGS, dir_fd=parent)
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # removed or replaced since it was listed
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:  # a symlink swapped in: not followed, not searched
+            log.warning("cannot search a directory for stale temp files: %s", exc.strerror)
+            sweep.complete = False
+        return None
+
+
 class Root:
     """A directory that confines every name a client gives."""
 
@@ -280,22 +337,38 @@ class Root:
     def close(self) -> None:
         os.close(self._fd)
 
-    def remove_stale_temp_files(self) -> int:
-        """Delete temp files left by a muxs process that died mid-write; return how many.
+    def remove_stale_temp_files(self, seconds: float = SWEEP_SECONDS) -> Sweep:
+        """Delete temp files left by a muxs process that died mid-write, for at most
+        ``seconds``.
 
-        Only muxs's own: regular files named exactly as ``AtomicFile`` names them.
+        Only muxs's own: regular files named exactly as ``AtomicFile`` names them. The
+        walk is a loop, not a recursion (a tree of any depth), opens each directory below
+        its parent's descriptor without following symlinks, and keeps a parent's
+        descriptor only while it has subdirectories left: a chain of directories costs
+        two descriptors, however deep.
         """
-        removed = 0
-        for dirpath, _dirs, files in os.walk(self.path):
-            for file in files:
-                if not _TEMP_NAME.fullmatch(file):
+        deadline = time.monotonic() + seconds
+        sweep = Sweep()
+        root = os.dup(self._fd)
+        pending = [(root, _sweep_dir(root, sweep, deadline))]
+        try:
+            while pending and sweep.complete:
+                parent, subdirs = pending[-1]
+                if not subdirs:
+                    os.close(pending.pop()[0])
                     continue
-                path = os.path.join(dirpath, file)
-                with contextlib.suppress(FileNotFoundError):
-                    if stat.S_ISREG(os.lstat(path).st_mode):
-                        os.unlink(path)
-                        removed += 1
-        return removed
+                if time.monotonic() >= deadline:
+                    sweep.complete = False
+                    break
+                child = _open_subdir(parent, subdirs.pop(), sweep)
+                if not subdirs:  # the last one: the parent is done with
+                    os.close(pending.pop()[0])
+                if child is not None:
+                    pending.append((child, _sweep_dir(child, sweep, deadline)))
+        finally:
+            for fd, _ in pending:
+                os.close(fd)
+        return sweep
 
     def open_reader(self, name: str) -> io.BufferedReader:
         """A regular file, opened for reading; the caller closes it."""
@@ -355,13 +428,15 @@ class Root:
             if not stat.S_ISDIR(_require_file_or_dir(target, name).st_mode):
                 _refuse(Status.FAILED_PRECONDITION, f"{shown(name)} is a file, not a directory")
             try:
-                fd = os.open(target.entry, _DIR_FLAGS, dir_fd=target.dir_fd)
+                with _os_errors(name):
+                    fd = os.open(target.entry, _DIR_FLAGS, dir_fd=target.dir_fd)
             except OSError as exc:
                 _refuse_if_changed(exc, name)
                 raise
         finally:
             target.close()
-        return Listing(self, name, fd)
+        with _os_errors(name):
+            return Listing(self, name, fd)
 
     def delete(self, name: str) -> None:
         """Durably remove a regular file."""
@@ -388,7 +463,8 @@ class Root:
         the target.
         """
         pending = deque(parse_name(name))
-        stack = [os.dup(self._fd)]
+        with _os_errors(name):
+            stack = [os.dup(self._fd)]
         links = 0
         try:
             while True:
@@ -427,6 +503,11 @@ class Root:
                             f"names starting with {TEMP_PREFIX!r} are reserved for muxs",
                         )
                     return _Target(stack.pop(), part, st)
+                if len(stack) > MAX_DEPTH:
+                    _refuse(
+                        Status.RESOURCE_EXHAUSTED,
+                        f"{shown(name)} is more than {MAX_DEPTH} directories deep",
+                    )
                 fd = self._open_dir(dir_fd, part, name, create=create_dirs and st is None)
                 if fd is None:  # became a symlink since the stat: look again
                     links = _count_link(links, name)

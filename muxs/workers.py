@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
+from muxs.descriptors import raise_open_files_limit
 from muxs.server import bind, remove_stale_temp_files
 from muxs.settings import ServerSettings
 from muxs.storage import Root
@@ -213,6 +214,7 @@ def _metrics(settings: ServerSettings) -> Iterator[WorkersMetrics | None]:
 
 async def supervise(settings: ServerSettings, worker: Worker) -> None:
     """Run ``settings.workers`` workers on one port until SIGTERM or SIGINT."""
+    open_files = raise_open_files_limit()  # the workers inherit it
     storage = Root(settings.root)
     try:
         remove_stale_temp_files(storage)
@@ -223,10 +225,11 @@ async def supervise(settings: ServerSettings, worker: Worker) -> None:
         host, port = sockets[0].getsockname()[:2]
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info(
-            "muxs listening on %s (root %s, %d workers)",
+            "muxs listening on %s (root %s, %d workers, up to %d open files each)",
             target,
             settings.root.resolve(),
             settings.workers,
+            open_files,
         )
         with _metrics(settings) as metrics:
             on_exit = metrics.worker_exited if metrics is not None else lambda pid: None

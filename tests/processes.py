@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import re
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -21,30 +22,45 @@ def die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-async def listening_target(process: asyncio.subprocess.Process, timeout: float = 60) -> str:
-    """Read ``muxs serve``'s log until it says where it listens; return that ``host:port``."""
+async def listening_target(
+    process: asyncio.subprocess.Process, timeout: float = 60, *, lines: list[str] | None = None
+) -> str:
+    """Read ``muxs serve``'s log until it says where it listens (each line added to
+    ``lines`` if given); return that ``host:port``."""
     assert process.stderr is not None
     async with asyncio.timeout(timeout):
         while line := (await process.stderr.readline()).decode():
+            if lines is not None:
+                lines.append(line)
             if match := re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line):
                 return match.group(1)
     raise AssertionError("muxs serve exited before listening")
 
 
 @asynccontextmanager
-async def muxs_process(root: Path) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+async def muxs_process(
+    root: Path, *, open_files: tuple[int, int] | None = None, lines: list[str] | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
     """``muxs serve`` on an ephemeral port of 127.0.0.1: the process and its target.
 
-    Leaving the block kills it if it still runs; its log must hold no traceback.
+    ``open_files``: the (soft, hard) RLIMIT_NOFILE it starts with. ``lines`` gets the log
+    lines up to the one saying where it listens. Leaving the block kills it if it still
+    runs; its log must hold no traceback.
     """
+
+    def before_exec() -> None:
+        die_with_parent()
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, open_files)
+
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
         stderr=asyncio.subprocess.PIPE,
-        preexec_fn=die_with_parent,
+        preexec_fn=before_exec,
     )
     drain: asyncio.Task[bytes] | None = None
     try:
-        target = await listening_target(process)
+        target = await listening_target(process, lines=lines)
         assert process.stderr is not None
         drain = asyncio.create_task(process.stderr.read())  # a full pipe would stall it
         yield process, target

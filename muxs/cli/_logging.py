@@ -3,6 +3,11 @@
 ``text``: ``time LEVEL logger: message``. ``json``: one object per line with ``time``,
 ``level``, ``logger``, ``message``, the record's structured ``fields`` (the access log's
 method, peer, status, ...) and, for an error, its ``traceback``.
+
+Log lines carry what clients and tokens control (a token's subject, a file name, a peer,
+an error's text), so both formats pass every line through ``escaped``: no newline can
+forge a record, no ANSI sequence reaches a terminal, no invisible character hides text.
+A traceback keeps its lines, each escaped and indented, so none can pass for a record.
 """
 
 from __future__ import annotations
@@ -12,17 +17,46 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s"
+_NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # hpack logs every header it codes at DEBUG, tokens included; grpclib's health check logs
 # each status change, at INFO when a check passes (every start-up) and WARNING when it fails.
 QUIET_LOGGERS = ("hpack", "h2", "grpclib.health.check")
 
 
+def escaped(text: str) -> str:
+    """``text`` with each backslash and character that is not printable (controls, line
+    and paragraph separators, format characters such as bidi overrides) written as a
+    Python escape: ``\\n``, ``\\x1b``, ``\\u202e``."""
+    if text.isprintable() and "\\" not in text:
+        return text  # the common case, at C speed
+    return "".join(_escaped_char(char) for char in text)
+
+
+def _escaped_char(char: str) -> str:
+    if char in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[char]
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    )
+
+
+def escaped_traceback(text: str) -> str:
+    """A traceback's lines, each escaped and indented (a record starts at column 0)."""
+    return "\n".join("    " + escaped(line) for line in text.splitlines())
+
+
 class TextFormatter(logging.Formatter):
-    """``logging.Formatter`` that formats each second's time once (an access log writes
-    thousands of lines a second)."""
+    """``logging.Formatter`` that escapes each line (``escaped``) and formats each
+    second's time once (an access log writes thousands of lines a second)."""
 
     _second: int | None = None
     _text = ""
@@ -33,6 +67,15 @@ class TextFormatter(logging.Formatter):
             self._second = second
             self._text = time.strftime(self.default_time_format, self.converter(record.created))
         return f"{self._text},{int(record.msecs):03d}"
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escaped(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return escaped_traceback(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return escaped_traceback(stack_info)
 
 
 class TurnFlushingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -64,13 +107,17 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escaped(record.getMessage()),
         }
         if record.processName != "MainProcess":
             entry["process"] = record.processName
-        entry.update(getattr(record, "fields", {}))
+        fields: dict[str, object] = getattr(record, "fields", {})
+        entry.update(
+            (name, escaped(value) if isinstance(value, str) else value)
+            for name, value in fields.items()
+        )
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = escaped_traceback(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
 
 

@@ -1,11 +1,21 @@
 """The server's log output: text lines as logging's own formatter writes them, flushed once
-per event-loop turn inside the loop and at once outside it."""
+per event-loop turn inside the loop and at once outside it; every line escaped."""
 
 import asyncio
 import io
+import json
 import logging
+import sys
 
-from muxs.cli._logging import TEXT_FORMAT, TextFormatter, TurnFlushingHandler
+import pytest
+
+from muxs.cli._logging import (
+    TEXT_FORMAT,
+    JsonFormatter,
+    TextFormatter,
+    TurnFlushingHandler,
+    escaped,
+)
 
 
 def record_at(created: float) -> logging.LogRecord:
@@ -48,3 +58,53 @@ async def test_in_an_event_loop_a_turns_records_are_flushed_once_after_it() -> N
     assert stream.getvalue().count("a line") == 3  # written, not yet flushed
     await asyncio.sleep(0)
     assert stream.flushes == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("plain text, é and 日本", "plain text, é and 日本"),
+        ("a\nb\r\tc", r"a\nb\r\tc"),
+        ("\x1b[31mred\x1b[0m", r"\x1b[31mred\x1b[0m"),
+        ("\x00\x7f\x85", r"\x00\x7f\x85"),
+        ("right\u202eleft\u2028next\u200b", r"right\u202eleft\u2028next\u200b"),
+        ("\U000e0041 tag", r"\U000e0041 tag"),
+        ("a\\nb", r"a\\nb"),  # a backslash is escaped: the escapes read back unambiguously
+    ],
+)
+def test_escaped(text: str, shown: str) -> None:
+    assert escaped(text) == shown
+
+
+def failed_record(message: str) -> logging.LogRecord:
+    try:
+        raise ValueError(message)
+    except ValueError:
+        exc_info = sys.exc_info()
+    return logging.LogRecord("muxs.hooks", logging.ERROR, "", 0, message, (), exc_info)
+
+
+FORGED = "bad\n2030-01-01 00:00:00,000 INFO muxs.access_log: forged\x1b[2J"
+
+
+def test_a_text_record_and_its_traceback_cannot_forge_a_record() -> None:
+    lines = TextFormatter(TEXT_FORMAT).format(failed_record(FORGED)).splitlines()
+    assert lines[0].endswith(
+        r"muxs.hooks: bad\n2030-01-01 00:00:00,000 INFO muxs.access_log: forged\x1b[2J"
+    )
+    assert lines[1] == "    Traceback (most recent call last):"
+    assert all(line.startswith("    ") for line in lines[1:])
+    assert lines[-2:] == [
+        "    ValueError: bad",
+        r"    2030-01-01 00:00:00,000 INFO muxs.access_log: forged\x1b[2J",
+    ]
+
+
+def test_a_json_record_escapes_its_message_fields_and_traceback() -> None:
+    record = failed_record(FORGED)
+    record.fields = {"subject": "a\nb", "code": 3}
+    entry = json.loads(JsonFormatter().format(record))
+    assert entry["message"] == r"bad\n2030-01-01 00:00:00,000 INFO muxs.access_log: forged\x1b[2J"
+    assert (entry["subject"], entry["code"]) == (r"a\nb", 3)
+    assert "\x1b" not in entry["traceback"]
+    assert all(line.startswith("    ") for line in entry["traceback"].splitlines())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 import os
 import signal
 import subprocess
@@ -18,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from muxs import Client, RpcError, StatusCode, serve
-from muxs.storage import TEMP_PREFIX, Root
+from muxs import Client, RpcError, ServerSettings, StatusCode, serve, server
+from muxs.storage import TEMP_PREFIX, Root, Sweep
 from tests.polling import until
 from tests.processes import listening_target
 
@@ -155,7 +156,7 @@ def test_restart_removes_only_its_own_temp_files(tmp_path: Path) -> None:
 
     storage = Root(root)
     try:
-        assert storage.remove_stale_temp_files() == 2
+        assert storage.remove_stale_temp_files() == Sweep(removed=2, complete=True)
     finally:
         storage.close()
     assert not any(path.exists() for path in left)
@@ -164,6 +165,84 @@ def test_restart_removes_only_its_own_temp_files(tmp_path: Path) -> None:
     assert outside.read_text() == "not muxs's"
     assert (root / "sub" / "a.txt").read_text() == "old a"
     assert not (root / "top.txt").exists()
+
+
+def make_chain(top: Path, depth: int) -> int:
+    """Directories ``d/d/.../d`` ``depth`` deep below ``top`` (deeper than a path can name);
+    return a descriptor of the deepest (the caller closes it)."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("d", dir_fd=fd)
+        deeper = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = deeper
+    return fd
+
+
+def remove_chain(top: Path) -> None:
+    """Remove what ``make_chain`` made, without recursion (``shutil.rmtree`` recurses, so
+    pytest could not clean it up): pull each level's content up one level, then rmdir."""
+    while (inner := top / "d").exists():
+        for entry in os.listdir(inner):
+            os.rename(inner / entry, top / f"up-{entry}")
+        inner.rmdir()
+        for entry in os.listdir(top):
+            if entry == "up-d":
+                (top / entry).rename(inner)
+            elif entry.startswith("up-"):
+                (top / entry).unlink()
+
+
+def stale_temp_file(dir_fd: int) -> None:
+    os.close(os.open(".muxs-tmp-0123456789abcdef", os.O_WRONLY | os.O_CREAT, dir_fd=dir_fd))
+
+
+async def test_a_tree_deeper_than_the_recursion_limit_is_swept_at_start(
+    tmp_path: Path, settings: ServerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    bottom = make_chain(settings.root, 1100)  # os.walk raised RecursionError: no start
+    try:
+        stale_temp_file(bottom)
+        outside = tmp_path / "outside"
+        outside.mkdir()
+        (outside / ".muxs-tmp-fedcba9876543210").write_text("not muxs's")
+        os.symlink(outside, "link", dir_fd=bottom)  # not followed
+        caplog.set_level(logging.INFO, logger="muxs.server")
+        async with serve(settings=settings) as running, Client(running.target) as client:
+            assert (await client.say_hello("deep")).message == "Hello, deep!"
+        assert ".muxs-tmp-0123456789abcdef" not in os.listdir(bottom)
+    finally:
+        os.close(bottom)
+        remove_chain(settings.root)
+    assert (outside / ".muxs-tmp-fedcba9876543210").read_text() == "not muxs's"
+    assert "removed 1 temp file(s) left by an interrupted write" in caplog.messages
+
+
+def test_the_sweep_stops_when_its_time_is_up(root_dir: Path) -> None:
+    (root_dir / "sub").mkdir()
+    stale = root_dir / "sub" / ".muxs-tmp-0123456789abcdef"
+    stale.write_text("")
+    storage = Root(root_dir)
+    try:
+        assert storage.remove_stale_temp_files(seconds=0) == Sweep(removed=0, complete=False)
+        assert stale.exists()
+        assert storage.remove_stale_temp_files() == Sweep(removed=1, complete=True)
+    finally:
+        storage.close()
+
+
+async def test_a_sweep_cut_short_says_so_at_start(
+    settings: ServerSettings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (settings.root / "sub").mkdir()
+    monkeypatch.setattr(server, "SWEEP_SECONDS", 0)
+    caplog.set_level(logging.INFO, logger="muxs.server")
+    async with serve(settings=settings):
+        pass
+    assert caplog.messages[0] == (
+        "removed 0 temp file(s) left by an interrupted write, but did not search the whole "
+        "root (a 0 s limit, or a directory it could not open); the rest stay"
+    )
 
 
 @pytest.mark.slow

@@ -1,0 +1,91 @@
+"""Request headers that grpclib cannot take, found before it sees them.
+
+grpclib 0.4 leaves some malformed requests unanswered (it raises in its request handler,
+logs "Server error" and the client waits for its own deadline) or answers them UNKNOWN;
+``refusal`` finds them first and says how to answer, following what gRPC's protocol
+(doc/PROTOCOL-HTTP2.md) and grpc-go do (docs/RELIABILITY.md lists each case):
+
+- a request without ``:method``, ``:scheme`` or ``:path`` is not an HTTP/2 request
+  (RFC 9113 section 8.3.1): its stream is reset with PROTOCOL_ERROR (section 8.1.1);
+- a header value outside printable ASCII (gRPC's ASCII-Value, %x20-%x7E; binary values
+  travel base64-encoded in ``-bin`` headers), a ``-bin`` value that is not base64 and a
+  ``grpc-timeout`` that is not 1 to 8 digits and a unit are INTERNAL, as in grpc-go;
+- a ``grpc-timeout`` that has passed by the time the call could start (``DEADLINE_SLACK``
+  or less) is DEADLINE_EXCEEDED.
+
+The connection's h2 decodes header values as latin-1 (``muxs.limits``), so bytes outside
+ASCII reach this check instead of failing the whole connection.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from grpclib.const import Status
+from grpclib.metadata import decode_bin_value
+
+from muxs.deadlines import DEADLINE_SLACK
+
+#: The pseudo-headers every HTTP/2 request carries (RFC 9113 section 8.3.1).
+REQUIRED_PSEUDO_HEADERS = (":method", ":scheme", ":path")
+
+_TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
+_UNIT_SECONDS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """How to answer a request: a gRPC ``status``, or (``status`` None) a stream reset."""
+
+    status: Status | None
+    message: str
+
+
+def refusal(headers: Collection[tuple[str, str]]) -> Refusal | None:
+    """How to refuse a request with these ``headers``, or None if grpclib can take it."""
+    names = {name for name, _ in headers}
+    missing = [name for name in REQUIRED_PSEUDO_HEADERS if name not in names]
+    if missing:
+        return Refusal(None, f"the request has no {', '.join(missing)}")
+    for name, value in headers:
+        if not _printable_ascii(name):
+            return Refusal(Status.INTERNAL, "a header name is not printable ASCII")
+        if not _printable_ascii(value):
+            return Refusal(
+                Status.INTERNAL,
+                f"header {name!r} is not printable ASCII; send binary values base64-encoded "
+                "in a header whose name ends in -bin",
+            )
+        if name.endswith("-bin") and not _base64(value):
+            return Refusal(Status.INTERNAL, f"header {name!r} is not base64")
+    return _deadline_refusal([value for name, value in headers if name == "grpc-timeout"])
+
+
+def _deadline_refusal(timeouts: list[str]) -> Refusal | None:
+    seconds = []
+    for timeout in timeouts:
+        match = _TIMEOUT.fullmatch(timeout)
+        if match is None:
+            return Refusal(
+                Status.INTERNAL, "malformed grpc-timeout: 1 to 8 digits and a unit of HMSmun"
+            )
+        seconds.append(int(match[1]) * _UNIT_SECONDS[match[2]])
+    if seconds and min(seconds) <= DEADLINE_SLACK:
+        return Refusal(Status.DEADLINE_EXCEEDED, "the deadline passed before the call started")
+    return None
+
+
+def _printable_ascii(text: str) -> bool:
+    return text.isascii() and text.isprintable()
+
+
+def _base64(value: str) -> bool:
+    """Whether grpclib decodes ``value`` (padded or not, as gRPC's protocol allows)."""
+    try:
+        decode_bin_value(value.encode("ascii"))
+    except (binascii.Error, ValueError):
+        return False
+    return True
