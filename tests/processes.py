@@ -70,3 +70,26 @@ async def muxs_process(
         await process.wait()
         if drain is not None:
             assert b"Traceback" not in await drain
+
+
+@asynccontextmanager
+async def logged_muxs(root: Path, *options: str) -> AsyncIterator[tuple[str, list[str]]]:
+    """``muxs serve --port 0 --root root *options``: its target and its log lines. Leaving the
+    block stops it with SIGTERM, adds the rest of its log to the lines and checks it exited 0."""
+    command = [sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)]
+    process = await asyncio.create_subprocess_exec(
+        *command, *options, stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent
+    )
+    lines: list[str] = []
+    try:
+        target = await listening_target(process, lines=lines)
+        yield target, lines
+        process.send_signal(signal.SIGTERM)
+        assert process.stderr is not None
+        rest = await asyncio.wait_for(process.stderr.read(), 30)
+        lines += rest.decode().splitlines(keepends=True)
+        assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

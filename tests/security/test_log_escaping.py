@@ -8,16 +8,14 @@ invisible character. `muxs serve` escapes every log line in one place
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import signal
-import sys
 from pathlib import Path
 
 import pytest
 
 from muxs import Client, RpcError
+from tests.processes import logged_muxs
 from tests.security.conftest import AUDIENCE, ISSUER, SigningKeys, claims
 
 FORGED = "\n2030-01-01 00:00:00,000 INFO muxs.access_log: method=/forged"
@@ -29,20 +27,9 @@ ESCAPED = r"mallory\n2030-01-01 00:00:00,000 INFO muxs.access_log: method=/forge
 async def serve_and_call(tmp_path: Path, signing_keys: SigningKeys, log_format: str) -> str:
     """Run `muxs serve`, call it with tokens for SUBJECT (with and without the scope), and
     read a file under a hostile name; the server's stderr."""
-    argv = ["serve", "--port", "0", "--root", str(tmp_path / "data"), "--log-level", "DEBUG"]
-    argv += ["--auth-jwks", str(signing_keys.jwks), "--log-format", log_format]
-    argv += ["--auth-issuer", ISSUER, "--auth-audience", AUDIENCE, "--error-style", "seed"]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "muxs", *argv, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        assert process.stderr is not None
-        head = b""
-        while not (match := re.search(rb"muxs listening on (127\.0\.0\.1:\d+)", head)):
-            line = await asyncio.wait_for(process.stderr.readline(), 30)
-            assert line, head
-            head += line
-        target = match.group(1).decode()
+    options = ["--log-level", "DEBUG", "--auth-jwks", str(signing_keys.jwks)]
+    options += ["--log-format", log_format, "--auth-issuer", ISSUER, "--auth-audience", AUDIENCE]
+    async with logged_muxs(tmp_path / "data", *options, "--error-style", "seed") as (target, log):
         token = signing_keys.sign(claims(sub=SUBJECT))
         async with Client(target, token=token, timeout=10) as client:
             await client.say_hello("you")
@@ -51,14 +38,7 @@ async def serve_and_call(tmp_path: Path, signing_keys: SigningKeys, log_format: 
         async with Client(target, token=no_scope, timeout=10) as client:
             with pytest.raises(RpcError):
                 await client.say_hello("you")
-        process.send_signal(signal.SIGTERM)
-        log = (head + await asyncio.wait_for(process.stderr.read(), 30)).decode()
-        assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    return log
+    return "".join(log)
 
 
 def assert_no_control_characters(log: str) -> None:

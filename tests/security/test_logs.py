@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
-import signal
-import sys
 import time
 from pathlib import Path
 
 from muxs import Client, RpcError
+from tests.processes import logged_muxs
 from tests.security.conftest import AUDIENCE, ISSUER, SigningKeys, claims
 
 
@@ -26,34 +23,19 @@ async def test_tokens_never_reach_the_servers_logs(
         "jwt-expired": signing_keys.sign(claims(iat=now - 900, exp=now - 600)),
         "jwt-without-scope": signing_keys.sign(claims(scope="files:read")),
     }
-    argv = ["serve", "--port", "0", "--root", str(tmp_path / "data"), "--log-level", "DEBUG"]
-    argv += ["--auth-tokens", str(static_tokens[0]), "--auth-jwks", str(signing_keys.jwks)]
-    argv += ["--auth-issuer", ISSUER, "--auth-audience", AUDIENCE]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "muxs", *argv, stderr=asyncio.subprocess.PIPE
-    )
-    try:
-        assert process.stderr is not None
-        head = b""
-        while not (match := re.search(rb"muxs listening on (127\.0\.0\.1:\d+)", head)):
-            line = await asyncio.wait_for(process.stderr.readline(), 30)
-            assert line, head
-            head += line
+    options = ["--log-level", "DEBUG", "--auth-tokens", str(static_tokens[0])]
+    options += ["--auth-jwks", str(signing_keys.jwks)]
+    options += ["--auth-issuer", ISSUER, "--auth-audience", AUDIENCE]
+    async with logged_muxs(tmp_path / "data", *options) as (target, lines):
         outcomes = {}
         for name, token in sent.items():
-            async with Client(match.group(1).decode(), token=token, timeout=10) as client:
+            async with Client(target, token=token, timeout=10) as client:
                 try:
                     await client.say_hello(name)
                     outcomes[name] = "OK"
                 except RpcError as exc:
                     outcomes[name] = exc.status.name
-        process.send_signal(signal.SIGTERM)
-        log = (head + await asyncio.wait_for(process.stderr.read(), 30)).decode()
-        assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    log = "".join(lines)
     assert outcomes == {
         "static": "OK",
         "static-without-scope": "PERMISSION_DENIED",
