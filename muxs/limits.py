@@ -17,11 +17,15 @@ field, documented in docs/RELIABILITY.md):
 
 It also fixes two HTTP/2 faults of grpclib (see ``_LimitedProtocol.data_received``).
 
+It releases every stream when its handler's task ends, even a task cancelled (its
+stream reset) before its first step, whose body, and so grpclib's release in its
+``finally``, never runs (see ``_LimitedHandler.accept``).
+
 The hooks into grpclib 0.4 are ``Server._protocol_factory``, the ``AbstractHandler``
-between a connection and its request handler, the connection's ``h2`` object
-(``Connection._connection``) and the per-stream ``recv_data`` that grpclib's
-``recv_message`` reads a message with; the tests in tests/server/test_wire_limits.py
-fail if any of them changes.
+between a connection and its request handler, the handler's task per stream
+(``Handler._tasks``), the connection's ``h2`` object (``Connection._connection``) and
+the per-stream ``recv_data`` that grpclib's ``recv_message`` reads a message with;
+the tests in tests/server/test_wire_limits.py fail if any of them changes.
 """
 
 from __future__ import annotations
@@ -138,12 +142,20 @@ class _LimitedHandler(protocol.AbstractHandler):
             encoding=fields.get("grpc-encoding"),
         )
         self._connection.call_started()
+        released = False
 
         def release() -> None:
-            release_stream()
-            self._connection.call_ended()
+            nonlocal released
+            if not released:
+                released = True
+                release_stream()
+                self._connection.call_ended()
 
         self._inner.accept(stream, headers, release)
+        # grpclib's Handler keeps each stream's task in ``_tasks``; the task's ``finally``
+        # releases the stream, but a task cancelled (stream reset) before its first step
+        # never runs its body: release when the task ends, whether or not it ran.
+        self._inner._tasks[stream].add_done_callback(lambda _: release())
 
     def cancel(self, stream: protocol.Stream) -> None:
         self._inner.cancel(stream)
@@ -205,6 +217,16 @@ class _LimitedProtocol(protocol.H2Protocol):
         if self._idle_check is not None:
             self._idle_check.cancel()
         super().connection_lost(exc)
+
+    @property
+    def calls_open(self) -> int:
+        """How many of this connection's calls have not ended (their streams not released)."""
+        return self._calls
+
+    @property
+    def streams_held(self) -> int:
+        """How many streams grpclib keeps for this connection (its ``processor.streams``)."""
+        return len(self.processor.streams)
 
     def call_started(self) -> None:
         self._calls += 1
