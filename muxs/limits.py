@@ -20,15 +20,24 @@ field, documented in docs/RELIABILITY.md):
 A client stream's end reaches its handler only once a PING round trip has settled it
 (``_LimitedProtocol.settle``): an upload reset right after its end is never committed.
 
-It also fixes two HTTP/2 faults of grpclib (see ``_LimitedProtocol.data_received``).
+It also fixes three HTTP/2 faults of grpclib (see ``_LimitedProtocol._feed``), and
+bounds what one connection's peer can make the server do (``muxs.budgets``: over
+``reset_budget`` or ``control_frame_budget`` it gets GOAWAY ENHANCE_YOUR_CALM), how long
+its backlog may hold the event loop (``TURN_BYTES`` a turn), and what its unread replies
+may hold (reading stops while its socket cannot take more).
+
+It releases every stream when its handler's task ends, even a task cancelled (its
+stream reset) before its first step, whose body, and so grpclib's release in its
+``finally``, never runs (see ``_LimitedHandler.accept``).
 
 The hooks into grpclib 0.4 are ``Server._protocol_factory``, ``Server._h2_config``, the
-``AbstractHandler`` between a connection and its request handler, the connection's ``h2`` object
-(``Connection._connection``), the table of its event handlers (``EventsProcessor.processors``,
-for PING ACKs) and the per-stream ``recv_data`` that grpclib's ``recv_message`` reads a
-message with; the tests in tests/server/test_wire_limits.py (and, for the header encoding and
-the PING ACKs, tests/reliability/test_malformed_headers.py and test_upload_commit.py) fail if
-any of them changes.
+``AbstractHandler`` between a connection and its request handler, the handler's task per
+stream (``Handler._tasks``), the connection's ``h2`` object (``Connection._connection``),
+the table of its event handlers (``EventsProcessor.processors``, for PING ACKs) and the
+per-stream ``recv_data`` that grpclib's ``recv_message`` reads a message with; the tests
+in tests/server/test_wire_limits.py (and, for the header encoding and the PING ACKs,
+tests/reliability/test_malformed_headers.py and test_upload_commit.py) fail if any of
+them changes.
 """
 
 from __future__ import annotations
@@ -51,6 +60,7 @@ from grpclib.server import Handler, Server
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
+from muxs.budgets import FloodGuard
 from muxs.codec import Codec
 from muxs.hooks import format_peer
 from muxs.request_headers import Refusal, refusal
@@ -62,6 +72,12 @@ log = logging.getLogger(__name__)
 
 _Headers = list[tuple[str, str]]
 _TRUNCATED = "the request ended in the middle of a message"
+#: Most bytes of one connection fed to h2 in one turn of the event loop (about a
+#: millisecond of frames); the rest waits for the next turn, reading paused.
+TURN_BYTES = 16 * 1024
+#: How long a connection sent GOAWAY for abuse still reads (and drops) what its peer sends
+#: before it closes, so that the peer gets to read the GOAWAY (see ``CoalescingTransport``).
+LINGER_SECONDS = 2.0
 
 
 class RequestReader:
@@ -164,12 +180,20 @@ class _LimitedHandler(protocol.AbstractHandler):
             settle=self._connection.settle,
         )
         self._connection.call_started()
+        released = False
 
         def release() -> None:
-            release_stream()
-            self._connection.call_ended()
+            nonlocal released
+            if not released:
+                released = True
+                release_stream()
+                self._connection.call_ended()
 
         self._inner.accept(stream, headers, release)
+        # grpclib's Handler keeps each stream's task in ``_tasks``; the task's ``finally``
+        # releases the stream, but a task cancelled (stream reset) before its first step
+        # never runs its body: release when the task ends, whether or not it ran.
+        self._inner._tasks[stream].add_done_callback(lambda _: release())
 
     def _refuse(self, stream: protocol.Stream, refused: Refusal) -> None:
         """Answer ``stream`` at once: trailers-only with the refusal's status (then a reset
@@ -214,10 +238,19 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._idle_check: asyncio.TimerHandle | None = None
         self._pings = itertools.count()
         self._settling: dict[bytes, asyncio.Future[None]] = {}
+        self._guard = FloodGuard(
+            resets=settings.reset_budget,
+            control_frames=settings.control_frame_budget,
+            window=settings.budget_window,
+            clock=self._loop.time,
+        )
+        self._backlog = memoryview(b"")
+        self._paused_for: set[str] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        coalescing = CoalescingTransport(cast(asyncio.Transport, transport))
-        super().connection_made(coalescing)  # type: ignore[arg-type]
+        self._socket = cast(asyncio.Transport, transport)
+        self._transport = CoalescingTransport(self._socket)
+        super().connection_made(self._transport)  # type: ignore[arg-type]
         if len(self._open) >= self.settings.max_connections:
             log.warning("refused a connection: %d are open", len(self._open))
             self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
@@ -233,9 +266,40 @@ class _LimitedProtocol(protocol.H2Protocol):
             self._check_idle()
 
     def data_received(self, data: bytes) -> None:
-        """grpclib's, with two HTTP/2 fixes: a protocol error is answered with the GOAWAY
-        h2 prepared before the connection closes, and frames of unknown types are ignored
-        (grpclib raises on them, killing the connection), as RFC 9113 section 5.5 says."""
+        """Feed what the peer sent to h2 at most ``TURN_BYTES`` a turn of the event loop:
+        with more, reading pauses and the rest waits for the next turn, so one flooding
+        connection cannot hold the loop while others wait (uvloop passes a whole backlog)."""
+        if self.connection.is_closing():
+            return  # going away: what the peer still sends is read and dropped
+        if self._backlog:  # not expected while reading is paused, but kept in order
+            data = bytes(self._backlog) + data
+        self._backlog = memoryview(data)
+        self._next_turn()
+
+    def _next_turn(self) -> None:
+        if self.connection.is_closing():
+            self._backlog = memoryview(b"")
+            return
+        chunk, self._backlog = self._backlog[:TURN_BYTES], self._backlog[TURN_BYTES:]
+        self._feed(bytes(chunk))
+        if self._backlog and not self.connection.is_closing():
+            self._pause_reading("backlog")
+            self._loop.call_soon(self._next_turn)
+        else:
+            self._backlog = memoryview(b"")
+            self._resume_reading("backlog")
+
+    def _feed(self, data: bytes) -> None:
+        """grpclib's ``data_received``, with the flood budgets and three HTTP/2 fixes: a
+        protocol error is answered with the GOAWAY h2 prepared before the connection
+        closes; frames of unknown types are ignored (grpclib raises on them, killing the
+        connection), as RFC 9113 section 5.5 says; an empty DATA frame that does not end
+        its stream is not passed on (grpclib would end the request there)."""
+        self._guard.wrote(self._transport.bytes_written)
+        over = self._guard.over_budget(data)
+        if over is not None:
+            self._calm_down(over)
+            return
         try:
             events = self.connection.feed(data)
         except h2.exceptions.ProtocolError as exc:
@@ -252,15 +316,78 @@ class _LimitedProtocol(protocol.H2Protocol):
             return
         self.connection.flush()
         for event in events:
-            if not isinstance(event, h2.events.UnknownFrameReceived):
+            if isinstance(event, h2.events.DataReceived) and _carries_nothing(event):
+                # grpclib would take an empty read for the end of the request.
+                self.connection.ack(event.stream_id, event.flow_controlled_length)
+            elif not isinstance(event, h2.events.UnknownFrameReceived):
                 self.processor.process(event)
         self.connection.flush()
+
+    def pause_writing(self) -> None:
+        """The socket's write buffer is full: stop reading too, so that a peer that does not
+        read its replies (PING and SETTINGS acknowledgements) cannot make them pile up."""
+        super().pause_writing()
+        self._pause_reading("writes")
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._resume_reading("writes")
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._paused_for and not self._socket.is_closing():
+            self._socket.pause_reading()
+        self._paused_for.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason in self._paused_for:
+            self._paused_for.discard(reason)
+            if not self._paused_for and not self._socket.is_closing():
+                self._socket.resume_reading()
+
+    def _calm_down(self, budget: str) -> None:
+        """GOAWAY ENHANCE_YOUR_CALM to a peer over ``budget`` (logged once: it is closed)."""
+        size = self._guard.budgets[budget].size
+        log.warning(
+            "GOAWAY ENHANCE_YOUR_CALM to %s: over its %s of %d per %g s",
+            format_peer(self.connection.get_peer()),
+            budget,
+            size,
+            self.settings.budget_window,
+        )
+        self.connection._connection.close_connection(
+            ErrorCodes.ENHANCE_YOUR_CALM, additional_data=budget.encode()
+        )
+        self.connection.flush()
+        self._transport.linger(LINGER_SECONDS)
+        self._paused_for.clear()
+        self._socket.resume_reading()  # to drop what the peer still sends (see ``linger``)
+        self.handler.close()  # cancels every call of the connection
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)
         if self._idle_check is not None:
             self._idle_check.cancel()
         super().connection_lost(exc)
+
+    @property
+    def calls_open(self) -> int:
+        """How many of this connection's calls have not ended (their streams not released)."""
+        return self._calls
+
+    @property
+    def streams_held(self) -> int:
+        """How many streams grpclib keeps for this connection (its ``processor.streams``)."""
+        return len(self.processor.streams)
+
+    def write_buffer_size(self) -> int:
+        """Bytes written to this connection that its socket has not taken yet."""
+        return self._transport.pending_bytes + self._socket.get_write_buffer_size()
+
+    @property
+    def reading_paused_for(self) -> frozenset[str]:
+        """Why the server has stopped reading this connection for now: ``writes`` (its
+        replies cannot be written), ``backlog`` (the rest waits for the next turn)."""
+        return frozenset(self._paused_for)
 
     async def settle(self) -> None:
         """Return once the client has answered a PING sent now (UNAVAILABLE if it does not
@@ -315,9 +442,12 @@ class _LimitedProtocol(protocol.H2Protocol):
     def goaway(self, code: ErrorCodes, reason: bytes) -> None:
         """Tell the client why with a GOAWAY frame, then close the connection."""
         if self.connection.is_closing():
+            self.connection.close()  # it may be lingering after an earlier GOAWAY: no more
             return
         self.connection._connection.close_connection(code, additional_data=reason)
         self.connection.flush()
+        if "writes" in self._paused_for:
+            self._socket.abort()  # its peer reads nothing: a graceful close would wait forever
         self.connection.close()
 
     def _check_idle(self) -> None:
@@ -333,6 +463,11 @@ class _LimitedProtocol(protocol.H2Protocol):
             wait = timeout - idle_for
         if not self.connection.is_closing():
             self._idle_check = self._loop.call_later(wait, self._check_idle)
+
+
+def _carries_nothing(event: h2.events.DataReceived) -> bool:
+    """An empty DATA frame (or only padding) that does not end its stream."""
+    return not event.data and event.stream_ended is None
 
 
 class LimitedServer(Server):

@@ -83,6 +83,20 @@ class ServerSettings:
     keepalive_timeout: float = option(
         20.0, "seconds to wait for a ping's answer before closing the connection"
     )
+    reset_budget: int = option(
+        10_000,
+        "most RST_STREAM frames one connection may send per budget_window; more get GOAWAY "
+        "ENHANCE_YOUR_CALM (Rapid Reset); 0: no limit",
+    )
+    control_frame_budget: int = option(
+        1_000,
+        "most PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA and unknown frames one "
+        "connection may send per budget_window, plus one per 4 KiB the server writes to it; "
+        "more get GOAWAY ENHANCE_YOUR_CALM; 0: no limit",
+    )
+    budget_window: float = option(
+        10.0, "seconds over which reset_budget and control_frame_budget are counted"
+    )
     log_level: str = option("INFO", "log level of `muxs serve`", choices=LOG_LEVELS)
     log_format: str = option(
         "text", "log lines as text, or as one JSON object per line", choices=LOG_FORMATS
@@ -202,6 +216,13 @@ def _validate_limits(settings: ServerSettings) -> None:
     for name in ("idle_timeout", "keepalive_time"):
         if not 0 <= getattr(settings, name) < math.inf:
             raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds >= 0")
+    for name in ("reset_budget", "control_frame_budget"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(name, f"{getattr(settings, name)} is below 0")
+    if not 0 < settings.budget_window < math.inf:
+        raise ConfigError(
+            "budget_window", f"{settings.budget_window} is not a number of seconds > 0"
+        )
     if not 0 < settings.keepalive_timeout < math.inf:
         raise ConfigError(
             "keepalive_timeout", f"{settings.keepalive_timeout} is not a number of seconds > 0"

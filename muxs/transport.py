@@ -23,6 +23,9 @@ class CoalescingTransport:
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
         self._pending: list[bytes] = []
+        #: Bytes passed on to the underlying transport so far.
+        self.bytes_written = 0
+        self._lingering = False
         self._loop = asyncio.get_running_loop()
 
     def write(self, data: bytes) -> None:
@@ -37,14 +40,31 @@ class CoalescingTransport:
         if self._pending:
             pending, self._pending = self._pending, []
             if not self._transport.is_closing():
+                self.bytes_written += sum(map(len, pending))
                 self._transport.writelines(pending)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes written in this turn, not yet passed on."""
+        return sum(map(len, self._pending))
 
     def close(self) -> None:
         self.flush()
         self._transport.close()
 
+    def linger(self, seconds: float) -> None:
+        """Close gently: what was written goes out, then the end of the stream (FIN); the
+        socket closes ``seconds`` later unless the peer closes first. Closing at once with
+        the peer's data unread would send it a TCP reset, which can destroy our last frames
+        (a GOAWAY) before it reads them."""
+        self.flush()
+        self._lingering = True
+        if self._transport.can_write_eof():
+            self._transport.write_eof()
+        self._loop.call_later(seconds, self._transport.close)
+
     def is_closing(self) -> bool:
-        return self._transport.is_closing()
+        return self._lingering or self._transport.is_closing()
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)

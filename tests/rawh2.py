@@ -17,6 +17,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+from h2.errors import ErrorCodes
 
 WAIT = 10.0  # generous: the machine is shared
 
@@ -123,6 +124,17 @@ class RawConnection:
         self.h2.send_headers(stream_id, list(headers), end_stream=end)
         self._flush()
         return stream_id
+
+    def open_and_reset(
+        self, headers: Sequence[tuple[str, str]], count: int, code: int = ErrorCodes.CANCEL
+    ) -> None:
+        """Open ``count`` streams and reset each at once, all in one write: the server reads
+        every stream's reset before any of their handlers can take a step."""
+        for _ in range(count):
+            stream_id = self.h2.get_next_available_stream_id()
+            self.h2.send_headers(stream_id, list(headers))
+            self.h2.reset_stream(stream_id, code)
+        self._flush()
 
     async def send(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
         """Send ``data`` on a stream as flow control allows; ``end`` closes our side."""

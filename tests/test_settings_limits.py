@@ -14,6 +14,8 @@ def test_the_defaults_are_grpcs_or_safer() -> None:
     assert settings.max_connections == 1024
     assert settings.idle_timeout == 300.0
     assert (settings.keepalive_time, settings.keepalive_timeout) == (7200.0, 20.0)
+    assert (settings.reset_budget, settings.control_frame_budget) == (10_000, 1_000)
+    assert settings.budget_window == 10.0
 
 
 @pytest.mark.parametrize(
@@ -26,6 +28,10 @@ def test_the_defaults_are_grpcs_or_safer() -> None:
         ("idle_timeout", math.inf, "inf is not a number of seconds >= 0"),
         ("keepalive_time", math.nan, "nan is not a number of seconds >= 0"),
         ("keepalive_timeout", 0.0, "0.0 is not a number of seconds > 0"),
+        ("reset_budget", -1, "-1 is below 0"),
+        ("control_frame_budget", -1, "-1 is below 0"),
+        ("budget_window", 0.0, "0.0 is not a number of seconds > 0"),
+        ("budget_window", math.inf, "inf is not a number of seconds > 0"),
     ],
 )
 def test_invalid_limits_are_refused(option: str, value: float, problem: str) -> None:

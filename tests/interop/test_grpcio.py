@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import queue
+import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent import futures
 from pathlib import Path
@@ -13,8 +15,10 @@ from typing import Any
 import grpc
 import pytest
 
-from muxs import Client, RpcError, RunningServer, StatusCode, SyncClient
+from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode, SyncClient, serve
+from muxs.limits import LimitedServer
 from muxs.services.greeter import greeting
+from tests.polling import until
 from tests.probe import COUNT, NAME, CallProbe
 
 
@@ -225,6 +229,39 @@ async def test_a_grpcio_cancel_cancels_the_muxs_handler(
     assert await asyncio.to_thread(call) == 1
     assert await probe.finished() == ["cancelled"]
     assert probe.sent < COUNT
+
+
+async def test_calls_grpcio_cancels_leave_the_connection_idle(
+    settings: ServerSettings, pb: tuple[Any, Any]
+) -> None:
+    """grpcio resets a cancelled call's stream, often before its handler took a step: the
+    connection must still count no call open, hold no stream and close when idle."""
+    pb2, pb2_grpc = pb
+    answered, hang_up = threading.Event(), threading.Event()
+
+    def cancel_many(target: str) -> str:
+        with grpc.insecure_channel(target) as channel:
+            stub = pb2_grpc.GreeterStub(channel)
+            for number in range(500):
+                stub.SayHello.future(pb2.HelloRequest(name=str(number))).cancel()
+            message: str = stub.SayHello(pb2.HelloRequest(name="last")).message
+            answered.set()
+            hang_up.wait()
+        return message
+
+    async with serve(settings=dataclasses.replace(settings, idle_timeout=0.5)) as running:
+        assert isinstance(running.server, LimitedServer)
+        limited = running.server
+        client = asyncio.create_task(asyncio.to_thread(cancel_many, running.target))
+        try:
+            await until(answered.is_set)
+            (protocol,) = limited.connections
+            await until(lambda: protocol.calls_open == 0)
+            assert protocol.streams_held == 0
+            await until(lambda: not limited.connections)  # closed by the idle timeout
+        finally:
+            hang_up.set()
+        assert await client == "Hello, last!"
 
 
 async def test_the_sdk_makes_every_streaming_call_to_a_grpcio_server(grpcio_server: str) -> None:

@@ -170,7 +170,7 @@ async def test_a_connection_with_a_call_open_is_not_idle(
 
     def counted_check(protocol: _LimitedProtocol) -> None:
         nonlocal checks_with_a_call_open
-        checks_with_a_call_open += protocol._calls > 0
+        checks_with_a_call_open += protocol.calls_open > 0
         check_idle(protocol)
 
     monkeypatch.setattr(_LimitedProtocol, "_check_idle", counted_check)
@@ -181,6 +181,21 @@ async def test_a_connection_with_a_call_open_is_not_idle(
         assert not conn.closed.is_set()
         await conn.send(stream, b"", end=True)
         assert (await conn.reply(stream)).grpc_status == StatusCode.OK.value
+        await conn.wait_closed()
+        assert conn.goaway is not None
+        assert conn.goaway.additional_data == b"idle"
+
+
+async def test_streams_reset_before_their_handlers_run_are_released(
+    live_server: RunningServer,
+) -> None:
+    assert isinstance(live_server.server, LimitedServer)
+    async with await raw(live_server) as conn:
+        conn.open_and_reset(request_headers(SAY_HELLO), 200)
+        await assert_serves(conn)  # the server has read every reset
+        (protocol,) = live_server.server.connections
+        await until(lambda: protocol.calls_open == 0)
+        assert protocol.streams_held == 0
         await conn.wait_closed()
         assert conn.goaway is not None
         assert conn.goaway.additional_data == b"idle"

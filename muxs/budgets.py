@@ -1,0 +1,137 @@
+"""What one connection's peer may make the server do, per time window (HTTP/2 flood budgets).
+
+Each budget is a token bucket of ``size`` tokens, refilled at ``size / window`` per
+second; a peer that spends a token from an empty bucket is over budget, and
+``muxs.limits`` answers with GOAWAY ENHANCE_YOUR_CALM and closes its connection.
+
+- ``reset_budget``: RST_STREAM frames the client sends: CVE-2023-44487 (Rapid Reset).
+- ``control_frame_budget``: frames that make the server work or answer without a call
+  going forward: PING (CVE-2019-9512), SETTINGS (CVE-2019-9515), PRIORITY
+  (CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518) and frames of
+  unknown types. A well-behaved client sends these in answer to what the server
+  sends it (window updates and BDP pings while it downloads), so every
+  ``EARNED_PER_BYTES`` bytes the server writes to the connection earn one token back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: The server writing this many bytes to a connection earns its peer one control frame.
+EARNED_PER_BYTES = 4096
+#: What a client sends first, before its first frame (RFC 9113 section 3.4).
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+_HEADER = 9
+_DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x2, 0x3, 0x4, 0x6, 0x8
+_LAST_KNOWN_TYPE = 0x9  # CONTINUATION
+_ACK = _END_STREAM = 0x1
+_PADDED = 0x8
+
+
+class Budget:
+    """A token bucket: ``size`` tokens, refilled at ``size / window`` per second."""
+
+    def __init__(self, size: int, window: float, clock: Callable[[], float]) -> None:
+        self.size = size
+        self._rate = size / window
+        self._clock = clock
+        self._tokens = float(size)
+        self._since = clock()
+
+    def spend(self) -> bool:
+        """Take a token; False if there was none (the peer is over budget)."""
+        now = self._clock()
+        self._tokens = min(self.size, self._tokens + (now - self._since) * self._rate)
+        self._since = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
+
+    def earn(self, tokens: float) -> None:
+        """Give back ``tokens`` (never above ``size``)."""
+        self._tokens = min(self.size, self._tokens + tokens)
+
+
+class FrameScanner:
+    """The type, flags and length of each frame of a client's byte stream, fed in pieces.
+
+    Only the 9-byte frame headers are read (h2 parses the frames themselves), so that
+    every frame is counted, also those h2 drops without an event (on closed streams).
+    """
+
+    def __init__(self) -> None:
+        self._head = b""
+        self._skip = len(PREFACE)
+
+    def scan(self, data: bytes) -> list[tuple[int, int, int]]:
+        """``(type, flags, length)`` of each frame whose header ends in ``data``."""
+        frames: list[tuple[int, int, int]] = []
+        view, pos = memoryview(data), 0
+        while True:
+            if self._skip:  # the rest of a preface or of a frame's body
+                step = min(self._skip, len(view) - pos)
+                pos += step
+                self._skip -= step
+                if self._skip:
+                    break
+            if pos == len(view):
+                break
+            needed = _HEADER - len(self._head)
+            self._head += view[pos : pos + needed]
+            pos = min(pos + needed, len(view))
+            if len(self._head) < _HEADER:
+                break
+            head, self._head = self._head, b""
+            length = int.from_bytes(head[:3], "big")
+            frames.append((head[3], head[4], length))
+            self._skip = length
+        return frames
+
+
+class FloodGuard:
+    """One connection's budgets; ``over_budget`` is asked about every piece the peer sends.
+
+    A size of 0 turns that budget off.
+    """
+
+    def __init__(
+        self, *, resets: int, control_frames: int, window: float, clock: Callable[[], float]
+    ) -> None:
+        sizes = {"reset_budget": resets, "control_frame_budget": control_frames}
+        self.budgets = {name: Budget(size, window, clock) for name, size in sizes.items() if size}
+        self._scanner = FrameScanner()
+        self._bytes_credited = 0
+
+    def over_budget(self, data: bytes) -> str | None:
+        """The name of the budget the frames in ``data`` exceed, or None."""
+        for kind, flags, length in self._scanner.scan(data):
+            name = _budget_of(kind, flags, length)
+            budget = self.budgets.get(name)
+            if budget is not None and not budget.spend():
+                return name
+        return None
+
+    def wrote(self, total_bytes: int) -> None:
+        """The server has written ``total_bytes`` to the connection so far: earn tokens."""
+        control = self.budgets.get("control_frame_budget")
+        earned = (total_bytes - self._bytes_credited) // EARNED_PER_BYTES
+        if control is not None and earned:
+            self._bytes_credited += earned * EARNED_PER_BYTES
+            control.earn(earned)
+
+
+def _budget_of(kind: int, flags: int, length: int) -> str:
+    """Which budget a frame spends ("" for none)."""
+    if kind == _RST_STREAM:
+        return "reset_budget"
+    if kind in (_PING, _SETTINGS):
+        return "" if flags & _ACK else "control_frame_budget"
+    if kind in (_PRIORITY, _WINDOW_UPDATE) or kind > _LAST_KNOWN_TYPE:
+        return "control_frame_budget"
+    # A DATA frame that carries nothing (or only padding) and does not end its stream
+    # moves nothing forward (CVE-2019-9518).
+    if kind == _DATA and not flags & _END_STREAM and (not length or flags & _PADDED):
+        return "control_frame_budget"
+    return ""

@@ -1,0 +1,109 @@
+"""Control-frame floods: PING (CVE-2019-9512), SETTINGS (CVE-2019-9515), PRIORITY
+(CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518), unknown frames, and
+CONTINUATION (CVE-2024-27316).
+
+Each flood gets GOAWAY ENHANCE_YOUR_CALM once over ``control_frame_budget`` (CONTINUATION:
+h2 ends the connection with PROTOCOL_ERROR after 64 frames of one header block), while
+another client's calls are all answered; a peer that floods without reading its replies
+is no longer read once the server cannot write to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+from h2.errors import ErrorCodes
+
+from muxs import RunningServer, ServerSettings, serve
+from muxs.limits import LimitedServer
+from tests.polling import until
+from tests.reliability.dos.attacks import (
+    PING,
+    PRIORITY,
+    SETTINGS,
+    UNKNOWN,
+    WINDOW_UPDATE,
+    Attacker,
+    empty_data,
+    endless_headers,
+    repeated,
+)
+from tests.reliability.dos.conftest import CONTROL_FRAME_BUDGET
+from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
+
+LOTS_OF_GREETINGS = "/muxs.Greeter/LotsOfGreetings"
+FLOODS: dict[str, Callable[[Attacker], Callable[[], bytes]]] = {
+    "ping": lambda _: repeated(PING, 200),
+    "settings": lambda _: repeated(SETTINGS, 200),
+    "window_update": lambda _: repeated(WINDOW_UPDATE, 200),
+    "priority": lambda _: repeated(PRIORITY, 200),
+    "unknown": lambda _: repeated(UNKNOWN, 200),
+    "empty_data": lambda attacker: repeated(
+        empty_data(attacker.open_stream(LOTS_OF_GREETINGS)), 200
+    ),
+}
+
+
+@pytest.mark.parametrize("flood", FLOODS)
+async def test_a_control_frame_flood_gets_goaway_and_others_are_served(
+    live_server: RunningServer, caplog: pytest.LogCaptureFixture, flood: str
+) -> None:
+    baseline = Usage.now()
+    attacker = await Attacker.open(live_server)
+    flooding = asyncio.create_task(attacker.flood(FLOODS[flood](attacker)))
+    await assert_others_served(live_server)
+    goaway = await attacker.wait_goaway()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert goaway.additional_data == b"control_frame_budget"
+    await flooding
+    host, port = attacker.address
+    await attacker.aclose()
+    await assert_back_to(baseline, live_server)
+    warnings = [r.getMessage() for r in caplog.records if "ENHANCE_YOUR_CALM" in r.getMessage()]
+    over = f"over its control_frame_budget of {CONTROL_FRAME_BUDGET} per 10 s"
+    assert warnings == [f"GOAWAY ENHANCE_YOUR_CALM to {host}:{port}: {over}"]
+
+
+async def test_a_continuation_flood_is_cut_short(live_server: RunningServer) -> None:
+    baseline = Usage.now()
+    attacker = await Attacker.open(live_server)
+    flooding = asyncio.create_task(attacker.flood(lambda: endless_headers(1, 100)))
+    goaway = await attacker.wait_goaway()
+    assert goaway.error_code == ErrorCodes.PROTOCOL_ERROR
+    await flooding
+    await attacker.aclose()
+    await assert_back_to(baseline, live_server)
+    await assert_others_served(live_server)
+
+
+@pytest.mark.parametrize("frame", [PING, SETTINGS], ids=["ping", "settings"])
+async def test_a_peer_that_does_not_read_its_replies_is_not_read(
+    settings: ServerSettings, frame: bytes
+) -> None:
+    """With no budget to stop it, a flood whose replies are not read stalls: the server
+    stops reading once its write buffer is full, so unread replies cannot pile up."""
+    async with serve(settings=dataclasses.replace(settings, control_frame_budget=0)) as server:
+        assert isinstance(server.server, LimitedServer)
+        limited = server.server
+        baseline = Usage.now()
+        attacker = await Attacker.open(server, read_replies=False)
+        await until(lambda: len(limited.connections) == 1)
+        (protocol,) = limited.connections
+        flooding = asyncio.create_task(attacker.flood(repeated(frame, 500)))
+        # The server cannot write to it (its write buffer is over the high-water mark) ...
+        await until(lambda: not protocol.connection.write_ready.is_set(), bound=60)
+        assert "writes" in protocol.reading_paused_for  # ... so it has stopped reading
+        # The replies wait in the socket, not in the server's memory: at most the transport's
+        # high-water mark (64 KiB) and the replies to one turn's frames.
+        assert protocol.write_buffer_size() < 256 * 1024
+        await assert_others_served(server)
+        assert protocol.write_buffer_size() < 256 * 1024
+        flooding.cancel()
+        await attacker.aclose()
+    # A server not reading may not see the peer go (uvloop): stopping closes it anyway.
+    assert not limited.connections
+    await until(lambda: Usage.now().tasks <= baseline.tasks)
+    await until(lambda: Usage.now().fds <= baseline.fds)

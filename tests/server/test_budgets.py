@@ -1,0 +1,120 @@
+"""The flood budgets of ``muxs.budgets``, on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+from hyperframe.frame import (
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    PriorityFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+
+from muxs.budgets import EARNED_PER_BYTES, PREFACE, Budget, FloodGuard, FrameScanner
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_budget_allows_its_size_then_refuses() -> None:
+    budget = Budget(3, 10.0, Clock())
+    assert [budget.spend() for _ in range(4)] == [True, True, True, False]
+
+
+def test_a_budget_refills_at_size_per_window() -> None:
+    clock = Clock()
+    budget = Budget(10, 10.0, clock)
+    assert all(budget.spend() for _ in range(10))
+    clock.now = 2.0  # two tokens back, not more
+    assert [budget.spend() for _ in range(3)] == [True, True, False]
+    clock.now = 1000.0  # never more than its size
+    assert sum(budget.spend() for _ in range(20)) == 10
+
+
+def test_earned_tokens_are_capped_at_the_size() -> None:
+    budget = Budget(2, 10.0, Clock())
+    budget.spend()
+    budget.earn(5)
+    assert [budget.spend() for _ in range(3)] == [True, True, False]
+
+
+def test_the_scanner_reads_every_frame_header_however_the_bytes_are_cut() -> None:
+    stream = PREFACE + PING + SETTINGS_ACK + data(b"x" * 100, end=True) + RESET
+    expected = [(0x6, 0, 8), (0x4, 1, 0), (0x0, 1, 100), (0x3, 0, 4)]
+    for size in (1, 2, 7, 9, 10, 33, len(stream)):
+        scanner = FrameScanner()
+        pieces = [stream[at : at + size] for at in range(0, len(stream), size)]
+        assert [frame for piece in pieces for frame in scanner.scan(piece)] == expected
+
+
+PING = PingFrame(0, b"12345678").serialize()
+SETTINGS_ACK = SettingsFrame(0, flags=["ACK"]).serialize()
+RESET = RstStreamFrame(1, error_code=8).serialize()
+
+
+def data(body: bytes, *, end: bool = False, padded: bool = False) -> bytes:
+    frame = DataFrame(1, body, flags=["END_STREAM"] if end else [])
+    if padded:
+        frame.flags.add("PADDED")
+        frame.pad_length = 4
+    return frame.serialize()
+
+
+def guard(*, resets: int = 0, control_frames: int = 0) -> FloodGuard:
+    guard = FloodGuard(resets=resets, control_frames=control_frames, window=10.0, clock=Clock())
+    assert guard.over_budget(PREFACE) is None
+    return guard
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        PING,
+        SettingsFrame(0).serialize(),
+        PriorityFrame(1, depends_on=0).serialize(),
+        WindowUpdateFrame(0, window_increment=1).serialize(),
+        WindowUpdateFrame(7, window_increment=1).serialize(),  # on a stream long closed
+        data(b""),
+        data(b"", padded=True),
+        (1).to_bytes(3, "big") + bytes([0xFA, 0, 0, 0, 0, 0]) + b"x",  # of an unknown type
+    ],
+    ids=["ping", "settings", "priority", "window", "window-closed", "empty", "padded", "unknown"],
+)
+def test_control_frames_spend_the_control_budget(frame: bytes) -> None:
+    flooded = guard(resets=5, control_frames=2)
+    assert [flooded.over_budget(frame) for _ in range(3)] == [None, None, "control_frame_budget"]
+
+
+def test_resets_spend_the_reset_budget_only() -> None:
+    flooded = guard(resets=1, control_frames=1)
+    assert flooded.over_budget(RESET * 2) == "reset_budget"
+    assert guard(resets=1, control_frames=1).over_budget(RESET + PING) is None
+
+
+def test_calls_going_forward_spend_nothing() -> None:
+    calm = guard(resets=1, control_frames=1)
+    headers = HeadersFrame(1, b"\x82", flags=["END_HEADERS"]).serialize()
+    acks = SETTINGS_ACK + PingFrame(0, b"12345678", flags=["ACK"]).serialize()
+    assert calm.over_budget((headers + data(b"x") + data(b"", end=True) + acks) * 10) is None
+
+
+def test_what_the_server_writes_earns_control_frames_back() -> None:
+    pinged = guard(resets=1, control_frames=2)
+    assert pinged.over_budget(PING * 2) is None
+    pinged.wrote(EARNED_PER_BYTES - 1)  # not yet a token
+    assert pinged.over_budget(PING) == "control_frame_budget"
+    pinged.wrote(3 * EARNED_PER_BYTES)  # three tokens, capped at two
+    assert [pinged.over_budget(PING) for _ in range(3)] == [None, None, "control_frame_budget"]
+
+
+def test_a_budget_of_zero_is_no_limit() -> None:
+    unlimited = guard()
+    assert unlimited.over_budget((RESET + PING) * 10_000) is None
