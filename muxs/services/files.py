@@ -19,7 +19,7 @@ from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
 from muxs.encoding import new_chunk
-from muxs.hooks import count_bytes_written
+from muxs.hooks import count_bytes_written, send_window
 from muxs.settings import ServerSettings
 from muxs.storage import Root, shown
 from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
@@ -58,7 +58,7 @@ class FileControllerService(FileControllerBase):
         try:
             self._check_read_size(name, os.fstat(file.fileno()).st_size)
             sent = 0
-            async for data in read_chunks(file, self._settings.chunk_bytes):
+            async for data in read_chunks(file, self._settings.chunk_bytes, send_window):
                 sent += len(data)
                 self._check_read_size(name, sent)  # the file may grow while it is read
                 yield new_chunk(data)
