@@ -15,6 +15,8 @@ field, documented in docs/RELIABILITY.md):
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
 - ``max_connections``: a connection over the limit gets GOAWAY and is closed.
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
+- ``handshake_timeout``: a connection whose HTTP/2 preface (the magic and its SETTINGS)
+  has not come that long after it started (after its TLS handshake) gets GOAWAY.
 - ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
 
 A client stream's end reaches its handler only once a PING round trip has settled it
@@ -224,6 +226,7 @@ class _LimitedProtocol(protocol.H2Protocol):
             return
         self._open.add(self)
         self._hear_ping_acks()
+        self._await_preface()
         h2 = self.connection._connection
         h2.update_settings(
             {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
@@ -303,6 +306,34 @@ class _LimitedProtocol(protocol.H2Protocol):
                 acked.set_result(None)
 
         processors[h2.events.PingAckReceived] = ping_acked
+
+    def _await_preface(self) -> None:
+        """GOAWAY unless the client's preface (its first SETTINGS) comes within
+        ``handshake_timeout``: a peer that connects and sends nothing, or a slowloris that
+        holds part of the preface, keeps its connection slot no longer."""
+        processors = self.processor.processors
+        grpclib_settings = cast(
+            Callable[[h2.events.RemoteSettingsChanged], None],
+            processors[h2.events.RemoteSettingsChanged],
+        )
+
+        def overdue() -> None:
+            if not self.connection.is_closing():
+                log.info(
+                    "closed a connection from %s: no HTTP/2 preface within %gs",
+                    format_peer(self.connection.get_peer()),
+                    self.settings.handshake_timeout,
+                )
+                self.goaway(ErrorCodes.NO_ERROR, b"no preface in time")
+
+        timer = self._loop.call_later(self.settings.handshake_timeout, overdue)
+
+        def settings_received(event: h2.events.RemoteSettingsChanged) -> None:
+            timer.cancel()
+            processors[h2.events.RemoteSettingsChanged] = grpclib_settings
+            grpclib_settings(event)
+
+        processors[h2.events.RemoteSettingsChanged] = settings_received
 
     def call_started(self) -> None:
         self._calls += 1

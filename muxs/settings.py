@@ -77,6 +77,11 @@ class ServerSettings:
     idle_timeout: float = option(
         300.0, "seconds a connection with no call open is kept before GOAWAY; 0: forever"
     )
+    handshake_timeout: float = option(
+        10.0,
+        "seconds a new connection gets to finish its TLS handshake, then as long again to "
+        "send its HTTP/2 preface; one that does not is closed",
+    )
     keepalive_time: float = option(
         7200.0, "seconds between pings on a connection with calls open, to find dead peers; 0: off"
     )
@@ -202,10 +207,9 @@ def _validate_limits(settings: ServerSettings) -> None:
     for name in ("idle_timeout", "keepalive_time"):
         if not 0 <= getattr(settings, name) < math.inf:
             raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds >= 0")
-    if not 0 < settings.keepalive_timeout < math.inf:
-        raise ConfigError(
-            "keepalive_timeout", f"{settings.keepalive_timeout} is not a number of seconds > 0"
-        )
+    for name in ("keepalive_timeout", "handshake_timeout"):
+        if not 0 < getattr(settings, name) < math.inf:
+            raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds > 0")
 
 
 def _validate_security(settings: ServerSettings) -> None:

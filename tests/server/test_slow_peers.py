@@ -1,0 +1,85 @@
+"""Peers that connect and stall are closed after ``handshake_timeout``; others are not.
+
+A short timeout (0.2 s) keeps the tests quick; each waits for the event (the server
+closing the connection), with a generous bound, never for a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+from h2.errors import ErrorCodes
+
+from muxs import RunningServer, ServerSettings, serve
+from muxs.limits import LimitedServer
+from tests.polling import until
+from tests.rawh2 import WAIT, RawConnection, grpc_frame, request_headers
+
+TIMEOUT = 0.2
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+SAY_HELLO = "/muxs.Greeter/SayHello"
+
+
+@pytest.fixture
+async def live_server(settings: ServerSettings) -> AsyncIterator[RunningServer]:
+    async with serve(settings=replace(settings, handshake_timeout=TIMEOUT)) as running:
+        yield running
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sent until it closed the connection."""
+    received = b""
+    async with asyncio.timeout(WAIT):
+        while data := await reader.read(65536):
+            received += data
+    return received
+
+
+def goaway_frame(received: bytes) -> bool:
+    """Whether the server's frames include a GOAWAY (type 7) with NO_ERROR."""
+    position = 0
+    while position + 9 <= len(received):
+        length = int.from_bytes(received[position : position + 3], "big")
+        if received[position + 3] == 7:
+            code = received[position + 13 : position + 17]
+            return int.from_bytes(code, "big") == ErrorCodes.NO_ERROR
+        position += 9 + length
+    return False
+
+
+@pytest.mark.parametrize(
+    "sent", [b"", PREFACE[:10], PREFACE], ids=["nothing", "half", "no-settings"]
+)
+async def test_a_peer_without_a_whole_preface_is_closed(
+    live_server: RunningServer, sent: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    limited = live_server.server
+    assert isinstance(limited, LimitedServer)
+    caplog.set_level(logging.INFO, logger="muxs.limits")
+    reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
+    try:
+        writer.write(sent)
+        received = await closed_by_server(reader)
+    finally:
+        writer.close()
+    assert goaway_frame(received)
+    await until(lambda: not limited.connections)
+    assert f"no HTTP/2 preface within {TIMEOUT:g}s" in caplog.text
+
+
+async def test_a_client_that_sent_its_preface_is_kept(live_server: RunningServer) -> None:
+    loop = asyncio.get_running_loop()
+    async with await RawConnection.open("127.0.0.1", live_server.port) as conn:
+        reply = await conn.call(SAY_HELLO, grpc_frame(b"\n\x01a"))
+        assert reply.grpc_status == 0
+        # Outlive the preface timeout several times over, then call again on the same connection.
+        passed = loop.time() + 5 * TIMEOUT
+        await until(lambda: loop.time() > passed)
+        stream = conn.start(request_headers(SAY_HELLO))
+        await conn.send(stream, grpc_frame(b"\n\x01b"), end=True)
+        assert (await conn.reply(stream)).grpc_status == 0
+        assert conn.goaway is None
