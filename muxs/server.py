@@ -35,6 +35,7 @@ def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
         GreeterService(
             max_stream_replies=settings.max_stream_replies,
             max_message_bytes=settings.max_message_bytes,
+            stream_idle_timeout=settings.stream_idle_timeout,
         ),
         FileControllerService(root, settings),
     ]

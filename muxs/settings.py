@@ -59,6 +59,11 @@ class ServerSettings:
         None,
         "longest any call may run, in seconds, with or without a client deadline (none: no limit)",
     )
+    stream_idle_timeout: float = option(
+        60.0,
+        "seconds a client-streaming call (WriteStream, LotsOfGreetings, BidiHello) waits for "
+        "the client's next message; then DEADLINE_EXCEEDED (an upload leaves the file as it was)",
+    )
     max_file_bytes: int = option(
         1024**3, "largest file any FileController call reads or writes, in bytes"
     )
@@ -207,7 +212,7 @@ def _validate_limits(settings: ServerSettings) -> None:
     for name in ("idle_timeout", "keepalive_time"):
         if not 0 <= getattr(settings, name) < math.inf:
             raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds >= 0")
-    for name in ("keepalive_timeout", "handshake_timeout"):
+    for name in ("keepalive_timeout", "handshake_timeout", "stream_idle_timeout"):
         if not 0 < getattr(settings, name) < math.inf:
             raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds > 0")
 

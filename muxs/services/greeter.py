@@ -9,6 +9,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
+from muxs.deadlines import next_within
 
 DEFAULT_REPLY_COUNT = 10
 
@@ -40,9 +41,12 @@ def _utf8_length(text: str) -> int:
 class GreeterService(GreeterBase):
     """Greetings in every streaming style, and the reference's square root."""
 
-    def __init__(self, *, max_stream_replies: int, max_message_bytes: int) -> None:
+    def __init__(
+        self, *, max_stream_replies: int, max_message_bytes: int, stream_idle_timeout: float
+    ) -> None:
         self._max_stream_replies = max_stream_replies
         self._max_message_bytes = max_message_bytes
+        self._idle = stream_idle_timeout
 
     async def say_hello(self, hello_request: HelloRequest) -> HelloReply:
         return HelloReply(message=greeting([hello_request.name]))
@@ -80,7 +84,7 @@ class GreeterService(GreeterBase):
         the names a call keeps are bounded by its reply."""
         names: list[str] = []
         size = len(greeting([]).encode())
-        async for request in hello_request_iterator:
+        while (request := await next_within(hello_request_iterator, self._idle)) is not None:
             size += _utf8_length(request.name) + _joiner_length(len(names))
             if _reply_length(size) > self._max_message_bytes:
                 raise GRPCError(
@@ -95,6 +99,6 @@ class GreeterService(GreeterBase):
         self, hello_request_iterator: AsyncIterator[HelloRequest]
     ) -> AsyncIterator[HelloReply]:
         index = 0
-        async for request in hello_request_iterator:
+        while (request := await next_within(hello_request_iterator, self._idle)) is not None:
             index += 1
             yield HelloReply(message=greeting([request.name]), index=index)

@@ -1,4 +1,5 @@
 """Peers that connect and stall are closed after ``handshake_timeout``; others are not.
+Client streams that stall mid-call end after ``stream_idle_timeout``, an upload's file as it was.
 
 A short timeout (0.2 s) keeps the tests quick; each waits for the event (the server
 closing the connection), with a generous bound, never for a time.
@@ -12,10 +13,13 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
+from grpclib.const import Status as GrpcStatus
 from h2.errors import ErrorCodes
 
 from muxs import RunningServer, ServerSettings, serve
+from muxs.api import Chunk, HelloRequest
 from muxs.limits import LimitedServer
+from muxs.storage import TEMP_PREFIX
 from tests.polling import until
 from tests.rawh2 import WAIT, RawConnection, grpc_frame, request_headers
 
@@ -26,7 +30,8 @@ SAY_HELLO = "/muxs.Greeter/SayHello"
 
 @pytest.fixture
 async def live_server(settings: ServerSettings) -> AsyncIterator[RunningServer]:
-    async with serve(settings=replace(settings, handshake_timeout=TIMEOUT)) as running:
+    short = replace(settings, handshake_timeout=TIMEOUT, stream_idle_timeout=TIMEOUT)
+    async with serve(settings=short) as running:
         yield running
 
 
@@ -83,3 +88,34 @@ async def test_a_client_that_sent_its_preface_is_kept(live_server: RunningServer
         await conn.send(stream, grpc_frame(b"\n\x01b"), end=True)
         assert (await conn.reply(stream)).grpc_status == 0
         assert conn.goaway is None
+
+
+STALLED = (
+    f"the client sent nothing for {TIMEOUT:g} seconds (this server's stream_idle_timeout); "
+    "the call was ended"
+)
+
+
+async def test_a_stalled_upload_is_deadline_exceeded_and_the_file_stays(
+    live_server: RunningServer,
+) -> None:
+    (live_server.root / "kept.txt").write_bytes(b"old")
+    async with await RawConnection.open("127.0.0.1", live_server.port) as conn:
+        stream = conn.start(request_headers("/muxs.FileController/WriteStream"))
+        first = bytes(Chunk(filename="kept.txt", data=b"new, partial"))
+        await conn.send(stream, grpc_frame(first))  # ... and nothing more, no end of stream
+        reply = await conn.reply(stream)
+    assert (reply.grpc_status, reply.grpc_message) == (GrpcStatus.DEADLINE_EXCEEDED.value, STALLED)
+    assert (live_server.root / "kept.txt").read_bytes() == b"old"
+    assert list(live_server.root.rglob(f"{TEMP_PREFIX}*")) == []
+
+
+@pytest.mark.parametrize("method", ["LotsOfGreetings", "BidiHello"])
+async def test_a_stalled_greeting_stream_is_deadline_exceeded(
+    live_server: RunningServer, method: str
+) -> None:
+    async with await RawConnection.open("127.0.0.1", live_server.port) as conn:
+        stream = conn.start(request_headers(f"/muxs.Greeter/{method}"))
+        await conn.send(stream, grpc_frame(bytes(HelloRequest(name="a"))))
+        reply = await conn.reply(stream)
+    assert (reply.grpc_status, reply.grpc_message) == (GrpcStatus.DEADLINE_EXCEEDED.value, STALLED)
