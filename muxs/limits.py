@@ -13,7 +13,8 @@ field, documented in docs/RELIABILITY.md):
 - request headers grpclib cannot take (``muxs.request_headers``) are answered before it
   sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
-- ``max_connections``: a connection over the limit gets GOAWAY and is closed.
+- ``max_connections``: a connection over the limit gets GOAWAY and is closed, unless an
+  open one has sent no request for ``handshake_timeout``: the oldest such goes instead.
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
 - ``handshake_timeout``: a connection whose HTTP/2 preface (the magic and its SETTINGS)
   has not come that long after it started (after its TLS handshake) gets GOAWAY.
@@ -220,7 +221,7 @@ class _LimitedProtocol(protocol.H2Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport))
         super().connection_made(coalescing)  # type: ignore[arg-type]
-        if len(self._open) >= self.settings.max_connections:
+        if len(self._open) >= self.settings.max_connections and not self._make_room():
             log.warning("refused a connection: %d are open", len(self._open))
             self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
             return
@@ -306,6 +307,34 @@ class _LimitedProtocol(protocol.H2Protocol):
                 acked.set_result(None)
 
         processors[h2.events.PingAckReceived] = ping_acked
+
+    def _make_room(self) -> bool:
+        """GOAWAY the oldest open connection whose client has opened no stream in
+        ``handshake_timeout`` or longer, to make room for this one; False if there is none.
+
+        Connections that never sent a request go first: peers that connect and do nothing
+        cannot lock out everyone else for longer than that.
+        """
+        now = self._loop.time()
+        silent = [
+            other
+            for other in self._open
+            if not other.connection._connection.highest_inbound_stream_id
+            and now - other._idle_since >= self.settings.handshake_timeout
+        ]
+        if not silent:
+            return False
+        oldest = min(silent, key=lambda other: other._idle_since)
+        log.warning(
+            "closed a connection from %s that sent no request in %.0fs, to make room: "
+            "%d are open",
+            format_peer(oldest.connection.get_peer()),
+            now - oldest._idle_since,
+            len(self._open),
+        )
+        self._open.discard(oldest)
+        oldest.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
+        return True
 
     def _await_preface(self) -> None:
         """GOAWAY unless the client's preface (its first SETTINGS) comes within
