@@ -28,10 +28,11 @@ It also fixes two HTTP/2 faults of grpclib (see ``_LimitedProtocol.data_received
 The hooks into grpclib 0.4 are ``Server._protocol_factory``, ``Server._h2_config``, the
 ``AbstractHandler`` between a connection and its request handler, the connection's ``h2`` object
 (``Connection._connection``), the table of its event handlers (``EventsProcessor.processors``,
-for PING ACKs) and the per-stream ``recv_data`` that grpclib's ``recv_message`` reads a
-message with; the tests in tests/server/test_wire_limits.py (and, for the header encoding and
-the PING ACKs, tests/reliability/test_malformed_headers.py and test_upload_commit.py) fail if
-any of them changes.
+for PING ACKs and the preface's SETTINGS) and the per-stream ``recv_data`` that grpclib's
+``recv_message`` reads a message with; the tests in tests/server/test_wire_limits.py (and,
+for the header encoding and the PING ACKs, tests/reliability/test_malformed_headers.py and
+test_upload_commit.py; for the preface, tests/server/test_slow_peers.py) fail if any of
+them changes.
 """
 
 from __future__ import annotations
