@@ -1,6 +1,6 @@
 """Soak: a fixed-rate mixed workload against a `muxs serve` process, every answer checked.
 
-    python bench/soak.py [--duration 60] [--rate 40] [--files 40] [--json]
+    python -m bench.soak [--duration 60] [--rate 40] [--files 40] [--cancel-share 0.3] [--json]
 
 Starts `muxs serve` on an ephemeral loopback port with a scratch root, then for
 ``--duration`` seconds starts calls at ``--rate`` per second (open loop: a slow server
@@ -8,9 +8,15 @@ does not slow the schedule), cycling through every kind: unary Greeter calls, al
 Greeter stream kinds, and unary reads and writes of ``--files`` files (plus ReadStream
 and WriteStream of as many binary files when the server implements them). Each reply's
 content is checked, not only its status; at the end every file's SHA-256 on disk must be
-that of the last content written. It reports calls made, failures (must be 0), p99
-latency and the server's RSS after warm-up and at the end (growth must stay under 10%),
-and exits 1 if any of these fails.
+that of the last content written. With ``--cancel-share``, a grpcio (``grpc.aio``) client
+joins in with SayHello and LotsOfReplies calls, and cancels that share of them mid-call (as
+ordinary clients do); a cancelled call is counted, never a failure, and every other call
+must be answered. It reports calls made, failures (must be 0), p99 latency and the server's
+RSS (growth must stay under 10%), and exits 1 if any of these fails.
+
+RSS is sampled every second; the start is the median of the samples in the window after
+warm-up (``WARM_UP`` of the duration), the end the median of the last such window: one
+sample taken while the machine is busy elsewhere cannot make or break the run.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import math
 import os
 import random
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -31,16 +38,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import grpc
 from grpclib.client import Channel
 from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
+from bench.stubs import load_stubs
 from muxs import Client
+from muxs.codegen import grpcio_stubs
 from muxs.services.greeter import greeting
 from muxs_api.muxs import Chunk, FileControllerStub, Files
 
 MAX_RSS_GROWTH = 0.10
-WARM_UP = 0.15  # of the duration: RSS is taken after it
+WARM_UP = 0.15  # of the duration: the RSS start is sampled after it, as long again
+RSS_EVERY = 1.0  # seconds between RSS samples
 MAX_IN_FLIGHT = 64
 CALL_TIMEOUT = 30.0  # seconds: a call still unanswered then is a failure
 
@@ -52,12 +63,14 @@ class Report:
     calls: int = 0
     failures: int = 0
     late: int = 0
+    cancelled: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     rss_growth: float = 0.0
+    rss_samples: int = 0
     files_checked: int = 0
     file_streaming: bool = False
     errors: list[str] = field(default_factory=list)
@@ -81,12 +94,51 @@ def text_of(rng: random.Random) -> str:
     )
 
 
+def median_in(samples: list[tuple[float, float]], start: float, end: float) -> float:
+    """The median RSS of the samples taken between ``start`` and ``end`` (0 if none)."""
+    window = [rss for at, rss in samples if start <= at < end]
+    return statistics.median(window) if window else 0.0
+
+
+class GrpcioCalls:
+    """A grpcio client's calls, a share of them cancelled mid-call."""
+
+    def __init__(self, target: str, stubs: Path, cancel_share: float, seed: int) -> None:
+        self.pb2, pb2_grpc = load_stubs(stubs)
+        self.channel = grpc.aio.insecure_channel(target)
+        self.stub = pb2_grpc.GreeterStub(self.channel)
+        self.cancel_share = cancel_share
+        self.rng = random.Random(seed)
+        self.cancelled = 0
+
+    async def say_hello(self) -> None:
+        call = self.stub.SayHello(self.pb2.HelloRequest(name="grpcio"))
+        if self.rng.random() < self.cancel_share:
+            await asyncio.sleep(self.rng.uniform(0, 0.002))  # before or after it is answered
+            self.cancelled += call.cancel()
+            return
+        assert (await call).message == "Hello, grpcio!"
+
+    async def lots_of_replies(self) -> None:
+        count = 50
+        call = self.stub.LotsOfReplies(self.pb2.HelloRequest(name="g", count=count))
+        if self.rng.random() < self.cancel_share:
+            await anext(aiter(call))
+            self.cancelled += call.cancel()
+            return
+        got = [(reply.message, reply.index) async for reply in call]
+        assert got == [("Hello, g!", i) for i in range(1, count + 1)]
+
+
 class Workload:
     """The calls, the expected state of every file, and the checks of every reply."""
 
-    def __init__(self, client: Client, channel: Channel, files: int, seed: int) -> None:
+    def __init__(
+        self, client: Client, channel: Channel, files: int, seed: int, grpcio: GrpcioCalls | None
+    ) -> None:
         self.client = client
         self.files = FileControllerStub(channel)
+        self.grpcio = grpcio
         self.rng = random.Random(seed)
         self.texts: dict[str, str] = {}
         self.blobs: dict[str, bytes] = {}
@@ -106,6 +158,11 @@ class Workload:
         ]
         if self.streaming:
             kinds += [("WriteStream", self.write_stream), ("ReadStream", self.read_stream)]
+        if self.grpcio is not None:
+            kinds += [
+                ("grpcio SayHello", self.grpcio.say_hello),
+                ("grpcio LotsOfReplies", self.grpcio.lots_of_replies),
+            ]
         return kinds
 
     async def detect_streaming(self) -> None:
@@ -221,17 +278,30 @@ async def start_server(root: Path) -> tuple[asyncio.subprocess.Process, str]:
     raise RuntimeError(f"muxs serve did not start: {''.join(lines)!r}")
 
 
-async def soak(duration: float, rate: float, files: int, seed: int) -> Report:
+async def sample_rss(pid: int, begin: float, into: list[tuple[float, float]]) -> None:
+    """Append ``(seconds since begin, RSS in MiB)`` every ``RSS_EVERY`` seconds."""
+    while True:
+        into.append((time.monotonic() - begin, rss_mb(pid)))
+        await asyncio.sleep(RSS_EVERY)
+
+
+async def soak(
+    duration: float, rate: float, files: int, seed: int, cancel_share: float = 0.0
+) -> Report:
     report = Report(duration=duration, rate=rate)
     latencies: list[float] = []
+    samples: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory(prefix="muxs-soak-") as scratch:
-        root = Path(scratch)
+        root = Path(scratch) / "root"
         process, target = await start_server(root)
+        grpcio = None
+        if cancel_share:
+            grpcio = GrpcioCalls(target, grpcio_stubs(Path(scratch) / "stubs"), cancel_share, seed)
         try:
             host, _, port = target.rpartition(":")
             channel = Channel(host, int(port))
             async with Client(target, channel=channel) as client:
-                work = Workload(client, channel, files, seed)
+                work = Workload(client, channel, files, seed, grpcio)
                 await work.detect_streaming()
                 report.file_streaming = work.streaming
                 kinds = work.kinds()
@@ -248,10 +318,9 @@ async def soak(duration: float, rate: float, files: int, seed: int) -> Report:
                     latencies.append(time.monotonic() - start)
 
                 begin = time.monotonic()
+                sampler = asyncio.create_task(sample_rss(process.pid, begin, samples))
                 for number in range(int(duration * rate)):
                     await asyncio.sleep(max(0.0, begin + number / rate - time.monotonic()))
-                    if not report.rss_start_mb and time.monotonic() - begin >= WARM_UP * duration:
-                        report.rss_start_mb = rss_mb(process.pid)
                     if len(in_flight) >= MAX_IN_FLIGHT:
                         report.late += 1
                         await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
@@ -262,14 +331,21 @@ async def soak(duration: float, rate: float, files: int, seed: int) -> Report:
                     task.add_done_callback(in_flight.discard)
                 if in_flight:
                     await asyncio.wait(in_flight)
+                sampler.cancel()
                 report.calls = sum(report.by_kind.values())
-                report.rss_end_mb = rss_mb(process.pid)
+                window = WARM_UP * duration
+                report.rss_start_mb = median_in(samples, window, 2 * window)
+                report.rss_end_mb = median_in(samples, duration - window, math.inf)
+                report.rss_samples = len(samples)
                 try:
                     report.files_checked = work.check_files(root)
                 except AssertionError as exc:
                     report.failures += 1
                     report.errors.append(str(exc))
         finally:
+            if grpcio is not None:
+                report.cancelled = grpcio.cancelled
+                await grpcio.channel.close()
             process.terminate()
             with contextlib.suppress(ProcessLookupError):
                 await asyncio.wait_for(process.wait(), 30)
@@ -287,19 +363,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=40.0, help="calls started per second")
     parser.add_argument("--files", type=int, default=40, help="files of each kind")
     parser.add_argument("--seed", type=int, default=int.from_bytes(os.urandom(4), "big"))
+    parser.add_argument(
+        "--cancel-share",
+        type=float,
+        default=0.0,
+        help="add a grpcio client that cancels this share of its calls (0: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
     print(f"soak: seed {args.seed}", file=sys.stderr)
-    report = asyncio.run(soak(args.duration, args.rate, args.files, args.seed))
+    report = asyncio.run(soak(args.duration, args.rate, args.files, args.seed, args.cancel_share))
     if args.json:
         print(json.dumps(asdict(report) | {"ok": report.ok, "seed": args.seed}))
     else:
         print(
             f"soak {report.duration:.0f} s at {report.rate:.0f}/s (seed {args.seed}): "
-            f"{report.calls} calls, {report.failures} failures, {report.late} started late, "
+            f"{report.calls} calls, {report.failures} failures, {report.cancelled} cancelled "
+            f"on purpose, {report.late} started late, "
             f"p50 {report.p50_ms:.1f} ms, p99 {report.p99_ms:.1f} ms, "
             f"server RSS {report.rss_start_mb:.1f} -> {report.rss_end_mb:.1f} MiB "
-            f"({report.rss_growth:+.1%}), {report.files_checked} files checked by SHA-256, "
+            f"({report.rss_growth:+.1%}, medians of {report.rss_samples} samples), "
+            f"{report.files_checked} files checked by SHA-256, "
             f"file streaming {'on' if report.file_streaming else 'off (not implemented)'}"
         )
         for error in report.errors:

@@ -11,13 +11,18 @@ apply two rules to every call, so that no handler has to know about either:
   for nothing);
 - ``bounded``: ``max_call_seconds`` bounds every call, with or without a client deadline:
   a call that runs past it ends with DEADLINE_EXCEEDED.
+
+Client-streaming handlers read their requests with ``next_within``: a client that stops
+sending mid-stream for ``stream_idle_timeout`` ends its call with DEADLINE_EXCEEDED (a time
+limit of the server's, as ``max_call_seconds`` is; CANCELLED would say the client gave up).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
 
 from grpclib._typing import IServerMethodFunc
 from grpclib.const import Status
@@ -25,6 +30,8 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TURN_SECONDS = 0.005
 #: A deadline this close counts as passed: asyncio may run a timer up to its clock's
@@ -67,3 +74,17 @@ def bounded(handler: IServerMethodFunc, method: str, seconds: float) -> IServerM
             ) from None
 
     return call
+
+
+async def next_within(messages: AsyncIterator[T], seconds: float) -> T | None:
+    """The client's next message (None once its stream has ended); DEADLINE_EXCEEDED if it
+    sends none within ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await anext(messages, None)
+    except TimeoutError:
+        raise GRPCError(
+            Status.DEADLINE_EXCEEDED,
+            f"the client sent nothing for {seconds:g} seconds (this server's "
+            "stream_idle_timeout); the call was ended",
+        ) from None

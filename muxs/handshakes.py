@@ -8,8 +8,9 @@ refused handshake is logged once, at INFO (as nginx logs the handshake errors cl
 cause: the server is fine, a client is misconfigured), with the peer and the likely
 reason. A client that hangs up mid-handshake (a port scan, a TCP health check, and also a
 client that distrusts this server's certificate: asyncio's clients close without an alert)
-is logged at DEBUG only. Once the handshake is done, the HTTP/2 protocol takes the
-connection over.
+is logged at DEBUG only. A handshake not done within ``handshake_timeout`` is aborted
+(logged at INFO: a client that connects and stalls holds a connection slot no longer).
+Once the handshake is done, the HTTP/2 protocol takes the connection over.
 
 uvloop starts reading a connection after ``connection_made`` whatever the protocol
 paused, so there the ClientHello can reach this protocol before ``start_tls`` has put its
@@ -81,9 +82,10 @@ class TlsHandshake(asyncio.Protocol):
     """One accepted connection until its TLS handshake is done; then ``inner`` (the HTTP/2
     protocol) gets the TLS transport, with any bytes that arrived before it took over."""
 
-    def __init__(self, inner: asyncio.Protocol, context: ssl.SSLContext) -> None:
+    def __init__(self, inner: asyncio.Protocol, context: ssl.SSLContext, timeout: float) -> None:
         self._inner = inner
         self._context = context
+        self._timeout = timeout
         self._raw: list[bytes] = []  # read before start_tls (uvloop only)
         self._early: list[bytes] = []  # decrypted, after the handshake, before the hand-over
         self._tls_started = False
@@ -105,7 +107,11 @@ class TlsHandshake(asyncio.Protocol):
             loop.call_soon(loop.call_soon, _feed, transport, b"".join(self._raw))
         try:
             tls = await loop.start_tls(
-                cast(asyncio.WriteTransport, transport), self, self._context, server_side=True
+                cast(asyncio.WriteTransport, transport),
+                self,
+                self._context,
+                server_side=True,
+                ssl_handshake_timeout=self._timeout,
             )
         except OSError as exc:
             peer = format_peer(Peer(cast(asyncio.Transport, transport)))

@@ -19,7 +19,8 @@ counts are read from grpclib's stream when it ends. Only observers that ask for 
 (``counts_messages``: the metrics) are told of each message as it goes.
 
 The record travels in a ``ContextVar`` (each call runs in its own task): ``current_call()``
-returns it inside a handler, and ``count_bytes_written`` adds to it.
+returns it inside a handler, and ``count_bytes_written`` adds to it; ``send_window()`` tells
+a handler how much it can send before its client must read (ReadStream reads ahead no more).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+import h2.exceptions
 from grpclib._typing import IServable
 from grpclib.const import Cardinality, Handler, Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -108,6 +110,7 @@ class CallObserver:
 _current: ContextVar[tuple[Call, Sequence[CallObserver]] | None] = ContextVar(
     "muxs_call", default=None
 )
+_stream: ContextVar[Stream[Any, Any] | None] = ContextVar("muxs_stream", default=None)
 
 
 def current_call() -> Call | None:
@@ -125,6 +128,26 @@ def count_bytes_written(amount: int) -> None:
     call.bytes_written += amount
     for observer in observers:
         observer.counted(call, Counted.BYTES_WRITTEN, amount)
+
+
+def send_window() -> int | None:
+    """Bytes the running call can send now without waiting for its client: its HTTP/2
+    flow-control window (the smaller of its stream's and its connection's), 0 while the
+    connection's socket is not taking writes; None outside a muxs handler."""
+    stream = _stream.get()
+    if stream is None:
+        return None
+    # grpclib 0.4's server Stream wraps the HTTP/2 stream (``_stream``), which has its
+    # connection's h2 state (``_h2_connection``); tests/reliability/test_memory_caps.py
+    # fails if either changes.
+    http2 = stream._stream
+    if not http2.connection.write_ready.is_set() or http2.id is None:
+        return 0
+    try:
+        window: int = http2._h2_connection.local_flow_control_window(http2.id)
+    except h2.exceptions.ProtocolError:  # the stream is closed
+        return 0
+    return max(0, window)
 
 
 def format_peer(peer: Peer) -> str:
@@ -232,6 +255,7 @@ class CallHooks:
 
     def _start(self, call: Call, stream: Stream[Any, Any]) -> None:
         _current.set((call, self._observers))
+        _stream.set(stream)
         self._in_flight.add(call)
         for observer in self._observers:
             observer.started(call)

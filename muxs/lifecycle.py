@@ -48,7 +48,8 @@ class DrainableServer(LimitedServer):
         inner = super()._protocol_factory()
         if self.tls is None:
             return inner
-        return TlsHandshake(inner, self.tls)  # type: ignore[return-value]  # grpclib only calls it
+        handshake = TlsHandshake(inner, self.tls, self._settings.handshake_timeout)
+        return handshake  # type: ignore[return-value]  # grpclib only calls what both have
 
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already open stay open."""

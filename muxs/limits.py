@@ -13,8 +13,11 @@ field, documented in docs/RELIABILITY.md):
 - request headers grpclib cannot take (``muxs.request_headers``) are answered before it
   sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
-- ``max_connections``: a connection over the limit gets GOAWAY and is closed.
+- ``max_connections``: a connection over the limit gets GOAWAY and is closed, unless an
+  open one has sent no request for ``handshake_timeout``: the oldest such goes instead.
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
+- ``handshake_timeout``: a connection whose HTTP/2 preface (the magic and its SETTINGS)
+  has not come that long after it started (after its TLS handshake) gets GOAWAY.
 - ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
 
 A client stream's end reaches its handler only once a PING round trip has settled it
@@ -33,10 +36,11 @@ stream reset) before its first step, whose body, and so grpclib's release in its
 The hooks into grpclib 0.4 are ``Server._protocol_factory``, ``Server._h2_config``, the
 ``AbstractHandler`` between a connection and its request handler, the handler's task per
 stream (``Handler._tasks``), the connection's ``h2`` object (``Connection._connection``),
-the table of its event handlers (``EventsProcessor.processors``, for PING ACKs) and the
-per-stream ``recv_data`` that grpclib's ``recv_message`` reads a message with; the tests
-in tests/server/test_wire_limits.py (and, for the header encoding and the PING ACKs,
-tests/reliability/test_malformed_headers.py and test_upload_commit.py) fail if any of
+the table of its event handlers (``EventsProcessor.processors``, for PING ACKs and the
+preface's SETTINGS) and the per-stream ``recv_data`` that grpclib's ``recv_message`` reads
+a message with; the tests in tests/server/test_wire_limits.py (and, for the header encoding
+and the PING ACKs, tests/reliability/test_malformed_headers.py and test_upload_commit.py;
+for the preface, tests/server/test_slow_peers.py) fail if any of
 them changes.
 """
 
@@ -251,12 +255,13 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._socket = cast(asyncio.Transport, transport)
         self._transport = CoalescingTransport(self._socket)
         super().connection_made(self._transport)  # type: ignore[arg-type]
-        if len(self._open) >= self.settings.max_connections:
+        if len(self._open) >= self.settings.max_connections and not self._make_room():
             log.warning("refused a connection: %d are open", len(self._open))
             self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
             return
         self._open.add(self)
         self._hear_ping_acks()
+        self._await_preface()
         h2 = self.connection._connection
         h2.update_settings(
             {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
@@ -430,6 +435,62 @@ class _LimitedProtocol(protocol.H2Protocol):
                 acked.set_result(None)
 
         processors[h2.events.PingAckReceived] = ping_acked
+
+    def _make_room(self) -> bool:
+        """GOAWAY the oldest open connection whose client has opened no stream in
+        ``handshake_timeout`` or longer, to make room for this one; False if there is none.
+
+        Connections that never sent a request go first: peers that connect and do nothing
+        cannot lock out everyone else for longer than that.
+        """
+        now = self._loop.time()
+        silent = [
+            other
+            for other in self._open
+            if not other.connection._connection.highest_inbound_stream_id
+            and now - other._idle_since >= self.settings.handshake_timeout
+        ]
+        if not silent:
+            return False
+        oldest = min(silent, key=lambda other: other._idle_since)
+        log.warning(
+            "closed a connection from %s that sent no request in %.0fs, to make room: "
+            "%d are open",
+            format_peer(oldest.connection.get_peer()),
+            now - oldest._idle_since,
+            len(self._open),
+        )
+        self._open.discard(oldest)
+        oldest.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
+        return True
+
+    def _await_preface(self) -> None:
+        """GOAWAY unless the client's preface (its first SETTINGS) comes within
+        ``handshake_timeout``: a peer that connects and sends nothing, or a slowloris that
+        holds part of the preface, keeps its connection slot no longer."""
+        processors = self.processor.processors
+        grpclib_settings = cast(
+            Callable[[h2.events.RemoteSettingsChanged], None],
+            processors[h2.events.RemoteSettingsChanged],
+        )
+
+        def overdue() -> None:
+            if not self.connection.is_closing():
+                log.info(
+                    "closed a connection from %s: no HTTP/2 preface within %gs",
+                    format_peer(self.connection.get_peer()),
+                    self.settings.handshake_timeout,
+                )
+                self.goaway(ErrorCodes.NO_ERROR, b"no preface in time")
+
+        timer = self._loop.call_later(self.settings.handshake_timeout, overdue)
+
+        def settings_received(event: h2.events.RemoteSettingsChanged) -> None:
+            timer.cancel()
+            processors[h2.events.RemoteSettingsChanged] = grpclib_settings
+            grpclib_settings(event)
+
+        processors[h2.events.RemoteSettingsChanged] = settings_received
 
     def call_started(self) -> None:
         self._calls += 1

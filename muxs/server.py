@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
     """Every service muxs hosts on its one port."""
     return [
-        GreeterService(max_stream_replies=settings.max_stream_replies),
+        GreeterService(
+            max_stream_replies=settings.max_stream_replies,
+            max_message_bytes=settings.max_message_bytes,
+            stream_idle_timeout=settings.stream_idle_timeout,
+        ),
         FileControllerService(root, settings),
     ]
 

@@ -59,6 +59,11 @@ class ServerSettings:
         None,
         "longest any call may run, in seconds, with or without a client deadline (none: no limit)",
     )
+    stream_idle_timeout: float = option(
+        60.0,
+        "seconds a client-streaming call (WriteStream, LotsOfGreetings, BidiHello) waits for "
+        "the client's next message; then DEADLINE_EXCEEDED (an upload leaves the file as it was)",
+    )
     max_file_bytes: int = option(
         1024**3, "largest file any FileController call reads or writes, in bytes"
     )
@@ -76,6 +81,11 @@ class ServerSettings:
     max_connections: int = option(1024, "most client connections served at once; more get GOAWAY")
     idle_timeout: float = option(
         300.0, "seconds a connection with no call open is kept before GOAWAY; 0: forever"
+    )
+    handshake_timeout: float = option(
+        10.0,
+        "seconds a new connection gets to finish its TLS handshake, then as long again to "
+        "send its HTTP/2 preface; one that does not is closed",
     )
     keepalive_time: float = option(
         7200.0, "seconds between pings on a connection with calls open, to find dead peers; 0: off"
@@ -219,14 +229,9 @@ def _validate_limits(settings: ServerSettings) -> None:
     for name in ("reset_budget", "control_frame_budget"):
         if getattr(settings, name) < 0:
             raise ConfigError(name, f"{getattr(settings, name)} is below 0")
-    if not 0 < settings.budget_window < math.inf:
-        raise ConfigError(
-            "budget_window", f"{settings.budget_window} is not a number of seconds > 0"
-        )
-    if not 0 < settings.keepalive_timeout < math.inf:
-        raise ConfigError(
-            "keepalive_timeout", f"{settings.keepalive_timeout} is not a number of seconds > 0"
-        )
+    for name in ("budget_window", "keepalive_timeout", "handshake_timeout", "stream_idle_timeout"):
+        if not 0 < getattr(settings, name) < math.inf:
+            raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds > 0")
 
 
 def _validate_security(settings: ServerSettings) -> None:

@@ -8,6 +8,8 @@ opened is closed, not leaked.
 
 A trip to a thread costs the event loop more than copying 64 KiB, so files are read and
 written ``BATCH_BYTES`` per trip (``read_chunks``, ``WriteBatch``), whatever the chunk size.
+A read batch is held until its last chunk is sent: ``read_chunks`` reads ahead no more than
+its caller says it can send (a stalled reader's stream holds one chunk, not a batch).
 """
 
 from __future__ import annotations
@@ -54,10 +56,23 @@ async def _finish(
         raise
 
 
-async def read_chunks(file: BinaryIO, size: int) -> AsyncIterator[bytes]:
-    """The rest of ``file`` in chunks of ``size`` bytes, read ``BATCH_BYTES`` per thread trip."""
-    block = max(1, BATCH_BYTES // size) * size
-    while data := await run_blocking(file.read, block):
+#: What a chunk costs in flow control beyond its bytes: gRPC's 5-byte prefix and the field's
+#: tag and length in a ``Chunk`` message.
+CHUNK_FRAMING = 16
+
+
+async def read_chunks(
+    file: BinaryIO, size: int, sendable: Callable[[], int | None] = lambda: None
+) -> AsyncIterator[bytes]:
+    """The rest of ``file`` in chunks of ``size`` bytes, read up to ``BATCH_BYTES`` per thread
+    trip: as many chunks as ``sendable()`` bytes hold (at least one; None: no limit)."""
+    most = max(1, BATCH_BYTES // size)
+    while True:
+        window = sendable()
+        chunks = most if window is None else min(most, max(1, window // (size + CHUNK_FRAMING)))
+        data = await run_blocking(file.read, chunks * size)
+        if not data:
+            return
         for start in range(0, len(data), size):
             yield data[start : start + size]
 

@@ -18,8 +18,9 @@ from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
+from muxs.deadlines import next_within
 from muxs.encoding import new_chunk
-from muxs.hooks import count_bytes_written
+from muxs.hooks import count_bytes_written, send_window
 from muxs.settings import ServerSettings
 from muxs.storage import Root, shown
 from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
@@ -58,7 +59,7 @@ class FileControllerService(FileControllerBase):
         try:
             self._check_read_size(name, os.fstat(file.fileno()).st_size)
             sent = 0
-            async for data in read_chunks(file, self._settings.chunk_bytes):
+            async for data in read_chunks(file, self._settings.chunk_bytes, send_window):
                 sent += len(data)
                 self._check_read_size(name, sent)  # the file may grow while it is read
                 yield new_chunk(data)
@@ -66,7 +67,8 @@ class FileControllerService(FileControllerBase):
             file.close()
 
     async def write_stream(self, chunk_iterator: AsyncIterator[Chunk]) -> Status:
-        first = await anext(chunk_iterator, None)
+        idle = self._settings.stream_idle_timeout
+        first = await next_within(chunk_iterator, idle)
         if first is None or not first.filename:
             raise GRPCError(
                 GrpcStatus.INVALID_ARGUMENT, "the first chunk of a WriteStream must name the file"
@@ -87,7 +89,7 @@ class FileControllerService(FileControllerBase):
                 data = chunk.data
                 self._check_write_size(name, new.size + batch.size + len(data))
                 await batch.add(data)
-                chunk = await anext(chunk_iterator, None)
+                chunk = await next_within(chunk_iterator, idle)
             await batch.flush()
             await run_blocking(new.commit)
             count_bytes_written(new.size)

@@ -9,6 +9,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
+from muxs.deadlines import next_within
 
 DEFAULT_REPLY_COUNT = 10
 
@@ -22,11 +23,30 @@ def greeting(names: list[str]) -> str:
     return f"Hello, {', '.join(names[:-1])} and {names[-1]}!"
 
 
+def _joiner_length(kept: int) -> int:
+    """What a name adds to ``greeting`` beyond its own bytes, after ``kept`` names: the first
+    turns ``Hello!`` into ``Hello, !``, the second adds `` and ``, each later one ``, ``."""
+    return (2, 5, 2)[min(kept, 2)]
+
+
+def _reply_length(text_bytes: int) -> int:
+    """A HelloReply's encoded size: the field's tag, the text's length (a varint), the text."""
+    return 1 + max(1, (text_bytes.bit_length() + 6) // 7) + text_bytes
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
 class GreeterService(GreeterBase):
     """Greetings in every streaming style, and the reference's square root."""
 
-    def __init__(self, *, max_stream_replies: int) -> None:
+    def __init__(
+        self, *, max_stream_replies: int, max_message_bytes: int, stream_idle_timeout: float
+    ) -> None:
         self._max_stream_replies = max_stream_replies
+        self._max_message_bytes = max_message_bytes
+        self._idle = stream_idle_timeout
 
     async def say_hello(self, hello_request: HelloRequest) -> HelloReply:
         return HelloReply(message=greeting([hello_request.name]))
@@ -60,14 +80,25 @@ class GreeterService(GreeterBase):
     async def lots_of_greetings(
         self, hello_request_iterator: AsyncIterator[HelloRequest]
     ) -> HelloReply:
-        return HelloReply(
-            message=greeting([request.name async for request in hello_request_iterator])
-        )
+        """One greeting of every name, which must fit one message (``max_message_bytes``):
+        the names a call keeps are bounded by its reply."""
+        names: list[str] = []
+        size = len(greeting([]).encode())
+        while (request := await next_within(hello_request_iterator, self._idle)) is not None:
+            size += _utf8_length(request.name) + _joiner_length(len(names))
+            if _reply_length(size) > self._max_message_bytes:
+                raise GRPCError(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"the greeting would be larger than this server's {self._max_message_bytes}"
+                    "-byte message limit (max_message_bytes); send fewer or shorter names",
+                )
+            names.append(request.name)
+        return HelloReply(message=greeting(names))
 
     async def bidi_hello(
         self, hello_request_iterator: AsyncIterator[HelloRequest]
     ) -> AsyncIterator[HelloReply]:
         index = 0
-        async for request in hello_request_iterator:
+        while (request := await next_within(hello_request_iterator, self._idle)) is not None:
             index += 1
             yield HelloReply(message=greeting([request.name]), index=index)

@@ -136,7 +136,11 @@ async def test_an_unexpected_error_is_logged_once_and_the_client_gets_internal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = ServerSettings(host="127.0.0.1", port=0, root=tmp_path)
-    lifecycle = Lifecycle(settings, [BrokenGreeter(max_stream_replies=10)], tmp_path)
+    lifecycle = Lifecycle(
+        settings,
+        [BrokenGreeter(max_stream_replies=10, max_message_bytes=1024, stream_idle_timeout=1)],
+        tmp_path,
+    )
     sock = bind("127.0.0.1", 0)
     await lifecycle.start(sock)
     try:
