@@ -23,6 +23,9 @@ from muxs.lifecycle import Lifecycle
 from muxs.server import bind, serve
 from muxs.services import GreeterService
 from tests.access import access_records
+from tests.rawh2 import RawConnection, grpc_frame, request_headers
+
+GREETINGS = "/muxs.Greeter/LotsOfGreetings"
 
 
 async def test_one_line_per_call_with_its_method_peer_status_time_and_messages(
@@ -89,16 +92,17 @@ async def test_a_client_cancel_is_logged_as_cancelled(live_server: RunningServer
 
 
 async def test_a_deadline_is_logged_as_deadline_exceeded(live_server: RunningServer) -> None:
-    async def names() -> AsyncIterator[str]:
-        yield "first"
-        await asyncio.Event().wait()  # never set: the call's deadline passes meanwhile
-
+    # A raw client that sends one name with a 200 ms deadline and then waits, never
+    # resetting the stream: only the server's deadline can end the call (an SDK client
+    # resets the stream at its own deadline, which races the server's).
+    first = grpc_frame(bytes(HelloRequest(name="first")))
     with access_records() as logs:
-        async with Client(live_server.target, timeout=0.2) as client:
-            with pytest.raises(RpcError) as caught:
-                await client.lots_of_greetings(names())
-        expired = await logs.finished("/muxs.Greeter/LotsOfGreetings")
-    assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
+        async with await RawConnection.open(live_server.host, live_server.port) as raw:
+            stream_id = raw.start(request_headers(GREETINGS, grpc_timeout="200m"))
+            await raw.send(stream_id, first)
+            reply = await raw.reply(stream_id)
+        expired = await logs.finished(GREETINGS)
+    assert reply.grpc_status == StatusCode.DEADLINE_EXCEEDED.value
     assert (expired["status"], expired["messages_in"]) == ("DEADLINE_EXCEEDED", 1)
 
 
