@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import h2.config
 import h2.connection
+import pytest
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
     ContinuationFrame,
@@ -29,6 +30,7 @@ from hyperframe.frame import (
 
 from muxs import RunningServer
 from tests.rawh2 import request_headers
+from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
 
 WAIT = 60.0  # a hang guard: the machine is shared
 _FRAME_HEADER = 9
@@ -150,3 +152,29 @@ def endless_headers(stream_id: int, continuations: int) -> bytes:
         HeadersFrame(stream_id, b"").serialize()
         + ContinuationFrame(stream_id, b"").serialize() * continuations
     )
+
+
+async def assert_calmed_down(
+    server: RunningServer,
+    caplog: pytest.LogCaptureFixture,
+    batch: Callable[[Attacker], Callable[[], bytes]],
+    budget: str,
+    size: int,
+) -> None:
+    """An attacker flooding ``batch`` while others call: they are all served, it gets
+    GOAWAY ENHANCE_YOUR_CALM naming ``budget`` (logged once, with its peer), and the
+    server's tasks, descriptors and connections are back to where they were."""
+    baseline = Usage.now()
+    attacker = await Attacker.open(server)
+    flooding = asyncio.create_task(attacker.flood(batch(attacker)))
+    await assert_others_served(server)
+    goaway = await attacker.wait_goaway()
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert goaway.additional_data == budget.encode()
+    await flooding
+    host, port = attacker.address
+    await attacker.aclose()
+    await assert_back_to(baseline, server)
+    warnings = [r.getMessage() for r in caplog.records if "ENHANCE_YOUR_CALM" in r.getMessage()]
+    over = f"over its {budget} of {size} per 10 s"
+    assert warnings == [f"GOAWAY ENHANCE_YOUR_CALM to {host}:{port}: {over}"]

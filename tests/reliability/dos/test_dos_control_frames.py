@@ -28,6 +28,7 @@ from tests.reliability.dos.attacks import (
     UNKNOWN,
     WINDOW_UPDATE,
     Attacker,
+    assert_calmed_down,
     empty_data,
     endless_headers,
     repeated,
@@ -52,20 +53,9 @@ FLOODS: dict[str, Callable[[Attacker], Callable[[], bytes]]] = {
 async def test_a_control_frame_flood_gets_goaway_and_others_are_served(
     live_server: RunningServer, caplog: pytest.LogCaptureFixture, flood: str
 ) -> None:
-    baseline = Usage.now()
-    attacker = await Attacker.open(live_server)
-    flooding = asyncio.create_task(attacker.flood(FLOODS[flood](attacker)))
-    await assert_others_served(live_server)
-    goaway = await attacker.wait_goaway()
-    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
-    assert goaway.additional_data == b"control_frame_budget"
-    await flooding
-    host, port = attacker.address
-    await attacker.aclose()
-    await assert_back_to(baseline, live_server)
-    warnings = [r.getMessage() for r in caplog.records if "ENHANCE_YOUR_CALM" in r.getMessage()]
-    over = f"over its control_frame_budget of {CONTROL_FRAME_BUDGET} per 10 s"
-    assert warnings == [f"GOAWAY ENHANCE_YOUR_CALM to {host}:{port}: {over}"]
+    await assert_calmed_down(
+        live_server, caplog, FLOODS[flood], "control_frame_budget", CONTROL_FRAME_BUDGET
+    )
 
 
 async def test_a_continuation_flood_is_cut_short(live_server: RunningServer) -> None:
