@@ -1,4 +1,4 @@
-"""Access logs: one INFO line per call on the ``muxs.access`` logger.
+"""Access logs: one INFO line per call on the ``muxs.access_log`` logger.
 
 The line says which method, who called (peer, and the authenticated subject when there
 is one), the status, how long it took and how many messages went each way. It never
@@ -12,7 +12,8 @@ import logging
 
 from muxs.hooks import Call, CallObserver
 
-log = logging.getLogger(__name__)
+# Named, not __name__: operators filter on it (tests/server/test_access_log.py pins it).
+log = logging.getLogger("muxs.access_log")
 
 
 def access_fields(call: Call) -> dict[str, object]:

@@ -45,7 +45,8 @@ from muxs.auth.identity import Identity, current_identity, set_identity
 from muxs.auth.server import Authenticator
 from muxs.deadlines import DEADLINE_SLACK, bounded, pace
 
-log = logging.getLogger(__name__)
+# Named, not __name__: operators filter on it (tests/server/test_access_log.py pins it).
+log = logging.getLogger("muxs.hooks")
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 #: Calls that last as long as the client wants: a drain does not wait for them.

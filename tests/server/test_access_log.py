@@ -28,6 +28,23 @@ from tests.rawh2 import RawConnection, grpc_frame, request_headers
 GREETINGS = "/muxs.Greeter/LotsOfGreetings"
 
 
+#: Operators filter on these names: they must not follow the modules around.
+ACCESS_LOGGER = "muxs.access_log"
+ERROR_LOGGER = "muxs.hooks"
+
+
+async def test_access_lines_go_to_the_muxs_access_log_logger_by_that_exact_name(
+    live_server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    with access_records() as logs:
+        async with Client(live_server.target) as client:
+            await client.say_hello("you")
+        await logs.finished("/muxs.Greeter/SayHello")
+    lines = [record for record in caplog.records if record.getMessage().startswith("method=")]
+    assert [record.name for record in lines] == [ACCESS_LOGGER]
+
+
 async def test_one_line_per_call_with_its_method_peer_status_time_and_messages(
     live_server: RunningServer,
 ) -> None:
@@ -158,5 +175,5 @@ async def test_an_unexpected_error_is_logged_once_and_the_client_gets_internal(
     assert "RuntimeError" not in caught.value.message
     tracebacks = [record for record in caplog.records if record.exc_info]
     assert [(record.name, record.getMessage()) for record in tracebacks] == [
-        ("muxs.hooks", "unexpected error in /muxs.Greeter/SayHello")
+        (ERROR_LOGGER, "unexpected error in /muxs.Greeter/SayHello")
     ]
