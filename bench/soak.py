@@ -46,7 +46,7 @@ from grpclib.exceptions import GRPCError
 from bench.stubs import load_stubs
 from muxs import Client
 from muxs.codegen import grpcio_stubs
-from muxs.services.greeter import greeting
+from muxs.server.services.greeter import greeting
 from muxs_api.muxs import Chunk, FileControllerStub, Files
 
 MAX_RSS_GROWTH = 0.10

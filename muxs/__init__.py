@@ -39,16 +39,16 @@ __all__ = [
 
 #: Where each server name lives: imported by ``__getattr__`` when first used.
 _SERVER_NAMES = {
-    "RunningServer": "muxs.server",
-    "build_server": "muxs.server",
-    "serve": "muxs.server",
-    "ServerSettings": "muxs.settings",
+    "RunningServer": "muxs.server.serving",
+    "build_server": "muxs.server.serving",
+    "serve": "muxs.server.serving",
+    "ServerSettings": "muxs.server.settings",
 }
 
 if _typing.TYPE_CHECKING:
     # Type checkers see the real names (and no __getattr__, so a misspelt name is an error).
-    from muxs.server import RunningServer, build_server, serve
-    from muxs.settings import ServerSettings
+    from muxs.server.serving import RunningServer, build_server, serve
+    from muxs.server.settings import ServerSettings
 else:
 
     def __getattr__(name: str) -> object:

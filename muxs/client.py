@@ -24,7 +24,7 @@ from muxs.api import (
     Number,
     Status,
 )
-from muxs.auth.client import TokenProvider, bearer_listener, check_token_transport
+from muxs.auth.bearer import TokenProvider, bearer_listener, check_token_transport
 from muxs.calls import Caller, ReplyStream, Requests, iterate
 from muxs.channel import AnsweringChannel
 from muxs.errors import ConfigError, RpcError, StatusCode

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from muxs.client import Client
 from muxs.errors import RpcError
-from muxs.server import serve
+from muxs.server.serving import serve
 
 
 async def run_demo(out: Callable[[str], None] = print) -> None:

@@ -35,7 +35,7 @@ from collections.abc import (
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
-from muxs.auth.client import TokenProvider
+from muxs.auth.bearer import TokenProvider
 from muxs.calls import ReplyStream
 from muxs.client import DEFAULT_TARGET, Client
 from muxs.errors import RpcError, StatusCode

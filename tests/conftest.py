@@ -16,8 +16,8 @@ from grpclib.testing import ChannelFor
 
 from muxs import Client, RunningServer, ServerSettings, serve
 from muxs.codegen import grpcio_stubs
-from muxs.server import build_services
-from muxs.storage import Root
+from muxs.server.serving import build_services
+from muxs.server.storage import Root
 from tests.probe import CallProbe
 
 

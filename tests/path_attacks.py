@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from muxs import StatusCode
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 
 READS = ("Read", "ReadStream", "Stat", "Delete", "List")
 WRITES = ("Write", "WriteStream")

@@ -3,8 +3,8 @@
 import inspect
 
 import muxs
-import muxs.server
-import muxs.settings
+import muxs.server.serving
+import muxs.server.settings
 
 
 def test_all_matches_the_public_names() -> None:
@@ -18,10 +18,10 @@ def test_all_matches_the_public_names() -> None:
 
 
 def test_the_server_names_are_the_server_modules_own() -> None:
-    assert muxs.serve is muxs.server.serve
-    assert muxs.build_server is muxs.server.build_server
-    assert muxs.RunningServer is muxs.server.RunningServer
-    assert muxs.ServerSettings is muxs.settings.ServerSettings
+    assert muxs.serve is muxs.server.serving.serve
+    assert muxs.build_server is muxs.server.serving.build_server
+    assert muxs.RunningServer is muxs.server.serving.RunningServer
+    assert muxs.ServerSettings is muxs.server.settings.ServerSettings
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

@@ -12,25 +12,25 @@ from mypy import api
 #: Modules an SDK user must not pay for: the server stack, token verification (PyJWT,
 #: cryptography), certificate checks, the codegen and the extras' libraries.
 SERVER_SIDE = (
-    "muxs.server",
-    "muxs.lifecycle",
-    "muxs.hooks",
-    "muxs.services",
-    "muxs.storage",
-    "muxs.limits",
-    "muxs.health",
-    "muxs.reflection",
-    "muxs.metrics",
-    "muxs.access_log",
-    "muxs.deadlines",
-    "muxs.workers",
+    "muxs.server.serving",
+    "muxs.server.lifecycle",
+    "muxs.server.hooks",
+    "muxs.server.services",
+    "muxs.server.storage",
+    "muxs.server.limits",
+    "muxs.server.health",
+    "muxs.server.reflection",
+    "muxs.server.metrics",
+    "muxs.server.access_log",
+    "muxs.server.deadlines",
+    "muxs.server.workers",
     "muxs.demo",
-    "muxs.settings",
-    "muxs.config",
+    "muxs.server.settings",
+    "muxs.server.config",
     "muxs.codegen",
-    "muxs.auth.server",
-    "muxs.auth.jwt_tokens",
-    "muxs.auth.static_tokens",
+    "muxs.server.verification.authenticator",
+    "muxs.server.verification.jwt_tokens",
+    "muxs.server.verification.static_tokens",
     "jwt",
     "cryptography",
     "grpc_tools",
@@ -69,8 +69,8 @@ def test_the_sdk_loads_nothing_of_the_server(code: str) -> None:
 
 def test_the_server_names_load_the_server_when_used() -> None:
     modules = modules_after("import muxs; muxs.serve")
-    assert "muxs.server" in modules
-    assert "muxs.settings" in modules
+    assert "muxs.server.serving" in modules
+    assert "muxs.server.settings" in modules
 
 
 def test_a_client_commands_parser_loads_nothing_of_the_server() -> None:
@@ -80,7 +80,7 @@ def test_a_client_commands_parser_loads_nothing_of_the_server() -> None:
 
 def test_the_serve_commands_parser_loads_the_server_settings() -> None:
     code = "from muxs.cli import build_parser; build_parser('serve').parse_args(['serve'])"
-    assert "muxs.settings" in modules_after(code)
+    assert "muxs.server.settings" in modules_after(code)
 
 
 @pytest.mark.slow
@@ -96,6 +96,6 @@ def test_type_checkers_see_the_server_names_and_no_others(tmp_path: Path) -> Non
         ["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(script)]
     )
     assert code == 1
-    assert "muxs.server.RunningServer" in stdout
+    assert "muxs.server.serving.RunningServer" in stdout
     assert 'user.py:4: error: Module has no attribute "serv"' in stdout
     assert stdout.count("error:") == 1

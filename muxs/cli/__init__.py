@@ -13,17 +13,17 @@ import sys
 from collections.abc import Sequence
 
 from muxs import __version__
-from muxs.cli import calls, demo, files, health, serve, streams, token
+from muxs.cli import demo, files, health, serve, streams, token, unary
 from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Parser, Subparsers
 from muxs.errors import RpcError
 
 #: Modules of the commands after serve's, in the order ``muxs --help`` lists them.
-OTHER_COMMAND_MODULES = [demo, calls, streams, files, health, token]
+OTHER_COMMAND_MODULES = [demo, unary, streams, files, health, token]
 
 
 def build_parser(command: str | None = None) -> Parser:
     """The ``muxs`` parser; for another ``command`` than the server's, without the server
-    options (whose definition imports ``muxs.settings``)."""
+    options (whose definition imports ``muxs.server.settings``)."""
     parser = Parser(prog="muxs", description="A typed, async gRPC service and its SDK.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers: Subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

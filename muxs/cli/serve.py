@@ -1,6 +1,6 @@
 """``muxs serve`` and ``muxs config show``: settings from flags, environment and file.
 
-Their options come from ``muxs.settings``; the server stack is imported by ``_serve``. A
+Their options come from ``muxs.server.settings``; the server stack is imported by ``_serve``. A
 parser built for another command leaves the options out, so it imports neither.
 """
 
@@ -16,15 +16,15 @@ from muxs.cli._common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Subparsers
 from muxs.errors import ConfigError
 
 if TYPE_CHECKING:
-    from muxs.config import LoadedSettings
-    from muxs.settings import ServerSettings
+    from muxs.server.config import LoadedSettings
+    from muxs.server.settings import ServerSettings
 
 #: The commands registered here: the ones that need the server options.
 COMMANDS = ("serve", "config")
 
 
 def _load(args: argparse.Namespace) -> LoadedSettings:
-    from muxs.config import load_settings
+    from muxs.server.config import load_settings
 
     flags = {k: v for k, v in vars(args).items() if k not in ("command", "handler", "config")}
     return load_settings(flags, os.environ, getattr(args, "config", None))
@@ -37,10 +37,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"muxs serve: invalid setting: {exc}", file=sys.stderr)
         return EXIT_USAGE
     # The server stack: imported only when a server runs (not for --help or other commands).
-    from muxs import loops
     from muxs.cli._logging import configure_logging
-    from muxs.server import run
-    from muxs.workers import supervise
+    from muxs.server import loops
+    from muxs.server.serving import run
+    from muxs.server.workers import supervise
 
     configure_logging(settings.log_level, settings.log_format)
     try:
@@ -58,10 +58,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _serve_worker(settings: ServerSettings, sock: socket.socket) -> None:
-    """One process of ``muxs serve --workers N`` (started by ``muxs.workers``)."""
-    from muxs import loops
+    """One process of ``muxs serve --workers N`` (started by ``muxs.server.workers``)."""
     from muxs.cli._logging import configure_logging
-    from muxs.server import run
+    from muxs.server import loops
+    from muxs.server.serving import run
 
     configure_logging(settings.log_level, settings.log_format, worker=True)
     loops.run(run(settings, sock), settings.event_loop)
@@ -97,7 +97,7 @@ def register(subparsers: Subparsers, *, options: bool = True) -> None:
     )
     show.set_defaults(handler=_config_show)
     if options:
-        from muxs.config import add_server_options
+        from muxs.server.config import add_server_options
 
         add_server_options(serve)
         add_server_options(show)

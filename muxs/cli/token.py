@@ -9,7 +9,7 @@ from muxs.cli._common import EXIT_OK, Subparsers
 
 
 def _new(args: argparse.Namespace) -> int:
-    from muxs.auth.static_tokens import new_token  # the server's token files
+    from muxs.server.verification.static_tokens import new_token  # the server's token files
 
     token, entry = new_token(args.subject, dict.fromkeys(args.scopes))
     print(f"token: {token}")

@@ -17,7 +17,7 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from muxs import Client, HelloReply, HelloRequest, RpcError, StatusCode
 from muxs.calls import Caller
 from muxs.client import parse_target
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 
 LISTENING = re.compile(rb"muxs listening on (127\.0\.0\.1:\d+)")
 

@@ -16,8 +16,8 @@ import grpc
 import pytest
 
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode, SyncClient, serve
-from muxs.limits import LimitedServer
-from muxs.services.greeter import greeting
+from muxs.server.limits import LimitedServer
+from muxs.server.services.greeter import greeting
 from tests.polling import until
 from tests.probe import COUNT, NAME, CallProbe
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from muxs import RunningServer, StatusCode
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
 
 CLIENT_DIR = Path(__file__).parent / "grpcjs"

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from muxs import RunningServer, ServerSettings, encoding
 from muxs.codec import Codec
-from muxs.services.greeter import greeting
-from muxs.storage import TEMP_PREFIX
+from muxs.server.services.greeter import greeting
+from muxs.server.storage import TEMP_PREFIX
 
 MESSAGE_TYPES = sorted(encoding.MESSAGE_TYPES, key=lambda cls: cls.__name__)
 HUGE = 1_000_000

@@ -28,10 +28,10 @@ from grpclib.server import Stream as ServerStream
 from grpclib.stream import StreamIterator, recv_message
 
 from muxs.codec import Codec
-from muxs.limits import RequestReader
-from muxs.server import build_services
-from muxs.settings import ServerSettings
-from muxs.storage import Root
+from muxs.server.limits import RequestReader
+from muxs.server.serving import build_services
+from muxs.server.settings import ServerSettings
+from muxs.server.storage import Root
 from muxs_api.muxs import Chunk, Files, HelloRequest, ListRequest, Number
 from tests.rawh2 import grpc_frame
 from tests.reliability.methods import LIMIT, MAX_REPLIES, REFUSALS, implemented

@@ -6,7 +6,7 @@ from betterproto.casing import snake_case
 from grpclib.const import Handler, Status
 
 from muxs.api import FileControllerBase, GreeterBase
-from muxs.services import FileControllerService, GreeterService
+from muxs.server.services import FileControllerService, GreeterService
 
 LIMIT = 64 * 1024
 # The statuses a bad or random request may get: each one a client can act on (never UNKNOWN).

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, RpcError, StatusCode
-from muxs.storage import MAX_DEPTH, TEMP_PREFIX, shown
+from muxs.server.storage import MAX_DEPTH, TEMP_PREFIX, shown
 from tests.polling import until
 from tests.processes import muxs_process
 

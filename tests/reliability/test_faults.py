@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from muxs import Client, RpcError, ServerSettings, StatusCode, serve, server
-from muxs.storage import TEMP_PREFIX, Root, Sweep
+from muxs import Client, RpcError, ServerSettings, StatusCode, serve
+from muxs.server import serving
+from muxs.server.storage import TEMP_PREFIX, Root, Sweep
 from tests.polling import until
 from tests.processes import listening_target
 
@@ -123,7 +124,7 @@ async def test_a_root_made_read_only_while_serving(small_root: Path) -> None:
 CRASH_MID_WRITE = """
 import os, signal, sys
 from pathlib import Path
-from muxs.storage import Root
+from muxs.server.storage import Root
 
 new = Root(Path(sys.argv[1])).open_for_replace(sys.argv[2])
 new.write(b"half of the new content")
@@ -235,7 +236,7 @@ async def test_a_sweep_cut_short_says_so_at_start(
     settings: ServerSettings, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (settings.root / "sub").mkdir()
-    monkeypatch.setattr(server, "SWEEP_SECONDS", 0)
+    monkeypatch.setattr(serving, "SWEEP_SECONDS", 0)
     caplog.set_level(logging.INFO, logger="muxs.server")
     async with serve(settings=settings):
         pass

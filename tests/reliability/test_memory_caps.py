@@ -22,7 +22,7 @@ from grpclib.const import Cardinality
 
 from muxs import Client, RpcError, RunningServer, StatusCode
 from muxs.api import Chunk, Files
-from muxs.services.greeter import greeting
+from muxs.server.services.greeter import greeting
 from tests.polling import until
 from tests.probe import CallProbe
 from tests.reliability.methods import LIMIT

@@ -20,8 +20,8 @@ from h2.connection import H2Connection
 
 from muxs import Client, RunningServer
 from muxs.api import Files, HelloRequest
-from muxs.limits import LimitedServer
-from muxs.storage import TEMP_PREFIX
+from muxs.server.limits import LimitedServer
+from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 from tests.reliability.methods import implemented

@@ -1,7 +1,7 @@
 """An upload is committed only when its client really finished: a reset after its end wins.
 
 A WriteStream's end of stream reaches the handler only once the client has answered a
-PING the server sends on seeing it (``muxs.limits``): frames arrive in order, so a
+PING the server sends on seeing it (``muxs.server.limits``): frames arrive in order, so a
 RST_STREAM the client sent before that answer cancels the upload, and the file stays
 as it was. grpc-js gives up on a stream this way (tests/interop/test_grpcjs.py).
 """
@@ -20,7 +20,7 @@ from h2.errors import ErrorCodes
 
 from muxs import RunningServer, ServerSettings, StatusCode, serve
 from muxs.api import Chunk
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served

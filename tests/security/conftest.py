@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from muxs import RunningServer, ServerSettings, serve
-from muxs.auth.static_tokens import new_token
+from muxs.server.verification.static_tokens import new_token
 
 ISSUER = "https://issuer.test"
 AUDIENCE = "muxs"

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from muxs import ServerSettings, serve
-from muxs.limits import LimitedServer
+from muxs.server.limits import LimitedServer
 from tests.polling import until
 from tests.rawh2 import WAIT
 from tests.security.conftest import Pki
@@ -22,7 +22,7 @@ TIMEOUT = 0.2
 async def test_a_stalled_tls_handshake_is_aborted(
     settings: ServerSettings, pki: Pki, sent: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="muxs.handshakes")
+    caplog.set_level(logging.INFO, logger="muxs.server.handshakes")
     tls = replace(settings, tls_cert=pki.cert, tls_key=pki.key, handshake_timeout=TIMEOUT)
     async with serve(settings=tls) as running:
         assert isinstance(running.server, LimitedServer)

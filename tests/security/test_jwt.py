@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from muxs import Client, ConfigError, RpcError, RunningServer, ServerSettings, StatusCode, serve
-from muxs.auth.jwt_tokens import JwtVerifier
+from muxs.server.verification.jwt_tokens import JwtVerifier
 from tests.security.conftest import AUDIENCE, ISSUER, SigningKeys, b64, claims, compact
 
 

@@ -20,11 +20,11 @@ from grpclib.server import Server, Stream
 from muxs import Client, ConfigError, RpcError, RunningServer, ServerSettings, StatusCode
 from muxs.api import GreeterStub, HelloReply, HelloRequest
 from muxs.auth import current_identity, required_scope
-from muxs.auth import server as auth
 from muxs.calls import Caller
-from muxs.hooks import CallHooks
-from muxs.server import bind, build_services
-from muxs.storage import Root
+from muxs.server.hooks import CallHooks
+from muxs.server.serving import bind, build_services
+from muxs.server.storage import Root
+from muxs.server.verification import authenticator as auth
 from tests.access import access_records
 
 MUXS_METHODS = {
@@ -186,7 +186,7 @@ def test_allow_insecure_auth_starts_with_a_warning(
     settings = ServerSettings(
         host="0.0.0.0", auth_tokens=static_tokens[0], allow_insecure_auth=True
     )
-    with caplog.at_level(logging.WARNING, logger="muxs.auth.server"):
+    with caplog.at_level(logging.WARNING, logger="muxs.server.verification.authenticator"):
         assert auth.Authenticator.from_settings(settings).enabled
     assert [record.getMessage() for record in caplog.records] == [
         "auth without TLS on 0.0.0.0 (allow_insecure_auth): bearer tokens cross the network "

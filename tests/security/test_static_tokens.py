@@ -12,8 +12,8 @@ from grpclib.exceptions import GRPCError
 
 from muxs import Client, ConfigError, RpcError, RunningServer, ServerSettings, StatusCode, serve
 from muxs.api import GreeterStub, HelloRequest
-from muxs.auth.static_tokens import StaticTokens, digest
 from muxs.cli import main
+from muxs.server.verification.static_tokens import StaticTokens, digest
 from tests.security.conftest import AUDIENCE, ISSUER, SigningKeys, claims
 
 

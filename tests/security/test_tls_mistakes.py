@@ -15,7 +15,7 @@ import trustme
 
 from muxs import Client, RpcError, ServerSettings, StatusCode, serve
 from muxs.cli import main
-from muxs.handshakes import refusal
+from muxs.server.handshakes import refusal
 from muxs.tls import client_context
 from tests.polling import until
 from tests.security.conftest import Pki
@@ -162,13 +162,13 @@ async def test_a_refused_client_certificate_is_explained_with_any_tls_version(
 async def test_a_client_hanging_up_mid_handshake_is_logged_at_debug_only(
     settings: ServerSettings, pki: Pki, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="muxs.handshakes")
+    caplog.set_level(logging.DEBUG, logger="muxs.server.handshakes")
     async with serve(settings=server_settings(settings, pki, "tls")) as running:
         _, writer = await asyncio.open_connection("127.0.0.1", running.port)
         writer.close()
         await writer.wait_closed()
         await until(lambda: any("hung up" in r.getMessage() for r in caplog.records))
-    handshake_records = [r for r in caplog.records if r.name == "muxs.handshakes"]
+    handshake_records = [r for r in caplog.records if r.name == "muxs.server.handshakes"]
     assert [r.levelno for r in handshake_records] == [logging.DEBUG]
     assert (
         handshake_records[0]

@@ -1,4 +1,4 @@
-"""Access logs: one line per call, from the shared per-call bookkeeping of ``muxs.hooks``."""
+"""Access logs: one line per call, from the shared per-call bookkeeping of ``muxs.server.hooks``."""
 
 import asyncio
 import logging
@@ -19,9 +19,9 @@ from muxs import (
     StatusCode,
 )
 from muxs.calls import Caller
-from muxs.lifecycle import Lifecycle
-from muxs.server import bind, serve
-from muxs.services import GreeterService
+from muxs.server.lifecycle import Lifecycle
+from muxs.server.services import GreeterService
+from muxs.server.serving import bind, serve
 from tests.access import access_records
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 

@@ -1,4 +1,4 @@
-"""The flood budgets of ``muxs.budgets``, on a clock the test moves."""
+"""The flood budgets of ``muxs.server.budgets``, on a clock the test moves."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from muxs.budgets import EARNED_PER_BYTES, PREFACE, Budget, FloodGuard, FrameScanner
+from muxs.server.budgets import EARNED_PER_BYTES, PREFACE, Budget, FloodGuard, FrameScanner
 
 
 class Clock:

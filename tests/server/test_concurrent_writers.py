@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from muxs import Client
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 
 CHUNK = 65536
 

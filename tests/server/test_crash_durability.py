@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, RpcError, StatusCode
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 from tests.processes import muxs_process
 
 TRIALS = 10

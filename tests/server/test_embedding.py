@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, ConfigError, RpcError, ServerSettings, StatusCode, serve
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 
 
 async def test_serve_binds_an_ephemeral_port_and_stops(tmp_path: Path) -> None:

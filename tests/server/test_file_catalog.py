@@ -12,9 +12,9 @@ import pytest
 from grpclib.testing import ChannelFor
 
 from muxs import Client, FileInfo, RpcError, ServerSettings, StatusCode
-from muxs.server import build_services
-from muxs.services.files import LIST_BATCH
-from muxs.storage import TEMP_PREFIX, Root
+from muxs.server.services.files import LIST_BATCH
+from muxs.server.serving import build_services
+from muxs.server.storage import TEMP_PREFIX, Root
 
 
 async def listing(client: Client, path: str = "") -> dict[str, FileInfo]:

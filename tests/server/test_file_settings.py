@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from muxs import ConfigError, ServerSettings
-from muxs.config import load_settings
+from muxs.server.config import load_settings
 
 
 def test_file_settings_come_from_flags_environment_and_defaults() -> None:

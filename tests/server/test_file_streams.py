@@ -17,8 +17,8 @@ from grpclib.testing import ChannelFor
 
 from muxs import Client, RpcError, ServerSettings, StatusCode, serve
 from muxs.api import Chunk, FileControllerStub
-from muxs.server import build_services
-from muxs.storage import TEMP_PREFIX, AtomicFile, Root
+from muxs.server.serving import build_services
+from muxs.server.storage import TEMP_PREFIX, AtomicFile, Root
 
 pytestmark = pytest.mark.usefixtures("storage")
 

@@ -11,9 +11,9 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpclib.testing import ChannelFor
 
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode
-from muxs.health import HealthState
-from muxs.server import build_services
-from muxs.storage import Root
+from muxs.server.health import HealthState
+from muxs.server.serving import build_services
+from muxs.server.storage import Root
 
 SERVING = HealthCheckResponse.SERVING
 NOT_SERVING = HealthCheckResponse.NOT_SERVING

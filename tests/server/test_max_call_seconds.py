@@ -17,7 +17,7 @@ from muxs import (
     StatusCode,
     serve,
 )
-from muxs.config import load_settings
+from muxs.server.config import load_settings
 from tests.probe import COUNT, NAME, CallProbe, read_all
 
 LIMIT = 0.3

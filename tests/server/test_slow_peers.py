@@ -18,8 +18,8 @@ from h2.errors import ErrorCodes
 
 from muxs import RunningServer, ServerSettings, serve
 from muxs.api import Chunk, HelloRequest
-from muxs.limits import LimitedServer
-from muxs.storage import TEMP_PREFIX
+from muxs.server.limits import LimitedServer
+from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
 from tests.rawh2 import WAIT, RawConnection, grpc_frame, request_headers
 
@@ -64,7 +64,7 @@ async def test_a_peer_without_a_whole_preface_is_closed(
 ) -> None:
     limited = live_server.server
     assert isinstance(limited, LimitedServer)
-    caplog.set_level(logging.INFO, logger="muxs.limits")
+    caplog.set_level(logging.INFO, logger="muxs.server.limits")
     reader, writer = await asyncio.open_connection("127.0.0.1", live_server.port)
     try:
         writer.write(sent)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from muxs.transport import CoalescingTransport
+from muxs.server.transport import CoalescingTransport
 
 
 @asynccontextmanager

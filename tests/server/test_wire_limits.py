@@ -1,4 +1,4 @@
-"""The connection limits of ``muxs.limits``, seen from the wire (a raw HTTP/2 client)."""
+"""The connection limits of ``muxs.server.limits``, seen from the wire (a raw HTTP/2 client)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from h2.errors import ErrorCodes
 
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode
 from muxs.api import HelloRequest
-from muxs.limits import LimitedServer, _LimitedProtocol
+from muxs.server.limits import LimitedServer, _LimitedProtocol
 from tests.polling import until
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 

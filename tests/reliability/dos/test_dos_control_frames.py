@@ -19,7 +19,7 @@ import pytest
 from h2.errors import ErrorCodes
 
 from muxs import RunningServer, ServerSettings, serve
-from muxs.limits import LimitedServer
+from muxs.server.limits import LimitedServer
 from tests.polling import until
 from tests.reliability.dos.attacks import (
     PING,

@@ -2,7 +2,7 @@
 
 Each budget is a token bucket of ``size`` tokens, refilled at ``size / window`` per
 second; a peer that spends a token from an empty bucket is over budget, and
-``muxs.limits`` answers with GOAWAY ENHANCE_YOUR_CALM and closes its connection.
+``muxs.server.limits`` answers with GOAWAY ENHANCE_YOUR_CALM and closes its connection.
 
 - ``reset_budget``: RST_STREAM frames the client sends: CVE-2023-44487 (Rapid Reset).
 - ``control_frame_budget``: frames that make the server work or answer without a call

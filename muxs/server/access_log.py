@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from muxs.hooks import Call, CallObserver
+from muxs.server.hooks import Call, CallObserver
 
 # Named, not __name__: operators filter on it (tests/server/test_access_log.py pins it).
 log = logging.getLogger("muxs.access_log")

@@ -7,7 +7,8 @@ import asyncio
 import pytest
 import uvloop
 
-from muxs import ConfigError, ServerSettings, loops
+from muxs import ConfigError, ServerSettings
+from muxs.server import loops
 
 
 async def _loop_type() -> type[asyncio.AbstractEventLoop]:
@@ -28,7 +29,7 @@ def test_auto_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPat
 
 
 def test_choosing_uvloop_without_it_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("muxs.settings.uvloop_installed", lambda: False)
+    monkeypatch.setattr("muxs.server.settings.uvloop_installed", lambda: False)
     with pytest.raises(ConfigError) as error:
         ServerSettings(event_loop="uvloop")
     assert error.value.option == "event_loop"

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from muxs import Client
-from muxs.workers import listening_sockets
+from muxs.server.workers import listening_sockets
 from tests.processes import die_with_parent
 
 STARTUP = 60.0  # seconds: spawned workers import muxs, slowly on a busy machine
@@ -122,7 +122,7 @@ async def test_a_killed_worker_is_restarted_and_calls_keep_succeeding(served: Se
     restarted = await served.worker_pid(1, after=len(served.log))
     assert restarted != first
     assert _gone(first)
-    await served.wait_for(r"\[worker-1\] muxs.server: muxs listening")
+    await served.wait_for(r"\[worker-1\] muxs.server.serving: muxs listening")
 
     served.process.send_signal(signal.SIGTERM)
     assert await asyncio.wait_for(served.process.wait(), STARTUP) == 0
@@ -140,8 +140,8 @@ async def test_a_signal_stops_every_worker_and_the_parent_exits_0(
 ) -> None:
     target = (await served.wait_for(r"listening on (127\.0\.0\.1:\d+) ")).group(1)
     pids = [await served.worker_pid(1), await served.worker_pid(2)]
-    await served.wait_for(r"\[worker-1\] muxs.server: muxs listening")
-    await served.wait_for(r"\[worker-2\] muxs.server: muxs listening")
+    await served.wait_for(r"\[worker-1\] muxs.server.serving: muxs listening")
+    await served.wait_for(r"\[worker-2\] muxs.server.serving: muxs listening")
     assert await _hello_each_on_its_own_connection(target, 4) == [f"Hello, n{n}!" for n in range(4)]
 
     served.process.send_signal(signum)
@@ -150,7 +150,7 @@ async def test_a_signal_stops_every_worker_and_the_parent_exits_0(
     assert served.process.stderr is not None
     rest = (await served.process.stderr.read()).decode()
     assert "muxs stopping 2 worker(s)" in rest
-    assert rest.count("muxs.server: muxs stopping") == 2
+    assert rest.count("muxs.server.serving: muxs stopping") == 2
     assert "Traceback" not in rest
 
 
@@ -202,8 +202,8 @@ async def metered_workers(tmp_path: Path) -> AsyncIterator[Metered]:
         target = (await served.wait_for(r"listening on (127\.0\.0\.1:\d+) ")).group(1)
         port = int((await served.wait_for(r"every worker on http://127\.0\.0\.1:(\d+)/")).group(1))
         pids = [await served.worker_pid(1), await served.worker_pid(2)]
-        await served.wait_for(r"\[worker-1\] muxs.server: muxs listening")
-        await served.wait_for(r"\[worker-2\] muxs.server: muxs listening")
+        await served.wait_for(r"\[worker-1\] muxs.server.serving: muxs listening")
+        await served.wait_for(r"\[worker-2\] muxs.server.serving: muxs listening")
         (directory,) = _metrics_dirs(tmp_path)
         yield Metered(served, target, port, pids, directory)
 

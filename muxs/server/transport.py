@@ -8,7 +8,7 @@ many calls in flight on a connection, one system call carries many calls' frames
 
 Back-pressure is unchanged: the underlying transport still pauses the protocol when its
 buffer is full, one turn later at most (a server stream yields to the loop every few
-milliseconds: ``muxs.deadlines``).
+milliseconds: ``muxs.server.deadlines``).
 """
 
 from __future__ import annotations

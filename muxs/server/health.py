@@ -22,7 +22,7 @@ from grpclib.health.check import CheckBase, ServiceCheck, ServiceStatus
 from grpclib.health.service import OVERALL, Health
 
 from muxs.api import FileControllerBase
-from muxs.storage import TEMP_PREFIX
+from muxs.server.storage import TEMP_PREFIX
 
 log = logging.getLogger(__name__)
 

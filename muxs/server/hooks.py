@@ -4,11 +4,12 @@
 built; for every call the wrapper:
 
 - keeps one ``Call`` record (method, peer, duration, messages in and out, final status)
-  that its observers share: the access log (``muxs.access_log``) and the metrics
-  (``muxs.metrics``) read the same record instead of each keeping their own;
+  that its observers share: the access log (``muxs.server.access_log``) and the metrics
+  (``muxs.server.metrics``) read the same record instead of each keeping their own;
 - refuses new calls with UNAVAILABLE once a drain begins (health checks excepted);
-- authenticates the caller (``muxs.auth.server``) when auth or mutual TLS is on;
-- applies the deadline rules of ``muxs.deadlines`` (a server stream shares the event loop,
+- authenticates the caller (``muxs.server.verification.authenticator``) when auth or
+  mutual TLS is on;
+- applies the deadline rules of ``muxs.server.deadlines`` (a server stream shares the event loop,
   ``max_call_seconds`` bounds the call);
 - is the last-resort error handler: an unexpected exception in a handler is logged once
   with its traceback, and the client gets INTERNAL with a generic message.
@@ -42,8 +43,8 @@ from grpclib.protocol import Peer
 from grpclib.server import Stream
 
 from muxs.auth.identity import Identity, current_identity, set_identity
-from muxs.auth.server import Authenticator
-from muxs.deadlines import DEADLINE_SLACK, bounded, pace
+from muxs.server.deadlines import DEADLINE_SLACK, bounded, pace
+from muxs.server.verification.authenticator import Authenticator
 
 # Named, not __name__: operators filter on it (tests/server/test_access_log.py pins it).
 log = logging.getLogger("muxs.hooks")

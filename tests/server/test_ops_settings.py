@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from muxs import ConfigError, ServerSettings
-from muxs.config import load_settings
-from tests.test_config import flags
+from muxs.server.config import load_settings
+from tests.server.test_config import flags
 
 
 def test_defaults() -> None:

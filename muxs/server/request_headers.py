@@ -13,7 +13,7 @@ logs "Server error" and the client waits for its own deadline) or answers them U
 - a ``grpc-timeout`` that has passed by the time the call could start (``DEADLINE_SLACK``
   or less) is DEADLINE_EXCEEDED.
 
-The connection's h2 decodes header values as latin-1 (``muxs.limits``), so bytes outside
+The connection's h2 decodes header values as latin-1 (``muxs.server.limits``), so bytes outside
 ASCII reach this check instead of failing the whole connection.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from grpclib.const import Status
 from grpclib.metadata import decode_bin_value
 
-from muxs.deadlines import DEADLINE_SLACK
+from muxs.server.deadlines import DEADLINE_SLACK
 
 #: The pseudo-headers every HTTP/2 request carries (RFC 9113 section 8.3.1).
 REQUIRED_PSEUDO_HEADERS = (":method", ":scheme", ":path")

@@ -7,7 +7,7 @@ import pytest
 
 from muxs import ConfigError, ServerSettings
 from muxs.cli import build_parser, main
-from muxs.config import load_settings
+from muxs.server.config import load_settings
 
 
 def flags(*argv: str) -> dict[str, object]:

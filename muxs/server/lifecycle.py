@@ -23,14 +23,14 @@ from pathlib import Path
 from grpclib._typing import IServable
 from grpclib.protocol import H2Protocol
 
-from muxs.access_log import AccessLog
-from muxs.auth.server import Authenticator
-from muxs.handshakes import TlsHandshake
-from muxs.health import HealthState
-from muxs.hooks import CallHooks, CallObserver
-from muxs.limits import LimitedServer
-from muxs.reflection import reflection_services
-from muxs.settings import ServerSettings
+from muxs.server.access_log import AccessLog
+from muxs.server.handshakes import TlsHandshake
+from muxs.server.health import HealthState
+from muxs.server.hooks import CallHooks, CallObserver
+from muxs.server.limits import LimitedServer
+from muxs.server.reflection import reflection_services
+from muxs.server.settings import ServerSettings
+from muxs.server.verification.authenticator import Authenticator
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class DrainableServer(LimitedServer):
     """muxs's server with its limits, able to stop listening and close its connections.
 
     With ``tls``, it listens in plaintext and runs each connection's TLS handshake itself,
-    logging a refused one (``muxs.handshakes``).
+    logging a refused one (``muxs.server.handshakes``).
     """
 
     tls: ssl.SSLContext | None = None
@@ -74,7 +74,7 @@ class Lifecycle:
         observers: list[CallObserver] = [AccessLog()] if settings.access_log else []
         self.metrics = None
         if settings.metrics_port is not None:
-            from muxs.metrics import Metrics  # the optional prometheus-client is needed
+            from muxs.server.metrics import Metrics  # the optional prometheus-client is needed
 
             # A worker of `muxs serve --workers N`: the supervisor serves every worker's metrics.
             self.metrics = Metrics(worker=settings.workers > 1)

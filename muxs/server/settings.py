@@ -1,6 +1,6 @@
 """Server settings: one frozen, typed object, validated when it is built.
 
-Each field is declared once, with its help text; ``muxs.config`` derives the command-line
+Each field is declared once, with its help text; ``muxs.server.config`` derives the command-line
 flag (``--max-message-bytes``), the environment variable (``MUXS_MAX_MESSAGE_BYTES``)
 and the TOML key (``max_message_bytes``) from it. To add an option, add a field here
 (and its check in ``_validate``).
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from muxs.errors import ConfigError
-from muxs.loops import EVENT_LOOPS, uvloop_installed
+from muxs.server.loops import EVENT_LOOPS, uvloop_installed
 from muxs.tls import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"

@@ -18,13 +18,13 @@ from grpclib._typing import IServable
 from grpclib.server import Server
 
 from muxs.descriptors import raise_open_files_limit
-from muxs.services import FileControllerService, GreeterService
-from muxs.settings import ServerSettings
-from muxs.storage import SWEEP_SECONDS, Root
+from muxs.server.services import FileControllerService, GreeterService
+from muxs.server.settings import ServerSettings
+from muxs.server.storage import SWEEP_SECONDS, Root
 from muxs.tls import server_context
 
 if TYPE_CHECKING:
-    from muxs.lifecycle import Lifecycle
+    from muxs.server.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def _lifecycle(settings: ServerSettings, root: Root) -> Lifecycle:
     # Imported here, not by `import muxs`: grpclib's health and reflection messages
     # register in protobuf's default pool, as grpcio-health-checking's and
     # grpcio-reflection's do, and a process can hold only one of each.
-    from muxs.lifecycle import Lifecycle
+    from muxs.server.lifecycle import Lifecycle
 
     return Lifecycle(settings, build_services(settings, root), root.path)
 
@@ -137,7 +137,7 @@ async def serve(
 
     ``settings`` gives every option; ``host``, ``port`` and ``root``, when given, override
     it. Port 0 binds a free ephemeral port: read the real one from ``.port``. ``sock``, a
-    socket bound already (a worker's, from ``muxs.workers``), is served instead of binding.
+    socket bound already (a worker's, from ``muxs.server.workers``), is served instead of binding.
     On exit, new calls are refused and calls in flight get ``settings.shutdown_grace``
     seconds to finish before they are cancelled (``.lifecycle.hurry()`` cancels them at once).
     """

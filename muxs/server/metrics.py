@@ -40,7 +40,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from muxs.hooks import Call, CallObserver, Counted
+from muxs.server.hooks import Call, CallObserver, Counted
 
 LABELS = ("grpc_service", "grpc_method", "grpc_type")
 #: Where prometheus-client's multiprocess mode keeps the values; read when it is imported.

@@ -10,7 +10,7 @@ field, documented in docs/RELIABILITY.md):
   not decode (``muxs.codec``) are refused with INTERNAL (UNIMPLEMENTED for a compression
   muxs lacks), as gRPC's protocol says; grpclib alone would answer UNKNOWN and log a
   traceback.
-- request headers grpclib cannot take (``muxs.request_headers``) are answered before it
+- request headers grpclib cannot take (``muxs.server.request_headers``) are answered before it
   sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
 - ``max_connections``: a connection over the limit gets GOAWAY and is closed, unless an
@@ -24,7 +24,7 @@ A client stream's end reaches its handler only once a PING round trip has settle
 (``_LimitedProtocol.settle``): an upload reset right after its end is never committed.
 
 It also fixes three HTTP/2 faults of grpclib (see ``_LimitedProtocol._feed``), and
-bounds what one connection's peer can make the server do (``muxs.budgets``: over
+bounds what one connection's peer can make the server do (``muxs.server.budgets``: over
 ``reset_budget`` or ``control_frame_budget`` it gets GOAWAY ENHANCE_YOUR_CALM), how long
 its backlog may hold the event loop (``TURN_BYTES`` a turn), and what its unread replies
 may hold (reading stops while its socket cannot take more).
@@ -64,13 +64,13 @@ from grpclib.server import Handler, Server
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
-from muxs.budgets import FloodGuard
 from muxs.codec import Codec
-from muxs.hooks import format_peer
-from muxs.request_headers import Refusal, refusal
-from muxs.settings import ServerSettings
+from muxs.server.budgets import FloodGuard
+from muxs.server.hooks import format_peer
+from muxs.server.request_headers import Refusal, refusal
+from muxs.server.settings import ServerSettings
+from muxs.server.transport import CoalescingTransport
 from muxs.tls import is_tls_record
-from muxs.transport import CoalescingTransport
 
 log = logging.getLogger(__name__)
 
@@ -538,7 +538,7 @@ class LimitedServer(Server):
         super().__init__(handlers, codec=Codec(), config=keepalive_config(settings))
         # grpclib's h2 decodes header values as ASCII, and a byte past it raises out of
         # data_received, killing the connection; as latin-1 every byte decodes, and
-        # muxs.request_headers refuses the request that carries one.
+        # muxs.server.request_headers refuses the request that carries one.
         self._h2_config.header_encoding = "latin-1"
         self._settings = settings
         self.connections: set[_LimitedProtocol] = set()

@@ -19,7 +19,7 @@ from types import NoneType, UnionType
 from typing import Any
 
 from muxs.errors import ConfigError
-from muxs.settings import ServerSettings
+from muxs.server.settings import ServerSettings
 
 ENV_PREFIX = "MUXS_"
 CONFIG_ENV = "MUXS_CONFIG"

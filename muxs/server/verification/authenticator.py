@@ -1,5 +1,5 @@
 """The one place where the server authenticates and authorizes calls: ``Authenticator.identify``,
-which the call hooks (``muxs.hooks``) run before every handler when auth or mutual TLS is on.
+which the call hooks (``muxs.server.hooks``) run before every handler when auth or mutual TLS is on.
 
 For each call it names the caller (``muxs.auth.current_identity()``): the verified client
 certificate's subject under mutual TLS, and, when auth is on, the bearer token's subject and
@@ -20,10 +20,10 @@ from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from muxs.auth.identity import ANONYMOUS, Identity, InvalidToken
-from muxs.auth.jwt_tokens import JwtVerifier
 from muxs.auth.scopes import UnmappedMethod, required_scope
-from muxs.auth.static_tokens import StaticTokens
-from muxs.settings import ServerSettings
+from muxs.server.settings import ServerSettings
+from muxs.server.verification.jwt_tokens import JwtVerifier
+from muxs.server.verification.static_tokens import StaticTokens
 
 log = logging.getLogger(__name__)
 

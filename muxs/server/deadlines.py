@@ -2,7 +2,7 @@
 
 grpclib already cancels a handler when the deadline its client sent (``grpc-timeout``)
 passes, but its timer only fires when the event loop gets a turn, and a handler streaming
-to a reader that keeps up never has to wait for anything. The call hooks (``muxs.hooks``)
+to a reader that keeps up never has to wait for anything. The call hooks (``muxs.server.hooks``)
 apply two rules to every call, so that no handler has to know about either:
 
 - ``pace``: a server stream that has been sending for ``TURN_SECONDS`` without waiting

@@ -1,6 +1,6 @@
 """The FileController service: files under the server's root, whole or in chunks.
 
-Every path goes through ``muxs.storage.Root``; disk work runs in worker threads
+Every path goes through ``muxs.server.storage.Root``; disk work runs in worker threads
 (``muxs.threads``), so the event loop never waits for the disk. With ``error_style``
 "seed", Read and Write answer failures as the seed server did; the other calls always
 use status codes.
@@ -18,11 +18,11 @@ from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
-from muxs.deadlines import next_within
 from muxs.encoding import new_chunk
-from muxs.hooks import count_bytes_written, send_window
-from muxs.settings import ServerSettings
-from muxs.storage import Root, shown
+from muxs.server.deadlines import next_within
+from muxs.server.hooks import count_bytes_written, send_window
+from muxs.server.settings import ServerSettings
+from muxs.server.storage import Root, shown
 from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import cast
 
 from grpclib.protocol import Peer
 
-from muxs.hooks import format_peer
+from muxs.server.hooks import format_peer
 
 log = logging.getLogger(__name__)
 

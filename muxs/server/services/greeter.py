@@ -9,7 +9,7 @@ from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
-from muxs.deadlines import next_within
+from muxs.server.deadlines import next_within
 
 DEFAULT_REPLY_COUNT = 10
 

@@ -10,7 +10,7 @@ supervisor waits for them (killing any still running ``STOP_SLACK`` seconds afte
 ``shutdown_grace`` is over) and returns.
 
 With ``metrics_port``, the supervisor serves ``/metrics`` for all its workers
-(``muxs.metrics.WorkersMetrics``); the workers serve none.
+(``muxs.server.metrics.WorkersMetrics``); the workers serve none.
 """
 
 from __future__ import annotations
@@ -31,12 +31,12 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from muxs.descriptors import raise_open_files_limit
-from muxs.server import bind, remove_stale_temp_files
-from muxs.settings import ServerSettings
-from muxs.storage import Root
+from muxs.server.serving import bind, remove_stale_temp_files
+from muxs.server.settings import ServerSettings
+from muxs.server.storage import Root
 
 if TYPE_CHECKING:
-    from muxs.metrics import WorkersMetrics
+    from muxs.server.metrics import WorkersMetrics
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def _metrics(settings: ServerSettings) -> Iterator[WorkersMetrics | None]:
     if settings.metrics_port is None:
         yield None
         return
-    from muxs.metrics import WorkersMetrics  # the optional prometheus-client is needed
+    from muxs.server.metrics import WorkersMetrics  # the optional prometheus-client is needed
 
     metrics = WorkersMetrics()
     try:

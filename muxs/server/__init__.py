@@ -1,0 +1,5 @@
+"""The muxs server: assembly and drain, the call pipeline, limits, services, settings.
+
+The SDK never imports this package (tests/test_lazy_imports.py). Its public names are
+``muxs.serve``, ``muxs.build_server``, ``muxs.RunningServer`` and ``muxs.ServerSettings``.
+"""
