@@ -17,7 +17,7 @@ from grpclib.testing import ChannelFor
 from muxs import Client, RunningServer, ServerSettings, serve
 from muxs.codegen import grpcio_stubs
 from muxs.server.serving import build_services
-from muxs.server.storage import Root
+from muxs.server.storage import Storage
 from tests.probe import CallProbe
 
 
@@ -53,14 +53,14 @@ def settings(root_dir: Path) -> ServerSettings:
 
 
 @pytest.fixture
-def storage(root_dir: Path) -> Iterator[Root]:
-    root = Root(root_dir)
+def storage(root_dir: Path) -> Iterator[Storage]:
+    root = Storage(root_dir)
     yield root
     root.close()
 
 
 @pytest.fixture
-async def client(settings: ServerSettings, storage: Root) -> AsyncIterator[Client]:
+async def client(settings: ServerSettings, storage: Storage) -> AsyncIterator[Client]:
     """An SDK client wired to the muxs services through grpclib's in-memory channel."""
     async with ChannelFor(build_services(settings, storage)) as channel:
         yield Client("in-memory:0", channel=channel)

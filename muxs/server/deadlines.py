@@ -25,9 +25,10 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from grpclib._typing import IServerMethodFunc
-from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
+
+from muxs.errors import StatusCode
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def bounded(handler: IServerMethodFunc, method: str, seconds: float) -> IServerM
                 raise
             log.info("%s ran past the server's limit of %gs", method, seconds)
             raise GRPCError(
-                Status.DEADLINE_EXCEEDED,
+                StatusCode.DEADLINE_EXCEEDED,
                 f"the call ran past this server's limit of {seconds:g} seconds",
             ) from None
 
@@ -84,7 +85,7 @@ async def next_within(messages: AsyncIterator[T], seconds: float) -> T | None:
             return await anext(messages, None)
     except TimeoutError:
         raise GRPCError(
-            Status.DEADLINE_EXCEEDED,
+            StatusCode.DEADLINE_EXCEEDED,
             f"the client sent nothing for {seconds:g} seconds (this server's "
             "stream_idle_timeout); the call was ended",
         ) from None

@@ -37,12 +37,13 @@ from typing import Any
 
 import h2.exceptions
 from grpclib._typing import IServable
-from grpclib.const import Cardinality, Handler, Status
+from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.protocol import Peer
 from grpclib.server import Stream
 
 from muxs.auth.identity import Identity, current_identity, set_identity
+from muxs.errors import StatusCode
 from muxs.server.deadlines import DEADLINE_SLACK, bounded, pace
 from muxs.server.verification.authenticator import Authenticator
 
@@ -84,7 +85,7 @@ class Call:
     #: Who called, once authenticated (mTLS or token subject); None when anonymous.
     subject: str | None = None
     #: The final status; None while the call is in flight.
-    status: Status | None = None
+    status: StatusCode | None = None
     duration: float = 0.0
 
     @property
@@ -226,29 +227,34 @@ class CallHooks:
         async def handle(stream: Stream[Any, Any]) -> None:
             call = Call(service, method, kind, format_peer(stream.peer), time.monotonic())
             self._start(call, stream)
-            status = Status.UNKNOWN
+            status = StatusCode.UNKNOWN
             try:
                 if self._refusing and service != HEALTH_SERVICE:
                     raise GRPCError(
-                        Status.UNAVAILABLE, "the server is shutting down; retry on another server"
+                        StatusCode.UNAVAILABLE,
+                        "the server is shutting down; retry on another server",
                     )
                 if self._authenticator is not None:
                     set_identity(self._authenticator.identify(path, stream))
                 if paced:
                     pace(stream)
                 await func(stream)
-                status = Status.OK
+                status = StatusCode.OK
             except GRPCError as exc:
                 status = exc.status
                 raise
             except (asyncio.CancelledError, StreamTerminatedError):
-                status = Status.DEADLINE_EXCEEDED if _deadline_passed(stream) else Status.CANCELLED
+                status = (
+                    StatusCode.DEADLINE_EXCEEDED
+                    if _deadline_passed(stream)
+                    else StatusCode.CANCELLED
+                )
                 raise
             except Exception:
                 log.exception("unexpected error in %s", path)
-                status = Status.INTERNAL
+                status = StatusCode.INTERNAL
                 raise GRPCError(
-                    Status.INTERNAL, "internal server error; the server logged the details"
+                    StatusCode.INTERNAL, "internal server error; the server logged the details"
                 ) from None
             finally:
                 self._finish(call, status, stream)
@@ -264,7 +270,7 @@ class CallHooks:
         if self._counting:
             _report_messages(stream, call, self._counting)
 
-    def _finish(self, call: Call, status: Status, stream: Stream[Any, Any]) -> None:
+    def _finish(self, call: Call, status: StatusCode, stream: Stream[Any, Any]) -> None:
         call.status = status
         call.duration = time.monotonic() - call.started
         call.received, call.sent = _message_counts(stream)

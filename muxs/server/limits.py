@@ -57,7 +57,6 @@ import h2.exceptions
 from grpclib import protocol
 from grpclib._typing import IServable
 from grpclib.config import Configuration
-from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import encode_grpc_message
 from grpclib.server import Handler, Server
@@ -65,6 +64,7 @@ from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
 from muxs.codec import Codec
+from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
 from muxs.server.hooks import format_peer
 from muxs.server.request_headers import Refusal, refusal
@@ -118,13 +118,13 @@ class RequestReader:
             self._in_body = False
             data = await self._read(size)
             if len(data) != size:
-                raise GRPCError(Status.INTERNAL, _TRUNCATED)
+                raise GRPCError(StatusCode.INTERNAL, _TRUNCATED)
             self._messages += 1
             return data
         prefix = await self._read(size)
         if not prefix:
             if not self._client_streaming and not self._messages:
-                raise GRPCError(Status.INTERNAL, "the request ended before its message")
+                raise GRPCError(StatusCode.INTERNAL, "the request ended before its message")
             if self._client_streaming and self._settle is not None:
                 await self._settle()
             return prefix
@@ -136,16 +136,17 @@ class RequestReader:
         if prefix[0]:
             if self._encoding not in (None, "identity"):
                 raise GRPCError(
-                    Status.UNIMPLEMENTED,
+                    StatusCode.UNIMPLEMENTED,
                     f"grpc-encoding {self._encoding!r} is not supported; send uncompressed",
                 )
             raise GRPCError(
-                Status.INTERNAL, "a message is flagged compressed but the call has no grpc-encoding"
+                StatusCode.INTERNAL,
+                "a message is flagged compressed but the call has no grpc-encoding",
             )
         length = int.from_bytes(prefix[1:5], "big")
         if length > self._limit:
             raise GRPCError(
-                Status.RESOURCE_EXHAUSTED,
+                StatusCode.RESOURCE_EXHAUSTED,
                 f"a {length}-byte message is over this server's {self._limit}-byte limit",
             )
 
@@ -153,7 +154,7 @@ class RequestReader:
         try:
             return await self._recv_data(size)
         except AssertionError:  # grpclib's Buffer: the stream ended inside this read
-            raise GRPCError(Status.INTERNAL, _TRUNCATED) from None
+            raise GRPCError(StatusCode.INTERNAL, _TRUNCATED) from None
 
 
 class _LimitedHandler(protocol.AbstractHandler):
@@ -408,7 +409,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         try:
             self.connection._connection.ping(payload)
         except h2.exceptions.ProtocolError:  # the connection is closing
-            raise GRPCError(Status.UNAVAILABLE, "the connection closed") from None
+            raise GRPCError(StatusCode.UNAVAILABLE, "the connection closed") from None
         acked = self._settling[payload] = self._loop.create_future()
         self.connection.flush()
         try:
@@ -416,7 +417,8 @@ class _LimitedProtocol(protocol.H2Protocol):
                 await acked
         except TimeoutError:
             raise GRPCError(
-                Status.UNAVAILABLE, "the client did not answer a PING confirming its request's end"
+                StatusCode.UNAVAILABLE,
+                "the client did not answer a PING confirming its request's end",
             ) from None
         finally:
             del self._settling[payload]

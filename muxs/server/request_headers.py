@@ -24,9 +24,9 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from grpclib.const import Status
 from grpclib.metadata import decode_bin_value
 
+from muxs.errors import StatusCode
 from muxs.server.deadlines import DEADLINE_SLACK
 
 #: The pseudo-headers every HTTP/2 request carries (RFC 9113 section 8.3.1).
@@ -40,7 +40,7 @@ _UNIT_SECONDS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e
 class Refusal:
     """How to answer a request: a gRPC ``status``, or (``status`` None) a stream reset."""
 
-    status: Status | None
+    status: StatusCode | None
     message: str
 
 
@@ -52,15 +52,15 @@ def refusal(headers: Collection[tuple[str, str]]) -> Refusal | None:
         return Refusal(None, f"the request has no {', '.join(missing)}")
     for name, value in headers:
         if not _printable_ascii(name):
-            return Refusal(Status.INTERNAL, "a header name is not printable ASCII")
+            return Refusal(StatusCode.INTERNAL, "a header name is not printable ASCII")
         if not _printable_ascii(value):
             return Refusal(
-                Status.INTERNAL,
+                StatusCode.INTERNAL,
                 f"header {name!r} is not printable ASCII; send binary values base64-encoded "
                 "in a header whose name ends in -bin",
             )
         if name.endswith("-bin") and not _base64(value):
-            return Refusal(Status.INTERNAL, f"header {name!r} is not base64")
+            return Refusal(StatusCode.INTERNAL, f"header {name!r} is not base64")
     return _deadline_refusal([value for name, value in headers if name == "grpc-timeout"])
 
 
@@ -70,11 +70,11 @@ def _deadline_refusal(timeouts: list[str]) -> Refusal | None:
         match = _TIMEOUT.fullmatch(timeout)
         if match is None:
             return Refusal(
-                Status.INTERNAL, "malformed grpc-timeout: 1 to 8 digits and a unit of HMSmun"
+                StatusCode.INTERNAL, "malformed grpc-timeout: 1 to 8 digits and a unit of HMSmun"
             )
         seconds.append(int(match[1]) * _UNIT_SECONDS[match[2]])
     if seconds and min(seconds) <= DEADLINE_SLACK:
-        return Refusal(Status.DEADLINE_EXCEEDED, "the deadline passed before the call started")
+        return Refusal(StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call started")
     return None
 
 

@@ -20,7 +20,7 @@ from grpclib.server import Server
 from muxs.descriptors import raise_open_files_limit
 from muxs.server.services import FileControllerService, GreeterService
 from muxs.server.settings import ServerSettings
-from muxs.server.storage import SWEEP_SECONDS, Root
+from muxs.server.storage import SWEEP_SECONDS, Storage
 from muxs.tls import server_context
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
+def build_services(settings: ServerSettings, storage: Storage) -> Sequence[IServable]:
     """Every service muxs hosts on its one port."""
     return [
         GreeterService(
@@ -37,23 +37,23 @@ def build_services(settings: ServerSettings, root: Root) -> Sequence[IServable]:
             max_message_bytes=settings.max_message_bytes,
             stream_idle_timeout=settings.stream_idle_timeout,
         ),
-        FileControllerService(root, settings),
+        FileControllerService(storage, settings),
     ]
 
 
-def _lifecycle(settings: ServerSettings, root: Root) -> Lifecycle:
+def _lifecycle(settings: ServerSettings, storage: Storage) -> Lifecycle:
     # Imported here, not by `import muxs`: grpclib's health and reflection messages
     # register in protobuf's default pool, as grpcio-health-checking's and
     # grpcio-reflection's do, and a process can hold only one of each.
     from muxs.server.lifecycle import Lifecycle
 
-    return Lifecycle(settings, build_services(settings, root), root.path)
+    return Lifecycle(settings, build_services(settings, storage), storage.path)
 
 
-def build_server(settings: ServerSettings, root: Root) -> Server:
+def build_server(settings: ServerSettings, storage: Storage) -> Server:
     """A grpclib ``Server`` hosting every muxs service with health, reflection (unless
     turned off), auth, access logs and metrics; not yet listening."""
-    return _lifecycle(settings, root).server
+    return _lifecycle(settings, storage).server
 
 
 def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
@@ -110,7 +110,7 @@ class RunningServer:
         return self.lifecycle.metrics_port
 
 
-def remove_stale_temp_files(storage: Root) -> None:
+def remove_stale_temp_files(storage: Storage) -> None:
     """Sweep the root for temp files of interrupted writes; say what was done."""
     sweep = storage.remove_stale_temp_files(SWEEP_SECONDS)
     if not sweep.complete:
@@ -148,7 +148,7 @@ async def serve(
         port=settings.port if port is None else port,
         root=settings.root if root is None else Path(root),
     )
-    storage = Root(settings.root)
+    storage = Storage(settings.root)
     try:
         context = tls_context(settings)
         if settings.workers == 1:  # else the supervisor did, once: not a sibling's write

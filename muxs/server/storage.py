@@ -1,6 +1,6 @@
 """The FileController's root directory: confined path resolution and atomic, durable writes.
 
-Every path a client names goes through ``Root``; nothing else in muxs touches the disk
+Every path a client names goes through ``Storage``; nothing else in muxs touches the disk
 on a client's behalf. The rules (documented in the README):
 
 - Names are relative to the root and ``/``-separated; empty components and ``.`` are
@@ -42,8 +42,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from grpclib.const import Status
 from grpclib.exceptions import GRPCError
+
+from muxs.errors import StatusCode
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _refuse(status: Status, message: str) -> NoReturn:
+def _refuse(status: StatusCode, message: str) -> NoReturn:
     raise GRPCError(status, message)
 
 
@@ -74,28 +75,28 @@ def shown(name: str) -> str:
 def parse_name(name: str) -> list[str]:
     """Split a client's name into components below the root, refusing malformed names."""
     if not name:
-        _refuse(Status.INVALID_ARGUMENT, "filename is empty")
+        _refuse(StatusCode.INVALID_ARGUMENT, "filename is empty")
     if "\0" in name:
-        _refuse(Status.INVALID_ARGUMENT, "filename contains a NUL byte")
+        _refuse(StatusCode.INVALID_ARGUMENT, "filename contains a NUL byte")
     if name.startswith("/"):
         _refuse(
-            Status.INVALID_ARGUMENT,
+            StatusCode.INVALID_ARGUMENT,
             f"{shown(name)} is absolute; names are relative to the server's root",
         )
     if len(name.encode("utf-8", "surrogatepass")) > PATH_MAX:
-        _refuse(Status.INVALID_ARGUMENT, f"filename is longer than {PATH_MAX} bytes")
+        _refuse(StatusCode.INVALID_ARGUMENT, f"filename is longer than {PATH_MAX} bytes")
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
-                _refuse(Status.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
+                _refuse(StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
             parts.pop()
             continue
         if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
             _refuse(
-                Status.INVALID_ARGUMENT, f"a component of the filename is over {NAME_MAX} bytes"
+                StatusCode.INVALID_ARGUMENT, f"a component of the filename is over {NAME_MAX} bytes"
             )
         parts.append(part)
     return parts
@@ -103,20 +104,20 @@ def parse_name(name: str) -> list[str]:
 
 def _require_regular(mode: int, name: str) -> None:
     if stat.S_ISDIR(mode):
-        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
+        _refuse(StatusCode.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
     if not stat.S_ISREG(mode):
-        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is not a regular file")
+        _refuse(StatusCode.PERMISSION_DENIED, f"{shown(name)} is not a regular file")
 
 
 def _require_file(target: _Target, name: str) -> None:
     if target.mode is None:
-        _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+        _refuse(StatusCode.NOT_FOUND, f"{shown(name)} does not exist")
     _require_regular(target.mode, name)
 
 
 def _require_file_or_dir(target: _Target, name: str) -> os.stat_result:
     if target.st is None:
-        _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+        _refuse(StatusCode.NOT_FOUND, f"{shown(name)} does not exist")
     if not stat.S_ISDIR(target.st.st_mode):
         _require_regular(target.st.st_mode, name)
     return target.st
@@ -125,7 +126,7 @@ def _require_file_or_dir(target: _Target, name: str) -> os.stat_result:
 def _refuse_if_changed(exc: OSError, name: str) -> None:
     """An entry checked a moment ago is gone or became a symlink: a concurrent change."""
     if exc.errno in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR):
-        _refuse(Status.ABORTED, f"{shown(name)} changed during the call; retry")
+        _refuse(StatusCode.ABORTED, f"{shown(name)} changed during the call; retry")
 
 
 @contextlib.contextmanager
@@ -135,21 +136,21 @@ def _os_errors(name: str) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            _refuse(Status.RESOURCE_EXHAUSTED, "the server's storage is full")
+            _refuse(StatusCode.RESOURCE_EXHAUSTED, "the server's storage is full")
         if exc.errno == errno.EROFS:
-            _refuse(Status.UNAVAILABLE, "the server's storage is read-only")
+            _refuse(StatusCode.UNAVAILABLE, "the server's storage is read-only")
         if exc.errno == errno.EACCES:
-            _refuse(Status.PERMISSION_DENIED, f"the server may not access {shown(name)}")
+            _refuse(StatusCode.PERMISSION_DENIED, f"the server may not access {shown(name)}")
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             _refuse(
-                Status.RESOURCE_EXHAUSTED, "the server has no file descriptor left; retry later"
+                StatusCode.RESOURCE_EXHAUSTED, "the server has no file descriptor left; retry later"
             )
         raise
 
 
 def _count_link(links: int, name: str) -> int:
     if links >= MAX_SYMLINKS:
-        _refuse(Status.INVALID_ARGUMENT, f"{shown(name)}: too many levels of symlinks")
+        _refuse(StatusCode.INVALID_ARGUMENT, f"{shown(name)}: too many levels of symlinks")
     return links + 1
 
 
@@ -224,7 +225,9 @@ class AtomicFile:
                     dst_dir_fd=self._target.dir_fd,
                 )
             except IsADirectoryError:
-                _refuse(Status.PERMISSION_DENIED, f"{shown(self._name)} is a directory, not a file")
+                _refuse(
+                    StatusCode.PERMISSION_DENIED, f"{shown(self._name)} is a directory, not a file"
+                )
             self._temp = ""
             os.fsync(self._target.dir_fd)
 
@@ -249,7 +252,7 @@ class AtomicFile:
 class Listing:
     """The entries of an open directory, read in batches; close when done."""
 
-    def __init__(self, root: Root, name: str, dir_fd: int) -> None:
+    def __init__(self, root: Storage, name: str, dir_fd: int) -> None:
         self._root = root
         self._name = name
         self._fd = dir_fd  # DirEntry.stat() uses it: open until close()
@@ -284,7 +287,7 @@ class Listing:
 
 @dataclass
 class Sweep:
-    """What ``Root.remove_stale_temp_files`` did."""
+    """What ``Storage.remove_stale_temp_files`` did."""
 
     removed: int = 0
     #: False when part of the root was not searched: the time ran out, or a directory
@@ -326,7 +329,7 @@ def _open_subdir(parent: int, name: str, sweep: Sweep) -> int | None:
         return None
 
 
-class Root:
+class Storage:
     """A directory that confines every name a client gives."""
 
     def __init__(self, path: Path) -> None:
@@ -426,7 +429,7 @@ class Root:
         target = self._resolve(name, create_dirs=False, directory_ok=True)
         try:
             if not stat.S_ISDIR(_require_file_or_dir(target, name).st_mode):
-                _refuse(Status.FAILED_PRECONDITION, f"{shown(name)} is a file, not a directory")
+                _refuse(StatusCode.FAILED_PRECONDITION, f"{shown(name)} is a file, not a directory")
             try:
                 with _os_errors(name):
                     fd = os.open(target.entry, _DIR_FLAGS, dir_fd=target.dir_fd)
@@ -447,9 +450,11 @@ class Root:
                 try:
                     os.unlink(target.entry, dir_fd=target.dir_fd)
                 except FileNotFoundError:
-                    _refuse(Status.NOT_FOUND, f"{shown(name)} does not exist")
+                    _refuse(StatusCode.NOT_FOUND, f"{shown(name)} does not exist")
                 except IsADirectoryError:
-                    _refuse(Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
+                    _refuse(
+                        StatusCode.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file"
+                    )
                 os.fsync(target.dir_fd)
         finally:
             target.close()
@@ -471,7 +476,8 @@ class Root:
                 if not pending:
                     if not directory_ok:
                         _refuse(
-                            Status.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file"
+                            StatusCode.PERMISSION_DENIED,
+                            f"{shown(name)} is a directory, not a file",
                         )
                     dir_fd = stack.pop()
                     return _Target(dir_fd, ".", os.fstat(dir_fd))
@@ -480,7 +486,9 @@ class Root:
                     continue
                 if part == "..":
                     if len(stack) == 1:
-                        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
+                        _refuse(
+                            StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root"
+                        )
                     os.close(stack.pop())
                     continue
                 dir_fd = stack[-1]
@@ -493,19 +501,21 @@ class Root:
                     links = _count_link(links, name)
                     link = os.readlink(part, dir_fd=dir_fd)
                     if link.startswith("/"):
-                        _refuse(Status.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
+                        _refuse(
+                            StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root"
+                        )
                     pending.extendleft(reversed(link.split("/")))
                     continue
                 if not any(p not in ("", ".") for p in pending):
                     if part.startswith(TEMP_PREFIX):
                         _refuse(
-                            Status.INVALID_ARGUMENT,
+                            StatusCode.INVALID_ARGUMENT,
                             f"names starting with {TEMP_PREFIX!r} are reserved for muxs",
                         )
                     return _Target(stack.pop(), part, st)
                 if len(stack) > MAX_DEPTH:
                     _refuse(
-                        Status.RESOURCE_EXHAUSTED,
+                        StatusCode.RESOURCE_EXHAUSTED,
                         f"{shown(name)} is more than {MAX_DEPTH} directories deep",
                     )
                 fd = self._open_dir(dir_fd, part, name, create=create_dirs and st is None)
@@ -529,10 +539,10 @@ class Root:
             try:
                 return os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
             except FileNotFoundError:
-                _refuse(Status.NOT_FOUND, f"a parent directory of {shown(name)} does not exist")
+                _refuse(StatusCode.NOT_FOUND, f"a parent directory of {shown(name)} does not exist")
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
             if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
                 return None
-            _refuse(Status.FAILED_PRECONDITION, f"a parent of {shown(name)} is not a directory")
+            _refuse(StatusCode.FAILED_PRECONDITION, f"a parent of {shown(name)} is not a directory")

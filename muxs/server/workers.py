@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from muxs.descriptors import raise_open_files_limit
 from muxs.server.serving import bind, remove_stale_temp_files
 from muxs.server.settings import ServerSettings
-from muxs.server.storage import Root
+from muxs.server.storage import Storage
 
 if TYPE_CHECKING:
     from muxs.server.metrics import WorkersMetrics
@@ -215,7 +215,7 @@ def _metrics(settings: ServerSettings) -> Iterator[WorkersMetrics | None]:
 async def supervise(settings: ServerSettings, worker: Worker) -> None:
     """Run ``settings.workers`` workers on one port until SIGTERM or SIGINT."""
     open_files = raise_open_files_limit()  # the workers inherit it
-    storage = Root(settings.root)
+    storage = Storage(settings.root)
     try:
         remove_stale_temp_files(storage)
     finally:

@@ -1,6 +1,6 @@
 """The FileController service: files under the server's root, whole or in chunks.
 
-Every path goes through ``muxs.server.storage.Root``; disk work runs in worker threads
+Every path goes through ``muxs.server.storage.Storage``; disk work runs in worker threads
 (``muxs.threads``), so the event loop never waits for the disk. With ``error_style``
 "seed", Read and Write answer failures as the seed server did; the other calls always
 use status codes.
@@ -14,15 +14,15 @@ import stat
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
-from grpclib.const import Status as GrpcStatus
 from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
 from muxs.encoding import new_chunk
+from muxs.errors import StatusCode
 from muxs.server.deadlines import next_within
 from muxs.server.hooks import count_bytes_written, send_window
 from muxs.server.settings import ServerSettings
-from muxs.server.storage import Root, shown
+from muxs.server.storage import Storage, shown
 from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
 
 log = logging.getLogger(__name__)
@@ -41,10 +41,10 @@ def file_info(name: str, st: os.stat_result) -> FileInfo:
 
 
 class FileControllerService(FileControllerBase):
-    """Files confined to ``root``: unary text, chunked bytes, listing, stat and delete."""
+    """Files confined to ``storage``'s root: unary text, chunked bytes, listing, stat and delete."""
 
-    def __init__(self, root: Root, settings: ServerSettings) -> None:
-        self._root = root
+    def __init__(self, storage: Storage, settings: ServerSettings) -> None:
+        self._storage = storage
         self._settings = settings
 
     async def read(self, files: Files) -> Content:
@@ -55,7 +55,7 @@ class FileControllerService(FileControllerBase):
 
     async def read_stream(self, files: Files) -> AsyncIterator[Chunk]:
         name = files.filename
-        file = await open_blocking(self._root.open_reader, name)
+        file = await open_blocking(self._storage.open_reader, name)
         try:
             self._check_read_size(name, os.fstat(file.fileno()).st_size)
             sent = 0
@@ -71,11 +71,11 @@ class FileControllerService(FileControllerBase):
         first = await next_within(chunk_iterator, idle)
         if first is None or not first.filename:
             raise GRPCError(
-                GrpcStatus.INVALID_ARGUMENT, "the first chunk of a WriteStream must name the file"
+                StatusCode.INVALID_ARGUMENT, "the first chunk of a WriteStream must name the file"
             )
         name = first.filename
         new = await open_blocking(
-            self._root.open_for_replace, name, create_dirs=self._settings.create_dirs
+            self._storage.open_for_replace, name, create_dirs=self._settings.create_dirs
         )
         try:
             batch = WriteBatch(new.write)
@@ -83,7 +83,7 @@ class FileControllerService(FileControllerBase):
             while chunk is not None:
                 if chunk is not first and chunk.filename:
                     raise GRPCError(
-                        GrpcStatus.INVALID_ARGUMENT,
+                        StatusCode.INVALID_ARGUMENT,
                         "only the first chunk of a WriteStream may name the file",
                     )
                 data = chunk.data
@@ -98,7 +98,7 @@ class FileControllerService(FileControllerBase):
             await run_blocking(new.close)
 
     async def list(self, list_request: ListRequest) -> AsyncIterator[FileInfo]:
-        listing = await open_blocking(self._root.list_dir, list_request.path or ".")
+        listing = await open_blocking(self._storage.list_dir, list_request.path or ".")
         try:
             while batch := await run_blocking(listing.take, LIST_BATCH):
                 for name, st in batch:
@@ -107,10 +107,10 @@ class FileControllerService(FileControllerBase):
             listing.close()
 
     async def stat(self, files: Files) -> FileInfo:
-        return file_info(files.filename, await run_blocking(self._root.stat, files.filename))
+        return file_info(files.filename, await run_blocking(self._storage.stat, files.filename))
 
     async def delete(self, files: Files) -> Status:
-        await run_blocking(self._root.delete, files.filename)
+        await run_blocking(self._storage.delete, files.filename)
         return Status(code=0)
 
     async def _read(self, name: str) -> Content:
@@ -119,20 +119,20 @@ class FileControllerService(FileControllerBase):
             return Content(text=data.decode("utf-8"))
         except UnicodeDecodeError:
             raise GRPCError(
-                GrpcStatus.FAILED_PRECONDITION,
+                StatusCode.FAILED_PRECONDITION,
                 f"{shown(name)} is not UTF-8 text; ReadStream reads any bytes",
             ) from None
 
     def _read_small(self, name: str) -> bytes:
         """A file's bytes if they fit in one message (runs in a worker thread)."""
         limit = self._settings.max_message_bytes
-        with self._root.open_reader(name) as file:
+        with self._storage.open_reader(name) as file:
             size = os.fstat(file.fileno()).st_size
             self._check_read_size(name, size)
             data = b"" if size > limit else file.read(limit + 1)
         if size > limit or len(data) > limit:
             raise GRPCError(
-                GrpcStatus.FAILED_PRECONDITION,
+                StatusCode.FAILED_PRECONDITION,
                 f"{shown(name)} is larger than the {limit}-byte message limit; "
                 "ReadStream reads any size",
             )
@@ -143,12 +143,12 @@ class FileControllerService(FileControllerBase):
         limit = self._settings.max_message_bytes
         if len(data) > limit:
             raise GRPCError(
-                GrpcStatus.RESOURCE_EXHAUSTED,
+                StatusCode.RESOURCE_EXHAUSTED,
                 f"text is larger than the {limit}-byte message limit; WriteStream takes any size",
             )
         self._check_write_size(files.filename, len(data))
         sha256 = await run_blocking(
-            self._root.write_bytes, files.filename, data, create_dirs=self._settings.create_dirs
+            self._storage.write_bytes, files.filename, data, create_dirs=self._settings.create_dirs
         )
         count_bytes_written(len(data))
         return Status(code=0, sha256=sha256)
@@ -156,7 +156,7 @@ class FileControllerService(FileControllerBase):
     def _check_read_size(self, name: str, size: int) -> None:
         if size > self._settings.max_file_bytes:
             raise GRPCError(
-                GrpcStatus.FAILED_PRECONDITION,
+                StatusCode.FAILED_PRECONDITION,
                 f"{shown(name)} is larger than this server's "
                 f"{self._settings.max_file_bytes}-byte file limit",
             )
@@ -164,7 +164,7 @@ class FileControllerService(FileControllerBase):
     def _check_write_size(self, name: str, size: int) -> None:
         if size > self._settings.max_file_bytes:
             raise GRPCError(
-                GrpcStatus.RESOURCE_EXHAUSTED,
+                StatusCode.RESOURCE_EXHAUSTED,
                 f"{shown(name)} would be larger than this server's "
                 f"{self._settings.max_file_bytes}-byte file limit",
             )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 
-from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
+from muxs.errors import StatusCode
 from muxs.server.deadlines import next_within
 
 DEFAULT_REPLY_COUNT = 10
@@ -54,10 +54,10 @@ class GreeterService(GreeterBase):
     async def square(self, number: Number) -> Number:
         """The square root of ``value`` (the reference's wire behaviour, despite the name)."""
         if math.isnan(number.value):
-            raise GRPCError(Status.INVALID_ARGUMENT, "value is NaN; Square needs a number >= 0")
+            raise GRPCError(StatusCode.INVALID_ARGUMENT, "value is NaN; Square needs a number >= 0")
         if number.value < 0:
             raise GRPCError(
-                Status.INVALID_ARGUMENT,
+                StatusCode.INVALID_ARGUMENT,
                 f"value {number.value} is negative; Square returns the square root, "
                 "which needs a number >= 0",
             )
@@ -67,7 +67,7 @@ class GreeterService(GreeterBase):
         count = hello_request.count or DEFAULT_REPLY_COUNT
         if count > self._max_stream_replies:
             raise GRPCError(
-                Status.INVALID_ARGUMENT,
+                StatusCode.INVALID_ARGUMENT,
                 f"count {count} is over this server's limit of {self._max_stream_replies}",
             )
         # One message, re-sent with each index: grpclib encodes a reply as it is sent, before
@@ -88,7 +88,7 @@ class GreeterService(GreeterBase):
             size += _utf8_length(request.name) + _joiner_length(len(names))
             if _reply_length(size) > self._max_message_bytes:
                 raise GRPCError(
-                    Status.RESOURCE_EXHAUSTED,
+                    StatusCode.RESOURCE_EXHAUSTED,
                     f"the greeting would be larger than this server's {self._max_message_bytes}"
                     "-byte message limit (max_message_bytes); send fewer or shorter names",
                 )

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from muxs.auth.identity import ANONYMOUS, Identity, InvalidToken
 from muxs.auth.scopes import UnmappedMethod, required_scope
+from muxs.errors import StatusCode
 from muxs.server.settings import ServerSettings
 from muxs.server.verification.jwt_tokens import JwtVerifier
 from muxs.server.verification.static_tokens import StaticTokens
@@ -84,17 +84,17 @@ class Authenticator:
             scope = required_scope(method)
         except UnmappedMethod:
             log.info("refused %s: no scope grants it", method)
-            raise GRPCError(Status.PERMISSION_DENIED, "no scope grants this method") from None
+            raise GRPCError(StatusCode.PERMISSION_DENIED, "no scope grants this method") from None
         if scope is None:
             return identity
         try:
             granted = self._verify(values)
         except InvalidToken as exc:
             log.info("refused %s: %s", method, exc)
-            raise GRPCError(Status.UNAUTHENTICATED, str(exc)) from None
+            raise GRPCError(StatusCode.UNAUTHENTICATED, str(exc)) from None
         if scope not in granted.scopes:
             log.info("refused %s to %s: no %r scope", method, granted.subject, scope)
-            raise GRPCError(Status.PERMISSION_DENIED, f"this call needs the {scope!r} scope")
+            raise GRPCError(StatusCode.PERMISSION_DENIED, f"this call needs the {scope!r} scope")
         return replace(granted, peer=identity.peer)
 
     def _verify(self, values: Sequence[str | bytes]) -> Identity:
