@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from grpclib.client import Channel
 from grpclib.client import Stream as GrpcStream
 from grpclib.const import Cardinality
-from grpclib.metadata import _MetadataLike
 from h2.exceptions import StreamClosedError
 
+from muxs._internals import SHORT_READ
 from muxs.errors import RpcError, StatusCode, translate_errors
+
+if TYPE_CHECKING:
+    from muxs._internals import MetadataLike
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
@@ -98,7 +101,7 @@ class Caller:
         channel: Channel,
         target: str,
         timeout: float | None,
-        metadata: Callable[[], _MetadataLike | None] = lambda: None,
+        metadata: Callable[[], MetadataLike | None] = lambda: None,
     ) -> None:
         self.channel = channel
         self.target = target
@@ -210,7 +213,7 @@ async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
     server does when a call ends mid-message (a deadline passed), their status is raised."""
     try:
         return await stream.recv_message()
-    except AssertionError:  # grpclib's Buffer: the stream ended inside a message
+    except SHORT_READ:  # the stream ended inside a message
         await stream.recv_trailing_metadata()  # raises GRPCError unless the status is OK
         raise RpcError(
             StatusCode.INTERNAL, "the server ended the call in the middle of a reply"

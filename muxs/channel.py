@@ -11,20 +11,20 @@ What went wrong is raised as ``ConnectFailure`` (``muxs.errors`` words it for th
 no answer in time, the connection closed before the server answered, the server
 answering in TLS to a plaintext client, or the TLS handshake refused.
 
-The hooks into grpclib 0.4 are ``Channel._protocol_factory`` and
-``Channel._create_connection`` (overridden here) and ``H2Protocol`` with its
-``connection`` and ``processor``; tests/client/test_connect.py fails if they change.
+It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
+made) and ``H2Protocol`` with its ``connection`` and ``processor``; tests/client/test_connect.py
+fails if they change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from grpclib.client import Channel
 from grpclib.protocol import H2Protocol
 
+from muxs._internals import ConnectingChannel
 from muxs.errors import ConnectFailure, ConnectFailureReason
 from muxs.tls import is_tls_record
 
@@ -64,7 +64,7 @@ class _AnsweringProtocol(H2Protocol):
             self._answered.exception()  # retrieved here: nobody may be waiting any more
 
 
-class AnsweringChannel(Channel):
+class AnsweringChannel(ConnectingChannel):
     """A grpclib ``Channel`` to ``host:port`` whose connection is made only once the server
     has answered, within ``connect_timeout`` seconds (None: no limit).
 
@@ -96,18 +96,18 @@ class AnsweringChannel(Channel):
             connect_timeout=self.connect_timeout,
         )
 
-    def _protocol_factory(self) -> H2Protocol:
+    def protocol_made(self, protocol: H2Protocol) -> H2Protocol:
         assert self._answered is not None
-        return _AnsweringProtocol(super()._protocol_factory(), self._answered, self.failure)
+        return _AnsweringProtocol(protocol, self._answered, self.failure)
 
-    async def _create_connection(self) -> H2Protocol:
+    async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
         self._answered = answered = asyncio.get_running_loop().create_future()
         limit = asyncio.timeout(self.connect_timeout)
         protocol: H2Protocol | None = None
         try:
             async with limit:
                 try:
-                    protocol = await super()._create_connection()
+                    protocol = await connect()
                 except (ssl.SSLError, ConnectionResetError, ConnectionAbortedError) as exc:
                     if self._tls:
                         raise self.failure("tls_handshake") from exc

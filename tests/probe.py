@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from grpclib._typing import IServerMethodFunc
 from grpclib.events import RecvRequest, SendMessage, listen
 from grpclib.exceptions import GRPCError
 from grpclib.server import Server, Stream
 
 from muxs import HelloReply
+
+if TYPE_CHECKING:
+    from muxs._internals import IServerMethodFunc
 
 NAME = "x" * 1000  # so that a reply is about 1 KiB
 COUNT = 100_000  # about 100 MB of replies: far more than any flow-control window

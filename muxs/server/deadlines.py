@@ -5,7 +5,7 @@ passes, but its timer only fires when the event loop gets a turn, and a handler 
 to a reader that keeps up never has to wait for anything. The call hooks (``muxs.server.hooks``)
 apply two rules to every call, so that no handler has to know about either:
 
-- ``pace``: a server stream that has been sending for ``TURN_SECONDS`` without waiting
+- ``Pacer``: a server stream that has been sending for ``TURN_SECONDS`` without waiting
   yields to the event loop once: a stream cannot hold the loop, so its deadline, a cancel
   and every other call get their turn (yielding on every message would cost throughput
   for nothing);
@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from grpclib._typing import IServerMethodFunc
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
 from muxs.errors import StatusCode
+
+if TYPE_CHECKING:
+    from muxs._internals import IServerMethodFunc
 
 log = logging.getLogger(__name__)
 
@@ -41,20 +43,20 @@ TURN_SECONDS = 0.005
 DEADLINE_SLACK = 0.001
 
 
-def pace(stream: Stream[Any, Any]) -> None:
-    """Make ``stream.send_message`` yield to the event loop every ``TURN_SECONDS`` of sending."""
-    send = stream.send_message
-    loop = asyncio.get_running_loop()
-    turn_started = loop.time()
+class Pacer:
+    """Yields to the event loop once a stream has been sending for ``TURN_SECONDS``."""
 
-    async def send_message(message: Any) -> None:
-        nonlocal turn_started
-        await send(message)
-        if loop.time() - turn_started >= TURN_SECONDS:
+    __slots__ = ("_loop", "_turn_started")
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._turn_started = self._loop.time()
+
+    async def sent(self) -> None:
+        """A message was sent: yield if this turn has lasted long enough."""
+        if self._loop.time() - self._turn_started >= TURN_SECONDS:
             await asyncio.sleep(0)
-            turn_started = loop.time()
-
-    stream.send_message = send_message  # type: ignore[method-assign]
+            self._turn_started = self._loop.time()
 
 
 def bounded(handler: IServerMethodFunc, method: str, seconds: float) -> IServerMethodFunc:

@@ -16,7 +16,8 @@ uvloop starts reading a connection after ``connection_made`` whatever the protoc
 paused, so there the ClientHello can reach this protocol before ``start_tls`` has put its
 TLS protocol in place (MagicStack/uvloop#707); those bytes are handed to the TLS protocol
 once it has started, through its public ``BufferedProtocol`` methods, as the transport
-would have. asyncio's loop honours the pause and never needs it.
+would have (``muxs._internals.feed_tls_protocol``). asyncio's loop honours the pause and
+never needs it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import cast
 
 from grpclib.protocol import Peer
 
+from muxs._internals import feed_tls_protocol
 from muxs.server.hooks import format_peer
 
 log = logging.getLogger(__name__)
@@ -104,7 +106,7 @@ class TlsHandshake(asyncio.Protocol):
         if self._raw:
             # start_tls installs its protocol now and starts it on the loop's next turn:
             # the bytes go to it one turn later, once it has started.
-            loop.call_soon(loop.call_soon, _feed, transport, b"".join(self._raw))
+            loop.call_soon(loop.call_soon, feed_tls_protocol, transport, b"".join(self._raw))
         try:
             tls = await loop.start_tls(
                 cast(asyncio.WriteTransport, transport),
@@ -134,17 +136,3 @@ class TlsHandshake(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
-
-
-def _feed(transport: asyncio.BaseTransport, data: bytes) -> None:
-    """Give ``data`` to the TLS protocol ``start_tls`` put on ``transport``, as the
-    transport gives a ``BufferedProtocol`` what it reads."""
-    # Both loops' TLS protocols are buffered ones (uvloop's without subclassing it).
-    tls = cast(asyncio.BufferedProtocol, transport.get_protocol())
-    view = memoryview(data)
-    while view and not transport.is_closing():
-        buffer = memoryview(tls.get_buffer(len(view)))
-        size = min(len(buffer), len(view))
-        buffer[:size] = view[:size]
-        tls.buffer_updated(size)
-        view = view[size:]

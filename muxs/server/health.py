@@ -16,13 +16,17 @@ import os
 import secrets
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from grpclib._typing import ICheckable, IServable
 from grpclib.health.check import CheckBase, ServiceCheck, ServiceStatus
 from grpclib.health.service import OVERALL, Health
 
+from muxs._internals import forget_last_check
 from muxs.api import FileControllerBase
 from muxs.server.storage import TEMP_PREFIX
+
+if TYPE_CHECKING:
+    from muxs._internals import ICheckable, IServable
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class HealthState:
 
     async def refresh(self) -> None:
         """Run the checks now, whatever their age (so that a ``Watch`` reply is right at once)."""
-        self._root_writable._last_check = None  # grpclib's ServiceCheck caches for its TTL
+        forget_last_check(self._root_writable)  # grpclib's ServiceCheck caches for its TTL
         await self._root_writable.__check__()
 
     def drain(self) -> None:

@@ -15,9 +15,10 @@ built; for every call the wrapper:
   with its traceback, and the client gets INTERNAL with a generic message.
 
 It uses none of grpclib's event listeners, which cost an event object and a dispatch per
-call and per message: a call's status follows from how its handler ended, and its message
-counts are read from grpclib's stream when it ends. Only observers that ask for them
-(``counts_messages``: the metrics) are told of each message as it goes.
+call and per message: a call's status follows from how its handler ended, and the handler
+gets a ``CallStream``, grpclib's stream as seen through the wrapper, which counts the
+messages it receives and sends (and paces a server stream). Only observers that ask for
+them (``counts_messages``: the metrics) are told of each message as it goes.
 
 The record travels in a ``ContextVar`` (each call runs in its own task): ``current_call()``
 returns it inside a handler, and ``count_bytes_written`` adds to it; ``send_window()`` tells
@@ -33,18 +34,20 @@ import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-import h2.exceptions
-from grpclib._typing import IServable
 from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 from grpclib.protocol import Peer
 from grpclib.server import Stream
 
+from muxs import _internals
 from muxs.auth.identity import Identity, current_identity, set_identity
 from muxs.errors import StatusCode
-from muxs.server.deadlines import DEADLINE_SLACK, bounded, pace
+from muxs.server.deadlines import DEADLINE_SLACK, Pacer, bounded
+
+if TYPE_CHECKING:
+    from muxs._internals import IServable
 from muxs.server.verification.authenticator import Authenticator
 
 # Named, not __name__: operators filter on it (tests/server/test_access_log.py pins it).
@@ -138,19 +141,7 @@ def send_window() -> int | None:
     flow-control window (the smaller of its stream's and its connection's), 0 while the
     connection's socket is not taking writes; None outside a muxs handler."""
     stream = _stream.get()
-    if stream is None:
-        return None
-    # grpclib 0.4's server Stream wraps the HTTP/2 stream (``_stream``), which has its
-    # connection's h2 state (``_h2_connection``); tests/reliability/test_memory_caps.py
-    # fails if either changes.
-    http2 = stream._stream
-    if not http2.connection.write_ready.is_set() or http2.id is None:
-        return 0
-    try:
-        window: int = http2._h2_connection.local_flow_control_window(http2.id)
-    except h2.exceptions.ProtocolError:  # the stream is closed
-        return 0
-    return max(0, window)
+    return None if stream is None else _internals.send_window(stream)
 
 
 def format_peer(peer: Peer) -> str:
@@ -220,6 +211,7 @@ class CallHooks:
         _, service, method = path.split("/", 2)
         kind = _KINDS[handler.cardinality]
         paced = handler.cardinality.server_streaming
+        counting = self._counting
         func = handler.func
         if self._max_call_seconds is not None:
             func = bounded(func, path, self._max_call_seconds)
@@ -236,9 +228,7 @@ class CallHooks:
                     )
                 if self._authenticator is not None:
                     set_identity(self._authenticator.identify(path, stream))
-                if paced:
-                    pace(stream)
-                await func(stream)
+                await func(cast(Stream[Any, Any], CallStream(stream, call, counting, paced)))
                 status = StatusCode.OK
             except GRPCError as exc:
                 status = exc.status
@@ -267,13 +257,10 @@ class CallHooks:
         self._in_flight.add(call)
         for observer in self._observers:
             observer.started(call)
-        if self._counting:
-            _report_messages(stream, call, self._counting)
 
     def _finish(self, call: Call, status: StatusCode, stream: Stream[Any, Any]) -> None:
         call.status = status
         call.duration = time.monotonic() - call.started
-        call.received, call.sent = _message_counts(stream)
         call.subject = _subject(current_identity())
         self._in_flight.discard(call)
         self._ended.set()
@@ -281,31 +268,52 @@ class CallHooks:
             observer.finished(call)
 
 
-def _message_counts(stream: Stream[Any, Any]) -> tuple[int, int]:
-    """How many messages ``stream`` received and sent (grpclib counts them as they go)."""
-    return stream._messages_received, stream._messages_sent
+class CallStream:
+    """grpclib's server ``Stream`` as a handler sees it through the call wrapper: the same
+    stream, with the messages it receives and sends counted on the ``Call`` (and told to
+    ``observers`` that count them), a server stream paced (``muxs.server.deadlines.Pacer``)."""
 
+    __slots__ = ("_call", "_observers", "_pacer", "_stream")
 
-def _report_messages(
-    stream: Stream[Any, Any], call: Call, observers: Collection[CallObserver]
-) -> None:
-    """Tell ``observers`` of each message ``stream`` receives or sends, as it goes."""
-    receive, send = stream.recv_message, stream.send_message
+    def __init__(
+        self,
+        stream: Stream[Any, Any],
+        call: Call,
+        observers: Collection[CallObserver],
+        paced: bool,
+    ) -> None:
+        self._stream = stream
+        self._call = call
+        self._observers = observers
+        self._pacer = Pacer() if paced else None
 
-    async def recv_message() -> Any:
-        message = await receive()
+    async def recv_message(self) -> Any:
+        message = await self._stream.recv_message()
         if message is not None:
-            for observer in observers:
-                observer.counted(call, Counted.RECEIVED, 1)
+            self._call.received += 1
+            for observer in self._observers:
+                observer.counted(self._call, Counted.RECEIVED, 1)
         return message
 
-    async def send_message(message: Any) -> None:
-        await send(message)
-        for observer in observers:
-            observer.counted(call, Counted.SENT, 1)
+    async def send_message(self, message: Any) -> None:
+        await self._stream.send_message(message)
+        self._call.sent += 1
+        for observer in self._observers:
+            observer.counted(self._call, Counted.SENT, 1)
+        if self._pacer is not None:
+            await self._pacer.sent()
 
-    stream.recv_message = recv_message  # type: ignore[method-assign]
-    stream.send_message = send_message  # type: ignore[method-assign]
+    def __aiter__(self) -> CallStream:
+        return self
+
+    async def __anext__(self) -> Any:
+        message = await self.recv_message()
+        if message is None:
+            raise StopAsyncIteration
+        return message
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)  # metadata, peer, deadline, send_trailing_metadata...
 
 
 def _deadline_passed(stream: Stream[Any, Any]) -> bool:

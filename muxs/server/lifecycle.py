@@ -19,10 +19,11 @@ import socket
 import ssl
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from grpclib._typing import IServable
 from grpclib.protocol import H2Protocol
 
+from muxs._internals import stop_listening
 from muxs.server.access_log import AccessLog
 from muxs.server.handshakes import TlsHandshake
 from muxs.server.health import HealthState
@@ -31,6 +32,9 @@ from muxs.server.limits import LimitedServer
 from muxs.server.reflection import reflection_services
 from muxs.server.settings import ServerSettings
 from muxs.server.verification.authenticator import Authenticator
+
+if TYPE_CHECKING:
+    from muxs._internals import IServable
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +48,15 @@ class DrainableServer(LimitedServer):
 
     tls: ssl.SSLContext | None = None
 
-    def _protocol_factory(self) -> H2Protocol:
-        inner = super()._protocol_factory()
+    def connection_protocol(self, inner: H2Protocol) -> asyncio.Protocol:
+        limited = super().connection_protocol(inner)
         if self.tls is None:
-            return inner
-        handshake = TlsHandshake(inner, self.tls, self._settings.handshake_timeout)
-        return handshake  # type: ignore[return-value]  # grpclib only calls what both have
+            return limited
+        return TlsHandshake(limited, self.tls, self._settings.handshake_timeout)
 
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already open stay open."""
-        if self._server is not None:
-            self._server.close()
+        stop_listening(self)
 
     def close_connections(self) -> None:
         """Close every client connection (their calls, if any, are cancelled)."""

@@ -33,15 +33,9 @@ It releases every stream when its handler's task ends, even a task cancelled (it
 stream reset) before its first step, whose body, and so grpclib's release in its
 ``finally``, never runs (see ``_LimitedHandler.accept``).
 
-The hooks into grpclib 0.4 are ``Server._protocol_factory``, ``Server._h2_config``, the
-``AbstractHandler`` between a connection and its request handler, the handler's task per
-stream (``Handler._tasks``), the connection's ``h2`` object (``Connection._connection``),
-the table of its event handlers (``EventsProcessor.processors``, for PING ACKs and the
-preface's SETTINGS) and the per-stream ``recv_data`` that grpclib's ``recv_message`` reads
-a message with; the tests in tests/server/test_wire_limits.py (and, for the header encoding
-and the PING ACKs, tests/reliability/test_malformed_headers.py and test_upload_commit.py;
-for the preface, tests/server/test_slow_peers.py) fail if any of
-them changes.
+Where this needs grpclib's or h2's internals (how a server makes its connections, its h2
+configuration, the handler's task per stream, the connection's ``h2`` object, its table of
+event handlers, the per-stream ``recv_data``), it goes through ``muxs._internals``.
 """
 
 from __future__ import annotations
@@ -50,19 +44,28 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import h2.events
 import h2.exceptions
 from grpclib import protocol
-from grpclib._typing import IServable
-from grpclib.config import Configuration
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import encode_grpc_message
 from grpclib.server import Handler, Server
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 
+from muxs._internals import (
+    SHORT_READ,
+    decode_headers_as_latin1,
+    h2_connection,
+    handler_task,
+    keepalive_config,
+    make_protocols_with,
+    process_events,
+    read_requests_with,
+    replace_event_handler,
+)
 from muxs.codec import Codec
 from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
@@ -71,6 +74,9 @@ from muxs.server.request_headers import Refusal, refusal
 from muxs.server.settings import ServerSettings
 from muxs.server.transport import CoalescingTransport
 from muxs.tls import is_tls_record
+
+if TYPE_CHECKING:
+    from muxs._internals import IServable
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +159,7 @@ class RequestReader:
     async def _read(self, size: int) -> bytes:
         try:
             return await self._recv_data(size)
-        except AssertionError:  # grpclib's Buffer: the stream ended inside this read
+        except SHORT_READ:  # the stream ended inside this read
             raise GRPCError(StatusCode.INTERNAL, _TRUNCATED) from None
 
 
@@ -177,12 +183,15 @@ class _LimitedHandler(protocol.AbstractHandler):
             return
         fields = dict(headers)
         method = self._inner.mapping.get(fields.get(":path", ""))
-        stream.recv_data = RequestReader(  # type: ignore[method-assign]
-            stream.recv_data,
-            max_message_bytes=self._connection.settings.max_message_bytes,
-            client_streaming=method is not None and method.cardinality.client_streaming,
-            encoding=fields.get("grpc-encoding"),
-            settle=self._connection.settle,
+        read_requests_with(
+            stream,
+            lambda recv_data: RequestReader(
+                recv_data,
+                max_message_bytes=self._connection.settings.max_message_bytes,
+                client_streaming=method is not None and method.cardinality.client_streaming,
+                encoding=fields.get("grpc-encoding"),
+                settle=self._connection.settle,
+            ),
         )
         self._connection.call_started()
         released = False
@@ -195,17 +204,16 @@ class _LimitedHandler(protocol.AbstractHandler):
                 self._connection.call_ended()
 
         self._inner.accept(stream, headers, release)
-        # grpclib's Handler keeps each stream's task in ``_tasks``; the task's ``finally``
-        # releases the stream, but a task cancelled (stream reset) before its first step
-        # never runs its body: release when the task ends, whether or not it ran.
-        self._inner._tasks[stream].add_done_callback(lambda _: release())
+        # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
+        # before its first step never runs its body: release when it ends, run or not.
+        handler_task(self._inner, stream).add_done_callback(lambda _: release())
 
     def _refuse(self, stream: protocol.Stream, refused: Refusal) -> None:
         """Answer ``stream`` at once: trailers-only with the refusal's status (then a reset
         with NO_ERROR if the client is still sending, as grpclib does), or a reset."""
         peer = format_peer(self._connection.connection.get_peer())
         log.info("refused a request from %s: %s", peer, refused.message)
-        h2 = self._connection.connection._connection
+        h2 = h2_connection(self._connection)
         assert stream.id is not None
         if refused.status is None:
             h2.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
@@ -263,8 +271,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._open.add(self)
         self._hear_ping_acks()
         self._await_preface()
-        h2 = self.connection._connection
-        h2.update_settings(
+        h2_connection(self).update_settings(
             {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
         )
         self.connection.flush()
@@ -320,14 +327,14 @@ class _LimitedProtocol(protocol.H2Protocol):
             self.connection.flush()
             self.processor.close("Protocol error")
             return
-        self.connection.flush()
+        kept = []
         for event in events:
             if isinstance(event, h2.events.DataReceived) and _carries_nothing(event):
                 # grpclib would take an empty read for the end of the request.
                 self.connection.ack(event.stream_id, event.flow_controlled_length)
             elif not isinstance(event, h2.events.UnknownFrameReceived):
-                self.processor.process(event)
-        self.connection.flush()
+                kept.append(event)
+        process_events(self, kept)
 
     def pause_writing(self) -> None:
         """The socket's write buffer is full: stop reading too, so that a peer that does not
@@ -360,7 +367,7 @@ class _LimitedProtocol(protocol.H2Protocol):
             size,
             self.settings.budget_window,
         )
-        self.connection._connection.close_connection(
+        h2_connection(self).close_connection(
             ErrorCodes.ENHANCE_YOUR_CALM, additional_data=budget.encode()
         )
         self.connection.flush()
@@ -407,7 +414,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         """
         payload = next(self._pings).to_bytes(8, "big")
         try:
-            self.connection._connection.ping(payload)
+            h2_connection(self).ping(payload)
         except h2.exceptions.ProtocolError:  # the connection is closing
             raise GRPCError(StatusCode.UNAVAILABLE, "the connection closed") from None
         acked = self._settling[payload] = self._loop.create_future()
@@ -425,10 +432,6 @@ class _LimitedProtocol(protocol.H2Protocol):
 
     def _hear_ping_acks(self) -> None:
         """Resolve ``settle``'s waits as their PING ACKs come, after grpclib's own handling."""
-        processors = self.processor.processors
-        grpclib_ack = cast(
-            Callable[[h2.events.PingAckReceived], None], processors[h2.events.PingAckReceived]
-        )
 
         def ping_acked(event: h2.events.PingAckReceived) -> None:
             grpclib_ack(event)
@@ -436,7 +439,7 @@ class _LimitedProtocol(protocol.H2Protocol):
             if acked is not None and not acked.done():
                 acked.set_result(None)
 
-        processors[h2.events.PingAckReceived] = ping_acked
+        grpclib_ack = replace_event_handler(self, h2.events.PingAckReceived, ping_acked)
 
     def _make_room(self) -> bool:
         """GOAWAY the oldest open connection whose client has opened no stream in
@@ -449,7 +452,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         silent = [
             other
             for other in self._open
-            if not other.connection._connection.highest_inbound_stream_id
+            if not h2_connection(other).highest_inbound_stream_id
             and now - other._idle_since >= self.settings.handshake_timeout
         ]
         if not silent:
@@ -470,11 +473,6 @@ class _LimitedProtocol(protocol.H2Protocol):
         """GOAWAY unless the client's preface (its first SETTINGS) comes within
         ``handshake_timeout``: a peer that connects and sends nothing, or a slowloris that
         holds part of the preface, keeps its connection slot no longer."""
-        processors = self.processor.processors
-        grpclib_settings = cast(
-            Callable[[h2.events.RemoteSettingsChanged], None],
-            processors[h2.events.RemoteSettingsChanged],
-        )
 
         def overdue() -> None:
             if not self.connection.is_closing():
@@ -489,10 +487,12 @@ class _LimitedProtocol(protocol.H2Protocol):
 
         def settings_received(event: h2.events.RemoteSettingsChanged) -> None:
             timer.cancel()
-            processors[h2.events.RemoteSettingsChanged] = grpclib_settings
+            replace_event_handler(self, h2.events.RemoteSettingsChanged, grpclib_settings)
             grpclib_settings(event)
 
-        processors[h2.events.RemoteSettingsChanged] = settings_received
+        grpclib_settings = replace_event_handler(
+            self, h2.events.RemoteSettingsChanged, settings_received
+        )
 
     def call_started(self) -> None:
         self._calls += 1
@@ -507,7 +507,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         if self.connection.is_closing():
             self.connection.close()  # it may be lingering after an earlier GOAWAY: no more
             return
-        self.connection._connection.close_connection(code, additional_data=reason)
+        h2_connection(self).close_connection(code, additional_data=reason)
         self.connection.flush()
         if "writes" in self._paused_for:
             self._socket.abort()  # its peer reads nothing: a graceful close would wait forever
@@ -537,27 +537,25 @@ class LimitedServer(Server):
     """A grpclib ``Server`` that enforces the limits of ``settings`` (see the module doc)."""
 
     def __init__(self, handlers: Collection[IServable], settings: ServerSettings) -> None:
-        super().__init__(handlers, codec=Codec(), config=keepalive_config(settings))
+        super().__init__(
+            handlers,
+            codec=Codec(),
+            config=keepalive_config(settings.keepalive_time or None, settings.keepalive_timeout),
+        )
         # grpclib's h2 decodes header values as ASCII, and a byte past it raises out of
         # data_received, killing the connection; as latin-1 every byte decodes, and
         # muxs.server.request_headers refuses the request that carries one.
-        self._h2_config.header_encoding = "latin-1"
+        decode_headers_as_latin1(self)
         self._settings = settings
         self.connections: set[_LimitedProtocol] = set()
+        make_protocols_with(self, self.connection_protocol)
 
-    def _protocol_factory(self) -> protocol.H2Protocol:
-        return _LimitedProtocol(super()._protocol_factory(), self._settings, self.connections)
+    def connection_protocol(self, inner: protocol.H2Protocol) -> asyncio.Protocol:
+        """The protocol serving a new connection, around grpclib's ``inner``."""
+        return _LimitedProtocol(inner, self._settings, self.connections)
 
     async def wait_closed(self) -> None:
         """Wait for the calls to end, then close every connection (GOAWAY first)."""
         await super().wait_closed()
         for connection in list(self.connections):
             connection.goaway(ErrorCodes.NO_ERROR, b"server stopping")
-
-
-def keepalive_config(settings: ServerSettings) -> Configuration:
-    """grpclib's configuration with the keepalive of ``settings``."""
-    return Configuration(
-        _keepalive_time=settings.keepalive_time or None,
-        _keepalive_timeout=settings.keepalive_timeout,
-    )

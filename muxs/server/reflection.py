@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf.descriptor_pb2 import FileDescriptorProto, FileDescriptorSet
 from google.protobuf.descriptor_pool import DescriptorPool
-from grpclib._typing import IServable
 from grpclib.health.v1 import health_pb2
-
-# grpclib keeps its v1alpha service in a private module (its public `extend` lists only
-# the services given, not reflection itself).
-from grpclib.reflection._deprecated import ServerReflection as ServerReflectionV1Alpha
-from grpclib.reflection.service import ServerReflection
 from grpclib.reflection.v1 import reflection_pb2
 from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
 
+from muxs import _internals
 from muxs.codegen import DESCRIPTOR_SET, PACKAGE
+
+if TYPE_CHECKING:
+    from muxs._internals import IServable
 
 REFLECTION_SERVICES = (
     "grpc.reflection.v1.ServerReflection",
@@ -56,7 +54,4 @@ def reflection_services(services: Collection[IServable]) -> list[IServable]:
     """Reflection v1 and v1alpha, listing ``services`` and themselves."""
     names = [*(service_name(service) for service in services), *REFLECTION_SERVICES]
     pool: Any = descriptor_pool()
-    return [
-        ServerReflection(_service_names=names, _pool=pool),
-        ServerReflectionV1Alpha(_service_names=names, _pool=pool),
-    ]
+    return _internals.reflection_services(names, pool)

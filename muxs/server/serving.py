@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from grpclib._typing import IServable
 from grpclib.server import Server
 
 from muxs.descriptors import raise_open_files_limit
@@ -24,6 +23,7 @@ from muxs.server.storage import SWEEP_SECONDS, Storage
 from muxs.tls import server_context
 
 if TYPE_CHECKING:
+    from muxs._internals import IServable
     from muxs.server.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)

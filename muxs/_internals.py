@@ -1,0 +1,267 @@
+"""Every reach of muxs into the internals of grpclib, h2 and hyperframe, in one place.
+
+Each name here relies on something its library does not promise (a private attribute, the
+body of a method, the exception it raises), and says what in a one-line comment starting
+``Relies on:``. tests/test_internals.py checks each of those things directly, so an
+upgrade that changes one fails there by name; importing this module checks the versions it
+was written for (``SUPPORTED``), so an untested release fails at import with a clear error,
+not with an ``AttributeError`` in the middle of a call. docs/UPSTREAM.md proposes the
+upstream changes that would let some of these go.
+
+The SDK imports this module (its channel and the DATA frame ``repr``), so importing it loads
+only what a client loads already: grpclib's client and protocol, h2 and hyperframe. The
+server's reaches take grpclib's server objects as arguments and import nothing of the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Collection
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import grpclib
+import h2
+import h2.connection
+import h2.exceptions
+import hyperframe
+from grpclib.client import Channel
+from grpclib.config import Configuration
+from grpclib.protocol import AbstractHandler, H2Protocol, Stream
+from hyperframe import frame
+
+if TYPE_CHECKING:
+    # Relies on: grpclib's typing protocols, which live in its private ``_typing`` module
+    # (which imports grpclib's server: so for type checkers only).
+    from typing import TypeAlias
+
+    from grpclib._typing import ICheckable as ICheckable
+    from grpclib._typing import IServable as IServable
+    from grpclib._typing import IServerMethodFunc as IServerMethodFunc
+    from grpclib.health.check import ServiceCheck
+    from grpclib.metadata import _MetadataLike
+    from grpclib.server import Server
+    from grpclib.server import Stream as ServerStream
+
+    # Relies on: grpclib.metadata._MetadataLike, the type of the metadata a call accepts.
+    MetadataLike: TypeAlias = _MetadataLike
+
+#: The releases this module was written and tested against: ``[first, next_unsupported)``.
+#: pyproject.toml declares the same ranges (tests/test_internals.py keeps them equal).
+SUPPORTED = {
+    "grpclib": ((0, 4, 9), (0, 5)),
+    "h2": ((4, 4, 1), (5,)),
+    "hyperframe": ((6, 1, 0), (7,)),
+}
+
+_E = TypeVar("_E")
+
+
+class UnsupportedVersion(ImportError):
+    """A dependency whose internals muxs reaches into is outside the tested range."""
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:3])
+
+
+def check_versions(installed: dict[str, str]) -> None:
+    """Raise ``UnsupportedVersion`` unless each of ``installed`` is within ``SUPPORTED``."""
+    for name, (first, unsupported) in SUPPORTED.items():
+        release = _release(installed[name])
+        if not first <= release < unsupported:
+            wanted = ".".join(map(str, first)), ".".join(map(str, unsupported))
+            raise UnsupportedVersion(
+                f"muxs needs {name}>={wanted[0]},<{wanted[1]} (it relies on that release's "
+                f"internals, muxs/_internals.py); {installed[name]} is installed: "
+                f'pip install "{name}>={wanted[0]},<{wanted[1]}"'
+            )
+
+
+check_versions(
+    {
+        "grpclib": grpclib.__version__,
+        "h2": h2.__version__,
+        "hyperframe": hyperframe.__version__,
+    }
+)
+
+
+# --- hyperframe and h2: the cost of receiving DATA frames -------------------------------
+
+_SHOWN = 11  # hyperframe's _raw_data_repr shows 10 bytes and "..." when there are more
+
+
+def _data_body_repr(self: frame.DataFrame) -> str:
+    """hyperframe's text for a DATA frame's body (padding length, data, padding), built from
+    its head only: h2 builds every received frame's ``repr`` for a trace log line nobody
+    reads, and hyperframe hex-encoded the whole body to show its first 10 bytes."""
+    if "PADDED" in self.flags:
+        head = self.serialize_padding_data() + bytes(self.data[:_SHOWN])
+        head = (head + b"\0" * min(self.pad_length, _SHOWN))[:_SHOWN]
+    else:
+        head = self.data[:_SHOWN]
+    # Relies on: hyperframe.frame._raw_data_repr (hyperframe 6.1), the helper of every body repr.
+    return frame._raw_data_repr(bytes(head))
+
+
+# Relies on: hyperframe's DataFrame._body_repr, which Frame.__repr__ calls for the body.
+frame.DataFrame._body_repr = _data_body_repr  # type: ignore[method-assign,assignment]
+
+
+# --- grpclib's client: how a channel makes a connection ---------------------------------
+
+
+class ConnectingChannel(Channel):
+    """grpclib's ``Channel`` with two public hooks into how it makes each connection."""
+
+    def protocol_made(self, protocol: H2Protocol) -> H2Protocol:
+        """The protocol of a new connection; override to wrap it."""
+        return protocol
+
+    async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
+        """Make a connection with ``connect``; override to bound or explain it."""
+        return await connect()
+
+    # Relies on: Channel._protocol_factory(), called by _create_connection for each connection.
+    def _protocol_factory(self) -> H2Protocol:
+        return self.protocol_made(super()._protocol_factory())
+
+    # Relies on: Channel._create_connection(), awaited by __connect__ to make each connection.
+    async def _create_connection(self) -> H2Protocol:
+        return await self.connect(super()._create_connection)
+
+
+# --- grpclib's server and its connections -----------------------------------------------
+
+
+def make_protocols_with(server: Server, wrap: Callable[[H2Protocol], asyncio.Protocol]) -> None:
+    """Make ``server`` serve each new connection with ``wrap(grpclib's protocol)``."""
+    # Relies on: Server._protocol_factory, which start() passes to the loop's create_server.
+    make = server._protocol_factory
+
+    def make_protocol() -> Any:  # grpclib only calls what the protocols have in common
+        return wrap(make())
+
+    server._protocol_factory = make_protocol  # type: ignore[method-assign]
+
+
+def decode_headers_as_latin1(server: Server) -> None:
+    """Have h2 decode ``server``'s request header values as latin-1 (every byte decodes)."""
+    # Relies on: Server._h2_config, the H2Configuration every connection of the server gets.
+    server._h2_config.header_encoding = "latin-1"
+
+
+def stop_listening(server: Server) -> None:
+    """Close ``server``'s listening socket; its connections stay open."""
+    # Relies on: Server._server, the asyncio server that start() made (None before).
+    if server._server is not None:
+        server._server.close()
+
+
+def keepalive_config(time: float | None, timeout: float) -> Configuration:
+    """grpclib's configuration with this keepalive (seconds; ``time`` None: no pings)."""
+    # Relies on: Configuration's _keepalive_time and _keepalive_timeout, its server-side fields.
+    return Configuration(_keepalive_time=time, _keepalive_timeout=timeout)
+
+
+def h2_connection(protocol: H2Protocol) -> h2.connection.H2Connection:
+    """The h2 state machine of a grpclib connection."""
+    # Relies on: grpclib.protocol.Connection._connection, the h2 H2Connection it drives.
+    return protocol.connection._connection
+
+
+def process_events(protocol: H2Protocol, events: Collection[Any]) -> None:
+    """What grpclib's ``H2Protocol.data_received`` does with the events h2 returned."""
+    # Relies on: H2Protocol.data_received being flush, processor.process per event, flush.
+    protocol.connection.flush()
+    for event in events:
+        protocol.processor.process(event)
+    protocol.connection.flush()
+
+
+def replace_event_handler(
+    protocol: H2Protocol, event_type: type[_E], handler: Callable[[_E], None]
+) -> Callable[[_E], None]:
+    """Have ``protocol`` handle h2's ``event_type`` events with ``handler``; return grpclib's
+    handler (which ``handler`` may call, and may put back)."""
+    # Relies on: EventsProcessor.processors, grpclib's table of a handler per h2 event type.
+    processors = protocol.processor.processors
+    previous = cast(Callable[[_E], None], processors[event_type])
+    processors[event_type] = handler
+    return previous
+
+
+def handler_task(handler: AbstractHandler, stream: Stream) -> asyncio.Task[None]:
+    """The task grpclib's server ``Handler`` runs ``stream``'s request in."""
+    # Relies on: grpclib.server.Handler._tasks, its task per stream, set in accept().
+    task: asyncio.Task[None] = handler._tasks[stream]  # type: ignore[attr-defined]
+    return task
+
+
+def read_requests_with(
+    stream: Stream, wrap: Callable[[Callable[[int], Awaitable[bytes]]], Any]
+) -> None:
+    """Have grpclib read ``stream``'s request messages through ``wrap(its recv_data)``."""
+    # Relies on: grpclib.stream.recv_message reading a message as recv_data(5), then the body.
+    stream.recv_data = wrap(stream.recv_data)  # type: ignore[method-assign]
+
+
+#: What grpclib's ``recv_data`` raises when the stream ends inside the bytes asked for.
+# Relies on: grpclib.protocol.Buffer.read raising a bare AssertionError for a short read.
+SHORT_READ = AssertionError
+
+
+def send_window(stream: ServerStream[Any, Any]) -> int:
+    """Bytes ``stream`` can send now without waiting for its client: the smaller of its HTTP/2
+    stream's and connection's flow-control windows; 0 while its socket takes no writes."""
+    # Relies on: grpclib.server.Stream._stream, its HTTP/2 stream (grpclib.protocol.Stream).
+    http2 = stream._stream
+    if not http2.connection.write_ready.is_set() or http2.id is None:
+        return 0
+    try:
+        # Relies on: grpclib.protocol.Stream._h2_connection, its connection's h2 state.
+        window: int = http2._h2_connection.local_flow_control_window(http2.id)
+    except h2.exceptions.ProtocolError:  # the stream is closed
+        return 0
+    return max(0, window)
+
+
+# --- grpclib's health and reflection services -------------------------------------------
+
+
+def forget_last_check(check: ServiceCheck) -> None:
+    """Make ``check`` run on its next use, however recent its last run."""
+    # Relies on: ServiceCheck._last_check, the time of its last run (None: never run).
+    check._last_check = None
+
+
+def reflection_services(names: Collection[str], pool: Any) -> list[IServable]:
+    """grpclib's reflection services, v1 and v1alpha, listing ``names`` from ``pool``."""
+    # Relies on: grpclib.reflection._deprecated, where grpclib keeps its v1alpha service.
+    from grpclib.reflection._deprecated import ServerReflection as ServerReflectionV1Alpha
+    from grpclib.reflection.service import ServerReflection
+
+    # Relies on: the constructors' _service_names and _pool arguments (their public
+    # ``extend`` lists the services given, not reflection itself).
+    return [
+        ServerReflection(_service_names=names, _pool=pool),
+        ServerReflectionV1Alpha(_service_names=names, _pool=pool),
+    ]
+
+
+# --- the event loops --------------------------------------------------------------------
+
+
+def feed_tls_protocol(transport: asyncio.BaseTransport, data: bytes) -> None:
+    """Give ``data`` to the TLS protocol ``start_tls`` put on ``transport``, as the transport
+    gives a ``BufferedProtocol`` what it reads (uvloop read it early: MagicStack/uvloop#707)."""
+    # Relies on: both loops' start_tls protocols being buffered ones (uvloop's by duck typing).
+    tls = cast(asyncio.BufferedProtocol, transport.get_protocol())
+    view = memoryview(data)
+    while view and not transport.is_closing():
+        buffer = memoryview(tls.get_buffer(len(view)))
+        size = min(len(buffer), len(view))
+        buffer[:size] = view[:size]
+        tls.buffer_updated(size)
+        view = view[size:]

@@ -1,0 +1,217 @@
+"""What ``muxs._internals`` relies on in grpclib, h2 and hyperframe, checked thing by thing.
+
+Each test names the private attribute, method body or exception one reach of muxs relies
+on: when an upgrade changes it, the test that fails says which reach to revisit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+import subprocess
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import grpclib.client
+import grpclib.health.check
+import grpclib.metadata
+import grpclib.protocol
+import grpclib.server
+import grpclib.stream
+import h2.config
+import pytest
+from hyperframe import frame as hyperframe_frame
+from hyperframe.frame import DataFrame, Frame
+
+from muxs import _internals
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def source(function: object) -> str:
+    return textwrap.dedent(inspect.getsource(function))  # type: ignore[arg-type]
+
+
+# --- the version check --------------------------------------------------------------
+
+
+def test_the_installed_releases_are_the_supported_ones() -> None:
+    _internals.check_versions(
+        {"grpclib": grpclib.__version__, "h2": h2.__version__, "hyperframe": "6.1.0"}
+    )
+
+
+@pytest.mark.parametrize("version", ["0.4.8", "0.5.0", "1.0"])
+def test_an_untested_grpclib_is_refused_at_import_with_what_to_install(version: str) -> None:
+    installed = {"grpclib": version, "h2": "4.4.1", "hyperframe": "6.1.0"}
+    with pytest.raises(_internals.UnsupportedVersion) as refused:
+        _internals.check_versions(installed)
+    assert str(refused.value).startswith(
+        f"muxs needs grpclib>=0.4.9,<0.5 (it relies on that release's internals, "
+        f"muxs/_internals.py); {version} is installed"
+    )
+    assert isinstance(refused.value, ImportError)
+
+
+def test_pyproject_declares_the_ranges_the_version_check_enforces() -> None:
+    declared = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    for name, (first, unsupported) in _internals.SUPPORTED.items():
+        wanted = f"{name}>={'.'.join(map(str, first))},<{'.'.join(map(str, unsupported))}"
+        assert wanted in declared
+
+
+# --- hyperframe and h2 ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 9, 10, 11, 16384])
+@pytest.mark.parametrize("pad_length", [None, 0, 1, 3, 20])
+def test_a_data_frames_text_is_hyperframes(size: int, pad_length: int | None) -> None:
+    frame = DataFrame(1, (bytes(range(256)) * 64)[:size])
+    if pad_length is not None:
+        frame.flags.add("PADDED")
+        frame.pad_length = pad_length
+    assert frame._body_repr() == Frame._body_repr(frame)  # hyperframe's generic: the whole body
+    assert repr(frame).startswith("DataFrame(stream_id=1")
+
+
+def test_a_data_frames_body_is_not_serialized_to_build_its_text(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frame = DataFrame(1, b"x" * 16384)
+
+    def refuse() -> bytes:
+        raise AssertionError("the whole body was serialized")
+
+    monkeypatch.setattr(frame, "serialize_body", refuse)
+    assert frame._body_repr() == "<hex:78787878787878787878...>"
+
+
+def test_hyperframe_builds_a_frames_text_with_body_repr_and_raw_data_repr() -> None:
+    assert "self._body_repr()" in source(Frame.__repr__)
+    assert hyperframe_frame._raw_data_repr(b"x" * 11) == "<hex:78787878787878787878...>"
+
+
+# --- grpclib's client -----------------------------------------------------------------
+
+
+def test_a_channel_makes_its_connections_with_create_connection_and_protocol_factory() -> None:
+    assert "await self._create_connection()" in source(grpclib.client.Channel.__connect__)
+    assert "self._protocol_factory" in source(grpclib.client.Channel._create_connection)
+
+
+# --- grpclib's server -------------------------------------------------------------------
+
+
+def test_a_server_makes_its_connections_with_protocol_factory() -> None:
+    assert source(grpclib.server.Server.start).count("self._protocol_factory") == 2
+
+
+async def test_a_server_keeps_its_h2_configuration_and_asyncio_server() -> None:
+    server = grpclib.server.Server([])
+    assert isinstance(server._h2_config, h2.config.H2Configuration)
+    assert server._server is None
+    assert "self._h2_config" in source(grpclib.server.Server._protocol_factory)
+
+
+def test_the_keepalive_fields_of_grpclibs_configuration() -> None:
+    fields = {field.name for field in dataclasses.fields(grpclib.config.Configuration)}
+    assert {"_keepalive_time", "_keepalive_timeout"} <= fields
+
+
+def test_a_connection_keeps_its_h2_state_machine() -> None:
+    assert "self._connection = connection" in source(grpclib.protocol.Connection.__init__)
+
+
+def test_data_received_is_what_process_events_copies() -> None:
+    assert source(grpclib.protocol.H2Protocol.data_received) == textwrap.dedent("""\
+        def data_received(self, data: bytes) -> None:
+            try:
+                events = self.connection.feed(data)
+            except ProtocolError:
+                log.debug('Protocol error', exc_info=True)
+                self.processor.close('Protocol error')
+            else:
+                self.connection.flush()
+                for event in events:
+                    self.processor.process(event)
+                self.connection.flush()
+        """)
+
+
+def test_the_events_processor_has_a_table_of_handlers_by_event_type() -> None:
+    init = source(grpclib.protocol.EventsProcessor.__init__)
+    assert "self.processors = {" in init
+    assert "PingAckReceived: self.process_ping_ack_received," in init
+    assert "RemoteSettingsChanged: self.process_remote_settings_changed," in init
+    assert "self.processors[event.__class__]" in source(grpclib.protocol.EventsProcessor.process)
+
+
+def test_the_handler_keeps_a_task_per_stream() -> None:
+    assert "self._tasks[stream] = " in source(grpclib.server.Handler.accept)
+
+
+def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None:
+    body = source(grpclib.stream.recv_message)
+    assert "await stream.recv_data(5)" in body
+    assert "await stream.recv_data(message_len)" in body
+
+
+async def test_a_read_cut_short_by_the_streams_end_raises_short_read() -> None:
+    buffer = grpclib.protocol.Buffer(lambda size: None)
+    buffer.add(b"abc", 3)
+    buffer.eof()
+    with pytest.raises(_internals.SHORT_READ):
+        await buffer.read(5)
+
+
+def test_a_server_stream_wraps_its_http2_stream_which_has_its_h2_connection() -> None:
+    assert "self._stream = stream" in source(grpclib.server.Stream.__init__)
+    assert "self._h2_connection = h2_connection" in source(grpclib.protocol.Stream.__init__)
+
+
+def test_the_metadata_type_is_grpclibs_private_alias() -> None:
+    assert grpclib.metadata._MetadataLike is not None
+
+
+# --- grpclib's health and reflection --------------------------------------------------
+
+
+def test_a_service_check_caches_the_time_of_its_last_run() -> None:
+    assert grpclib.health.check.ServiceCheck._last_check is None
+    assert "self._last_check is not None" in source(grpclib.health.check.ServiceCheck.__check__)
+
+
+def test_the_reflection_services_take_their_names_and_pool() -> None:
+    from grpclib.reflection._deprecated import ServerReflection as V1Alpha
+    from grpclib.reflection.service import ServerReflection
+
+    for service in (ServerReflection, V1Alpha):
+        parameters = inspect.signature(service.__init__).parameters
+        assert parameters["_service_names"].kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameters["_pool"].kind is inspect.Parameter.KEYWORD_ONLY
+
+
+# --- the event loops --------------------------------------------------------------------
+
+
+def test_the_tls_protocols_of_start_tls_are_buffered_protocols() -> None:
+    from asyncio import sslproto
+
+    assert issubclass(sslproto.SSLProtocol, asyncio.BufferedProtocol)
+    uvloop = pytest.importorskip("uvloop.loop")
+    assert callable(uvloop.SSLProtocol.get_buffer)
+    assert callable(uvloop.SSLProtocol.buffer_updated)
+
+
+def test_importing_muxs_with_an_untested_grpclib_fails_at_once_and_says_why() -> None:
+    code = "import grpclib; grpclib.__version__ = '0.5.0'; import muxs"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        "muxs._internals.UnsupportedVersion: muxs needs grpclib>=0.4.9,<0.5 (it relies on that "
+        "release's internals, muxs/_internals.py); 0.5.0 is installed: "
+        'pip install "grpclib>=0.4.9,<0.5"'
+    )
