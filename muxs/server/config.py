@@ -47,16 +47,15 @@ class LoadedSettings:
 
     def describe(self) -> list[str]:
         """The settings as TOML that ``--config`` reads back to the same settings: a line
-        ``name = value  # source`` for every option; options without a value, and secrets
-        (redacted), commented out: ``# tls_cert = (unset)  # default``."""
+        ``name = value  # source`` for every option; options without a value commented
+        out: ``# tls_cert = (unset)  # default``. No option's value is a secret (the
+        settings refuse a file's contents where its path belongs)."""
         lines = []
-        for name, field in _FIELDS.items():
+        for name in _FIELDS:
             value = getattr(self.settings, name)
             source = self.sources[name]
             if value is None:
                 lines.append(f"# {name} = (unset)  # {source}")
-            elif field.metadata["secret"]:
-                lines.append(f"# {name} = (redacted)  # {source}")
             else:
                 lines.append(f"{name} = {_toml_value(value)}  # {source}")
         return lines

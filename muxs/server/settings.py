@@ -30,14 +30,10 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 1024
 LOG_FORMATS = ("text", "json")
 
 
-def option(default: Any, help: str, *, secret: bool = False, choices: tuple[str, ...] = ()) -> Any:
-    """A settings field: its default and the help shown by ``muxs serve --help``.
-
-    ``secret`` values are redacted by ``muxs config show``; ``choices`` restricts a string.
-    """
-    return dataclasses.field(
-        default=default, metadata={"help": help, "secret": secret, "choices": choices}
-    )
+def option(default: Any, help: str, *, choices: tuple[str, ...] = ()) -> Any:
+    """A settings field: its default and the help shown by ``muxs serve --help``;
+    ``choices`` restricts a string."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -162,6 +158,10 @@ class ServerSettings:
         return self.auth_enabled and self.tls_cert is None and not is_loopback(self.host)
 
 
+#: Options naming a file. No option holds a secret itself: the secrets are in the files
+#: (``tls_key``'s private key), which are read only to serve. A value holding a file's contents
+#: instead of its path (a key pasted into ``MUXS_TLS_KEY``) is refused without being shown, so
+#: that neither ``muxs config show`` nor an error message prints it.
 _PATHS = ("tls_cert", "tls_key", "tls_client_ca", "auth_jwks", "auth_tokens")
 
 
@@ -234,7 +234,24 @@ def _validate_limits(settings: ServerSettings) -> None:
             raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds > 0")
 
 
+def _validate_paths(settings: ServerSettings) -> None:
+    for name in _PATHS:
+        value = getattr(settings, name)
+        if value is not None and _holds_contents(str(value)):
+            raise ConfigError(
+                name,
+                "must be the path of a file, not the file's contents (the value is not shown: "
+                "it may be a secret)",
+            )
+
+
+def _holds_contents(text: str) -> bool:
+    """Whether an option's value is a file's contents (PEM, JSON, TOML), not a path."""
+    return "\n" in text or "-----BEGIN" in text
+
+
 def _validate_security(settings: ServerSettings) -> None:
+    _validate_paths(settings)
     if (settings.tls_cert is None) != (settings.tls_key is None):
         missing = "tls_key" if settings.tls_key is None else "tls_cert"
         raise ConfigError(missing, "tls_cert and tls_key must be given together")

@@ -199,7 +199,7 @@ class AtomicFile:
         """Append ``parts``, in order.
 
         Joined first: one write and one hash update, so a worker thread hands the GIL back
-        and forth twice, not twice per part (measured: about +5% WriteStream MB/s).
+        and forth twice, not twice per part (docs/PERFORMANCE.md, "File streaming").
         """
         assert self._fd is not None
         data = b"".join(parts)

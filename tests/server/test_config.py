@@ -128,3 +128,30 @@ def test_config_show_prints_toml_that_config_reads_back_to_the_same_settings(
     for name in environ:
         monkeypatch.delenv(name)
     assert load_settings({}, {}, args.config).settings == expected
+
+
+KEY = "\n".join(
+    [
+        "-----BEGIN EC PRIVATE KEY-----",
+        "MHcCAQEEINXvVHLBrl2ZAKjUYkOU3LBFU1ay",
+        "-----END EC PRIVATE KEY-----",
+    ]
+)
+
+
+@pytest.mark.parametrize("name", ["tls_key", "tls_cert", "tls_client_ca", "auth_tokens"])
+def test_a_files_contents_where_its_path_belongs_is_refused_and_never_shown(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for option in ("tls_cert", "tls_key"):  # TLS options come in pairs: the pair is complete
+        monkeypatch.setenv(f"MUXS_{option.upper()}", str(tmp_path / f"{option}.pem"))
+    monkeypatch.setenv(f"MUXS_{name.upper()}", KEY)
+    assert main(["config", "show"]) == 2
+    shown = capsys.readouterr()
+    assert shown.out == ""
+    assert shown.err == (
+        f"muxs config: invalid setting: {name}: must be the path of a file, not the file's "
+        f"contents (the value is not shown: it may be a secret) (from env MUXS_{name.upper()})\n"
+    )
+    assert main(["serve", "--port", "0", "--root", str(tmp_path)]) == 2
+    assert "PRIVATE KEY" not in capsys.readouterr().err
