@@ -6,9 +6,9 @@ with ``current_identity()``.
 Client side, ``ClientCredentials`` fetches OAuth 2.0 tokens for
 ``muxs.Client(token_provider=...)`` (extra ``muxs[oauth]``).
 
-This package imports the client side and the names both sides share; verification
-(``server``, ``jwt_tokens``, ``static_tokens``: PyJWT, cryptography) is imported by the server
-only, never by the SDK (tests/test_lazy_imports.py).
+This package holds the client side and the names both sides share; verification
+(``muxs.server.verification``: PyJWT, cryptography) is the server's, never imported by the SDK
+(tests/test_lazy_imports.py).
 """
 
 from muxs.auth.bearer import TokenProvider

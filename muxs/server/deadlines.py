@@ -44,7 +44,8 @@ DEADLINE_SLACK = 0.001
 
 
 class Pacer:
-    """Yields to the event loop once a stream has been sending for ``TURN_SECONDS``."""
+    """Tells a stream when it has been sending for ``TURN_SECONDS``: then it yields to the
+    event loop once (``await asyncio.sleep(0)``) and starts a new turn."""
 
     __slots__ = ("_loop", "_turn_started")
 
@@ -52,11 +53,11 @@ class Pacer:
         self._loop = asyncio.get_running_loop()
         self._turn_started = self._loop.time()
 
-    async def sent(self) -> None:
-        """A message was sent: yield if this turn has lasted long enough."""
-        if self._loop.time() - self._turn_started >= TURN_SECONDS:
-            await asyncio.sleep(0)
-            self._turn_started = self._loop.time()
+    def turn_is_over(self) -> bool:
+        return self._loop.time() - self._turn_started >= TURN_SECONDS
+
+    def new_turn(self) -> None:
+        self._turn_started = self._loop.time()
 
 
 def bounded(handler: IServerMethodFunc, method: str, seconds: float) -> IServerMethodFunc:

@@ -300,8 +300,9 @@ class CallStream:
         self._call.sent += 1
         for observer in self._observers:
             observer.counted(self._call, Counted.SENT, 1)
-        if self._pacer is not None:
-            await self._pacer.sent()
+        if self._pacer is not None and self._pacer.turn_is_over():
+            await asyncio.sleep(0)  # let the deadline, a cancel and the other calls run
+            self._pacer.new_turn()
 
     def __aiter__(self) -> CallStream:
         return self
