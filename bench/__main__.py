@@ -34,7 +34,7 @@ from bench.servers import (
     ServerKind,
     muxs,
 )
-from muxs.codegen import grpcio_stubs
+from tools.codegen import grpcio_stubs
 
 log = logging.getLogger("bench")
 

@@ -3,9 +3,8 @@
 ``generated/muxs_api`` is machine-written from ``proto/muxs.proto``; import from here.
 """
 
-# Applied once, before any message is sent: how file chunks are encoded (muxs.encoding)
-# and what h2 does with each DATA frame it receives (muxs.frames).
-from muxs import encoding, frames  # noqa: F401
+# Applied once, before any message is sent: what h2 does with each DATA frame it receives.
+from muxs import frames  # noqa: F401
 from muxs_api.muxs import (
     Chunk,
     Content,

@@ -27,7 +27,7 @@ SERVER_SIDE = (
     "muxs.demo",
     "muxs.settings",
     "muxs.config",
-    "muxs.codegen",
+    "tools",
     "muxs.auth.server",
     "muxs.auth.jwt_tokens",
     "muxs.auth.static_tokens",

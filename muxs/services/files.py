@@ -19,7 +19,6 @@ from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
 from muxs.deadlines import next_within
-from muxs.encoding import new_chunk
 from muxs.hooks import count_bytes_written, send_window
 from muxs.settings import ServerSettings
 from muxs.storage import Root, shown
@@ -62,7 +61,7 @@ class FileControllerService(FileControllerBase):
             async for data in read_chunks(file, self._settings.chunk_bytes, send_window):
                 sent += len(data)
                 self._check_read_size(name, sent)  # the file may grow while it is read
-                yield new_chunk(data)
+                yield Chunk(data=data)
         finally:
             file.close()
 
