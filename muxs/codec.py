@@ -1,7 +1,8 @@
 """The codec the server decodes requests with: protobuf's wire rules, then betterproto2.
 
 betterproto2 decodes leniently: a field that arrives with the wrong wire type is stored as
-it comes (an integer in a string field), so a handler could see values its types rule out.
+it comes (an integer in a string field) and a length past the end of the data is cut short,
+so a handler could see values its types rule out.
 ``check_wire`` first walks the bytes with protobuf's rules, reading each message type's
 fields from betterproto2's public field metadata; a request that breaks them, or that
 betterproto2 cannot decode (invalid UTF-8 in a string), is INTERNAL, as gRPC answers a

@@ -107,3 +107,10 @@ def test_other_messages_keep_their_own_codec(monkeypatch: pytest.MonkeyPatch) ->
 def test_a_message_of_another_type_is_refused() -> None:
     with pytest.raises(TypeError, match="Message must be of type"):
         MessageCodec().encode(HelloReply(), Chunk)
+
+
+def test_a_chunk_is_sent_without_fields_muxs_does_not_know() -> None:
+    """Only a chunk decoded by betterproto2 holds them; muxs never sends one it received."""
+    received = Chunk.parse(b"\x18\x07\x12\x01d")
+    assert bytes(received) == b"\x12\x01d\x18\x07"
+    assert encode_chunk(received) == b"\x12\x01d"
