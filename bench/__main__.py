@@ -1,9 +1,11 @@
 """``python -m bench``: muxs side by side with grpcio and the bare-grpclib floor.
 
 Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1),
-``levers`` (muxs with and without uvloop and the rust codec) and ``features`` (what the access
-log and the metrics cost). Prints a table per suite and writes ``bench/results/<mode>.json``,
-``<mode>.md`` (the tables) and ``<mode>-<suite>.png``.
+``levers`` (muxs with and without uvloop), ``features`` (what the access log and the metrics
+cost) and, with ``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an
+earlier commit checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
+and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and
+``<mode>-<suite>.png``.
 """
 
 from __future__ import annotations
@@ -29,17 +31,18 @@ from bench.servers import (
     FLOOR,
     GRPCIO_AIO,
     GRPCIO_SYNC,
-    RUST_CODEC,
     UVLOOP,
     ServerKind,
     muxs,
 )
-from muxs.codegen import grpcio_stubs
+from tools.codegen import grpcio_stubs
 
 log = logging.getLogger("bench")
 
 RESULTS = Path(__file__).resolve().parent / "results"
-PACKAGES = ("grpcio", "grpclib", "h2", "betterproto", "betterproto-rust-codec", "uvloop")
+PACKAGES = ("grpcio", "grpclib", "h2", "betterproto2", "uvloop")
+#: The scenarios of the ``base`` suite (before/after a change).
+BASE_SCENARIOS = ("unary-4x16", "unary-1x1", "server-stream", "read-stream", "write-stream")
 
 
 @dataclass(frozen=True)
@@ -60,26 +63,39 @@ def _cpus() -> tuple[str | None, str | None, str | None]:
     return str(available[0]), str(available[1]), ",".join(map(str, available))
 
 
-def suites(quick: bool) -> list[Suite]:
+def base_kinds(base: Path) -> list[ServerKind]:
+    """muxs and muxs[fast] as installed in ``base``/.venv, then as in this tree.
+
+    An earlier commit that hid betterproto's rust codec with ``bench/no_rust_codec`` (before
+    betterproto2) runs its plain muxs with it hidden, as ``pip install muxs`` had none.
+    """
+    python = str(base / ".venv" / "bin" / "python")
+    hide_rust_codec = tuple(str(p) for p in [base / "bench" / "no_rust_codec"] if p.is_dir())
+    fast = ("--event-loop", "uvloop") if UVLOOP else ()
+    return [
+        muxs("muxs-base", "--event-loop", "asyncio", python=python, pythonpath=hide_rust_codec),
+        muxs("muxs", "--event-loop", "asyncio"),
+        muxs("muxs-fast-base", *fast, python=python),
+        muxs("muxs-fast", *fast),
+    ]
+
+
+def suites(quick: bool, base: Path | None = None) -> list[Suite]:
     sizes = QUICK if quick else FULL
     loads = [(1, 1), (4, 16)] if quick else [(1, 1), (4, 16), (32, 2)]
     server_cpu, load_cpu, every_cpu = _cpus()
     pinned = Placement(server_cpu, load_cpu)
     plain = muxs("muxs", "--event-loop", "asyncio")  # what `pip install muxs` runs
     fast = ("--event-loop", "uvloop") if UVLOOP else ()
-    fast_kind = muxs("muxs-fast", *fast, rust_codec=RUST_CODEC)  # muxs[uvloop,rust-codec]
+    fast_kind = muxs("muxs-fast", *fast)  # muxs[fast]
     variants = [muxs("asyncio", "--event-loop", "asyncio")]
     if UVLOOP:
         variants.append(muxs("uvloop", "--event-loop", "uvloop"))
-    if RUST_CODEC:
-        variants.append(muxs("asyncio+rust", "--event-loop", "asyncio", rust_codec=True))
-    if UVLOOP and RUST_CODEC:
-        variants.append(muxs("uvloop+rust", "--event-loop", "uvloop", rust_codec=True))
     # What the default features cost on top of muxs-fast: the access log (on by default)
     # and the metrics (off by default).
     features = [
-        muxs("no-access-log", *fast, "--no-access-log", rust_codec=RUST_CODEC),
-        muxs("metrics-on", *fast, "--metrics-port", "0", rust_codec=RUST_CODEC),
+        muxs("no-access-log", *fast, "--no-access-log"),
+        muxs("metrics-on", *fast, "--metrics-port", "0"),
     ]
     all_scenarios = scenarios(sizes, loads)
     return [
@@ -96,8 +112,8 @@ def suites(quick: bool) -> list[Suite]:
             "workers",
             "muxs serve --workers 2 vs 1 (servers on every core)",
             [
-                muxs("workers-2", "--workers", "2", *fast, rust_codec=RUST_CODEC),
-                muxs("workers-1", "--workers", "1", *fast, rust_codec=RUST_CODEC),
+                muxs("workers-2", "--workers", "2", *fast),
+                muxs("workers-1", "--workers", "1", *fast),
             ],
             [unary(16, 4, sizes)],
             [("workers-2", "workers-1")],
@@ -105,7 +121,7 @@ def suites(quick: bool) -> list[Suite]:
         ),
         Suite(
             "levers",
-            "muxs levers: event loop and betterproto's rust codec (one server core)",
+            "muxs levers: the event loop (one server core)",
             variants,
             [s for s in all_scenarios if s.key in ("unary-4x16", "server-stream", "read-stream")],
             [(v.name, variants[0].name) for v in variants[1:]],
@@ -119,7 +135,20 @@ def suites(quick: bool) -> list[Suite]:
             [("muxs-fast", "no-access-log"), ("metrics-on", "muxs-fast")],
             pinned,
         ),
-    ]
+    ] + (
+        [
+            Suite(
+                "base",
+                f"muxs and muxs[fast]: this tree beside {base} (one server core)",
+                base_kinds(base),
+                [s for key in BASE_SCENARIOS for s in all_scenarios if s.key == key],
+                [("muxs", "muxs-base"), ("muxs-fast", "muxs-fast-base")],
+                pinned,
+            )
+        ]
+        if base is not None
+        else []
+    )
 
 
 def conditions(quick: bool, runs: int) -> dict[str, Any]:
@@ -157,17 +186,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--suite",
         action="append",
-        choices=["main", "workers", "levers", "features"],
+        choices=["main", "workers", "levers", "features", "base"],
         help="suite to run (repeatable; default: all)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    parser.add_argument(
+        "--base",
+        type=Path,
+        help="an earlier commit's checkout, with its venv in BASE/.venv (pip install -e"
+        ' "BASE[fast]"): adds the suite base',
+    )
     args = parser.parse_args(argv)
+    if args.base is not None and not (args.base / ".venv" / "bin" / "python").is_file():
+        parser.error(f"--base: no venv at {args.base / '.venv'}")
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     if shutil.which("h2load") is None:
         parser.exit(2, "bench: h2load not found: apt-get install nghttp2-client\n")
     runs = args.runs or (1 if args.quick else 3)
     mode = "quick" if args.quick else "full"
-    chosen = [s for s in suites(args.quick) if not args.suite or s.name in args.suite]
+    chosen = [s for s in suites(args.quick, args.base) if not args.suite or s.name in args.suite]
     _, load_cpu, _ = _cpus()
     if load_cpu is not None:
         os.sched_setaffinity(0, {int(load_cpu)})

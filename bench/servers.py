@@ -15,10 +15,6 @@ from pathlib import Path
 
 HOST = "127.0.0.1"
 UVLOOP = importlib.util.find_spec("uvloop") is not None
-RUST_CODEC = importlib.util.find_spec("betterproto_rust_codec") is not None
-# On PYTHONPATH, hides betterproto's rust codec where it is installed: it is a lever to
-# measure, not a default (betterproto uses it for every message once it is importable).
-NO_RUST_CODEC = Path(__file__).resolve().parent / "no_rust_codec"
 _LISTENING = re.compile(r"listening on [\w.\[\]:]+:(\d+)")
 START_TIMEOUT = 60.0
 
@@ -30,15 +26,20 @@ class ServerKind:
     name: str
     command: tuple[str, ...]
     description: str
-    rust_codec: bool = True
+    #: Prepended to the server's PYTHONPATH (which its worker processes inherit).
+    pythonpath: tuple[str, ...] = ()
 
 
-def muxs(name: str, *options: str, rust_codec: bool = False) -> ServerKind:
-    """``muxs serve`` with ``options``, with betterproto's rust codec only if ``rust_codec``."""
-    command = (sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", "{root}", *options)
-    codec = " (rust codec)" if rust_codec else ""
-    description = f"muxs serve {' '.join(options)}".strip() + codec
-    return ServerKind(name, command, description, rust_codec)
+def muxs(
+    name: str, *options: str, python: str = sys.executable, pythonpath: tuple[str, ...] = ()
+) -> ServerKind:
+    """``muxs serve`` with ``options``, run by ``python`` (the muxs installed there: ``-P``
+    keeps a ``muxs`` in the working directory off ``sys.path``)."""
+    command = (python, "-P", "-m", "muxs", "serve", "--port", "0", "--root", "{root}", *options)
+    description = f"muxs serve {' '.join(options)}".strip()
+    if python != sys.executable:
+        description += f" ({python})"
+    return ServerKind(name, command, description, pythonpath)
 
 
 GRPCIO_AIO = ServerKind(
@@ -120,10 +121,8 @@ def running(kind: ServerKind, workdir: Path, stubs: Path, cpus: str | None) -> I
     if cpus is not None:
         command = ["taskset", "-c", cpus, *command]
     env = dict(os.environ)
-    if not kind.rust_codec:
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(NO_RUST_CODEC), env.get("PYTHONPATH")])
-        )
+    if kind.pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*kind.pythonpath, env.get("PYTHONPATH")]))
     with log.open("wb") as log_file:
         process = subprocess.Popen(
             command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env

@@ -45,9 +45,9 @@ from grpclib.exceptions import GRPCError
 
 from bench.stubs import load_stubs
 from muxs import Client
-from muxs.codegen import grpcio_stubs
 from muxs.server.services.greeter import greeting
 from muxs_api.muxs import Chunk, FileControllerStub, Files
+from tools.codegen import grpcio_stubs
 
 MAX_RSS_GROWTH = 0.10
 WARM_UP = 0.15  # of the duration: the RSS start is sampled after it, as long again

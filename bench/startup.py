@@ -1,8 +1,10 @@
 """``python -m bench.startup``: what starting muxs costs, this tree beside an earlier commit.
 
 The earlier commit (``--base``) is checked out with ``git worktree add`` into a temp dir; both
-trees run with this interpreter and its packages, each first on ``PYTHONPATH``, in alternate
-turns of every round (so a busy moment of the machine falls on both). Figures per tree:
+trees run with this interpreter and its packages (the base with ``--base-python``'s, when its
+dependencies differ: another venv of the same CPython), each first on ``PYTHONPATH``, in
+alternate turns of every round (so a busy moment of the machine falls on both). Figures per
+tree:
 
 - ``import muxs``: the total that ``python -X importtime -c "import muxs"`` reports (the
   interpreter's own count of the import, without its start-up), and the wall and CPU time
@@ -123,14 +125,14 @@ def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(tree), str(tree / "generated")])}
 
 
-def run(tree: Path, probe: Probe, target: str) -> Ran:
-    """Run ``probe`` on ``tree`` from a directory holding no code; fail if it fails or prints
-    something else than expected."""
+def run(tree: Path, probe: Probe, target: str, python: str = sys.executable) -> Ran:
+    """Run ``probe`` on ``tree`` with ``python`` from a directory holding no code; fail if it
+    fails or prints something else than expected."""
     args = [arg.format(target=target) for arg in probe.args]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, *args],
+        [python, *args],
         env=_env(tree),
         cwd=tempfile.gettempdir(),
         capture_output=True,
@@ -145,25 +147,31 @@ def run(tree: Path, probe: Probe, target: str) -> Ran:
     return Ran(done.stdout, done.stderr, wall * 1000, cpu * 1000)
 
 
-def check_tree(tree: Path) -> None:
+def check_tree(tree: Path, python: str = sys.executable) -> None:
     """Fail unless ``import muxs`` on ``tree`` imports that tree's muxs."""
     where = Probe("where", ("-c", "import muxs; print(muxs.__file__)"))
-    imported = Path(run(tree, where, "").stdout.strip())
+    imported = Path(run(tree, where, "", python).stdout.strip())
     if not imported.is_relative_to(tree):
         raise RuntimeError(f"{tree}: import muxs found {imported} instead")
 
 
 def measure(
-    trees: Mapping[str, Path], target: str, runs: int, figures: Sequence[Figure] = FIGURES
+    trees: Mapping[str, Path],
+    target: str,
+    runs: int,
+    figures: Sequence[Figure] = FIGURES,
+    pythons: Mapping[str, str] | None = None,
 ) -> dict[str, dict[str, list[float]]]:
     """``{figure key: {tree name: [ms per run]}}``: one untimed round (compiles the trees'
     bytecode), then ``runs`` rounds, each running every probe on every tree in turn (the
-    trees' order alternating)."""
+    trees' order alternating). ``pythons`` names the interpreter of a tree (default: this
+    one)."""
+    python = {name: (pythons or {}).get(name, sys.executable) for name in trees}
     probes = list(dict.fromkeys(figure.probe for figure in figures))
-    for tree in trees.values():
-        check_tree(tree)
+    for name, tree in trees.items():
+        check_tree(tree, python[name])
         for probe in probes:
-            run(tree, probe, target)
+            run(tree, probe, target, python[name])
     results: dict[str, dict[str, list[float]]] = {
         f.key: {name: [] for name in trees} for f in figures
     }
@@ -173,7 +181,7 @@ def measure(
             order.reverse()
         for probe in probes:
             for name, tree in order:
-                ran = run(tree, probe, target)
+                ran = run(tree, probe, target, python[name])
                 for figure in figures:
                     if figure.probe == probe:
                         results[figure.key][name].append(figure.read(ran))
@@ -242,6 +250,11 @@ def conditions(base: str, runs: int) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.startup", description=__doc__)
     parser.add_argument("--base", default=BASE, help="the commit to compare with (%(default)s)")
+    parser.add_argument(
+        "--base-python",
+        default=sys.executable,
+        help="the interpreter the base runs with: a venv holding its dependencies (this one)",
+    )
     parser.add_argument("--runs", type=int, default=20, help="rounds (median taken; %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     args = parser.parse_args(argv)
@@ -255,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         log.info("%d rounds: %s vs %s", args.runs, base, THIS_TREE)
         trees = {base: base_tree, THIS_TREE: REPO}
-        results = measure(trees, f"{HOST}:{server.port}", args.runs)
+        results = measure(
+            trees, f"{HOST}:{server.port}", args.runs, pythons={base: args.base_python}
+        )
     document["conditions"]["load_average_at_end"] = os.getloadavg()
     document["figures"] = {f.key: {"title": f.title, "ms": results[f.key]} for f in FIGURES}
     text = table(results, base)

@@ -9,6 +9,6 @@ from types import ModuleType
 
 
 def load_stubs(directory: Path) -> tuple[ModuleType, ModuleType]:
-    """``(muxs_pb2, muxs_pb2_grpc)`` from a directory ``muxs.codegen.grpcio_stubs`` wrote."""
+    """``(muxs_pb2, muxs_pb2_grpc)`` from a directory ``tools.codegen.grpcio_stubs`` wrote."""
     sys.path.insert(0, str(directory))
     return importlib.import_module("muxs_pb2"), importlib.import_module("muxs_pb2_grpc")

@@ -3,9 +3,6 @@
 ``generated/muxs_api`` is machine-written from ``proto/muxs.proto``; import from here.
 """
 
-# Applied once, before any message is sent: how file chunks are encoded (muxs.encoding);
-# what h2 does with each DATA frame it receives is in muxs._internals (loaded by the channel).
-from muxs import encoding  # noqa: F401
 from muxs_api.muxs import (
     Chunk,
     Content,

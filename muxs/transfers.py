@@ -16,7 +16,6 @@ from pathlib import Path
 
 from muxs.api import Chunk
 from muxs.calls import ReplyStream, Requests, iterate
-from muxs.encoding import new_chunk
 from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
 
 CHUNK_BYTES = 64 * 1024
@@ -43,10 +42,10 @@ async def chunk_requests(
     first = True
     async for data in iterate(chunks):
         digest.update(data)
-        yield new_chunk(data, filename if first else "")
+        yield Chunk(filename=filename if first else "", data=data)
         first = False
     if first:
-        yield new_chunk(b"", filename)
+        yield Chunk(filename=filename)
 
 
 async def chunk_data(chunks: ReplyStream[Chunk]) -> AsyncIterator[bytes]:

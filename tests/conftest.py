@@ -15,10 +15,10 @@ import pytest
 from grpclib.testing import ChannelFor
 
 from muxs import Client, RunningServer, ServerSettings, serve
-from muxs.codegen import grpcio_stubs
 from muxs.server.serving import build_services
 from muxs.server.storage import Storage
 from tests.probe import CallProbe
+from tools.codegen import grpcio_stubs
 
 
 @pytest.fixture(autouse=True)

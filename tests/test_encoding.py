@@ -1,45 +1,42 @@
-"""File chunks are built, encoded and decoded by muxs.encoding exactly as betterproto would."""
+"""``muxs.encoding``: file chunks cross the codec exactly as betterproto2 would encode and
+decode them, and no message class is patched."""
 
 from __future__ import annotations
 
 import dataclasses
-from io import BytesIO
+import inspect
 
-import betterproto
+import betterproto2
 import pytest
+from betterproto2 import Message
+from grpclib.health.v1.health_pb2 import HealthCheckRequest
 
-import muxs.api  # noqa: F401  (applies muxs.encoding)
-from muxs.encoding import decode_chunk, new_chunk
+import muxs
+import muxs.server.codec  # noqa: F401  (the server's codec: imported to show it patches nothing)
+from muxs.encoding import MessageCodec, decode_chunk, encode_chunk
 from muxs_api.muxs import Chunk, HelloReply
+from tests.interop.test_message_properties import MESSAGE_TYPES
 
 DATA = bytes(range(256)) * 300  # a length that takes a 3-byte varint
 
 
-def betterproto_bytes(message: betterproto.Message) -> bytes:
-    """betterproto's own Python encoding."""
-    with BytesIO() as stream:
-        message.dump(stream)
-        return stream.getvalue()
-
-
-def betterproto_parse(data: bytes) -> Chunk:
-    """betterproto's own decoding."""
-    return Chunk().parse(data)
-
-
-def state(chunk: Chunk) -> dict[str, object]:
-    """Everything a message holds, once each of its fields has been read."""
-    for name in ("filename", "data"):
-        getattr(chunk, name)  # betterproto fills in an unset field when it is read
-    return dict(vars(chunk))
-
-
 def test_a_chunk_has_the_fields_muxs_encoding_knows() -> None:
-    metadata = {field.name: field.metadata["betterproto"] for field in dataclasses.fields(Chunk)}
-    assert {name: (meta.number, meta.proto_type) for name, meta in metadata.items()} == {
-        "filename": (1, betterproto.TYPE_STRING),
-        "data": (2, betterproto.TYPE_BYTES),
+    metadata = {
+        field.name: betterproto2.FieldMetadata.get(field) for field in dataclasses.fields(Chunk)
     }
+    assert {
+        name: (meta.number, meta.proto_type, meta.repeated) for name, meta in metadata.items()
+    } == {
+        "filename": (1, betterproto2.TYPE_STRING, False),
+        "data": (2, betterproto2.TYPE_BYTES, False),
+    }
+
+
+@pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda cls: cls.__name__)
+def test_no_message_class_is_patched(cls: type[betterproto2.Message]) -> None:
+    """muxs and its codecs are imported: each message's codec is still betterproto2's own."""
+    for name in ("FromString", "parse", "__bytes__", "SerializeToString"):
+        assert inspect.getattr_static(cls, name) is inspect.getattr_static(Message, name)
 
 
 @pytest.mark.parametrize(
@@ -55,42 +52,9 @@ def test_a_chunk_has_the_fields_muxs_encoding_knows() -> None:
     ],
     ids=repr,
 )
-def test_a_chunk_encodes_as_betterproto_encodes_it(chunk: Chunk) -> None:
-    assert bytes(chunk) == betterproto_bytes(chunk)
-
-
-def test_unknown_fields_are_encoded_after_the_known_ones() -> None:
-    chunk = betterproto_parse(b"\x18\x07" + bytes(Chunk(filename="f", data=b"d")))
-    assert chunk._unknown_fields == b"\x18\x07"
-    assert bytes(chunk) == betterproto_bytes(chunk)
-
-
-def test_a_chunk_never_encodes_through_the_patched_codec(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(message: betterproto.Message) -> bytes:
-        raise AssertionError("encoded by the codec betterproto installs on Message")
-
-    monkeypatch.setattr(betterproto.Message, "__bytes__", refuse)
-    assert bytes(Chunk(data=b"xyz")) == b"\x12\x03xyz"
-    with pytest.raises(AssertionError):
-        bytes(HelloReply(message="other messages keep betterproto's codec"))
-
-
-@pytest.mark.parametrize(
-    ("data", "filename"),
-    [(b"", ""), (DATA, ""), (b"", "a.bin"), (DATA, "dir/é.bin")],
-)
-def test_new_chunk_is_betterprotos_chunk(data: bytes, filename: str) -> None:
-    fast, slow = new_chunk(data, filename), Chunk(filename=filename, data=data)
-    assert fast == slow
-    assert state(fast) == state(slow)
-    assert fast.to_dict() == slow.to_dict()
-    assert bytes(fast) == bytes(slow)
-
-
-def test_new_chunk_builds_a_message_that_stays_mutable() -> None:
-    chunk = new_chunk(b"data")
-    chunk.filename = "later.bin"
-    assert bytes(chunk) == bytes(Chunk(filename="later.bin", data=b"data"))
+def test_a_chunk_encodes_as_betterproto2_encodes_it(chunk: Chunk) -> None:
+    assert encode_chunk(chunk) == bytes(chunk)
+    assert MessageCodec().encode(chunk, Chunk) == bytes(chunk)
 
 
 @pytest.mark.parametrize(
@@ -104,25 +68,49 @@ def test_new_chunk_builds_a_message_that_stays_mutable() -> None:
         b"\x12\x01b\x0a\x01a",  # fields out of order
         b"\x12\x01x\x12\x01y\x0a\x01f\x0a\x01g",  # repeated: the last one wins
         b"\x12\x81\x00z",  # a length with a redundant varint byte
-        b"\x18\x07\x12\x01d",  # an unknown field: betterproto keeps it
+        b"\x18\x07\x12\x01d",  # an unknown field: betterproto2 keeps it
         b"\x12\x05abc",  # a length past the end
         b"\x12\xff\xff\xff\xff\x0f",  # a huge length
         b"\x0a\x02\xc3(",  # a filename that is not UTF-8
         b"\x12",  # a truncated length
     ],
 )
-def test_a_chunk_decodes_as_betterproto_decodes_it(encoded: bytes) -> None:
+def test_a_chunk_decodes_as_betterproto2_decodes_it(encoded: bytes) -> None:
     try:
-        expected = betterproto_parse(encoded)
-    except Exception as exc:  # betterproto refuses it: so does muxs
-        # (betterproto's rust codec raises RuntimeError where its Python raises UnicodeDecodeError)
-        with pytest.raises((type(exc), UnicodeDecodeError)):
-            Chunk.FromString(encoded)
+        expected = Chunk.parse(encoded)
+    except Exception as exc:  # betterproto2 refuses it: so does muxs
+        with pytest.raises(type(exc)):
+            decode_chunk(encoded)
         return
-    decoded = Chunk.FromString(encoded)
+    decoded = MessageCodec().decode(encoded, Chunk)
     assert type(decoded) is Chunk
-    assert state(decoded) == state(expected)
+    assert decoded == expected
+    assert bytes(decoded) == bytes(expected)  # unknown fields included
 
 
-def test_decode_chunk_is_chunk_from_string() -> None:
-    assert Chunk.FromString is decode_chunk
+def test_other_messages_keep_their_own_codec(monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = MessageCodec()
+    reply = HelloReply(message="Hello, codec!", index=2)
+    assert codec.decode(codec.encode(reply, HelloReply), HelloReply) == reply
+    health = HealthCheckRequest(service="muxs.Greeter")
+    assert codec.decode(codec.encode(health, HealthCheckRequest), HealthCheckRequest) == health
+
+    def refuse(message: betterproto2.Message) -> bytes:
+        raise AssertionError("encoded by betterproto2")
+
+    monkeypatch.setattr(betterproto2.Message, "__bytes__", refuse)
+    assert codec.encode(Chunk(data=b"xyz"), Chunk) == b"\x12\x03xyz"
+    with pytest.raises(AssertionError, match="encoded by betterproto2"):
+        codec.encode(reply, HelloReply)
+
+
+def test_a_message_of_another_type_is_refused() -> None:
+    with pytest.raises(TypeError, match="Message must be of type"):
+        MessageCodec().encode(HelloReply(), Chunk)
+
+
+def test_a_chunk_is_sent_without_fields_muxs_does_not_know() -> None:
+    """Only a chunk decoded by betterproto2 holds them; muxs never sends one it received."""
+    received = Chunk.parse(b"\x18\x07\x12\x01d")
+    assert bytes(received) == b"\x12\x01d\x18\x07"
+    assert encode_chunk(received) == b"\x12\x01d"

@@ -7,7 +7,7 @@ field, documented in docs/RELIABILITY.md):
   is read; a larger one is refused with RESOURCE_EXHAUSTED (grpclib alone buffers
   whatever length a prefix claims). A prefix with the compressed flag set, a stream
   that ends inside a message, a unary call without its request and a message that does
-  not decode (``muxs.codec``) are refused with INTERNAL (UNIMPLEMENTED for a compression
+  not decode (``muxs.server.codec``) are refused with INTERNAL (UNIMPLEMENTED for a compression
   muxs lacks), as gRPC's protocol says; grpclib alone would answer UNKNOWN and log a
   traceback.
 - request headers grpclib cannot take (``muxs.server.request_headers``) are answered before it
@@ -66,9 +66,9 @@ from muxs._internals import (
     read_requests_with,
     replace_event_handler,
 )
-from muxs.codec import Codec
 from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
+from muxs.server.codec import Codec
 from muxs.server.hooks import format_peer
 from muxs.server.request_headers import Refusal, refusal
 from muxs.server.settings import ServerSettings

@@ -1,9 +1,10 @@
 """Server reflection (v1 and v1alpha), with grpclib's implementation.
 
-betterproto's messages carry no protobuf descriptors, so the reflection services read
-them from the descriptor set that ``python -m muxs.codegen`` writes beside the
-generated code (``muxs_api/muxs.binpb``), plus the descriptors of grpclib's own health
-and reflection protos, all in a private descriptor pool.
+The reflection services read muxs's descriptors from the descriptor set that
+``python -m tools.codegen`` writes beside the generated code (``muxs_api/muxs.binpb``), plus
+the descriptors of grpclib's own health and reflection protos, all in a private descriptor
+pool. (betterproto2 can embed descriptors in the generated module instead, but then every
+``import muxs`` imports protobuf: docs/PERFORMANCE.md.)
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from grpclib.reflection.v1 import reflection_pb2
 from grpclib.reflection.v1alpha import reflection_pb2 as reflection_v1alpha_pb2
 
 from muxs import _internals
-from muxs.codegen import DESCRIPTOR_SET, PACKAGE
 
 if TYPE_CHECKING:
     from muxs._internals import IServable
 
+#: The generated package and the descriptor set ``tools/codegen.py`` writes into it.
+PACKAGE, DESCRIPTOR_SET = "muxs_api", "muxs.binpb"
 REFLECTION_SERVICES = (
     "grpc.reflection.v1.ServerReflection",
     "grpc.reflection.v1alpha.ServerReflection",

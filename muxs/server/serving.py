@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from grpclib.server import Server
 
-from muxs.descriptors import raise_open_files_limit
+from muxs.server.open_files import raise_open_files_limit
 from muxs.server.services import FileControllerService, GreeterService
 from muxs.server.settings import ServerSettings
 from muxs.server.storage import SWEEP_SECONDS, Storage

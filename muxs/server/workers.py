@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
-from muxs.descriptors import raise_open_files_limit
+from muxs.server.open_files import raise_open_files_limit
 from muxs.server.serving import bind, remove_stale_temp_files
 from muxs.server.settings import ServerSettings
 from muxs.server.storage import Storage

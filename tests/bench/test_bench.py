@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bench import report
+from bench.__main__ import base_kinds
+from bench.__main__ import main as bench_main
 from bench.h2load import Load
 from bench.run import NOT_AVAILABLE, OK, Placement, benchmark, probe
 from bench.scenarios import QUICK, scenarios, unary
@@ -74,3 +77,25 @@ def test_a_run_reports_figures_and_na_for_an_unimplemented_call(tmp_path: Path) 
     assert written[0]["ratios"] == {"floor/floor": 1.0}
     report.chart(tmp_path / "chart.png", "tiny", rows, ["floor"])
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_the_base_suite_runs_the_base_venv_and_hides_its_rust_codec(tmp_path: Path) -> None:
+    (tmp_path / "bench" / "no_rust_codec").mkdir(parents=True)
+    python = str(tmp_path / ".venv" / "bin" / "python")
+    kinds = {kind.name: kind for kind in base_kinds(tmp_path)}
+
+    assert list(kinds) == ["muxs-base", "muxs", "muxs-fast-base", "muxs-fast"]
+    assert kinds["muxs-base"].command[:4] == (python, "-P", "-m", "muxs")
+    assert kinds["muxs-base"].pythonpath == (str(tmp_path / "bench" / "no_rust_codec"),)
+    assert kinds["muxs-fast-base"].command[0] == python
+    assert kinds["muxs-fast-base"].pythonpath == ()
+    assert kinds["muxs"].command[0] == kinds["muxs-fast"].command[0] == sys.executable
+
+
+def test_the_base_suite_needs_the_base_venv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        bench_main(["--suite", "base", "--base", str(tmp_path)])
+    assert exited.value.code == 2
+    assert f"--base: no venv at {tmp_path / '.venv'}" in capsys.readouterr().err

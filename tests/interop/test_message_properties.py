@@ -8,6 +8,7 @@ empty and huge strings and bytes, every Unicode plane, integers at their bounds.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import struct
 import uuid
@@ -15,18 +16,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import betterproto
+import betterproto2
 import grpc
 import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from muxs import RunningServer, ServerSettings, encoding
-from muxs.codec import Codec
+import muxs_api.muxs
+from muxs import RunningServer, ServerSettings
+from muxs.server.codec import Codec
 from muxs.server.services.greeter import greeting
 from muxs.server.storage import TEMP_PREFIX
 
-MESSAGE_TYPES = sorted(encoding.MESSAGE_TYPES, key=lambda cls: cls.__name__)
+#: Every message type of the muxs proto.
+MESSAGE_TYPES: list[type[betterproto2.Message]] = [
+    cls
+    for name in muxs_api.muxs.__all__
+    for cls in (getattr(muxs_api.muxs, name),)
+    if issubclass(cls, betterproto2.Message)
+]
 HUGE = 1_000_000
 
 
@@ -39,14 +47,14 @@ TEXT = huge(st.text(st.characters(exclude_categories=["Cs"]), max_size=50)).filt
     lambda s: len(s) <= HUGE
 )
 STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
-    betterproto.TYPE_STRING: TEXT,
-    betterproto.TYPE_BYTES: huge(st.binary(max_size=50)).filter(lambda b: len(b) <= HUGE),
-    betterproto.TYPE_BOOL: st.booleans(),
-    betterproto.TYPE_UINT32: st.integers(0, 2**32 - 1),
-    betterproto.TYPE_UINT64: st.integers(0, 2**64 - 1),
-    betterproto.TYPE_INT64: st.integers(-(2**63), 2**63 - 1),
-    betterproto.TYPE_FLOAT: st.floats(width=32),
-    betterproto.TYPE_DOUBLE: st.floats(),
+    betterproto2.TYPE_STRING: TEXT,
+    betterproto2.TYPE_BYTES: huge(st.binary(max_size=50)).filter(lambda b: len(b) <= HUGE),
+    betterproto2.TYPE_BOOL: st.booleans(),
+    betterproto2.TYPE_UINT32: st.integers(0, 2**32 - 1),
+    betterproto2.TYPE_UINT64: st.integers(0, 2**64 - 1),
+    betterproto2.TYPE_INT64: st.integers(-(2**63), 2**63 - 1),
+    betterproto2.TYPE_FLOAT: st.floats(width=32),
+    betterproto2.TYPE_DOUBLE: st.floats(),
 }
 FILENAME = st.lists(
     st.text(
@@ -67,13 +75,16 @@ PROPERTY_SETTINGS = hypothesis.settings(
 )
 
 
-def fields_of(cls: type[betterproto.Message]) -> dict[str, str]:
+def fields_of(cls: type[betterproto2.Message]) -> dict[str, str]:
     """Field name -> proto type."""
-    meta = cls._betterproto  # type: ignore[arg-type]
-    return {name: field.proto_type for name, field in meta.meta_by_field_name.items()}
+    assert dataclasses.is_dataclass(cls)
+    return {
+        field.name: betterproto2.FieldMetadata.get(field).proto_type
+        for field in dataclasses.fields(cls)
+    }
 
 
-def values(cls: type[betterproto.Message]) -> st.SearchStrategy[dict[str, Any]]:
+def values(cls: type[betterproto2.Message]) -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries({name: STRATEGIES[kind] for name, kind in fields_of(cls).items()})
 
 
@@ -91,7 +102,7 @@ def float32(value: float) -> float:
 @PROPERTY_SETTINGS
 @hypothesis.given(data=st.data())
 def test_every_message_round_trips_through_grpcio(
-    cls: type[betterproto.Message], data: st.DataObject, pb: tuple[Any, Any]
+    cls: type[betterproto2.Message], data: st.DataObject, pb: tuple[Any, Any]
 ) -> None:
     fields = data.draw(values(cls))
     pb_cls = getattr(pb[0], cls.__name__)

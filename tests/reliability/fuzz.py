@@ -2,7 +2,7 @@
 
     python -m tests.reliability.fuzz [libFuzzer flags] CORPUS_DIR
 
-Only muxs, its generated code, betterproto and grpclib are instrumented (everything
+Only muxs, its generated code, betterproto2 and grpclib are instrumented (everything
 would take minutes). An empty CORPUS_DIR is seeded with one good call per method. The
 target is tests/reliability/fuzz_target.py.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["muxs", "muxs_api", "betterproto", "grpclib"]):
+with atheris.instrument_imports(include=["muxs", "muxs_api", "betterproto2", "grpclib"]):
     from tests.reliability.fuzz_target import Target, seeds
 
 

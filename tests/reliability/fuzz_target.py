@@ -27,7 +27,7 @@ from grpclib.protocol import Buffer
 from grpclib.server import Stream as ServerStream
 from grpclib.stream import StreamIterator, recv_message
 
-from muxs.codec import Codec
+from muxs.server.codec import Codec
 from muxs.server.limits import RequestReader
 from muxs.server.serving import build_services
 from muxs.server.settings import ServerSettings

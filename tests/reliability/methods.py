@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from betterproto.casing import snake_case
+from betterproto2.casing import snake_case
 from grpclib.const import Handler, Status
 
 from muxs.api import FileControllerBase, GreeterBase

@@ -17,7 +17,6 @@ from typing import TypeVar
 from grpclib.exceptions import GRPCError
 
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
-from muxs.encoding import new_chunk
 from muxs.errors import StatusCode
 from muxs.server.deadlines import next_within
 from muxs.server.hooks import count_bytes_written, send_window
@@ -62,7 +61,7 @@ class FileControllerService(FileControllerBase):
             async for data in read_chunks(file, self._settings.chunk_bytes, send_window):
                 sent += len(data)
                 self._check_read_size(name, sent)  # the file may grow while it is read
-                yield new_chunk(data)
+                yield Chunk(data=data)
         finally:
             file.close()
 

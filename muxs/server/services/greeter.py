@@ -70,12 +70,9 @@ class GreeterService(GreeterBase):
                 StatusCode.INVALID_ARGUMENT,
                 f"count {count} is over this server's limit of {self._max_stream_replies}",
             )
-        # One message, re-sent with each index: grpclib encodes a reply as it is sent, before
-        # asking for the next, and building a betterproto message costs more than encoding it.
-        reply = HelloReply(message=greeting([hello_request.name]))
+        message = greeting([hello_request.name])
         for index in range(1, count + 1):
-            reply.index = index
-            yield reply
+            yield HelloReply(message=message, index=index)
 
     async def lots_of_greetings(
         self, hello_request_iterator: AsyncIterator[HelloRequest]

@@ -1,10 +1,11 @@
 """Regenerate ``generated/`` from ``proto/``, or check that it is fresh.
 
-``python -m muxs.codegen`` rewrites ``generated/muxs_api`` with betterproto's protoc
-plugin, writes the descriptor set that the reflection service serves, and marks the package
-typed (``py.typed``, PEP 561) so that type checkers read it where it is installed.
-``python -m muxs.codegen --check`` exits 1 when the committed output is stale.
-Needs the ``codegen`` extra (betterproto[compiler], grpcio-tools, black).
+``python -m tools.codegen`` (from the repository's root) rewrites ``generated/muxs_api`` with
+betterproto2's protoc plugin (messages, async grpclib client stubs and server bases, and
+``py.typed`` so that type checkers read the package where it is installed) and writes the
+descriptor set that the reflection service serves. ``python -m tools.codegen --check`` exits 1
+when the committed output is stale. Needs the ``codegen`` extra (betterproto2-compiler,
+grpcio-tools, and ruff, which the compiler formats its output with: all pinned).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ PROTO_DIR = PROJECT / "proto"
 GENERATED_DIR = PROJECT / "generated"
 PACKAGE = "muxs_api"
 DESCRIPTOR_SET = "muxs.binpb"
-TYPED_MARKER = "py.typed"
+#: betterproto2-compiler's options: async grpclib client stubs (muxs.SyncClient is muxs's
+#: own, so no grpcio stubs) and async grpclib server bases.
+PLUGIN_OPTIONS = "client_generation=async,server_generation=async"
 
 
 def generate(out_root: Path) -> Path:
@@ -32,25 +35,28 @@ def generate(out_root: Path) -> Path:
     package_dir.mkdir(parents=True, exist_ok=True)
     protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.glob("*.proto"))
     env = dict(os.environ)
-    # protoc finds betterproto's plugin on PATH; it lives beside this interpreter.
+    # protoc finds betterproto2's plugin, and the plugin finds ruff, on PATH: both live
+    # beside this interpreter.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
             "grpc_tools.protoc",
             f"-I{PROTO_DIR}",
-            f"--python_betterproto_out={package_dir}",
+            f"--python_betterproto2_out={package_dir}",
+            f"--python_betterproto2_opt={PLUGIN_OPTIONS}",
             f"--descriptor_set_out={package_dir / DESCRIPTOR_SET}",
             "--include_imports",
             *protos,
         ],
         cwd=PROTO_DIR,
         env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
     )
-    (package_dir / TYPED_MARKER).write_bytes(b"")
+    if done.returncode != 0:  # the plugin lists every file it writes on stderr: only errors
+        raise SystemExit(f"protoc failed:\n{done.stderr}")
     return package_dir
 
 
@@ -100,7 +106,7 @@ def check() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m muxs.codegen", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tools.codegen", description=__doc__)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if generated/ is stale against proto/"
     )
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         stale = check()
         if stale:
             print(
-                "generated/ is stale against proto/ (run `python -m muxs.codegen`): "
+                "generated/ is stale against proto/ (run `python -m tools.codegen`): "
                 + ", ".join(stale),
                 file=sys.stderr,
             )

@@ -1,0 +1,1 @@
+"""Developer tools for working on muxs (not part of the installed package)."""
