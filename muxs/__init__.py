@@ -14,7 +14,7 @@ from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode, TokenError
 from muxs.sync import SyncClient
 
 #: The release; pyproject.toml reads it from here (``[tool.hatch.version]``).
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "Client",
