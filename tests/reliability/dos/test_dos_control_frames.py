@@ -37,6 +37,7 @@ from tests.reliability.dos.attacks import (
 from tests.reliability.dos.conftest import CONTROL_FRAME_BUDGET
 from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
 
+pytestmark = pytest.mark.both_loops
 LOTS_OF_GREETINGS = "/muxs.Greeter/LotsOfGreetings"
 FLOODS: dict[str, Callable[[Attacker], Callable[[], bytes]]] = {
     "ping": lambda _: repeated(PING, 200),

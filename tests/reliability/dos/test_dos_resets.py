@@ -12,6 +12,7 @@ from muxs import RunningServer
 from tests.reliability.dos.attacks import assert_calmed_down
 from tests.reliability.dos.conftest import RESET_BUDGET
 
+pytestmark = pytest.mark.both_loops
 SAY_HELLO = "/muxs.Greeter/SayHello"
 
 
