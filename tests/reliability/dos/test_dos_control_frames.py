@@ -1,6 +1,7 @@
 """Control-frame floods: PING (CVE-2019-9512), SETTINGS (CVE-2019-9515), PRIORITY
-(CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518), unknown frames, and
-CONTINUATION (CVE-2024-27316).
+(CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518), unknown frames, DATA
+frames on a stream the peer reset (each answered with RST_STREAM; no GOAWAY came in 60 s
+before they were counted), and CONTINUATION (CVE-2024-27316).
 
 Each flood gets GOAWAY ENHANCE_YOUR_CALM once over ``control_frame_budget`` (CONTINUATION:
 h2 ends the connection with PROTOCOL_ERROR after 64 frames of one header block), while
