@@ -260,9 +260,10 @@ class Workload:
 _log_readers: set[asyncio.Task[bytes]] = set()
 
 
-async def start_server(root: Path) -> tuple[asyncio.subprocess.Process, str]:
+async def start_server(root: Path, *options: str) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``muxs serve`` (with ``options``) on an ephemeral port; its process and target."""
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
+        *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root), *options],
         stderr=asyncio.subprocess.PIPE,
     )
     assert process.stderr is not None

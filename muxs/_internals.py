@@ -199,6 +199,16 @@ def handler_task(handler: AbstractHandler, stream: Stream) -> asyncio.Task[None]
     return task
 
 
+def forget_task(handler: AbstractHandler, stream: Stream, task: asyncio.Task[None]) -> None:
+    """Have grpclib's server ``Handler`` let go of ``stream``'s ended ``task`` now."""
+    # Relies on: Handler._tasks (stream -> task) and Handler._cancelled (tasks it cancelled on
+    # close), which grpclib sweeps only every tenth call and every tenth connection.
+    tasks: dict[Stream, asyncio.Task[None]] = handler._tasks  # type: ignore[attr-defined]
+    if tasks.get(stream) is task:
+        del tasks[stream]
+    handler._cancelled.discard(task)  # type: ignore[attr-defined]
+
+
 def read_requests_with(
     stream: Stream, wrap: Callable[[Callable[[int], Awaitable[bytes]]], Any]
 ) -> None:

@@ -3,15 +3,17 @@ stubs (``_pb2`` modules compiled from proto/ at test time) for interop tests."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import uvloop
 from grpclib.testing import ChannelFor
 
 from muxs import Client, RunningServer, ServerSettings, serve
@@ -19,6 +21,23 @@ from muxs.server.serving import build_services
 from muxs.server.storage import Storage
 from tests.probe import CallProbe
 from tools.codegen import grpcio_stubs
+
+#: The event loops a test marked ``both_loops`` runs on: muxs serves on uvloop when it is
+#: installed, and uvloop hands a socket's data to the server differently from asyncio.
+BOTH_LOOPS: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.SelectorEventLoop,
+    "uvloop": uvloop.new_event_loop,
+}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Tests marked ``both_loops`` run once per loop of ``BOTH_LOOPS``; the others on asyncio
+    (one factory: pytest-asyncio adds nothing to their ids)."""
+    if item.get_closest_marker("both_loops") is not None:
+        return BOTH_LOOPS
+    return {"asyncio": asyncio.SelectorEventLoop}
 
 
 @pytest.fixture(autouse=True)

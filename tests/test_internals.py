@@ -153,6 +153,12 @@ def test_the_handler_keeps_a_task_per_stream() -> None:
     assert "self._tasks[stream] = " in source(grpclib.server.Handler.accept)
 
 
+def test_the_handler_sweeps_ended_tasks_from_tasks_and_cancelled() -> None:
+    assert "self._cancelled: Set[" in source(grpclib.server.Handler.__init__)
+    assert "self._cancelled.add(task)" in source(grpclib.server.Handler.cancel)
+    assert "self._cancelled.update(self._tasks.values())" in source(grpclib.server.Handler.close)
+
+
 def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None:
     body = source(grpclib.stream.recv_message)
     assert "await stream.recv_data(5)" in body

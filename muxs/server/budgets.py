@@ -8,13 +8,18 @@ second; a peer that spends a token from an empty bucket is over budget, and
 - ``control_frame_budget``: frames that make the server work or answer without a call
   going forward: PING (CVE-2019-9512), SETTINGS (CVE-2019-9515), PRIORITY
   (CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518) and frames of
-  unknown types. A well-behaved client sends these in answer to what the server
-  sends it (window updates and BDP pings while it downloads), so every
-  ``EARNED_PER_BYTES`` bytes the server writes to the connection earn one token back.
+  unknown types, and DATA frames of less than ``EARNED_PER_BYTES`` on streams closed to
+  the peer (h2 answers each with RST_STREAM STREAM_CLOSED and gives the connection's
+  window back, so nothing else stops them). A well-behaved client sends these in answer
+  to what the server sends it (window updates and BDP pings while it downloads), so every
+  ``EARNED_PER_BYTES`` bytes the server writes to the connection earn one token back; the
+  DATA it had in flight when the server ended a call early is mostly full frames, and
+  only a message's last frame is small.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 
 #: The server writing this many bytes to a connection earns its peer one control frame.
@@ -27,6 +32,7 @@ _DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x2, 0x3,
 _LAST_KNOWN_TYPE = 0x9  # CONTINUATION
 _ACK = _END_STREAM = 0x1
 _PADDED = 0x8
+_STREAM_CLOSED_CODE = (0x5).to_bytes(4, "big")
 
 
 class Budget:
@@ -65,9 +71,9 @@ class FrameScanner:
         self._head = b""
         self._skip = len(PREFACE)
 
-    def scan(self, data: bytes) -> list[tuple[int, int, int]]:
-        """``(type, flags, length)`` of each frame whose header ends in ``data``."""
-        frames: list[tuple[int, int, int]] = []
+    def scan(self, data: bytes) -> list[tuple[int, int, int, int]]:
+        """``(type, flags, length, stream id)`` of each frame whose header ends in ``data``."""
+        frames: list[tuple[int, int, int, int]] = []
         view, pos = memoryview(data), 0
         while True:
             if self._skip:  # the rest of a preface or of a frame's body
@@ -85,7 +91,8 @@ class FrameScanner:
                 break
             head, self._head = self._head, b""
             length = int.from_bytes(head[:3], "big")
-            frames.append((head[3], head[4], length))
+            stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
+            frames.append((head[3], head[4], length, stream_id))
             self._skip = length
         return frames
 
@@ -103,14 +110,32 @@ class FloodGuard:
         self.budgets = {name: Budget(size, window, clock) for name, size in sizes.items() if size}
         self._scanner = FrameScanner()
         self._bytes_credited = 0
+        #: The small DATA frames (not counted yet) of the last ``over_budget``, per stream.
+        self._small_data: Counter[int] = Counter()
 
     def over_budget(self, data: bytes) -> str | None:
         """The name of the budget the frames in ``data`` exceed, or None."""
-        for kind, flags, length in self._scanner.scan(data):
+        self._small_data.clear()
+        for kind, flags, length, stream_id in self._scanner.scan(data):
             name = _budget_of(kind, flags, length)
+            if not name and kind == _DATA and length < EARNED_PER_BYTES:
+                self._small_data[stream_id] += 1
             budget = self.budgets.get(name)
             if budget is not None and not budget.spend():
                 return name
+        return None
+
+    def answered(self, replies: bytes) -> str | None:
+        """``replies`` are h2's answers (whole frames) to the frames ``over_budget`` was
+        last asked about: the small DATA frames on each stream they reset STREAM_CLOSED
+        were sent on a closed stream and spend a control token each."""
+        control = self.budgets.get("control_frame_budget")
+        if control is None or not self._small_data:
+            return None
+        for stream_id in streams_closed_to_the_peer(replies):
+            for _ in range(self._small_data.pop(stream_id, 0)):
+                if not control.spend():
+                    return "control_frame_budget"
         return None
 
     def wrote(self, total_bytes: int) -> None:
@@ -120,6 +145,19 @@ class FloodGuard:
         if control is not None and earned:
             self._bytes_credited += earned * EARNED_PER_BYTES
             control.earn(earned)
+
+
+def streams_closed_to_the_peer(replies: bytes) -> list[int]:
+    """The streams that whole frames ``replies`` reset with STREAM_CLOSED: h2's answer to a
+    frame the peer sent on a stream closed to it (RFC 9113 section 5.1)."""
+    streams, pos = [], 0
+    while pos + _HEADER <= len(replies):
+        length = int.from_bytes(replies[pos : pos + 3], "big")
+        body = pos + _HEADER
+        if replies[pos + 3] == _RST_STREAM and replies[body : body + 4] == _STREAM_CLOSED_CODE:
+            streams.append(int.from_bytes(replies[pos + 5 : body], "big") & 0x7FFFFFFF)
+        pos = body + length
+    return streams
 
 
 def _budget_of(kind: int, flags: int, length: int) -> str:

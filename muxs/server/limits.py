@@ -34,8 +34,9 @@ stream reset) before its first step, whose body, and so grpclib's release in its
 ``finally``, never runs (see ``_LimitedHandler.accept``).
 
 Where this needs grpclib's or h2's internals (how a server makes its connections, its h2
-configuration, the handler's task per stream, the connection's ``h2`` object, its table of
-event handlers, the per-stream ``recv_data``), it goes through ``muxs._internals``.
+configuration, the handler's task per stream, let go of as soon as it ends, the connection's
+``h2`` object, its table of event handlers, the per-stream ``recv_data``), it goes through
+``muxs._internals``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from h2.settings import SettingCodes
 from muxs._internals import (
     SHORT_READ,
     decode_headers_as_latin1,
+    forget_task,
     h2_connection,
     handler_task,
     keepalive_config,
@@ -206,7 +208,15 @@ class _LimitedHandler(protocol.AbstractHandler):
         self._inner.accept(stream, headers, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
         # before its first step never runs its body: release when it ends, run or not.
-        handler_task(self._inner, stream).add_done_callback(lambda _: release())
+        task = handler_task(self._inner, stream)
+
+        def ended(_: asyncio.Task[None]) -> None:
+            release()
+            # grpclib lets go of ended tasks (their streams, buffers and cancellations) only
+            # every tenth call, and of a closed connection's only every tenth connection.
+            forget_task(self._inner, stream, task)
+
+        task.add_done_callback(ended)
 
     def _refuse(self, stream: protocol.Stream, refused: Refusal) -> None:
         """Answer ``stream`` at once: trailers-only with the refusal's status (then a reset
@@ -326,6 +336,12 @@ class _LimitedProtocol(protocol.H2Protocol):
                 log.info("closing a connection on an HTTP/2 protocol error: %s", exc)
             self.connection.flush()
             self.processor.close("Protocol error")
+            return
+        replies = h2_connection(self).data_to_send()
+        self._transport.write(replies)  # grpclib's first flush, with h2's replies looked at
+        over = self._guard.answered(replies)
+        if over is not None:
+            self._calm_down(over)
             return
         kept = []
         for event in events:

@@ -27,6 +27,7 @@ from tests.polling import until
 from tests.probe import CallProbe
 from tests.reliability.methods import LIMIT
 
+pytestmark = pytest.mark.both_loops
 MIB = 1024**2
 READ_STREAM = "/muxs.FileController/ReadStream"
 # greeting() adds "Hello, " and "!" to one name: this name makes a reply of exactly LIMIT.

@@ -48,7 +48,7 @@ def test_earned_tokens_are_capped_at_the_size() -> None:
 
 def test_the_scanner_reads_every_frame_header_however_the_bytes_are_cut() -> None:
     stream = PREFACE + PING + SETTINGS_ACK + data(b"x" * 100, end=True) + RESET
-    expected = [(0x6, 0, 8), (0x4, 1, 0), (0x0, 1, 100), (0x3, 0, 4)]
+    expected = [(0x6, 0, 8, 0), (0x4, 1, 0, 0), (0x0, 1, 100, 1), (0x3, 0, 4, 1)]
     for size in (1, 2, 7, 9, 10, 33, len(stream)):
         scanner = FrameScanner()
         pieces = [stream[at : at + size] for at in range(0, len(stream), size)]
@@ -113,6 +113,32 @@ def test_what_the_server_writes_earns_control_frames_back() -> None:
     assert pinged.over_budget(PING) == "control_frame_budget"
     pinged.wrote(3 * EARNED_PER_BYTES)  # three tokens, capped at two
     assert [pinged.over_budget(PING) for _ in range(3)] == [None, None, "control_frame_budget"]
+
+
+CLOSED_ON_1 = RstStreamFrame(1, error_code=0x5).serialize()  # h2's answer: STREAM_CLOSED
+
+
+def test_small_data_on_a_stream_answered_as_closed_spends_the_control_budget() -> None:
+    flooded = guard(control_frames=3)
+    assert flooded.over_budget(data(b"x") * 2) is None
+    assert flooded.answered(CLOSED_ON_1 * 2) is None  # two tokens of three
+    assert flooded.over_budget(data(b"x") * 2) is None
+    assert flooded.answered(CLOSED_ON_1 * 2) == "control_frame_budget"
+
+
+def test_data_on_streams_not_answered_as_closed_spends_nothing() -> None:
+    calm = guard(control_frames=1)
+    other_reset = RstStreamFrame(3, error_code=0x5).serialize()
+    for replies in (b"", RstStreamFrame(1, error_code=0x8).serialize(), other_reset, PING):
+        assert calm.over_budget(data(b"x") * 5) is None
+        assert calm.answered(replies) is None
+
+
+def test_full_data_frames_on_a_closed_stream_spend_nothing() -> None:
+    """They cost the server what an upload costs; only a message's last frame is small."""
+    uploaded = guard(control_frames=1)
+    assert uploaded.over_budget(data(b"x" * EARNED_PER_BYTES) * 5) is None
+    assert uploaded.answered(CLOSED_ON_1 * 5) is None
 
 
 def test_a_budget_of_zero_is_no_limit() -> None:

@@ -23,6 +23,7 @@ from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
 from tests.rawh2 import WAIT, RawConnection, grpc_frame, request_headers
 
+pytestmark = pytest.mark.both_loops
 TIMEOUT = 0.2
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SAY_HELLO = "/muxs.Greeter/SayHello"

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import os
 import socket
 from collections.abc import Callable
 
 import h2.config
 import h2.connection
 import pytest
+from grpclib.protocol import Stream
 from h2.errors import ErrorCodes
 from hyperframe.frame import (
     ContinuationFrame,
@@ -29,6 +32,7 @@ from hyperframe.frame import (
 )
 
 from muxs import RunningServer
+from tests.polling import until
 from tests.rawh2 import request_headers
 from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
 
@@ -80,6 +84,10 @@ class Attacker:
         self.h2.send_headers(stream_id, request_headers(path))
         self._writer.write(self.h2.data_to_send())
         return stream_id
+
+    def send_pending(self) -> None:
+        """Write what the attacker's h2 has prepared."""
+        self._writer.write(self.h2.data_to_send())
 
     def reset_streams(self, path: str, count: int) -> bytes:
         """``count`` calls to ``path``, each reset as soon as it is opened (Rapid Reset)."""
@@ -145,6 +153,15 @@ def empty_data(stream_id: int) -> bytes:
     return DataFrame(stream_id, b"").serialize()
 
 
+def data_on_a_reset_stream(attacker: Attacker) -> bytes:
+    """A DATA frame of one byte on a stream the attacker opened and reset: each is answered
+    with RST_STREAM (and the connection's window given back), so it can be sent forever."""
+    stream_id = attacker.open_stream("/muxs.Greeter/LotsOfGreetings")
+    attacker.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
+    attacker.send_pending()
+    return DataFrame(stream_id, b"x").serialize()
+
+
 def endless_headers(stream_id: int, continuations: int) -> bytes:
     """A HEADERS frame that does not end its header block, then ``continuations`` empty
     CONTINUATION frames that never do either (CVE-2024-27316)."""
@@ -152,6 +169,18 @@ def endless_headers(stream_id: int, continuations: int) -> bytes:
         HeadersFrame(stream_id, b"").serialize()
         + ContinuationFrame(stream_id, b"").serialize() * continuations
     )
+
+
+def live_streams() -> int:
+    """grpclib streams alive in this process (server's and clients'), after a collection."""
+    gc.collect()
+    return sum(isinstance(thing, Stream) for thing in gc.get_objects())
+
+
+def rss_mib() -> float:
+    """This process's resident memory (the server's, the attacker's and the clients')."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 async def assert_calmed_down(
@@ -163,8 +192,9 @@ async def assert_calmed_down(
 ) -> None:
     """An attacker flooding ``batch`` while others call: they are all served, it gets
     GOAWAY ENHANCE_YOUR_CALM naming ``budget`` (logged once, with its peer), and the
-    server's tasks, descriptors and connections are back to where they were."""
-    baseline = Usage.now()
+    server's tasks, descriptors, connections and streams are back to where they were."""
+    caplog.clear()
+    baseline, streams = Usage.now(), live_streams()
     attacker = await Attacker.open(server)
     flooding = asyncio.create_task(attacker.flood(batch(attacker)))
     await assert_others_served(server)
@@ -175,6 +205,7 @@ async def assert_calmed_down(
     host, port = attacker.address
     await attacker.aclose()
     await assert_back_to(baseline, server)
+    await until(lambda: live_streams() <= streams)  # what the attack's streams held is freed
     warnings = [r.getMessage() for r in caplog.records if "ENHANCE_YOUR_CALM" in r.getMessage()]
     over = f"over its {budget} of {size} per 10 s"
     assert warnings == [f"GOAWAY ENHANCE_YOUR_CALM to {host}:{port}: {over}"]

@@ -1,23 +1,14 @@
-"""Every attack test runs on both event loops: muxs serves on uvloop when it is installed,
-and uvloop hands a socket's data to the server differently from asyncio."""
+"""Settings of the attack tests. Every attack test module is marked ``both_loops``: muxs
+serves on uvloop when it is installed, and uvloop hands a socket's data to the server
+differently from asyncio."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
-import uvloop
 
 from muxs import ServerSettings
-
-
-def pytest_asyncio_loop_factories(
-    config: pytest.Config, item: pytest.Item
-) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
-    return {"asyncio": asyncio.SelectorEventLoop, "uvloop": uvloop.new_event_loop}
-
 
 #: Smaller than the defaults, so that each attack is stopped in a fraction of a second
 #: with the abuser and the server sharing this process's one core.

@@ -1,6 +1,7 @@
 """Control-frame floods: PING (CVE-2019-9512), SETTINGS (CVE-2019-9515), PRIORITY
-(CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518), unknown frames, and
-CONTINUATION (CVE-2024-27316).
+(CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518), unknown frames, DATA
+frames on a stream the peer reset (each answered with RST_STREAM; no GOAWAY came in 60 s
+before they were counted), and CONTINUATION (CVE-2024-27316).
 
 Each flood gets GOAWAY ENHANCE_YOUR_CALM once over ``control_frame_budget`` (CONTINUATION:
 h2 ends the connection with PROTOCOL_ERROR after 64 frames of one header block), while
@@ -29,6 +30,7 @@ from tests.reliability.dos.attacks import (
     WINDOW_UPDATE,
     Attacker,
     assert_calmed_down,
+    data_on_a_reset_stream,
     empty_data,
     endless_headers,
     repeated,
@@ -36,6 +38,7 @@ from tests.reliability.dos.attacks import (
 from tests.reliability.dos.conftest import CONTROL_FRAME_BUDGET
 from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
 
+pytestmark = pytest.mark.both_loops
 LOTS_OF_GREETINGS = "/muxs.Greeter/LotsOfGreetings"
 FLOODS: dict[str, Callable[[Attacker], Callable[[], bytes]]] = {
     "ping": lambda _: repeated(PING, 200),
@@ -46,6 +49,7 @@ FLOODS: dict[str, Callable[[Attacker], Callable[[], bytes]]] = {
     "empty_data": lambda attacker: repeated(
         empty_data(attacker.open_stream(LOTS_OF_GREETINGS)), 200
     ),
+    "data_on_a_reset_stream": lambda attacker: repeated(data_on_a_reset_stream(attacker), 200),
 }
 
 
