@@ -146,9 +146,9 @@ async def test_a_streaming_call_cannot_be_retried_after_its_replies_were_read(
 
 async def test_leaving_a_stream_early_cancels_the_interceptors_call(echo_target: str) -> None:
     recorder = Recorder("r", [])
-    async with Client(echo_target, timeout=10, interceptors=[recorder]) as client:
-        async with client.lots_of_replies("x", 1000) as replies:
-            await anext(replies)
+    client = Client(echo_target, timeout=10, interceptors=[recorder])
+    async with client, client.lots_of_replies("x", 1000) as replies:
+        await anext(replies)
     assert recorder.seen[0][2] is StatusCode.CANCELLED
 
 

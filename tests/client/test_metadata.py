@@ -18,10 +18,9 @@ async def test_a_calls_metadata_reaches_the_server_and_its_trailers_come_back(
     echo_target: str,
 ) -> None:
     info = CallInfo()
+    sent: dict[str, str | bytes] = {"x-request-id": "r1", "x-blob-bin": BLOB}
     async with Client(echo_target, timeout=10) as client:
-        reply = await client.say_hello(
-            "you", metadata={"x-request-id": "r1", "x-blob-bin": BLOB}, call_info=info
-        )
+        reply = await client.say_hello("you", metadata=sent, call_info=info)
     assert reply.message == "Hello, you!"
     assert info.status is StatusCode.OK
     assert info.headers["x-echo-request-id"] == "r1"
