@@ -19,7 +19,7 @@ from muxs import (
     StatusCode,
     SyncClient,
 )
-from tests.client.conftest import EchoGreeter
+from tests.echo import EchoGreeter
 
 
 class Recorder:

@@ -9,7 +9,7 @@ import pytest
 
 import muxs
 from muxs import CallInfo, Client, ConfigError, RpcError, StatusCode, SyncClient
-from tests.client.conftest import EchoGreeter
+from tests.echo import EchoGreeter
 
 BLOB = bytes(range(256))
 
