@@ -5,7 +5,8 @@ It may change ``call.metadata`` and ``call.timeout`` before ``await proceed(call
 runs the interceptors after it and the call itself, and returns once the call has ended
 (or raises its ``RpcError``); then ``call.info`` holds the status, headers and trailers.
 A unary call (and a server stream, before its first reply) may be proceeded again: a
-retry. Interceptors compose in the order given: the first is the outermost.
+retry; a call that streams requests may not (its iterator is consumed), which raises
+``RuntimeError``. Interceptors compose in the order given: the first is the outermost.
 
 One shape for every kind of call: for a streaming call, ``proceed`` returns when the
 stream ends, while the caller reads the replies as they arrive (the interceptors then run
@@ -97,14 +98,18 @@ async def streaming(
     open_call: Callable[[ClientCall], AsyncGenerator[Reply, None]],
 ) -> AsyncIterator[Reply]:
     """The replies of ``open_call(call)`` behind ``interceptors``, which run in a task that
-    hands each reply over; a retry is allowed until the first reply has been handed over."""
+    hands each reply over. A server stream may be retried until its first reply has been
+    handed over; a request stream, whose iterator the first attempt consumed, never."""
     handed: asyncio.Queue[Reply] = asyncio.Queue(maxsize=1)
-    delivered = False
+    delivered = opened = False
 
     async def last(call: ClientCall) -> None:
-        nonlocal delivered
+        nonlocal delivered, opened
         if delivered:
             raise RuntimeError(f"{call.method} cannot be retried: its replies were read")
+        if opened and call.kind in ("client_stream", "bidi_stream"):
+            raise RuntimeError(f"{call.method} cannot be retried: its requests were sent")
+        opened = True
         async with contextlib.aclosing(open_call(call)) as replies:
             async for reply in replies:
                 delivered = True

@@ -165,3 +165,16 @@ async def test_the_sync_client_runs_async_interceptors(echo_target: str) -> None
     await asyncio.to_thread(calls)
     assert info.trailers["x-by"] == "r"
     assert [kind for _, kind, _, _ in recorder.seen] == ["unary", "server_stream"]
+
+
+async def test_a_request_stream_cannot_be_retried(live_server: RunningServer) -> None:
+    async def retry_everything(call: ClientCall, proceed: Proceed) -> None:
+        try:
+            await proceed(call)
+        except RpcError:
+            await proceed(call)
+
+    client = Client(live_server.target, timeout=10, interceptors=[retry_everything])
+    async with client:
+        with pytest.raises(RuntimeError, match="its requests were sent"):
+            await client.write_chunks("/absolute", [b"x"])
