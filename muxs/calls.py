@@ -4,6 +4,10 @@ Each function opens one call, translates grpclib and transport errors to ``RpcEr
 (``muxs.errors.translate_errors``) and lets an exception raised by the caller's own
 request iterator through unchanged and at once (grpclib's generated stubs run that
 iterator in a background task and lose its error until the deadline).
+
+A call sends the client-wide metadata merged with its own (``muxs.metadata``), runs behind
+the client's interceptors (``muxs.interceptors``) when it has any, and records the server's
+headers, trailers and status on its ``CallInfo`` (``_Outcome``) however it ends.
 """
 
 from __future__ import annotations

@@ -92,15 +92,25 @@ async def unary(
     return replies[0]
 
 
+class _Ended:
+    """What the interceptors' task hands over last: how the call ended."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+
 async def streaming(
     interceptors: Sequence[Interceptor],
     call: ClientCall,
     open_call: Callable[[ClientCall], AsyncGenerator[Reply, None]],
 ) -> AsyncIterator[Reply]:
     """The replies of ``open_call(call)`` behind ``interceptors``, which run in a task that
-    hands each reply over. A server stream may be retried until its first reply has been
-    handed over; a request stream, whose iterator the first attempt consumed, never."""
-    handed: asyncio.Queue[Reply] = asyncio.Queue(maxsize=1)
+    hands each reply over, then how the call ended. A server stream may be retried until
+    its first reply has been handed over; a request stream, whose iterator the first
+    attempt consumed, never."""
+    handed: asyncio.Queue[Reply | _Ended] = asyncio.Queue(maxsize=1)
     delivered = opened = False
 
     async def last(call: ClientCall) -> None:
@@ -116,26 +126,19 @@ async def streaming(
                 await handed.put(reply)
 
     async def run() -> None:
-        await chain(interceptors, last)(call)
+        error: Exception | None = None
+        try:
+            await chain(interceptors, last)(call)
+        except Exception as exc:
+            error = exc
+        await handed.put(_Ended(error))  # cancelled instead if the reader has left
 
     runner = asyncio.create_task(run())
-    taken: asyncio.Future[Reply] | None = None
     try:
-        while True:
-            taken = asyncio.ensure_future(handed.get())
-            await asyncio.wait({taken, runner}, return_when=asyncio.FIRST_COMPLETED)
-            if taken.done():
-                yield taken.result()
-                continue
-            taken.cancel()
-            while not handed.empty():
-                yield handed.get_nowait()
-            runner.result()  # the call's error, if any
-            return
+        while not isinstance(item := await handed.get(), _Ended):
+            yield item
+        if item.error is not None:
+            raise item.error
     finally:
-        if taken is not None:
-            taken.cancel()
         runner.cancel()
         await asyncio.wait({runner})
-        if not runner.cancelled():
-            runner.exception()  # reported already, or the caller left early
