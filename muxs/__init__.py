@@ -10,22 +10,29 @@ import typing as _typing
 
 from muxs.api import Content, FileInfo, Files, HelloReply, HelloRequest, Number, Status
 from muxs.client import Client
-from muxs.errors import ConfigError, MuxsError, RpcError, StatusCode, TokenError
+from muxs.errors import ConfigError, Metadata, MuxsError, RpcError, StatusCode, TokenError
+from muxs.interceptors import ClientCall, Interceptor, Proceed
+from muxs.metadata import CallInfo
 from muxs.sync import SyncClient
 
 #: The release; pyproject.toml reads it from here (``[tool.hatch.version]``).
 __version__ = "0.3.0"
 
 __all__ = [
+    "CallInfo",
     "Client",
+    "ClientCall",
     "ConfigError",
     "Content",
     "FileInfo",
     "Files",
     "HelloReply",
     "HelloRequest",
+    "Interceptor",
+    "Metadata",
     "MuxsError",
     "Number",
+    "Proceed",
     "RpcError",
     "RunningServer",
     "ServerSettings",

@@ -33,18 +33,13 @@ from hyperframe import frame
 if TYPE_CHECKING:
     # Relies on: grpclib's typing protocols, which live in its private ``_typing`` module
     # (which imports grpclib's server: so for type checkers only).
-    from typing import TypeAlias
 
     from grpclib._typing import ICheckable as ICheckable
     from grpclib._typing import IServable as IServable
     from grpclib._typing import IServerMethodFunc as IServerMethodFunc
     from grpclib.health.check import ServiceCheck
-    from grpclib.metadata import _MetadataLike
     from grpclib.server import Server
     from grpclib.server import Stream as ServerStream
-
-    # Relies on: grpclib.metadata._MetadataLike, the type of the metadata a call accepts.
-    MetadataLike: TypeAlias = _MetadataLike
 
 #: The releases this module was written and tested against: ``[first, next_unsupported)``.
 #: pyproject.toml declares the same ranges (tests/test_internals.py keeps them equal).

@@ -4,25 +4,37 @@ Each function opens one call, translates grpclib and transport errors to ``RpcEr
 (``muxs.errors.translate_errors``) and lets an exception raised by the caller's own
 request iterator through unchanged and at once (grpclib's generated stubs run that
 iterator in a background task and lose its error until the deadline).
+
+A call sends the client-wide metadata merged with its own (``muxs.metadata``), runs behind
+the client's interceptors (``muxs.interceptors``) when it has any, and records the server's
+headers, trailers and status on its ``CallInfo`` (``_Outcome``) however it ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from grpclib.client import Channel
 from grpclib.client import Stream as GrpcStream
 from grpclib.const import Cardinality
 from h2.exceptions import StreamClosedError
 
+from muxs import interceptors
 from muxs._internals import SHORT_READ
-from muxs.errors import RpcError, StatusCode, translate_errors
-
-if TYPE_CHECKING:
-    from muxs._internals import MetadataLike
+from muxs.errors import Metadata, RpcError, StatusCode, translate_errors
+from muxs.interceptors import CallKind, ClientCall, Interceptor
+from muxs.metadata import CallInfo, MetadataLike, checked, merged
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
@@ -93,62 +105,137 @@ class ReplyStream(AsyncIterator[Reply]):
         await self.aclose()
 
 
+class _Outcome:
+    """Records how a call ended on its ``CallInfo``: the server's headers and trailers, and
+    the status; an ``RpcError`` gets the same headers and trailers."""
+
+    def __init__(self, info: CallInfo) -> None:
+        self.info = info
+        self.stream: GrpcStream[Any, Any] | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        info = self.info
+        if self.stream is not None:
+            info.headers = _received(self.stream.initial_metadata)
+            info.trailers = _received(self.stream.trailing_metadata)
+        if exc is None:
+            info.status = StatusCode.OK
+        elif isinstance(exc, RpcError):
+            info.status = exc.status
+            exc.headers, exc.trailers = info.headers, info.trailers
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            info.status = StatusCode.CANCELLED
+
+
+def _received(metadata: Mapping[str, Any] | None) -> Metadata:
+    return Metadata(metadata.items()) if metadata else Metadata()
+
+
 class Caller:
-    """Opens calls on one channel with a default timeout and per-call metadata."""
+    """Opens calls on one channel with a default timeout, client-wide metadata and
+    interceptors."""
 
     def __init__(
         self,
         channel: Channel,
         target: str,
         timeout: float | None,
-        metadata: Callable[[], MetadataLike | None] = lambda: None,
+        *,
+        metadata: MetadataLike | None = None,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         self.channel = channel
         self.target = target
         self.timeout = timeout
-        self._metadata = metadata
+        self._metadata = checked(metadata)
+        self._interceptors = tuple(interceptors)
+
+    def call(
+        self,
+        path: str,
+        kind: CallKind,
+        timeout: float | None,
+        metadata: MetadataLike | None,
+        info: CallInfo | None,
+    ) -> ClientCall:
+        """A new call's description, its metadata checked (``ConfigError``)."""
+        return ClientCall(
+            path,
+            kind,
+            merged(self._metadata, checked(metadata)),
+            self.timeout if timeout is None else timeout,
+            CallInfo() if info is None else info,
+        )
 
     def _open(
         self,
-        path: str,
+        call: ClientCall,
         cardinality: Cardinality,
         request_type: type[Request],
         reply_type: type[Reply],
-        timeout: float | None,
     ) -> GrpcStream[Request, Reply]:
         return self.channel.request(
-            path,
+            call.method,
             cardinality,
             request_type,
             reply_type,
-            timeout=self.timeout if timeout is None else timeout,
-            metadata=self._metadata(),
+            timeout=call.timeout,
+            metadata=checked(call.metadata) if self._interceptors else call.metadata,
         )
 
     async def unary_unary(
-        self, path: str, request: Request, reply_type: type[Reply], timeout: float | None
+        self,
+        path: str,
+        request: Request,
+        reply_type: type[Reply],
+        timeout: float | None,
+        metadata: MetadataLike | None = None,
+        info: CallInfo | None = None,
     ) -> Reply:
-        with translate_errors(self.target):
-            opened = self._open(path, Cardinality.UNARY_UNARY, type(request), reply_type, timeout)
-            async with opened as stream:
-                await stream.send_message(request, end=True)
-                reply = await _recv(stream)
-                return _required(reply)
+        call = self.call(path, "unary", timeout, metadata, info)
+
+        async def send(call: ClientCall) -> Reply:
+            with _Outcome(call.info) as outcome, translate_errors(self.target):
+                opened = self._open(call, Cardinality.UNARY_UNARY, type(request), reply_type)
+                outcome.stream = opened
+                async with opened as stream:
+                    await stream.send_message(request, end=True)
+                    reply = await _recv(stream)
+                    return _required(reply)
+
+        if not self._interceptors:
+            return await send(call)
+        return await interceptors.unary(self._interceptors, call, send)
 
     def unary_stream(
-        self, path: str, request: Request, reply_type: type[Reply], timeout: float | None
+        self,
+        path: str,
+        request: Request,
+        reply_type: type[Reply],
+        timeout: float | None,
+        metadata: MetadataLike | None = None,
+        info: CallInfo | None = None,
     ) -> ReplyStream[Reply]:
-        async def replies() -> AsyncIterator[Reply]:
-            with translate_errors(self.target):
-                opened = self._open(
-                    path, Cardinality.UNARY_STREAM, type(request), reply_type, timeout
-                )
+        call = self.call(path, "server_stream", timeout, metadata, info)
+
+        async def replies(call: ClientCall) -> AsyncGenerator[Reply, None]:
+            with _Outcome(call.info) as outcome, translate_errors(self.target):
+                opened = self._open(call, Cardinality.UNARY_STREAM, type(request), reply_type)
+                outcome.stream = opened
                 async with opened as stream:
                     await stream.send_message(request, end=True)
                     while (reply := await _recv(stream)) is not None:
                         yield reply
 
-        return ReplyStream(replies())
+        return self._stream(call, replies)
 
     async def stream_unary(
         self,
@@ -157,12 +244,18 @@ class Caller:
         request_type: type[Request],
         reply_type: type[Reply],
         timeout: float | None,
+        metadata: MetadataLike | None = None,
+        info: CallInfo | None = None,
     ) -> Reply:
-        call = self._send_while_receiving(
-            path, Cardinality.STREAM_UNARY, requests, request_type, reply_type, timeout
+        call = self.call(path, "client_stream", timeout, metadata, info)
+        stream = self._stream(
+            call,
+            lambda call: self._send_while_receiving(
+                call, Cardinality.STREAM_UNARY, requests, request_type, reply_type
+            ),
         )
-        replies = [reply async for reply in call]  # to the end: the trailers are checked
-        return _required(replies[0] if replies else None)
+        received = [reply async for reply in stream]  # to the end: the trailers are checked
+        return _required(received[0] if received else None)
 
     def stream_stream(
         self,
@@ -171,30 +264,41 @@ class Caller:
         request_type: type[Request],
         reply_type: type[Reply],
         timeout: float | None,
+        metadata: MetadataLike | None = None,
+        info: CallInfo | None = None,
     ) -> ReplyStream[Reply]:
-        return ReplyStream(
-            self._send_while_receiving(
-                path, Cardinality.STREAM_STREAM, requests, request_type, reply_type, timeout
-            )
+        call = self.call(path, "bidi_stream", timeout, metadata, info)
+        return self._stream(
+            call,
+            lambda call: self._send_while_receiving(
+                call, Cardinality.STREAM_STREAM, requests, request_type, reply_type
+            ),
         )
+
+    def _stream(
+        self, call: ClientCall, open_call: Callable[[ClientCall], AsyncGenerator[Reply, None]]
+    ) -> ReplyStream[Reply]:
+        if not self._interceptors:
+            return ReplyStream(open_call(call))
+        return ReplyStream(interceptors.streaming(self._interceptors, call, open_call))
 
     async def _send_while_receiving(
         self,
-        path: str,
+        call: ClientCall,
         cardinality: Cardinality,
         requests: Requests[Request],
         request_type: type[Request],
         reply_type: type[Reply],
-        timeout: float | None,
-    ) -> AsyncIterator[Reply]:
+    ) -> AsyncGenerator[Reply, None]:
         """Send the requests from a background task while yielding the replies.
 
         Receiving never waits for the caller's request iterator, so the deadline bounds a
         call whose iterator stalls, and a reply or error the server sends early arrives.
         """
         try:
-            with translate_errors(self.target):
-                opened = self._open(path, cardinality, request_type, reply_type, timeout)
+            with _Outcome(call.info) as outcome, translate_errors(self.target):
+                opened = self._open(call, cardinality, request_type, reply_type)
+                outcome.stream = opened
                 async with opened as stream:
                     await stream.send_request()
                     sender = asyncio.create_task(_send_all(stream, requests))

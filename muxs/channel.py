@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from grpclib.protocol import H2Protocol
 
 from muxs._internals import ConnectingChannel
+from muxs.details import KeepStatusDetails
 from muxs.encoding import MessageCodec
 from muxs.errors import ConnectFailure, ConnectFailureReason
 from muxs.tls import is_tls_record
@@ -82,7 +83,9 @@ class AnsweringChannel(ConnectingChannel):
         connect_timeout: float | None,
         client_cert: bool | None = None,
     ) -> None:
-        super().__init__(host, port, ssl=ssl, codec=MessageCodec())
+        super().__init__(
+            host, port, ssl=ssl, codec=MessageCodec(), status_details_codec=KeepStatusDetails()
+        )
         self.connect_timeout = connect_timeout
         self._tls = ssl is not None
         self._client_cert = client_cert

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -28,6 +28,8 @@ from muxs.auth.bearer import TokenProvider, bearer_listener, check_token_transpo
 from muxs.calls import Caller, ReplyStream, Requests, iterate
 from muxs.channel import AnsweringChannel
 from muxs.errors import ConfigError, RpcError, StatusCode
+from muxs.interceptors import Interceptor
+from muxs.metadata import CallInfo, MetadataLike
 from muxs.threads import open_blocking
 from muxs.tls import PathLike, tls_client_context
 from muxs.transfers import Progress
@@ -59,7 +61,9 @@ class Client:
     """A connection to a muxs server, for use as ``async with Client(target) as client``.
 
     Every method takes ``timeout`` (seconds; the call's gRPC deadline), defaulting to the
-    client's ``timeout``. A failed call raises ``muxs.RpcError`` with its gRPC status.
+    client's ``timeout``, ``metadata`` (sent with the call, beside the client's) and
+    ``call_info`` (a ``muxs.CallInfo`` that receives the server's headers, trailers and
+    status). A failed call raises ``muxs.RpcError`` with its gRPC status.
     Streaming methods return a ``ReplyStream``: iterate it with ``async for``; leaving
     ``async with`` on it early cancels the call.
     """
@@ -77,6 +81,8 @@ class Client:
         token: str | None = None,
         token_provider: TokenProvider | None = None,
         allow_insecure_token: bool = False,
+        metadata: MetadataLike | None = None,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         """Connect to ``target`` (``host:port``), or use an existing grpclib ``channel``.
 
@@ -89,7 +95,9 @@ class Client:
         ``token`` or ``token_provider`` (a sync or async callable, e.g.
         ``muxs.auth.ClientCredentials``) is sent as ``authorization: Bearer`` with every
         call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
-        Unusable options raise ``muxs.ConfigError``.
+        ``metadata`` is sent with every call (a call's own ``metadata=`` replaces a key it
+        gives); ``interceptors`` (``muxs.Interceptor``) run around every call, the first
+        outermost. Unusable options raise ``muxs.ConfigError``.
         """
         if connect_timeout is not None and not connect_timeout > 0:
             raise ConfigError("connect_timeout", f"{connect_timeout} is not a number > 0")
@@ -111,7 +119,9 @@ class Client:
         if add_token is not None:
             listen(channel, SendRequest, add_token)
         self.target = target
-        self._caller = Caller(channel, target, timeout)
+        self._caller = Caller(
+            channel, target, timeout, metadata=metadata, interceptors=interceptors
+        )
 
     @property
     def timeout(self) -> float | None:
@@ -133,7 +143,14 @@ class Client:
         """Close the connection; calls in flight fail with UNAVAILABLE."""
         self._caller.channel.close()
 
-    async def check_health(self, service: str = "", *, timeout: float | None = None) -> str:
+    async def check_health(
+        self,
+        service: str = "",
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> str:
         """The health of ``service`` (``""``: the whole server): ``SERVING``, ``NOT_SERVING``...
 
         Asks the standard ``grpc.health.v1.Health`` service; an unknown ``service`` raises
@@ -144,67 +161,156 @@ class Client:
         from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
         reply = await self._caller.unary_unary(
-            HEALTH_CHECK, HealthCheckRequest(service=service), HealthCheckResponse, timeout
+            HEALTH_CHECK,
+            HealthCheckRequest(service=service),
+            HealthCheckResponse,
+            timeout,
+            metadata,
+            call_info,
         )
         return HealthCheckResponse.ServingStatus.Name(reply.status)
 
-    async def say_hello(self, name: str, *, timeout: float | None = None) -> HelloReply:
+    async def say_hello(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> HelloReply:
         """``Hello, {name}!``."""
         return await self._caller.unary_unary(
-            GREETER + "SayHello", HelloRequest(name=name), HelloReply, timeout
+            GREETER + "SayHello", HelloRequest(name=name), HelloReply, timeout, metadata, call_info
         )
 
-    async def square(self, value: float, *, timeout: float | None = None) -> Number:
+    async def square(
+        self,
+        value: float,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> Number:
         """The square root of ``value`` (the reference's behaviour); negative or NaN is refused."""
         return await self._caller.unary_unary(
-            GREETER + "Square", Number(value=value), Number, timeout
+            GREETER + "Square", Number(value=value), Number, timeout, metadata, call_info
         )
 
     def lots_of_replies(
-        self, name: str, count: int = 0, *, timeout: float | None = None
+        self,
+        name: str,
+        count: int = 0,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
     ) -> ReplyStream[HelloReply]:
         """``count`` greetings (0: the server's default of 10), each with its 1-based ``index``."""
         if not 0 <= count <= MAX_COUNT:
             raise ValueError(f"count {count} is not between 0 and {MAX_COUNT}")
         request = HelloRequest(name=name, count=count)
-        return self._caller.unary_stream(GREETER + "LotsOfReplies", request, HelloReply, timeout)
+        return self._caller.unary_stream(
+            GREETER + "LotsOfReplies", request, HelloReply, timeout, metadata, call_info
+        )
 
     async def lots_of_greetings(
-        self, names: Requests[str], *, timeout: float | None = None
+        self,
+        names: Requests[str],
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
     ) -> HelloReply:
         """One greeting for every name sent (``Hello, a, b and c!``)."""
         return await self._caller.stream_unary(
-            GREETER + "LotsOfGreetings", _hello_requests(names), HelloRequest, HelloReply, timeout
+            GREETER + "LotsOfGreetings",
+            _hello_requests(names),
+            HelloRequest,
+            HelloReply,
+            timeout,
+            metadata,
+            call_info,
         )
 
     def bidi_hello(
-        self, names: Requests[str], *, timeout: float | None = None
+        self,
+        names: Requests[str],
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
     ) -> ReplyStream[HelloReply]:
         """A greeting for each name, sent as soon as the server reads it."""
         return self._caller.stream_stream(
-            GREETER + "BidiHello", _hello_requests(names), HelloRequest, HelloReply, timeout
+            GREETER + "BidiHello",
+            _hello_requests(names),
+            HelloRequest,
+            HelloReply,
+            timeout,
+            metadata,
+            call_info,
         )
 
-    async def read(self, filename: str, *, timeout: float | None = None) -> Content:
+    async def read(
+        self,
+        filename: str,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> Content:
         """The text of ``filename`` under the server's root."""
         return await self._caller.unary_unary(
-            FILE_CONTROLLER + "Read", Files(filename=filename), Content, timeout
+            FILE_CONTROLLER + "Read",
+            Files(filename=filename),
+            Content,
+            timeout,
+            metadata,
+            call_info,
         )
 
-    async def write(self, filename: str, text: str, *, timeout: float | None = None) -> Status:
+    async def write(
+        self,
+        filename: str,
+        text: str,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> Status:
         """Atomically replace ``filename`` with ``text``; ``code`` 0 once it is on disk."""
         return await self._caller.unary_unary(
-            FILE_CONTROLLER + "Write", Files(filename=filename, text=text), Status, timeout
+            FILE_CONTROLLER + "Write",
+            Files(filename=filename, text=text),
+            Status,
+            timeout,
+            metadata,
+            call_info,
         )
 
-    def read_chunks(self, filename: str, *, timeout: float | None = None) -> ReplyStream[bytes]:
+    def read_chunks(
+        self,
+        filename: str,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> ReplyStream[bytes]:
         """The bytes of ``filename``, of any size, in chunks as they arrive (ReadStream)."""
         request = Files(filename=filename)
-        chunks = self._caller.unary_stream(FILE_CONTROLLER + "ReadStream", request, Chunk, timeout)
+        chunks = self._caller.unary_stream(
+            FILE_CONTROLLER + "ReadStream", request, Chunk, timeout, metadata, call_info
+        )
         return ReplyStream(transfers.chunk_data(chunks))
 
     async def write_chunks(
-        self, filename: str, chunks: Requests[bytes], *, timeout: float | None = None
+        self,
+        filename: str,
+        chunks: Requests[bytes],
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
     ) -> Status:
         """Atomically replace ``filename`` with the chunks' bytes, of any size (WriteStream).
 
@@ -219,6 +325,8 @@ class Client:
             Chunk,
             Status,
             timeout,
+            metadata,
+            call_info,
         )
         if status.sha256 and status.sha256 != digest.hexdigest():
             raise RpcError(
@@ -226,15 +334,37 @@ class Client:
             )
         return status
 
-    async def read_bytes(self, filename: str, *, timeout: float | None = None) -> bytes:
+    async def read_bytes(
+        self,
+        filename: str,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> bytes:
         """The bytes of ``filename``, of any size (streamed)."""
-        return b"".join([data async for data in self.read_chunks(filename, timeout=timeout)])
+        return b"".join(
+            [
+                data
+                async for data in self.read_chunks(
+                    filename, timeout=timeout, metadata=metadata, call_info=call_info
+                )
+            ]
+        )
 
     async def write_bytes(
-        self, filename: str, data: bytes, *, timeout: float | None = None
+        self,
+        filename: str,
+        data: bytes,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
     ) -> Status:
         """Atomically replace ``filename`` with ``data``, of any size (streamed)."""
-        return await self.write_chunks(filename, transfers.split(data), timeout=timeout)
+        return await self.write_chunks(
+            filename, transfers.split(data), timeout=timeout, metadata=metadata, call_info=call_info
+        )
 
     async def upload(
         self,
@@ -243,6 +373,8 @@ class Client:
         *,
         progress: Progress = transfers.no_progress,
         timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
     ) -> Status:
         """Atomically replace ``remote`` with the content of the local file ``local_path``.
 
@@ -250,7 +382,11 @@ class Client:
         """
         with await open_blocking(open, local_path, "rb") as file:
             return await self.write_chunks(
-                remote, transfers.read_local(file, progress), timeout=timeout
+                remote,
+                transfers.read_local(file, progress),
+                timeout=timeout,
+                metadata=metadata,
+                call_info=call_info,
             )
 
     async def download(
@@ -260,6 +396,8 @@ class Client:
         *,
         progress: Progress = transfers.no_progress,
         timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
     ) -> int:
         """Save ``remote`` as the local file ``local_path``; return the bytes received.
 
@@ -269,23 +407,56 @@ class Client:
         """
         total = 0
         if progress is not transfers.no_progress:
-            total = (await self.stat(remote, timeout=timeout)).size
-        chunks = self.read_chunks(remote, timeout=timeout)
+            total = (await self.stat(remote, timeout=timeout, metadata=metadata)).size
+        chunks = self.read_chunks(remote, timeout=timeout, metadata=metadata, call_info=call_info)
         return await transfers.save_local(chunks, local_path, progress, total)
 
-    def list(self, path: str = "", *, timeout: float | None = None) -> ReplyStream[FileInfo]:
+    def list(
+        self,
+        path: str = "",
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> ReplyStream[FileInfo]:
         """The entries of a directory under the root ("" is the root), in no set order."""
         request = ListRequest(path=path)
-        return self._caller.unary_stream(FILE_CONTROLLER + "List", request, FileInfo, timeout)
-
-    async def stat(self, filename: str, *, timeout: float | None = None) -> FileInfo:
-        """Size, modification time and kind of a file or directory (``.`` is the root)."""
-        return await self._caller.unary_unary(
-            FILE_CONTROLLER + "Stat", Files(filename=filename), FileInfo, timeout
+        return self._caller.unary_stream(
+            FILE_CONTROLLER + "List", request, FileInfo, timeout, metadata, call_info
         )
 
-    async def delete(self, filename: str, *, timeout: float | None = None) -> Status:
+    async def stat(
+        self,
+        filename: str,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> FileInfo:
+        """Size, modification time and kind of a file or directory (``.`` is the root)."""
+        return await self._caller.unary_unary(
+            FILE_CONTROLLER + "Stat",
+            Files(filename=filename),
+            FileInfo,
+            timeout,
+            metadata,
+            call_info,
+        )
+
+    async def delete(
+        self,
+        filename: str,
+        *,
+        timeout: float | None = None,
+        metadata: MetadataLike | None = None,
+        call_info: CallInfo | None = None,
+    ) -> Status:
         """Delete a file; ``code`` 0 once it is gone."""
         return await self._caller.unary_unary(
-            FILE_CONTROLLER + "Delete", Files(filename=filename), Status, timeout
+            FILE_CONTROLLER + "Delete",
+            Files(filename=filename),
+            Status,
+            timeout,
+            metadata,
+            call_info,
         )

@@ -1,7 +1,9 @@
 """The errors muxs raises, and the one place where lower-level errors become them.
 
     MuxsError            anything muxs raises on purpose
-     ├── RpcError        a call failed: ``.status`` (a ``StatusCode``) and ``.message``
+     ├── RpcError        a call failed: ``.status`` (a ``StatusCode``), ``.message``, the
+     │                   server's ``.headers`` and ``.trailers``, and ``.details`` (the
+     │                   ``google.rpc.Status`` details of ``grpc-status-details-bin``)
      ├── ConfigError     a server setting or client option is invalid (raised before anything
      │                   starts or connects: bad values, unusable certificate, key or token files)
      └── TokenError      no bearer token could be obtained for a call (the OAuth 2.0 token
@@ -18,15 +20,21 @@ UNAVAILABLE. A connection that could not be made (``ConnectFailure``, from
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from grpclib.const import Status as StatusCode
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    M = TypeVar("M", bound=Message)
+
 __all__ = [
     "ConfigError",
+    "Metadata",
     "MuxsError",
     "RpcError",
     "StatusCode",
@@ -39,13 +47,92 @@ class MuxsError(Exception):
     """Base class of every error muxs raises on purpose."""
 
 
-class RpcError(MuxsError):
-    """A call failed with a gRPC ``status`` and a human-readable ``message``."""
+class Metadata:
+    """Metadata a call received (headers or trailers): read-only ``(key, value)`` pairs in
+    the order they came; a ``-bin`` key's value is ``bytes``, any other's ``str``.
 
-    def __init__(self, status: StatusCode, message: str) -> None:
+    ``metadata["key"]`` and ``get`` give a key's first value, ``get_all`` every value.
+    """
+
+    __slots__ = ("_pairs",)
+
+    def __init__(self, pairs: Iterable[tuple[str, str | bytes]] = ()) -> None:
+        self._pairs = tuple(pairs)
+
+    def get(self, key: str, default: str | bytes | None = None) -> str | bytes | None:
+        return next((v for k, v in self._pairs if k == key), default)
+
+    def get_all(self, key: str) -> list[str | bytes]:
+        return [v for k, v in self._pairs if k == key]
+
+    def __getitem__(self, key: str) -> str | bytes:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return any(k == key for k, _ in self._pairs)
+
+    def __iter__(self) -> Iterator[tuple[str, str | bytes]]:
+        return iter(self._pairs)
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Metadata) and self._pairs == other._pairs
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Metadata({list(self._pairs)!r})"
+
+
+class RpcError(MuxsError):
+    """A call failed with a gRPC ``status`` and a human-readable ``message``.
+
+    ``headers`` and ``trailers``: the metadata the server sent with the failure (empty when
+    it never answered). ``details``: the messages of its ``google.rpc.Status`` details
+    (``BadRequest``, ``ErrorInfo``, ``RetryInfo``, ``QuotaFailure``...), decoded when first
+    read; ``detail(BadRequest)`` is the first of one type.
+    """
+
+    def __init__(
+        self,
+        status: StatusCode,
+        message: str,
+        *,
+        headers: Metadata | None = None,
+        trailers: Metadata | None = None,
+        details: bytes | Sequence[Any] | None = None,
+    ) -> None:
         super().__init__(f"{status.name}: {message}" if message else status.name)
         self.status = status
         self.message = message
+        self.headers = headers or Metadata()
+        self.trailers = trailers or Metadata()
+        self._details = details
+
+    @property
+    def details(self) -> tuple[Message, ...]:
+        """The status details the server sent, each as its own message type when
+        ``google.rpc`` or the caller's imports know it, else as a ``google.protobuf.Any``."""
+        if self._details is None:
+            return ()
+        if isinstance(self._details, bytes):
+            from muxs.details import decode_details  # loads protobuf: only when asked
+
+            self._details = decode_details(self._details)
+        return tuple(self._details)
+
+    @overload
+    def detail(self, kind: type[M]) -> M | None: ...
+    @overload
+    def detail(self, kind: type[M], default: M) -> M: ...
+    def detail(self, kind: type[M], default: M | None = None) -> M | None:
+        """The first detail of type ``kind`` (e.g. ``google.rpc.error_details_pb2.BadRequest``)."""
+        return next((d for d in self.details if isinstance(d, kind)), default)
 
 
 class ConfigError(MuxsError):
@@ -189,7 +276,7 @@ def translate_errors(target: str) -> Iterator[None]:
         # A deadline reads the same whether the client's timer or the server's trailers
         # (which grpclib sends without a message) reported it.
         missing = _DEADLINE_EXCEEDED if exc.status is StatusCode.DEADLINE_EXCEEDED else ""
-        raise RpcError(exc.status, exc.message or missing) from exc
+        raise RpcError(exc.status, exc.message or missing, details=exc.details) from exc
     except TimeoutError as exc:
         raise RpcError(StatusCode.DEADLINE_EXCEEDED, _DEADLINE_EXCEEDED) from exc
     except ConnectFailure as exc:

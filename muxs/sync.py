@@ -31,6 +31,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Sequence,
 )
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
@@ -39,6 +40,8 @@ from muxs.auth.bearer import TokenProvider
 from muxs.calls import ReplyStream
 from muxs.client import DEFAULT_TARGET, Client
 from muxs.errors import RpcError, StatusCode
+from muxs.interceptors import Interceptor
+from muxs.metadata import MetadataLike
 from muxs.tls import PathLike
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,8 @@ class ClientOptions(TypedDict, total=False):
     token: str | None
     token_provider: TokenProvider | None
     allow_insecure_token: bool
+    metadata: MetadataLike | None
+    interceptors: Sequence[Interceptor]
 
 
 class _LoopThread:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
@@ -14,11 +15,15 @@ from typing import Any
 
 import pytest
 import uvloop
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
+from grpclib.server import Server
 from grpclib.testing import ChannelFor
 
 from muxs import Client, RunningServer, ServerSettings, serve
+from muxs.server.codec import Codec
 from muxs.server.serving import build_services
 from muxs.server.storage import Storage
+from tests.echo import EchoGreeter
 from tests.probe import CallProbe
 from tools.codegen import grpcio_stubs
 
@@ -116,3 +121,23 @@ def pb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
         sys.path.remove(str(out))
         sys.modules.pop("muxs_pb2", None)
         sys.modules.pop("muxs_pb2_grpc", None)
+
+
+@pytest.fixture
+def echo_greeter() -> EchoGreeter:
+    return EchoGreeter()
+
+
+@pytest.fixture
+async def echo_target(echo_greeter: EchoGreeter) -> AsyncIterator[str]:
+    """``host:port`` of a grpclib server hosting ``echo_greeter`` (muxs's server codecs)."""
+    server = Server([echo_greeter], codec=Codec(), status_details_codec=ProtoStatusDetailsCodec())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await server.start(sock=sock)
+    try:
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+        sock.close()

@@ -178,10 +178,6 @@ def test_a_server_stream_wraps_its_http2_stream_which_has_its_h2_connection() ->
     assert "self._h2_connection = h2_connection" in source(grpclib.protocol.Stream.__init__)
 
 
-def test_the_metadata_type_is_grpclibs_private_alias() -> None:
-    assert grpclib.metadata._MetadataLike is not None
-
-
 # --- grpclib's health and reflection --------------------------------------------------
 
 

@@ -45,6 +45,7 @@ from muxs import _internals
 from muxs.auth.identity import Identity, current_identity, set_identity
 from muxs.errors import StatusCode
 from muxs.server.deadlines import DEADLINE_SLACK, Pacer, bounded
+from muxs.server.refusals import retry_after
 
 if TYPE_CHECKING:
     from muxs._internals import IServable
@@ -54,6 +55,9 @@ from muxs.server.verification.authenticator import Authenticator
 log = logging.getLogger("muxs.hooks")
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
+#: The RetryInfo of a drain's refusal: another server (or this one, restarted) is likely
+#: ready by then.
+DRAIN_RETRY_SECONDS = 1.0
 #: Calls that last as long as the client wants: a drain does not wait for them.
 OPEN_ENDED = frozenset({f"/{HEALTH_SERVICE}/Watch"})
 
@@ -222,7 +226,8 @@ class CallHooks:
             status = StatusCode.UNKNOWN
             try:
                 if self._refusing and service != HEALTH_SERVICE:
-                    raise GRPCError(
+                    raise retry_after(
+                        DRAIN_RETRY_SECONDS,
                         StatusCode.UNAVAILABLE,
                         "the server is shutting down; retry on another server",
                     )

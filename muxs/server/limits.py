@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, cast
 import h2.events
 import h2.exceptions
 from grpclib import protocol
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import encode_grpc_message
 from grpclib.server import Handler, Server
@@ -72,6 +73,7 @@ from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
 from muxs.server.codec import Codec
 from muxs.server.hooks import format_peer
+from muxs.server.refusals import over_limit
 from muxs.server.request_headers import Refusal, refusal
 from muxs.server.settings import ServerSettings
 from muxs.server.transport import CoalescingTransport
@@ -153,8 +155,8 @@ class RequestReader:
             )
         length = int.from_bytes(prefix[1:5], "big")
         if length > self._limit:
-            raise GRPCError(
-                StatusCode.RESOURCE_EXHAUSTED,
+            raise over_limit(
+                "max_message_bytes",
                 f"a {length}-byte message is over this server's {self._limit}-byte limit",
             )
 
@@ -556,6 +558,9 @@ class LimitedServer(Server):
         super().__init__(
             handlers,
             codec=Codec(),
+            # GRPCError.details -> google.rpc.Status in grpc-status-details-bin
+            # (muxs.server.refusals); grpclib sets it only beside its own codec.
+            status_details_codec=ProtoStatusDetailsCodec(),
             config=keepalive_config(settings.keepalive_time or None, settings.keepalive_timeout),
         )
         # grpclib's h2 decodes header values as ASCII, and a byte past it raises out of

@@ -45,6 +45,7 @@ from typing import NoReturn
 from grpclib.exceptions import GRPCError
 
 from muxs.errors import StatusCode
+from muxs.server.refusals import refuse_field
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ TEMP_PREFIX = ".muxs-tmp-"
 _TEMP_TOKEN_BYTES = 8
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + f"[0-9a-f]{{{2 * _TEMP_TOKEN_BYTES}}}")
 NAME_MAX = 255
+#: The request field a path refusal's BadRequest names (ListRequest's is ``path``).
+NAME_FIELD = "filename"
 PATH_MAX = 4095
 MAX_SYMLINKS = 40
 #: How many directories deep a name may lead (its resolution holds a descriptor for each).
@@ -67,6 +70,11 @@ def _refuse(status: StatusCode, message: str) -> NoReturn:
     raise GRPCError(status, message)
 
 
+def _refuse_name(status: StatusCode, message: str) -> NoReturn:
+    """A name that breaks a path rule: the refusal's ``BadRequest`` names the field."""
+    refuse_field(status, NAME_FIELD, message)
+
+
 def shown(name: str) -> str:
     """A client's name as it may appear in a message: never huge."""
     return name if len(name) <= 80 else name[:77] + "..."
@@ -75,27 +83,27 @@ def shown(name: str) -> str:
 def parse_name(name: str) -> list[str]:
     """Split a client's name into components below the root, refusing malformed names."""
     if not name:
-        _refuse(StatusCode.INVALID_ARGUMENT, "filename is empty")
+        _refuse_name(StatusCode.INVALID_ARGUMENT, "filename is empty")
     if "\0" in name:
-        _refuse(StatusCode.INVALID_ARGUMENT, "filename contains a NUL byte")
+        _refuse_name(StatusCode.INVALID_ARGUMENT, "filename contains a NUL byte")
     if name.startswith("/"):
-        _refuse(
+        _refuse_name(
             StatusCode.INVALID_ARGUMENT,
             f"{shown(name)} is absolute; names are relative to the server's root",
         )
     if len(name.encode("utf-8", "surrogatepass")) > PATH_MAX:
-        _refuse(StatusCode.INVALID_ARGUMENT, f"filename is longer than {PATH_MAX} bytes")
+        _refuse_name(StatusCode.INVALID_ARGUMENT, f"filename is longer than {PATH_MAX} bytes")
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
             if not parts:
-                _refuse(StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
+                _refuse_name(StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
             parts.pop()
             continue
         if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
-            _refuse(
+            _refuse_name(
                 StatusCode.INVALID_ARGUMENT, f"a component of the filename is over {NAME_MAX} bytes"
             )
         parts.append(part)
@@ -150,7 +158,7 @@ def _os_errors(name: str) -> Iterator[None]:
 
 def _count_link(links: int, name: str) -> int:
     if links >= MAX_SYMLINKS:
-        _refuse(StatusCode.INVALID_ARGUMENT, f"{shown(name)}: too many levels of symlinks")
+        _refuse_name(StatusCode.INVALID_ARGUMENT, f"{shown(name)}: too many levels of symlinks")
     return links + 1
 
 
@@ -486,7 +494,7 @@ class Storage:
                     continue
                 if part == "..":
                     if len(stack) == 1:
-                        _refuse(
+                        _refuse_name(
                             StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root"
                         )
                     os.close(stack.pop())
@@ -501,14 +509,14 @@ class Storage:
                     links = _count_link(links, name)
                     link = os.readlink(part, dir_fd=dir_fd)
                     if link.startswith("/"):
-                        _refuse(
+                        _refuse_name(
                             StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root"
                         )
                     pending.extendleft(reversed(link.split("/")))
                     continue
                 if not any(p not in ("", ".") for p in pending):
                     if part.startswith(TEMP_PREFIX):
-                        _refuse(
+                        _refuse_name(
                             StatusCode.INVALID_ARGUMENT,
                             f"names starting with {TEMP_PREFIX!r} are reserved for muxs",
                         )

@@ -61,10 +61,14 @@ async def test_json_logs_are_one_object_per_line_without_tokens_even_at_debug(
     args = ["--log-format", "json", "--log-level", "DEBUG"]
     async with muxs_serve(tmp_path / "data", *args) as (process, stderr, target):
         channel = Channel(*parse_target(target))
-        caller = Caller(channel, target, None, metadata=lambda: {"authorization": "Bearer s3cret"})
+        caller = Caller(channel, target, None)
         try:
             reply = await caller.unary_unary(
-                "/muxs.Greeter/SayHello", HelloRequest(name="you"), HelloReply, None
+                "/muxs.Greeter/SayHello",
+                HelloRequest(name="you"),
+                HelloReply,
+                None,
+                {"authorization": "Bearer s3cret"},
             )
         finally:
             channel.close()

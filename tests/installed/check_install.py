@@ -235,10 +235,26 @@ def with_sync_client() -> str:
         return client.square(2).value.hex()
 
 
+async def add_request_id(call: muxs.ClientCall, proceed: muxs.Proceed) -> None:
+    call.metadata.append(("x-request-id", "1"))
+    await proceed(call)
+
+
+def with_metadata() -> None:
+    info = muxs.CallInfo()
+    interceptors: list[muxs.Interceptor] = [add_request_id]
+    with muxs.SyncClient("127.0.0.1:50051", metadata={"x-a": "b"}, interceptors=interceptors) as c:
+        reply = c.say_hello("you", metadata={"x-blob-bin": b"1"}, call_info=info)
+        assert_type(reply, muxs.HelloReply)
+    assert_type(info.trailers.get("x-a"), str | bytes | None)
+    assert_type(info.status, muxs.StatusCode | None)
+
+
 try:
     print(asyncio.run(with_async_client()), with_sync_client())
 except muxs.RpcError as exc:
     assert_type(exc.status, muxs.StatusCode)
+    assert_type(exc.trailers, muxs.Metadata)
 """
 REVEALED = [
     r'user\.py:\d+: note: Revealed type is "def \(.*\) -> muxs_api\.muxs\.HelloReply"',

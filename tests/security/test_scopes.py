@@ -125,8 +125,8 @@ async def test_handlers_read_the_callers_identity(
 
 async def ask_whoami(channel: Channel, token: str | None = None) -> str:
     metadata = {"authorization": f"Bearer {token}"} if token else None
-    caller = Caller(channel, "whoami", None, lambda: metadata)
-    reply = await caller.unary_unary("/test.Whoami/Ask", HelloRequest(), HelloReply, None)
+    caller = Caller(channel, "whoami", None)
+    reply = await caller.unary_unary("/test.Whoami/Ask", HelloRequest(), HelloReply, None, metadata)
     return reply.message
 
 

@@ -129,13 +129,15 @@ async def test_tokens_and_file_contents_never_reach_the_log(
     caplog.set_level(logging.DEBUG, logger="muxs")
     caplog.set_level(logging.DEBUG, logger="grpclib")
     channel = Channel("127.0.0.1", live_server.port)
-    caller = Caller(
-        channel, live_server.target, None, metadata=lambda: {"authorization": "Bearer s3cret"}
-    )
+    caller = Caller(channel, live_server.target, None)
     with access_records() as logs:
         try:
             await caller.unary_unary(
-                "/muxs.Greeter/SayHello", HelloRequest(name="you"), HelloReply, None
+                "/muxs.Greeter/SayHello",
+                HelloRequest(name="you"),
+                HelloReply,
+                None,
+                {"authorization": "Bearer s3cret"},
             )
         finally:
             channel.close()

@@ -6,11 +6,13 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 import pytest
+from google.rpc.error_details_pb2 import RetryInfo
 from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode, serve
+from muxs.server.hooks import DRAIN_RETRY_SECONDS
 from tests.access import access_records
 
 
@@ -69,6 +71,9 @@ async def test_a_stream_in_flight_finishes_and_new_calls_are_refused(
         channel.close()
     assert refused.value.status is StatusCode.UNAVAILABLE
     assert refused.value.message == "the server is shutting down; retry on another server"
+    retry = refused.value.detail(RetryInfo)
+    assert retry is not None
+    assert retry.retry_delay.ToTimedelta().total_seconds() == DRAIN_RETRY_SECONDS
     assert asyncio.all_tasks() == tasks_before
 
 

@@ -20,6 +20,7 @@ from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRe
 from muxs.errors import StatusCode
 from muxs.server.deadlines import next_within
 from muxs.server.hooks import count_bytes_written, send_window
+from muxs.server.refusals import over_limit
 from muxs.server.settings import ServerSettings
 from muxs.server.storage import Storage, shown
 from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
@@ -141,8 +142,8 @@ class FileControllerService(FileControllerBase):
         data = files.text.encode("utf-8")
         limit = self._settings.max_message_bytes
         if len(data) > limit:
-            raise GRPCError(
-                StatusCode.RESOURCE_EXHAUSTED,
+            raise over_limit(
+                "max_message_bytes",
                 f"text is larger than the {limit}-byte message limit; WriteStream takes any size",
             )
         self._check_write_size(files.filename, len(data))
@@ -162,8 +163,8 @@ class FileControllerService(FileControllerBase):
 
     def _check_write_size(self, name: str, size: int) -> None:
         if size > self._settings.max_file_bytes:
-            raise GRPCError(
-                StatusCode.RESOURCE_EXHAUSTED,
+            raise over_limit(
+                "max_file_bytes",
                 f"{shown(name)} would be larger than this server's "
                 f"{self._settings.max_file_bytes}-byte file limit",
             )

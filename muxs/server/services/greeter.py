@@ -10,6 +10,7 @@ from grpclib.exceptions import GRPCError
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
 from muxs.errors import StatusCode
 from muxs.server.deadlines import next_within
+from muxs.server.refusals import over_limit
 
 DEFAULT_REPLY_COUNT = 10
 
@@ -84,8 +85,8 @@ class GreeterService(GreeterBase):
         while (request := await next_within(hello_request_iterator, self._idle)) is not None:
             size += _utf8_length(request.name) + _joiner_length(len(names))
             if _reply_length(size) > self._max_message_bytes:
-                raise GRPCError(
-                    StatusCode.RESOURCE_EXHAUSTED,
+                raise over_limit(
+                    "max_message_bytes",
                     f"the greeting would be larger than this server's {self._max_message_bytes}"
                     "-byte message limit (max_message_bytes); send fewer or shorter names",
                 )
