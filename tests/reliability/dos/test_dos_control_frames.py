@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -70,11 +69,6 @@ async def test_a_continuation_flood_is_cut_short(live_server: RunningServer) -> 
     await assert_others_served(live_server)
 
 
-@pytest.mark.skipif(
-    sys.version_info >= (3, 12),
-    reason="on CPython 3.12+ the server's write buffer never reaches its high-water mark in "
-    "this test, which then hangs in the server's stop (issue 13, open)",
-)
 @pytest.mark.parametrize("frame", [PING, SETTINGS], ids=["ping", "settings"])
 async def test_a_peer_that_does_not_read_its_replies_is_not_read(
     settings: ServerSettings, frame: bytes
