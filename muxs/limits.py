@@ -49,7 +49,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import cast
 
 import h2.events
@@ -230,12 +230,17 @@ class _LimitedProtocol(protocol.H2Protocol):
     """One client connection: counted, given muxs's HTTP/2 settings, closed when idle."""
 
     def __init__(
-        self, inner: protocol.H2Protocol, settings: ServerSettings, open_: set[_LimitedProtocol]
+        self,
+        inner: protocol.H2Protocol,
+        settings: ServerSettings,
+        open_: set[_LimitedProtocol],
+        live: OpenSockets,
     ) -> None:
         assert isinstance(inner.handler, Handler)
         super().__init__(_LimitedHandler(inner.handler, self), inner.config, inner.h2_config)
         self.settings = settings
         self._open = open_
+        self._live = live
         self._calls = 0
         self._loop = asyncio.get_running_loop()
         self._idle_since = self._loop.time()
@@ -255,6 +260,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._socket = cast(asyncio.Transport, transport)
         self._transport = CoalescingTransport(self._socket)
         super().connection_made(self._transport)  # type: ignore[arg-type]
+        self._live.add(self)
         if len(self._open) >= self.settings.max_connections and not self._make_room():
             log.warning("refused a connection: %d are open", len(self._open))
             self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
@@ -333,6 +339,10 @@ class _LimitedProtocol(protocol.H2Protocol):
         read its replies (PING and SETTINGS acknowledgements) cannot make them pile up."""
         super().pause_writing()
         self._pause_reading("writes")
+        log.debug(
+            "stopped reading %s: its replies cannot be written",
+            format_peer(self.connection.get_peer()),
+        )
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -370,6 +380,7 @@ class _LimitedProtocol(protocol.H2Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)
+        self._live.discard(self)
         if self._idle_check is not None:
             self._idle_check.cancel()
         super().connection_lost(exc)
@@ -511,6 +522,10 @@ class _LimitedProtocol(protocol.H2Protocol):
             self._socket.abort()  # its peer reads nothing: a graceful close would wait forever
         self.connection.close()
 
+    def abort(self) -> None:
+        """Close the socket at once, dropping what its peer has not taken (a TCP reset)."""
+        self._socket.abort()
+
     def _check_idle(self) -> None:
         """GOAWAY if no call has been open for ``idle_timeout``; else check again when that
         could first be true (one timer per connection, not one per call)."""
@@ -541,16 +556,50 @@ class LimitedServer(Server):
         # muxs.request_headers refuses the request that carries one.
         self._h2_config.header_encoding = "latin-1"
         self._settings = settings
+        #: The connections counted against ``max_connections``.
         self.connections: set[_LimitedProtocol] = set()
+        #: Every connection whose socket is open: those counted, and those refused or made
+        #: room for that are still closing.
+        self.sockets = OpenSockets()
 
     def _protocol_factory(self) -> protocol.H2Protocol:
-        return _LimitedProtocol(super()._protocol_factory(), self._settings, self.connections)
+        return _LimitedProtocol(
+            super()._protocol_factory(), self._settings, self.connections, self.sockets
+        )
 
     async def wait_closed(self) -> None:
         """Wait for the calls to end, then close every connection (GOAWAY first)."""
         await super().wait_closed()
         for connection in list(self.connections):
             connection.goaway(ErrorCodes.NO_ERROR, b"server stopping")
+
+
+class OpenSockets:
+    """The connections whose sockets are open (until their ``connection_lost``)."""
+
+    def __init__(self) -> None:
+        self._members: set[_LimitedProtocol] = set()
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def add(self, connection: _LimitedProtocol) -> None:
+        self._members.add(connection)
+        self._none.clear()
+
+    def discard(self, connection: _LimitedProtocol) -> None:
+        self._members.discard(connection)
+        if not self._members:
+            self._none.set()
+
+    def __iter__(self) -> Iterator[_LimitedProtocol]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    async def all_closed(self) -> None:
+        """Return once no socket is open."""
+        await self._none.wait()
 
 
 def keepalive_config(settings: ServerSettings) -> Configuration:
