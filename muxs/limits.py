@@ -14,7 +14,8 @@ field, documented in docs/RELIABILITY.md):
   sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
 - ``max_connections``: a connection over the limit gets GOAWAY and is closed, unless an
-  open one has sent no request for ``handshake_timeout``: the oldest such goes instead.
+  open one has had no call open for ``handshake_timeout``: the one idle the longest goes
+  instead (GOAWAY NO_ERROR; a connection with a call open never does).
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
 - ``handshake_timeout``: a connection whose HTTP/2 preface (the magic and its SETTINGS)
   has not come that long after it started (after its TLS handshake) gets GOAWAY.
@@ -50,7 +51,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterator
-from typing import cast
+from typing import Literal, cast
 
 import h2.events
 import h2.exceptions
@@ -156,6 +157,29 @@ class RequestReader:
             raise GRPCError(Status.INTERNAL, _TRUNCATED) from None
 
 
+class WindowWait(asyncio.Event):
+    """A stream's ``window_updated`` (what grpclib's ``send_data`` waits on while the peer's
+    flow-control window, the stream's or the connection's, is closed) that gives up after
+    ``timeout``: a client that never grants window (CVE-2019-9517) holds its call, its
+    buffers and its stream slot no longer. The call ends with DEADLINE_EXCEEDED: trailers
+    are not flow-controlled, so the client hears why."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    async def wait(self) -> Literal[True]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await super().wait()
+        except TimeoutError:
+            raise GRPCError(
+                Status.DEADLINE_EXCEEDED,
+                f"the client granted no flow-control window for {self._timeout:g}s "
+                "(the server's stream_idle_timeout); read the replies as they come",
+            ) from None
+
+
 class _LimitedHandler(protocol.AbstractHandler):
     """grpclib's handler of one connection's calls, with each stream's reads checked."""
 
@@ -183,6 +207,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             encoding=fields.get("grpc-encoding"),
             settle=self._connection.settle,
         )
+        stream.window_updated = WindowWait(self._connection.settings.stream_idle_timeout)
         self._connection.call_started()
         released = False
 
@@ -255,6 +280,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         )
         self._backlog = memoryview(b"")
         self._paused_for: set[str] = set()
+        self._write_stall: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
@@ -343,10 +369,27 @@ class _LimitedProtocol(protocol.H2Protocol):
             "stopped reading %s: its replies cannot be written",
             format_peer(self.connection.get_peer()),
         )
+        self._write_stall = self._loop.call_later(
+            self.settings.stream_idle_timeout, self._stalled_writes
+        )
 
     def resume_writing(self) -> None:
         super().resume_writing()
         self._resume_reading("writes")
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _stalled_writes(self) -> None:
+        """Its peer has taken too little of what was written for ``stream_idle_timeout``
+        (its socket's buffer stayed over the high-water mark): abort the connection, as
+        nothing more (not even a GOAWAY) can reach it."""
+        log.info(
+            "closed a connection from %s: it read too little of its replies in %gs",
+            format_peer(self.connection.get_peer()),
+            self.settings.stream_idle_timeout,
+        )
+        self.abort()
 
     def _pause_reading(self, reason: str) -> None:
         if not self._paused_for and not self._socket.is_closing():
@@ -381,8 +424,9 @@ class _LimitedProtocol(protocol.H2Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)
         self._live.discard(self)
-        if self._idle_check is not None:
-            self._idle_check.cancel()
+        for timer in (self._idle_check, self._write_stall):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
 
     @property
@@ -448,31 +492,30 @@ class _LimitedProtocol(protocol.H2Protocol):
         processors[h2.events.PingAckReceived] = ping_acked
 
     def _make_room(self) -> bool:
-        """GOAWAY the oldest open connection whose client has opened no stream in
-        ``handshake_timeout`` or longer, to make room for this one; False if there is none.
+        """GOAWAY the open connection idle the longest (no call open), if it has been idle
+        for ``handshake_timeout`` or longer, to make room for this one; False if there is
+        none. A connection with a call open is never closed for another.
 
-        Connections that never sent a request go first: peers that connect and do nothing
-        cannot lock out everyone else for longer than that.
+        Peers that connect and do nothing, or that made a call and now keep their
+        connection, cannot lock out everyone else for longer than that.
         """
         now = self._loop.time()
-        silent = [
+        idle = [
             other
             for other in self._open
-            if not other.connection._connection.highest_inbound_stream_id
-            and now - other._idle_since >= self.settings.handshake_timeout
+            if not other._calls and now - other._idle_since >= self.settings.handshake_timeout
         ]
-        if not silent:
+        if not idle:
             return False
-        oldest = min(silent, key=lambda other: other._idle_since)
+        oldest = min(idle, key=lambda other: other._idle_since)
         log.warning(
-            "closed a connection from %s that sent no request in %.0fs, to make room: "
-            "%d are open",
+            "closed a connection from %s idle for %.0fs, to make room: %d are open",
             format_peer(oldest.connection.get_peer()),
             now - oldest._idle_since,
             len(self._open),
         )
         self._open.discard(oldest)
-        oldest.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
+        oldest.goaway(ErrorCodes.NO_ERROR, b"idle, closed to make room")
         return True
 
     def _await_preface(self) -> None:
