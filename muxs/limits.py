@@ -19,6 +19,11 @@ field, documented in docs/RELIABILITY.md):
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
 - ``handshake_timeout``: a connection whose HTTP/2 preface (the magic and its SETTINGS)
   has not come that long after it started (after its TLS handshake) gets GOAWAY.
+- ``request_header_timeout``: a connection whose peer has begun a frame, or a request's
+  header block, and not finished it for that long gets GOAWAY (slowloris).
+- ``stream_idle_timeout`` (for what the server sends): a call whose client grants no
+  flow-control window for that long ends with DEADLINE_EXCEEDED (``WindowWait``); a
+  connection whose socket takes too little of what is written for that long is aborted.
 - ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
 
 A client stream's end reaches its handler only once a PING round trip has settled it
@@ -281,6 +286,9 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._backlog = memoryview(b"")
         self._paused_for: set[str] = set()
         self._write_stall: asyncio.TimerHandle | None = None
+        self._unfinished_since: float | None = None
+        self._frames_seen = 0
+        self._unfinished_check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
@@ -337,6 +345,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         if over is not None:
             self._calm_down(over)
             return
+        self._watch_unfinished()
         try:
             events = self.connection.feed(data)
         except h2.exceptions.ProtocolError as exc:
@@ -359,6 +368,42 @@ class _LimitedProtocol(protocol.H2Protocol):
             elif not isinstance(event, h2.events.UnknownFrameReceived):
                 self.processor.process(event)
         self.connection.flush()
+
+    def _watch_unfinished(self) -> None:
+        """Time what the peer has begun and not finished: a frame (the clock restarts
+        whenever one is finished), or a request's header block (HEADERS and CONTINUATION
+        frames: from its start, as nothing else may come on the connection until it ends).
+        """
+        scanner = self._guard.scanner
+        if not (scanner.in_header_block or scanner.mid_frame):
+            self._unfinished_since = None
+            return
+        progressed = scanner.frames_completed != self._frames_seen
+        self._frames_seen = scanner.frames_completed
+        if self._unfinished_since is None or (progressed and not scanner.in_header_block):
+            self._unfinished_since = self._loop.time()
+        if self._unfinished_check is None:
+            self._unfinished_check = self._loop.call_later(
+                self.settings.request_header_timeout, self._check_unfinished
+            )
+
+    def _check_unfinished(self) -> None:
+        """GOAWAY if what the peer began has stayed unfinished ``request_header_timeout``
+        (a slowloris: a request trickled, or a frame cut short); else look again then."""
+        self._unfinished_check = None
+        if self._unfinished_since is None or self.connection.is_closing():
+            return
+        timeout = self.settings.request_header_timeout
+        waited = self._loop.time() - self._unfinished_since
+        if waited < timeout:
+            self._unfinished_check = self._loop.call_later(timeout - waited, self._check_unfinished)
+            return
+        log.info(
+            "closed a connection from %s: a frame or request headers unfinished for %gs",
+            format_peer(self.connection.get_peer()),
+            timeout,
+        )
+        self.goaway(ErrorCodes.NO_ERROR, b"request header timeout")
 
     def pause_writing(self) -> None:
         """The socket's write buffer is full: stop reading too, so that a peer that does not
@@ -424,7 +469,7 @@ class _LimitedProtocol(protocol.H2Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)
         self._live.discard(self)
-        for timer in (self._idle_check, self._write_stall):
+        for timer in (self._idle_check, self._write_stall, self._unfinished_check):
             if timer is not None:
                 timer.cancel()
         super().connection_lost(exc)

@@ -17,6 +17,7 @@ import pytest
 from grpclib.const import Status as GrpcStatus
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from hyperframe.frame import HeadersFrame, PingFrame
 
 from muxs import RunningServer, ServerSettings, serve
 from muxs.api import Files, HelloRequest
@@ -35,7 +36,9 @@ SAY_HELLO = "/muxs.Greeter/SayHello"
 
 @pytest.fixture
 async def live_server(settings: ServerSettings) -> AsyncIterator[RunningServer]:
-    short = dataclasses.replace(settings, stream_idle_timeout=TIMEOUT)
+    short = dataclasses.replace(
+        settings, stream_idle_timeout=TIMEOUT, request_header_timeout=TIMEOUT
+    )
     async with serve(settings=short) as running:
         yield running
 
@@ -168,3 +171,45 @@ async def test_at_max_connections_a_connection_with_a_call_open_keeps_its_slot(
             reply = await active.reply(greeting)
             assert reply.grpc_status == 0
             assert len(reply.messages()) == 2
+
+
+#: Request headers that never end: HEADERS without END_HEADERS, then nothing.
+UNENDED_HEADERS = HeadersFrame(1, b"").serialize()
+#: A PING frame cut short: its header and 3 of its 8 bytes.
+CUT_SHORT = PingFrame(0, opaque_data=b"12345678").serialize()[:12]
+
+
+@pytest.mark.parametrize("sent", [UNENDED_HEADERS, CUT_SHORT], ids=["headers", "frame"])
+async def test_a_request_or_frame_left_unfinished_closes_the_connection(
+    live_server: RunningServer, caplog: pytest.LogCaptureFixture, sent: bytes
+) -> None:
+    """A slowloris: what the client began stays unfinished for ``request_header_timeout``;
+    it gets GOAWAY NO_ERROR and its connection closes. Others are served meanwhile."""
+    caplog.set_level(logging.INFO, "muxs.limits")
+    baseline = Usage.now()
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        hello = await conn.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="before"))))
+        assert hello.grpc_status == 0
+        conn.write_raw(sent)
+        await assert_others_served(live_server)
+        await conn.wait_closed()
+        assert conn.goaway is not None
+        assert conn.goaway.error_code == ErrorCodes.NO_ERROR
+        assert conn.goaway.additional_data == b"request header timeout"
+    await assert_back_to(baseline, live_server)
+    host, port = conn.address
+    closed = [r.getMessage() for r in caplog.records if "unfinished" in r.getMessage()]
+    assert closed == [
+        f"closed a connection from {host}:{port}: a frame or request headers unfinished for "
+        f"{TIMEOUT:g}s"
+    ]
+
+
+async def test_a_connection_between_frames_is_not_timed(live_server: RunningServer) -> None:
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        hello = await conn.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="a"))))
+        assert hello.grpc_status == 0
+        await seconds_pass(3 * TIMEOUT)
+        hello = await conn.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="b"))))
+        assert hello.grpc_status == 0
+        assert conn.goaway is None
