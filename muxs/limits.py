@@ -414,9 +414,10 @@ class _LimitedProtocol(protocol.H2Protocol):
             "stopped reading %s: its replies cannot be written",
             format_peer(self.connection.get_peer()),
         )
-        self._write_stall = self._loop.call_later(
-            self.settings.stream_idle_timeout, self._stalled_writes
-        )
+        if self._write_stall is None:
+            self._write_stall = self._loop.call_later(
+                self.settings.stream_idle_timeout, self._stalled_writes
+            )
 
     def resume_writing(self) -> None:
         super().resume_writing()
