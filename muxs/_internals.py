@@ -204,6 +204,13 @@ def forget_task(handler: AbstractHandler, stream: Stream, task: asyncio.Task[Non
     handler._cancelled.discard(task)  # type: ignore[attr-defined]
 
 
+def wait_for_window_with(stream: Stream, event: asyncio.Event) -> None:
+    """Have grpclib's ``send_data`` on ``stream`` wait for flow-control window on ``event``."""
+    # Relies on: grpclib.protocol.Stream.window_updated, the event send_data awaits while the
+    # stream's or the connection's window is closed, set on each WINDOW_UPDATE.
+    stream.window_updated = event
+
+
 def read_requests_with(
     stream: Stream, wrap: Callable[[Callable[[int], Awaitable[bytes]]], Any]
 ) -> None:

@@ -82,12 +82,17 @@ class RawConnection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+        #: This end's address, as the server sees its peer.
+        self.address: tuple[str, int] = writer.get_extra_info("sockname")[:2]
         config = h2.config.H2Configuration(
             client_side=True, header_encoding="utf-8", validate_outbound_headers=False
         )
         self.h2 = h2.connection.H2Connection(config=config)
         self.h2.initiate_connection()
         self.replies: dict[int, Reply] = {}
+        #: False: what the server sends is never acknowledged, so its flow-control windows
+        #: close once it has sent what they allow (a zero-window stall, CVE-2019-9517).
+        self.grants_window = True
         self.goaway: h2.events.ConnectionTerminated | None = None
         self.closed = asyncio.Event()
         self._window = asyncio.Event()
@@ -199,7 +204,8 @@ class RawConnection:
             self.replies[event.stream_id].trailers = _decoded(event.headers)
         elif isinstance(event, h2.events.DataReceived):
             self.replies[event.stream_id].data += event.data
-            self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            if self.grants_window:
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.StreamEnded):
             self.replies[event.stream_id].done.set()
         elif isinstance(event, h2.events.StreamReset):

@@ -159,6 +159,11 @@ def test_the_handler_sweeps_ended_tasks_from_tasks_and_cancelled() -> None:
     assert "self._cancelled.update(self._tasks.values())" in source(grpclib.server.Handler.close)
 
 
+def test_a_stream_waits_for_flow_control_window_on_its_window_updated_event() -> None:
+    assert "self.window_updated = Event()" in source(grpclib.protocol.Stream.__init__)
+    assert "await self.window_updated.wait()" in source(grpclib.protocol.Stream.send_data)
+
+
 def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None:
     body = source(grpclib.stream.recv_message)
     assert "await stream.recv_data(5)" in body

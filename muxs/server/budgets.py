@@ -29,8 +29,10 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 _HEADER = 9
 _DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x2, 0x3, 0x4, 0x6, 0x8
-_LAST_KNOWN_TYPE = 0x9  # CONTINUATION
+_HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x1, 0x5, 0x9
+_LAST_KNOWN_TYPE = _CONTINUATION
 _ACK = _END_STREAM = 0x1
+_END_HEADERS = 0x4
 _PADDED = 0x8
 _STREAM_CLOSED_CODE = (0x5).to_bytes(4, "big")
 
@@ -70,6 +72,15 @@ class FrameScanner:
     def __init__(self) -> None:
         self._head = b""
         self._skip = len(PREFACE)
+        #: How many frames have been received whole (header and body).
+        self.frames_completed = 0
+        #: Whether a header block (HEADERS, then CONTINUATION frames) has begun and not ended.
+        self.in_header_block = False
+
+    @property
+    def mid_frame(self) -> bool:
+        """Whether the peer has sent part of a frame (or of its preface), not the rest."""
+        return bool(self._head or self._skip)
 
     def scan(self, data: bytes) -> list[tuple[int, int, int, int]]:
         """``(type, flags, length, stream id)`` of each frame whose header ends in ``data``."""
@@ -82,6 +93,7 @@ class FrameScanner:
                 self._skip -= step
                 if self._skip:
                     break
+                self.frames_completed += 1  # the preface counts as one: it is progress too
             if pos == len(view):
                 break
             needed = _HEADER - len(self._head)
@@ -93,7 +105,11 @@ class FrameScanner:
             length = int.from_bytes(head[:3], "big")
             stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
             frames.append((head[3], head[4], length, stream_id))
+            if head[3] in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
+                self.in_header_block = not head[4] & _END_HEADERS
             self._skip = length
+            if not length:
+                self.frames_completed += 1
         return frames
 
 
@@ -108,7 +124,8 @@ class FloodGuard:
     ) -> None:
         sizes = {"reset_budget": resets, "control_frame_budget": control_frames}
         self.budgets = {name: Budget(size, window, clock) for name, size in sizes.items() if size}
-        self._scanner = FrameScanner()
+        #: The frames of the peer's byte stream, as far as they have come.
+        self.scanner = FrameScanner()
         self._bytes_credited = 0
         #: The small DATA frames (not counted yet) of the last ``over_budget``, per stream.
         self._small_data: Counter[int] = Counter()
@@ -116,7 +133,7 @@ class FloodGuard:
     def over_budget(self, data: bytes) -> str | None:
         """The name of the budget the frames in ``data`` exceed, or None."""
         self._small_data.clear()
-        for kind, flags, length, stream_id in self._scanner.scan(data):
+        for kind, flags, length, stream_id in self.scanner.scan(data):
             name = _budget_of(kind, flags, length)
             if not name and kind == _DATA and length < EARNED_PER_BYTES:
                 self._small_data[stream_id] += 1

@@ -8,7 +8,11 @@ grpclib does not drain: ``Server.close()`` cancels every call in flight, and on 
    stops accepting connections;
 2. the calls in flight get up to the grace period to finish (health watches excepted:
    they last as long as their client wants), or less if ``hurry()`` is called;
-3. what still runs is cancelled, the connections are closed, metrics stop.
+3. what still runs is cancelled, the connections are closed, metrics stop. A connection
+   still open ``CLOSE_SECONDS`` later (its peer does not read what was sent to it, so
+   its socket never finishes closing) is aborted: since Python 3.12 the listener's
+   ``wait_closed`` waits for every connection, and would wait forever (uvloop does not
+   wait, and would keep such a socket open after the stop).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: How long closed connections get to send what they hold before they are aborted.
+CLOSE_SECONDS = 5.0
+
 
 class DrainableServer(LimitedServer):
     """muxs's server with its limits, able to stop listening and close its connections.
@@ -58,10 +65,21 @@ class DrainableServer(LimitedServer):
         """Close the listening socket; connections already open stay open."""
         stop_listening(self)
 
-    def close_connections(self) -> None:
-        """Close every client connection (their calls, if any, are cancelled)."""
-        for protocol in list(self.connections):
+    async def close_connections(self, within: float) -> None:
+        """Close every client connection (their calls, if any, are cancelled); abort those
+        whose socket has not closed ``within`` seconds later (their peer does not read)."""
+        for protocol in list(self.sockets):
             protocol.processor.close("the server stopped")
+        try:
+            async with asyncio.timeout(within):
+                await self.sockets.all_closed()
+        except TimeoutError:
+            log.warning(
+                "aborted %d connection(s) whose peer did not read what it was sent",
+                len(self.sockets),
+            )
+            for protocol in list(self.sockets):
+                protocol.abort()
 
 
 class Lifecycle:
@@ -130,7 +148,7 @@ class Lifecycle:
         if self.calls.pending:
             log.warning("cancelling %d call(s) still in flight", self.calls.pending)
         self.server.close()
-        self.server.close_connections()
+        await self.server.close_connections(within=CLOSE_SECONDS)
         await self.server.wait_closed()
         await self._stop_metrics()
 

@@ -14,10 +14,16 @@ field, documented in docs/RELIABILITY.md):
   sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
 - ``max_connections``: a connection over the limit gets GOAWAY and is closed, unless an
-  open one has sent no request for ``handshake_timeout``: the oldest such goes instead.
+  open one has had no call open for ``handshake_timeout``: the one idle the longest goes
+  instead (GOAWAY NO_ERROR; a connection with a call open never does).
 - ``idle_timeout``: a connection with no call open for that long gets GOAWAY.
 - ``handshake_timeout``: a connection whose HTTP/2 preface (the magic and its SETTINGS)
   has not come that long after it started (after its TLS handshake) gets GOAWAY.
+- ``request_header_timeout``: a connection whose peer has begun a frame, or a request's
+  header block, and not finished it for that long gets GOAWAY (slowloris).
+- ``stream_idle_timeout`` (for what the server sends): a call whose client grants no
+  flow-control window for that long ends with DEADLINE_EXCEEDED (``WindowWait``); a
+  connection whose socket takes too little of what is written for that long is aborted.
 - ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
 
 A client stream's end reaches its handler only once a PING round trip has settled it
@@ -44,8 +50,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Collection
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Callable, Collection, Iterator
+from typing import TYPE_CHECKING, Literal, cast
 
 import h2.events
 import h2.exceptions
@@ -68,6 +74,7 @@ from muxs._internals import (
     process_events,
     read_requests_with,
     replace_event_handler,
+    wait_for_window_with,
 )
 from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
@@ -167,6 +174,29 @@ class RequestReader:
             raise GRPCError(StatusCode.INTERNAL, _TRUNCATED) from None
 
 
+class WindowWait(asyncio.Event):
+    """A stream's ``window_updated`` (what grpclib's ``send_data`` waits on while the peer's
+    flow-control window, the stream's or the connection's, is closed) that gives up after
+    ``timeout``: a client that never grants window (CVE-2019-9517) holds its call, its
+    buffers and its stream slot no longer. The call ends with DEADLINE_EXCEEDED: trailers
+    are not flow-controlled, so the client hears why."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self._timeout = timeout
+
+    async def wait(self) -> Literal[True]:
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await super().wait()
+        except TimeoutError:
+            raise GRPCError(
+                StatusCode.DEADLINE_EXCEEDED,
+                f"the client granted no flow-control window for {self._timeout:g}s "
+                "(the server's stream_idle_timeout); read the replies as they come",
+            ) from None
+
+
 class _LimitedHandler(protocol.AbstractHandler):
     """grpclib's handler of one connection's calls, with each stream's reads checked."""
 
@@ -197,6 +227,7 @@ class _LimitedHandler(protocol.AbstractHandler):
                 settle=self._connection.settle,
             ),
         )
+        wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
         self._connection.call_started()
         released = False
 
@@ -251,12 +282,17 @@ class _LimitedProtocol(protocol.H2Protocol):
     """One client connection: counted, given muxs's HTTP/2 settings, closed when idle."""
 
     def __init__(
-        self, inner: protocol.H2Protocol, settings: ServerSettings, open_: set[_LimitedProtocol]
+        self,
+        inner: protocol.H2Protocol,
+        settings: ServerSettings,
+        open_: set[_LimitedProtocol],
+        live: OpenSockets,
     ) -> None:
         assert isinstance(inner.handler, Handler)
         super().__init__(_LimitedHandler(inner.handler, self), inner.config, inner.h2_config)
         self.settings = settings
         self._open = open_
+        self._live = live
         self._calls = 0
         self._loop = asyncio.get_running_loop()
         self._idle_since = self._loop.time()
@@ -271,11 +307,16 @@ class _LimitedProtocol(protocol.H2Protocol):
         )
         self._backlog = memoryview(b"")
         self._paused_for: set[str] = set()
+        self._write_stall: asyncio.TimerHandle | None = None
+        self._unfinished_since: float | None = None
+        self._frames_seen = 0
+        self._unfinished_check: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
         self._transport = CoalescingTransport(self._socket)
         super().connection_made(self._transport)  # type: ignore[arg-type]
+        self._live.add(self)
         if len(self._open) >= self.settings.max_connections and not self._make_room():
             log.warning("refused a connection: %d are open", len(self._open))
             self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
@@ -325,6 +366,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         if over is not None:
             self._calm_down(over)
             return
+        self._watch_unfinished()
         try:
             events = self.connection.feed(data)
         except h2.exceptions.ProtocolError as exc:
@@ -354,15 +396,73 @@ class _LimitedProtocol(protocol.H2Protocol):
                 kept.append(event)
         process_events(self, kept)
 
+    def _watch_unfinished(self) -> None:
+        """Time what the peer has begun and not finished: a frame (the clock restarts
+        whenever one is finished), or a request's header block (HEADERS and CONTINUATION
+        frames: from its start, as nothing else may come on the connection until it ends).
+        """
+        scanner = self._guard.scanner
+        if not (scanner.in_header_block or scanner.mid_frame):
+            self._unfinished_since = None
+            return
+        progressed = scanner.frames_completed != self._frames_seen
+        self._frames_seen = scanner.frames_completed
+        if self._unfinished_since is None or (progressed and not scanner.in_header_block):
+            self._unfinished_since = self._loop.time()
+        if self._unfinished_check is None:
+            self._unfinished_check = self._loop.call_later(
+                self.settings.request_header_timeout, self._check_unfinished
+            )
+
+    def _check_unfinished(self) -> None:
+        """GOAWAY if what the peer began has stayed unfinished ``request_header_timeout``
+        (a slowloris: a request trickled, or a frame cut short); else look again then."""
+        self._unfinished_check = None
+        if self._unfinished_since is None or self.connection.is_closing():
+            return
+        timeout = self.settings.request_header_timeout
+        waited = self._loop.time() - self._unfinished_since
+        if waited < timeout:
+            self._unfinished_check = self._loop.call_later(timeout - waited, self._check_unfinished)
+            return
+        log.info(
+            "closed a connection from %s: a frame or request headers unfinished for %gs",
+            format_peer(self.connection.get_peer()),
+            timeout,
+        )
+        self.goaway(ErrorCodes.NO_ERROR, b"request header timeout")
+
     def pause_writing(self) -> None:
         """The socket's write buffer is full: stop reading too, so that a peer that does not
         read its replies (PING and SETTINGS acknowledgements) cannot make them pile up."""
         super().pause_writing()
         self._pause_reading("writes")
+        log.debug(
+            "stopped reading %s: its replies cannot be written",
+            format_peer(self.connection.get_peer()),
+        )
+        if self._write_stall is None:
+            self._write_stall = self._loop.call_later(
+                self.settings.stream_idle_timeout, self._stalled_writes
+            )
 
     def resume_writing(self) -> None:
         super().resume_writing()
         self._resume_reading("writes")
+        if self._write_stall is not None:
+            self._write_stall.cancel()
+            self._write_stall = None
+
+    def _stalled_writes(self) -> None:
+        """Its peer has taken too little of what was written for ``stream_idle_timeout``
+        (its socket's buffer stayed over the high-water mark): abort the connection, as
+        nothing more (not even a GOAWAY) can reach it."""
+        log.info(
+            "closed a connection from %s: it read too little of its replies in %gs",
+            format_peer(self.connection.get_peer()),
+            self.settings.stream_idle_timeout,
+        )
+        self.abort()
 
     def _pause_reading(self, reason: str) -> None:
         if not self._paused_for and not self._socket.is_closing():
@@ -396,8 +496,10 @@ class _LimitedProtocol(protocol.H2Protocol):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)
-        if self._idle_check is not None:
-            self._idle_check.cancel()
+        self._live.discard(self)
+        for timer in (self._idle_check, self._write_stall, self._unfinished_check):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
 
     @property
@@ -460,31 +562,30 @@ class _LimitedProtocol(protocol.H2Protocol):
         grpclib_ack = replace_event_handler(self, h2.events.PingAckReceived, ping_acked)
 
     def _make_room(self) -> bool:
-        """GOAWAY the oldest open connection whose client has opened no stream in
-        ``handshake_timeout`` or longer, to make room for this one; False if there is none.
+        """GOAWAY the open connection idle the longest (no call open), if it has been idle
+        for ``handshake_timeout`` or longer, to make room for this one; False if there is
+        none. A connection with a call open is never closed for another.
 
-        Connections that never sent a request go first: peers that connect and do nothing
-        cannot lock out everyone else for longer than that.
+        Peers that connect and do nothing, or that made a call and now keep their
+        connection, cannot lock out everyone else for longer than that.
         """
         now = self._loop.time()
-        silent = [
+        idle = [
             other
             for other in self._open
-            if not h2_connection(other).highest_inbound_stream_id
-            and now - other._idle_since >= self.settings.handshake_timeout
+            if not other._calls and now - other._idle_since >= self.settings.handshake_timeout
         ]
-        if not silent:
+        if not idle:
             return False
-        oldest = min(silent, key=lambda other: other._idle_since)
+        oldest = min(idle, key=lambda other: other._idle_since)
         log.warning(
-            "closed a connection from %s that sent no request in %.0fs, to make room: "
-            "%d are open",
+            "closed a connection from %s idle for %.0fs, to make room: %d are open",
             format_peer(oldest.connection.get_peer()),
             now - oldest._idle_since,
             len(self._open),
         )
         self._open.discard(oldest)
-        oldest.goaway(ErrorCodes.ENHANCE_YOUR_CALM, b"too many connections")
+        oldest.goaway(ErrorCodes.NO_ERROR, b"idle, closed to make room")
         return True
 
     def _await_preface(self) -> None:
@@ -531,6 +632,10 @@ class _LimitedProtocol(protocol.H2Protocol):
             self._socket.abort()  # its peer reads nothing: a graceful close would wait forever
         self.connection.close()
 
+    def abort(self) -> None:
+        """Close the socket at once, dropping what its peer has not taken (a TCP reset)."""
+        self._socket.abort()
+
     def _check_idle(self) -> None:
         """GOAWAY if no call has been open for ``idle_timeout``; else check again when that
         could first be true (one timer per connection, not one per call)."""
@@ -568,15 +673,47 @@ class LimitedServer(Server):
         # muxs.server.request_headers refuses the request that carries one.
         decode_headers_as_latin1(self)
         self._settings = settings
+        #: The connections counted against ``max_connections``.
         self.connections: set[_LimitedProtocol] = set()
+        #: Every connection whose socket is open: those counted, and those refused or made
+        #: room for that are still closing.
+        self.sockets = OpenSockets()
         make_protocols_with(self, self.connection_protocol)
 
     def connection_protocol(self, inner: protocol.H2Protocol) -> asyncio.Protocol:
         """The protocol serving a new connection, around grpclib's ``inner``."""
-        return _LimitedProtocol(inner, self._settings, self.connections)
+        return _LimitedProtocol(inner, self._settings, self.connections, self.sockets)
 
     async def wait_closed(self) -> None:
         """Wait for the calls to end, then close every connection (GOAWAY first)."""
         await super().wait_closed()
         for connection in list(self.connections):
             connection.goaway(ErrorCodes.NO_ERROR, b"server stopping")
+
+
+class OpenSockets:
+    """The connections whose sockets are open (until their ``connection_lost``)."""
+
+    def __init__(self) -> None:
+        self._members: set[_LimitedProtocol] = set()
+        self._none = asyncio.Event()
+        self._none.set()
+
+    def add(self, connection: _LimitedProtocol) -> None:
+        self._members.add(connection)
+        self._none.clear()
+
+    def discard(self, connection: _LimitedProtocol) -> None:
+        self._members.discard(connection)
+        if not self._members:
+            self._none.set()
+
+    def __iter__(self) -> Iterator[_LimitedProtocol]:
+        return iter(self._members)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    async def all_closed(self) -> None:
+        """Return once no socket is open."""
+        await self._none.wait()

@@ -58,7 +58,10 @@ class ServerSettings:
     stream_idle_timeout: float = option(
         60.0,
         "seconds a client-streaming call (WriteStream, LotsOfGreetings, BidiHello) waits for "
-        "the client's next message; then DEADLINE_EXCEEDED (an upload leaves the file as it was)",
+        "the client's next message, and a server stream (ReadStream, LotsOfReplies, List, "
+        "BidiHello) for the client to grant flow-control window; then DEADLINE_EXCEEDED (an "
+        "upload leaves the file as it was). A connection that takes too little of its replies "
+        "for as long is closed",
     )
     max_file_bytes: int = option(
         1024**3, "largest file any FileController call reads or writes, in bytes"
@@ -82,6 +85,11 @@ class ServerSettings:
         10.0,
         "seconds a new connection gets to finish its TLS handshake, then as long again to "
         "send its HTTP/2 preface; one that does not is closed",
+    )
+    request_header_timeout: float = option(
+        10.0,
+        "seconds a client gets to finish a request's headers (HEADERS and CONTINUATION "
+        "frames), or any frame it has begun; a connection that does not is closed",
     )
     keepalive_time: float = option(
         7200.0, "seconds between pings on a connection with calls open, to find dead peers; 0: off"
@@ -230,7 +238,8 @@ def _validate_limits(settings: ServerSettings) -> None:
     for name in ("reset_budget", "control_frame_budget"):
         if getattr(settings, name) < 0:
             raise ConfigError(name, f"{getattr(settings, name)} is below 0")
-    for name in ("budget_window", "keepalive_timeout", "handshake_timeout", "stream_idle_timeout"):
+    timeouts = ("keepalive_timeout", "handshake_timeout", "request_header_timeout")
+    for name in ("budget_window", *timeouts, "stream_idle_timeout"):
         if not 0 < getattr(settings, name) < math.inf:
             raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds > 0")
 

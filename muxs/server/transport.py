@@ -8,13 +8,21 @@ many calls in flight on a connection, one system call carries many calls' frames
 
 Back-pressure is unchanged: the underlying transport still pauses the protocol when its
 buffer is full, one turn later at most (a server stream yields to the loop every few
-milliseconds: ``muxs.server.deadlines``).
+milliseconds: ``muxs.server.deadlines``). CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 forget that
+check in ``writelines`` (gh-127655, CVE-2024-12254): a peer that reads nothing would make
+the buffer grow without end; ``flush`` makes the check itself there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
+
+#: Whether this CPython's selector transport pauses its protocol in ``writelines``.
+_WRITELINES_PAUSES = not (
+    (3, 12) <= sys.version_info[:3] < (3, 12, 9) or (3, 13) <= sys.version_info[:3] < (3, 13, 2)
+)
 
 
 class CoalescingTransport:
@@ -42,6 +50,16 @@ class CoalescingTransport:
             if not self._transport.is_closing():
                 self.bytes_written += sum(map(len, pending))
                 self._transport.writelines(pending)
+                if not _WRITELINES_PAUSES:
+                    self._check_buffer()
+
+    def _check_buffer(self) -> None:
+        """Pause the protocol if the transport's buffer is over its high-water mark (setting
+        the limits again makes that check: public API, harmless where it is redundant)."""
+        transport = self._transport
+        if transport.get_write_buffer_size() and not transport.is_closing():
+            low, high = transport.get_write_buffer_limits()
+            transport.set_write_buffer_limits(high, low)
 
     @property
     def pending_bytes(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hyperframe.frame import (
+    ContinuationFrame,
     DataFrame,
     HeadersFrame,
     PingFrame,
@@ -53,6 +54,19 @@ def test_the_scanner_reads_every_frame_header_however_the_bytes_are_cut() -> Non
         scanner = FrameScanner()
         pieces = [stream[at : at + size] for at in range(0, len(stream), size)]
         assert [frame for piece in pieces for frame in scanner.scan(piece)] == expected
+
+
+def test_the_scanner_knows_what_is_unfinished() -> None:
+    """A frame cut short, and a header block begun (HEADERS, CONTINUATION) until it ends."""
+    scanner = FrameScanner()
+    scanner.scan(PREFACE + PING[:12])
+    assert (scanner.mid_frame, scanner.frames_completed) == (True, 1)  # the preface
+    scanner.scan(PING[12:])
+    assert (scanner.mid_frame, scanner.frames_completed) == (False, 2)
+    scanner.scan(HeadersFrame(1, b"").serialize())
+    assert (scanner.mid_frame, scanner.in_header_block) == (False, True)
+    scanner.scan(ContinuationFrame(1, b"", flags=["END_HEADERS"]).serialize())
+    assert (scanner.in_header_block, scanner.frames_completed) == (False, 4)
 
 
 PING = PingFrame(0, b"12345678").serialize()

@@ -16,6 +16,7 @@ def test_the_defaults_are_grpcs_or_safer() -> None:
     assert (settings.keepalive_time, settings.keepalive_timeout) == (7200.0, 20.0)
     assert (settings.reset_budget, settings.control_frame_budget) == (10_000, 1_000)
     assert settings.budget_window == 10.0
+    assert (settings.handshake_timeout, settings.request_header_timeout) == (10.0, 10.0)
 
 
 @pytest.mark.parametrize(
@@ -32,6 +33,8 @@ def test_the_defaults_are_grpcs_or_safer() -> None:
         ("control_frame_budget", -1, "-1 is below 0"),
         ("budget_window", 0.0, "0.0 is not a number of seconds > 0"),
         ("budget_window", math.inf, "inf is not a number of seconds > 0"),
+        ("request_header_timeout", 0.0, "0.0 is not a number of seconds > 0"),
+        ("request_header_timeout", math.nan, "nan is not a number of seconds > 0"),
     ],
 )
 def test_invalid_limits_are_refused(option: str, value: float, problem: str) -> None:

@@ -59,13 +59,18 @@ class Attacker:
 
     @classmethod
     async def open(cls, server: RunningServer, *, read_replies: bool = True) -> Attacker:
+        """Connect to ``server`` (see ``connect``)."""
+        return await cls.connect(server.host, server.port, read_replies=read_replies)
+
+    @classmethod
+    async def connect(cls, host: str, port: int, *, read_replies: bool = True) -> Attacker:
         """Connect; a peer that does not read gets a small receive buffer, so that what the
         server sends it fills the socket soon."""
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if not read_replies:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, (server.host, server.port))
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
         reader, writer = await asyncio.open_connection(sock=sock)
         return cls(reader, writer, read_replies=read_replies)
 
@@ -77,6 +82,10 @@ class Attacker:
                 await self._writer.drain()
                 await asyncio.sleep(0)  # the server shares this loop (drain may not yield)
         self.closed.set()
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` to be sent as fast as the server takes it."""
+        self._writer.write(data)
 
     def open_stream(self, path: str) -> int:
         """Open a call to ``path`` (headers only, the stream left open); return its id."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import sys
 from collections.abc import Callable
 
 import pytest
@@ -27,6 +26,7 @@ from tests.reliability.dos.attacks import (
     PRIORITY,
     SETTINGS,
     UNKNOWN,
+    WAIT,
     WINDOW_UPDATE,
     Attacker,
     assert_calmed_down,
@@ -74,11 +74,6 @@ async def test_a_continuation_flood_is_cut_short(live_server: RunningServer) -> 
     await assert_others_served(live_server)
 
 
-@pytest.mark.skipif(
-    sys.version_info >= (3, 12),
-    reason="on CPython 3.12+ the server's write buffer never reaches its high-water mark in "
-    "this test, which then hangs in the server's stop (issue 13, open)",
-)
 @pytest.mark.parametrize("frame", [PING, SETTINGS], ids=["ping", "settings"])
 async def test_a_peer_that_does_not_read_its_replies_is_not_read(
     settings: ServerSettings, frame: bytes
@@ -107,3 +102,25 @@ async def test_a_peer_that_does_not_read_its_replies_is_not_read(
     assert not limited.connections
     await until(lambda: Usage.now().tasks <= baseline.tasks)
     await until(lambda: Usage.now().fds <= baseline.fds)
+
+
+async def test_a_peer_that_does_not_read_does_not_hold_the_servers_stop(
+    settings: ServerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Its socket never finishes closing (what the server sent it is never taken), which
+    would hold the listener's ``wait_closed`` forever on Python 3.12+ (and keep the socket
+    open on uvloop): the server aborts it and stops (``WAIT`` guards against a hang)."""
+    async with asyncio.timeout(WAIT):
+        async with serve(settings=dataclasses.replace(settings, control_frame_budget=0)) as server:
+            assert isinstance(server.server, LimitedServer)
+            limited = server.server
+            attacker = await Attacker.open(server, read_replies=False)
+            await until(lambda: len(limited.connections) == 1)
+            (protocol,) = limited.connections
+            flooding = asyncio.create_task(attacker.flood(repeated(PING, 500)))
+            await until(lambda: "writes" in protocol.reading_paused_for, bound=WAIT)
+        assert not limited.sockets
+        await flooding  # the server's abort (a TCP reset) ends it
+        await attacker.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["aborted 1 connection(s) whose peer did not read what it was sent"]
