@@ -98,7 +98,7 @@ def test_a_scope_for_a_method_the_service_lacks_is_a_config_error() -> None:
 
 
 async def test_two_services_serving_one_method_is_a_config_error(settings: ServerSettings) -> None:
-    with pytest.raises(ConfigError, match="two hosted services both serve /orders.Orders/Get"):
+    with pytest.raises(ConfigError, match=r"two hosted services both serve /orders\.Orders/Get"):
         async with serve(settings=settings, services=[Orders(), Orders()]):
             pass
 
