@@ -2,8 +2,9 @@
 
 Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1),
 ``levers`` (muxs with and without uvloop), ``features`` (what the access log and the metrics
-cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server interceptors) and, with ``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an
-earlier commit checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
+cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server interceptors) and, with
+``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an earlier commit
+checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
 and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and
 ``<mode>-<suite>.png``.
 """
