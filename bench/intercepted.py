@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 
 import muxs
 from muxs.server.loops import run
@@ -17,7 +18,7 @@ async def noop(call: muxs.CallContext, proceed: muxs.Proceed) -> None:
 
 
 async def serve(count: int, root: str) -> None:
-    settings = muxs.ServerSettings(port=0, root=root)
+    settings = muxs.ServerSettings(port=0, root=Path(root))
     async with muxs.serve(settings=settings, interceptors=[noop] * count) as running:
         print(f"muxs listening on {running.target}", flush=True)
         await asyncio.Event().wait()
