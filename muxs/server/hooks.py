@@ -210,7 +210,7 @@ class CallHooks:
                     await chain(interceptors, call, partial(run_handler, call))()
                 else:
                     await run_handler(call)
-                call.status = StatusCode.OK  # an interceptor may have answered for the handler
+                call.status = StatusCode.OK  # also when an interceptor ended the call itself
                 if call.pending_headers is not None or call.trailers is not None:
                     await _send_metadata(call, None)
             except BaseException as exc:
