@@ -3,6 +3,7 @@ scopes, health, reflection, access logs and the drain's refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -223,3 +224,31 @@ async def test_own_calls_are_in_the_access_log(
     [line] = [r.getMessage() for r in caplog.records if r.name == "muxs.access_log"]
     assert "/orders.Orders/Get" in line
     assert "NOT_FOUND" in line
+
+
+async def test_own_calls_are_in_the_metrics(settings: ServerSettings) -> None:
+    from tests.server.test_metrics import labels, scrape
+
+    async with orders_server(replace(settings, metrics_port=0)) as (running, channel):
+        await call(channel, "Place", Order(item="tea"))
+        await call(channel, "Get", OrderRequest(id="nope"))
+        samples = await scrape(running)
+    place = labels("orders.Orders", "Place", "unary", grpc_code="OK")
+    get = labels("orders.Orders", "Get", "unary", grpc_code="NOT_FOUND")
+    assert samples[("grpc_server_handled_total", place)] == 1
+    assert samples[("grpc_server_handled_total", get)] == 1
+
+
+class Stuck(Orders):
+    """``Get`` never answers."""
+
+    async def get(self, message: OrderRequest) -> Order:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_max_call_seconds_bounds_own_calls(settings: ServerSettings) -> None:
+    settings = replace(settings, max_call_seconds=0.2)
+    async with orders_server(settings, Stuck()) as (_, channel):
+        reply = await call(channel, "Get", OrderRequest(id="1"))
+    assert reply.status == StatusCode.DEADLINE_EXCEEDED
