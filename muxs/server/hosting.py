@@ -3,11 +3,14 @@
 ``muxs.serve(services=[...])`` and ``build_server(..., services=[...])`` take betterproto2 service
 bases' subclasses, or any grpclib service (an object with ``__mapping__``), either bare or in a
 ``HostedService``. A bare service declares no scope: while auth is on, every call to it is
-refused with PERMISSION_DENIED, as a muxs method without a scope would be.
+refused with PERMISSION_DENIED, as a muxs method without a scope would be. ``muxs serve
+--services module:factory`` (the ``services`` setting) hosts what ``factory()`` returns.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +21,8 @@ from muxs.errors import ConfigError
 
 if TYPE_CHECKING:
     from muxs._internals import IServable
+
+log = logging.getLogger(__name__)
 
 #: What ``services=`` takes: a service, or a service with its scopes and descriptors.
 ServiceLike = Union["IServable", "HostedService"]
@@ -116,3 +121,28 @@ class Hosting:
             if descriptors is not None:
                 descriptor_sets.append(descriptors)
         return cls(services, scopes, descriptor_sets)
+
+
+def load_services(import_path: str) -> list[ServiceLike]:
+    """What the factory ``module:factory`` returns (the ``services`` setting); ``ConfigError``
+    naming what went wrong (the module's own exceptions are logged with their traceback)."""
+    module_name, _, factory_name = import_path.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError("services", f"cannot import {module_name}: {exc}") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ConfigError("services", f"{module_name} has no callable {factory_name}")
+    try:
+        services = factory()
+    except Exception as exc:
+        log.exception("%s() failed", import_path)
+        raise ConfigError("services", f"{import_path}() failed: {exc!r}") from None
+    if not isinstance(services, list | tuple) or not all(
+        isinstance(s, HostedService) or hasattr(s, "__mapping__") for s in services
+    ):
+        raise ConfigError(
+            "services", f"{import_path}() must return a list of services (HostedService or grpclib)"
+        )
+    return list(services)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from grpclib.server import Server
 
 from muxs.errors import ConfigError
-from muxs.server.hosting import Hosting, ServiceLike
+from muxs.server.hosting import Hosting, ServiceLike, load_services
 from muxs.server.interceptors import ServerInterceptor
 from muxs.server.open_files import raise_open_files_limit
 from muxs.server.services import FileControllerService, GreeterService
@@ -61,7 +61,10 @@ def _lifecycle(settings: ServerSettings, storage: Storage, embedding: Embedding)
     from muxs.server.lifecycle import Lifecycle
 
     builtin = build_services(settings, storage) if embedding.builtin_services else []
-    hosting = Hosting.of(builtin, embedding.services)
+    own = [*embedding.services]
+    if settings.services is not None:
+        own += load_services(settings.services)
+    hosting = Hosting.of(builtin, own)
     if not hosting.services:
         raise ConfigError("services", "nothing to serve: builtin_services=False and none given")
     return Lifecycle(

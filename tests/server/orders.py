@@ -13,7 +13,7 @@ from grpclib.client import Channel
 from grpclib.const import Cardinality
 from grpclib.exceptions import GRPCError
 
-from muxs import StatusCode
+from muxs import HostedService, StatusCode
 from muxs.server.context import current
 
 EXAMPLE = Path(__file__).parents[1] / "example"
@@ -94,3 +94,8 @@ async def call(
         dict(stream.initial_metadata or {}),
         dict(stream.trailing_metadata or {}),
     )
+
+
+def hosted() -> list[HostedService]:
+    """The factory ``muxs serve --services tests.server.orders:hosted`` calls."""
+    return [HostedService(Orders(), scope="orders:read", descriptor_set=DESCRIPTOR_SET)]

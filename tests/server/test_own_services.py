@@ -252,3 +252,42 @@ async def test_max_call_seconds_bounds_own_calls(settings: ServerSettings) -> No
     async with orders_server(settings, Stuck()) as (_, channel):
         reply = await call(channel, "Get", OrderRequest(id="1"))
     assert reply.status == StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_the_services_setting_hosts_what_its_factory_returns(
+    settings: ServerSettings,
+) -> None:
+    from muxs.server.config import load_settings
+    from tests.server.test_config import flags
+
+    loaded = load_settings(flags("--services", "tests.server.orders:hosted"), {})
+    assert loaded.settings.services == "tests.server.orders:hosted"
+    settings = replace(settings, services=loaded.settings.services)
+    async with serve(settings=settings) as running, Client(running.target) as client:
+        channel = Channel("127.0.0.1", running.port)
+        try:
+            placed = await call(channel, "Place", Order(item="tea"))
+        finally:
+            channel.close()
+        assert (await client.say_hello("x")).message == "Hello, x!"
+    assert placed.status == StatusCode.OK
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("tests.server.orders", "'tests.server.orders' is not module:factory"),
+        ("tests.server.no_such_module:hosted", "cannot import tests.server.no_such_module"),
+        ("tests.server.orders:no_such_factory", "has no callable no_such_factory"),
+        ("tests.server.orders:DESCRIPTOR_SET", "has no callable DESCRIPTOR_SET"),
+        ("tests.server.orders:Order", "must return a list of services"),
+    ],
+)
+async def test_a_services_setting_that_cannot_be_used_is_a_config_error(
+    settings: ServerSettings, value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        async with serve(settings=replace(settings, services=value)):
+            pass
+    assert refused.value.option == "services"
+    assert problem in refused.value.problem
