@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from muxs.server.context import CallContext
-from muxs.server.interceptors import ServerProceed, ServerInterceptor, chain
+from muxs.server.interceptors import ServerInterceptor, ServerProceed, chain
 
 CALLS = 200_000
 ROUNDS = 5

@@ -46,8 +46,8 @@ from muxs.auth.identity import ANONYMOUS, Identity, current_identity, set_identi
 from muxs.errors import StatusCode
 from muxs.server.context import CallContext, current_or_none, enter
 from muxs.server.deadlines import DEADLINE_SLACK, Pacer, bounded
-from muxs.server.refusals import retry_after
 from muxs.server.interceptors import ServerInterceptor, chain
+from muxs.server.refusals import retry_after
 
 if TYPE_CHECKING:
     from muxs._internals import IServable

@@ -27,7 +27,9 @@ ServerProceed = Callable[[], Awaitable[None]]
 ServerInterceptor = Callable[[CallContext, ServerProceed], Awaitable[None]]
 
 
-def chain(interceptors: Sequence[ServerInterceptor], call: CallContext, last: ServerProceed) -> ServerProceed:
+def chain(
+    interceptors: Sequence[ServerInterceptor], call: CallContext, last: ServerProceed
+) -> ServerProceed:
     """``last`` (the handler) behind ``interceptors``, the first outermost."""
     proceed = last
     for interceptor in reversed(interceptors):

@@ -17,9 +17,9 @@ from grpclib.exceptions import GRPCError
 from muxs import (
     CallContext,
     Client,
-    ServerProceed,
     RpcError,
     ServerInterceptor,
+    ServerProceed,
     ServerSettings,
     StatusCode,
     serve,
