@@ -2,8 +2,9 @@
 
 Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1),
 ``levers`` (muxs with and without uvloop), ``features`` (what the access log and the metrics
-cost) and, with ``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an
-earlier commit checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
+cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server interceptors) and, with
+``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an earlier commit
+checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
 and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and
 ``<mode>-<suite>.png``.
 """
@@ -33,6 +34,7 @@ from bench.servers import (
     GRPCIO_SYNC,
     UVLOOP,
     ServerKind,
+    intercepted_muxs,
     muxs,
 )
 from tools.codegen import grpcio_stubs
@@ -98,6 +100,7 @@ def suites(quick: bool, base: Path | None = None) -> list[Suite]:
         muxs("metrics-on", *fast, "--metrics-port", "0"),
     ]
     all_scenarios = scenarios(sizes, loads)
+    intercepted = [intercepted_muxs(count) for count in (0, 1, 3)]
     return [
         Suite(
             "main",
@@ -133,6 +136,14 @@ def suites(quick: bool, base: Path | None = None) -> list[Suite]:
             [fast_kind, *features],
             [s for s in all_scenarios if s.key in ("unary-4x16", "server-stream")],
             [("muxs-fast", "no-access-log"), ("metrics-on", "muxs-fast")],
+            pinned,
+        ),
+        Suite(
+            "interceptors",
+            "muxs with 0, 1 and 3 no-op server interceptors (one server core)",
+            intercepted,
+            [s for s in all_scenarios if s.key == "unary-4x16"],
+            [(kind.name, intercepted[0].name) for kind in intercepted[1:]],
             pinned,
         ),
     ] + (
@@ -186,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--suite",
         action="append",
-        choices=["main", "workers", "levers", "features", "base"],
+        choices=["main", "workers", "levers", "features", "interceptors", "base"],
         help="suite to run (repeatable; default: all)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")

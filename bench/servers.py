@@ -42,6 +42,15 @@ def muxs(
     return ServerKind(name, command, description, pythonpath)
 
 
+def intercepted_muxs(count: int) -> ServerKind:
+    """muxs with ``count`` no-op server interceptors (``bench.intercepted``)."""
+    return ServerKind(
+        f"interceptors-{count}",
+        (sys.executable, "-m", "bench.intercepted", str(count), "--root", "{root}"),
+        f"muxs.serve with {count} no-op interceptor(s)",
+    )
+
+
 GRPCIO_AIO = ServerKind(
     "grpcio-aio",
     (sys.executable, "-m", "bench.grpcio_server", "aio", "--stubs", "{stubs}", "--root", "{root}"),

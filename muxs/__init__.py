@@ -1,7 +1,8 @@
 """muxs: a typed, async gRPC service (Greeter and FileController) and its SDK.
 
 ``import muxs`` loads the SDK only. The server's names (``serve``, ``build_server``,
-``RunningServer``, ``ServerSettings``) are imported on first use, so a client never
+``RunningServer``, ``ServerSettings``, ``HostedService``, ``CallContext``, ``ServerInterceptor``,
+``ServerProceed``) are imported on first use, so a client never
 loads the server stack, token verification or certificate checks.
 """
 
@@ -19,6 +20,7 @@ from muxs.sync import SyncClient
 __version__ = "0.3.0"
 
 __all__ = [
+    "CallContext",
     "CallInfo",
     "Client",
     "ClientCall",
@@ -28,6 +30,7 @@ __all__ = [
     "Files",
     "HelloReply",
     "HelloRequest",
+    "HostedService",
     "Interceptor",
     "Metadata",
     "MuxsError",
@@ -35,6 +38,8 @@ __all__ = [
     "Proceed",
     "RpcError",
     "RunningServer",
+    "ServerInterceptor",
+    "ServerProceed",
     "ServerSettings",
     "Status",
     "StatusCode",
@@ -50,10 +55,17 @@ _SERVER_NAMES = {
     "build_server": "muxs.server.serving",
     "serve": "muxs.server.serving",
     "ServerSettings": "muxs.server.settings",
+    "HostedService": "muxs.server.hosting",
+    "CallContext": "muxs.server.context",
+    "ServerInterceptor": "muxs.server.interceptors",
+    "ServerProceed": "muxs.server.interceptors",
 }
 
 if _typing.TYPE_CHECKING:
     # Type checkers see the real names (and no __getattr__, so a misspelt name is an error).
+    from muxs.server.context import CallContext
+    from muxs.server.hosting import HostedService
+    from muxs.server.interceptors import ServerInterceptor, ServerProceed
     from muxs.server.serving import RunningServer, build_server, serve
     from muxs.server.settings import ServerSettings
 else:

@@ -24,7 +24,7 @@ def test_the_check_notices_a_stale_tree(tmp_path: Path) -> None:
 
 def test_check_command_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     assert codegen.main(["--check"]) == 0
-    assert capsys.readouterr().out == "generated/ is fresh\n"
+    assert capsys.readouterr().out == "generated code is fresh\n"
 
 
 def test_the_generated_package_is_marked_typed(tmp_path: Path) -> None:

@@ -26,3 +26,14 @@ def test_the_server_names_are_the_server_modules_own() -> None:
 
 def test_an_unknown_name_is_an_attribute_error() -> None:
     assert not hasattr(muxs, "no_such_name")
+
+
+def test_the_embedding_names_are_the_server_modules_own() -> None:
+    import muxs.server.context
+    import muxs.server.hosting
+    import muxs.server.interceptors
+
+    assert muxs.CallContext is muxs.server.context.CallContext
+    assert muxs.HostedService is muxs.server.hosting.HostedService
+    assert muxs.ServerInterceptor is muxs.server.interceptors.ServerInterceptor
+    assert muxs.ServerProceed is muxs.server.interceptors.ServerProceed

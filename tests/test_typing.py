@@ -27,3 +27,9 @@ def test_a_user_script_sees_the_generated_dataclasses(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_a_type_error_in_a_user_script_is_reported(tmp_path: Path) -> None:
     check_install.check_mistakes_reported(tmp_path)
+
+
+@pytest.mark.slow
+def test_the_readme_own_services_example_is_strictly_typed(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    check_install.check_own_services_types(tmp_path, readme)

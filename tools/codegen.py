@@ -3,8 +3,10 @@
 ``python -m tools.codegen`` (from the repository's root) rewrites ``generated/muxs_api`` with
 betterproto2's protoc plugin (messages, async grpclib client stubs and server bases, and
 ``py.typed`` so that type checkers read the package where it is installed) and writes the
-descriptor set that the reflection service serves. ``python -m tools.codegen --check`` exits 1
-when the committed output is stale. Needs the ``codegen`` extra (betterproto2-compiler,
+descriptor set that the reflection service serves; and the same for the test suite's example of a
+user's own service (``tests/example/orders.proto`` into ``tests/example/orders_api``, used by the
+README's embedding example). ``python -m tools.codegen --check`` exits 1 when either committed
+output is stale. Needs the ``codegen`` extra (betterproto2-compiler,
 grpcio-tools, and ruff, which the compiler formats its output with: all pinned).
 """
 
@@ -24,16 +26,28 @@ PROTO_DIR = PROJECT / "proto"
 GENERATED_DIR = PROJECT / "generated"
 PACKAGE = "muxs_api"
 DESCRIPTOR_SET = "muxs.binpb"
+EXAMPLE_DIR = PROJECT / "tests" / "example"
+EXAMPLE_PACKAGE, EXAMPLE_DESCRIPTOR_SET = "orders_api", "orders.binpb"
+#: What is generated: (proto directory, where the package goes, package, descriptor set).
+TREES = (
+    (PROTO_DIR, GENERATED_DIR, PACKAGE, DESCRIPTOR_SET),
+    (EXAMPLE_DIR, EXAMPLE_DIR, EXAMPLE_PACKAGE, EXAMPLE_DESCRIPTOR_SET),
+)
 #: betterproto2-compiler's options: async grpclib client stubs (muxs.SyncClient is muxs's
 #: own, so no grpcio stubs) and async grpclib server bases.
 PLUGIN_OPTIONS = "client_generation=async,server_generation=async"
 
 
-def generate(out_root: Path) -> Path:
-    """Write the generated package under ``out_root`` and return its directory."""
-    package_dir = out_root / PACKAGE
+def generate(
+    out_root: Path,
+    proto_dir: Path = PROTO_DIR,
+    package: str = PACKAGE,
+    descriptor_set: str = DESCRIPTOR_SET,
+) -> Path:
+    """Write the package generated from ``proto_dir`` under ``out_root``; return its directory."""
+    package_dir = out_root / package
     package_dir.mkdir(parents=True, exist_ok=True)
-    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.glob("*.proto"))
+    protos = sorted(str(p.relative_to(proto_dir)) for p in proto_dir.glob("*.proto"))
     env = dict(os.environ)
     # protoc finds betterproto2's plugin, and the plugin finds ruff, on PATH: both live
     # beside this interpreter.
@@ -43,14 +57,14 @@ def generate(out_root: Path) -> Path:
             sys.executable,
             "-m",
             "grpc_tools.protoc",
-            f"-I{PROTO_DIR}",
+            f"-I{proto_dir}",
             f"--python_betterproto2_out={package_dir}",
             f"--python_betterproto2_opt={PLUGIN_OPTIONS}",
-            f"--descriptor_set_out={package_dir / DESCRIPTOR_SET}",
+            f"--descriptor_set_out={package_dir / descriptor_set}",
             "--include_imports",
             *protos,
         ],
-        cwd=PROTO_DIR,
+        cwd=proto_dir,
         env=env,
         capture_output=True,
         text=True,
@@ -99,10 +113,13 @@ def stale_files(committed: Path, fresh: Path) -> list[str]:
 
 
 def check() -> list[str]:
-    """Regenerate into a temporary directory and list what differs from generated/."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fresh = generate(Path(tmp))
-        return stale_files(GENERATED_DIR / PACKAGE, fresh)
+    """Regenerate into a temporary directory and list what differs from the committed trees."""
+    stale = []
+    for proto_dir, out_root, package, descriptor_set in TREES:
+        with tempfile.TemporaryDirectory() as tmp:
+            fresh = generate(Path(tmp), proto_dir, package, descriptor_set)
+            stale += [f"{package}/{name}" for name in stale_files(out_root / package, fresh)]
+    return stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,16 +132,17 @@ def main(argv: list[str] | None = None) -> int:
         stale = check()
         if stale:
             print(
-                "generated/ is stale against proto/ (run `python -m tools.codegen`): "
+                "generated code is stale against its proto (run `python -m tools.codegen`): "
                 + ", ".join(stale),
                 file=sys.stderr,
             )
             return 1
-        print("generated/ is fresh")
+        print("generated code is fresh")
         return 0
-    shutil.rmtree(GENERATED_DIR / PACKAGE, ignore_errors=True)
-    generate(GENERATED_DIR)
-    print(f"wrote {GENERATED_DIR / PACKAGE}")
+    for proto_dir, out_root, package, descriptor_set in TREES:
+        shutil.rmtree(out_root / package, ignore_errors=True)
+        generate(out_root, proto_dir, package, descriptor_set)
+        print(f"wrote {out_root / package}")
     return 0
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from muxs.server.hooks import Call, CallObserver
+from muxs.server.context import CallContext
+from muxs.server.hooks import CallObserver
 
 # Named, not __name__: operators filter on it (tests/server/test_access_log.py pins it).
 log = logging.getLogger("muxs.access_log")
 
 
-def access_fields(call: Call) -> dict[str, object]:
+def access_fields(call: CallContext) -> dict[str, object]:
     """What the access log says about a finished call."""
     assert call.status is not None
     fields: dict[str, object] = {"method": call.path, "peer": call.peer}
@@ -40,7 +41,7 @@ class AccessLog(CallObserver):
     call, that is a third of a line's cost.
     """
 
-    def finished(self, call: Call) -> None:
+    def finished(self, call: CallContext) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
         fields = access_fields(call)

@@ -3,12 +3,14 @@
 ``CallHooks.wrap`` wraps each handler of the hosted services once, when the server is
 built; for every call the wrapper:
 
-- keeps one ``Call`` record (method, peer, duration, messages in and out, final status)
-  that its observers share: the access log (``muxs.server.access_log``) and the metrics
-  (``muxs.server.metrics``) read the same record instead of each keeping their own;
+- keeps one ``CallContext`` (``muxs.server.context``: method, peer, metadata, duration,
+  messages in and out, final status) that everyone shares: the handler (``current()``), the
+  interceptors, and the observers, the access log (``muxs.server.access_log``) and the metrics
+  (``muxs.server.metrics``), which read it once the call has ended;
 - refuses new calls with UNAVAILABLE once a drain begins (health checks excepted);
-- authenticates the caller (``muxs.server.verification.authenticator``) when auth or
-  mutual TLS is on;
+- runs the interceptors (``muxs.server.interceptors``) around the handler, the first being
+  muxs's auth (``muxs.server.verification.authenticator``) when auth or mutual TLS is on;
+- sends the response headers and trailers the call added, with its status;
 - applies the deadline rules of ``muxs.server.deadlines`` (a server stream shares the event loop,
   ``max_call_seconds`` bounds the call);
 - is the last-resort error handler: an unexpected exception in a handler is logged once
@@ -20,8 +22,7 @@ gets a ``CallStream``, grpclib's stream as seen through the wrapper, which count
 messages it receives and sends (and paces a server stream). Only observers that ask for
 them (``counts_messages``: the metrics) are told of each message as it goes.
 
-The record travels in a ``ContextVar`` (each call runs in its own task): ``current_call()``
-returns it inside a handler, and ``count_bytes_written`` adds to it; ``send_window()`` tells
+``count_bytes_written`` adds to the running call's record; ``send_window()`` tells
 a handler how much it can send before its client must read (ReadStream reads ahead no more).
 """
 
@@ -32,8 +33,7 @@ import enum
 import logging
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from contextvars import ContextVar
-from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from grpclib.const import Cardinality, Handler
@@ -42,9 +42,11 @@ from grpclib.protocol import Peer
 from grpclib.server import Stream
 
 from muxs import _internals
-from muxs.auth.identity import Identity, current_identity, set_identity
+from muxs.auth.identity import ANONYMOUS, Identity, current_identity, set_identity
 from muxs.errors import StatusCode
+from muxs.server.context import CallContext, current_or_none, enter
 from muxs.server.deadlines import DEADLINE_SLACK, Pacer, bounded
+from muxs.server.interceptors import ServerInterceptor, chain
 from muxs.server.refusals import retry_after
 
 if TYPE_CHECKING:
@@ -77,29 +79,6 @@ class Counted(enum.Enum):
     BYTES_WRITTEN = "bytes written to files"
 
 
-@dataclass(eq=False)
-class Call:
-    """One call, from the request's headers to its status."""
-
-    service: str
-    method: str
-    kind: str
-    peer: str
-    started: float
-    received: int = 0
-    sent: int = 0
-    bytes_written: int = 0
-    #: Who called, once authenticated (mTLS or token subject); None when anonymous.
-    subject: str | None = None
-    #: The final status; None while the call is in flight.
-    status: StatusCode | None = None
-    duration: float = 0.0
-
-    @property
-    def path(self) -> str:
-        return f"/{self.service}/{self.method}"
-
-
 class CallObserver:
     """Told about every call; override what you need (every method does nothing here)."""
 
@@ -107,36 +86,23 @@ class CallObserver:
     #: hears only of bytes written, and ``finished`` reads the totals from the ``Call``.
     counts_messages = False
 
-    def started(self, call: Call) -> None:
+    def started(self, call: CallContext) -> None:
         """The call's request headers arrived."""
 
-    def counted(self, call: Call, what: Counted, amount: int) -> None:
+    def counted(self, call: CallContext, what: Counted, amount: int) -> None:
         """The call wrote bytes to a file, or (``counts_messages``) received or sent a message."""
 
-    def finished(self, call: Call) -> None:
+    def finished(self, call: CallContext) -> None:
         """The call ended: ``status``, ``duration`` and the message counts are set."""
-
-
-_current: ContextVar[tuple[Call, Sequence[CallObserver]] | None] = ContextVar(
-    "muxs_call", default=None
-)
-_stream: ContextVar[Stream[Any, Any] | None] = ContextVar("muxs_stream", default=None)
-
-
-def current_call() -> Call | None:
-    """The call being handled by the running task (None outside a muxs handler)."""
-    current = _current.get()
-    return current[0] if current else None
 
 
 def count_bytes_written(amount: int) -> None:
     """Count ``amount`` bytes a FileController handler wrote to a file for this call."""
-    current = _current.get()
-    if current is None:
+    call = current_or_none()
+    if call is None:
         return
-    call, observers = current
     call.bytes_written += amount
-    for observer in observers:
+    for observer in call.observers:
         observer.counted(call, Counted.BYTES_WRITTEN, amount)
 
 
@@ -144,8 +110,8 @@ def send_window() -> int | None:
     """Bytes the running call can send now without waiting for its client: its HTTP/2
     flow-control window (the smaller of its stream's and its connection's), 0 while the
     connection's socket is not taking writes; None outside a muxs handler."""
-    stream = _stream.get()
-    return None if stream is None else _internals.send_window(stream)
+    call = current_or_none()
+    return None if call is None else _internals.send_window(call.stream)
 
 
 def format_peer(peer: Peer) -> str:
@@ -170,8 +136,9 @@ class _Wrapped:
 class CallHooks:
     """Wraps the handlers of the services a server hosts; tells ``observers`` about each call.
 
-    ``authenticator``, when given, checks every call before its handler runs;
-    ``max_call_seconds``, when given, bounds every call.
+    ``authenticator``, when given and when auth or mutual TLS is on, checks every call before
+    ``interceptors`` and the handler run (it is the first interceptor); ``max_call_seconds``,
+    when given, bounds every call.
     """
 
     def __init__(
@@ -179,13 +146,16 @@ class CallHooks:
         observers: Sequence[CallObserver] = (),
         *,
         authenticator: Authenticator | None = None,
+        interceptors: Sequence[ServerInterceptor] = (),
         max_call_seconds: float | None = None,
     ) -> None:
         self._observers = tuple(observers)
         self._counting = tuple(o for o in self._observers if o.counts_messages)
-        self._authenticator = authenticator
+        self._interceptors: tuple[ServerInterceptor, ...] = tuple(interceptors)
+        if authenticator is not None and authenticator.active:
+            self._interceptors = (authenticator, *self._interceptors)
         self._max_call_seconds = max_call_seconds
-        self._in_flight: set[Call] = set()
+        self._in_flight: set[CallContext] = set()
         self._ended = asyncio.Event()
         self._refusing = False
 
@@ -216,14 +186,24 @@ class CallHooks:
         kind = _KINDS[handler.cardinality]
         paced = handler.cardinality.server_streaming
         counting = self._counting
+        interceptors = self._interceptors
         func = handler.func
         if self._max_call_seconds is not None:
             func = bounded(func, path, self._max_call_seconds)
 
+        async def run_handler(call: CallContext) -> None:
+            """The handler, its outcome recorded on ``call`` for the interceptors to read."""
+            try:
+                await func(cast(Stream[Any, Any], CallStream(call, counting, paced)))
+            except BaseException as exc:
+                raise _failed(call, exc) from None
+            call.status = StatusCode.OK
+
         async def handle(stream: Stream[Any, Any]) -> None:
-            call = Call(service, method, kind, format_peer(stream.peer), time.monotonic())
-            self._start(call, stream)
-            status = StatusCode.UNKNOWN
+            call = CallContext(
+                service, method, kind, format_peer(stream.peer), time.monotonic(), stream
+            )
+            self._start(call)
             try:
                 if self._refusing and service != HEALTH_SERVICE:
                     raise retry_after(
@@ -231,40 +211,36 @@ class CallHooks:
                         StatusCode.UNAVAILABLE,
                         "the server is shutting down; retry on another server",
                     )
-                if self._authenticator is not None:
-                    set_identity(self._authenticator.identify(path, stream))
-                await func(cast(Stream[Any, Any], CallStream(stream, call, counting, paced)))
-                status = StatusCode.OK
-            except GRPCError as exc:
-                status = exc.status
-                raise
-            except (asyncio.CancelledError, StreamTerminatedError):
-                status = (
-                    StatusCode.DEADLINE_EXCEEDED
-                    if _deadline_passed(stream)
-                    else StatusCode.CANCELLED
-                )
-                raise
-            except Exception:
-                log.exception("unexpected error in %s", path)
-                status = StatusCode.INTERNAL
-                raise GRPCError(
-                    StatusCode.INTERNAL, "internal server error; the server logged the details"
-                ) from None
+                if interceptors:
+                    await chain(interceptors, call, partial(run_handler, call))()
+                else:
+                    await run_handler(call)
+                call.status = StatusCode.OK  # also when an interceptor ended the call itself
+                if call.pending_headers is not None or call.trailers is not None:
+                    await _send_metadata(call, None)
+            except BaseException as exc:
+                failure = _failed(call, exc)
+                if isinstance(failure, GRPCError) and (
+                    call.pending_headers is not None or call.trailers is not None
+                ):
+                    await _send_metadata(call, failure)
+                raise failure from None
             finally:
-                self._finish(call, status, stream)
+                self._finish(call)
 
         return Handler(handle, handler.cardinality, handler.request_type, handler.reply_type)
 
-    def _start(self, call: Call, stream: Stream[Any, Any]) -> None:
-        _current.set((call, self._observers))
-        _stream.set(stream)
+    def _start(self, call: CallContext) -> None:
+        call.observers = self._observers
+        enter(call)
+        set_identity(ANONYMOUS)  # until auth, if on, names the caller
         self._in_flight.add(call)
         for observer in self._observers:
             observer.started(call)
 
-    def _finish(self, call: Call, status: StatusCode, stream: Stream[Any, Any]) -> None:
-        call.status = status
+    def _finish(self, call: CallContext) -> None:
+        if call.status is None:
+            call.status = StatusCode.UNKNOWN
         call.duration = time.monotonic() - call.started
         call.subject = _subject(current_identity())
         self._in_flight.discard(call)
@@ -273,21 +249,55 @@ class CallHooks:
             observer.finished(call)
 
 
+def _failed(call: CallContext, exc: BaseException) -> BaseException:
+    """What to raise for ``exc`` ending ``call``, its status recorded: a ``GRPCError`` as it
+    is, a cancel as it is (DEADLINE_EXCEEDED if the deadline passed, else CANCELLED), and an
+    unexpected error, logged once with its traceback, as INTERNAL with a generic message."""
+    if isinstance(exc, GRPCError):
+        call.status = exc.status
+    elif isinstance(exc, asyncio.CancelledError | StreamTerminatedError):
+        if call.status in (None, StatusCode.OK):
+            cancelled = _deadline_passed(call.stream)
+            call.status = StatusCode.DEADLINE_EXCEEDED if cancelled else StatusCode.CANCELLED
+    elif isinstance(exc, Exception):
+        log.exception("unexpected error in %s", call.path)
+        call.status = StatusCode.INTERNAL
+        return GRPCError(
+            StatusCode.INTERNAL, "internal server error; the server logged the details"
+        )
+    return exc
+
+
+async def _send_metadata(call: CallContext, failure: GRPCError | None) -> None:
+    """Send the headers and trailers the call added, with its status."""
+    if call.pending_headers is not None:
+        await call.send_headers()
+    if failure is None:
+        await call.stream.send_trailing_metadata(metadata=call.trailers)
+    else:
+        await call.stream.send_trailing_metadata(
+            status=failure.status,
+            status_message=failure.message,
+            status_details=failure.details,
+            metadata=call.trailers,
+        )
+
+
 class CallStream:
     """grpclib's server ``Stream`` as a handler sees it through the call wrapper: the same
-    stream, with the messages it receives and sends counted on the ``Call`` (and told to
-    ``observers`` that count them), a server stream paced (``muxs.server.deadlines.Pacer``)."""
+    stream, with the messages it receives and sends counted on the ``CallContext`` (and told to
+    ``observers`` that count them, and to the call's watchers), a server stream paced
+    (``muxs.server.deadlines.Pacer``), the headers the call added sent with the first reply."""
 
     __slots__ = ("_call", "_observers", "_pacer", "_stream")
 
     def __init__(
         self,
-        stream: Stream[Any, Any],
-        call: Call,
+        call: CallContext,
         observers: Collection[CallObserver],
         paced: bool,
     ) -> None:
-        self._stream = stream
+        self._stream = call.stream
         self._call = call
         self._observers = observers
         self._pacer = Pacer() if paced else None
@@ -295,16 +305,26 @@ class CallStream:
     async def recv_message(self) -> Any:
         message = await self._stream.recv_message()
         if message is not None:
-            self._call.received += 1
+            call = self._call
+            call.received += 1
             for observer in self._observers:
-                observer.counted(self._call, Counted.RECEIVED, 1)
+                observer.counted(call, Counted.RECEIVED, 1)
+            if call.watchers is not None:
+                for watcher in call.watchers:
+                    watcher(call, "received", message)
         return message
 
     async def send_message(self, message: Any) -> None:
+        call = self._call
+        if call.pending_headers is not None:
+            await call.send_headers()
+        if call.watchers is not None:
+            for watcher in call.watchers:
+                watcher(call, "sent", message)
         await self._stream.send_message(message)
-        self._call.sent += 1
+        call.sent += 1
         for observer in self._observers:
-            observer.counted(self._call, Counted.SENT, 1)
+            observer.counted(call, Counted.SENT, 1)
         if self._pacer is not None and self._pacer.turn_is_over():
             await asyncio.sleep(0)  # let the deadline, a cancel and the other calls run
             self._pacer.new_turn()

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,7 @@ from muxs.server.access_log import AccessLog
 from muxs.server.handshakes import TlsHandshake
 from muxs.server.health import HealthState
 from muxs.server.hooks import CallHooks, CallObserver
+from muxs.server.interceptors import ServerInterceptor
 from muxs.server.limits import LimitedServer
 from muxs.server.reflection import reflection_services
 from muxs.server.settings import ServerSettings
@@ -83,14 +84,26 @@ class DrainableServer(LimitedServer):
 
 
 class Lifecycle:
-    """Builds a muxs server around ``services``, starts it, and drains it."""
+    """Builds a muxs server around ``services``, starts it, and drains it.
 
-    def __init__(self, settings: ServerSettings, services: Sequence[IServable], root: Path) -> None:
+    ``interceptors`` run around every call (after auth); ``scopes`` are the hosted services'
+    (``muxs.server.hosting``), ``descriptor_sets`` what reflection describes besides muxs."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        services: Sequence[IServable],
+        root: Path,
+        *,
+        interceptors: Sequence[ServerInterceptor] = (),
+        scopes: Mapping[str, str | None] | None = None,
+        descriptor_sets: Sequence[bytes] = (),
+    ) -> None:
         self.settings = settings
         self.health = HealthState(services, root)
         hosted = [*services, self.health.service]
         if settings.reflection:
-            hosted += reflection_services(hosted)
+            hosted += reflection_services(hosted, descriptor_sets)
         observers: list[CallObserver] = [AccessLog()] if settings.access_log else []
         self.metrics = None
         if settings.metrics_port is not None:
@@ -101,7 +114,8 @@ class Lifecycle:
             observers.append(self.metrics)
         self.calls = CallHooks(
             observers,
-            authenticator=Authenticator.from_settings(settings),
+            authenticator=Authenticator.from_settings(settings, scopes),
+            interceptors=interceptors,
             max_call_seconds=settings.max_call_seconds,
         )
         self.server = DrainableServer(self.calls.wrap(hosted), settings)

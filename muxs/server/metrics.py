@@ -40,14 +40,15 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from muxs.server.hooks import Call, CallObserver, Counted
+from muxs.server.context import CallContext
+from muxs.server.hooks import CallObserver, Counted
 
 LABELS = ("grpc_service", "grpc_method", "grpc_type")
 #: Where prometheus-client's multiprocess mode keeps the values; read when it is imported.
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def _labels(call: Call) -> tuple[str, str, str]:
+def _labels(call: CallContext) -> tuple[str, str, str]:
     return call.service, call.method, call.kind
 
 
@@ -135,22 +136,22 @@ class Metrics(CallObserver):
     def _counter(self, name: str, documentation: str) -> Counter:
         return Counter(name, documentation, LABELS, registry=self.registry)
 
-    def started(self, call: Call) -> None:
+    def started(self, call: CallContext) -> None:
         series = self._series(call)
         series.started.inc()
         series.in_flight.inc()
 
-    def counted(self, call: Call, what: Counted, amount: int) -> None:
+    def counted(self, call: CallContext, what: Counted, amount: int) -> None:
         self._series(call).counted[what].inc(amount)
 
-    def finished(self, call: Call) -> None:
+    def finished(self, call: CallContext) -> None:
         assert call.status is not None
         series = self._series(call)
         series.in_flight.dec()
         series.seconds.observe(call.duration)
         self._handled.labels(*_labels(call), call.status.name).inc()
 
-    def _series(self, call: Call) -> _Series:
+    def _series(self, call: CallContext) -> _Series:
         """The call's method's series, looked up once per method (messages count often)."""
         labels = _labels(call)
         series = self._by_method.get(labels)

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 
 from grpclib.server import Server
 
+from muxs.errors import ConfigError
+from muxs.server.hosting import Hosting, ServiceLike, load_services
+from muxs.server.interceptors import ServerInterceptor
 from muxs.server.open_files import raise_open_files_limit
 from muxs.server.services import FileControllerService, GreeterService
 from muxs.server.settings import ServerSettings
@@ -41,19 +44,52 @@ def build_services(settings: ServerSettings, storage: Storage) -> Sequence[IServ
     ]
 
 
-def _lifecycle(settings: ServerSettings, storage: Storage) -> Lifecycle:
+@dataclass(frozen=True)
+class Embedding:
+    """What an embedding application adds to the server (``serve``'s and ``build_server``'s
+    keyword arguments of the same names)."""
+
+    services: Sequence[ServiceLike] = ()
+    builtin_services: bool = True
+    interceptors: Sequence[ServerInterceptor] = ()
+
+
+def _lifecycle(settings: ServerSettings, storage: Storage, embedding: Embedding) -> Lifecycle:
     # Imported here, not by `import muxs`: grpclib's health and reflection messages
     # register in protobuf's default pool, as grpcio-health-checking's and
     # grpcio-reflection's do, and a process can hold only one of each.
     from muxs.server.lifecycle import Lifecycle
 
-    return Lifecycle(settings, build_services(settings, storage), storage.path)
+    builtin = build_services(settings, storage) if embedding.builtin_services else []
+    own = [*embedding.services]
+    if settings.services is not None:
+        own += load_services(settings.services)
+    hosting = Hosting.of(builtin, own)
+    if not hosting.services:
+        raise ConfigError("services", "nothing to serve: builtin_services=False and none given")
+    return Lifecycle(
+        settings,
+        hosting.services,
+        storage.path,
+        interceptors=embedding.interceptors,
+        scopes=hosting.scopes,
+        descriptor_sets=hosting.descriptor_sets,
+    )
 
 
-def build_server(settings: ServerSettings, storage: Storage) -> Server:
-    """A grpclib ``Server`` hosting every muxs service with health, reflection (unless
-    turned off), auth, access logs and metrics; not yet listening."""
-    return _lifecycle(settings, storage).server
+def build_server(
+    settings: ServerSettings,
+    storage: Storage,
+    *,
+    services: Sequence[ServiceLike] = (),
+    builtin_services: bool = True,
+    interceptors: Sequence[ServerInterceptor] = (),
+) -> Server:
+    """A grpclib ``Server`` hosting muxs's services (unless ``builtin_services`` is False) and
+    ``services``, with health, reflection (unless turned off), auth, ``interceptors``, access
+    logs and metrics; not yet listening."""
+    embedding = Embedding(services, builtin_services, interceptors)
+    return _lifecycle(settings, storage, embedding).server
 
 
 def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
@@ -132,8 +168,15 @@ async def serve(
     root: str | os.PathLike[str] | None = None,
     settings: ServerSettings | None = None,
     sock: socket.socket | None = None,
+    services: Sequence[ServiceLike] = (),
+    builtin_services: bool = True,
+    interceptors: Sequence[ServerInterceptor] = (),
 ) -> AsyncIterator[RunningServer]:
     """Serve muxs in the running event loop until the block exits, then drain.
+
+    ``services`` (yours: ``muxs.HostedService``, or any grpclib service) are hosted beside
+    Greeter and FileController, or instead of them with ``builtin_services=False``;
+    ``interceptors`` run around every call, in order (``muxs.server.interceptors``).
 
     ``settings`` gives every option; ``host``, ``port`` and ``root``, when given, override
     it. Port 0 binds a free ephemeral port: read the real one from ``.port``. ``sock``, a
@@ -153,7 +196,8 @@ async def serve(
         context = tls_context(settings)
         if settings.workers == 1:  # else the supervisor did, once: not a sibling's write
             remove_stale_temp_files(storage)
-        lifecycle = _lifecycle(settings, storage)
+        embedding = Embedding(services, builtin_services, interceptors)
+        lifecycle = _lifecycle(settings, storage, embedding)
         sock = sock or bind(settings.host, settings.port)
         try:
             await lifecycle.start(sock, context)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ ERROR_STYLES = ("status", "seed")
 # gRPC clients refuse messages over 4 MiB by default; a chunk and its framing must fit.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 1024
 LOG_FORMATS = ("text", "json")
+_IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] = ()) -> Any:
@@ -118,6 +120,11 @@ class ServerSettings:
     )
     access_log: bool = option(True, "log one line per call (logger muxs.access_log, at INFO)")
     reflection: bool = option(True, "serve gRPC server reflection (v1 and v1alpha)")
+    services: str | None = option(
+        None,
+        "your own services, hosted beside muxs's: module:factory, a callable that returns "
+        "them (muxs.HostedService or grpclib services); the module is imported when serving",
+    )
     shutdown_grace: float = option(
         10.0, "seconds calls in flight get to finish on SIGTERM/SIGINT before they are cancelled"
     )
@@ -200,6 +207,8 @@ def _validate(settings: ServerSettings) -> None:
         _validate_metrics_port(settings.metrics_port)
     _validate_limits(settings)
     _validate_security(settings)
+    if settings.services is not None and not _IMPORT_PATH.fullmatch(settings.services):
+        raise ConfigError("services", f"{settings.services!r} is not module:factory")
     if not 1 <= settings.workers <= MAX_WORKERS:
         raise ConfigError("workers", f"{settings.workers} is not between 1 and {MAX_WORKERS}")
     if settings.event_loop == "uvloop" and not uvloop_installed():

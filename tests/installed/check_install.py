@@ -12,12 +12,14 @@ check works in a temporary directory and every step has a bounded wait.
 - ``muxs demo`` prints the README's transcript;
 - ``muxs serve`` on an ephemeral port answers ``muxs health`` and ``muxs hello``, then stops
   with exit code 0 on SIGTERM, without a traceback;
-- the README's embedding example runs as a user's script.
+- the README's embedding example runs as a user's script, and so does its "Your own services"
+  example, beside the user's generated package (``tests/example/orders_api``, copied).
 
-``python check_install.py typing`` (the wheel and mypy): ``mypy --strict``, with no
+``python check_install.py typing README.md`` (the wheel and mypy): ``mypy --strict``, with no
 configuration and no ``mypy_path``, sees the generated messages and the SDK's precise
 return types (``muxs.Client`` and ``muxs.SyncClient``) in a user's script, and reports a
-deliberate type error. This fails when a shipped package lacks ``py.typed``.
+deliberate type error; and it accepts the README's "Your own services" example (a user's
+service, interceptor and handler context). This fails when a shipped package lacks ``py.typed``.
 
 Stdlib only: the script itself never imports muxs.
 """
@@ -29,6 +31,7 @@ import importlib.util
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +45,9 @@ from typing import IO
 STEP_SECONDS = 60  # the bound on each command; a healthy run takes about a second each
 EXTRAS_MODULES = {"prometheus_client": "metrics", "httpx": "oauth", "uvloop": "uvloop"}
 LISTENING = re.compile(r"muxs listening on (127\.0\.0\.1:\d+)")
+#: The user's generated package the "Your own services" example imports.
+EXAMPLE_PACKAGE = Path(__file__).resolve().parents[1] / "example" / "orders_api"
+OWN_SERVICES = "Your own services"
 
 
 class CheckFailed(Exception):
@@ -184,6 +190,36 @@ def check_embedding(workdir: Path, readme: str) -> None:
     print("ok: the README's embedding example runs")
 
 
+def own_services_script(workdir: Path, readme: str) -> Path:
+    """The README's "Your own services" example as ``user.py``, its package beside it."""
+    shutil.copytree(EXAMPLE_PACKAGE, workdir / EXAMPLE_PACKAGE.name)
+    script = workdir / "user.py"
+    script.write_text(readme_block(readme, OWN_SERVICES, "python"))
+    return script
+
+
+def check_own_services(workdir: Path, readme: str) -> None:
+    output = succeeded([sys.executable, str(own_services_script(workdir, readme))], workdir)
+    expect(
+        output == "placed order 1 of tea\nUNAUTHENTICATED\nHello, alice!\n",
+        f"the README's own-services example printed:\n{output}",
+    )
+    print("ok: the README's own-services example runs")
+
+
+#: What a user's mypy configuration needs for code betterproto2 0.10 generates (the README says
+#: so): its MessagePool lacks ``-> None``, an untyped call in the generated message_pool.py.
+GENERATED_CODE_MYPY = "[mypy-orders_api.message_pool]\ndisable_error_code = no-untyped-call\n"
+
+
+def check_own_services_types(workdir: Path, readme: str) -> None:
+    source = own_services_script(workdir, readme).read_text()
+    code, output = mypy_strict(workdir, source, GENERATED_CODE_MYPY)
+    shown = "\n".join(output)
+    expect(code == 0, f"mypy --strict refused the README's own-services example:\n{shown}")
+    print("ok: mypy --strict accepts the README's own-services example")
+
+
 # A user's script: every SDK call's result is the generated dataclass (or a precise builtin);
 # as `Any` the assert_type lines and the returns (no-any-return) would be errors.
 USER_SCRIPT = """\
@@ -274,10 +310,16 @@ MISTAKES = {
 }
 
 
-def mypy_strict(workdir: Path, source: str) -> tuple[int, list[str]]:
-    """Run ``mypy --strict`` on ``source`` as ``user.py`` in ``workdir``, with no config."""
+def mypy_strict(workdir: Path, source: str, config: str = "") -> tuple[int, list[str]]:
+    """Run ``mypy --strict`` on ``source`` as ``user.py`` in ``workdir``, with no config
+    but ``config`` (a ``mypy.ini``'s text) when given."""
     (workdir / "user.py").write_text(source)
-    argv = [sys.executable, "-m", "mypy", "--strict", "--config-file=", "--no-incremental"]
+    config_file = ""
+    if config:
+        (workdir / "mypy.ini").write_text(config)
+        config_file = "mypy.ini"
+    argv = [sys.executable, "-m", "mypy", "--strict", f"--config-file={config_file}"]
+    argv.append("--no-incremental")
     done = run([*argv, "--cache-dir", str(workdir / ".mypy_cache"), "user.py"], workdir)
     return done.returncode, (done.stdout + done.stderr).splitlines()
 
@@ -329,14 +371,18 @@ def runtime_checks(readme_path: Path) -> list[Callable[[Path], None]]:
         lambda workdir: check_demo(muxs, workdir, readme),
         lambda workdir: check_serve(muxs, workdir),
         lambda workdir: check_embedding(workdir, readme),
+        lambda workdir: check_own_services(workdir, readme),
     ]
 
 
-TYPING_CHECKS: list[Callable[[Path], None]] = [
-    check_imported_from_site_packages,
-    check_user_script_types,
-    check_mistakes_reported,
-]
+def typing_checks(readme_path: Path) -> list[Callable[[Path], None]]:
+    readme = readme_path.read_text()
+    return [
+        check_imported_from_site_packages,
+        check_user_script_types,
+        check_mistakes_reported,
+        lambda workdir: check_own_services_types(workdir, readme),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -345,9 +391,11 @@ def main(argv: list[str] | None = None) -> int:
     modes.add_parser("runtime", help="the CLI and the embedding API").add_argument(
         "readme", type=Path, help="the README whose transcript and example are checked"
     )
-    modes.add_parser("typing", help="mypy --strict on a user's script")
+    modes.add_parser("typing", help="mypy --strict on a user's script").add_argument(
+        "readme", type=Path, help="the README whose own-services example is type-checked"
+    )
     args = parser.parse_args(argv)
-    checks = runtime_checks(args.readme) if args.mode == "runtime" else TYPING_CHECKS
+    checks = (runtime_checks if args.mode == "runtime" else typing_checks)(args.readme)
     failed = 0
     for check in checks:
         with tempfile.TemporaryDirectory(prefix="muxs-installed-") as tmp:

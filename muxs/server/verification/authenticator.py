@@ -1,26 +1,30 @@
-"""The one place where the server authenticates and authorizes calls: ``Authenticator.identify``,
-which the call hooks (``muxs.server.hooks``) run before every handler when auth or mutual TLS is on.
+"""The one place where the server authenticates and authorizes calls: ``Authenticator``, the
+server's first interceptor (``muxs.server.interceptors``) when auth or mutual TLS is on.
 
 For each call it names the caller (``muxs.auth.current_identity()``): the verified client
 certificate's subject under mutual TLS, and, when auth is on, the bearer token's subject and
 scopes. A missing or invalid token is UNAUTHENTICATED, a valid token without the method's
-scope is PERMISSION_DENIED; health and reflection need no token. The ``authorization``
+scope is PERMISSION_DENIED, and so is any call to a method no scope is declared for (muxs's own in
+``muxs.auth.scopes``, a hosted service's in ``muxs.server.hosting``); health and reflection need no
+token. The ``authorization``
 metadata is removed once read, so nothing after it can log it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
 
-from muxs.auth.identity import ANONYMOUS, Identity, InvalidToken
-from muxs.auth.scopes import UnmappedMethod, required_scope
+from muxs.auth.identity import ANONYMOUS, Identity, InvalidToken, set_identity
+from muxs.auth.scopes import SCOPES, UnmappedMethod, required_scope
 from muxs.errors import StatusCode
+from muxs.server.context import CallContext
+from muxs.server.interceptors import ServerProceed
 from muxs.server.settings import ServerSettings
 from muxs.server.verification.jwt_tokens import JwtVerifier
 from muxs.server.verification.static_tokens import StaticTokens
@@ -39,28 +43,46 @@ class Authenticator:
         jwt: JwtVerifier | None = None,
         *,
         mutual_tls: bool = False,
+        scopes: Mapping[str, str | None] | None = None,
     ) -> None:
         self._static_tokens = static_tokens
         self._jwt = jwt
         self._mutual_tls = mutual_tls
+        self._scopes = scopes or {}
 
     @classmethod
-    def from_settings(cls, settings: ServerSettings) -> Authenticator:
-        """Load the tokens file and the JWKS the settings name (``ConfigError`` if unusable)."""
+    def from_settings(
+        cls, settings: ServerSettings, scopes: Mapping[str, str | None] | None = None
+    ) -> Authenticator:
+        """Load the tokens file and the JWKS the settings name (``ConfigError`` if unusable).
+
+        ``scopes`` maps hosted services' methods (``/package.Service/Method``) to the scope
+        each needs (None: public), beside muxs's own."""
         static_tokens = jwt = None
         if settings.auth_tokens is not None:
-            static_tokens = StaticTokens.load(settings.auth_tokens)
+            own = [scope for scope in (scopes or {}).values() if scope and scope not in SCOPES]
+            static_tokens = StaticTokens.load(settings.auth_tokens, [*SCOPES, *dict.fromkeys(own)])
         if settings.auth_jwks is not None:
             assert settings.auth_issuer is not None
             assert settings.auth_audience is not None
             jwt = JwtVerifier.load(settings.auth_jwks, settings.auth_issuer, settings.auth_audience)
         _log_settings(settings)
-        return cls(static_tokens, jwt, mutual_tls=settings.tls_client_ca is not None)
+        return cls(static_tokens, jwt, mutual_tls=settings.tls_client_ca is not None, scopes=scopes)
 
     @property
     def enabled(self) -> bool:
         """Whether calls need a bearer token."""
         return self._static_tokens is not None or self._jwt is not None
+
+    @property
+    def active(self) -> bool:
+        """Whether there is anything to check (auth or mutual TLS is on)."""
+        return self.enabled or self._mutual_tls
+
+    async def __call__(self, call: CallContext, proceed: ServerProceed) -> None:
+        """As an interceptor: name the caller (or refuse the call), then proceed."""
+        set_identity(self.identify(call.path, call.stream))
+        await proceed()
 
     def identify(self, method: str, stream: Stream[Any, Any]) -> Identity:
         """Who makes this call to ``method``; ``GRPCError`` if they may not.
@@ -81,7 +103,7 @@ class Authenticator:
         self, method: str, values: Sequence[str | bytes], identity: Identity
     ) -> Identity:
         try:
-            scope = required_scope(method)
+            scope = self._scopes[method] if method in self._scopes else required_scope(method)
         except UnmappedMethod:
             log.info("refused %s: no scope grants it", method)
             raise GRPCError(StatusCode.PERMISSION_DENIED, "no scope grants this method") from None

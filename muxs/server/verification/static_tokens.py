@@ -14,7 +14,7 @@ import json
 import secrets
 import string
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,9 @@ class StaticTokens:
         self._entries = tuple(entries)
 
     @classmethod
-    def load(cls, path: Path) -> StaticTokens:
-        """Read and check the file; any problem is a ``ConfigError`` naming the entry."""
+    def load(cls, path: Path, known_scopes: Collection[str] = SCOPES) -> StaticTokens:
+        """Read and check the file (a scope not in ``known_scopes``, muxs's and the hosted
+        services', is an error); any problem is a ``ConfigError`` naming the entry."""
         try:
             with path.open("rb") as file:
                 document = tomllib.load(file)
@@ -77,7 +78,7 @@ class StaticTokens:
         entries = []
         for number, table in enumerate(tables, 1):
             try:
-                entries.append(_parse_entry(table))
+                entries.append(_parse_entry(table, known_scopes))
             except ValueError as exc:
                 raise ConfigError(OPTION, f"{path}: token {number}: {exc}") from None
         return cls(entries)
@@ -92,7 +93,7 @@ class StaticTokens:
         return found
 
 
-def _parse_entry(table: Any) -> _Entry:
+def _parse_entry(table: Any, known_scopes: Collection[str]) -> _Entry:
     if not isinstance(table, dict):
         raise ValueError("is not a table")
     unknown = set(table) - {"sha256", "subject", "scopes"}
@@ -111,9 +112,10 @@ def _parse_entry(table: Any) -> _Entry:
     scopes = table.get("scopes")
     if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
         raise ValueError("scopes must be a list of strings")
-    unknown_scopes = set(scopes) - set(SCOPES)
+    unknown_scopes = set(scopes) - set(known_scopes)
     if unknown_scopes:
         raise ValueError(
-            f"unknown scope(s) {', '.join(sorted(unknown_scopes))} (known: {', '.join(SCOPES)})"
+            f"unknown scope(s) {', '.join(sorted(unknown_scopes))} "
+            f"(known: {', '.join(known_scopes)})"
         )
     return _Entry(bytes.fromhex(hexdigest), Identity(subject=subject, scopes=frozenset(scopes)))
