@@ -1,5 +1,5 @@
 """The codec muxs's channels send and receive messages with: betterproto2's, with file chunks
-encoded and decoded here.
+encoded and decoded here, and replies to greetings encoded here.
 
 grpclib encodes and decodes every message through its channel's or server's codec (its
 public ``codec=`` seam); ``MessageCodec`` is grpclib's protobuf codec (``SerializeToString``
@@ -8,6 +8,9 @@ and ``FromString``, which betterproto2's messages and protobuf's both have) exce
 ways, and a chunk of 64 KiB costs it about ten times what ``encode_chunk`` and
 ``decode_chunk`` take (docs/PERFORMANCE.md). They give betterproto2's results: the same
 bytes, an equal ``Chunk``; a chunk with fields muxs's proto lacks is decoded by betterproto2.
+``HelloReply``, which server streams send by the thousand, is encoded by ``encode_reply``:
+betterproto2 looks up each field's default under a warnings filter on every encode
+(docs/PERFORMANCE.md, docs/UPSTREAM.md).
 The client's channel uses ``MessageCodec``; the server's (``muxs.server.codec``) adds
 strict decoding.
 """
@@ -18,10 +21,12 @@ from typing import Any
 
 from grpclib.encoding.proto import ProtoCodec
 
-from muxs_api.muxs import Chunk
+from muxs_api.muxs import Chunk, HelloReply
 
 _FILENAME_KEY = 0x0A  # field 1, length-delimited
 _DATA_KEY = 0x12  # field 2, length-delimited
+_MESSAGE_KEY = b"\x0a"  # HelloReply.message: field 1, length-delimited
+_INDEX_KEY = b"\x10"  # HelloReply.index: field 2, varint
 
 
 def _varint(value: int) -> bytes:
@@ -47,6 +52,13 @@ def encode_chunk(chunk: Chunk) -> bytes:
     if data:
         parts += (bytes((_DATA_KEY,)), _varint(len(data)), data)
     return b"".join(parts)
+
+
+def encode_reply(reply: HelloReply) -> bytes:
+    """``reply``'s two fields as betterproto2 encodes them: set fields in field order."""
+    message = reply.message.encode("utf-8")
+    head = _MESSAGE_KEY + _varint(len(message)) + message if message else b""
+    return head + _INDEX_KEY + _varint(reply.index) if reply.index else head
 
 
 def decode_chunk(data: bytes) -> Chunk:
@@ -77,11 +89,15 @@ def decode_chunk(data: bytes) -> Chunk:
 
 
 class MessageCodec(ProtoCodec):
-    """grpclib's protobuf codec, with ``Chunk`` encoded and decoded by muxs (module doc)."""
+    """grpclib's protobuf codec, with ``Chunk`` encoded and decoded and ``HelloReply``
+    encoded by muxs (module doc)."""
 
     def encode(self, message: Any, message_type: Any) -> bytes:
-        if message_type is Chunk and type(message) is Chunk:
-            return encode_chunk(message)
+        if type(message) is message_type:
+            if message_type is HelloReply:
+                return encode_reply(message)
+            if message_type is Chunk:
+                return encode_chunk(message)
         return super().encode(message, message_type)
 
     def decode(self, data: bytes, message_type: Any) -> Any:

@@ -1,5 +1,6 @@
 """``muxs.encoding``: file chunks cross the codec exactly as betterproto2 would encode and
-decode them, and no message class is patched."""
+decode them, replies to greetings are encoded as betterproto2 would, and no message class is
+patched."""
 
 from __future__ import annotations
 
@@ -13,23 +14,50 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest
 
 import muxs
 import muxs.server.codec  # noqa: F401  (the server's codec: imported to show it patches nothing)
-from muxs.encoding import MessageCodec, decode_chunk, encode_chunk
-from muxs_api.muxs import Chunk, HelloReply
+from muxs.encoding import MessageCodec, decode_chunk, encode_chunk, encode_reply
+from muxs_api.muxs import Chunk, HelloReply, HelloRequest
 from tests.interop.test_message_properties import MESSAGE_TYPES
 
 DATA = bytes(range(256)) * 300  # a length that takes a 3-byte varint
 
 
-def test_a_chunk_has_the_fields_muxs_encoding_knows() -> None:
+def fields_of(cls: type[Message]) -> dict[str, tuple[int, str, bool]]:
     metadata = {
-        field.name: betterproto2.FieldMetadata.get(field) for field in dataclasses.fields(Chunk)
+        field.name: betterproto2.FieldMetadata.get(field) for field in dataclasses.fields(cls)
     }
-    assert {
-        name: (meta.number, meta.proto_type, meta.repeated) for name, meta in metadata.items()
-    } == {
+    return {name: (meta.number, meta.proto_type, meta.repeated) for name, meta in metadata.items()}
+
+
+def test_a_chunk_has_the_fields_muxs_encoding_knows() -> None:
+    assert fields_of(Chunk) == {
         "filename": (1, betterproto2.TYPE_STRING, False),
         "data": (2, betterproto2.TYPE_BYTES, False),
     }
+
+
+def test_a_reply_has_the_fields_muxs_encoding_knows() -> None:
+    """A field added to HelloReply in the proto fails here until ``encode_reply`` sends it."""
+    assert fields_of(HelloReply) == {
+        "message": (1, betterproto2.TYPE_STRING, False),
+        "index": (2, betterproto2.TYPE_UINT32, False),
+    }
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        HelloReply(),
+        HelloReply(message="Hello, you!"),
+        HelloReply(index=1),
+        HelloReply(message="Hello, é 文件!", index=127),
+        HelloReply(message="x" * 200, index=128),
+        HelloReply(message="y", index=2**32 - 1),
+    ],
+    ids=repr,
+)
+def test_a_reply_encodes_as_betterproto2_encodes_it(reply: HelloReply) -> None:
+    assert encode_reply(reply) == bytes(reply)
+    assert MessageCodec().encode(reply, HelloReply) == bytes(reply)
 
 
 @pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda cls: cls.__name__)
@@ -90,8 +118,8 @@ def test_a_chunk_decodes_as_betterproto2_decodes_it(encoded: bytes) -> None:
 
 def test_other_messages_keep_their_own_codec(monkeypatch: pytest.MonkeyPatch) -> None:
     codec = MessageCodec()
-    reply = HelloReply(message="Hello, codec!", index=2)
-    assert codec.decode(codec.encode(reply, HelloReply), HelloReply) == reply
+    request = HelloRequest(name="codec")
+    assert codec.decode(codec.encode(request, HelloRequest), HelloRequest) == request
     health = HealthCheckRequest(service="muxs.Greeter")
     assert codec.decode(codec.encode(health, HealthCheckRequest), HealthCheckRequest) == health
 
@@ -101,7 +129,8 @@ def test_other_messages_keep_their_own_codec(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(betterproto2.Message, "__bytes__", refuse)
     assert codec.encode(Chunk(data=b"xyz"), Chunk) == b"\x12\x03xyz"
     with pytest.raises(AssertionError, match="encoded by betterproto2"):
-        codec.encode(reply, HelloReply)
+        codec.encode(request, HelloRequest)
+    assert codec.encode(HelloReply(message="hi"), HelloReply) == b"\x0a\x02hi"
 
 
 def test_a_message_of_another_type_is_refused() -> None:
