@@ -14,7 +14,7 @@ import pytest
 from muxs import Client, ConfigError, ServerSettings, SyncClient, serve
 from muxs.client import unix_socket_path
 from muxs.server.settings import MAX_UDS_PATH_BYTES
-from muxs.server.unix_socket import bind_unix
+from muxs.server.unix_socket import bind_unix, describe_unix_peer
 from tests.access import access_records
 
 
@@ -137,3 +137,7 @@ def test_unix_targets_follow_grpcs_syntax(target: str, path: str | None) -> None
 def test_malformed_unix_targets_are_refused(target: str) -> None:
     with pytest.raises(ValueError, match="unix"):
         unix_socket_path(target)
+
+
+def test_a_peer_the_kernel_does_not_describe_is_just_unix() -> None:
+    assert describe_unix_peer(None) == "unix"
