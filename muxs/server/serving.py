@@ -20,7 +20,7 @@ from muxs.server.open_files import raise_open_files_limit
 from muxs.server.services import FileControllerService, GreeterService
 from muxs.server.settings import ServerSettings
 from muxs.server.storage import SWEEP_SECONDS, Storage
-from muxs.server.unix_socket import UnixListener, bind_unix
+from muxs.server.unix_socket import UnixListener, bind_unix, socket_path
 from muxs.tls import server_context
 
 if TYPE_CHECKING:
@@ -144,7 +144,8 @@ async def serve(
     ``settings`` gives every option; ``host``, ``port`` and ``root``, when given, override
     it. Port 0 binds a free ephemeral port: read the real one from ``.port``. ``sock``, a
     socket bound already (a worker's, from ``muxs.server.workers``), is served instead of binding.
-    ``path`` (or ``settings.uds``) listens on that Unix domain socket instead of host and port.
+    ``path`` (or ``settings.uds``) listens on that Unix domain socket instead of host and port,
+    and removes its file on exit (a Unix socket given as ``sock`` stays the caller's to remove).
     On exit, new calls are refused and calls in flight get ``settings.shutdown_grace``
     seconds to finish before they are cancelled (``.lifecycle.hurry()`` cancels them at once).
     """
@@ -171,15 +172,16 @@ async def serve(
         except BaseException:
             sock.close()
             raise
+        path = unix.path if unix else socket_path(sock)
         try:
             yield RunningServer(
                 settings,
-                "" if unix else settings.host,
-                0 if unix else sock.getsockname()[1],
+                "" if path else settings.host,
+                0 if path else sock.getsockname()[1],
                 storage.path,
                 lifecycle.server,
                 lifecycle,
-                unix.path if unix else None,
+                path,
             )
         finally:
             await lifecycle.stop()

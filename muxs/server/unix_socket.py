@@ -88,6 +88,15 @@ def _replace_stale(path: Path) -> None:
     raise OSError(errno.EADDRINUSE, f"{path} is the socket of a server that is running")
 
 
+def socket_path(sock: socket.socket) -> Path | None:
+    """The absolute path a Unix socket is bound to; None for another socket (or an unnamed
+    or abstract one)."""
+    if sock.family != socket.AF_UNIX:
+        return None
+    name = sock.getsockname()
+    return Path(name).absolute() if isinstance(name, str) and name else None
+
+
 def describe_unix_peer(sock: socket.socket | None) -> str:
     """``unix:pid=…,uid=…`` of the process at the other end of ``sock`` (Linux's SO_PEERCRED),
     or ``unix`` where the kernel does not say."""

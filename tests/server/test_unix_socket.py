@@ -141,3 +141,13 @@ def test_malformed_unix_targets_are_refused(target: str) -> None:
 
 def test_a_peer_the_kernel_does_not_describe_is_just_unix() -> None:
     assert describe_unix_peer(None) == "unix"
+
+
+async def test_a_unix_socket_passed_as_sock_is_described_by_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "given.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    async with serve(root=tmp_path / "root", sock=sock) as running:
+        assert running.target == f"unix://{path}"
+        async with Client(running.target) as client:
+            assert (await client.say_hello("given")).message == "Hello, given!"
