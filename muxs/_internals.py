@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -27,7 +28,7 @@ import h2.exceptions
 import hyperframe
 from grpclib.client import Channel
 from grpclib.config import Configuration
-from grpclib.protocol import AbstractHandler, H2Protocol, Stream
+from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
 from hyperframe import frame
 
 if TYPE_CHECKING:
@@ -145,6 +146,13 @@ def decode_headers_as_latin1(server: Server) -> None:
     """Have h2 decode ``server``'s request header values as latin-1 (every byte decodes)."""
     # Relies on: Server._h2_config, the H2Configuration every connection of the server gets.
     server._h2_config.header_encoding = "latin-1"
+
+
+def peer_socket(peer: Peer) -> socket.socket | None:
+    """The socket of a connection's ``peer`` (None once closed)."""
+    # Relies on: Peer._transport, the connection's asyncio transport.
+    sock: socket.socket | None = peer._transport.get_extra_info("socket")
+    return sock
 
 
 def stop_listening(server: Server) -> None:

@@ -22,6 +22,7 @@ import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
 
+from grpclib.config import Configuration
 from grpclib.protocol import H2Protocol
 
 from muxs._internals import ConnectingChannel
@@ -67,8 +68,8 @@ class _AnsweringProtocol(H2Protocol):
 
 
 class AnsweringChannel(ConnectingChannel):
-    """A grpclib ``Channel`` to ``host:port`` whose connection is made only once the server
-    has answered, within ``connect_timeout`` seconds (None: no limit).
+    """A grpclib ``Channel`` to ``host:port`` (or the Unix socket ``path``) whose connection
+    is made only once the server has answered, within ``connect_timeout`` seconds (None: no limit).
 
     ``client_cert`` says whether the TLS context presents a client certificate (None: not
     known), for the explanation of a refused handshake.
@@ -76,15 +77,23 @@ class AnsweringChannel(ConnectingChannel):
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str | None,
+        port: int | None,
         *,
+        path: str | None = None,
         ssl: ssl.SSLContext | None,
         connect_timeout: float | None,
         client_cert: bool | None = None,
     ) -> None:
         super().__init__(
-            host, port, ssl=ssl, codec=MessageCodec(), status_details_codec=KeepStatusDetails()
+            host,
+            port,
+            path=path,
+            ssl=ssl,
+            # A Unix socket has no host name: TLS verifies "localhost", as grpc's does.
+            config=Configuration(ssl_target_name_override="localhost") if path else None,
+            codec=MessageCodec(),
+            status_details_codec=KeepStatusDetails(),
         )
         self.connect_timeout = connect_timeout
         self._tls = ssl is not None

@@ -52,6 +52,30 @@ def parse_target(target: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
+def unix_socket_path(target: str) -> str | None:
+    """The socket path of a ``unix:PATH`` or ``unix:///ABS/PATH`` target (grpc's syntax), or
+    None for ``host:port``; raise ``ValueError`` if malformed."""
+    if not target.startswith("unix:"):
+        return None
+    path = target.removeprefix("unix:")
+    if path.startswith("//"):
+        authority, slash, rest = path[2:].partition("/")
+        if authority or not slash:
+            raise ValueError(
+                f"target {target!r} is not unix:///ABSOLUTE/PATH or unix:RELATIVE/PATH"
+            )
+        path = "/" + rest
+    if path.strip("/") == "":
+        raise ValueError(f"target {target!r} names no socket path")
+    return path
+
+
+def check_target(target: str) -> None:
+    """Raise ``ValueError`` unless ``target`` is ``host:port`` or a ``unix:`` path."""
+    if unix_socket_path(target) is None:
+        parse_target(target)
+
+
 async def _hello_requests(names: Requests[str]) -> AsyncIterator[HelloRequest]:
     async for name in iterate(names):
         yield HelloRequest(name=name)
@@ -84,7 +108,8 @@ class Client:
         metadata: MetadataLike | None = None,
         interceptors: Sequence[Interceptor] = (),
     ) -> None:
-        """Connect to ``target`` (``host:port``), or use an existing grpclib ``channel``.
+        """Connect to ``target`` (``host:port``, or a Unix socket: ``unix:///abs/path`` or
+        ``unix:relative/path``), or use an existing grpclib ``channel``.
 
         ``connect_timeout``: seconds a call may wait for a connection (TCP, TLS handshake
         and the server's first HTTP/2 frame) before it fails with UNAVAILABLE (None: no
@@ -103,15 +128,17 @@ class Client:
             raise ConfigError("connect_timeout", f"{connect_timeout} is not a number > 0")
         add_token = bearer_listener(token, token_provider)
         if channel is None:
-            host, port = parse_target(target)
+            path = unix_socket_path(target)
+            host, port = (None, None) if path else parse_target(target)
             context = tls_client_context(tls, cert, key)
-            if add_token is not None:
+            if add_token is not None and host is not None:  # a Unix socket is local
                 check_token_transport(
                     host, tls=context is not None, allow_insecure_token=allow_insecure_token
                 )
             channel = AnsweringChannel(
                 host,
                 port,
+                path=path,
                 ssl=context,
                 connect_timeout=connect_timeout,
                 client_cert=None if isinstance(tls, ssl.SSLContext) else cert is not None,

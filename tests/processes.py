@@ -26,13 +26,13 @@ async def listening_target(
     process: asyncio.subprocess.Process, timeout: float = 60, *, lines: list[str] | None = None
 ) -> str:
     """Read ``muxs serve``'s log until it says where it listens (each line added to
-    ``lines`` if given); return that ``host:port``."""
+    ``lines`` if given); return that ``host:port`` (or ``unix:///path``)."""
     assert process.stderr is not None
     async with asyncio.timeout(timeout):
         while line := (await process.stderr.readline()).decode():
             if lines is not None:
                 lines.append(line)
-            if match := re.search(r"muxs listening on (127\.0\.0\.1:\d+)", line):
+            if match := re.search(r"muxs listening on (127\.0\.0\.1:\d+|unix://\S+)", line):
                 return match.group(1)
     raise AssertionError("muxs serve exited before listening")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import socket
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,21 @@ async def test_a_server_keeps_its_h2_configuration_and_asyncio_server() -> None:
     assert isinstance(server._h2_config, h2.config.H2Configuration)
     assert server._server is None
     assert "self._h2_config" in source(grpclib.server.Server._protocol_factory)
+
+
+def test_a_peer_keeps_its_connections_transport() -> None:
+    assert "self._transport = transport" in source(grpclib.protocol.Peer.__init__)
+    ours, theirs = socket.socketpair()
+
+    class Transport(asyncio.Transport):
+        def get_extra_info(self, name: str, default: object = None) -> object:
+            return ours if name == "socket" else default
+
+    try:
+        assert _internals.peer_socket(grpclib.protocol.Peer(Transport())) is ours
+    finally:
+        ours.close()
+        theirs.close()
 
 
 def test_the_keepalive_fields_of_grpclibs_configuration() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import NoReturn, TypeAlias
 
-from muxs.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TARGET, Client, parse_target
+from muxs.client import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TARGET, Client, check_target
 from muxs.errors import ConfigError
 
 EXIT_OK = 0
@@ -44,7 +44,7 @@ class Parser(argparse.ArgumentParser):
 
 def _target(value: str) -> str:
     try:
-        parse_target(value)
+        check_target(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return value
@@ -65,7 +65,7 @@ def _env_target() -> str:
     """The target set by ``MUXS_TARGET``, else the default one."""
     target = os.environ.get(TARGET_ENV) or DEFAULT_TARGET
     try:
-        parse_target(target)
+        check_target(target)
     except ValueError as exc:
         raise ConfigError(TARGET_ENV, str(exc), "the environment") from None
     return target
@@ -86,7 +86,7 @@ def add_client_command(
     parser.add_argument(
         "--target",
         type=_target,
-        help=f"server HOST:PORT (default: env {TARGET_ENV}, else {DEFAULT_TARGET}"
+        help=f"server HOST:PORT or unix:///PATH (default: env {TARGET_ENV}, else {DEFAULT_TARGET}"
         + (f"; now {env_target}" if env_target else "")
         + ")",
     )

@@ -48,6 +48,7 @@ from muxs.server.context import CallContext, current_or_none, enter
 from muxs.server.deadlines import DEADLINE_SLACK, Pacer, bounded
 from muxs.server.interceptors import ServerInterceptor, chain
 from muxs.server.refusals import retry_after
+from muxs.server.unix_socket import describe_unix_peer
 
 if TYPE_CHECKING:
     from muxs._internals import IServable
@@ -115,8 +116,11 @@ def send_window() -> int | None:
 
 
 def format_peer(peer: Peer) -> str:
-    """``host:port`` (``[v6]:port``) of a connection's peer, or ``unknown``."""
+    """``host:port`` (``[v6]:port``) of a connection's peer, ``unix:pid=…,uid=…`` on a Unix
+    socket, or ``unknown``."""
     address = peer.addr()
+    if isinstance(address, str):  # a Unix socket's peer: its (unbound) path, ""
+        return describe_unix_peer(_internals.peer_socket(peer))
     if not address:
         return "unknown"
     host, port = address[0], address[1]

@@ -23,6 +23,7 @@ from muxs.server.open_files import raise_open_files_limit
 from muxs.server.services import FileControllerService, GreeterService
 from muxs.server.settings import ServerSettings
 from muxs.server.storage import SWEEP_SECONDS, Storage
+from muxs.server.unix_socket import UnixListener, bind_unix, socket_path
 from muxs.tls import server_context
 
 if TYPE_CHECKING:
@@ -133,10 +134,14 @@ class RunningServer:
     root: Path
     server: Server
     lifecycle: Lifecycle = field(repr=False)
+    path: Path | None = None
 
     @property
     def target(self) -> str:
-        """``host:port`` for ``muxs.Client``."""
+        """``host:port``, or ``unix:///abs/path`` on a Unix socket (``host`` is then empty and
+        ``port`` 0), for ``muxs.Client`` and grpcio."""
+        if self.path is not None:
+            return f"unix://{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
@@ -171,6 +176,7 @@ async def serve(
     services: Sequence[ServiceLike] = (),
     builtin_services: bool = True,
     interceptors: Sequence[ServerInterceptor] = (),
+    path: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[RunningServer]:
     """Serve muxs in the running event loop until the block exits, then drain.
 
@@ -181,6 +187,8 @@ async def serve(
     ``settings`` gives every option; ``host``, ``port`` and ``root``, when given, override
     it. Port 0 binds a free ephemeral port: read the real one from ``.port``. ``sock``, a
     socket bound already (a worker's, from ``muxs.server.workers``), is served instead of binding.
+    ``path`` (or ``settings.uds``) listens on that Unix domain socket instead of host and port,
+    and removes its file on exit (a Unix socket given as ``sock`` stays the caller's to remove).
     On exit, new calls are refused and calls in flight get ``settings.shutdown_grace``
     seconds to finish before they are cancelled (``.lifecycle.hurry()`` cancels them at once).
     """
@@ -190,32 +198,40 @@ async def serve(
         host=settings.host if host is None else host,
         port=settings.port if port is None else port,
         root=settings.root if root is None else Path(root),
+        uds=settings.uds if path is None else Path(path),
     )
     storage = Storage(settings.root)
+    unix: UnixListener | None = None
     try:
         context = tls_context(settings)
         if settings.workers == 1:  # else the supervisor did, once: not a sibling's write
             remove_stale_temp_files(storage)
         embedding = Embedding(services, builtin_services, interceptors)
         lifecycle = _lifecycle(settings, storage, embedding)
-        sock = sock or bind(settings.host, settings.port)
+        if sock is None and settings.uds is not None:
+            unix = bind_unix(settings.uds, settings.uds_access)
+        sock = sock or (unix.sock if unix else bind(settings.host, settings.port))
         try:
             await lifecycle.start(sock, context)
         except BaseException:
             sock.close()
             raise
+        path = unix.path if unix else socket_path(sock)
         try:
             yield RunningServer(
                 settings,
-                settings.host,
-                sock.getsockname()[1],
+                "" if path else settings.host,
+                0 if path else sock.getsockname()[1],
                 storage.path,
                 lifecycle.server,
                 lifecycle,
+                path,
             )
         finally:
             await lifecycle.stop()
     finally:
+        if unix is not None:
+            unix.remove()
         storage.close()
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,9 @@ ERROR_STYLES = ("status", "seed")
 MAX_CHUNK_BYTES = 4 * 1024 * 1024 - 1024
 LOG_FORMATS = ("text", "json")
 _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+UDS_ACCESS = ("owner", "group", "anyone")
+#: Linux's ``sun_path`` holds 108 bytes, the last a NUL (macOS: 104).
+MAX_UDS_PATH_BYTES = 107
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] = ()) -> Any:
@@ -44,6 +48,17 @@ class ServerSettings:
 
     host: str = option(DEFAULT_HOST, "address to listen on")
     port: int = option(DEFAULT_PORT, "TCP port to listen on; 0 picks a free one")
+    uds: Path | None = option(
+        None,
+        "listen on this Unix domain socket path instead of host and port (a stale socket file "
+        "is replaced; the file is removed on stop)",
+    )
+    uds_access: str = option(
+        "owner",
+        "who may connect to the uds socket: its owner (mode 0600), its group (0660) or anyone "
+        "(0666)",
+        choices=UDS_ACCESS,
+    )
     root: Path = option(
         DEFAULT_ROOT, "directory every file path is confined to (created if missing)"
     )
@@ -158,6 +173,8 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
+        if self.uds is not None:
+            object.__setattr__(self, "uds", Path(self.uds))
         for name in _PATHS:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, Path(getattr(self, name)))
@@ -171,7 +188,12 @@ class ServerSettings:
     @property
     def plaintext_remote_auth(self) -> bool:
         """Whether bearer tokens would reach a non-loopback address without TLS."""
-        return self.auth_enabled and self.tls_cert is None and not is_loopback(self.host)
+        return (
+            self.auth_enabled
+            and self.tls_cert is None
+            and self.uds is None
+            and not is_loopback(self.host)
+        )
 
 
 #: Options naming a file. No option holds a secret itself: the secrets are in the files
@@ -186,6 +208,8 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("host", "must not be empty")
     if not 0 <= settings.port <= 65535:
         raise ConfigError("port", f"{settings.port} is not between 0 and 65535")
+    if settings.uds is not None:
+        _validate_uds(settings.uds, settings.workers)
     if not str(settings.root):
         raise ConfigError("root", "must not be empty")
     if settings.max_message_bytes < 1024:
@@ -220,6 +244,24 @@ def _validate(settings: ServerSettings) -> None:
             raise ConfigError(
                 field.name, f"{getattr(settings, field.name)!r} is not one of {allowed}"
             )
+
+
+def _validate_uds(path: Path, workers: int) -> None:
+    if not str(path):
+        raise ConfigError("uds", "must not be empty")
+    length = len(os.fsencode(path.absolute()))
+    if length > MAX_UDS_PATH_BYTES:
+        raise ConfigError(
+            "uds",
+            f"{path} is {length} bytes long as an absolute path; a Unix socket path holds at "
+            f"most {MAX_UDS_PATH_BYTES}: choose a shorter one",
+        )
+    if workers > 1:
+        raise ConfigError(
+            "uds",
+            "cannot be shared by several workers (a Unix socket has one listener): "
+            "use workers = 1, or TCP",
+        )
 
 
 def _validate_metrics_port(port: int) -> None:
