@@ -21,7 +21,7 @@ from tests.interop.test_message_properties import MESSAGE_TYPES
 DATA = bytes(range(256)) * 300  # a length that takes a 3-byte varint
 
 
-def fields_of(cls: type[Message]) -> dict[str, tuple[int, str, bool]]:
+def fields_of(cls: type[Chunk] | type[HelloReply]) -> dict[str, tuple[int, str, bool | None]]:
     metadata = {
         field.name: betterproto2.FieldMetadata.get(field) for field in dataclasses.fields(cls)
     }
