@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpclib
@@ -26,6 +27,7 @@ import h2
 import h2.connection
 import h2.exceptions
 import hyperframe
+from betterproto2.grpclib import ServiceBase
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
@@ -285,3 +287,23 @@ def feed_tls_protocol(transport: asyncio.BaseTransport, data: bytes) -> None:
         buffer[:size] = view[:size]
         tls.buffer_updated(size)
         view = view[size:]
+
+
+class ClosingServerStreams(ServiceBase):
+    """A generated service base whose server-streaming handlers are closed as soon as their
+    call ends, a failed send included, so what they hold (an open file) is released then,
+    not whenever the garbage collector reaches the abandoned generator."""
+
+    # Relies on: betterproto2's ServiceBase._call_rpc_handler_server_stream(handler, stream,
+    # request), which each generated base's server-streaming method calls, and which leaves
+    # the handler's generator suspended when sending a reply fails.
+    async def _call_rpc_handler_server_stream(
+        self, handler: Callable[[Any], Any], stream: ServerStream[Any, Any], request: Any
+    ) -> None:
+        replies = handler(request)
+        if not isinstance(replies, AsyncGenerator):
+            await super()._call_rpc_handler_server_stream(lambda _: replies, stream, request)
+            return
+        async with aclosing(replies):
+            async for reply in replies:
+                await stream.send_message(reply)

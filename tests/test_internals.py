@@ -180,6 +180,21 @@ def test_a_stream_waits_for_flow_control_window_on_its_window_updated_event() ->
     assert "await self.window_updated.wait()" in source(grpclib.protocol.Stream.send_data)
 
 
+def test_generated_bases_run_server_streams_through_call_rpc_handler_server_stream() -> None:
+    from betterproto2.grpclib import ServiceBase
+
+    from muxs_api.muxs import FileControllerBase
+
+    assert list(inspect.signature(ServiceBase._call_rpc_handler_server_stream).parameters) == [
+        "self",
+        "handler",
+        "stream",
+        "request",
+    ]
+    read_stream = FileControllerBase._FileControllerBase__rpc_read_stream  # type: ignore[attr-defined]
+    assert "self._call_rpc_handler_server_stream(" in source(read_stream)
+
+
 def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None:
     body = source(grpclib.stream.recv_message)
     assert "await stream.recv_data(5)" in body

@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from grpclib.exceptions import GRPCError
 
+from muxs._internals import ClosingServerStreams
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
 from muxs.errors import StatusCode
 from muxs.server.deadlines import next_within
@@ -40,7 +41,7 @@ def file_info(name: str, st: os.stat_result) -> FileInfo:
     return FileInfo(name=name, size=0 if is_dir else st.st_size, mtime=st.st_mtime, is_dir=is_dir)
 
 
-class FileControllerService(FileControllerBase):
+class FileControllerService(ClosingServerStreams, FileControllerBase):
     """Files confined to ``storage``'s root: unary text, chunked bytes, listing, stat and delete."""
 
     def __init__(self, storage: Storage, settings: ServerSettings) -> None:

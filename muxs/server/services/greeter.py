@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from grpclib.exceptions import GRPCError
 
+from muxs._internals import ClosingServerStreams
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
 from muxs.errors import StatusCode
 from muxs.server.deadlines import next_within
@@ -39,7 +40,7 @@ def _utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode())
 
 
-class GreeterService(GreeterBase):
+class GreeterService(ClosingServerStreams, GreeterBase):
     """Greetings in every streaming style, and the reference's square root."""
 
     def __init__(
