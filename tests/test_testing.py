@@ -171,6 +171,21 @@ async def test_the_access_log_sees_the_calls(
     assert any("/muxs.Greeter/SayHello" in line and "OK" in line for line in lines)
 
 
+async def test_the_metrics_count_the_calls_with_no_endpoint_served(tmp_path: Path) -> None:
+    settings = ServerSettings(root=tmp_path, metrics_port=0)
+    async with pair(services=[Orders()], settings=settings) as running:
+        with pytest.raises(GRPCError):
+            await OrdersStub(running.channel).get(OrderRequest(id="7"))
+        metrics = running.lifecycle.metrics
+        assert metrics is not None
+        assert running.lifecycle.metrics_port is None
+    labels = {"grpc_service": "orders.Orders", "grpc_method": "Get", "grpc_type": "unary"}
+    handled = metrics.registry.get_sample_value(
+        "grpc_server_handled_total", {**labels, "grpc_code": "NOT_FOUND"}
+    )
+    assert handled == 1
+
+
 class Gated(Orders):
     """``Get`` waits for ``release``."""
 
