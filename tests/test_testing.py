@@ -53,6 +53,7 @@ class Stalling(Orders):
         raise AssertionError("never set")
 
 
+@pytest.mark.both_loops
 async def test_a_pair_serves_muxs_and_your_own_services_without_listening(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -67,6 +68,22 @@ async def test_a_pair_serves_muxs_and_your_own_services_without_listening(
         health = await running.client.check_health("orders.Orders")
     assert got == Order(id="1", item="tea", quantity=2)
     assert (hello.message, health) == ("Hello, x!", "SERVING")
+
+
+@pytest.mark.both_loops
+async def test_every_call_kind_and_a_file_round_trip(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096  # 1 MiB: many DATA frames, flow control included
+    async with pair(settings=ServerSettings(root=tmp_path), timeout=30) as running:
+        client = running.client
+        replies = [(r.message, r.index) async for r in client.lots_of_replies("x", 3)]
+        many = await client.lots_of_greetings(["a", "b"])
+        both = [reply.message async for reply in client.bidi_hello(["c"])]
+        await client.write_bytes("blob.bin", data)
+        read = await client.read_bytes("blob.bin")
+    assert replies == [("Hello, x!", 1), ("Hello, x!", 2), ("Hello, x!", 3)]
+    assert (many.message, both) == ("Hello, a and b!", ["Hello, c!"])
+    assert read == data
+    assert (tmp_path / "blob.bin").read_bytes() == data
 
 
 async def test_an_interceptor_runs_and_metadata_goes_both_ways(tmp_path: Path) -> None:
