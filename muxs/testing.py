@@ -7,9 +7,8 @@ nowhere. Each connection is a ``socket.socketpair()``: one end handed to the ser
 accepted connection, the other the client channel's. No port, no path, no race with other
 processes; the bytes still go through HTTP/2 and the kernel's socket buffers, so flow control
 and the per-connection limits behave as in production. What needs a listener or TLS does not
-apply: ``host``, ``port``, the TLS options (refused here), ``max_connections`` between
-processes, the handshake of a TLS connection, and the metrics endpoint (the metrics are
-recorded, not served).
+apply: ``host`` and ``port``, the TLS options (refused here), ``workers``, and the metrics
+endpoint (the metrics are recorded, not served).
 
 ``import muxs`` never imports this module (it imports the server): import it yourself.
 """
