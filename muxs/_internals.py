@@ -125,6 +125,11 @@ class ConnectingChannel(Channel):
     def _protocol_factory(self) -> H2Protocol:
         return self.protocol_made(super()._protocol_factory())
 
+    def make_protocol(self) -> H2Protocol:
+        """A new connection's protocol, as the channel makes it (for a ``connect`` override
+        that makes its connection itself)."""
+        return self._protocol_factory()
+
     # Relies on: Channel._create_connection(), awaited by __connect__ to make each connection.
     async def _create_connection(self) -> H2Protocol:
         return await self.connect(super()._create_connection)
@@ -142,6 +147,33 @@ def make_protocols_with(server: Server, wrap: Callable[[H2Protocol], asyncio.Pro
         return wrap(make())
 
     server._protocol_factory = make_protocol  # type: ignore[method-assign]
+
+
+def accepted_protocol(server: Server) -> asyncio.Protocol:
+    """The protocol ``server`` serves a newly accepted connection with."""
+    # Relies on: Server._protocol_factory, which start() passes to the loop's create_server.
+    return cast(asyncio.Protocol, server._protocol_factory())
+
+
+class _NoListener:
+    """What a server started without a listening socket has in its place (grpclib's server
+    and ``stop_listening`` call only these two)."""
+
+    def close(self) -> None:
+        pass
+
+    async def wait_closed(self) -> None:
+        pass
+
+
+def start_without_listener(server: Server) -> None:
+    """Mark ``server`` started with no listening socket (its connections are handed to it),
+    so that its ``close()`` and ``wait_closed()`` work; as ``grpclib.testing.ChannelFor``
+    does."""
+    # Relies on: Server._server and Server._server_closed_fut, which start() sets and
+    # close() and wait_closed() require (and wait_closed() awaits).
+    server._server = cast(asyncio.AbstractServer, _NoListener())
+    server._server_closed_fut = asyncio.get_running_loop().create_future()
 
 
 def decode_headers_as_latin1(server: Server) -> None:

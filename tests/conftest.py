@@ -27,6 +27,9 @@ from tests.echo import EchoGreeter
 from tests.probe import CallProbe
 from tools.codegen import grpcio_stubs
 
+#: ``pytester``: tests/test_testing_example.py runs the README's test module as a user would.
+pytest_plugins = ["pytester"]
+
 #: The event loops a test marked ``both_loops`` runs on: muxs serves on uvloop when it is
 #: installed, and uvloop hands a socket's data to the server differently from asyncio.
 BOTH_LOOPS: Mapping[str, Callable[[], asyncio.AbstractEventLoop]] = {

@@ -132,6 +132,15 @@ def test_a_peer_keeps_its_connections_transport() -> None:
         theirs.close()
 
 
+async def test_a_server_started_without_listener_closes_and_waits_closed() -> None:
+    server = grpclib.server.Server([])
+    assert "self._server_closed_fut" in source(grpclib.server.Server.wait_closed)
+    assert isinstance(_internals.accepted_protocol(server), grpclib.protocol.H2Protocol)
+    _internals.start_without_listener(server)
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), timeout=5)
+
+
 def test_the_keepalive_fields_of_grpclibs_configuration() -> None:
     fields = {field.name for field in dataclasses.fields(grpclib.config.Configuration)}
     assert {"_keepalive_time", "_keepalive_timeout"} <= fields

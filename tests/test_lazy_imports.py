@@ -13,6 +13,7 @@ from mypy import api
 #: cryptography), certificate checks, the codegen and the extras' libraries.
 SERVER_SIDE = (
     "muxs.server",  # every server module, server-side auth included
+    "muxs.testing",  # the in-process server of users' tests
     "tools",
     "jwt",
     "cryptography",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from grpclib.protocol import H2Protocol
 
-from muxs._internals import stop_listening
+from muxs._internals import accepted_protocol, start_without_listener, stop_listening
 from muxs.server.access_log import AccessLog
 from muxs.server.handshakes import TlsHandshake
 from muxs.server.health import HealthState
@@ -61,6 +61,12 @@ class DrainableServer(LimitedServer):
         if self.tls is None:
             return limited
         return TlsHandshake(limited, self.tls, self._settings.handshake_timeout)
+
+    async def accept(self, sock: socket.socket) -> None:
+        """Serve ``sock``, a connected socket (one end of a ``socketpair()``), as a connection
+        this server accepted (plaintext)."""
+        loop = asyncio.get_running_loop()
+        await loop.connect_accepted_socket(lambda: accepted_protocol(self), sock=sock)
 
     def stop_accepting(self) -> None:
         """Close the listening socket; connections already open stay open."""
@@ -136,6 +142,12 @@ class Lifecycle:
         except BaseException:
             await self._stop_metrics()
             raise
+
+    async def start_without_listener(self) -> None:
+        """Serve only the connections handed to ``server.accept`` (``muxs.testing``): no
+        listening socket, no metrics endpoint (the metrics are still recorded)."""
+        await self.health.refresh()
+        start_without_listener(self.server)
 
     def hurry(self) -> None:
         """Cut the drain short: cancel the calls still in flight now."""

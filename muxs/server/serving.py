@@ -55,7 +55,8 @@ class Embedding:
     interceptors: Sequence[ServerInterceptor] = ()
 
 
-def _lifecycle(settings: ServerSettings, storage: Storage, embedding: Embedding) -> Lifecycle:
+def assemble(settings: ServerSettings, storage: Storage, embedding: Embedding) -> Lifecycle:
+    """The server with every service ``embedding`` asks for, and what runs and drains it."""
     # Imported here, not by `import muxs`: grpclib's health and reflection messages
     # register in protobuf's default pool, as grpcio-health-checking's and
     # grpcio-reflection's do, and a process can hold only one of each.
@@ -90,7 +91,7 @@ def build_server(
     ``services``, with health, reflection (unless turned off), auth, ``interceptors``, access
     logs and metrics; not yet listening."""
     embedding = Embedding(services, builtin_services, interceptors)
-    return _lifecycle(settings, storage, embedding).server
+    return assemble(settings, storage, embedding).server
 
 
 def tls_context(settings: ServerSettings) -> ssl.SSLContext | None:
@@ -207,7 +208,7 @@ async def serve(
         if settings.workers == 1:  # else the supervisor did, once: not a sibling's write
             remove_stale_temp_files(storage)
         embedding = Embedding(services, builtin_services, interceptors)
-        lifecycle = _lifecycle(settings, storage, embedding)
+        lifecycle = assemble(settings, storage, embedding)
         if sock is None and settings.uds is not None:
             unix = bind_unix(settings.uds, settings.uds_access)
         sock = sock or (unix.sock if unix else bind(settings.host, settings.port))

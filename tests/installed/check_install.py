@@ -19,7 +19,9 @@ check works in a temporary directory and every step has a bounded wait.
 configuration and no ``mypy_path``, sees the generated messages and the SDK's precise
 return types (``muxs.Client`` and ``muxs.SyncClient``) in a user's script, and reports a
 deliberate type error; and it accepts the README's "Your own services" example (a user's
-service, interceptor and handler context). This fails when a shipped package lacks ``py.typed``.
+service, interceptor and handler context) and its "Testing your services" example (a user's
+pytest module on ``muxs.testing``: tox installs pytest beside mypy for it). This fails when
+a shipped package lacks ``py.typed``.
 
 Stdlib only: the script itself never imports muxs.
 """
@@ -48,6 +50,7 @@ LISTENING = re.compile(r"muxs listening on (127\.0\.0\.1:\d+)")
 #: The user's generated package the "Your own services" example imports.
 EXAMPLE_PACKAGE = Path(__file__).resolve().parents[1] / "example" / "orders_api"
 OWN_SERVICES = "Your own services"
+TESTING = "Testing your services"
 
 
 class CheckFailed(Exception):
@@ -190,16 +193,16 @@ def check_embedding(workdir: Path, readme: str) -> None:
     print("ok: the README's embedding example runs")
 
 
-def own_services_script(workdir: Path, readme: str) -> Path:
-    """The README's "Your own services" example as ``user.py``, its package beside it."""
+def example_script(workdir: Path, readme: str, heading: str = OWN_SERVICES) -> Path:
+    """The README's example under ``heading`` as ``user.py``, the user's package beside it."""
     shutil.copytree(EXAMPLE_PACKAGE, workdir / EXAMPLE_PACKAGE.name)
     script = workdir / "user.py"
-    script.write_text(readme_block(readme, OWN_SERVICES, "python"))
+    script.write_text(readme_block(readme, heading, "python"))
     return script
 
 
 def check_own_services(workdir: Path, readme: str) -> None:
-    output = succeeded([sys.executable, str(own_services_script(workdir, readme))], workdir)
+    output = succeeded([sys.executable, str(example_script(workdir, readme))], workdir)
     expect(
         output == "placed order 1 of tea\nUNAUTHENTICATED\nHello, alice!\n",
         f"the README's own-services example printed:\n{output}",
@@ -213,11 +216,19 @@ GENERATED_CODE_MYPY = "[mypy-orders_api.message_pool]\ndisable_error_code = no-u
 
 
 def check_own_services_types(workdir: Path, readme: str) -> None:
-    source = own_services_script(workdir, readme).read_text()
+    source = example_script(workdir, readme).read_text()
     code, output = mypy_strict(workdir, source, GENERATED_CODE_MYPY)
     shown = "\n".join(output)
     expect(code == 0, f"mypy --strict refused the README's own-services example:\n{shown}")
     print("ok: mypy --strict accepts the README's own-services example")
+
+
+def check_testing_types(workdir: Path, readme: str) -> None:
+    source = example_script(workdir, readme, TESTING).read_text()
+    code, output = mypy_strict(workdir, source, GENERATED_CODE_MYPY)
+    shown = "\n".join(output)
+    expect(code == 0, f"mypy --strict refused the README's muxs.testing example:\n{shown}")
+    print("ok: mypy --strict accepts the README's muxs.testing example (a user's test module)")
 
 
 # A user's script: every SDK call's result is the generated dataclass (or a precise builtin);
@@ -382,6 +393,7 @@ def typing_checks(readme_path: Path) -> list[Callable[[Path], None]]:
         check_user_script_types,
         check_mistakes_reported,
         lambda workdir: check_own_services_types(workdir, readme),
+        lambda workdir: check_testing_types(workdir, readme),
     ]
 
 
@@ -392,7 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         "readme", type=Path, help="the README whose transcript and example are checked"
     )
     modes.add_parser("typing", help="mypy --strict on a user's script").add_argument(
-        "readme", type=Path, help="the README whose own-services example is type-checked"
+        "readme",
+        type=Path,
+        help="the README whose own-services and testing examples are type-checked",
     )
     args = parser.parse_args(argv)
     checks = (runtime_checks if args.mode == "runtime" else typing_checks)(args.readme)
