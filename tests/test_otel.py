@@ -1,0 +1,138 @@
+"""muxs.otel: the SDK's client spans and the server's spans, parent and child in one process,
+with the RPC semantic conventions' names, attributes and statuses (nothing exported)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from grpclib.exceptions import GRPCError
+from opentelemetry.trace import SpanKind, StatusCode as SpanStatus
+
+import muxs
+from muxs import CallContext, ServerProceed, ServerSettings, StatusCode
+from muxs.otel import client_interceptor, server_interceptor
+from tests.spans import Spans, is_child
+
+
+@pytest.fixture
+def spans() -> Spans:
+    return Spans()
+
+
+@pytest.fixture
+async def traced(settings: ServerSettings, spans: Spans) -> AsyncIterator[muxs.Client]:
+    """A client and a server, both traced into ``spans``."""
+    interceptors = [server_interceptor(spans.provider)]
+    async with muxs.serve(settings=settings, interceptors=interceptors) as running:
+        client_side = [client_interceptor(spans.provider)]
+        async with muxs.Client(running.target, timeout=10, interceptors=client_side) as client:
+            yield client
+
+
+async def test_a_call_makes_a_client_span_and_its_child_server_span(
+    traced: muxs.Client, spans: Spans
+) -> None:
+    assert (await traced.say_hello("you")).message == "Hello, you!"
+    client, server = spans.one(SpanKind.CLIENT), spans.one(SpanKind.SERVER)
+    assert is_child(server, client)
+    for span in (client, server):
+        assert span.name == "muxs.Greeter/SayHello"
+        assert span.status.status_code is SpanStatus.UNSET
+        assert span.attributes is not None
+        assert span.attributes["rpc.system"] == "grpc"
+        assert span.attributes["rpc.service"] == "muxs.Greeter"
+        assert span.attributes["rpc.method"] == "SayHello"
+        assert span.attributes["rpc.grpc.status_code"] == 0
+    assert client.attributes is not None and server.attributes is not None
+    assert client.attributes["server.address"] == "127.0.0.1"
+    assert client.attributes["server.port"] == int(traced.target.rpartition(":")[2])
+    assert server.attributes["network.peer.address"] == "127.0.0.1"
+    assert isinstance(server.attributes["network.peer.port"], int)
+
+
+async def test_a_clients_error_is_an_error_on_the_client_only(
+    traced: muxs.Client, spans: Spans
+) -> None:
+    with pytest.raises(muxs.RpcError):
+        await traced.square(-1)  # INVALID_ARGUMENT: the client's doing
+    client, server = spans.one(SpanKind.CLIENT), spans.one(SpanKind.SERVER)
+    assert client.status.status_code is SpanStatus.ERROR
+    assert client.status.description is not None and "negative" in client.status.description
+    assert server.status.status_code is SpanStatus.UNSET
+    for span in (client, server):
+        assert span.attributes is not None
+        assert span.attributes["rpc.grpc.status_code"] == StatusCode.INVALID_ARGUMENT.value
+
+
+async def lose_data(call: CallContext, proceed: ServerProceed) -> None:
+    raise GRPCError(StatusCode.DATA_LOSS, "lost")
+
+
+async def test_a_servers_error_is_an_error_on_both_sides(
+    settings: ServerSettings, spans: Spans
+) -> None:
+    interceptors = [server_interceptor(spans.provider), lose_data]
+    async with muxs.serve(settings=settings, interceptors=interceptors) as running:
+        client_side = [client_interceptor(spans.provider)]
+        async with muxs.Client(running.target, timeout=10, interceptors=client_side) as client:
+            with pytest.raises(muxs.RpcError) as raised:
+                await client.say_hello("you")
+    assert raised.value.status is StatusCode.DATA_LOSS
+    for span in (spans.one(SpanKind.CLIENT), spans.one(SpanKind.SERVER)):
+        assert span.status.status_code is SpanStatus.ERROR
+        assert span.status.description == "lost"
+        assert span.attributes is not None
+        assert span.attributes["rpc.grpc.status_code"] == StatusCode.DATA_LOSS.value
+
+
+async def test_a_stream_is_one_span_per_side(traced: muxs.Client, spans: Spans) -> None:
+    assert [r.index async for r in traced.lots_of_replies("you", count=3)] == [1, 2, 3]
+    client, server = spans.one(SpanKind.CLIENT), spans.one(SpanKind.SERVER)
+    assert client.name == server.name == "muxs.Greeter/LotsOfReplies"
+    assert is_child(server, client)
+
+
+async def test_the_client_span_is_the_child_of_the_callers_span(
+    traced: muxs.Client, spans: Spans
+) -> None:
+    with spans.provider.get_tracer("test").start_as_current_span("caller"):
+        await traced.say_hello("you")
+    (caller,) = [s for s in spans.ended() if s.name == "caller"]
+    client, server = spans.one(SpanKind.CLIENT), spans.one(SpanKind.SERVER)
+    assert is_child(client, caller)
+    assert is_child(server, client)
+
+
+async def test_a_retry_sends_one_traceparent(settings: ServerSettings, spans: Spans) -> None:
+    seen: list[list[str]] = []
+
+    async def record(call: CallContext, proceed: ServerProceed) -> None:
+        seen.append(call.metadata.getall("traceparent"))  # type: ignore[attr-defined]
+        await proceed()
+
+    async def twice(call: muxs.ClientCall, proceed: muxs.Proceed) -> None:
+        await proceed(call)
+        await proceed(call)
+
+    async with muxs.serve(settings=settings, interceptors=[record]) as running:
+        client_side = [twice, client_interceptor(spans.provider)]
+        async with muxs.Client(running.target, timeout=10, interceptors=client_side) as client:
+            await client.say_hello("you")
+    assert [len(values) for values in seen] == [1, 1]
+    assert seen[0] != seen[1]  # a span per attempt, behind the retrying interceptor
+
+
+async def test_the_sync_clients_span_is_the_child_of_the_callers_span(
+    live_server: muxs.RunningServer, spans: Spans
+) -> None:
+    def call_in_a_span() -> None:
+        client_side = [client_interceptor(spans.provider)]
+        with muxs.SyncClient(live_server.target, timeout=10, interceptors=client_side) as client:
+            with spans.provider.get_tracer("test").start_as_current_span("caller"):
+                client.say_hello("you")
+
+    await asyncio.to_thread(call_in_a_span)  # the caller's thread, not the server's loop
+    (caller,) = [s for s in spans.ended() if s.name == "caller"]
+    assert is_child(spans.one(SpanKind.CLIENT), caller)
