@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 from grpclib.exceptions import GRPCError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, TracerProvider
-from opentelemetry.trace.status import Status, StatusCode as SpanStatus
+from opentelemetry.trace.status import Status
+from opentelemetry.trace.status import StatusCode as SpanStatus
 
 from muxs import __version__
 from muxs.errors import RpcError, StatusCode

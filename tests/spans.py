@@ -27,8 +27,8 @@ class Spans:
 
 def is_child(child: ReadableSpan, parent: ReadableSpan) -> bool:
     """Whether ``child`` is a direct child of ``parent``, in the same trace."""
-    assert child.parent is not None and child.context is not None and parent.context is not None
-    return (
-        child.context.trace_id == parent.context.trace_id
-        and child.parent.span_id == parent.context.span_id
-    )
+    assert child.parent is not None
+    assert child.context is not None
+    assert parent.context is not None
+    same_trace: bool = child.context.trace_id == parent.context.trace_id
+    return same_trace and child.parent.span_id == parent.context.span_id
