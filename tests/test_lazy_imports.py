@@ -22,6 +22,7 @@ SERVER_SIDE = (
     "grpclib.reflection",
     "prometheus_client",
     "httpx",
+    "opentelemetry",
 )
 
 
