@@ -96,13 +96,13 @@ async def test_muxs_serve_otel_traces_every_call_the_client_span_its_parent(
     exported = json_objects(stdout.decode())
     assert [s["attributes"]["rpc.grpc.status_code"] for s in exported] == [16, 0]
     clients = [s for s in spans.ended() if s.kind is SpanKind.CLIENT]
-    for server, client in zip(exported, clients, strict=True):
+    for server, parent in zip(exported, clients, strict=True):
         assert server["name"] == "muxs.Greeter/SayHello"
         assert server["kind"] == "SpanKind.SERVER"
         assert server["resource"]["attributes"]["service.name"] == "muxs"
-        assert client.context is not None
-        assert server["parent_id"] == f"0x{client.context.span_id:016x}"
-        assert server["context"]["trace_id"] == f"0x{client.context.trace_id:032x}"
+        assert parent.context is not None
+        assert server["parent_id"] == f"0x{parent.context.span_id:016x}"
+        assert server["context"]["trace_id"] == f"0x{parent.context.trace_id:032x}"
 
 
 async def test_an_unknown_exporter_stops_muxs_serve_with_exit_2(tmp_path: Path) -> None:
