@@ -4,7 +4,10 @@ with the RPC semantic conventions' names, attributes and statuses (nothing expor
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from grpclib.exceptions import GRPCError
@@ -15,6 +18,8 @@ import muxs
 from muxs import CallContext, ServerProceed, ServerSettings, StatusCode
 from muxs.otel import client_interceptor, server_interceptor
 from tests.spans import Spans, is_child
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 @pytest.fixture
@@ -141,3 +146,35 @@ async def test_the_sync_clients_span_is_the_child_of_the_callers_span(
     await asyncio.to_thread(call_in_a_span)  # the caller's thread, not the server's loop
     (caller,) = [s for s in spans.ended() if s.name == "caller"]
     assert is_child(spans.one(SpanKind.CLIENT), caller)
+
+
+async def test_spans_started_inside_the_call_are_children_of_the_server_span(
+    settings: ServerSettings, spans: Spans
+) -> None:
+    async def inner_span(call: CallContext, proceed: ServerProceed) -> None:
+        with spans.provider.get_tracer("app").start_as_current_span("inner"):
+            await proceed()
+
+    interceptors = [server_interceptor(spans.provider), inner_span]
+    async with (
+        muxs.serve(settings=settings, interceptors=interceptors) as running,
+        muxs.Client(running.target, timeout=10) as client,
+    ):
+        await client.say_hello("you")
+    (inner,) = [s for s in spans.ended() if s.name == "inner"]
+    assert is_child(inner, spans.one(SpanKind.SERVER))
+
+
+async def test_the_readmes_example_runs(tmp_path: Path) -> None:
+    text = README.read_text()
+    section = text[text.index("## Tracing (OpenTelemetry)") :]
+    (code,) = re.findall(r"```python\n(.*?)```", section[: section.index("\n## ")], re.DOTALL)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+    )
+    stdout, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert stdout.decode().splitlines() == [
+        "SERVER muxs.Greeter/SayHello 0 child of the client's",
+        "CLIENT muxs.Greeter/SayHello 0 root",
+    ]
