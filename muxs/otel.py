@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from grpclib.exceptions import GRPCError
+from grpclib.exceptions import GRPCError, StreamTerminatedError
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, TracerProvider
 from opentelemetry.trace.status import Status
@@ -77,13 +77,9 @@ def server_interceptor(tracer_provider: TracerProvider | None = None) -> ServerI
             except GRPCError as exc:
                 _end(span, exc.status, exc.status in SERVER_ERRORS, exc.message)
                 raise
-            except asyncio.CancelledError:
-                status = call.status if call.status not in (None, StatusCode.OK) else None
-                status = status or StatusCode.CANCELLED
+            except BaseException as exc:
+                status = _ended_as(call, exc)
                 _end(span, status, status in SERVER_ERRORS, None)
-                raise
-            except Exception as exc:  # the call hooks answer INTERNAL
-                _end(span, StatusCode.INTERNAL, True, type(exc).__name__)
                 raise
             _end(span, StatusCode.OK, False, None)
 
@@ -118,8 +114,8 @@ def client_interceptor(tracer_provider: TracerProvider | None = None) -> Interce
             except RpcError as exc:
                 _end(span, exc.status, True, exc.message)
                 raise
-            except asyncio.CancelledError:
-                _end(span, StatusCode.CANCELLED, True, None)
+            except BaseException as exc:  # cancelled, or the caller's request iterator failed
+                _end(span, StatusCode.CANCELLED, True, type(exc).__name__)
                 raise
             _end(span, StatusCode.OK, False, None)
 
@@ -128,6 +124,16 @@ def client_interceptor(tracer_provider: TracerProvider | None = None) -> Interce
 
 def _rpc_attributes(service: str, method: str) -> dict[str, str | int]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+
+
+def _ended_as(call: CallContext, exc: BaseException) -> StatusCode:
+    """The status of a call that raised ``exc`` (not a ``GRPCError``), as the call hooks
+    (``muxs.server.hooks``) answer it: a cancel's, or INTERNAL for an unexpected error."""
+    if call.status not in (None, StatusCode.OK):
+        return call.status
+    if isinstance(exc, asyncio.CancelledError | StreamTerminatedError):
+        return StatusCode.CANCELLED
+    return StatusCode.INTERNAL
 
 
 def _end(span: Span, status: StatusCode, error: bool, message: str | None) -> None:

@@ -17,6 +17,7 @@ from opentelemetry.trace import StatusCode as SpanStatus
 import muxs
 from muxs import CallContext, ServerProceed, ServerSettings, StatusCode
 from muxs.otel import client_interceptor, server_interceptor
+from tests.polling import until
 from tests.spans import Spans, is_child
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -178,3 +179,20 @@ async def test_the_readmes_example_runs(tmp_path: Path) -> None:
         "SERVER muxs.Greeter/SayHello 0 child of the client's",
         "CLIENT muxs.Greeter/SayHello 0 root",
     ]
+
+
+async def test_a_passed_deadline_is_an_error_on_both_sides(
+    traced: muxs.Client, spans: Spans
+) -> None:
+    async def never() -> AsyncIterator[str]:
+        await asyncio.Event().wait()
+        yield "unreachable"
+
+    with pytest.raises(muxs.RpcError) as raised:
+        await traced.lots_of_greetings(never(), timeout=0.2)
+    assert raised.value.status is StatusCode.DEADLINE_EXCEEDED
+    await until(lambda: any(s.kind is SpanKind.SERVER for s in spans.ended()))
+    for span in (spans.one(SpanKind.CLIENT), spans.one(SpanKind.SERVER)):
+        assert span.status.status_code is SpanStatus.ERROR
+        assert span.attributes is not None
+        assert span.attributes["rpc.grpc.status_code"] == StatusCode.DEADLINE_EXCEEDED.value
