@@ -105,19 +105,33 @@ async def test_muxs_serve_otel_traces_every_call_the_client_span_its_parent(
         assert server["context"]["trace_id"] == f"0x{parent.context.trace_id:032x}"
 
 
-async def test_an_unknown_exporter_stops_muxs_serve_with_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("variables", "problem"),
+    [
+        (
+            {"OTEL_TRACES_EXPORTER": "zipkin"},
+            "OTEL_TRACES_EXPORTER='zipkin' is not one of otlp, console, none",
+        ),
+        (
+            {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            "OTLP protocol 'grpc': muxs exports OTLP over http/protobuf only",
+        ),
+    ],
+)
+async def test_an_exporter_muxs_lacks_stops_muxs_serve_with_exit_2(
+    tmp_path: Path, variables: dict[str, str], problem: str
+) -> None:
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(tmp_path)],
-        env=otel_environ(OTEL_TRACES_EXPORTER="zipkin"),
+        env=otel_environ(**variables),
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=die_with_parent,
     )
     _, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 2
-    assert stderr.decode().splitlines()[-1] == (
-        "muxs serve: cannot start: otel: OTEL_TRACES_EXPORTER='zipkin' is not one of "
-        "otlp, console, none"
-    )
+    last = stderr.decode().splitlines()[-1]
+    assert last == f"muxs serve: cannot start: otel: {problem}"
+    assert "Traceback" not in stderr.decode()
 
 
 def test_tracing_without_the_otel_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
