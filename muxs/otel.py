@@ -22,10 +22,14 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from grpclib.exceptions import GRPCError, StreamTerminatedError
-from opentelemetry import propagate, trace
-from opentelemetry.trace import Span, SpanKind, TracerProvider
-from opentelemetry.trace.status import Status
-from opentelemetry.trace.status import StatusCode as SpanStatus
+
+try:
+    from opentelemetry import propagate, trace
+    from opentelemetry.trace import Span, SpanKind, TracerProvider
+    from opentelemetry.trace.status import Status
+    from opentelemetry.trace.status import StatusCode as SpanStatus
+except ImportError as missing:
+    raise ImportError("muxs.otel needs OpenTelemetry: pip install 'muxs[otel]'") from missing
 
 from muxs import __version__
 from muxs.errors import RpcError, StatusCode

@@ -4,6 +4,7 @@ with the RPC semantic conventions' names, attributes and statuses (nothing expor
 from __future__ import annotations
 
 import asyncio
+import importlib
 import re
 import sys
 from collections.abc import AsyncIterator
@@ -196,3 +197,12 @@ async def test_a_passed_deadline_is_an_error_on_both_sides(
         assert span.status.status_code is SpanStatus.ERROR
         assert span.attributes is not None
         assert span.attributes["rpc.grpc.status_code"] == StatusCode.DEADLINE_EXCEEDED.value
+
+
+def test_without_the_extra_the_import_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "muxs.otel")
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(
+        ImportError, match=r"^muxs.otel needs OpenTelemetry: pip install 'muxs\[otel\]'$"
+    ):
+        importlib.import_module("muxs.otel")
