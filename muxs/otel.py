@@ -9,7 +9,8 @@ OpenTelemetry's RPC semantic conventions: the span is named ``package.Service/Me
 address (``network.peer.*`` on the server, ``server.*`` on the client); its status is ERROR for
 every failed call on the client, and on the server for the statuses that mean the server failed
 (UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS), unset otherwise.
-No message events: they would cost a watcher per message on every traced call.
+Message events are off unless asked for (``server_interceptor(message_events=True)``, server
+side only: the client seam does not see messages): they cost a watcher call per message.
 
 Spans go to ``tracer_provider``, by default the global one (``opentelemetry.trace``); context is
 propagated with the global propagator (W3C trace context and baggage unless ``OTEL_PROPAGATORS``
@@ -19,6 +20,7 @@ says otherwise). ``import muxs`` does not import this module.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import TYPE_CHECKING
 
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -36,7 +38,7 @@ from muxs.errors import RpcError, StatusCode
 from muxs.interceptors import ClientCall, Interceptor, Proceed
 
 if TYPE_CHECKING:
-    from muxs.server.context import CallContext
+    from muxs.server.context import CallContext, Direction
     from muxs.server.interceptors import ServerInterceptor, ServerProceed
 
 __all__ = ["SERVER_ERRORS", "client_interceptor", "server_interceptor"]
@@ -56,9 +58,13 @@ SERVER_ERRORS = frozenset(
 _TRACER_NAME = "muxs"
 
 
-def server_interceptor(tracer_provider: TracerProvider | None = None) -> ServerInterceptor:
+def server_interceptor(
+    tracer_provider: TracerProvider | None = None, *, message_events: bool = False
+) -> ServerInterceptor:
     """A server interceptor that traces every call (put it first: it then also sees the calls
-    auth refuses)."""
+    auth refuses). ``message_events`` adds an event per message received and sent (the
+    conventions' ``message`` event: ``message.type``, ``message.id``), at the cost of a
+    watcher call per message (``CallContext.watch_messages``)."""
     tracer = trace.get_tracer(_TRACER_NAME, __version__, tracer_provider)
 
     async def trace_call(call: CallContext, proceed: ServerProceed) -> None:
@@ -76,6 +82,8 @@ def server_interceptor(tracer_provider: TracerProvider | None = None) -> ServerI
             record_exception=False,
             set_status_on_exception=False,
         ) as span:
+            if message_events:
+                call.watch_messages(partial(_message_event, span))
             try:
                 await proceed()
             except GRPCError as exc:
@@ -128,6 +136,14 @@ def client_interceptor(tracer_provider: TracerProvider | None = None) -> Interce
 
 def _rpc_attributes(service: str, method: str) -> dict[str, str | int]:
     return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+
+
+def _message_event(span: Span, call: CallContext, direction: Direction, message: object) -> None:
+    """The conventions' event for a message: its direction and its number in that direction
+    (from 1; a message is counted once received, and once it has been sent)."""
+    sent = direction == "sent"
+    number = call.sent + 1 if sent else call.received
+    span.add_event("message", {"message.type": direction.upper(), "message.id": number})
 
 
 def _ended_as(call: CallContext, exc: BaseException) -> StatusCode:

@@ -206,3 +206,23 @@ def test_without_the_extra_the_import_says_what_to_install(monkeypatch: pytest.M
         ImportError, match=r"^muxs.otel needs OpenTelemetry: pip install 'muxs\[otel\]'$"
     ):
         importlib.import_module("muxs.otel")
+
+
+async def test_message_events_number_each_direction(settings: ServerSettings, spans: Spans) -> None:
+    interceptors = [server_interceptor(spans.provider, message_events=True)]
+    async with (
+        muxs.serve(settings=settings, interceptors=interceptors) as running,
+        muxs.Client(running.target, timeout=10) as client,
+    ):
+        assert [r.index async for r in client.lots_of_replies("you", count=2)] == [1, 2]
+    events = [(e.name, dict(e.attributes or {})) for e in spans.one(SpanKind.SERVER).events]
+    assert events == [
+        ("message", {"message.type": "RECEIVED", "message.id": 1}),
+        ("message", {"message.type": "SENT", "message.id": 1}),
+        ("message", {"message.type": "SENT", "message.id": 2}),
+    ]
+
+
+async def test_no_message_events_unless_asked(traced: muxs.Client, spans: Spans) -> None:
+    await traced.say_hello("you")
+    assert spans.one(SpanKind.SERVER).events == ()
