@@ -173,6 +173,7 @@ class Caller:
             merged(self._metadata, checked(metadata)),
             self.timeout if timeout is None else timeout,
             CallInfo() if info is None else info,
+            target=self.target,
         )
 
     def _open(

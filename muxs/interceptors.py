@@ -49,6 +49,8 @@ class ClientCall:
     info: CallInfo = field(default_factory=CallInfo)
     #: 1 for the first attempt, 2 for the first retry...
     attempt: int = 0
+    #: The server the client calls: ``host:port`` (as given to the client).
+    target: str = ""
 
 
 Proceed: TypeAlias = Callable[[ClientCall], Awaitable[None]]

@@ -23,6 +23,7 @@ SERVER_SIDE = (
     "grpclib.reflection",
     "prometheus_client",
     "httpx",
+    "opentelemetry",
 )
 
 

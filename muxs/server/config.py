@@ -23,6 +23,9 @@ from muxs.server.settings import ServerSettings
 
 ENV_PREFIX = "MUXS_"
 CONFIG_ENV = "MUXS_CONFIG"
+#: OpenTelemetry's standard variable naming the span exporters: set (not ``none``), it turns
+#: tracing on (``otel``).
+OTEL_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 DEFAULT_SOURCE = "default"
 
 _FIELDS = {field.name: field for field in dataclasses.fields(ServerSettings)}
@@ -198,11 +201,21 @@ def load_settings(
         if name in flags:
             values[name] = flags[name]
             sources[name] = f"flag {flag_name(name)}"
+    if _tracing_asked(flags, environ):
+        values["otel"] = True
+        sources["otel"] = f"env {OTEL_EXPORTER_ENV}"
     try:
         settings = ServerSettings(**values)  # type: ignore[arg-type]
     except ConfigError as exc:
         raise ConfigError(exc.option, exc.problem, sources[exc.option]) from None
     return LoadedSettings(settings, sources)
+
+
+def _tracing_asked(flags: Mapping[str, object], environ: Mapping[str, str]) -> bool:
+    """Whether OpenTelemetry's standard variable asks for traces while neither ``--otel`` nor
+    ``MUXS_OTEL`` says (the OpenTelemetry SDK reads the other ``OTEL_*`` variables itself)."""
+    exporter = environ.get(OTEL_EXPORTER_ENV, "none").strip()
+    return exporter not in ("", "none") and "otel" not in flags and env_name("otel") not in environ
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

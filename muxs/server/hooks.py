@@ -141,8 +141,9 @@ class CallHooks:
     """Wraps the handlers of the services a server hosts; tells ``observers`` about each call.
 
     ``authenticator``, when given and when auth or mutual TLS is on, checks every call before
-    ``interceptors`` and the handler run (it is the first interceptor); ``max_call_seconds``,
-    when given, bounds every call.
+    ``interceptors`` and the handler run (it is the first interceptor, after ``tracing``, which
+    when given traces every call, refused ones included); ``max_call_seconds``, when given,
+    bounds every call.
     """
 
     def __init__(
@@ -151,6 +152,7 @@ class CallHooks:
         *,
         authenticator: Authenticator | None = None,
         interceptors: Sequence[ServerInterceptor] = (),
+        tracing: ServerInterceptor | None = None,
         max_call_seconds: float | None = None,
     ) -> None:
         self._observers = tuple(observers)
@@ -158,6 +160,8 @@ class CallHooks:
         self._interceptors: tuple[ServerInterceptor, ...] = tuple(interceptors)
         if authenticator is not None and authenticator.active:
             self._interceptors = (authenticator, *self._interceptors)
+        if tracing is not None:
+            self._interceptors = (tracing, *self._interceptors)
         self._max_call_seconds = max_call_seconds
         self._in_flight: set[CallContext] = set()
         self._ended = asyncio.Event()

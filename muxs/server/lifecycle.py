@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
@@ -118,10 +119,16 @@ class Lifecycle:
             # A worker of `muxs serve --workers N`: the supervisor serves every worker's metrics.
             self.metrics = Metrics(worker=settings.workers > 1)
             observers.append(self.metrics)
+        self.tracing = None
+        if settings.otel:
+            from muxs.server.tracing import Tracing  # the optional OpenTelemetry SDK is needed
+
+            self.tracing = Tracing(os.environ)
         self.calls = CallHooks(
             observers,
             authenticator=Authenticator.from_settings(settings, scopes),
             interceptors=interceptors,
+            tracing=None if self.tracing is None else self.tracing.interceptor,
             max_call_seconds=settings.max_call_seconds,
         )
         self.server = DrainableServer(self.calls.wrap(hosted), settings)
@@ -177,6 +184,8 @@ class Lifecycle:
         await self.server.close_connections(within=CLOSE_SECONDS)
         await self.server.wait_closed()
         await self._stop_metrics()
+        if self.tracing is not None:
+            await asyncio.to_thread(self.tracing.flush)
 
     async def _stop_metrics(self) -> None:
         if self.metrics is not None:

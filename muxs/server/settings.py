@@ -146,6 +146,12 @@ class ServerSettings:
     metrics_port: int | None = option(
         None, "serve Prometheus metrics on this port at /metrics (needs muxs[metrics]); 0 picks one"
     )
+    otel: bool = option(
+        False,
+        "trace every call with OpenTelemetry (needs muxs[otel]); OTEL_TRACES_EXPORTER (otlp, "
+        "console or none; setting it turns tracing on too), OTEL_EXPORTER_OTLP_ENDPOINT and "
+        "OTEL_SERVICE_NAME say where spans go and under which name",
+    )
     tls_cert: Path | None = option(None, "PEM certificate (chain): serve TLS 1.2+ only")
     tls_key: Path | None = option(None, "PEM private key of tls_cert (unencrypted)")
     tls_client_ca: Path | None = option(
@@ -229,6 +235,8 @@ def _validate(settings: ServerSettings) -> None:
         raise ConfigError("shutdown_grace", f"{settings.shutdown_grace} is not a number >= 0")
     if settings.metrics_port is not None:
         _validate_metrics_port(settings.metrics_port)
+    if settings.otel:
+        _needs("otel", "opentelemetry.sdk.trace", "OpenTelemetry SDK", "otel")
     _validate_limits(settings)
     _validate_security(settings)
     if settings.services is not None and not _IMPORT_PATH.fullmatch(settings.services):
@@ -267,12 +275,15 @@ def _validate_uds(path: Path, workers: int) -> None:
 def _validate_metrics_port(port: int) -> None:
     if not 0 <= port <= 65535:
         raise ConfigError("metrics_port", f"{port} is not between 0 and 65535")
+    _needs("metrics_port", "prometheus_client", "prometheus-client package", "metrics")
+
+
+def _needs(option: str, module: str, what: str, extra: str) -> None:
+    """``ConfigError`` naming ``extra`` unless ``module`` can be imported."""
     try:
-        importlib.import_module("prometheus_client")
+        importlib.import_module(module)
     except ImportError:
-        raise ConfigError(
-            "metrics_port", "needs the prometheus-client package: pip install 'muxs[metrics]'"
-        ) from None
+        raise ConfigError(option, f"needs the {what}: pip install 'muxs[{extra}]'") from None
 
 
 def _validate_limits(settings: ServerSettings) -> None:
