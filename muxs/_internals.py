@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -259,6 +259,21 @@ def read_requests_with(
     """Have grpclib read ``stream``'s request messages through ``wrap(its recv_data)``."""
     # Relies on: grpclib.stream.recv_message reading a message as recv_data(5), then the body.
     stream.recv_data = wrap(stream.recv_data)  # type: ignore[method-assign]
+
+
+def add_response_headers(stream: Stream, extra: Sequence[tuple[str, str]]) -> None:
+    """Have every response header block grpclib's server sends on ``stream`` (its headers,
+    or a trailers-only response) end with ``extra``."""
+    # Relies on: grpclib.server.Stream sending its headers and its trailers-only response
+    # through the HTTP/2 stream's send_headers, each a list starting with ``:status``.
+    send_headers = stream.send_headers
+
+    async def with_extra(headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        if headers and headers[0][0] == ":status":
+            headers = [*headers, *extra]
+        await send_headers(headers, end_stream=end_stream)
+
+    stream.send_headers = with_extra  # type: ignore[method-assign]
 
 
 #: What grpclib's ``recv_data`` raises when the stream ends inside the bytes asked for.

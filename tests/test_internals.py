@@ -210,6 +210,15 @@ def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None
     assert "await stream.recv_data(message_len)" in body
 
 
+def test_a_server_stream_sends_its_headers_and_trailers_only_through_send_headers() -> None:
+    initial = source(grpclib.server.Stream.send_initial_metadata)
+    assert "(':status', '200')," in initial
+    assert "await self._stream.send_headers(headers)" in initial
+    trailing = source(grpclib.server.Stream.send_trailing_metadata)
+    assert "(':status', '200')," in trailing
+    assert "await self._stream.send_headers(headers, end_stream=True)" in trailing
+
+
 async def test_a_read_cut_short_by_the_streams_end_raises_short_read() -> None:
     buffer = grpclib.protocol.Buffer(lambda size: None)
     buffer.add(b"abc", 3)

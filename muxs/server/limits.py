@@ -5,11 +5,14 @@ field, documented in docs/RELIABILITY.md):
 
 - ``max_message_bytes``: a request message's 5-byte prefix is checked before its body
   is read; a larger one is refused with RESOURCE_EXHAUSTED (grpclib alone buffers
-  whatever length a prefix claims). A prefix with the compressed flag set, a stream
-  that ends inside a message, a unary call without its request and a message that does
-  not decode (``muxs.server.codec``) are refused with INTERNAL (UNIMPLEMENTED for a compression
-  muxs lacks), as gRPC's protocol says; grpclib alone would answer UNKNOWN and log a
-  traceback.
+  whatever length a prefix claims). A message compressed with ``gzip`` or ``deflate``
+  (``muxs.compression``) is inflated within that limit before grpclib reads it (a gzip
+  bomb is RESOURCE_EXHAUSTED, memory flat). A compressed message in an encoding muxs
+  lacks is refused with UNIMPLEMENTED; a compressed flag without ``grpc-encoding``, a
+  stream that ends inside a message, a unary call without its request and a message that
+  does not decode (``muxs.server.codec``) with INTERNAL, as gRPC's protocol says; grpclib
+  alone would answer UNKNOWN and log a traceback. Every response advertises
+  ``grpc-accept-encoding``.
 - request headers grpclib cannot take (``muxs.server.request_headers``) are answered before it
   sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
@@ -65,6 +68,7 @@ from h2.settings import SettingCodes
 
 from muxs._internals import (
     SHORT_READ,
+    add_response_headers,
     decode_headers_as_latin1,
     forget_task,
     h2_connection,
@@ -76,6 +80,7 @@ from muxs._internals import (
     replace_event_handler,
     wait_for_window_with,
 )
+from muxs.compression import ACCEPT_ENCODING, Corrupt, TooLarge, inflate, supports
 from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
 from muxs.server.codec import Codec
@@ -128,11 +133,16 @@ class RequestReader:
         self._client_streaming = client_streaming
         self._encoding = encoding
         self._in_body = False
+        self._inflated_message: bytes | None = None
         self._messages = 0
 
     async def __call__(self, size: int) -> bytes:
         if self._in_body:
             self._in_body = False
+            if self._inflated_message is not None:
+                data, self._inflated_message = self._inflated_message, None
+                self._messages += 1
+                return data
             data = await self._read(size)
             if len(data) != size:
                 raise GRPCError(StatusCode.INTERNAL, _TRUNCATED)
@@ -145,20 +155,27 @@ class RequestReader:
             if self._client_streaming and self._settle is not None:
                 await self._settle()
             return prefix
-        self._check_prefix(prefix)
+        length = self._check_prefix(prefix)
         self._in_body = True
-        return prefix
+        if not prefix[0]:
+            return prefix
+        # grpclib reads no compressed message: it is given the message inflated, with a
+        # prefix saying so (uncompressed, its inflated length).
+        self._inflated_message = await self._inflated(length)
+        return b"\x00" + len(self._inflated_message).to_bytes(4, "big")
 
-    def _check_prefix(self, prefix: bytes) -> None:
-        if prefix[0]:
-            if self._encoding not in (None, "identity"):
+    def _check_prefix(self, prefix: bytes) -> int:
+        """The message's length, checked against the limit; refuses a compression muxs lacks."""
+        if prefix[0] and not supports(self._encoding or ""):
+            if self._encoding in (None, "identity"):
                 raise GRPCError(
-                    StatusCode.UNIMPLEMENTED,
-                    f"grpc-encoding {self._encoding!r} is not supported; send uncompressed",
+                    StatusCode.INTERNAL,
+                    "a message is flagged compressed but the call has no grpc-encoding",
                 )
             raise GRPCError(
-                StatusCode.INTERNAL,
-                "a message is flagged compressed but the call has no grpc-encoding",
+                StatusCode.UNIMPLEMENTED,
+                f"grpc-encoding {self._encoding!r} is not supported; use one of "
+                f"{ACCEPT_ENCODING} (grpc-accept-encoding)",
             )
         length = int.from_bytes(prefix[1:5], "big")
         if length > self._limit:
@@ -166,6 +183,21 @@ class RequestReader:
                 "max_message_bytes",
                 f"a {length}-byte message is over this server's {self._limit}-byte limit",
             )
+        return length
+
+    async def _inflated(self, length: int) -> bytes:
+        """The compressed message of ``length`` bytes that follows, decompressed within
+        the limit (a gzip bomb is refused before its output passes it)."""
+        data = await self._read(length)
+        if len(data) != length:
+            raise GRPCError(StatusCode.INTERNAL, _TRUNCATED)
+        assert self._encoding is not None  # _check_prefix refused a compressed message without
+        try:
+            return inflate(data, self._encoding, self._limit)
+        except TooLarge as exc:
+            raise over_limit("max_message_bytes", f"{exc}, this server's limit") from None
+        except Corrupt as exc:
+            raise GRPCError(StatusCode.INTERNAL, str(exc)) from None
 
     async def _read(self, size: int) -> bytes:
         try:
@@ -228,6 +260,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             ),
         )
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
+        add_response_headers(stream, [("grpc-accept-encoding", ACCEPT_ENCODING)])
         self._connection.call_started()
         released = False
 
@@ -266,6 +299,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             ("content-type", "application/grpc+proto"),
             ("grpc-status", str(refused.status.value)),
             ("grpc-message", encode_grpc_message(refused.message)),
+            ("grpc-accept-encoding", ACCEPT_ENCODING),
         ]
         h2.send_headers(stream.id, trailers, end_stream=True)
         if not h2.streams[stream.id].closed:

@@ -31,9 +31,14 @@ CASES: dict[str, tuple[bytes, dict[str, str], StatusCode]] = {
     "truncated prefix": (b"\x00\x00\x00", {}, INTERNAL),
     "length prefix that lies": (grpc_frame(b"\x0a\x01a", length=100), {}, INTERNAL),
     "compressed flag, no grpc-encoding": (grpc_frame(b"", compressed=True), {}, INTERNAL),
-    "gzip, unsupported": (
+    "gzip, truncated": (
         grpc_frame(b"\x1f\x8b", compressed=True),
         {"grpc_encoding": "gzip"},
+        INTERNAL,
+    ),
+    "br, unsupported": (
+        grpc_frame(b"\x1f\x8b", compressed=True),
+        {"grpc_encoding": "br"},
         UNIMPLEMENTED,
     ),
     "over the size limit": (grpc_frame(b"", length=LIMIT + 1), {}, StatusCode.RESOURCE_EXHAUSTED),

@@ -1,0 +1,52 @@
+"""gRPC message compression (gRPC's compression spec): ``gzip`` and ``deflate``.
+
+A message whose 5-byte prefix has the compressed flag set is compressed with the call's
+``grpc-encoding``: ``gzip`` is RFC 1952, ``deflate`` is zlib's format (RFC 1950), as grpc
+core writes them. ``inflate`` never holds more than ``limit`` + 1 bytes of what it
+decompresses: a gzip bomb (a few KiB that inflate to GiBs) is refused as soon as its output
+passes the limit, with memory flat.
+
+Both sides use it: the server's request reader (``muxs.server.limits``).
+"""
+
+from __future__ import annotations
+
+import zlib
+
+#: The encodings muxs decompresses, by their ``grpc-encoding`` name: zlib's ``wbits``.
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+#: Every encoding muxs accepts, as its ``grpc-accept-encoding`` header says.
+ACCEPT_ENCODING = "gzip,deflate,identity"
+
+
+class TooLarge(ValueError):
+    """A compressed message inflates to more than the limit."""
+
+
+class Corrupt(ValueError):
+    """A compressed message is not valid in its encoding (truncated, or garbage)."""
+
+
+def supports(encoding: str) -> bool:
+    """Whether muxs decompresses messages compressed with ``encoding``."""
+    return encoding in _WBITS
+
+
+def inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """``data`` decompressed with ``encoding`` (one ``supports`` says yes to).
+
+    Raises ``TooLarge`` once the output passes ``limit`` bytes (without producing more),
+    ``Corrupt`` for data that is not one whole compressed stream.
+    """
+    if not data:
+        return b""
+    inflater = zlib.decompressobj(_WBITS[encoding])
+    try:
+        message = inflater.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise Corrupt(f"the message is not valid {encoding} data ({exc})") from None
+    if len(message) > limit:
+        raise TooLarge(f"the message inflates to more than {limit} bytes")
+    if not inflater.eof or inflater.unused_data:
+        raise Corrupt(f"the message is not one whole {encoding} stream")
+    return message

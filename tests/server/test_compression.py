@@ -1,0 +1,173 @@
+"""Compressed requests (gRPC's compression spec), seen from the wire (a raw HTTP/2 client)."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from muxs import RunningServer, ServerSettings, StatusCode
+from muxs.api import HelloRequest
+from muxs.compression import ACCEPT_ENCODING
+from tests.rawh2 import RawConnection, grpc_frame, request_headers
+
+LIMIT = 64 * 1024
+SAY_HELLO = "/muxs.Greeter/SayHello"
+LOTS_OF_GREETINGS = "/muxs.Greeter/LotsOfGreetings"
+COMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "deflate": zlib.compress,
+}
+
+
+@pytest.fixture
+def settings(root_dir: Path) -> ServerSettings:
+    return ServerSettings(host="127.0.0.1", port=0, root=root_dir, max_message_bytes=LIMIT)
+
+
+async def raw(server: RunningServer) -> RawConnection:
+    return await RawConnection.open(server.host, server.port)
+
+
+def compressed(encoding: str, body: bytes) -> bytes:
+    return grpc_frame(COMPRESS[encoding](body), compressed=True)
+
+
+@pytest.mark.parametrize("encoding", COMPRESS)
+async def test_a_compressed_request_is_inflated(live_server: RunningServer, encoding: str) -> None:
+    async with await raw(live_server) as conn:
+        body = compressed(encoding, bytes(HelloRequest(name="zip")))
+        reply = await conn.call(SAY_HELLO, body, grpc_encoding=encoding)
+        assert reply.grpc_status == StatusCode.OK.value
+        assert reply.messages() == [bytes(HelloRequest(name="Hello, zip!"))]
+        assert reply.headers["grpc-accept-encoding"] == ACCEPT_ENCODING
+
+
+@pytest.mark.parametrize("encoding", COMPRESS)
+async def test_a_stream_mixes_compressed_and_plain_messages(
+    live_server: RunningServer, encoding: str
+) -> None:
+    names = [f"n{i}" for i in range(4)]
+    frames = [
+        (
+            compressed(encoding, bytes(HelloRequest(name=name)))
+            if i % 2
+            else grpc_frame(bytes(HelloRequest(name=name)))
+        )
+        for i, name in enumerate(names)
+    ]
+    async with await raw(live_server) as conn:
+        reply = await conn.call(LOTS_OF_GREETINGS, b"".join(frames), grpc_encoding=encoding)
+        assert reply.grpc_status == StatusCode.OK.value
+        assert reply.messages() == [bytes(HelloRequest(name="Hello, n0, n1, n2 and n3!"))]
+
+
+async def test_a_message_inflating_to_the_limit_is_served(live_server: RunningServer) -> None:
+    name = "a" * (LIMIT - 4)  # field tag, 3-byte length, the name: LIMIT bytes
+    body = bytes(HelloRequest(name=name))
+    assert len(body) == LIMIT
+    async with await raw(live_server) as conn:
+        reply = await conn.call(SAY_HELLO, compressed("gzip", body), grpc_encoding="gzip")
+        assert reply.grpc_status == StatusCode.OK.value
+
+
+@pytest.mark.parametrize("encoding", COMPRESS)
+async def test_a_message_inflating_past_the_limit_is_resource_exhausted(
+    live_server: RunningServer, encoding: str
+) -> None:
+    body = bytes(HelloRequest(name="a" * (LIMIT - 3)))
+    assert len(body) == LIMIT + 1
+    async with await raw(live_server) as conn:
+        reply = await conn.call(SAY_HELLO, compressed(encoding, body), grpc_encoding=encoding)
+        assert reply.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+        assert f"more than {LIMIT} bytes" in reply.grpc_message
+
+
+async def test_a_gzip_bomb_is_refused_with_memory_flat(live_server: RunningServer) -> None:
+    """A message under the limit that inflates to a thousand times it (deflate's most):
+    refused once the output passes the limit, the server never holding much more than the
+    limit (traced in this process, which runs the server)."""
+    inflated = 1000 * LIMIT
+    bomb = gzip.compress(bytes(inflated), compresslevel=9)
+    assert len(bomb) < LIMIT
+    tracemalloc.start()
+    try:
+        async with await raw(live_server) as conn:
+            reply = await conn.call(
+                SAY_HELLO, grpc_frame(bomb, compressed=True), grpc_encoding="gzip"
+            )
+            _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert reply.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+    assert peak < 16 * LIMIT < inflated // 50
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "status"),
+    [
+        (grpc_frame(b"\x1f\x8b\x08", compressed=True), "gzip", StatusCode.INTERNAL),
+        (grpc_frame(b"not deflate", compressed=True), "deflate", StatusCode.INTERNAL),
+        (grpc_frame(zlib.compress(b"x"), compressed=True), "gzip", StatusCode.INTERNAL),
+        (
+            grpc_frame(gzip.compress(b"x") + b"trailing", compressed=True),
+            "gzip",
+            StatusCode.INTERNAL,
+        ),
+        (grpc_frame(gzip.compress(b"x"), compressed=True), "identity", StatusCode.INTERNAL),
+    ],
+    ids=["truncated gzip", "garbage deflate", "zlib as gzip", "trailing bytes", "identity"],
+)
+async def test_a_bad_compressed_message_is_internal(
+    live_server: RunningServer, body: bytes, encoding: str, status: StatusCode
+) -> None:
+    async with await raw(live_server) as conn:
+        reply = await conn.call(SAY_HELLO, body, grpc_encoding=encoding)
+        assert reply.grpc_status == status.value
+        reply = await conn.call(SAY_HELLO, compressed("gzip", b""), grpc_encoding="gzip")
+        assert reply.grpc_status == StatusCode.OK.value
+
+
+async def test_an_unsupported_encoding_is_unimplemented_with_the_accepted_ones(
+    live_server: RunningServer,
+) -> None:
+    async with await raw(live_server) as conn:
+        reply = await conn.call(SAY_HELLO, grpc_frame(b"\x00", compressed=True), grpc_encoding="br")
+        assert reply.grpc_status == StatusCode.UNIMPLEMENTED.value
+        assert reply.grpc_message == (
+            f"grpc-encoding 'br' is not supported; use one of {ACCEPT_ENCODING} "
+            "(grpc-accept-encoding)"
+        )
+        assert reply.headers["grpc-accept-encoding"] == ACCEPT_ENCODING
+
+
+async def test_an_unsupported_encoding_of_uncompressed_messages_is_served(
+    live_server: RunningServer,
+) -> None:
+    async with await raw(live_server) as conn:
+        body = grpc_frame(bytes(HelloRequest(name="plain")))
+        reply = await conn.call(SAY_HELLO, body, grpc_encoding="br")
+        assert reply.grpc_status == StatusCode.OK.value
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        (SAY_HELLO, {}),
+        ("/muxs.Greeter/NoSuchMethod", {}),
+        (SAY_HELLO, {"grpc_timeout": "nonsense"}),
+    ],
+    ids=["served", "unknown method", "refused request headers"],
+)
+async def test_every_response_advertises_the_accepted_encodings(
+    live_server: RunningServer, path: str, headers: dict[str, str]
+) -> None:
+    async with await raw(live_server) as conn:
+        stream = conn.start(request_headers(path, **headers))
+        await conn.send(stream, grpc_frame(bytes(HelloRequest(name="x"))), end=True)
+        reply = await conn.reply(stream)
+        assert reply.headers["grpc-accept-encoding"] == ACCEPT_ENCODING
