@@ -1,4 +1,5 @@
-"""WriteStream with grpc-js clients: an upload cancelled or timed out never replaces the file.
+"""grpc-js clients: every RPC with compression on (``grpcjs/compressed.js``), and WriteStream
+uploads cancelled or timed out, which never replace the file.
 
 Node's HTTP/2 gives up on a stream with an empty END_STREAM DATA frame and then, a moment
 later, a RST_STREAM; muxs once committed on the end of stream before it saw the reset
@@ -92,3 +93,37 @@ async def test_a_grpcjs_upload_that_ends_is_committed(
     content = b"a" * 16384 * CHUNKS
     assert answer == {"code": 0, "sha256": hashlib.sha256(content).hexdigest()}
     assert (live_server.root / "new.bin").read_bytes() == content
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_grpcjs_client_with_compression_calls_every_rpc(
+    node: str, live_server: RunningServer, inflated: list[str], encoding: str
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(CLIENT_DIR / "compressed.js"),
+        live_server.target,
+        str(PROTO),
+        encoding,
+        stdout=subprocess.PIPE,
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0
+    name = "muxs " * 200
+    data = b"0123456789abcdef" * 4096
+    assert json.loads(out) == {
+        "SayHello": len(f"Hello, {name}!"),
+        "Square": 3,
+        "LotsOfReplies": [1, 2, 3],
+        "LotsOfGreetings": len(f"Hello, {name}, {name} and {name}!"),
+        "BidiHello": 3,
+        "Write": hashlib.sha256((name * 10).encode()).hexdigest(),
+        "Read": len(name * 10),
+        "WriteStream": hashlib.sha256(data * 3).hexdigest(),
+        "ReadStream": len(data) * 3,
+        "Stat": len(data) * 3,
+        "List": ["big.bin", "small.txt"],
+        "Delete": 0,
+    }
+    # grpc-js compresses every request message: 18 over the 12 calls.
+    assert inflated == [encoding] * 18
