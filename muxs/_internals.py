@@ -261,6 +261,14 @@ def read_requests_with(
     stream.recv_data = wrap(stream.recv_data)  # type: ignore[method-assign]
 
 
+def send_replies_with(
+    stream: Stream, wrap: Callable[[Callable[..., Awaitable[None]]], Any]
+) -> None:
+    """Have grpclib send ``stream``'s reply messages through ``wrap(its send_data)``."""
+    # Relies on: grpclib.stream.send_message writing a message as one send_data(prefix + body).
+    stream.send_data = wrap(stream.send_data)  # type: ignore[method-assign]
+
+
 def add_response_headers(stream: Stream, extra: Sequence[tuple[str, str]]) -> None:
     """Have every response header block grpclib's server sends on ``stream`` (its headers,
     or a trailers-only response) end with ``extra``."""

@@ -6,7 +6,12 @@ core writes them. ``inflate`` never holds more than ``limit`` + 1 bytes of what 
 decompresses: a gzip bomb (a few KiB that inflate to GiBs) is refused as soon as its output
 passes the limit, with memory flat.
 
-Both sides use it: the server's request reader (``muxs.server.limits``).
+``frame`` writes a message compressed when that gains: a body under ``MIN_COMPRESSED_BYTES``
+(gzip's header and trailer alone are 18 bytes; muxs's greetings and statuses are tens of
+bytes) or one that compression would not make smaller is sent as it is, with the flag clear.
+
+Both sides use it: the server's request reader (``muxs.server.limits``) and reply writer
+(``muxs.server.reply_compression``).
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ import zlib
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 #: Every encoding muxs accepts, as its ``grpc-accept-encoding`` header says.
 ACCEPT_ENCODING = "gzip,deflate,identity"
+
+
+#: The smallest message body ``frame`` compresses.
+MIN_COMPRESSED_BYTES = 1024
 
 
 class TooLarge(ValueError):
@@ -50,3 +59,20 @@ def inflate(data: bytes, encoding: str, limit: int) -> bytes:
     if not inflater.eof or inflater.unused_data:
         raise Corrupt(f"the message is not one whole {encoding} stream")
     return message
+
+
+def compress(data: bytes | memoryview, encoding: str) -> bytes:
+    """``data`` compressed with ``encoding`` (one ``supports`` says yes to)."""
+    compressor = zlib.compressobj(wbits=_WBITS[encoding])
+    return compressor.compress(data) + compressor.flush()
+
+
+def frame(body: bytes | memoryview, encoding: str) -> bytes:
+    """A message as gRPC sends it, its 5-byte prefix then its body: compressed with
+    ``encoding`` (flag set) if the body is ``MIN_COMPRESSED_BYTES`` or more and that makes
+    it smaller, else as it is."""
+    if len(body) >= MIN_COMPRESSED_BYTES:
+        compressed = compress(body, encoding)
+        if len(compressed) < len(body):
+            return b"\x01" + len(compressed).to_bytes(4, "big") + compressed
+    return b"\x00" + len(body).to_bytes(4, "big") + body

@@ -210,6 +210,12 @@ def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None
     assert "await stream.recv_data(message_len)" in body
 
 
+def test_a_message_is_sent_as_its_prefix_and_body_in_one_send_data() -> None:
+    body = source(grpclib.stream.send_message)
+    assert "await stream.send_data(reply_data, end_stream=end)" in body
+    assert "reply_data = (struct.pack('?', False)" in body
+
+
 def test_a_server_stream_sends_its_headers_and_trailers_only_through_send_headers() -> None:
     initial = source(grpclib.server.Stream.send_initial_metadata)
     assert "(':status', '200')," in initial

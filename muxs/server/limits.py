@@ -12,7 +12,8 @@ field, documented in docs/RELIABILITY.md):
   stream that ends inside a message, a unary call without its request and a message that
   does not decode (``muxs.server.codec``) with INTERNAL, as gRPC's protocol says; grpclib
   alone would answer UNKNOWN and log a traceback. Every response advertises
-  ``grpc-accept-encoding``.
+  ``grpc-accept-encoding``; with ``compression``, replies are compressed for a client that
+  accepts it (``muxs.server.reply_compression``).
 - request headers grpclib cannot take (``muxs.server.request_headers``) are answered before it
   sees them: trailers-only with the status gRPC's protocol names, or a stream reset.
 - ``max_concurrent_streams``: advertised in the connection's HTTP/2 SETTINGS.
@@ -78,6 +79,7 @@ from muxs._internals import (
     process_events,
     read_requests_with,
     replace_event_handler,
+    send_replies_with,
     wait_for_window_with,
 )
 from muxs.compression import ACCEPT_ENCODING, Corrupt, TooLarge, inflate, supports
@@ -86,6 +88,7 @@ from muxs.server.budgets import FloodGuard
 from muxs.server.codec import Codec
 from muxs.server.hooks import format_peer
 from muxs.server.refusals import over_limit
+from muxs.server.reply_compression import ReplyWriter, reply_encoding
 from muxs.server.request_headers import Refusal, refusal
 from muxs.server.settings import ServerSettings
 from muxs.server.transport import CoalescingTransport
@@ -260,7 +263,12 @@ class _LimitedHandler(protocol.AbstractHandler):
             ),
         )
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
-        add_response_headers(stream, [("grpc-accept-encoding", ACCEPT_ENCODING)])
+        response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
+        encoding = reply_encoding(self._connection.settings.compression, headers)
+        if encoding is not None:
+            send_replies_with(stream, lambda send_data: ReplyWriter(send_data, encoding))
+            response_headers.append(("grpc-encoding", encoding))
+        add_response_headers(stream, response_headers)
         self._connection.call_started()
         released = False
 

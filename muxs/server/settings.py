@@ -108,6 +108,13 @@ class ServerSettings:
         "seconds a client gets to finish a request's headers (HEADERS and CONTINUATION "
         "frames), or any frame it has begun; a connection that does not is closed",
     )
+    compression: str = option(
+        "none",
+        "compress reply messages of 1 KiB or more with this encoding when the client accepts it "
+        "(grpc-accept-encoding) and it makes them smaller; requests in gzip or deflate are "
+        "always accepted",
+        choices=("gzip", "deflate", "none"),
+    )
     keepalive_time: float = option(
         7200.0, "seconds between pings on a connection with calls open, to find dead peers; 0: off"
     )

@@ -77,6 +77,10 @@ def test_an_unreachable_target_is_one_line_and_exit_1(
         (["replies", "x", "--count", "-1"], "'-1' is not a count from 0 to 4294967295"),
         (["replies", "x", "--count", "4294967296"], "is not a count from 0 to 4294967295"),
         (["bogus"], "invalid choice"),
+        (
+            ["serve", "--compression", "br"],
+            "argument --compression: invalid choice: 'br' (choose from 'gzip', 'deflate', 'none')",
+        ),
         (["token"], "required"),
     ],
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from muxs import compression
-from muxs.server import limits
+from muxs.server import limits, reply_compression
 
 
 @pytest.fixture
@@ -19,3 +19,18 @@ def inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(limits, "inflate", counting)
     return seen
+
+
+@pytest.fixture
+def compressed_replies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every reply message the server compressed, in order."""
+    sizes: list[int] = []
+
+    def counting(body: bytes | memoryview, encoding: str) -> bytes:
+        framed = compression.frame(body, encoding)
+        if framed[0]:
+            sizes.append(len(body))
+        return framed
+
+    monkeypatch.setattr(reply_compression, "frame", counting)
+    return sizes

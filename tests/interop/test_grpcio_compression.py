@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import replace
 from typing import Any
 
 import grpc
 import pytest
 
-from muxs import RunningServer
+from muxs import RunningServer, ServerSettings, serve
 
 ENCODINGS = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
 NAME = "muxs " * 200  # compressible
@@ -57,3 +58,22 @@ async def test_a_grpcio_client_with_compression_calls_every_rpc(
     # SayHello, LotsOfReplies, 3 LotsOfGreetings, 3 BidiHello, Write, 4 WriteStream chunks:
     # every compressible request (grpcio leaves the rest plain).
     assert inflated == [encoding] * 13
+
+
+@pytest.mark.parametrize("server_encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("encoding", ["gzip", "none"])
+async def test_a_grpcio_client_reads_compressed_replies(
+    settings: ServerSettings,
+    pb: tuple[Any, Any],
+    inflated: list[str],
+    compressed_replies: list[int],
+    server_encoding: str,
+    encoding: str,
+) -> None:
+    compression = ENCODINGS.get(encoding, grpc.Compression.NoCompression)
+    async with serve(settings=replace(settings, compression=server_encoding)) as running:
+        await asyncio.to_thread(every_rpc, running.target, compression, *pb)
+    assert len(inflated) == (13 if encoding != "none" else 0)
+    # The replies of 1 KiB or more: LotsOfGreetings, Read, 4 ReadStream chunks (the greetings
+    # of the other calls, about 1000 bytes, are under it).
+    assert len(compressed_replies) == 6

@@ -16,12 +16,13 @@ import json
 import os
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from muxs import RunningServer, StatusCode
+from muxs import RunningServer, ServerSettings, StatusCode, serve
 from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
 
@@ -95,19 +96,26 @@ async def test_a_grpcjs_upload_that_ends_is_committed(
     assert (live_server.root / "new.bin").read_bytes() == content
 
 
+@pytest.mark.parametrize("server_encoding", ["none", "gzip", "deflate"])
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_a_grpcjs_client_with_compression_calls_every_rpc(
-    node: str, live_server: RunningServer, inflated: list[str], encoding: str
+    node: str,
+    settings: ServerSettings,
+    inflated: list[str],
+    compressed_replies: list[int],
+    encoding: str,
+    server_encoding: str,
 ) -> None:
-    process = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENT_DIR / "compressed.js"),
-        live_server.target,
-        str(PROTO),
-        encoding,
-        stdout=subprocess.PIPE,
-    )
-    out, _ = await process.communicate()
+    async with serve(settings=replace(settings, compression=server_encoding)) as server:
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(CLIENT_DIR / "compressed.js"),
+            server.target,
+            str(PROTO),
+            encoding,
+            stdout=subprocess.PIPE,
+        )
+        out, _ = await process.communicate()
     assert process.returncode == 0
     name = "muxs " * 200
     data = b"0123456789abcdef" * 4096
@@ -127,3 +135,5 @@ async def test_a_grpcjs_client_with_compression_calls_every_rpc(
     }
     # grpc-js compresses every request message: 18 over the 12 calls.
     assert inflated == [encoding] * 18
+    # LotsOfGreetings, Read, 3 ReadStream chunks: the replies of 1 KiB or more.
+    assert len(compressed_replies) == (0 if server_encoding == "none" else 5)

@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import gzip
+import os
 import tracemalloc
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from muxs import RunningServer, ServerSettings, StatusCode
-from muxs.api import HelloRequest
+from muxs import RunningServer, ServerSettings, StatusCode, serve
+from muxs.api import Chunk, Content, Files, HelloRequest
 from muxs.compression import ACCEPT_ENCODING
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 
 LIMIT = 64 * 1024
 SAY_HELLO = "/muxs.Greeter/SayHello"
 LOTS_OF_GREETINGS = "/muxs.Greeter/LotsOfGreetings"
+READ = "/muxs.FileController/Read"
+READ_STREAM = "/muxs.FileController/ReadStream"
 COMPRESS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": gzip.compress,
     "deflate": zlib.compress,
+}
+DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.decompress,
+    "deflate": zlib.decompress,
 }
 
 
@@ -171,3 +179,82 @@ async def test_every_response_advertises_the_accepted_encodings(
         await conn.send(stream, grpc_frame(bytes(HelloRequest(name="x"))), end=True)
         reply = await conn.reply(stream)
         assert reply.headers["grpc-accept-encoding"] == ACCEPT_ENCODING
+
+
+# --- replies -------------------------------------------------------------------------------
+
+
+def framed(data: bytes) -> list[tuple[bool, bytes]]:
+    """The messages of a reply body: (compressed flag, body as sent)."""
+    out, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        out.append((bool(data[pos]), data[pos + 5 : pos + 5 + size]))
+        pos += 5 + size
+    return out
+
+
+@pytest.fixture
+async def compressing(
+    settings: ServerSettings, request: pytest.FixtureRequest
+) -> AsyncIterator[RunningServer]:
+    async with serve(settings=replace(settings, compression=request.param)) as running:
+        yield running
+
+
+@pytest.mark.parametrize("compressing", ["gzip", "deflate"], indirect=True)
+async def test_replies_are_compressed_when_configured_and_accepted(
+    compressing: RunningServer,
+) -> None:
+    encoding = compressing.settings.compression
+    text = "muxs " * 1000
+    (compressing.root / "big.txt").write_text(text)
+    async with await raw(compressing) as conn:
+        body = grpc_frame(bytes(Files(filename="big.txt")))
+        reply = await conn.call(READ, body, grpc_accept_encoding=f"identity,{encoding}")
+        assert reply.grpc_status == StatusCode.OK.value
+        assert reply.headers["grpc-encoding"] == encoding
+        [(flag, message)] = framed(reply.data)
+        assert flag
+        assert len(message) < len(text) // 10
+        assert Content().parse(DECOMPRESS[encoding](message)).text == text
+        # Too small to gain: sent as it is.
+        hello = grpc_frame(bytes(HelloRequest(name="x")))
+        reply = await conn.call(SAY_HELLO, hello, grpc_accept_encoding=encoding)
+        assert framed(reply.data) == [(False, bytes(HelloRequest(name="Hello, x!")))]
+
+
+@pytest.mark.parametrize("compressing", ["gzip"], indirect=True)
+@pytest.mark.parametrize("accepted", [None, "identity", "deflate"])
+async def test_replies_are_plain_for_a_client_that_does_not_accept_the_encoding(
+    compressing: RunningServer, accepted: str | None
+) -> None:
+    (compressing.root / "big.txt").write_text("muxs " * 1000)
+    headers = {} if accepted is None else {"grpc_accept_encoding": accepted}
+    async with await raw(compressing) as conn:
+        reply = await conn.call(READ, grpc_frame(bytes(Files(filename="big.txt"))), **headers)
+        assert reply.grpc_status == StatusCode.OK.value
+        assert "grpc-encoding" not in reply.headers
+        assert [flag for flag, _ in framed(reply.data)] == [False]
+
+
+async def test_replies_are_plain_by_default(live_server: RunningServer) -> None:
+    (live_server.root / "big.txt").write_text("muxs " * 1000)
+    async with await raw(live_server) as conn:
+        body = grpc_frame(bytes(Files(filename="big.txt")))
+        reply = await conn.call(READ, body, grpc_accept_encoding="gzip,deflate")
+        assert "grpc-encoding" not in reply.headers
+        assert [flag for flag, _ in framed(reply.data)] == [False]
+
+
+@pytest.mark.parametrize("compressing", ["gzip"], indirect=True)
+async def test_an_incompressible_reply_is_sent_as_it_is(compressing: RunningServer) -> None:
+    noise = os.urandom(8192)
+    (compressing.root / "noise.bin").write_bytes(noise)
+    async with await raw(compressing) as conn:
+        body = grpc_frame(bytes(Files(filename="noise.bin")))
+        reply = await conn.call(READ_STREAM, body, grpc_accept_encoding="gzip")
+        assert reply.grpc_status == StatusCode.OK.value
+        [(flag, message)] = framed(reply.data)
+        assert not flag
+        assert Chunk().parse(message).data == noise
