@@ -261,6 +261,34 @@ def read_requests_with(
     stream.recv_data = wrap(stream.recv_data)  # type: ignore[method-assign]
 
 
+def on_new_streams(protocol: H2Protocol, fit: Callable[[Stream], None]) -> None:
+    """Have ``fit`` see each HTTP/2 stream grpclib's client makes on ``protocol`` (after its
+    ``connection_made``) before the stream sends its request."""
+    # Relies on: grpclib.client.Stream.send_request making its HTTP/2 stream with
+    # protocol.processor.connection.create_stream(wrapper=...), then its send_request(headers).
+    connection = protocol.processor.connection
+    create_stream = connection.create_stream
+
+    def created(**kwargs: Any) -> Stream:
+        stream = create_stream(**kwargs)
+        fit(stream)
+        return stream
+
+    connection.create_stream = created  # type: ignore[method-assign]
+
+
+def add_request_headers(stream: Stream, extra: Sequence[tuple[str, str]]) -> None:
+    """Have grpclib's client send ``extra`` after ``stream``'s request headers (grpclib
+    refuses metadata named ``grpc-*``)."""
+    # Relies on: grpclib.protocol.Stream.send_request(headers, end_stream=..., _processor=...).
+    send_request = stream.send_request
+
+    async def with_extra(headers: list[tuple[str, str]], **kwargs: Any) -> Any:
+        return await send_request([*headers, *extra], **kwargs)
+
+    stream.send_request = with_extra  # type: ignore[method-assign,assignment]
+
+
 def send_replies_with(
     stream: Stream, wrap: Callable[[Callable[..., Awaitable[None]]], Any]
 ) -> None:

@@ -23,9 +23,10 @@ import ssl
 from collections.abc import Awaitable, Callable
 
 from grpclib.config import Configuration
-from grpclib.protocol import H2Protocol
+from grpclib.protocol import H2Protocol, Stream
 
-from muxs._internals import ConnectingChannel
+from muxs._internals import ConnectingChannel, on_new_streams
+from muxs.call_compression import fit_stream
 from muxs.details import KeepStatusDetails
 from muxs.encoding import MessageCodec
 from muxs.errors import ConnectFailure, ConnectFailureReason
@@ -41,10 +42,16 @@ class _AnsweringProtocol(H2Protocol):
         inner: H2Protocol,
         answered: asyncio.Future[None],
         failure: Callable[[ConnectFailureReason], ConnectFailure],
+        fit_stream: Callable[[Stream], None],
     ) -> None:
         super().__init__(inner.handler, inner.config, inner.h2_config)
         self._answered = answered
         self._failure = failure
+        self._fit_stream = fit_stream
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        on_new_streams(self, self._fit_stream)
 
     def data_received(self, data: bytes) -> None:
         if not self._answered.done() and is_tls_record(data):
@@ -72,7 +79,8 @@ class AnsweringChannel(ConnectingChannel):
     is made only once the server has answered, within ``connect_timeout`` seconds (None: no limit).
 
     ``client_cert`` says whether the TLS context presents a client certificate (None: not
-    known), for the explanation of a refused handshake.
+    known), for the explanation of a refused handshake. ``compression`` (gzip, deflate, None)
+    compresses requests; compressed replies are read either way (``muxs.call_compression``).
     """
 
     def __init__(
@@ -84,6 +92,7 @@ class AnsweringChannel(ConnectingChannel):
         ssl: ssl.SSLContext | None,
         connect_timeout: float | None,
         client_cert: bool | None = None,
+        compression: str | None = None,
     ) -> None:
         super().__init__(
             host,
@@ -98,6 +107,7 @@ class AnsweringChannel(ConnectingChannel):
         self.connect_timeout = connect_timeout
         self._tls = ssl is not None
         self._client_cert = client_cert
+        self._fit_stream = fit_stream(compression)
         self._answered: asyncio.Future[None] | None = None
 
     def failure(self, reason: ConnectFailureReason) -> ConnectFailure:
@@ -111,7 +121,7 @@ class AnsweringChannel(ConnectingChannel):
 
     def protocol_made(self, protocol: H2Protocol) -> H2Protocol:
         assert self._answered is not None
-        return _AnsweringProtocol(protocol, self._answered, self.failure)
+        return _AnsweringProtocol(protocol, self._answered, self.failure, self._fit_stream)
 
     async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
         self._answered = answered = asyncio.get_running_loop().create_future()

@@ -25,6 +25,7 @@ from muxs.api import (
     Status,
 )
 from muxs.auth.bearer import TokenProvider, bearer_listener, check_token_transport
+from muxs.call_compression import checked_compression
 from muxs.calls import Caller, ReplyStream, Requests, iterate
 from muxs.channel import AnsweringChannel
 from muxs.errors import ConfigError, RpcError, StatusCode
@@ -107,6 +108,7 @@ class Client:
         allow_insecure_token: bool = False,
         metadata: MetadataLike | None = None,
         interceptors: Sequence[Interceptor] = (),
+        compression: str | None = None,
     ) -> None:
         """Connect to ``target`` (``host:port``, or a Unix socket: ``unix:///abs/path`` or
         ``unix:relative/path``), or use an existing grpclib ``channel``.
@@ -122,8 +124,11 @@ class Client:
         call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
         ``metadata`` is sent with every call (a call's own ``metadata=`` replaces a key it
         gives); ``interceptors`` (``muxs.Interceptor``) run around every call, the first
-        outermost. Unusable options raise ``muxs.ConfigError``.
+        outermost. ``compression`` (``"gzip"``, ``"deflate"``, None) compresses request
+        messages of 1 KiB or more when that gains; compressed replies are read either way
+        (not with a ``channel`` given). Unusable options raise ``muxs.ConfigError``.
         """
+        checked_compression(compression)
         if connect_timeout is not None and not connect_timeout > 0:
             raise ConfigError("connect_timeout", f"{connect_timeout} is not a number > 0")
         add_token = bearer_listener(token, token_provider)
@@ -142,6 +147,7 @@ class Client:
                 ssl=context,
                 connect_timeout=connect_timeout,
                 client_cert=None if isinstance(tls, ssl.SSLContext) else cert is not None,
+                compression=compression,
             )
         if add_token is not None:
             listen(channel, SendRequest, add_token)

@@ -11,12 +11,13 @@ passes the limit, with memory flat.
 bytes) or one that compression would not make smaller is sent as it is, with the flag clear.
 
 Both sides use it: the server's request reader (``muxs.server.limits``) and reply writer
-(``muxs.server.reply_compression``).
+(``muxs.server.reply_compression``), and the SDK's calls (``muxs.call_compression``).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Awaitable, Callable
 
 #: The encodings muxs decompresses, by their ``grpc-encoding`` name: zlib's ``wbits``.
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -76,3 +77,18 @@ def frame(body: bytes | memoryview, encoding: str) -> bytes:
         if len(compressed) < len(body):
             return b"\x01" + len(compressed).to_bytes(4, "big") + compressed
     return b"\x00" + len(body).to_bytes(4, "big") + body
+
+
+class CompressingWriter:
+    """A stream's ``send_data`` that compresses each message it sends with ``encoding``
+    (``frame``). grpclib's ``send_message`` writes a message as one ``send_data(prefix + body)``.
+    """
+
+    def __init__(self, send_data: Callable[..., Awaitable[None]], encoding: str) -> None:
+        self._send_data = send_data
+        self._encoding = encoding
+
+    async def __call__(self, data: bytes, end_stream: bool = False) -> None:
+        if data[:1] == b"\x00" and len(data) >= 5 + MIN_COMPRESSED_BYTES:
+            data = frame(memoryview(data)[5:], self._encoding)
+        await self._send_data(data, end_stream=end_stream)

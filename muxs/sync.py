@@ -68,6 +68,7 @@ class ClientOptions(TypedDict, total=False):
     allow_insecure_token: bool
     metadata: MetadataLike | None
     interceptors: Sequence[Interceptor]
+    compression: str | None
 
 
 class _LoopThread:

@@ -210,6 +210,14 @@ def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None
     assert "await stream.recv_data(message_len)" in body
 
 
+def test_a_client_call_makes_its_http2_stream_with_create_stream_then_sends_its_request() -> None:
+    body = source(grpclib.client.Stream.send_request)
+    assert ".processor.connection" in body
+    assert ".create_stream(wrapper=self._wrapper)" in body
+    assert "release_stream = await stream.send_request(" in body
+    assert "headers, end_stream=end, _processor=protocol.processor," in body
+
+
 def test_a_message_is_sent_as_its_prefix_and_body_in_one_send_data() -> None:
     body = source(grpclib.stream.send_message)
     assert "await stream.send_data(reply_data, end_stream=end)" in body

@@ -82,13 +82,20 @@ from muxs._internals import (
     send_replies_with,
     wait_for_window_with,
 )
-from muxs.compression import ACCEPT_ENCODING, Corrupt, TooLarge, inflate, supports
+from muxs.compression import (
+    ACCEPT_ENCODING,
+    CompressingWriter,
+    Corrupt,
+    TooLarge,
+    inflate,
+    supports,
+)
 from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
 from muxs.server.codec import Codec
 from muxs.server.hooks import format_peer
 from muxs.server.refusals import over_limit
-from muxs.server.reply_compression import ReplyWriter, reply_encoding
+from muxs.server.reply_compression import reply_encoding
 from muxs.server.request_headers import Refusal, refusal
 from muxs.server.settings import ServerSettings
 from muxs.server.transport import CoalescingTransport
@@ -266,7 +273,7 @@ class _LimitedHandler(protocol.AbstractHandler):
         response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
         encoding = reply_encoding(self._connection.settings.compression, headers)
         if encoding is not None:
-            send_replies_with(stream, lambda send_data: ReplyWriter(send_data, encoding))
+            send_replies_with(stream, lambda send_data: CompressingWriter(send_data, encoding))
             response_headers.append(("grpc-encoding", encoding))
         add_response_headers(stream, response_headers)
         self._connection.call_started()

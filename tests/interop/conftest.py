@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from muxs import compression
-from muxs.server import limits, reply_compression
+from muxs.server import limits
 
 
 @pytest.fixture
@@ -26,11 +26,13 @@ def compressed_replies(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every reply message the server compressed, in order."""
     sizes: list[int] = []
 
+    real = compression.frame
+
     def counting(body: bytes | memoryview, encoding: str) -> bytes:
-        framed = compression.frame(body, encoding)
+        framed = real(body, encoding)
         if framed[0]:
             sizes.append(len(body))
         return framed
 
-    monkeypatch.setattr(reply_compression, "frame", counting)
+    monkeypatch.setattr(compression, "frame", counting)
     return sizes

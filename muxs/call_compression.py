@@ -1,0 +1,93 @@
+"""Compression of the SDK's calls (``Client(compression=...)``).
+
+grpclib's client has no compression (its issue #199), so each HTTP/2 stream of a muxs
+channel is fitted before its request is sent (``muxs._internals.on_new_streams``): its
+request headers say ``grpc-accept-encoding`` (and ``grpc-encoding`` with compression on),
+request messages are compressed when that gains (``muxs.compression.CompressingWriter``), and
+compressed replies are inflated within ``MAX_REPLY_BYTES`` before grpclib reads them
+(``ReplyReader``): a reply that inflates past it is RESOURCE_EXHAUSTED, memory flat.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from grpclib.exceptions import GRPCError
+from grpclib.protocol import Stream
+
+from muxs._internals import add_request_headers, read_requests_with, send_replies_with
+from muxs.compression import (
+    ACCEPT_ENCODING,
+    CompressingWriter,
+    Corrupt,
+    TooLarge,
+    inflate,
+    supports,
+)
+from muxs.errors import ConfigError, StatusCode
+
+#: The most bytes a compressed reply may inflate to (16 times gRPC's default message limit).
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+#: The values of ``compression=``: an encoding, or None for uncompressed requests.
+COMPRESSIONS = ("gzip", "deflate", None)
+
+
+def checked_compression(compression: str | None) -> str | None:
+    """``compression`` if muxs can compress with it, else ``ConfigError``."""
+    if compression not in COMPRESSIONS:
+        raise ConfigError("compression", f"{compression!r} is not gzip, deflate or None")
+    return compression
+
+
+class ReplyReader:
+    """A client stream's ``recv_data`` that inflates compressed replies (in the response's
+    ``grpc-encoding``) within ``limit`` before grpclib reads them: grpclib reads a message
+    as ``recv_data(5)`` (the prefix), then its body, and refuses a compressed one."""
+
+    def __init__(
+        self, stream: Stream, recv_data: Callable[[int], Awaitable[bytes]], limit: int
+    ) -> None:
+        self._stream = stream
+        self._recv_data = recv_data
+        self._limit = limit
+        self._in_body = False
+        self._inflated: bytes | None = None
+
+    async def __call__(self, size: int) -> bytes:
+        if self._inflated is not None:
+            message, self._inflated = self._inflated, None
+            return message
+        data = await self._recv_data(size)
+        if self._in_body or not data or not data[0]:
+            self._in_body = not self._in_body and bool(data)
+            return data
+        encoding = dict(self._stream.headers or ()).get("grpc-encoding", "identity")
+        if not supports(encoding):
+            raise GRPCError(
+                StatusCode.INTERNAL, f"a reply is compressed with {encoding!r}, which muxs lacks"
+            )
+        body = await self._recv_data(int.from_bytes(data[1:5], "big"))
+        try:
+            self._inflated = inflate(body, encoding, self._limit)
+        except TooLarge as exc:
+            raise GRPCError(StatusCode.RESOURCE_EXHAUSTED, f"a reply is too large: {exc}") from None
+        except Corrupt as exc:
+            raise GRPCError(StatusCode.INTERNAL, f"a reply is corrupt: {exc}") from None
+        return b"\x00" + len(self._inflated).to_bytes(4, "big")
+
+
+def fit_stream(compression: str | None) -> Callable[[Stream], None]:
+    """What fits each new stream of a channel whose requests use ``compression``."""
+    headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
+    if compression is not None:
+        headers.append(("grpc-encoding", compression))
+
+    def fit(stream: Stream) -> None:
+        add_request_headers(stream, headers)
+        if compression is not None:
+            send_replies_with(stream, lambda send_data: CompressingWriter(send_data, compression))
+        read_requests_with(
+            stream, lambda recv_data: ReplyReader(stream, recv_data, MAX_REPLY_BYTES)
+        )
+
+    return fit
