@@ -339,3 +339,23 @@ class ClosingServerStreams(ServiceBase):
         async with aclosing(replies):
             async for reply in replies:
                 await stream.send_message(reply)
+
+
+# --- grpclib's client streams -------------------------------------------------------------
+
+
+def sent_request_stream(stream: Any) -> Stream | None:
+    """The HTTP/2 stream a grpclib client ``Stream`` sent its request headers on (None: the
+    request was never sent, as when the connection failed first)."""
+    # Relies on: grpclib.client.Stream._stream, set by send_request once the headers are sent.
+    return cast(Stream | None, getattr(stream, "_stream", None))
+
+
+# Relies on: grpclib's message for a stream the server reset (process_stream_reset), with h2's
+# ErrorCodes formatted as its name or its number (7: REFUSED_STREAM) by the Python version.
+_REFUSED_STREAM = re.compile(r"reset by remote party, error_code: (ErrorCodes\.REFUSED_STREAM|7)$")
+
+
+def is_refused_stream(error: BaseException) -> bool:
+    """Whether grpclib's ``StreamTerminatedError`` says the server refused the stream."""
+    return _REFUSED_STREAM.search(str(error)) is not None

@@ -11,6 +11,10 @@ What went wrong is raised as ``ConnectFailure`` (``muxs.errors`` words it for th
 no answer in time, the connection closed before the server answered, the server
 answering in TLS to a plaintext client, or the TLS handshake refused.
 
+It also remembers the last stream id of each GOAWAY a server sent (``refused_by_goaway``):
+grpclib fails every stream of the connection alike, and only those above it were never
+seen by the server (``muxs.retries`` sends them again).
+
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
 made) and ``H2Protocol`` with its ``connection`` and ``processor``; tests/client/test_connect.py
 fails if they change.
@@ -20,12 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import weakref
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from grpclib.config import Configuration
-from grpclib.protocol import H2Protocol
+from grpclib.protocol import Connection, H2Protocol
+from h2.events import ConnectionTerminated
 
-from muxs._internals import ConnectingChannel
+from muxs._internals import ConnectingChannel, replace_event_handler, sent_request_stream
 from muxs.details import KeepStatusDetails
 from muxs.encoding import MessageCodec
 from muxs.errors import ConnectFailure, ConnectFailureReason
@@ -41,10 +48,23 @@ class _AnsweringProtocol(H2Protocol):
         inner: H2Protocol,
         answered: asyncio.Future[None],
         failure: Callable[[ConnectFailureReason], ConnectFailure],
+        goaways: weakref.WeakKeyDictionary[Connection, int],
     ) -> None:
         super().__init__(inner.handler, inner.config, inner.h2_config)
         self._answered = answered
         self._failure = failure
+        self._goaways = goaways
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
+        self._close_on_goaway = close
+
+    def _goaway_received(self, event: ConnectionTerminated) -> None:
+        # grpclib fails every stream of the connection alike: remember which ones the
+        # server never saw (those above its last stream id), for a transparent retry.
+        self._goaways[self.connection] = event.last_stream_id or 0
+        self._close_on_goaway(event)
 
     def data_received(self, data: bytes) -> None:
         if not self._answered.done() and is_tls_record(data):
@@ -99,6 +119,16 @@ class AnsweringChannel(ConnectingChannel):
         self._tls = ssl is not None
         self._client_cert = client_cert
         self._answered: asyncio.Future[None] | None = None
+        self._goaways: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+
+    def refused_by_goaway(self, stream: Any) -> bool:
+        """Whether a GOAWAY refused grpclib's client ``stream`` before the server saw it
+        (its id above the GOAWAY's last stream id)."""
+        sent = sent_request_stream(stream)
+        if sent is None or sent.id is None:
+            return False
+        last_stream_id = self._goaways.get(sent.connection)
+        return last_stream_id is not None and sent.id > last_stream_id
 
     def failure(self, reason: ConnectFailureReason) -> ConnectFailure:
         """The error of a connection that failed for ``reason``."""
@@ -111,7 +141,7 @@ class AnsweringChannel(ConnectingChannel):
 
     def protocol_made(self, protocol: H2Protocol) -> H2Protocol:
         assert self._answered is not None
-        return _AnsweringProtocol(protocol, self._answered, self.failure)
+        return _AnsweringProtocol(protocol, self._answered, self.failure, self._goaways)
 
     async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
         self._answered = answered = asyncio.get_running_loop().create_future()

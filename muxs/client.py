@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -30,6 +30,7 @@ from muxs.channel import AnsweringChannel
 from muxs.errors import ConfigError, RpcError, StatusCode
 from muxs.interceptors import Interceptor
 from muxs.metadata import CallInfo, MetadataLike
+from muxs.retries import RetryPolicy
 from muxs.threads import open_blocking
 from muxs.tls import PathLike, tls_client_context
 from muxs.transfers import Progress
@@ -107,6 +108,8 @@ class Client:
         allow_insecure_token: bool = False,
         metadata: MetadataLike | None = None,
         interceptors: Sequence[Interceptor] = (),
+        retry_policy: RetryPolicy | None = None,
+        method_retry_policies: Mapping[str, RetryPolicy | None] | None = None,
     ) -> None:
         """Connect to ``target`` (``host:port``, or a Unix socket: ``unix:///abs/path`` or
         ``unix:relative/path``), or use an existing grpclib ``channel``.
@@ -122,7 +125,12 @@ class Client:
         call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
         ``metadata`` is sent with every call (a call's own ``metadata=`` replaces a key it
         gives); ``interceptors`` (``muxs.Interceptor``) run around every call, the first
-        outermost. Unusable options raise ``muxs.ConfigError``.
+        outermost. A unary call the server never processed (refused by a GOAWAY or a
+        drain, or no connection) is sent again once, transparently; ``retry_policy``
+        (``muxs.RetryPolicy``, None: no other retries) retries any unary call ended with a
+        retryable status, and ``method_retry_policies`` overrides it per method
+        (``/muxs.Greeter/SayHello``: a policy, or None for none). Unusable options raise
+        ``muxs.ConfigError``.
         """
         if connect_timeout is not None and not connect_timeout > 0:
             raise ConfigError("connect_timeout", f"{connect_timeout} is not a number > 0")
@@ -147,7 +155,13 @@ class Client:
             listen(channel, SendRequest, add_token)
         self.target = target
         self._caller = Caller(
-            channel, target, timeout, metadata=metadata, interceptors=interceptors
+            channel,
+            target,
+            timeout,
+            metadata=metadata,
+            interceptors=interceptors,
+            retry_policy=retry_policy,
+            method_retry_policies=method_retry_policies,
         )
 
     @property

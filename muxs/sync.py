@@ -31,6 +31,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from types import TracebackType
@@ -42,6 +43,7 @@ from muxs.client import DEFAULT_TARGET, Client
 from muxs.errors import RpcError, StatusCode
 from muxs.interceptors import Interceptor
 from muxs.metadata import MetadataLike
+from muxs.retries import RetryPolicy
 from muxs.tls import PathLike
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,8 @@ class ClientOptions(TypedDict, total=False):
     allow_insecure_token: bool
     metadata: MetadataLike | None
     interceptors: Sequence[Interceptor]
+    retry_policy: RetryPolicy | None
+    method_retry_policies: Mapping[str, RetryPolicy | None] | None
 
 
 class _LoopThread:
