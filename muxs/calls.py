@@ -156,6 +156,7 @@ class Caller:
         interceptors: Sequence[Interceptor] = (),
         retry_policy: RetryPolicy | None = None,
         method_retry_policies: Mapping[str, RetryPolicy | None] | None = None,
+        wait_for_ready: bool = False,
     ) -> None:
         self.channel = channel
         self.target = target
@@ -164,13 +165,14 @@ class Caller:
         self._interceptors = tuple(interceptors)
         self._retry_policy = retry_policy
         self._method_retry_policies = dict(method_retry_policies or {})
+        self._wait_for_ready = wait_for_ready
         refused_by_goaway = getattr(channel, "refused_by_goaway", None)
         self._refused_by_goaway: Callable[[Any], bool] = refused_by_goaway or (lambda _: False)
 
     def _attempts(self, call: ClientCall) -> Attempts:
         """The attempts of ``call``: its method's retry policy, else the client's."""
         policy = self._method_retry_policies.get(call.method, self._retry_policy)
-        return Attempts(call.timeout, policy)
+        return Attempts(call.timeout, policy, wait_for_ready=call.wait_for_ready)
 
     def _outcome(self, call: ClientCall) -> _Outcome:
         return _Outcome(call.info, self._refused_by_goaway)
@@ -191,6 +193,7 @@ class Caller:
             self.timeout if timeout is None else timeout,
             CallInfo() if info is None else info,
             target=self.target,
+            wait_for_ready=self._wait_for_ready,
         )
 
     def _open(

@@ -110,6 +110,7 @@ class Client:
         interceptors: Sequence[Interceptor] = (),
         retry_policy: RetryPolicy | None = None,
         method_retry_policies: Mapping[str, RetryPolicy | None] | None = None,
+        wait_for_ready: bool = False,
     ) -> None:
         """Connect to ``target`` (``host:port``, or a Unix socket: ``unix:///abs/path`` or
         ``unix:relative/path``), or use an existing grpclib ``channel``.
@@ -129,7 +130,10 @@ class Client:
         drain, or no connection) is sent again once, transparently; ``retry_policy``
         (``muxs.RetryPolicy``, None: no other retries) retries any unary call ended with a
         retryable status, and ``method_retry_policies`` overrides it per method
-        (``/muxs.Greeter/SayHello``: a policy, or None for none). Unusable options raise
+        (``/muxs.Greeter/SayHello``: a policy, or None for none). ``wait_for_ready``: a
+        unary call waits for a connection (trying again with grpc's connection backoff)
+        until its deadline instead of failing UNAVAILABLE at once (an interceptor may set
+        ``call.wait_for_ready`` per call). Unusable options raise
         ``muxs.ConfigError``.
         """
         if connect_timeout is not None and not connect_timeout > 0:
@@ -162,6 +166,7 @@ class Client:
             interceptors=interceptors,
             retry_policy=retry_policy,
             method_retry_policies=method_retry_policies,
+            wait_for_ready=wait_for_ready,
         )
 
     @property

@@ -84,9 +84,7 @@ def unprocessed(error: RpcError, stream: Any, refused_by_goaway: Callable[[Any],
     opened) was refused before the server's handler saw it."""
     cause = error.__cause__
     if stream is None or sent_request_stream(stream) is None:
-        # The connection failed before the request left; one that timed out or was
-        # refused for TLS would only fail the same way again, after as long.
-        return isinstance(cause, OSError) and not isinstance(cause, ConnectFailure)
+        return isinstance(cause, OSError)  # the connection failed before the request left
     if isinstance(cause, StreamTerminatedError):
         return is_refused_stream(cause) or refused_by_goaway(stream)
     return error.status is StatusCode.UNAVAILABLE and _refused_by_drain(error)
@@ -115,18 +113,43 @@ def _pushback(error: RpcError) -> float | None:
     return max(info.retry_delay.ToNanoseconds() / 1e9, 0.0)
 
 
+#: How a call that waits for ready tries to connect again: grpc's connection backoff (first
+#: wait, multiplier, jitter, longest wait in seconds), as grpcio and grpc-go have it.
+CONNECT_FIRST_WAIT = 1.0
+CONNECT_MULTIPLIER = 1.6
+CONNECT_JITTER = 0.2
+CONNECT_LONGEST_WAIT = 120.0
+
+
+def connect_backoff(retry: int) -> float:
+    """The wait before the ``retry``-th connection attempt of a call that waits for ready."""
+    wait = min(CONNECT_FIRST_WAIT * CONNECT_MULTIPLIER ** (retry - 1), CONNECT_LONGEST_WAIT)
+    return wait * random.uniform(1 - CONNECT_JITTER, 1 + CONNECT_JITTER)
+
+
+def _connect_failed(error: RpcError) -> bool:
+    """Whether the call failed because no connection could be made (nothing was sent)."""
+    return error.unprocessed and isinstance(error.__cause__, OSError)
+
+
 class Attempts:
     """Runs the attempts of one unary call: ``await attempts.run(send)``.
 
     ``send(timeout)`` makes one attempt with that deadline (seconds, None: none); its
     ``RpcError`` says with ``unprocessed`` whether the server never handled it.
+    ``wait_for_ready``: a call whose connection fails is tried again (with grpc's connection
+    backoff) until its deadline, instead of failing UNAVAILABLE at once.
     """
 
-    def __init__(self, timeout: float | None, policy: RetryPolicy | None) -> None:
+    def __init__(
+        self, timeout: float | None, policy: RetryPolicy | None, *, wait_for_ready: bool = False
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._deadline = None if timeout is None else self._loop.time() + timeout
         self._policy = policy
+        self._wait_for_ready = wait_for_ready
         self._transparent_left = 1
+        self._connects = 0
         self._retries = 0
 
     def _remaining(self) -> float | None:
@@ -139,14 +162,30 @@ class Attempts:
             except RpcError as error:
                 delay = self._delay(error)
                 remaining = self._remaining()
-                if delay is None or (remaining is not None and delay >= remaining):
+                if delay is None:
+                    raise
+                if remaining is not None and delay >= remaining:
+                    if self._connects:  # waited for ready until the deadline: grpc's status
+                        await asyncio.sleep(remaining)
+                        raise RpcError(
+                            StatusCode.DEADLINE_EXCEEDED,
+                            f"deadline exceeded waiting for a connection ({error.message})",
+                        ) from error
                     raise
                 log.debug("retrying in %.3fs after %s", delay, error)
                 await asyncio.sleep(delay)
 
     def _delay(self, error: RpcError) -> float | None:
         """How long to wait before sending the call again after ``error`` (None: never)."""
-        if error.unprocessed and self._transparent_left:
+        if self._wait_for_ready and _connect_failed(error):
+            self._connects += 1
+            return connect_backoff(self._connects)
+        # A connection that timed out or failed its TLS handshake would fail again.
+        if (
+            error.unprocessed
+            and self._transparent_left
+            and not isinstance(error.__cause__, ConnectFailure)
+        ):
             self._transparent_left -= 1
             return _pushback(error) or 0.0
         policy = self._policy

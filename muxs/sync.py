@@ -72,6 +72,7 @@ class ClientOptions(TypedDict, total=False):
     interceptors: Sequence[Interceptor]
     retry_policy: RetryPolicy | None
     method_retry_policies: Mapping[str, RetryPolicy | None] | None
+    wait_for_ready: bool
 
 
 class _LoopThread:

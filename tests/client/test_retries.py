@@ -1,10 +1,13 @@
 """Retries: transparent ones of calls the server never processed, and a ``RetryPolicy``'s."""
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.protocol import H2Protocol
+from grpclib.server import Server
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.errors import ErrorCodes
@@ -14,8 +17,10 @@ from muxs import Client, ClientCall, Proceed, RetryPolicy, RpcError, StatusCode
 from muxs.channel import AnsweringChannel
 from muxs.client import parse_target
 from muxs.errors import ConfigError
-from muxs.server.refusals import draining
+from muxs.server.codec import Codec
+from muxs.server.refusals import draining, retry_after
 from tests.echo import EchoGreeter
+from tests.polling import until
 
 
 class _RefusedOnce(AnsweringChannel):
@@ -261,3 +266,92 @@ async def test_a_call_a_goaway_may_have_let_through_is_not_sent_again(
     assert failed.value.status is StatusCode.UNAVAILABLE
     assert not failed.value.unprocessed
     assert front.connections == 1
+
+
+class _CountingChannel(AnsweringChannel):
+    """A channel that counts its connection attempts."""
+
+    attempts = 0
+
+    async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
+        self.attempts += 1
+        return await super().connect(connect)
+
+
+@pytest.fixture
+def unready() -> Iterator[socket.socket]:
+    """A socket bound on 127.0.0.1 that does not listen yet (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+@pytest.mark.parametrize("per_call", [False, True])
+async def test_a_call_that_waits_for_ready_is_served_once_the_server_listens(
+    unready: socket.socket, echo_greeter: EchoGreeter, per_call: bool
+) -> None:
+    channel = _CountingChannel("127.0.0.1", unready.getsockname()[1], ssl=None, connect_timeout=5)
+
+    async def wait_for_ready(call: ClientCall, proceed: Proceed) -> None:
+        call.wait_for_ready = True
+        await proceed(call)
+
+    options = {"interceptors": [wait_for_ready]} if per_call else {"wait_for_ready": True}
+    server = Server([echo_greeter], codec=Codec(), status_details_codec=ProtoStatusDetailsCodec())
+    async with Client(channel=channel, **options) as client:
+        call = asyncio.create_task(client.say_hello("ann", timeout=30))
+        await until(lambda: channel.attempts >= 2)  # refused, then refused again
+        assert not call.done()
+        await server.start(sock=unready)
+        try:
+            assert (await call).message == "Hello, ann!"
+        finally:
+            server.close()
+            await server.wait_closed()
+
+
+async def test_a_call_that_waits_for_ready_ends_at_its_deadline(closed_port: int) -> None:
+    async with Client(f"127.0.0.1:{closed_port}", wait_for_ready=True) as client:
+        with pytest.raises(RpcError) as failed:
+            await client.say_hello("ann", timeout=0.5)
+    assert failed.value.status is StatusCode.DEADLINE_EXCEEDED
+    assert "waiting for a connection" in failed.value.message
+
+
+async def test_without_wait_for_ready_a_refused_connection_fails_at_once(
+    closed_port: int,
+) -> None:
+    channel = _CountingChannel("127.0.0.1", closed_port, ssl=None, connect_timeout=5)
+    async with Client(channel=channel) as client:
+        with pytest.raises(RpcError) as failed:
+            await client.say_hello("ann", timeout=30)
+    assert failed.value.status is StatusCode.UNAVAILABLE
+    assert channel.attempts == 2  # the first and its transparent retry
+
+
+class _PushingBack(EchoGreeter):
+    """Refuses SayHello with UNAVAILABLE and a ``RetryInfo`` of a minute, ``refusals`` times."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def say_hello(self, stream):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.refusals:
+            self.refusals -= 1
+            raise retry_after(60, StatusCode.UNAVAILABLE, "busy for a minute")
+        await super().say_hello(stream)
+
+
+@pytest.mark.parametrize("echo_greeter", [_PushingBack(1)])
+async def test_a_policy_never_waits_past_the_deadline_for_the_servers_pushback(
+    echo_target: str, echo_greeter: _PushingBack
+) -> None:
+    policy = RetryPolicy(initial_backoff=0.001)
+    async with Client(echo_target, retry_policy=policy) as client:
+        with pytest.raises(RpcError) as failed:
+            await client.say_hello("ann", timeout=30)  # the pushback asks for 60 s
+    assert failed.value.status is StatusCode.UNAVAILABLE
+    assert failed.value.message == "busy for a minute"
+    assert echo_greeter.calls == 1
