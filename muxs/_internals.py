@@ -16,6 +16,7 @@ server's reaches take grpclib's server objects as arguments and import nothing o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection
@@ -196,10 +197,17 @@ def stop_listening(server: Server) -> None:
         server._server.close()
 
 
-def keepalive_config(time: float | None, timeout: float) -> Configuration:
-    """grpclib's configuration with this keepalive (seconds; ``time`` None: no pings)."""
-    # Relies on: Configuration's _keepalive_time and _keepalive_timeout, its server-side fields.
-    return Configuration(_keepalive_time=time, _keepalive_timeout=timeout)
+def keepalive_config(
+    time: float | None, timeout: float, base: Configuration | None = None
+) -> Configuration:
+    """grpclib's configuration (``base``'s, else the default) with this keepalive (seconds;
+    ``time`` None: no pings): a ping every ``time`` while a call is open, the connection
+    closed if one is not acknowledged within ``timeout``."""
+    # Relies on: Configuration's _keepalive_time and _keepalive_timeout, which grpclib's
+    # Connection (client and server alike) reads in initialize() and _ping().
+    return dataclasses.replace(
+        base or Configuration(), _keepalive_time=time, _keepalive_timeout=timeout
+    )
 
 
 def h2_connection(protocol: H2Protocol) -> h2.connection.H2Connection:

@@ -170,9 +170,15 @@ class Caller:
         self._refused_by_goaway: Callable[[Any], bool] = refused_by_goaway or (lambda _: False)
 
     def _attempts(self, call: ClientCall) -> Attempts:
-        """The attempts of ``call``: its method's retry policy, else the client's."""
+        """The attempts of ``call``: its method's retry policy, else the client's; a call
+        the server never processed is sent again once per server (``RoundRobin.addresses``)."""
         policy = self._method_retry_policies.get(call.method, self._retry_policy)
-        return Attempts(call.timeout, policy, wait_for_ready=call.wait_for_ready)
+        return Attempts(
+            call.timeout,
+            policy,
+            wait_for_ready=call.wait_for_ready,
+            transparent_retries=len(getattr(self.channel, "addresses", ())) or 1,
+        )
 
     def _outcome(self, call: ClientCall) -> _Outcome:
         return _Outcome(call.info, self._refused_by_goaway)

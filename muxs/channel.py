@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,10 +33,16 @@ from grpclib.config import Configuration
 from grpclib.protocol import Connection, H2Protocol
 from h2.events import ConnectionTerminated
 
-from muxs._internals import ConnectingChannel, replace_event_handler, sent_request_stream
+from muxs._internals import (
+    ConnectingChannel,
+    keepalive_config,
+    replace_event_handler,
+    sent_request_stream,
+)
 from muxs.details import KeepStatusDetails
 from muxs.encoding import MessageCodec
 from muxs.errors import ConnectFailure, ConnectFailureReason
+from muxs.retries import connect_backoff
 from muxs.tls import is_tls_record
 
 
@@ -92,7 +99,10 @@ class AnsweringChannel(ConnectingChannel):
     is made only once the server has answered, within ``connect_timeout`` seconds (None: no limit).
 
     ``client_cert`` says whether the TLS context presents a client certificate (None: not
-    known), for the explanation of a refused handshake.
+    known), for the explanation of a refused handshake. ``keepalive_time``: seconds between
+    pings while a call is open (None: none); a ping not answered within ``keepalive_timeout``
+    closes the connection (its calls fail UNAVAILABLE). ``on_failure`` is called when a
+    connection fails.
     """
 
     def __init__(
@@ -104,14 +114,21 @@ class AnsweringChannel(ConnectingChannel):
         ssl: ssl.SSLContext | None,
         connect_timeout: float | None,
         client_cert: bool | None = None,
+        on_failure: Callable[[], None] | None = None,
+        keepalive_time: float | None = None,
+        keepalive_timeout: float = 20.0,
     ) -> None:
         super().__init__(
             host,
             port,
             path=path,
             ssl=ssl,
-            # A Unix socket has no host name: TLS verifies "localhost", as grpc's does.
-            config=Configuration(ssl_target_name_override="localhost") if path else None,
+            config=keepalive_config(
+                keepalive_time,
+                keepalive_timeout,
+                # A Unix socket has no host name: TLS verifies "localhost", as grpc's does.
+                Configuration(ssl_target_name_override="localhost") if path else None,
+            ),
             codec=MessageCodec(),
             status_details_codec=KeepStatusDetails(),
         )
@@ -120,6 +137,11 @@ class AnsweringChannel(ConnectingChannel):
         self._client_cert = client_cert
         self._answered: asyncio.Future[None] | None = None
         self._goaways: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+        self._on_failure = on_failure
+        #: Connections that failed in a row, and when (``time.monotonic()``) another may be
+        #: tried (None: the latest did not fail), after grpc's connection backoff.
+        self.failures = 0
+        self.retry_at: float | None = None
 
     def refused_by_goaway(self, stream: Any) -> bool:
         """Whether a GOAWAY refused grpclib's client ``stream`` before the server saw it
@@ -144,6 +166,18 @@ class AnsweringChannel(ConnectingChannel):
         return _AnsweringProtocol(protocol, self._answered, self.failure, self._goaways)
 
     async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
+        try:
+            protocol = await self._connect(connect)
+        except Exception:
+            self.failures += 1
+            self.retry_at = time.monotonic() + connect_backoff(self.failures)
+            if self._on_failure is not None:
+                self._on_failure()
+            raise
+        self.failures, self.retry_at = 0, None
+        return protocol
+
+    async def _connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
         self._answered = answered = asyncio.get_running_loop().create_future()
         limit = asyncio.timeout(self.connect_timeout)
         protocol: H2Protocol | None = None

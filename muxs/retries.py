@@ -3,12 +3,13 @@
 Two kinds, both within the call's deadline, both below the interceptors (an interceptor
 sees one attempt however many were sent):
 
-- transparent: a call the server never processed is sent again once (after a GOAWAY, on a fresh
-  connection), with no policy needed: one a GOAWAY refused (its stream above the GOAWAY's
-  last stream id), a stream reset with REFUSED_STREAM, a call refused by a server's drain
-  before its handler ran (UNAVAILABLE with muxs's ``DRAINING`` ``ErrorInfo``: after its
-  ``RetryInfo`` delay), or one whose connection was refused or reset before the request
-  was sent (not one that timed out or failed its TLS handshake: it would again);
+- transparent: a call the server never processed is sent again once (after a GOAWAY, on a
+  fresh connection; with several servers, once per server, each to the next), with no
+  policy needed: one a GOAWAY refused (its stream above the GOAWAY's last stream id), a
+  stream reset with REFUSED_STREAM, a call refused by a server's drain before its handler
+  ran (UNAVAILABLE with muxs's ``DRAINING`` ``ErrorInfo``: after its ``RetryInfo`` delay),
+  or one whose connection was refused or reset before the request was sent (not one that
+  timed out or failed its TLS handshake: it would again);
 - by a ``RetryPolicy`` (off unless the client is given one): a call that ended with a
   retryable status is sent again after an exponential backoff with jitter, or after the
   delay of the server's ``RetryInfo`` (pushback), up to ``max_attempts`` in all.
@@ -139,16 +140,23 @@ class Attempts:
     ``RpcError`` says with ``unprocessed`` whether the server never handled it.
     ``wait_for_ready``: a call whose connection fails is tried again (with grpc's connection
     backoff) until its deadline, instead of failing UNAVAILABLE at once.
+    ``transparent_retries``: how many times a call the server never processed is sent again
+    (once per server the client has, so that each may be tried).
     """
 
     def __init__(
-        self, timeout: float | None, policy: RetryPolicy | None, *, wait_for_ready: bool = False
+        self,
+        timeout: float | None,
+        policy: RetryPolicy | None,
+        *,
+        wait_for_ready: bool = False,
+        transparent_retries: int = 1,
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._deadline = None if timeout is None else self._loop.time() + timeout
         self._policy = policy
         self._wait_for_ready = wait_for_ready
-        self._transparent_left = 1
+        self._transparent_left = transparent_retries
         self._connects = 0
         self._retries = 0
 

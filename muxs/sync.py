@@ -73,6 +73,8 @@ class ClientOptions(TypedDict, total=False):
     retry_policy: RetryPolicy | None
     method_retry_policies: Mapping[str, RetryPolicy | None] | None
     wait_for_ready: bool
+    keepalive_time: float | None
+    keepalive_timeout: float
 
 
 class _LoopThread:
@@ -286,7 +288,7 @@ def _iterating(
     return iterating
 
 
-async def _connect(target: str, options: ClientOptions) -> Client:
+async def _connect(target: str | Sequence[str], options: ClientOptions) -> Client:
     return Client(target, **options)
 
 
@@ -300,9 +302,12 @@ class SyncClient(_Closing):
     read the reply, send again). Safe to share between threads.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, **options: Unpack[ClientOptions]) -> None:
-        """Connect to ``target`` (``host:port``); ``options`` are ``Client``'s."""
-        self.target = target
+    def __init__(
+        self, target: str | Sequence[str] = DEFAULT_TARGET, **options: Unpack[ClientOptions]
+    ) -> None:
+        """Connect to ``target`` (``host:port``, several, or ``dns:///name:port``); ``options``
+        are ``Client``'s."""
+        self.target = target if isinstance(target, str) else ",".join(target)
         self._loop = _LoopThread()
         try:
             self._client = self._loop.call(_connect(target, options))

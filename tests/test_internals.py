@@ -281,3 +281,12 @@ def test_a_refused_stream_reads_as_grpclibs_reset_message() -> None:
     cancelled = template.format(h2.errors.ErrorCodes.CANCEL)
     assert _internals.is_refused_stream(grpclib.exceptions.StreamTerminatedError(refused))
     assert not _internals.is_refused_stream(grpclib.exceptions.StreamTerminatedError(cancelled))
+
+
+def test_a_client_connection_pings_by_its_configurations_keepalive() -> None:
+    assert "self._config._keepalive_time" in source(grpclib.protocol.Connection.initialize)
+    ping = source(grpclib.protocol.Connection._ping)
+    assert "self._config._keepalive_timeout" in ping
+    assert "self.close" in ping
+    config = _internals.keepalive_config(1.5, 2.5)
+    assert (config._keepalive_time, config._keepalive_timeout) == (1.5, 2.5)
