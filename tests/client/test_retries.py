@@ -13,7 +13,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import RequestReceived
 
-from muxs import Client, ClientCall, Proceed, RetryPolicy, RpcError, StatusCode
+from muxs import Client, ClientCall, Proceed, RetryPolicy, RpcError, StatusCode, SyncClient
 from muxs.channel import AnsweringChannel
 from muxs.client import parse_target
 from muxs.errors import ConfigError
@@ -355,3 +355,17 @@ async def test_a_policy_never_waits_past_the_deadline_for_the_servers_pushback(
     assert failed.value.status is StatusCode.UNAVAILABLE
     assert failed.value.message == "busy for a minute"
     assert echo_greeter.calls == 1
+
+
+async def test_the_sync_client_retries_by_its_policy(
+    echo_target: str, echo_greeter: EchoGreeter
+) -> None:
+    echo_greeter.unavailable = 2
+    policy = RetryPolicy(max_attempts=3, initial_backoff=0.001)
+
+    def call() -> float:
+        with SyncClient(echo_target, timeout=10, retry_policy=policy) as client:
+            return client.square(9).value
+
+    assert await asyncio.to_thread(call) == 9
+    assert echo_greeter.calls == 3
