@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from muxs import (
     serve,
 )
 from tests.polling import until
+from tests.processes import muxs_process
 
 
 def _counting(calls: Counter[int], index: int):  # type: ignore[no-untyped-def]
@@ -108,3 +110,32 @@ async def test_every_server_down_is_unavailable(closed_port: int) -> None:
         with pytest.raises(RpcError) as failed:
             await client.say_hello("ann")
     assert failed.value.status is StatusCode.UNAVAILABLE
+
+
+async def test_a_server_killed_mid_run_loses_only_the_calls_in_flight_on_it(
+    settings: ServerSettings, tmp_path: Path
+) -> None:
+    async with (
+        serve(settings=settings) as first,
+        serve(settings=settings) as third,
+        muxs_process(tmp_path / "killed") as (process, killed),
+    ):
+        results: list[str] = []
+        lost: list[RpcError] = []
+        async with Client([first.target, killed, third.target], timeout=30) as client:
+
+            async def caller() -> None:
+                while len(results) < 150:
+                    try:
+                        results.append((await client.say_hello("bob")).message)
+                    except RpcError as exc:
+                        lost.append(exc)
+
+            callers = [asyncio.create_task(caller()) for _ in range(4)]
+            await until(lambda: len(results) >= 30)
+            process.kill()  # SIGKILL: no drain, its connection reset
+            await process.wait()
+            await asyncio.gather(*callers)
+    assert set(results) == {"Hello, bob!"}
+    assert len(lost) <= len(callers)  # one call in flight on it per caller, at most
+    assert {exc.status for exc in lost} <= {StatusCode.UNAVAILABLE}
