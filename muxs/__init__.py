@@ -14,6 +14,7 @@ from muxs.client import Client
 from muxs.errors import ConfigError, Metadata, MuxsError, RpcError, StatusCode, TokenError
 from muxs.interceptors import ClientCall, Interceptor, Proceed
 from muxs.metadata import CallInfo
+from muxs.retries import RetryPolicy
 from muxs.sync import SyncClient
 
 #: The release; pyproject.toml reads it from here (``[tool.hatch.version]``).
@@ -36,6 +37,7 @@ __all__ = [
     "MuxsError",
     "Number",
     "Proceed",
+    "RetryPolicy",
     "RpcError",
     "RunningServer",
     "ServerInterceptor",

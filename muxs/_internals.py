@@ -16,6 +16,7 @@ server's reaches take grpclib's server objects as arguments and import nothing o
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
@@ -196,10 +197,17 @@ def stop_listening(server: Server) -> None:
         server._server.close()
 
 
-def keepalive_config(time: float | None, timeout: float) -> Configuration:
-    """grpclib's configuration with this keepalive (seconds; ``time`` None: no pings)."""
-    # Relies on: Configuration's _keepalive_time and _keepalive_timeout, its server-side fields.
-    return Configuration(_keepalive_time=time, _keepalive_timeout=timeout)
+def keepalive_config(
+    time: float | None, timeout: float, base: Configuration | None = None
+) -> Configuration:
+    """grpclib's configuration (``base``'s, else the default) with this keepalive (seconds;
+    ``time`` None: no pings): a ping every ``time`` while a call is open, the connection
+    closed if one is not acknowledged within ``timeout``."""
+    # Relies on: Configuration's _keepalive_time and _keepalive_timeout, which grpclib's
+    # Connection (client and server alike) reads in initialize() and _ping().
+    return dataclasses.replace(
+        base or Configuration(), _keepalive_time=time, _keepalive_timeout=timeout
+    )
 
 
 def h2_connection(protocol: H2Protocol) -> h2.connection.H2Connection:
@@ -390,3 +398,23 @@ class ClosingServerStreams(ServiceBase):
         async with aclosing(replies):
             async for reply in replies:
                 await stream.send_message(reply)
+
+
+# --- grpclib's client streams -------------------------------------------------------------
+
+
+def sent_request_stream(stream: Any) -> Stream | None:
+    """The HTTP/2 stream a grpclib client ``Stream`` sent its request headers on (None: the
+    request was never sent, as when the connection failed first)."""
+    # Relies on: grpclib.client.Stream._stream, set by send_request once the headers are sent.
+    return cast(Stream | None, getattr(stream, "_stream", None))
+
+
+# Relies on: grpclib's message for a stream the server reset (process_stream_reset), with h2's
+# ErrorCodes formatted as its name or its number (7: REFUSED_STREAM) by the Python version.
+_REFUSED_STREAM = re.compile(r"reset by remote party, error_code: (ErrorCodes\.REFUSED_STREAM|7)$")
+
+
+def is_refused_stream(error: BaseException) -> bool:
+    """Whether grpclib's ``StreamTerminatedError`` says the server refused the stream."""
+    return _REFUSED_STREAM.search(str(error)) is not None

@@ -35,6 +35,7 @@ from muxs._internals import SHORT_READ
 from muxs.errors import Metadata, RpcError, StatusCode, translate_errors
 from muxs.interceptors import CallKind, ClientCall, Interceptor
 from muxs.metadata import CallInfo, MetadataLike, checked, merged
+from muxs.retries import Attempts, RetryPolicy, unprocessed
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
@@ -109,9 +110,10 @@ class _Outcome:
     """Records how a call ended on its ``CallInfo``: the server's headers and trailers, and
     the status; an ``RpcError`` gets the same headers and trailers."""
 
-    def __init__(self, info: CallInfo) -> None:
+    def __init__(self, info: CallInfo, refused_by_goaway: Callable[[Any], bool]) -> None:
         self.info = info
         self.stream: GrpcStream[Any, Any] | None = None
+        self._refused_by_goaway = refused_by_goaway
 
     def __enter__(self) -> Self:
         return self
@@ -131,6 +133,7 @@ class _Outcome:
         elif isinstance(exc, RpcError):
             info.status = exc.status
             exc.headers, exc.trailers = info.headers, info.trailers
+            exc.unprocessed = unprocessed(exc, self.stream, self._refused_by_goaway)
         elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
             info.status = StatusCode.CANCELLED
 
@@ -151,12 +154,34 @@ class Caller:
         *,
         metadata: MetadataLike | None = None,
         interceptors: Sequence[Interceptor] = (),
+        retry_policy: RetryPolicy | None = None,
+        method_retry_policies: Mapping[str, RetryPolicy | None] | None = None,
+        wait_for_ready: bool = False,
     ) -> None:
         self.channel = channel
         self.target = target
         self.timeout = timeout
         self._metadata = checked(metadata)
         self._interceptors = tuple(interceptors)
+        self._retry_policy = retry_policy
+        self._method_retry_policies = dict(method_retry_policies or {})
+        self._wait_for_ready = wait_for_ready
+        refused_by_goaway = getattr(channel, "refused_by_goaway", None)
+        self._refused_by_goaway: Callable[[Any], bool] = refused_by_goaway or (lambda _: False)
+
+    def _attempts(self, call: ClientCall) -> Attempts:
+        """The attempts of ``call``: its method's retry policy, else the client's; a call
+        the server never processed is sent again once per server (``RoundRobin.addresses``)."""
+        policy = self._method_retry_policies.get(call.method, self._retry_policy)
+        return Attempts(
+            call.timeout,
+            policy,
+            wait_for_ready=call.wait_for_ready,
+            transparent_retries=len(getattr(self.channel, "addresses", ())) or 1,
+        )
+
+    def _outcome(self, call: ClientCall) -> _Outcome:
+        return _Outcome(call.info, self._refused_by_goaway)
 
     def call(
         self,
@@ -174,6 +199,7 @@ class Caller:
             self.timeout if timeout is None else timeout,
             CallInfo() if info is None else info,
             target=self.target,
+            wait_for_ready=self._wait_for_ready,
         )
 
     def _open(
@@ -182,13 +208,14 @@ class Caller:
         cardinality: Cardinality,
         request_type: type[Request],
         reply_type: type[Reply],
+        timeout: float | None,
     ) -> GrpcStream[Request, Reply]:
         return self.channel.request(
             call.method,
             cardinality,
             request_type,
             reply_type,
-            timeout=call.timeout,
+            timeout=timeout,
             metadata=checked(call.metadata) if self._interceptors else call.metadata,
         )
 
@@ -204,13 +231,18 @@ class Caller:
         call = self.call(path, "unary", timeout, metadata, info)
 
         async def send(call: ClientCall) -> Reply:
-            with _Outcome(call.info) as outcome, translate_errors(self.target):
-                opened = self._open(call, Cardinality.UNARY_UNARY, type(request), reply_type)
-                outcome.stream = opened
-                async with opened as stream:
-                    await stream.send_message(request, end=True)
-                    reply = await _recv(stream)
-                    return _required(reply)
+            async def attempt(timeout: float | None) -> Reply:
+                with self._outcome(call) as outcome, translate_errors(self.target):
+                    opened = self._open(
+                        call, Cardinality.UNARY_UNARY, type(request), reply_type, timeout
+                    )
+                    outcome.stream = opened
+                    async with opened as stream:
+                        await stream.send_message(request, end=True)
+                        reply = await _recv(stream)
+                        return _required(reply)
+
+            return await self._attempts(call).run(attempt)
 
         if not self._interceptors:
             return await send(call)
@@ -228,8 +260,10 @@ class Caller:
         call = self.call(path, "server_stream", timeout, metadata, info)
 
         async def replies(call: ClientCall) -> AsyncGenerator[Reply, None]:
-            with _Outcome(call.info) as outcome, translate_errors(self.target):
-                opened = self._open(call, Cardinality.UNARY_STREAM, type(request), reply_type)
+            with self._outcome(call) as outcome, translate_errors(self.target):
+                opened = self._open(
+                    call, Cardinality.UNARY_STREAM, type(request), reply_type, call.timeout
+                )
                 outcome.stream = opened
                 async with opened as stream:
                     await stream.send_message(request, end=True)
@@ -297,8 +331,8 @@ class Caller:
         call whose iterator stalls, and a reply or error the server sends early arrives.
         """
         try:
-            with _Outcome(call.info) as outcome, translate_errors(self.target):
-                opened = self._open(call, cardinality, request_type, reply_type)
+            with self._outcome(call) as outcome, translate_errors(self.target):
+                opened = self._open(call, cardinality, request_type, reply_type, call.timeout)
                 outcome.stream = opened
                 async with opened as stream:
                     await stream.send_request()

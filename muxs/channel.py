@@ -11,6 +11,10 @@ What went wrong is raised as ``ConnectFailure`` (``muxs.errors`` words it for th
 no answer in time, the connection closed before the server answered, the server
 answering in TLS to a plaintext client, or the TLS handshake refused.
 
+It also remembers the last stream id of each GOAWAY a server sent (``refused_by_goaway``):
+grpclib fails every stream of the connection alike, and only those above it were never
+seen by the server (``muxs.retries`` sends them again).
+
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
 made) and ``H2Protocol`` with its ``connection`` and ``processor``; tests/client/test_connect.py
 fails if they change.
@@ -20,16 +24,27 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
+import weakref
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from grpclib.config import Configuration
-from grpclib.protocol import H2Protocol, Stream
+from grpclib.protocol import Connection, H2Protocol, Stream
+from h2.events import ConnectionTerminated
 
-from muxs._internals import ConnectingChannel, on_new_streams
+from muxs._internals import (
+    ConnectingChannel,
+    keepalive_config,
+    on_new_streams,
+    replace_event_handler,
+    sent_request_stream,
+)
 from muxs.call_compression import fit_stream
 from muxs.details import KeepStatusDetails
 from muxs.encoding import MessageCodec
 from muxs.errors import ConnectFailure, ConnectFailureReason
+from muxs.retries import connect_backoff
 from muxs.tls import is_tls_record
 
 
@@ -43,15 +58,25 @@ class _AnsweringProtocol(H2Protocol):
         answered: asyncio.Future[None],
         failure: Callable[[ConnectFailureReason], ConnectFailure],
         fit_stream: Callable[[Stream], None],
+        goaways: weakref.WeakKeyDictionary[Connection, int],
     ) -> None:
         super().__init__(inner.handler, inner.config, inner.h2_config)
         self._answered = answered
         self._failure = failure
         self._fit_stream = fit_stream
+        self._goaways = goaways
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         on_new_streams(self, self._fit_stream)
+        close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
+        self._close_on_goaway = close
+
+    def _goaway_received(self, event: ConnectionTerminated) -> None:
+        # grpclib fails every stream of the connection alike: remember which ones the
+        # server never saw (those above its last stream id), for a transparent retry.
+        self._goaways[self.connection] = event.last_stream_id or 0
+        self._close_on_goaway(event)
 
     def data_received(self, data: bytes) -> None:
         if not self._answered.done() and is_tls_record(data):
@@ -81,6 +106,9 @@ class AnsweringChannel(ConnectingChannel):
     ``client_cert`` says whether the TLS context presents a client certificate (None: not
     known), for the explanation of a refused handshake. ``compression`` (gzip, deflate, None)
     compresses requests; compressed replies are read either way (``muxs.call_compression``).
+    ``keepalive_time``: seconds between pings while a call is open (None: none); a ping not
+    answered within ``keepalive_timeout`` closes the connection (its calls fail
+    UNAVAILABLE). ``on_failure`` is called when a connection fails.
     """
 
     def __init__(
@@ -93,14 +121,21 @@ class AnsweringChannel(ConnectingChannel):
         connect_timeout: float | None,
         client_cert: bool | None = None,
         compression: str | None = None,
+        on_failure: Callable[[], None] | None = None,
+        keepalive_time: float | None = None,
+        keepalive_timeout: float = 20.0,
     ) -> None:
         super().__init__(
             host,
             port,
             path=path,
             ssl=ssl,
-            # A Unix socket has no host name: TLS verifies "localhost", as grpc's does.
-            config=Configuration(ssl_target_name_override="localhost") if path else None,
+            config=keepalive_config(
+                keepalive_time,
+                keepalive_timeout,
+                # A Unix socket has no host name: TLS verifies "localhost", as grpc's does.
+                Configuration(ssl_target_name_override="localhost") if path else None,
+            ),
             codec=MessageCodec(),
             status_details_codec=KeepStatusDetails(),
         )
@@ -109,6 +144,21 @@ class AnsweringChannel(ConnectingChannel):
         self._client_cert = client_cert
         self._fit_stream = fit_stream(compression)
         self._answered: asyncio.Future[None] | None = None
+        self._goaways: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+        self._on_failure = on_failure
+        #: Connections that failed in a row, and when (``time.monotonic()``) another may be
+        #: tried (None: the latest did not fail), after grpc's connection backoff.
+        self.failures = 0
+        self.retry_at: float | None = None
+
+    def refused_by_goaway(self, stream: Any) -> bool:
+        """Whether a GOAWAY refused grpclib's client ``stream`` before the server saw it
+        (its id above the GOAWAY's last stream id)."""
+        sent = sent_request_stream(stream)
+        if sent is None or sent.id is None:
+            return False
+        last_stream_id = self._goaways.get(sent.connection)
+        return last_stream_id is not None and sent.id > last_stream_id
 
     def failure(self, reason: ConnectFailureReason) -> ConnectFailure:
         """The error of a connection that failed for ``reason``."""
@@ -121,9 +171,23 @@ class AnsweringChannel(ConnectingChannel):
 
     def protocol_made(self, protocol: H2Protocol) -> H2Protocol:
         assert self._answered is not None
-        return _AnsweringProtocol(protocol, self._answered, self.failure, self._fit_stream)
+        return _AnsweringProtocol(
+            protocol, self._answered, self.failure, self._fit_stream, self._goaways
+        )
 
     async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
+        try:
+            protocol = await self._connect(connect)
+        except Exception:
+            self.failures += 1
+            self.retry_at = time.monotonic() + connect_backoff(self.failures)
+            if self._on_failure is not None:
+                self._on_failure()
+            raise
+        self.failures, self.retry_at = 0, None
+        return protocol
+
+    async def _connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
         self._answered = answered = asyncio.get_running_loop().create_future()
         limit = asyncio.timeout(self.connect_timeout)
         protocol: H2Protocol | None = None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import os
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Self
+from typing import Any, Self, cast
 
 from grpclib.client import Channel
 from grpclib.events import SendRequest, listen
@@ -25,12 +25,14 @@ from muxs.api import (
     Status,
 )
 from muxs.auth.bearer import TokenProvider, bearer_listener, check_token_transport
+from muxs.balancing import RoundRobin
 from muxs.call_compression import checked_compression
 from muxs.calls import Caller, ReplyStream, Requests, iterate
 from muxs.channel import AnsweringChannel
 from muxs.errors import ConfigError, RpcError, StatusCode
 from muxs.interceptors import Interceptor
 from muxs.metadata import CallInfo, MetadataLike
+from muxs.retries import RetryPolicy
 from muxs.threads import open_blocking
 from muxs.tls import PathLike, tls_client_context
 from muxs.transfers import Progress
@@ -71,6 +73,17 @@ def unix_socket_path(target: str) -> str | None:
     return path
 
 
+def _dns_name(target: str) -> tuple[str, int] | None:
+    """The name and port of a ``dns:///name:port`` target (None: another kind); raise
+    ``ValueError`` if malformed."""
+    if not target.startswith("dns:"):
+        return None
+    rest = target.removeprefix("dns:")
+    if not rest.startswith("///"):
+        raise ValueError(f"target {target!r} is not dns:///NAME:PORT")
+    return parse_target(rest[3:])
+
+
 def check_target(target: str) -> None:
     """Raise ``ValueError`` unless ``target`` is ``host:port`` or a ``unix:`` path."""
     if unix_socket_path(target) is None:
@@ -95,7 +108,7 @@ class Client:
 
     def __init__(
         self,
-        target: str = DEFAULT_TARGET,
+        target: str | Sequence[str] = DEFAULT_TARGET,
         *,
         timeout: float | None = None,
         connect_timeout: float | None = DEFAULT_CONNECT_TIMEOUT,
@@ -109,9 +122,17 @@ class Client:
         metadata: MetadataLike | None = None,
         interceptors: Sequence[Interceptor] = (),
         compression: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        method_retry_policies: Mapping[str, RetryPolicy | None] | None = None,
+        wait_for_ready: bool = False,
+        keepalive_time: float | None = None,
+        keepalive_timeout: float = 20.0,
     ) -> None:
         """Connect to ``target`` (``host:port``, or a Unix socket: ``unix:///abs/path`` or
-        ``unix:relative/path``), or use an existing grpclib ``channel``.
+        ``unix:relative/path``), or use an existing grpclib ``channel``. Several servers:
+        a list of ``host:port``, or ``dns:///name:port`` (every address of ``name``,
+        resolved again when a connection fails): each call goes to the next healthy one in
+        turn (``muxs.balancing``).
 
         ``connect_timeout``: seconds a call may wait for a connection (TCP, TLS handshake
         and the server's first HTTP/2 frame) before it fails with UNAVAILABLE (None: no
@@ -126,34 +147,84 @@ class Client:
         gives); ``interceptors`` (``muxs.Interceptor``) run around every call, the first
         outermost. ``compression`` (``"gzip"``, ``"deflate"``, None) compresses request
         messages of 1 KiB or more when that gains; compressed replies are read either way
-        (not with a ``channel`` given). Unusable options raise ``muxs.ConfigError``.
+        (not with a ``channel`` given). A unary call the server never processed (refused by
+        a GOAWAY or a drain, or no connection) is sent again once, transparently;
+        ``retry_policy`` (``muxs.RetryPolicy``, None: no other retries) retries any unary
+        call ended with a retryable status, and ``method_retry_policies`` overrides it per
+        method (``/muxs.Greeter/SayHello``: a policy, or None for none). ``wait_for_ready``:
+        a unary call waits for a connection (trying again with grpc's connection backoff)
+        until its deadline instead of failing UNAVAILABLE at once (an interceptor may set
+        ``call.wait_for_ready`` per call). ``keepalive_time``: seconds between HTTP/2 pings
+        while a call is open (None: none, grpcio's default); a ping not answered within
+        ``keepalive_timeout`` seconds closes the connection, its calls failing UNAVAILABLE
+        (a dead peer behind a NAT is noticed). Unusable options raise
+        ``muxs.ConfigError``.
         """
         checked_compression(compression)
         if connect_timeout is not None and not connect_timeout > 0:
             raise ConfigError("connect_timeout", f"{connect_timeout} is not a number > 0")
+        if keepalive_time is not None and not keepalive_time > 0:
+            raise ConfigError("keepalive_time", f"{keepalive_time} is not a number > 0")
+        if not keepalive_timeout > 0:
+            raise ConfigError("keepalive_timeout", f"{keepalive_timeout} is not a number > 0")
         add_token = bearer_listener(token, token_provider)
+        targets = [target] if isinstance(target, str) else list(target)
+        if not targets:
+            raise ConfigError("target", "give one target or more")
+        self.target = ",".join(targets)
         if channel is None:
-            path = unix_socket_path(target)
-            host, port = (None, None) if path else parse_target(target)
             context = tls_client_context(tls, cert, key)
-            if add_token is not None and host is not None:  # a Unix socket is local
-                check_token_transport(
-                    host, tls=context is not None, allow_insecure_token=allow_insecure_token
+            dns_name = _dns_name(targets[0]) if len(targets) == 1 else None
+            balancer: RoundRobin | None = None
+
+            def connect_failed() -> None:
+                if balancer is not None:
+                    balancer.connect_failed()
+
+            def channel_to(host: str | None, port: int | None, path: str | None) -> Any:
+                if add_token is not None and host is not None:  # a Unix socket is local
+                    check_token_transport(
+                        host, tls=context is not None, allow_insecure_token=allow_insecure_token
+                    )
+                made = AnsweringChannel(
+                    host,
+                    port,
+                    path=path,
+                    ssl=context,
+                    connect_timeout=connect_timeout,
+                    client_cert=None if isinstance(tls, ssl.SSLContext) else cert is not None,
+                    on_failure=connect_failed,
+                    keepalive_time=keepalive_time,
+                    keepalive_timeout=keepalive_timeout,
+                    compression=compression,
                 )
-            channel = AnsweringChannel(
-                host,
-                port,
-                path=path,
-                ssl=context,
-                connect_timeout=connect_timeout,
-                client_cert=None if isinstance(tls, ssl.SSLContext) else cert is not None,
-                compression=compression,
-            )
-        if add_token is not None:
+                if add_token is not None:
+                    listen(made, SendRequest, add_token)
+                return made
+
+            if dns_name is None and len(targets) == 1:
+                path = unix_socket_path(targets[0])
+                host, port = (None, None) if path else parse_target(targets[0])
+                channel = channel_to(host, port, path)
+            else:
+                if dns_name is None and any(t.startswith(("dns:", "unix:")) for t in targets):
+                    raise ValueError("each of several targets is HOST:PORT (not dns: or unix:)")
+                addresses = [dns_name] if dns_name else [parse_target(t) for t in targets]
+                balancer = RoundRobin(
+                    lambda host, port: channel_to(host, port, None), addresses, dns_name=dns_name
+                )
+                channel = cast(Channel, balancer)
+        elif add_token is not None:
             listen(channel, SendRequest, add_token)
-        self.target = target
         self._caller = Caller(
-            channel, target, timeout, metadata=metadata, interceptors=interceptors
+            channel,
+            self.target,
+            timeout,
+            metadata=metadata,
+            interceptors=interceptors,
+            retry_policy=retry_policy,
+            method_retry_policies=method_retry_policies,
+            wait_for_ready=wait_for_ready,
         )
 
     @property

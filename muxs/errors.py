@@ -95,7 +95,9 @@ class RpcError(MuxsError):
     ``headers`` and ``trailers``: the metadata the server sent with the failure (empty when
     it never answered). ``details``: the messages of its ``google.rpc.Status`` details
     (``BadRequest``, ``ErrorInfo``, ``RetryInfo``, ``QuotaFailure``...), decoded when first
-    read; ``detail(BadRequest)`` is the first of one type.
+    read; ``detail(BadRequest)`` is the first of one type. ``unprocessed``: the server
+    refused the call before its handler ran (a GOAWAY or REFUSED_STREAM, a drain, or no
+    connection): it is safe to send again.
     """
 
     def __init__(
@@ -113,6 +115,7 @@ class RpcError(MuxsError):
         self.headers = headers or Metadata()
         self.trailers = trailers or Metadata()
         self._details = details
+        self.unprocessed = False
 
     @property
     def details(self) -> tuple[Message, ...]:

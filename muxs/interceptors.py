@@ -51,6 +51,9 @@ class ClientCall:
     attempt: int = 0
     #: The server the client calls: ``host:port`` (as given to the client).
     target: str = ""
+    #: Wait for a connection (within the deadline) instead of failing UNAVAILABLE at once
+    #: when none can be made; the client's ``wait_for_ready`` unless an interceptor sets it.
+    wait_for_ready: bool = False
 
 
 Proceed: TypeAlias = Callable[[ClientCall], Awaitable[None]]

@@ -31,6 +31,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from types import TracebackType
@@ -42,6 +43,7 @@ from muxs.client import DEFAULT_TARGET, Client
 from muxs.errors import RpcError, StatusCode
 from muxs.interceptors import Interceptor
 from muxs.metadata import MetadataLike
+from muxs.retries import RetryPolicy
 from muxs.tls import PathLike
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,11 @@ class ClientOptions(TypedDict, total=False):
     metadata: MetadataLike | None
     interceptors: Sequence[Interceptor]
     compression: str | None
+    retry_policy: RetryPolicy | None
+    method_retry_policies: Mapping[str, RetryPolicy | None] | None
+    wait_for_ready: bool
+    keepalive_time: float | None
+    keepalive_timeout: float
 
 
 class _LoopThread:
@@ -282,7 +289,7 @@ def _iterating(
     return iterating
 
 
-async def _connect(target: str, options: ClientOptions) -> Client:
+async def _connect(target: str | Sequence[str], options: ClientOptions) -> Client:
     return Client(target, **options)
 
 
@@ -296,9 +303,12 @@ class SyncClient(_Closing):
     read the reply, send again). Safe to share between threads.
     """
 
-    def __init__(self, target: str = DEFAULT_TARGET, **options: Unpack[ClientOptions]) -> None:
-        """Connect to ``target`` (``host:port``); ``options`` are ``Client``'s."""
-        self.target = target
+    def __init__(
+        self, target: str | Sequence[str] = DEFAULT_TARGET, **options: Unpack[ClientOptions]
+    ) -> None:
+        """Connect to ``target`` (``host:port``, several, or ``dns:///name:port``); ``options``
+        are ``Client``'s."""
+        self.target = target if isinstance(target, str) else ",".join(target)
         self._loop = _LoopThread()
         try:
             self._client = self._loop.call(_connect(target, options))

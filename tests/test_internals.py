@@ -17,12 +17,14 @@ import tomllib
 from pathlib import Path
 
 import grpclib.client
+import grpclib.exceptions
 import grpclib.health.check
 import grpclib.metadata
 import grpclib.protocol
 import grpclib.server
 import grpclib.stream
 import h2.config
+import h2.errors
 import pytest
 from hyperframe import frame as hyperframe_frame
 from hyperframe.frame import DataFrame, Frame
@@ -285,3 +287,29 @@ def test_importing_muxs_with_an_untested_grpclib_fails_at_once_and_says_why() ->
         "release's internals, muxs/_internals.py); 0.5.0 is installed: "
         'pip install "grpclib>=0.4.9,<0.5"'
     )
+
+
+def test_a_client_stream_keeps_the_http2_stream_its_request_was_sent_on() -> None:
+    send_request = source(grpclib.client.Stream.send_request)
+    assert "self._stream = stream" in send_request
+    assert "self._send_request_done = True" in send_request
+    assert "self.id = stream_id" in source(grpclib.protocol.Stream.init_stream)
+    assert "self.connection = connection" in source(grpclib.protocol.Stream.__init__)
+
+
+def test_a_refused_stream_reads_as_grpclibs_reset_message() -> None:
+    template = "Stream reset by remote party, error_code: {}"
+    assert f"msg = ('{template}'" in source(grpclib.protocol.EventsProcessor.process_stream_reset)
+    refused = template.format(h2.errors.ErrorCodes.REFUSED_STREAM)
+    cancelled = template.format(h2.errors.ErrorCodes.CANCEL)
+    assert _internals.is_refused_stream(grpclib.exceptions.StreamTerminatedError(refused))
+    assert not _internals.is_refused_stream(grpclib.exceptions.StreamTerminatedError(cancelled))
+
+
+def test_a_client_connection_pings_by_its_configurations_keepalive() -> None:
+    assert "self._config._keepalive_time" in source(grpclib.protocol.Connection.initialize)
+    ping = source(grpclib.protocol.Connection._ping)
+    assert "self._config._keepalive_timeout" in ping
+    assert "self.close" in ping
+    config = _internals.keepalive_config(1.5, 2.5)
+    assert (config._keepalive_time, config._keepalive_timeout) == (1.5, 2.5)

@@ -47,7 +47,7 @@ from muxs.errors import StatusCode
 from muxs.server.context import CallContext, current_or_none, enter
 from muxs.server.deadlines import DEADLINE_SLACK, Pacer, bounded
 from muxs.server.interceptors import ServerInterceptor, chain
-from muxs.server.refusals import retry_after
+from muxs.server.refusals import draining
 from muxs.server.unix_socket import describe_unix_peer
 
 if TYPE_CHECKING:
@@ -214,9 +214,8 @@ class CallHooks:
             self._start(call)
             try:
                 if self._refusing and service != HEALTH_SERVICE:
-                    raise retry_after(
+                    raise draining(
                         DRAIN_RETRY_SECONDS,
-                        StatusCode.UNAVAILABLE,
                         "the server is shutting down; retry on another server",
                     )
                 if interceptors:

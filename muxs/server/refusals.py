@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import NoReturn
 
 from google.protobuf.duration_pb2 import Duration
-from google.rpc.error_details_pb2 import BadRequest, QuotaFailure, RetryInfo
+from google.rpc.error_details_pb2 import BadRequest, ErrorInfo, QuotaFailure, RetryInfo
 from grpclib.exceptions import GRPCError
 
 from muxs.errors import StatusCode
@@ -36,3 +36,16 @@ def retry_after(seconds: float, status: StatusCode, message: str) -> GRPCError:
     delay = Duration()
     delay.FromNanoseconds(int(seconds * 1e9))
     return GRPCError(status, message, [RetryInfo(retry_delay=delay)])
+
+
+#: The ``ErrorInfo`` of a call refused by a drain before its handler ran: clients may send it
+#: again elsewhere (the muxs SDK does, transparently).
+DRAINING = ErrorInfo(reason="DRAINING", domain="muxs")
+
+
+def draining(seconds: float, message: str) -> GRPCError:
+    """UNAVAILABLE for a call a drain refused before its handler ran: a ``RetryInfo`` of
+    ``seconds`` and the ``DRAINING`` ``ErrorInfo``."""
+    refusal = retry_after(seconds, StatusCode.UNAVAILABLE, message)
+    refusal.details = [*refusal.details, DRAINING]
+    return refusal

@@ -6,13 +6,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 
 import pytest
-from google.rpc.error_details_pb2 import RetryInfo
+from google.rpc.error_details_pb2 import ErrorInfo, RetryInfo
 from grpclib.client import Channel
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode, serve
 from muxs.server.hooks import DRAIN_RETRY_SECONDS
+from muxs.server.refusals import DRAINING
 from tests.access import access_records
 
 
@@ -74,6 +75,7 @@ async def test_a_stream_in_flight_finishes_and_new_calls_are_refused(
     retry = refused.value.detail(RetryInfo)
     assert retry is not None
     assert retry.retry_delay.ToTimedelta().total_seconds() == DRAIN_RETRY_SECONDS
+    assert refused.value.detail(ErrorInfo) == DRAINING  # what clients retry transparently
     assert asyncio.all_tasks() == tasks_before
 
 

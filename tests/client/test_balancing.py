@@ -1,0 +1,141 @@
+"""Several servers behind one client: round robin, a stopped server skipped, ``dns:///``."""
+
+import asyncio
+import contextlib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from muxs import (
+    CallContext,
+    Client,
+    ConfigError,
+    RpcError,
+    ServerProceed,
+    ServerSettings,
+    StatusCode,
+    serve,
+)
+from tests.polling import until
+from tests.processes import muxs_process
+
+
+def _counting(calls: Counter[int], index: int):  # type: ignore[no-untyped-def]
+    async def count(call: CallContext, proceed: ServerProceed) -> None:
+        calls[index] += 1
+        await proceed()
+
+    return count
+
+
+async def test_calls_go_round_robin_and_none_is_lost_when_a_server_stops(
+    settings: ServerSettings,
+) -> None:
+    calls: Counter[int] = Counter()
+    stacks = [contextlib.AsyncExitStack() for _ in range(3)]
+    servers = [
+        await stack.enter_async_context(
+            serve(settings=settings, interceptors=[_counting(calls, index)])
+        )
+        for index, stack in enumerate(stacks)
+    ]
+    try:
+        async with Client([server.target for server in servers], timeout=30) as client:
+            for _ in range(6):
+                await client.say_hello("ann")
+            assert calls == Counter({0: 2, 1: 2, 2: 2})
+
+            results: list[str] = []
+            lost: list[RpcError] = []
+
+            async def caller() -> None:
+                while len(results) < 120:
+                    try:
+                        results.append((await client.say_hello("bob")).message)
+                    except RpcError as exc:
+                        lost.append(exc)
+
+            callers = [asyncio.create_task(caller()) for _ in range(4)]
+            await until(lambda: len(results) >= 20)
+            await stacks[1].aclose()  # drains: its calls in flight finish, later ones fail over
+            stopped_at = calls[1]
+            await asyncio.gather(*callers)
+    finally:
+        for stack in stacks:
+            await stack.aclose()
+    assert set(results) == {"Hello, bob!"}
+    # None lost but those in flight on the stopped server as it closed its connections (one
+    # per caller at most): it closes them without a GOAWAY, so such a call may have run.
+    assert len(lost) <= len(callers)
+    assert {exc.status for exc in lost} <= {StatusCode.UNAVAILABLE}
+    assert calls[1] == stopped_at  # nothing reached the stopped server after it stopped
+    assert calls[0] > 20
+    assert calls[2] > 20
+
+
+async def test_a_dns_target_reaches_the_names_addresses(settings: ServerSettings) -> None:
+    async with (
+        serve(settings=settings) as server,
+        Client(f"dns:///localhost:{server.port}", timeout=30) as client,
+    ):
+        for _ in range(4):  # ::1, where nothing listens, is refused and skipped
+            assert (await client.say_hello("ann")).message == "Hello, ann!"
+
+
+@pytest.mark.parametrize(
+    ("target", "refusal"),
+    [
+        ("dns:localhost:1", "is not dns:///NAME:PORT"),
+        ("dns:///localhost", "is not HOST:PORT"),
+        ("dns:///:1", "is not HOST:PORT"),
+        (["127.0.0.1:1", "dns:///localhost:1"], "is HOST:PORT"),
+        (["127.0.0.1:1", "unix:///tmp/sock"], "is HOST:PORT"),
+    ],
+)
+def test_a_malformed_target_is_refused(target: str | list[str], refusal: str) -> None:
+    with pytest.raises(ValueError, match=refusal):
+        Client(target)
+
+
+def test_no_target_is_refused() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Client([])
+    assert refused.value.option == "target"
+
+
+async def test_every_server_down_is_unavailable(closed_port: int) -> None:
+    targets = [f"127.0.0.1:{closed_port}"] * 2
+    async with Client(targets, timeout=30) as client:
+        with pytest.raises(RpcError) as failed:
+            await client.say_hello("ann")
+    assert failed.value.status is StatusCode.UNAVAILABLE
+
+
+async def test_a_server_killed_mid_run_loses_only_the_calls_in_flight_on_it(
+    settings: ServerSettings, tmp_path: Path
+) -> None:
+    async with (
+        serve(settings=settings) as first,
+        serve(settings=settings) as third,
+        muxs_process(tmp_path / "killed") as (process, killed),
+    ):
+        results: list[str] = []
+        lost: list[RpcError] = []
+        async with Client([first.target, killed, third.target], timeout=30) as client:
+
+            async def caller() -> None:
+                while len(results) < 150:
+                    try:
+                        results.append((await client.say_hello("bob")).message)
+                    except RpcError as exc:
+                        lost.append(exc)
+
+            callers = [asyncio.create_task(caller()) for _ in range(4)]
+            await until(lambda: len(results) >= 30)
+            process.kill()  # SIGKILL: no drain, its connection reset
+            await process.wait()
+            await asyncio.gather(*callers)
+    assert set(results) == {"Hello, bob!"}
+    assert len(lost) <= len(callers)  # one call in flight on it per caller, at most
+    assert {exc.status for exc in lost} <= {StatusCode.UNAVAILABLE}
