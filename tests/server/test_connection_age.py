@@ -118,7 +118,7 @@ async def test_a_call_past_the_grace_is_cancelled_and_the_connection_closed(
     client = await FrameClient.open(live_server)
     try:
         client.start()  # never ended
-        await until(lambda: server.connections)
+        await until(lambda: len(server.connections) == 1)
         (protocol,) = server.connections
         goaways = [frame async for frame in client.frames() if isinstance(frame, GoAwayFrame)]
         assert [g.additional_data for g in goaways] == [b"max_age"] * 3
