@@ -13,7 +13,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame, RstStreamFrame
 
-from muxs import Client, RunningServer, ServerSettings
+from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode
 from muxs.api import HelloReply, HelloRequest
 from muxs.server.limits import LimitedServer, jittered_age
 from tests.polling import until
@@ -145,3 +145,20 @@ def test_the_age_is_jittered_by_a_tenth() -> None:
     ages = [jittered_age(100.0) for _ in range(200)]
     assert all(90.0 <= age <= 110.0 for age in ages)
     assert max(ages) - min(ages) > 10.0  # connections opened together do not close together
+
+
+async def test_an_sdk_call_in_flight_at_a_max_age_goaway_fails_unavailable(
+    live_server: RunningServer,
+) -> None:
+    # grpclib's client closes its connection on any GOAWAY (and h2 would refuse every frame
+    # after one): its calls in flight end UNAVAILABLE. grpcio's finish (tests/interop).
+    names: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def queued() -> AsyncIterator[str]:
+        while (name := await names.get()) is not None:
+            yield name
+
+    async with Client(live_server.target) as client:
+        with pytest.raises(RpcError) as raised:
+            await client.lots_of_greetings(queued())
+        assert raised.value.status == StatusCode.UNAVAILABLE
