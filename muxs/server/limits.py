@@ -352,7 +352,6 @@ class _LimitedProtocol(protocol.H2Protocol):
             return
         self._open.add(self)
         self._hear_ping_acks()
-        self._hear_pings()
         self._await_preface()
         h2_connection(self).update_settings(
             {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
@@ -420,6 +419,8 @@ class _LimitedProtocol(protocol.H2Protocol):
         if over is not None:
             self._calm_down(over)
             return
+        if self._too_many_pings(events):
+            return  # as over a budget: nothing of this piece goes on
         kept = []
         for event in events:
             if isinstance(event, h2.events.DataReceived) and _carries_nothing(event):
@@ -520,22 +521,22 @@ class _LimitedProtocol(protocol.H2Protocol):
         )
         self._enhance_your_calm(budget.encode())
 
-    def _hear_pings(self) -> None:
-        """Hold the client's pings to the ping policy (``muxs.server.pings``)."""
-
-        def ping_received(event: h2.events.PingReceived) -> None:
-            grpclib_ping(event)
+    def _too_many_pings(self, events: list[h2.events.Event]) -> bool:
+        """Hold the client's PINGs in ``events`` to the ping policy (``muxs.server.pings``);
+        True (and GOAWAY ENHANCE_YOUR_CALM) at one too many."""
+        for event in events:
             # grpclib's connection stamps ``last_data_sent`` whenever it sends DATA.
-            too_many = self.ping_policy.ping_received(self.connection.last_data_sent)
-            if too_many and not self.connection.is_closing():
+            if isinstance(event, h2.events.PingReceived) and self.ping_policy.ping_received(
+                self.connection.last_data_sent
+            ):
                 log.warning(
                     "GOAWAY ENHANCE_YOUR_CALM to %s: pings more often than every %gs",
                     format_peer(self.connection.get_peer()),
                     self.settings.min_ping_interval,
                 )
                 self._enhance_your_calm(TOO_MANY_PINGS)
-
-        grpclib_ping = replace_event_handler(self, h2.events.PingReceived, ping_received)
+                return True
+        return False
 
     def _enhance_your_calm(self, debug_data: bytes) -> None:
         """GOAWAY ENHANCE_YOUR_CALM with ``debug_data``, cancel the calls, linger, close."""
