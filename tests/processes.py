@@ -39,13 +39,17 @@ async def listening_target(
 
 @asynccontextmanager
 async def muxs_process(
-    root: Path, *, open_files: tuple[int, int] | None = None, lines: list[str] | None = None
+    root: Path,
+    *options: str,
+    open_files: tuple[int, int] | None = None,
+    lines: list[str] | None = None,
+    later: list[str] | None = None,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
-    """``muxs serve`` on an ephemeral port of 127.0.0.1: the process and its target.
+    """``muxs serve --port 0 --root root *options`` on 127.0.0.1: the process and its target.
 
     ``open_files``: the (soft, hard) RLIMIT_NOFILE it starts with. ``lines`` gets the log
-    lines up to the one saying where it listens. Leaving the block kills it if it still
-    runs; its log must hold no traceback.
+    lines up to the one saying where it listens, ``later`` the rest as they come. Leaving the
+    block kills it if it still runs; its log must hold no traceback.
     """
 
     def before_exec() -> None:
@@ -55,21 +59,29 @@ async def muxs_process(
 
     process = await asyncio.create_subprocess_exec(
         *[sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root)],
+        *options,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=before_exec,
     )
-    drain: asyncio.Task[bytes] | None = None
+    rest: list[str] = [] if later is None else later
+    drain: asyncio.Task[None] | None = None
+
+    async def read_rest(stderr: asyncio.StreamReader) -> None:
+        async for line in stderr:  # a full pipe would stall it
+            rest.append(line.decode(errors="replace"))
+
     try:
         target = await listening_target(process, lines=lines)
         assert process.stderr is not None
-        drain = asyncio.create_task(process.stderr.read())  # a full pipe would stall it
+        drain = asyncio.create_task(read_rest(process.stderr))
         yield process, target
     finally:
         if process.returncode is None:
             process.kill()
         await process.wait()
         if drain is not None:
-            assert b"Traceback" not in await drain
+            await drain
+            assert not any("Traceback" in line for line in rest)
 
 
 @asynccontextmanager

@@ -29,6 +29,16 @@ field, documented in docs/RELIABILITY.md):
   flow-control window for that long ends with DEADLINE_EXCEEDED (``WindowWait``); a
   connection whose socket takes too little of what is written for that long is aborted.
 - ``keepalive_time`` and ``keepalive_timeout``: grpclib's keepalive pings.
+- ``max_connection_age`` (give or take a tenth, at random, so that connections opened
+  together do not all close together) and ``max_connection_age_grace``: an old connection
+  gets grpc-go's graceful GOAWAY NO_ERROR ``max_age``: one with last-stream-id 2^31-1,
+  then, after a PING round trip (the streams the client opened before it read the first
+  have come), one with the real last-stream-id; streams opened later are refused
+  (REFUSED_STREAM, which clients retry). The calls open may finish within the grace,
+  then it is closed. h2 cannot send a GOAWAY and go on serving the streams below it (its
+  connection is closed once one is sent), so these two are written past it.
+- ``min_ping_interval``: the ping policy (``muxs.server.pings``): too many pings get
+  GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``.
 
 A client stream's end reaches its handler only once a PING round trip has settled it
 (``_LimitedProtocol.settle``): an upload reset right after its end is never committed.
@@ -52,8 +62,10 @@ configuration, the handler's task per stream, let go of as soon as it ends, the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import random
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -66,6 +78,7 @@ from grpclib.metadata import encode_grpc_message
 from grpclib.server import Handler, Server
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
 
 from muxs._internals import (
     SHORT_READ,
@@ -94,6 +107,7 @@ from muxs.errors import StatusCode
 from muxs.server.budgets import FloodGuard
 from muxs.server.codec import Codec
 from muxs.server.hooks import format_peer
+from muxs.server.pings import TOO_MANY_PINGS, PingPolicy
 from muxs.server.refusals import over_limit
 from muxs.server.reply_compression import reply_encoding
 from muxs.server.request_headers import Refusal, refusal
@@ -114,6 +128,10 @@ TURN_BYTES = 16 * 1024
 #: How long a connection sent GOAWAY for abuse still reads (and drops) what its peer sends
 #: before it closes, so that the peer gets to read the GOAWAY (see ``CoalescingTransport``).
 LINGER_SECONDS = 2.0
+#: The highest stream id: a GOAWAY with it refuses no stream (RFC 9113 section 6.8).
+_ANY_STREAM = 2**31 - 1
+#: The debug data of the GOAWAY a connection gets at its ``max_connection_age``.
+_MAX_AGE = b"max_age"
 
 
 class RequestReader:
@@ -252,6 +270,11 @@ class _LimitedHandler(protocol.AbstractHandler):
         headers: _Headers,
         release_stream: Callable[[], None],
     ) -> None:
+        assert stream.id is not None
+        if self._connection.refuses_stream(stream.id):  # opened after its final GOAWAY
+            h2_connection(self._connection).reset_stream(stream.id, ErrorCodes.REFUSED_STREAM)
+            release_stream()
+            return
         refused = refusal(headers)
         if refused is not None:
             self._refuse(stream, refused)
@@ -305,7 +328,7 @@ class _LimitedHandler(protocol.AbstractHandler):
         peer = format_peer(self._connection.connection.get_peer())
         log.info("refused a request from %s: %s", peer, refused.message)
         h2 = h2_connection(self._connection)
-        assert stream.id is not None
+        assert stream.id is not None  # for mypy: checked in accept
         if refused.status is None:
             h2.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
             return
@@ -360,6 +383,12 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._unfinished_since: float | None = None
         self._frames_seen = 0
         self._unfinished_check: asyncio.TimerHandle | None = None
+        self.ping_policy = PingPolicy(settings.min_ping_interval, self._loop.time)
+        self._age_check: asyncio.TimerHandle | None = None
+        self._grace_check: asyncio.TimerHandle | None = None
+        self._retiring: asyncio.Task[None] | None = None
+        #: The last stream id of the final GOAWAY sent at ``max_connection_age``.
+        self._last_stream_id: int | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
@@ -379,6 +408,9 @@ class _LimitedProtocol(protocol.H2Protocol):
         self.connection.flush()
         if self.settings.idle_timeout:
             self._check_idle()
+        if self.settings.max_connection_age:
+            age = jittered_age(self.settings.max_connection_age)
+            self._age_check = self._loop.call_later(age, self._reached_max_age)
 
     def data_received(self, data: bytes) -> None:
         """Feed what the peer sent to h2 at most ``TURN_BYTES`` a turn of the event loop:
@@ -436,6 +468,8 @@ class _LimitedProtocol(protocol.H2Protocol):
         if over is not None:
             self._calm_down(over)
             return
+        if self._too_many_pings(events):
+            return  # as over a budget: nothing of this piece goes on
         kept = []
         for event in events:
             if isinstance(event, h2.events.DataReceived) and _carries_nothing(event):
@@ -534,8 +568,29 @@ class _LimitedProtocol(protocol.H2Protocol):
             size,
             self.settings.budget_window,
         )
+        self._enhance_your_calm(budget.encode())
+
+    def _too_many_pings(self, events: list[h2.events.Event]) -> bool:
+        """Hold the client's PINGs in ``events`` to the ping policy (``muxs.server.pings``);
+        True (and GOAWAY ENHANCE_YOUR_CALM) at one too many."""
+        for event in events:
+            # grpclib's connection stamps ``last_data_sent`` whenever it sends DATA.
+            if isinstance(event, h2.events.PingReceived) and self.ping_policy.ping_received(
+                self.connection.last_data_sent
+            ):
+                log.warning(
+                    "GOAWAY ENHANCE_YOUR_CALM to %s: pings more often than every %gs",
+                    format_peer(self.connection.get_peer()),
+                    self.settings.min_ping_interval,
+                )
+                self._enhance_your_calm(TOO_MANY_PINGS)
+                return True
+        return False
+
+    def _enhance_your_calm(self, debug_data: bytes) -> None:
+        """GOAWAY ENHANCE_YOUR_CALM with ``debug_data``, cancel the calls, linger, close."""
         h2_connection(self).close_connection(
-            ErrorCodes.ENHANCE_YOUR_CALM, additional_data=budget.encode()
+            ErrorCodes.ENHANCE_YOUR_CALM, additional_data=debug_data
         )
         self.connection.flush()
         self._transport.linger(LINGER_SECONDS)
@@ -546,9 +601,18 @@ class _LimitedProtocol(protocol.H2Protocol):
     def connection_lost(self, exc: BaseException | None) -> None:
         self._open.discard(self)
         self._live.discard(self)
-        for timer in (self._idle_check, self._write_stall, self._unfinished_check):
+        timers = (
+            self._idle_check,
+            self._write_stall,
+            self._unfinished_check,
+            self._age_check,
+            self._grace_check,
+        )
+        for timer in timers:
             if timer is not None:
                 timer.cancel()
+        if self._retiring is not None:
+            self._retiring.cancel()
         super().connection_lost(exc)
 
     @property
@@ -669,6 +733,56 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._calls -= 1
         if not self._calls:
             self._idle_since = self._loop.time()
+            if self._last_stream_id is not None:  # past its age, and now done
+                self.goaway(ErrorCodes.NO_ERROR, _MAX_AGE)
+
+    def refuses_stream(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` came after the final GOAWAY of ``max_connection_age``."""
+        return self._last_stream_id is not None and stream_id > self._last_stream_id
+
+    def _reached_max_age(self) -> None:
+        self._age_check = None
+        if not self.connection.is_closing():
+            log.info(
+                "GOAWAY to %s: it reached its max_connection_age with %d call(s) open",
+                format_peer(self.connection.get_peer()),
+                self._calls,
+            )
+            self._retiring = asyncio.ensure_future(self._retire())
+
+    async def _retire(self) -> None:
+        """grpc-go's graceful GOAWAY: streams the client opens before it reads the first one
+        are still served; after a PING round trip, the second one names the last of them.
+        Then the calls open get ``max_connection_age_grace`` to end."""
+        self._send_goaway_frame(_ANY_STREAM)
+        with contextlib.suppress(GRPCError):  # no PING answer in keepalive_timeout: go on
+            await self.settle()
+        if self.connection.is_closing():
+            return
+        self._last_stream_id = h2_connection(self).highest_inbound_stream_id
+        self._send_goaway_frame(self._last_stream_id)
+        if not self._calls:
+            self.goaway(ErrorCodes.NO_ERROR, _MAX_AGE)
+        elif self.settings.max_connection_age_grace:
+            self._grace_check = self._loop.call_later(
+                self.settings.max_connection_age_grace, self._grace_over
+            )
+
+    def _send_goaway_frame(self, last_stream_id: int) -> None:
+        """A GOAWAY NO_ERROR written past h2, which would stop serving every stream."""
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, additional_data=_MAX_AGE)
+        self.connection.flush()  # what h2 holds goes first
+        self._transport.write(frame.serialize())
+
+    def _grace_over(self) -> None:
+        """Close the connection, cancelling the calls still open past the grace."""
+        self._grace_check = None
+        log.info(
+            "closed a connection from %s past its max_connection_age_grace: %d call(s) cancelled",
+            format_peer(self.connection.get_peer()),
+            self._calls,
+        )
+        self.goaway(ErrorCodes.NO_ERROR, _MAX_AGE)
 
     def goaway(self, code: ErrorCodes, reason: bytes) -> None:
         """Tell the client why with a GOAWAY frame, then close the connection."""
@@ -698,6 +812,12 @@ class _LimitedProtocol(protocol.H2Protocol):
             wait = timeout - idle_for
         if not self.connection.is_closing():
             self._idle_check = self._loop.call_later(wait, self._check_idle)
+
+
+def jittered_age(age: float) -> float:
+    """``age`` give or take a tenth, at random (as grpc-go does): connections opened
+    together do not all reach it together."""
+    return age * random.uniform(0.9, 1.1)
 
 
 def _carries_nothing(event: h2.events.DataReceived) -> bool:

@@ -121,6 +121,21 @@ class ServerSettings:
     keepalive_timeout: float = option(
         20.0, "seconds to wait for a ping's answer before closing the connection"
     )
+    max_connection_age: float = option(
+        0.0,
+        "seconds (give or take a tenth, at random) a connection is served before GOAWAY, so "
+        "that clients reconnect and rebalance behind a load balancer; 0: forever",
+    )
+    max_connection_age_grace: float = option(
+        0.0,
+        "seconds the calls open on a connection past its max_connection_age get to finish "
+        "before they are cancelled and it is closed; 0: as long as they take",
+    )
+    min_ping_interval: float = option(
+        300.0,
+        "least seconds between a client's pings while the server sends it no data; a third "
+        "ping sooner gets GOAWAY ENHANCE_YOUR_CALM too_many_pings; 0: no limit",
+    )
     reset_budget: int = option(
         10_000,
         "most RST_STREAM frames one connection may send per budget_window; more get GOAWAY "
@@ -301,7 +316,13 @@ def _validate_limits(settings: ServerSettings) -> None:
         )
     if settings.max_connections < 1:
         raise ConfigError("max_connections", f"{settings.max_connections} is below 1")
-    for name in ("idle_timeout", "keepalive_time"):
+    for name in (
+        "idle_timeout",
+        "keepalive_time",
+        "max_connection_age",
+        "max_connection_age_grace",
+        "min_ping_interval",
+    ):
         if not 0 <= getattr(settings, name) < math.inf:
             raise ConfigError(name, f"{getattr(settings, name)} is not a number of seconds >= 0")
     for name in ("reset_budget", "control_frame_budget"):

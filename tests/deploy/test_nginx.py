@@ -71,6 +71,8 @@ class Backend:
     name: str
     target: str
     process: asyncio.subprocess.Process
+    #: Its log lines after the one saying where it listens, as they come.
+    log: list[str]
 
 
 @pytest.fixture
@@ -84,12 +86,18 @@ def roots(tmp_path: Path) -> dict[str, Path]:
 
 
 @pytest.fixture
-async def backends(roots: dict[str, Path]) -> AsyncIterator[list[Backend]]:
+async def backends(
+    roots: dict[str, Path], request: pytest.FixtureRequest
+) -> AsyncIterator[list[Backend]]:
+    """The backends, with the options of an ``indirect`` parametrization, if any."""
+    options: tuple[str, ...] = getattr(request, "param", ())
     async with contextlib.AsyncExitStack() as stack:
         running = []
         for name, root in roots.items():
-            process, target = await stack.enter_async_context(muxs_process(root))
-            running.append(Backend(name, target, process))
+            log: list[str] = []
+            context = muxs_process(root, *options, later=log)
+            process, target = await stack.enter_async_context(context)
+            running.append(Backend(name, target, process, log))
         yield running
 
 
@@ -212,3 +220,31 @@ async def test_a_backend_killed_mid_run_fails_only_calls_in_flight_on_it(
     assert before[victim.name] > 0
     assert set(after) == {backend.name for backend in backends if backend is not victim}
     assert sum(after.values()) >= total // 3
+
+
+def goaways_for_age(backends: list[Backend]) -> int:
+    return sum("reached its max_connection_age" in line for b in backends for line in b.log)
+
+
+@pytest.mark.parametrize(
+    "backends",
+    [("--max-connection-age", "0.2", "--max-connection-age-grace", "10")],
+    indirect=True,
+)
+async def test_backend_connections_past_their_age_are_replaced_and_no_call_fails(
+    nginx: str, backends: list[Backend], ca: trustme.CA, tmp_path: Path
+) -> None:
+    concurrency = 4
+    served: Counter[str] = Counter()
+
+    async def caller(client: Client) -> None:
+        # Calls until every backend has sent several connections away (bounded in calls).
+        for _ in range(5_000):
+            if goaways_for_age(backends) >= 3 * BACKENDS:
+                return
+            served[(await client.read("who")).text] += 1  # any failure fails the test
+        raise AssertionError(f"too few max-age GOAWAYs: {goaways_for_age(backends)}")
+
+    async with tls_client(nginx, ca, tmp_path) as client:
+        await asyncio.gather(*(caller(client) for _ in range(concurrency)))
+    assert set(served) == {backend.name for backend in backends}

@@ -34,7 +34,9 @@ async def read_until(process: asyncio.subprocess.Process, text: str, lines: list
 async def test_a_peer_that_does_not_read_does_not_hold_muxs_serve_on_sigterm(
     root_dir: Path, loop: str
 ) -> None:
-    options = ["--event-loop", loop, "--control-frame-budget", "0", "--log-level", "DEBUG"]
+    # Neither the budget nor the ping policy may cut the flood: it must fill the buffer.
+    options = ["--event-loop", loop, "--control-frame-budget", "0", "--min-ping-interval", "0"]
+    options += ["--log-level", "DEBUG"]
     command = [sys.executable, "-m", "muxs", "serve", "--port", "0", "--root", str(root_dir)]
     process = await asyncio.create_subprocess_exec(
         *command, *options, stderr=asyncio.subprocess.PIPE, preexec_fn=die_with_parent

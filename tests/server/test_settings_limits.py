@@ -14,6 +14,9 @@ def test_the_defaults_are_grpcs_or_safer() -> None:
     assert settings.max_connections == 1024
     assert settings.idle_timeout == 300.0
     assert (settings.keepalive_time, settings.keepalive_timeout) == (7200.0, 20.0)
+    # grpc-go's defaults: no maximum age, an endless grace; grpcio's and grpc-go's 5 min.
+    assert (settings.max_connection_age, settings.max_connection_age_grace) == (0.0, 0.0)
+    assert settings.min_ping_interval == 300.0
     assert (settings.reset_budget, settings.control_frame_budget) == (10_000, 1_000)
     assert settings.budget_window == 10.0
     assert (settings.handshake_timeout, settings.request_header_timeout) == (10.0, 10.0)
@@ -28,6 +31,9 @@ def test_the_defaults_are_grpcs_or_safer() -> None:
         ("idle_timeout", -1.0, "-1.0 is not a number of seconds >= 0"),
         ("idle_timeout", math.inf, "inf is not a number of seconds >= 0"),
         ("keepalive_time", math.nan, "nan is not a number of seconds >= 0"),
+        ("max_connection_age", -1.0, "-1.0 is not a number of seconds >= 0"),
+        ("max_connection_age_grace", math.inf, "inf is not a number of seconds >= 0"),
+        ("min_ping_interval", math.nan, "nan is not a number of seconds >= 0"),
         ("keepalive_timeout", 0.0, "0.0 is not a number of seconds > 0"),
         ("reset_budget", -1, "-1 is below 0"),
         ("control_frame_budget", -1, "-1 is below 0"),

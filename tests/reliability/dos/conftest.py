@@ -24,4 +24,7 @@ def settings(root_dir: Path) -> ServerSettings:
         root=root_dir,
         reset_budget=RESET_BUDGET,
         control_frame_budget=CONTROL_FRAME_BUDGET,
+        # Off: these prove the budgets alone stop floods. On, the ping policy cuts a PING
+        # flood sooner, with too_many_pings (tests/server/test_pings.py).
+        min_ping_interval=0,
     )
