@@ -298,16 +298,16 @@ async def test_a_call_that_waits_for_ready_is_served_once_the_server_listens(
 
     options = {"interceptors": [wait_for_ready]} if per_call else {"wait_for_ready": True}
     server = Server([echo_greeter], codec=Codec(), status_details_codec=ProtoStatusDetailsCodec())
-    async with Client(channel=channel, **options) as client:
-        call = asyncio.create_task(client.say_hello("ann", timeout=30))
-        await until(lambda: channel.attempts >= 2)  # refused, then refused again
-        assert not call.done()
-        await server.start(sock=unready)
-        try:
+    try:
+        async with Client(channel=channel, **options) as client:
+            call = asyncio.create_task(client.say_hello("ann", timeout=30))
+            await until(lambda: channel.attempts >= 2)  # refused, then refused again
+            assert not call.done()
+            await server.start(sock=unready)
             assert (await call).message == "Hello, ann!"
-        finally:
-            server.close()
-            await server.wait_closed()
+    finally:  # after the client's connection closed: Python 3.12+ waits for it
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_call_that_waits_for_ready_ends_at_its_deadline(closed_port: int) -> None:
