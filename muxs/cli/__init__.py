@@ -9,12 +9,14 @@ starts without loading the server.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
 from muxs import __version__
 from muxs.cli import demo, files, health, serve, streams, token, unary
 from muxs.cli._common import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Parser, Subparsers
+from muxs.cli.failures import describe
 from muxs.errors import RpcError
 
 #: Modules of the commands after serve's, in the order ``muxs --help`` lists them.
@@ -48,8 +50,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)
+        sys.stdout.flush()  # here, where a reader that went away is caught, not at exit
     except RpcError as exc:
-        print(f"muxs {args.command}: {exc}", file=sys.stderr)
+        print(describe(args.command, exc), file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:  # the reader of stdout went away (`muxs ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FAILED
     except OSError as exc:  # a local file (calls translate their own errors to RpcError)
         print(f"muxs {args.command}: {exc.strerror or exc}: {exc.filename}", file=sys.stderr)
