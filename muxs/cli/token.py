@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from muxs.auth.scopes import SCOPES
 from muxs.cli._common import EXIT_OK, Subparsers
+
+#: A scope as a tokens file may name one: muxs's own, or one of your hosted services'.
+_SCOPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}")
+
+
+def _scope(value: str) -> str:
+    if not _SCOPE.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a scope (letters, digits and . _ : / -, at most 128)"
+        )
+    return value
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -34,8 +46,9 @@ def register(subparsers: Subparsers) -> None:
         "--scopes",
         nargs="+",
         required=True,
-        choices=SCOPES,
+        type=_scope,
         metavar="SCOPE",
-        help=f"what it may call: {', '.join(SCOPES)}",
+        help=f"what it may call: muxs's {', '.join(SCOPES)}, or your own services' scopes "
+        "(the server refuses a tokens file naming a scope no service declares)",
     )
     new.set_defaults(handler=_new)

@@ -182,3 +182,21 @@ def test_an_unusable_tokens_file_is_a_config_error(
         StaticTokens.load(path)
     assert caught.value.option == "auth_tokens"
     assert caught.value.problem.startswith(message.format(path=path))
+
+
+def test_muxs_token_new_grants_a_hosted_services_own_scope(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["token", "new", "--subject", "s", "--scopes", "orders:write", "greeter"]) == 0
+    entry = capsys.readouterr().out.split("[[token]]")[1]
+    assert tomllib.loads(entry)["scopes"] == ["orders:write", "greeter"]
+
+
+@pytest.mark.parametrize("scope", ["", "has space", "-flag", "x" * 129, "new\nline"])
+def test_muxs_token_new_refuses_what_cannot_be_a_scope(
+    scope: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["token", "new", "--subject", "s", "--scopes", scope])
+    assert exited.value.code == 2
+    assert "(see --help)" in capsys.readouterr().err
