@@ -110,7 +110,7 @@ from muxs.server.hooks import format_peer
 from muxs.server.pings import TOO_MANY_PINGS, PingPolicy
 from muxs.server.refusals import over_limit
 from muxs.server.reply_compression import reply_encoding
-from muxs.server.request_headers import Refusal, refusal
+from muxs.server.request_headers import Refusal, refusal, unknown_method
 from muxs.server.settings import ServerSettings
 from muxs.server.transport import CoalescingTransport
 from muxs.tls import is_tls_record
@@ -275,12 +275,12 @@ class _LimitedHandler(protocol.AbstractHandler):
             h2_connection(self._connection).reset_stream(stream.id, ErrorCodes.REFUSED_STREAM)
             release_stream()
             return
-        refused = refusal(headers)
+        fields = dict(headers)
+        refused = refusal(headers) or unknown_method(fields, self._inner.mapping)
         if refused is not None:
             self._refuse(stream, refused)
             release_stream()
             return
-        fields = dict(headers)
         method = self._inner.mapping.get(fields.get(":path", ""))
         read_requests_with(
             stream,

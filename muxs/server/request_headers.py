@@ -11,7 +11,10 @@ logs "Server error" and the client waits for its own deadline) or answers them U
   travel base64-encoded in ``-bin`` headers), a ``-bin`` value that is not base64 and a
   ``grpc-timeout`` that is not 1 to 8 digits and a unit are INTERNAL, as in grpc-go;
 - a ``grpc-timeout`` that has passed by the time the call could start (``DEADLINE_SLACK``
-  or less) is DEADLINE_EXCEEDED.
+  or less) is DEADLINE_EXCEEDED;
+- a well-formed gRPC request for a method the server does not have is UNIMPLEMENTED
+  (``unknown_method``): grpclib answers it without ``content-type``, which grpclib clients,
+  muxs's SDK among them, took for UNKNOWN.
 
 The connection's h2 decodes header values as latin-1 (``muxs.server.limits``), so bytes outside
 ASCII reach this check instead of failing the whole connection.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Container, Mapping
 from dataclasses import dataclass
 
 from grpclib.metadata import decode_bin_value
@@ -31,6 +34,9 @@ from muxs.server.deadlines import DEADLINE_SLACK
 
 #: The pseudo-headers every HTTP/2 request carries (RFC 9113 section 8.3.1).
 REQUIRED_PSEUDO_HEADERS = (":method", ":scheme", ":path")
+
+#: The content types of a request grpclib decodes (muxs's codec is protobuf).
+GRPC_CONTENT_TYPES = ("application/grpc", "application/grpc+proto")
 
 _TIMEOUT = re.compile(r"([0-9]{1,8})([HMSmun])")
 _UNIT_SECONDS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
@@ -62,6 +68,16 @@ def refusal(headers: Collection[tuple[str, str]]) -> Refusal | None:
         if name.endswith("-bin") and not _base64(value):
             return Refusal(StatusCode.INTERNAL, f"header {name!r} is not base64")
     return _deadline_refusal([value for name, value in headers if name == "grpc-timeout"])
+
+
+def unknown_method(fields: Mapping[str, str], methods: Container[str]) -> Refusal | None:
+    """UNIMPLEMENTED for a gRPC request to a method not in ``methods``; None for a known one,
+    or a request grpclib refuses for its content type or ``te`` first."""
+    if fields.get(":path", "") in methods:
+        return None
+    if fields.get("content-type") not in GRPC_CONTENT_TYPES or fields.get("te") != "trailers":
+        return None
+    return Refusal(StatusCode.UNIMPLEMENTED, "Method not found")
 
 
 def _deadline_refusal(timeouts: list[str]) -> Refusal | None:

@@ -24,6 +24,7 @@ from muxs import (
     Client,
     ConfigError,
     HostedService,
+    RpcError,
     RunningServer,
     ServerSettings,
     StatusCode,
@@ -85,6 +86,22 @@ async def test_builtin_services_can_be_left_out(settings: ServerSettings) -> Non
         "grpc.reflection.v1alpha.ServerReflection",
     }
     assert unknown.value.status == StatusCode.NOT_FOUND
+
+
+async def test_a_method_the_server_lacks_is_unimplemented_for_grpclib_clients_too(
+    settings: ServerSettings,
+) -> None:
+    # grpclib answers it without content-type, which its own clients took for UNKNOWN.
+    async with orders_server(settings, Orders(), builtin_services=False) as (running, channel):
+        missing = await call(channel, "Cancel", OrderRequest(id="1"))
+        async with Client(running.target) as client:
+            with pytest.raises(RpcError) as no_greeter:
+                await client.say_hello("x")
+    assert missing.status == StatusCode.UNIMPLEMENTED
+    assert (no_greeter.value.status, no_greeter.value.message) == (
+        StatusCode.UNIMPLEMENTED,
+        "Method not found",
+    )
 
 
 async def test_nothing_to_serve_is_a_config_error(settings: ServerSettings) -> None:
