@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -422,7 +421,7 @@ class Client:
         differs). If ``chunks`` raises, the call is cancelled, the file is left as it was
         and the error surfaces unchanged.
         """
-        digest = hashlib.sha256()
+        digest = transfers.Digest()
         status = await self._caller.stream_unary(
             FILE_CONTROLLER + "WriteStream",
             transfers.chunk_requests(filename, chunks, digest),
@@ -432,7 +431,8 @@ class Client:
             metadata,
             call_info,
         )
-        if status.sha256 and status.sha256 != digest.hexdigest():
+        sent = await digest.hexdigest()
+        if status.sha256 and status.sha256 != sent:
             raise RpcError(
                 StatusCode.DATA_LOSS, f"the server stored other bytes than were sent to {filename}"
             )
