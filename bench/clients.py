@@ -190,6 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", action="append", choices=SCENARIOS)
     parser.add_argument("--base", type=Path, help="a checkout whose muxs runs as muxs@base")
     parser.add_argument("--out", type=Path, help="write the JSON and Markdown here (stem)")
+    parser.add_argument(
+        "--unpinned", action="store_true", help="clients on every CPU (the server still on one)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     chosen = list(args.client or CLIENTS)
@@ -201,8 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (shadow / "muxs").symlink_to(args.base.resolve() / "muxs")
             BASE_PATHS["@base"] = str(shadow)
             chosen += [f"{c}@base" for c in chosen if c.startswith("muxs")]
-        server_cpu, load_cpu, _ = _cpus()
-        if load_cpu is not None:
+        server_cpu, load_cpu, every_cpu = _cpus()
+        if args.unpinned:
+            load_cpu = every_cpu
+        elif load_cpu is not None:
             os.sched_setaffinity(0, {int(load_cpu)})
         stubs = grpcio_stubs(workdir / "stubs")
         figures = benchmark(
