@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -421,7 +422,7 @@ class Client:
         differs). If ``chunks`` raises, the call is cancelled, the file is left as it was
         and the error surfaces unchanged.
         """
-        digest = transfers.Digest()
+        digest = hashlib.sha256()
         status = await self._caller.stream_unary(
             FILE_CONTROLLER + "WriteStream",
             transfers.chunk_requests(filename, chunks, digest),
@@ -431,8 +432,7 @@ class Client:
             metadata,
             call_info,
         )
-        sent = await digest.hexdigest()
-        if status.sha256 and status.sha256 != sent:
+        if status.sha256 and status.sha256 != digest.hexdigest():
             raise RpcError(
                 StatusCode.DATA_LOSS, f"the server stored other bytes than were sent to {filename}"
             )

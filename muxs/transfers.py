@@ -1,8 +1,7 @@
 """Bytes in chunks between memory, local files and the FileController's streaming calls.
 
 The SDK's ``write_chunks``/``read_chunks`` speak WriteStream/ReadStream; what is here turns
-bytes and local files into chunks and back. Local disk work, and an upload's SHA-256
-(``Digest``), run in worker threads.
+bytes and local files into chunks and back. Local disk work runs in worker threads.
 """
 
 from __future__ import annotations
@@ -17,11 +16,9 @@ from pathlib import Path
 
 from muxs.api import Chunk
 from muxs.calls import ReplyStream, Requests, iterate
-from muxs.threads import BATCH_BYTES, WriteBatch, open_blocking, read_chunks, run_blocking
+from muxs.threads import WriteBatch, open_blocking, read_chunks, run_blocking
 
 CHUNK_BYTES = 64 * 1024
-#: Less than this is hashed on the event loop: a thread trip would cost more.
-INLINE_HASH_BYTES = 64 * 1024
 
 Progress = Callable[[int, int], None]
 """Called with (bytes transferred so far, total bytes) after each chunk, and once at 0."""
@@ -38,55 +35,13 @@ def split(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield bytes(view[start : start + size])
 
 
-class Digest:
-    """The SHA-256 of an upload's bytes, hashed in a worker thread ``BATCH_BYTES`` at a time.
-
-    The event loop only gathers chunks (``add``); hashlib releases the GIL while it hashes,
-    so the hashing runs beside the sending. One batch is hashed at a time, in order.
-    """
-
-    def __init__(self) -> None:
-        self._sha256 = hashlib.sha256()
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._hashing: asyncio.Future[None] | None = None
-
-    async def add(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._size += len(data)
-        if self._size >= BATCH_BYTES:
-            await self._hash_gathered()
-
-    async def hexdigest(self) -> str:
-        """The digest of everything added (waits for the batches being hashed)."""
-        if self._hashing is None and self._size < INLINE_HASH_BYTES:
-            self._update(self._chunks)
-            self._chunks, self._size = [], 0
-        else:
-            await self._hash_gathered()
-        if self._hashing is not None:
-            await self._hashing
-        return self._sha256.hexdigest()
-
-    async def _hash_gathered(self) -> None:
-        if self._hashing is not None:
-            await self._hashing  # hashing is faster than sending: this hardly ever waits
-        if self._chunks:
-            chunks, self._chunks, self._size = self._chunks, [], 0
-            self._hashing = asyncio.ensure_future(run_blocking(self._update, chunks))
-
-    def _update(self, chunks: list[bytes]) -> None:
-        for data in chunks:
-            self._sha256.update(data)
-
-
 async def chunk_requests(
-    filename: str, chunks: Requests[bytes], digest: Digest
+    filename: str, chunks: Requests[bytes], digest: hashlib._Hash
 ) -> AsyncIterator[Chunk]:
     """WriteStream requests: the filename in the first chunk only; at least one chunk."""
     first = True
     async for data in iterate(chunks):
-        await digest.add(data)
+        digest.update(data)
         yield Chunk(filename=filename if first else "", data=data)
         first = False
     if first:

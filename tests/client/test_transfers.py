@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
-from muxs.threads import BATCH_BYTES
-from muxs.transfers import INLINE_HASH_BYTES, Digest
 
 
 @pytest.fixture
@@ -90,28 +87,3 @@ async def test_a_refused_upload_is_the_servers_status(client: Client, local: Pat
     with pytest.raises(RpcError) as caught:
         await client.upload(local / "src", "../escape")
     assert caught.value.status is StatusCode.PERMISSION_DENIED
-
-
-@pytest.mark.parametrize(
-    "sizes",
-    [[], [10], [65_536] * 16, [65_536] * 40 + [7], [BATCH_BYTES + 1, 3], [INLINE_HASH_BYTES]],
-)
-async def test_an_uploads_digest_is_sha256_hashed_off_the_loop_for_all_but_small_rests(
-    sizes: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    hashed_on: list[bool] = []
-    update = Digest._update
-
-    def recording(self: Digest, chunks: list[bytes]) -> None:
-        hashed_on.append(threading.current_thread() is threading.main_thread())
-        update(self, chunks)
-
-    monkeypatch.setattr(Digest, "_update", recording)
-    chunks = [os.urandom(size) for size in sizes]
-    digest = Digest()
-    for data in chunks:
-        await digest.add(data)
-    assert await digest.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
-    off_loop = sum(sizes) >= INLINE_HASH_BYTES
-    assert hashed_on
-    assert all(on_loop is not off_loop for on_loop in hashed_on)
