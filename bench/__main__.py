@@ -2,7 +2,9 @@
 
 Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1),
 ``levers`` (muxs with and without uvloop), ``features`` (what the access log and the metrics
-cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server interceptors) and, with
+cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server interceptors), ``clients`` (muxs's
+``Client`` and ``SyncClient`` beside grpcio's clients and raw grpclib, against one grpcio sync
+server: ``bench.clients``) and, with
 ``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an earlier commit
 checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
 and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and
@@ -25,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import clients, report
+from bench.client_load import CLIENTS
 from bench.run import Placement, benchmark
 from bench.scenarios import FULL, QUICK, Scenario, scenarios, unary
 from bench.servers import (
@@ -197,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--suite",
         action="append",
-        choices=["main", "workers", "levers", "features", "interceptors", "base"],
+        choices=["main", "workers", "levers", "features", "interceptors", "clients", "base"],
         help="suite to run (repeatable; default: all)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -211,12 +214,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.base is not None and not (args.base / ".venv" / "bin" / "python").is_file():
         parser.error(f"--base: no venv at {args.base / '.venv'}")
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
-    if shutil.which("h2load") is None:
+    h2load_suites = args.suite is None or any(s != "clients" for s in args.suite)
+    if h2load_suites and shutil.which("h2load") is None:
         parser.exit(2, "bench: h2load not found: apt-get install nghttp2-client\n")
     runs = args.runs or (1 if args.quick else 3)
     mode = "quick" if args.quick else "full"
     chosen = [s for s in suites(args.quick, args.base) if not args.suite or s.name in args.suite]
-    _, load_cpu, _ = _cpus()
+    server_cpu, load_cpu, _ = _cpus()
     if load_cpu is not None:
         os.sched_setaffinity(0, {int(load_cpu)})
     document: dict[str, Any] = {"conditions": conditions(args.quick, runs), "suites": {}}
@@ -241,6 +245,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "placement": {"server": suite.placement.server, "load": suite.placement.load},
                 "rows": [row.as_json(suite.ratios) for row in rows],
             }
+        if args.suite is None or "clients" in args.suite:
+            title = "clients against one grpcio sync server (client and server on a core each)"
+            log.info("suite clients: %s", title)
+            (workdir / "clients").mkdir()
+            seconds = 1.0 if args.quick else 3.0
+            figures = clients.benchmark(
+                workdir / "clients", stubs, server_cpu, load_cpu, runs, seconds
+            )
+            markdown.append(f"### {title}\n\n{clients.table(figures, CLIENTS)}\n")
+            print("\n" + markdown[-1])
+            document["suites"]["clients"] = {"title": title, "figures": clients.as_json(figures)}
     document["conditions"]["load_average_at_end"] = os.getloadavg()
     report.write_json(args.out / f"{mode}.json", document)
     (args.out / f"{mode}.md").write_text("\n".join(markdown))

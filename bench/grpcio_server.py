@@ -31,6 +31,11 @@ def _write(upload: Upload | None, root: Path, chunk: Any) -> Upload:
     return upload
 
 
+def _greeting(names: list[str]) -> str:
+    """LotsOfGreetings' reply text (the memory bench holds such calls open)."""
+    return f"Hello, {' and '.join(names)}!"
+
+
 def _written(pb2: Any, upload: Upload | None) -> Any:
     if upload is None:
         raise ValueError("WriteStream without a chunk")
@@ -46,6 +51,9 @@ def sync_servicers(pb2: Any, pb2_grpc: Any, root: Path) -> tuple[Any, Any]:
             message = f"Hello, {request.name}!"
             for index in range(1, (request.count or DEFAULT_REPLY_COUNT) + 1):
                 yield pb2.HelloReply(message=message, index=index)
+
+        def LotsOfGreetings(self, request_iterator: Iterator[Any], context: Any) -> Any:
+            return pb2.HelloReply(message=_greeting([r.name for r in request_iterator]))
 
     class Files(pb2_grpc.FileControllerServicer):  # type: ignore[misc]
         def ReadStream(self, request: Any, context: Any) -> Iterator[Any]:
@@ -70,6 +78,9 @@ def aio_servicers(pb2: Any, pb2_grpc: Any, root: Path) -> tuple[Any, Any]:
             message = f"Hello, {request.name}!"
             for index in range(1, (request.count or DEFAULT_REPLY_COUNT) + 1):
                 yield pb2.HelloReply(message=message, index=index)
+
+        async def LotsOfGreetings(self, request_iterator: AsyncIterator[Any], context: Any) -> Any:
+            return pb2.HelloReply(message=_greeting([r.name async for r in request_iterator]))
 
     class Files(pb2_grpc.FileControllerServicer):  # type: ignore[misc]
         async def ReadStream(self, request: Any, context: Any) -> AsyncIterator[Any]:

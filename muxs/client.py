@@ -423,9 +423,25 @@ class Client:
         and the error surfaces unchanged.
         """
         digest = hashlib.sha256()
+        return await self._write_stream(
+            filename, chunks, digest, True, timeout, metadata, call_info
+        )
+
+    async def _write_stream(
+        self,
+        filename: str,
+        chunks: Requests[bytes],
+        digest: hashlib._Hash,
+        hash_chunks: bool,
+        timeout: float | None,
+        metadata: MetadataLike | None,
+        call_info: CallInfo | None,
+    ) -> Status:
+        """WriteStream of ``chunks``, checked against ``digest`` (fed here if ``hash_chunks``,
+        else by whoever produces them)."""
         status = await self._caller.stream_unary(
             FILE_CONTROLLER + "WriteStream",
-            transfers.chunk_requests(filename, chunks, digest),
+            transfers.chunk_requests(filename, chunks, digest if hash_chunks else None),
             Chunk,
             Status,
             timeout,
@@ -484,13 +500,16 @@ class Client:
 
         ``progress(sent, total)`` is called at 0 and after each chunk.
         """
+        digest = hashlib.sha256()
         with await open_blocking(open, local_path, "rb") as file:
-            return await self.write_chunks(
+            return await self._write_stream(
                 remote,
-                transfers.read_local(file, progress),
-                timeout=timeout,
-                metadata=metadata,
-                call_info=call_info,
+                transfers.read_local(file, progress, digest),
+                digest,
+                False,
+                timeout,
+                metadata,
+                call_info,
             )
 
     async def download(

@@ -10,7 +10,9 @@ ways, and a chunk of 64 KiB costs it about ten times what ``encode_chunk`` and
 bytes, an equal ``Chunk``; a chunk with fields muxs's proto lacks is decoded by betterproto2.
 ``HelloReply``, which server streams send by the thousand, is encoded by ``encode_reply``:
 betterproto2 looks up each field's default under a warnings filter on every encode
-(docs/PERFORMANCE.md, docs/UPSTREAM.md).
+(docs/PERFORMANCE.md, docs/UPSTREAM.md). The SDK's side of greetings is done here too: a
+``HelloRequest`` encoded by ``encode_request``, a ``HelloReply`` decoded by ``decode_reply``
+(betterproto2 takes over for anything but the two known fields, well formed).
 The client's channel uses ``MessageCodec``; the server's (``muxs.server.codec``) adds
 strict decoding.
 """
@@ -21,7 +23,7 @@ from typing import Any
 
 from grpclib.encoding.proto import ProtoCodec
 
-from muxs_api.muxs import Chunk, HelloReply
+from muxs_api.muxs import Chunk, HelloReply, HelloRequest
 
 _FILENAME_KEY = 0x0A  # field 1, length-delimited
 _DATA_KEY = 0x12  # field 2, length-delimited
@@ -54,11 +56,52 @@ def encode_chunk(chunk: Chunk) -> bytes:
     return b"".join(parts)
 
 
+def _text_and_number(text: str, number: int) -> bytes:
+    """A greeting's string field 1 and uint32 field 2 as betterproto2 encodes them: set
+    fields in field order."""
+    encoded = text.encode("utf-8")
+    head = _MESSAGE_KEY + _varint(len(encoded)) + encoded if encoded else b""
+    return head + _INDEX_KEY + _varint(number) if number else head
+
+
 def encode_reply(reply: HelloReply) -> bytes:
-    """``reply``'s two fields as betterproto2 encodes them: set fields in field order."""
-    message = reply.message.encode("utf-8")
-    head = _MESSAGE_KEY + _varint(len(message)) + message if message else b""
-    return head + _INDEX_KEY + _varint(reply.index) if reply.index else head
+    """``reply``'s two fields as betterproto2 encodes them."""
+    return _text_and_number(reply.message, reply.index)
+
+
+def encode_request(request: HelloRequest) -> bytes:
+    """``request``'s two fields (the same shape as a reply's) as betterproto2 encodes them."""
+    return _text_and_number(request.name, request.count)
+
+
+def decode_reply(data: bytes) -> HelloReply:
+    """A ``HelloReply`` from its encoding: here when it holds only its two fields, well
+    formed, else betterproto2 (which then decides, or raises, as it always does)."""
+    message, index = "", 0
+    position, end = 0, len(data)
+    try:
+        while position < end:
+            key = data[position]
+            value, shift = 0, 0
+            while True:  # a varint: the string's length, or the index
+                position += 1
+                if shift > 28:
+                    return HelloReply.parse(data)
+                value |= (data[position] & 0x7F) << shift
+                shift += 7
+                if data[position] < 0x80:
+                    break
+            position += 1
+            if key == _MESSAGE_KEY[0] and position + value <= end:
+                message = data[position : position + value].decode("utf-8")
+                position += value
+            elif key == _INDEX_KEY[0] and value < 2**32:
+                index = value
+            else:
+                return HelloReply.parse(data)
+    except (IndexError, UnicodeDecodeError):
+        return HelloReply.parse(data)
+    return HelloReply(message=message, index=index)
 
 
 def decode_chunk(data: bytes) -> Chunk:
@@ -96,6 +139,8 @@ class MessageCodec(ProtoCodec):
         if type(message) is message_type:
             if message_type is HelloReply:
                 return encode_reply(message)
+            if message_type is HelloRequest:
+                return encode_request(message)
             if message_type is Chunk:
                 return encode_chunk(message)
         return super().encode(message, message_type)
@@ -103,4 +148,6 @@ class MessageCodec(ProtoCodec):
     def decode(self, data: bytes, message_type: Any) -> Any:
         if message_type is Chunk:
             return decode_chunk(data)
+        if message_type is HelloReply:
+            return decode_reply(data)
         return super().decode(data, message_type)

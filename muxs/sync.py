@@ -35,7 +35,7 @@ from collections.abc import (
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Self, TypedDict, TypeVar, Unpack
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypedDict, TypeVar, Unpack
 
 from muxs.auth.bearer import TokenProvider
 from muxs.calls import ReplyStream
@@ -158,30 +158,117 @@ class _Closing:
         self.close()
 
 
+class _Ended:
+    """What the pump puts in the queue after the last reply: the call's error (None: OK)."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class _Pipe(Generic[R]):
+    """Replies carried from the event loop to the reading thread through a thread-safe
+    queue: a task on the loop (``pump``) reads ahead up to ``READ_AHEAD`` replies, so a
+    reply costs the reader one ``queue.get``, not a round trip to the loop.
+
+    It holds no reference to its ``ReplyIterator``, so that dropping the iterator can
+    cancel the call.
+    """
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[R | _Ended] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._buffered = 0
+        self._paused = False
+        self.resume = asyncio.Event()
+
+    async def pump(self, replies: ReplyStream[R]) -> None:
+        """Read ``replies`` into the queue (runs in the loop), pausing while it holds
+        ``READ_AHEAD`` of them; the end, the call's error or its cancellation go last."""
+        try:
+            async with replies:
+                async for reply in replies:
+                    with self._lock:
+                        self.queue.put(reply)
+                        self._buffered += 1
+                        if self._buffered >= READ_AHEAD:
+                            self._paused = True
+                            self.resume.clear()
+                    if self._paused:
+                        await self.resume.wait()
+        except Exception as exc:
+            self.queue.put(_Ended(exc))
+        except BaseException as exc:
+            self.queue.put(_Ended(exc))
+            raise
+        else:
+            self.queue.put(_Ended(None))
+
+    def get(self, loop: asyncio.AbstractEventLoop) -> R | _Ended:
+        """The next item (blocks); lets the pump go on once half the read-ahead is read."""
+        item = self.queue.get()
+        with self._lock:
+            self._buffered -= 1
+            if self._paused and self._buffered <= READ_AHEAD // 2:
+                self._paused = False
+                with contextlib.suppress(RuntimeError):  # the loop is closed: no pump left
+                    loop.call_soon_threadsafe(self.resume.set)
+        return item
+
+
+#: Replies a streaming call reads ahead of a ``SyncClient`` caller.
+READ_AHEAD = 64
+
+
 class ReplyIterator(_Closing, Iterator[R]):
     """The replies of a streaming call, as they arrive: iterate with ``for``.
 
     Leaving ``with`` (or calling ``close``) before the end cancels the call, and so does
-    dropping the iterator. One thread at a time may read it.
+    dropping the iterator. One thread at a time may read it. Up to ``READ_AHEAD`` replies
+    are read ahead of the caller (``_Pipe``).
     """
 
-    def __init__(self, loop: _LoopThread, replies: ReplyStream[R]) -> None:
+    def __init__(self, loop: _LoopThread, pipe: _Pipe[R], pump: asyncio.Task[None]) -> None:
         self._loop = loop
-        self._replies = replies
+        self._pipe = pipe
+        self._pump = pump
+        self._ended = False
 
     def __iter__(self) -> Self:
         return self
 
     def __next__(self) -> R:
+        if self._ended:
+            raise StopIteration
         try:
-            return self._loop.call(self._replies.__anext__())
-        except StopAsyncIteration:
-            raise StopIteration from None
+            item = self._pipe.get(self._loop.loop)
+        except BaseException:
+            self.close()  # e.g. KeyboardInterrupt while waiting: cancel the call too
+            raise
+        if not isinstance(item, _Ended):
+            return item
+        self._ended = True
+        if item.error is None:
+            raise StopIteration
+        if isinstance(item.error, asyncio.CancelledError):
+            raise RpcError(StatusCode.CANCELLED, "the SyncClient was closed during the call")
+        raise item.error
 
     def close(self) -> None:
         """Cancel the call if it is still running (closing the client cancelled it already)."""
-        if not self._loop.closed:
-            self._loop.call(self._replies.aclose())
+        self._ended = True
+        if not self._loop.closed and not self._pump.done():
+            self._loop.call(_cancel(self._pump))
+
+    def __del__(self) -> None:
+        if not self._pump.done():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nothing runs
+                self._loop.loop.call_soon_threadsafe(self._pump.cancel)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def iterate_in_thread(items: Iterable[T]) -> AsyncIterator[T]:
@@ -281,10 +368,12 @@ def _iterating(
 
     @functools.wraps(method)
     def iterating(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> ReplyIterator[R]:
-        async def open_stream() -> ReplyStream[R]:
-            return call(self._client, *args, **kwargs)
+        async def open_stream() -> tuple[_Pipe[R], asyncio.Task[None]]:
+            replies = call(self._client, *args, **kwargs)
+            pipe: _Pipe[R] = _Pipe()
+            return pipe, asyncio.create_task(pipe.pump(replies))
 
-        return ReplyIterator(self._loop, self._loop.call(open_stream()))
+        return ReplyIterator(self._loop, *self._loop.call(open_stream()))
 
     return iterating
 

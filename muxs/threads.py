@@ -62,19 +62,33 @@ CHUNK_FRAMING = 16
 
 
 async def read_chunks(
-    file: BinaryIO, size: int, sendable: Callable[[], int | None] = lambda: None
+    file: BinaryIO,
+    size: int,
+    sendable: Callable[[], int | None] = lambda: None,
+    *,
+    seen: Callable[[bytes], object] | None = None,
 ) -> AsyncIterator[bytes]:
     """The rest of ``file`` in chunks of ``size`` bytes, read up to ``BATCH_BYTES`` per thread
-    trip: as many chunks as ``sendable()`` bytes hold (at least one; None: no limit)."""
+    trip: as many chunks as ``sendable()`` bytes hold (at least one; None: no limit).
+    ``seen(batch)`` runs in the thread on each batch read (an upload's hash)."""
     most = max(1, BATCH_BYTES // size)
     while True:
         window = sendable()
         chunks = most if window is None else min(most, max(1, window // (size + CHUNK_FRAMING)))
-        data = await run_blocking(file.read, chunks * size)
+        if seen is None:
+            data = await run_blocking(file.read, chunks * size)
+        else:
+            data = await run_blocking(_read_and_see, file, chunks * size, seen)
         if not data:
             return
         for start in range(0, len(data), size):
             yield data[start : start + size]
+
+
+def _read_and_see(file: BinaryIO, size: int, seen: Callable[[bytes], object]) -> bytes:
+    data = file.read(size)
+    seen(data)
+    return data
 
 
 class WriteBatch:

@@ -36,12 +36,14 @@ def split(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
 
 
 async def chunk_requests(
-    filename: str, chunks: Requests[bytes], digest: hashlib._Hash
+    filename: str, chunks: Requests[bytes], digest: hashlib._Hash | None
 ) -> AsyncIterator[Chunk]:
-    """WriteStream requests: the filename in the first chunk only; at least one chunk."""
+    """WriteStream requests: the filename in the first chunk only; at least one chunk.
+    Each chunk goes into ``digest`` (None: the caller hashes them, as ``read_local`` does)."""
     first = True
     async for data in iterate(chunks):
-        digest.update(data)
+        if digest is not None:
+            digest.update(data)
         yield Chunk(filename=filename if first else "", data=data)
         first = False
     if first:
@@ -55,12 +57,15 @@ async def chunk_data(chunks: ReplyStream[Chunk]) -> AsyncIterator[bytes]:
             yield chunk.data
 
 
-async def read_local(file: BufferedReader, progress: Progress) -> AsyncIterator[bytes]:
-    """The content of an open local file in chunks, reporting progress."""
+async def read_local(
+    file: BufferedReader, progress: Progress, digest: hashlib._Hash
+) -> AsyncIterator[bytes]:
+    """The content of an open local file in chunks, reporting progress; ``digest`` is fed in
+    the worker thread that reads, not on the event loop (hashlib releases the GIL)."""
     total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
     done = 0
     progress(done, total)
-    async for data in read_chunks(file, CHUNK_BYTES):
+    async for data in read_chunks(file, CHUNK_BYTES, seen=digest.update):
         done += len(data)
         yield data
         progress(done, max(total, done))

@@ -14,14 +14,23 @@ from grpclib.health.v1.health_pb2 import HealthCheckRequest
 
 import muxs
 import muxs.server.codec  # noqa: F401  (the server's codec: imported to show it patches nothing)
-from muxs.encoding import MessageCodec, decode_chunk, encode_chunk, encode_reply
-from muxs_api.muxs import Chunk, HelloReply, HelloRequest
+from muxs.encoding import (
+    MessageCodec,
+    decode_chunk,
+    decode_reply,
+    encode_chunk,
+    encode_reply,
+    encode_request,
+)
+from muxs_api.muxs import Chunk, HelloReply, HelloRequest, Number
 from tests.interop.test_message_properties import MESSAGE_TYPES
 
 DATA = bytes(range(256)) * 300  # a length that takes a 3-byte varint
 
 
-def fields_of(cls: type[Chunk] | type[HelloReply]) -> dict[str, tuple[int, str, bool | None]]:
+def fields_of(
+    cls: type[Chunk] | type[HelloReply] | type[HelloRequest],
+) -> dict[str, tuple[int, str, bool | None]]:
     metadata = {
         field.name: betterproto2.FieldMetadata.get(field) for field in dataclasses.fields(cls)
     }
@@ -58,6 +67,63 @@ def test_a_reply_has_the_fields_muxs_encoding_knows() -> None:
 def test_a_reply_encodes_as_betterproto2_encodes_it(reply: HelloReply) -> None:
     assert encode_reply(reply) == bytes(reply)
     assert MessageCodec().encode(reply, HelloReply) == bytes(reply)
+
+
+def test_a_request_has_the_fields_muxs_encoding_knows() -> None:
+    """A field added to HelloRequest in the proto fails here until ``encode_request`` sends it."""
+    assert fields_of(HelloRequest) == {
+        "name": (1, betterproto2.TYPE_STRING, False),
+        "count": (2, betterproto2.TYPE_UINT32, False),
+    }
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        HelloRequest(),
+        HelloRequest(name="you"),
+        HelloRequest(count=1),
+        HelloRequest(name="é 文件", count=128),
+        HelloRequest(name="n" * 300, count=2**32 - 1),
+    ],
+    ids=repr,
+)
+def test_a_request_encodes_as_betterproto2_encodes_it(request_: HelloRequest) -> None:
+    assert encode_request(request_) == bytes(request_)
+    assert MessageCodec().encode(request_, HelloRequest) == bytes(request_)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        bytes(HelloReply(message="Hello, you!", index=3)),
+        bytes(HelloReply(message="x" * 200, index=2**32 - 1)),
+        bytes(HelloReply(message="é 文件")),
+        b"\x10\x05\x0a\x01a\x10\x07",  # out of order, index twice: the last wins
+        b"\x0a\x01a\x18\x01",  # a field muxs's proto lacks
+        b"\x08\x05",  # field 1 as a varint
+        b"\x0a\x05ab",  # a length past the end: betterproto2 cuts it short
+        b"\x10\x80\x80\x80\x80\x10",  # an index past 32 bits
+        b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # a 10-byte varint
+    ],
+    ids=repr,
+)
+def test_a_reply_decodes_as_betterproto2_decodes_it(data: bytes) -> None:
+    assert decode_reply(data) == HelloReply.parse(data)
+    assert MessageCodec().decode(data, HelloReply) == HelloReply.parse(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [(b"\x0a\x02\xff\xfe", UnicodeDecodeError), (b"\x10", EOFError), (b"\x10\x80", EOFError)],
+    ids=repr,
+)
+def test_a_malformed_reply_fails_as_betterproto2_fails(data: bytes, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        HelloReply.parse(data)
+    with pytest.raises(error):
+        decode_reply(data)
 
 
 @pytest.mark.parametrize("cls", MESSAGE_TYPES, ids=lambda cls: cls.__name__)
@@ -129,7 +195,7 @@ def test_other_messages_keep_their_own_codec(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(betterproto2.Message, "__bytes__", refuse)
     assert codec.encode(Chunk(data=b"xyz"), Chunk) == b"\x12\x03xyz"
     with pytest.raises(AssertionError, match="encoded by betterproto2"):
-        codec.encode(request, HelloRequest)
+        codec.encode(Number(value=2.0), Number)
     assert codec.encode(HelloReply(message="hi"), HelloReply) == b"\x0a\x02hi"
 
 
@@ -143,3 +209,16 @@ def test_a_chunk_is_sent_without_fields_muxs_does_not_know() -> None:
     received = Chunk.parse(b"\x18\x07\x12\x01d")
     assert bytes(received) == b"\x12\x01d\x18\x07"
     assert encode_chunk(received) == b"\x12\x01d"
+
+
+def test_a_well_formed_reply_is_decoded_without_betterproto2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(cls: type[HelloReply], data: bytes) -> HelloReply:
+        raise AssertionError("decoded by betterproto2")
+
+    monkeypatch.setattr(HelloReply, "parse", classmethod(refuse))
+    data = b"\x0a\x0bHello, you!\x10\x07"
+    assert MessageCodec().decode(data, HelloReply) == HelloReply(message="Hello, you!", index=7)
+    with pytest.raises(AssertionError, match="decoded by betterproto2"):
+        decode_reply(data + b"\x18\x01")

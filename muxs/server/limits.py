@@ -95,6 +95,7 @@ from muxs._internals import (
     send_replies_with,
     wait_for_window_with,
 )
+from muxs.coalescing import CoalescingTransport
 from muxs.compression import (
     ACCEPT_ENCODING,
     CompressingWriter,
@@ -112,7 +113,6 @@ from muxs.server.refusals import over_limit
 from muxs.server.reply_compression import reply_encoding
 from muxs.server.request_headers import Refusal, refusal, unknown_method
 from muxs.server.settings import ServerSettings
-from muxs.server.transport import CoalescingTransport
 from muxs.tls import is_tls_record
 
 if TYPE_CHECKING:

@@ -6,14 +6,19 @@ import asyncio
 import ssl
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 import pytest
+from h2.settings import SettingCodes
 
 from muxs import Client, ConfigError, RpcError, RunningServer, StatusCode, SyncClient
-from muxs.channel import AnsweringChannel
+from muxs.channel import MAX_FRAME_SIZE, AnsweringChannel
 from muxs.errors import ConnectFailure, translate_errors
 from muxs.tls import is_tls_record
 from tests.client.test_client import call_of_kind
 from tests.listeners import TLS_ALERT, answer_in_tls, hang_up, listening, never_answer
+from tests.polling import until
 
 NO_ANSWER = (
     "no answer within 0.2 s (the connect timeout: --connect-timeout, SDK: connect_timeout=): "
@@ -157,3 +162,28 @@ def test_a_refused_handshake_is_worded_from_what_the_server_answered(
     assert caught.value.status is StatusCode.UNAVAILABLE
     assert caught.value.message.startswith("cannot reach h:1: ")
     assert says in caught.value.message
+
+
+async def test_the_client_advertises_a_1_mib_max_frame_size() -> None:
+    """A server that follows it sends a 64 KiB file chunk as one DATA frame, not four."""
+    settings: list[dict[int, int]] = []
+
+    async def read_settings(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        server.initiate_connection()
+        while data := await reader.read(65536):
+            for event in server.receive_data(data):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    settings.append({k: v.new_value for k, v in event.changed_settings.items()})
+
+    async with listening(read_settings) as target, Client(target, connect_timeout=5) as client:
+        call = asyncio.ensure_future(client.say_hello("x", timeout=5))
+        await until(
+            lambda: any(s.get(SettingCodes.MAX_FRAME_SIZE) == MAX_FRAME_SIZE for s in settings)
+        )
+        call.cancel()
+    # h2's first SETTINGS frame carries its default (16 KiB); the next one raises it.
+    frame_sizes = [
+        s[SettingCodes.MAX_FRAME_SIZE] for s in settings if SettingCodes.MAX_FRAME_SIZE in s
+    ]
+    assert frame_sizes[-1] == MAX_FRAME_SIZE == 1024 * 1024

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, HelloReply, RpcError, RunningServer, StatusCode, SyncClient
-from muxs.sync import ClientOptions, ReplyIterator
+from muxs.sync import READ_AHEAD, ClientOptions, ReplyIterator
+from tests.polling import until
 from tests.probe import COUNT, NAME, CallProbe
 from tests.test_typing import run_mypy
 
@@ -300,3 +301,38 @@ async def test_closing_the_client_cancels_a_call_in_flight(
     assert error.message == "the SyncClient was closed during the call"
     assert await probe.finished() == ["cancelled"]
     assert sync_threads() == []
+
+
+async def test_a_stream_reads_ahead_of_a_slow_reader_no_more_than_its_bound(
+    live_server: RunningServer,
+) -> None:
+    total = 3 * READ_AHEAD
+
+    def call() -> list[int]:
+        with SyncClient(live_server.target, timeout=10) as client:
+            replies = client.lots_of_replies(NAME, total)
+            asyncio.run_coroutine_threadsafe(
+                until(lambda: replies._pipe.queue.qsize() >= READ_AHEAD), loop
+            ).result(timeout=20)
+            # The pump waits: however long the reader dawdles, no more than the bound.
+            assert replies._pipe.queue.qsize() == READ_AHEAD
+            return [reply.index for reply in replies]
+
+    loop = asyncio.get_running_loop()
+    assert await asyncio.to_thread(call) == list(range(1, total + 1))
+
+
+async def test_a_stream_that_fails_raises_its_error_once(
+    live_server: RunningServer,
+) -> None:
+    def call() -> RpcError:
+        with SyncClient(live_server.target, timeout=10) as client:
+            replies = client.read_chunks("no-such-file")
+            with pytest.raises(RpcError) as caught:
+                next(replies)
+            with pytest.raises(StopIteration):
+                next(replies)  # ended: the error is raised once
+            return caught.value
+
+    error = await asyncio.to_thread(call)
+    assert error.status is StatusCode.NOT_FOUND

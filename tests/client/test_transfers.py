@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
+from muxs.threads import BATCH_BYTES
+from muxs.transfers import no_progress, read_local
 
 
 @pytest.fixture
@@ -87,3 +90,22 @@ async def test_a_refused_upload_is_the_servers_status(client: Client, local: Pat
     with pytest.raises(RpcError) as caught:
         await client.upload(local / "src", "../escape")
     assert caught.value.status is StatusCode.PERMISSION_DENIED
+
+
+async def test_an_upload_is_hashed_in_the_thread_that_reads_it(local: Path) -> None:
+    data = os.urandom(BATCH_BYTES + 70_000)
+    (local / "src.bin").write_bytes(data)
+    hashed_on: list[threading.Thread] = []
+    sha256 = hashlib.sha256()
+
+    class Recording:
+        def update(self, batch: bytes) -> None:
+            hashed_on.append(threading.current_thread())
+            sha256.update(batch)
+
+    with (local / "src.bin").open("rb") as file:
+        chunks = [c async for c in read_local(file, no_progress, Recording())]  # type: ignore[arg-type]
+    assert b"".join(chunks) == data
+    assert sha256.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert len(hashed_on) == 3  # two batches, and the empty read at the end
+    assert threading.main_thread() not in hashed_on

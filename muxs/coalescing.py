@@ -4,7 +4,10 @@ grpclib hands each HTTP/2 frame group to the transport as it is made: a unary ca
 headers, message and trailers are three writes, each a system call (and, on loopback, the
 receiving side's TCP work too). ``CoalescingTransport`` gathers the writes of one turn of
 the event loop and passes them on at the start of the next, in one ``writelines``: with
-many calls in flight on a connection, one system call carries many calls' frames.
+many calls in flight on a connection, one system call carries many calls' frames. The
+server's connections (``muxs.server.limits``) and the SDK's (``muxs.channel``) use it; the
+SDK's passes large writes (an upload's chunks) on at once, after what it holds, as
+gathering them only delays and copies them.
 
 Back-pressure is unchanged: the underlying transport still pauses the protocol when its
 buffer is full, one turn later at most (a server stream yields to the loop every few
@@ -28,8 +31,10 @@ _WRITELINES_PAUSES = not (
 class CoalescingTransport:
     """The parts of an ``asyncio.Transport`` grpclib uses, with writes gathered per turn."""
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, *, bypass: int | None = None) -> None:
+        """``bypass``: a write of that many bytes or more goes out at once (None: none does)."""
         self._transport = transport
+        self._bypass = bypass
         self._pending: list[bytes] = []
         #: Bytes passed on to the underlying transport so far.
         self.bytes_written = 0
@@ -38,6 +43,10 @@ class CoalescingTransport:
 
     def write(self, data: bytes) -> None:
         if not data:
+            return
+        if self._bypass is not None and len(data) >= self._bypass:
+            self._pending.append(data)
+            self.flush()
             return
         if not self._pending:
             self._loop.call_soon(self.flush)

@@ -8,11 +8,13 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from muxs.server.transport import CoalescingTransport
+from muxs.coalescing import CoalescingTransport
 
 
 @asynccontextmanager
-async def connected() -> AsyncIterator[tuple[CoalescingTransport, socket.socket]]:
+async def connected(
+    bypass: int | None = None,
+) -> AsyncIterator[tuple[CoalescingTransport, socket.socket]]:
     """A coalescing transport over one end of a TCP connection, and the other end."""
     loop = asyncio.get_running_loop()
     listener = socket.create_server(("127.0.0.1", 0))
@@ -24,7 +26,7 @@ async def connected() -> AsyncIterator[tuple[CoalescingTransport, socket.socket]
     listener.close()
     peer.setblocking(False)
     try:
-        yield CoalescingTransport(transport), peer
+        yield CoalescingTransport(transport, bypass=bypass), peer
     finally:
         transport.close()
         peer.close()
@@ -65,3 +67,14 @@ async def test_writes_after_the_transport_closed_are_dropped() -> None:
         transport.write(b"too late")
         transport.flush()
         assert await received(peer, 100) == b""
+
+
+async def test_a_large_write_goes_out_at_once_after_what_was_held() -> None:
+    async with connected(bypass=8) as (transport, peer):
+        transport.write(b"small|")
+        transport.write(b"large chunk")
+        assert transport.pending_bytes == 0
+        assert peer.recv(100) == b"small|large chunk"  # no loop turn needed
+        transport.write(b"small")
+        assert transport.pending_bytes == 5
+        assert await received(peer, 5) == b"small"
