@@ -21,18 +21,24 @@ def describe(command: str, error: RpcError) -> str:
     """The lines ``muxs COMMAND`` prints to stderr for ``error``."""
     lines = [f"muxs {command}: {escaped(str(error))}"]
     for detail in error.details:
-        lines.extend("  " + escaped(line) for line in _detail_lines(detail))
+        lines.extend("  " + escaped(line) for line in _detail_lines(detail, error.message))
     if error.status is StatusCode.DEADLINE_EXCEEDED:
         lines.append(DEADLINE_HINT)
     return "\n".join(lines)
 
 
-def _detail_lines(detail: Any) -> Iterator[str]:
-    """One line per fact of a ``google.rpc`` detail; nothing for one muxs cannot show."""
+def _detail_lines(detail: Any, message: str) -> Iterator[str]:
+    """One line per fact of a ``google.rpc`` detail that the ``message`` does not already
+    say; nothing for one muxs cannot show."""
     kind = type(detail).__name__
     if kind == "BadRequest":
         for violation in detail.field_violations:
-            yield f"{violation.field}: {violation.description}"
+            said = violation.description == message
+            yield (
+                f"field: {violation.field}"
+                if said
+                else f"{violation.field}: {violation.description}"
+            )
     elif kind == "QuotaFailure":
         for violation in detail.violations:
             yield f"limit {violation.subject}: {violation.description}"

@@ -9,6 +9,7 @@ import pytest
 
 from muxs import RunningServer
 from muxs.cli import build_parser, main
+from muxs.cli.failures import DEADLINE_HINT
 from tests.listeners import listening, never_answer
 
 NO_ANSWER = (
@@ -42,7 +43,9 @@ async def test_the_deadline_ends_a_call_when_the_connect_timeout_is_off(
         argv = ["hello", "x", "--target", target, "--connect-timeout", "0", "--timeout", "0.2"]
         code = await asyncio.to_thread(main, argv)
     assert code == 1
-    assert capsys.readouterr().err == "muxs hello: DEADLINE_EXCEEDED: deadline exceeded\n"
+    assert capsys.readouterr().err == (
+        f"muxs hello: DEADLINE_EXCEEDED: deadline exceeded\n{DEADLINE_HINT}\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,7 @@ async def test_upload_download_ls_stat_rm(
     assert not (root_dir / "docs" / "copy.bin").exists()
 
 
-async def test_failures_are_one_line_and_exit_1(
+async def test_failures_say_what_failed_and_exit_1(
     live_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     target = ["--target", live_server.target]
@@ -86,6 +86,7 @@ async def test_failures_are_one_line_and_exit_1(
         "muxs rm: NOT_FOUND: missing does not exist",
         f"muxs upload: No such file or directory: {tmp_path / 'missing.bin'}",
         "muxs download: PERMISSION_DENIED: ../escape leads outside the root",
+        "  field: filename",
     ]
     assert os.listdir(tmp_path) == ["root"]
 

@@ -10,6 +10,7 @@ import pytest
 
 from muxs import RunningServer
 from muxs.cli import main
+from muxs.cli.failures import DEADLINE_HINT
 
 
 async def test_replies_prints_each_numbered_greeting(
@@ -29,7 +30,7 @@ async def test_replies_prints_what_arrived_before_the_deadline(
     lines = out.splitlines()
     assert 0 < len(lines) < 100_000
     assert lines == [f"{i} Hello, you!" for i in range(1, len(lines) + 1)]
-    assert err == "muxs replies: DEADLINE_EXCEEDED: deadline exceeded\n"
+    assert err == (f"muxs replies: DEADLINE_EXCEEDED: deadline exceeded\n{DEADLINE_HINT}\n")
 
 
 @pytest.mark.parametrize(
