@@ -18,12 +18,13 @@ from collections.abc import (
     AsyncIterable,
     AsyncIterator,
     Callable,
+    Coroutine,
     Iterable,
     Mapping,
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeAlias, TypeVar
 
 from grpclib.client import Channel
 from grpclib.client import Stream as GrpcStream
@@ -32,6 +33,12 @@ from h2.exceptions import StreamClosedError
 
 from muxs import interceptors
 from muxs._internals import SHORT_READ
+from muxs.call_compression import (
+    USE_CLIENT_DEFAULT,
+    UseClientDefault,
+    checked_compression,
+    compressing,
+)
 from muxs.errors import Metadata, RpcError, StatusCode, translate_errors
 from muxs.interceptors import CallKind, ClientCall, Interceptor
 from muxs.metadata import CallInfo, MetadataLike, checked, merged
@@ -39,8 +46,11 @@ from muxs.retries import Attempts, RetryPolicy, unprocessed
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
+Result = TypeVar("Result")
 
 Requests = Iterable[Request] | AsyncIterable[Request]
+#: A call's ``compression=``: an encoding, None (or ``identity``) for none, or the client's.
+Compression: TypeAlias = str | UseClientDefault | None
 
 
 class RequestsFailed(Exception):
@@ -56,19 +66,86 @@ async def iterate(requests: Requests[Request]) -> AsyncIterator[Request]:
             yield request
 
 
-async def _send_all(stream: GrpcStream[Request, Any], requests: Requests[Request]) -> None:
+#: The most request bytes a call that streams them keeps to send them again on a retry
+#: (grpc's per-RPC retry buffer); past it the call is committed to its attempt.
+RETRY_BUFFER_BYTES = 256 * 1024
+
+
+class _End:
+    """What ``KeptRequests`` pulls past the caller's last request."""
+
+
+_END = _End()
+
+
+class KeptRequests(Generic[Request]):
+    """The requests of a call that streams them, kept so that a retry sends them again:
+    each attempt asks for them by index (``get``), the caller's iterator is pulled only
+    for one not yet pulled.
+
+    Keeping stops once they outgrow ``limit`` bytes (encoded), and then the call is
+    ``committed``: no further attempt may start. A pull an attempt left unfinished (it
+    failed meanwhile) is finished for the next, never cancelled with it (that would end
+    the caller's iterator); ``close`` cancels it once the call has ended.
+    """
+
+    def __init__(self, requests: Requests[Request], limit: int = RETRY_BUFFER_BYTES) -> None:
+        self._iterator = aiter(iterate(requests))
+        self._kept: list[Request] = []
+        self._room = limit
+        self._pulling: asyncio.Task[Request | _End] | None = None
+        self.committed = False
+
+    async def get(self, index: int) -> Request | _End:
+        """The ``index``-th request (``_END`` past the last); ``RequestsFailed`` if the
+        caller's iterator raises."""
+        if index < len(self._kept):
+            return self._kept[index]
+        if self.committed and self._pulling is None:
+            return await _pull(self._iterator)
+        if self._pulling is None:
+            self._pulling = asyncio.create_task(_pull(self._iterator))
+        await asyncio.wait({self._pulling})
+        pulled, self._pulling = self._pulling, None
+        request = pulled.result()
+        if not self.committed and not isinstance(request, _End):
+            size = _encoded_size(request)
+            if size > self._room:
+                self.committed = True
+            else:
+                self._kept.append(request)
+                self._room -= size
+        return request
+
+    async def close(self) -> None:
+        """Cancel a pull left unfinished."""
+        if self._pulling is not None:
+            await _stop(self._pulling)
+
+
+async def _pull(iterator: AsyncIterator[Request]) -> Request | _End:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return _END
+    except Exception as exc:
+        raise RequestsFailed from exc
+
+
+def _encoded_size(message: Any) -> int:
+    """The bytes of ``message`` on the wire (a betterproto2 or a protobuf message)."""
+    byte_size = getattr(message, "ByteSize", None)
+    return int(byte_size()) if byte_size is not None else len(bytes(message))
+
+
+async def _send_all(stream: GrpcStream[Request, Any], requests: KeptRequests[Request]) -> None:
     """Send every request, then end the request stream; stop early if the server has closed
     the call (its status arrives with the replies)."""
-    iterator = aiter(iterate(requests))
+    sent = 0
     try:
-        while True:
-            try:
-                request = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            except Exception as exc:
-                raise RequestsFailed from exc
+        while not isinstance(request := await requests.get(sent), _End):
             await stream.send_message(request)
+            sent += 1
         await stream.end()
     except StreamClosedError:
         return
@@ -227,22 +304,16 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Reply:
         call = self.call(path, "unary", timeout, metadata, info)
+        compression = _checked(compression)
 
         async def send(call: ClientCall) -> Reply:
-            async def attempt(timeout: float | None) -> Reply:
-                with self._outcome(call) as outcome, translate_errors(self.target):
-                    opened = self._open(
-                        call, Cardinality.UNARY_UNARY, type(request), reply_type, timeout
-                    )
-                    outcome.stream = opened
-                    async with opened as stream:
-                        await stream.send_message(request, end=True)
-                        reply = await _recv(stream)
-                        return _required(reply)
-
-            return await self._attempts(call).run(attempt)
+            replies = self._attempts_of(
+                call, Cardinality.UNARY_UNARY, type(request), reply_type, request, compression
+            )
+            return _required(await _single(replies))
 
         if not self._interceptors:
             return await send(call)
@@ -256,21 +327,16 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[Reply]:
         call = self.call(path, "server_stream", timeout, metadata, info)
-
-        async def replies(call: ClientCall) -> AsyncGenerator[Reply, None]:
-            with self._outcome(call) as outcome, translate_errors(self.target):
-                opened = self._open(
-                    call, Cardinality.UNARY_STREAM, type(request), reply_type, call.timeout
-                )
-                outcome.stream = opened
-                async with opened as stream:
-                    await stream.send_message(request, end=True)
-                    while (reply := await _recv(stream)) is not None:
-                        yield reply
-
-        return self._stream(call, replies)
+        compression = _checked(compression)
+        return self._stream(
+            call,
+            lambda call: self._attempts_of(
+                call, Cardinality.UNARY_STREAM, type(request), reply_type, request, compression
+            ),
+        )
 
     async def stream_unary(
         self,
@@ -281,16 +347,22 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Reply:
         call = self.call(path, "client_stream", timeout, metadata, info)
+        compression = _checked(compression)
         stream = self._stream(
             call,
-            lambda call: self._send_while_receiving(
-                call, Cardinality.STREAM_UNARY, requests, request_type, reply_type
+            lambda call: self._attempts_of(
+                call,
+                Cardinality.STREAM_UNARY,
+                request_type,
+                reply_type,
+                KeptRequests(requests),
+                compression,
             ),
         )
-        received = [reply async for reply in stream]  # to the end: the trailers are checked
-        return _required(received[0] if received else None)
+        return _required(await _single(stream))  # to the end: the trailers are checked
 
     def stream_stream(
         self,
@@ -301,12 +373,19 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[Reply]:
         call = self.call(path, "bidi_stream", timeout, metadata, info)
+        compression = _checked(compression)
         return self._stream(
             call,
-            lambda call: self._send_while_receiving(
-                call, Cardinality.STREAM_STREAM, requests, request_type, reply_type
+            lambda call: self._attempts_of(
+                call,
+                Cardinality.STREAM_STREAM,
+                request_type,
+                reply_type,
+                KeptRequests(requests),
+                compression,
             ),
         )
 
@@ -317,34 +396,58 @@ class Caller:
             return ReplyStream(open_call(call))
         return ReplyStream(interceptors.streaming(self._interceptors, call, open_call))
 
-    async def _send_while_receiving(
+    async def _attempts_of(
         self,
         call: ClientCall,
         cardinality: Cardinality,
-        requests: Requests[Request],
         request_type: type[Request],
         reply_type: type[Reply],
+        sent: Request | KeptRequests[Request],
+        compression: Compression,
     ) -> AsyncGenerator[Reply, None]:
-        """Send the requests from a background task while yielding the replies.
+        """The replies of ``call``, of every kind, over as many attempts as it may make.
 
-        Receiving never waits for the caller's request iterator, so the deadline bounds a
-        call whose iterator stalls, and a reply or error the server sends early arrives.
+        ``sent`` is the request, or the requests of a call that streams them, sent from a
+        background task while the replies are yielded: receiving never waits for the
+        caller's request iterator, so the deadline bounds a call whose iterator stalls, and
+        a reply or error the server sends early arrives. A failed attempt is sent again
+        (``muxs.retries.Attempts``) unless the call is committed: the server's response
+        headers arrived (gRFC A6), or the requests outgrew ``KeptRequests``.
         """
+        attempts = self._attempts(call)
+        requests = sent if isinstance(sent, KeptRequests) else None
         try:
-            with self._outcome(call) as outcome, translate_errors(self.target):
-                opened = self._open(call, cardinality, request_type, reply_type, call.timeout)
-                outcome.stream = opened
-                async with opened as stream:
-                    await stream.send_request()
-                    sender = asyncio.create_task(_send_all(stream, requests))
-                    try:
-                        while (reply := await _recv_or_fail(stream, sender)) is not None:
-                            yield reply
-                        await sender
-                    finally:
-                        await _stop(sender)
+            while True:
+                headers_received = False
+                try:
+                    with self._outcome(call) as outcome, translate_errors(self.target):
+                        opened = self._open(
+                            call, cardinality, request_type, reply_type, attempts.remaining()
+                        )
+                        outcome.stream = opened
+                        async with opened as stream:
+                            with compressing(compression):
+                                await stream.send_request()
+                            sender = await _start_sending(stream, sent)
+                            try:
+                                await _or_fail(stream.recv_initial_metadata(), sender)
+                                headers_received = True
+                                while (reply := await _next(stream, sender)) is not None:
+                                    yield reply
+                                if sender is not None:
+                                    await sender
+                            finally:
+                                await _stop(sender)
+                    return
+                except RpcError as error:
+                    if headers_received or (requests is not None and requests.committed):
+                        raise
+                    await attempts.before_retry(error)
         except RequestsFailed as failed:
             raise _cause(failed) from None
+        finally:
+            if requests is not None:
+                await requests.close()
 
 
 async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
@@ -359,26 +462,67 @@ async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
         ) from None
 
 
-async def _recv_or_fail(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None]) -> Reply | None:
-    """The next reply, or the sender's error as soon as it fails, whichever comes first."""
-    next_reply = _recv(stream)
-    receive = asyncio.ensure_future(next_reply)
-    try:
-        if not sender.done():
-            await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
-        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+async def _start_sending(
+    stream: GrpcStream[Request, Any], sent: Request | KeptRequests[Request]
+) -> asyncio.Task[None] | None:
+    """Send the request; or start the task that sends the requests, and return it."""
+    if isinstance(sent, KeptRequests):
+        return asyncio.create_task(_send_all(stream, sent))
+    await stream.send_message(sent, end=True)
+    return None
+
+
+async def _next(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None] | None) -> Reply | None:
+    """The next reply (None at the end), or the sender's error as soon as it fails."""
+    receive = _recv(stream)
+    return await _or_fail(receive, sender)
+
+
+async def _or_fail(
+    receive: Coroutine[Any, Any, Result], sender: asyncio.Task[None] | None
+) -> Result:
+    """What ``receive`` returns, or the error of the task sending the requests as soon as it
+    fails, whichever comes first."""
+    if sender is not None and sender.done():
+        if not sender.cancelled() and sender.exception() is not None:
+            receive.close()
             sender.result()  # raises RequestsFailed (or the transport error)
+        sender = None
+    if sender is None:
         return await receive
+    receiving = asyncio.ensure_future(receive)
+    try:
+        await asyncio.wait({receiving, sender}, return_when=asyncio.FIRST_COMPLETED)
+        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+            sender.result()
+        return await receiving
     finally:
-        await _stop(receive)
+        await _stop(receiving)
 
 
-async def _stop(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait until it has ended; its error, if any, was reported already."""
+async def _stop(task: asyncio.Future[Any] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has ended; its error, if any, was reported
+    already."""
+    if task is None:
+        return
     task.cancel()
     await asyncio.wait({task})
     if not task.cancelled():
         task.exception()  # mark it retrieved
+
+
+async def _single(replies: AsyncIterator[Reply]) -> Reply | None:
+    """The first of ``replies`` (None: none), read to their end (the trailers are checked)."""
+    received = [reply async for reply in replies]
+    return received[0] if received else None
+
+
+def _checked(compression: Compression) -> Compression:
+    return (
+        compression
+        if isinstance(compression, UseClientDefault)
+        else checked_compression(compression)
+    )
 
 
 def _required(reply: Reply | None) -> Reply:

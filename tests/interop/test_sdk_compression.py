@@ -70,7 +70,7 @@ async def test_the_sdk_sends_plain_requests_by_default(
 
 
 def test_an_unknown_compression_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="'br' is not gzip, deflate or None"):
+    with pytest.raises(ConfigError, match="'br' is not gzip, deflate, identity or None"):
         Client("127.0.0.1:1", compression="br")
 
 
