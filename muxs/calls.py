@@ -32,7 +32,7 @@ from grpclib.const import Cardinality
 from h2.exceptions import StreamClosedError
 
 from muxs import interceptors
-from muxs._internals import SHORT_READ
+from muxs._internals import SHORT_READ, sent_request_stream
 from muxs.call_compression import (
     USE_CLIENT_DEFAULT,
     UseClientDefault,
@@ -418,7 +418,6 @@ class Caller:
         requests = sent if isinstance(sent, KeptRequests) else None
         try:
             while True:
-                headers_received = False
                 try:
                     with self._outcome(call) as outcome, translate_errors(self.target):
                         opened = self._open(
@@ -430,8 +429,6 @@ class Caller:
                                 await stream.send_request()
                             sender = await _start_sending(stream, sent)
                             try:
-                                await _or_fail(stream.recv_initial_metadata(), sender)
-                                headers_received = True
                                 while (reply := await _next(stream, sender)) is not None:
                                     yield reply
                                 if sender is not None:
@@ -440,7 +437,9 @@ class Caller:
                                 await _stop(sender)
                     return
                 except RpcError as error:
-                    if headers_received or (requests is not None and requests.committed):
+                    if _headers_arrived(outcome.stream) or (
+                        requests is not None and requests.committed
+                    ):
                         raise
                     await attempts.before_retry(error)
         except RequestsFailed as failed:
@@ -460,6 +459,14 @@ async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
         raise RpcError(
             StatusCode.INTERNAL, "the server ended the call in the middle of a reply"
         ) from None
+
+
+def _headers_arrived(stream: GrpcStream[Any, Any] | None) -> bool:
+    """Whether the server's response headers (not a trailers-only response) reached grpclib's
+    client ``stream``: they commit the call (gRFC A6), however far it was read."""
+    sent = None if stream is None else sent_request_stream(stream)
+    headers = None if sent is None else sent.headers
+    return headers is not None and all(name != "grpc-status" for name, _ in headers)
 
 
 async def _start_sending(
