@@ -40,15 +40,16 @@ def sdk_inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def calls(client: Client) -> None:
-    assert (await client.say_hello(NAME)).message == f"Hello, {NAME}!"
-    replies = [reply async for reply in client.lots_of_replies(NAME, count=3)]
+async def calls(client: Client, **compression: str | None) -> None:
+    """A call of each kind; ``compression=`` (if given) passed to each."""
+    assert (await client.say_hello(NAME, **compression)).message == f"Hello, {NAME}!"
+    replies = [reply async for reply in client.lots_of_replies(NAME, count=3, **compression)]
     assert [reply.index for reply in replies] == [1, 2, 3]
-    assert NAME in (await client.lots_of_greetings([NAME, NAME])).message
-    chat = [reply async for reply in client.bidi_hello([NAME, NAME])]
+    assert NAME in (await client.lots_of_greetings([NAME, NAME], **compression)).message
+    chat = [reply async for reply in client.bidi_hello([NAME, NAME], **compression)]
     assert len(chat) == 2
-    await client.write("big.txt", NAME * 10)
-    assert (await client.read("big.txt")).text == NAME * 10
+    await client.write("big.txt", NAME * 10, **compression)
+    assert (await client.read("big.txt", **compression)).text == NAME * 10
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
@@ -67,6 +68,22 @@ async def test_the_sdk_sends_plain_requests_by_default(
     async with Client(live_server.target) as client:
         await calls(client)
     assert inflated == []
+
+
+@pytest.mark.parametrize(
+    ("client_compression", "call_compression", "sent"),
+    [(None, "gzip", "gzip"), ("gzip", None, None), ("deflate", "identity", None)],
+)
+async def test_a_calls_compression_overrides_the_clients(
+    live_server: RunningServer,
+    inflated: list[str],
+    client_compression: str | None,
+    call_compression: str | None,
+    sent: str | None,
+) -> None:
+    async with Client(live_server.target, compression=client_compression) as client:
+        await calls(client, compression=call_compression)
+    assert inflated == ([sent] * 7 if sent else [])
 
 
 def test_an_unknown_compression_is_a_config_error() -> None:
@@ -119,12 +136,20 @@ def compressing_grpcio_server(
 
 
 @pytest.mark.parametrize("compression", ["gzip", "deflate", None])
+@pytest.mark.parametrize("per_call", [False, True])
 async def test_the_sdk_against_a_grpcio_server_with_compression(
-    compressing_grpcio_server: tuple[str, str], sdk_inflated: list[str], compression: str | None
+    compressing_grpcio_server: tuple[str, str],
+    sdk_inflated: list[str],
+    compression: str | None,
+    per_call: bool,
 ) -> None:
     target, encoding = compressing_grpcio_server
-    async with Client(target, compression=compression) as client:
-        await calls(client)
+    if per_call:  # the client's says otherwise
+        async with Client(target, compression="deflate" if compression else "gzip") as client:
+            await calls(client, compression=compression)
+    else:
+        async with Client(target, compression=compression) as client:
+            await calls(client)
     # Every reply grpcio compressed (it does when that gains): the greetings and the Read.
     assert sdk_inflated == [encoding] * 8
 
