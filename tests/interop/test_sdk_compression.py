@@ -22,6 +22,7 @@ from muxs import (
     compression,
     serve,
 )
+from muxs.call_compression import USE_CLIENT_DEFAULT, UseClientDefault
 
 NAME = "muxs " * 300  # compressible, over 1 KiB
 
@@ -40,16 +41,16 @@ def sdk_inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-async def calls(client: Client, **compression: str | None) -> None:
-    """A call of each kind; ``compression=`` (if given) passed to each."""
-    assert (await client.say_hello(NAME, **compression)).message == f"Hello, {NAME}!"
-    replies = [reply async for reply in client.lots_of_replies(NAME, count=3, **compression)]
+async def calls(client: Client, choice: str | UseClientDefault | None = USE_CLIENT_DEFAULT) -> None:
+    """A call of each kind, each with ``compression=choice``."""
+    assert (await client.say_hello(NAME, compression=choice)).message == f"Hello, {NAME}!"
+    replies = [reply async for reply in client.lots_of_replies(NAME, count=3, compression=choice)]
     assert [reply.index for reply in replies] == [1, 2, 3]
-    assert NAME in (await client.lots_of_greetings([NAME, NAME], **compression)).message
-    chat = [reply async for reply in client.bidi_hello([NAME, NAME], **compression)]
+    assert NAME in (await client.lots_of_greetings([NAME, NAME], compression=choice)).message
+    chat = [reply async for reply in client.bidi_hello([NAME, NAME], compression=choice)]
     assert len(chat) == 2
-    await client.write("big.txt", NAME * 10, **compression)
-    assert (await client.read("big.txt", **compression)).text == NAME * 10
+    await client.write("big.txt", NAME * 10, compression=choice)
+    assert (await client.read("big.txt", compression=choice)).text == NAME * 10
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
@@ -82,7 +83,7 @@ async def test_a_calls_compression_overrides_the_clients(
     sent: str | None,
 ) -> None:
     async with Client(live_server.target, compression=client_compression) as client:
-        await calls(client, compression=call_compression)
+        await calls(client, call_compression)
     assert inflated == ([sent] * 7 if sent else [])
 
 
@@ -146,7 +147,7 @@ async def test_the_sdk_against_a_grpcio_server_with_compression(
     target, encoding = compressing_grpcio_server
     if per_call:  # the client's says otherwise
         async with Client(target, compression="deflate" if compression else "gzip") as client:
-            await calls(client, compression=compression)
+            await calls(client, compression)
     else:
         async with Client(target, compression=compression) as client:
             await calls(client)
