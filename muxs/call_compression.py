@@ -104,7 +104,7 @@ class ReplyReader:
             )
         body = await self._recv_data(int.from_bytes(data[1:5], "big"))
         try:
-            self._inflated = inflate(body, encoding, self._limit)
+            self._inflated = await inflate(body, encoding, self._limit)
         except TooLarge as exc:
             raise GRPCError(StatusCode.RESOURCE_EXHAUSTED, f"a reply is too large: {exc}") from None
         except Corrupt as exc:

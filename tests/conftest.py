@@ -152,9 +152,9 @@ def inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The encoding of every request message the server inflates, in order."""
     seen: list[str] = []
 
-    def counting(data: bytes, encoding: str, limit: int) -> bytes:
+    async def counting(data: bytes, encoding: str, limit: int) -> bytes:
         seen.append(encoding)
-        return compression.inflate(data, encoding, limit)
+        return await compression.inflate(data, encoding, limit)
 
     monkeypatch.setattr(limits, "inflate", counting)
     return seen

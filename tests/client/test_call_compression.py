@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +16,10 @@ import pytest
 
 from muxs import Client, ConfigError, SyncClient
 from muxs.call_compression import USE_CLIENT_DEFAULT
-from muxs.compression import inflate
 from tests.polling import until
 
 NAME = "muxs " * 300  # compressible, over 1 KiB
+AUTODETECT = 32 + zlib.MAX_WBITS  # zlib's wbits for gzip or deflate (zlib format)
 
 
 @dataclass
@@ -138,7 +139,7 @@ def _check(request: Request, encoding: str | None, method: str = "say_hello") ->
     sizes = []
     for compressed, body in request.messages():
         assert compressed == (encoding is not None and method != "square")
-        sizes.append(len(inflate(body, encoding, 2**20) if encoding and compressed else body))
+        sizes.append(len(zlib.decompress(body, AUTODETECT) if compressed else body))
     assert sizes
     assert all(size > 1024 for size in sizes) == (method != "square")
 

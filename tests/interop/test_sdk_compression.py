@@ -33,9 +33,9 @@ def sdk_inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = compression.inflate
 
-    def counting(data: bytes, encoding: str, limit: int) -> bytes:
+    async def counting(data: bytes, encoding: str, limit: int) -> bytes:
         seen.append(encoding)
-        return real(data, encoding, limit)
+        return await real(data, encoding, limit)
 
     monkeypatch.setattr(call_compression, "inflate", counting)
     return seen
