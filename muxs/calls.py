@@ -79,49 +79,103 @@ class _End:
 _END = _End()
 
 
+class _Orphaned(Exception):
+    """Raised to the sender of an ended attempt once it has pulled a request (``release``):
+    that request is the next attempt's."""
+
+
 class KeptRequests(Generic[Request]):
     """The requests of a call that streams them, kept so that a retry sends them again:
-    each attempt asks for them by index (``get``), the caller's iterator is pulled only
-    for one not yet pulled.
+    each attempt's sender asks for them by index (``get``), and pulls the caller's iterator
+    itself for one not yet pulled.
 
     Keeping stops once they outgrow ``limit`` bytes (``_held_size``), and then the call is
-    ``committed``: no further attempt may start. A pull an attempt left unfinished (it
-    failed meanwhile) is finished for the next, never cancelled with it (that would end
-    the caller's iterator); ``close`` cancels it once the call has ended.
+    ``committed``: no further attempt may start. A sender is never cancelled inside a pull
+    (that would end the caller's iterator): an attempt that ends meanwhile leaves its sender
+    to finish the pull for the next attempt (``release``); ``close`` cancels it once the
+    call has ended.
     """
 
     def __init__(self, requests: Requests[Request], limit: int = RETRY_BUFFER_BYTES) -> None:
         self._iterator = aiter(iterate(requests))
         self._kept: list[Request] = []
         self._room = limit
-        self._pulling: asyncio.Task[Request | _End] | None = None
         self.committed = False
+        #: The sender pulling the caller's iterator now; the one among them whose attempt
+        #: has ended; what it pulls, for the sender waiting for it; what it pulled and the
+        #: next attempt has not asked for (unless kept).
+        self._puller: asyncio.Task[Any] | None = None
+        self._orphan: asyncio.Task[Any] | None = None
+        self._handover: asyncio.Future[Request | _End] | None = None
+        self._unkept: asyncio.Future[Request | _End] | None = None
 
     async def get(self, index: int) -> Request | _End:
         """The ``index``-th request (``_END`` past the last); ``RequestsFailed`` if the
         caller's iterator raises."""
         if index < len(self._kept):
             return self._kept[index]
-        if self.committed and self._pulling is None:
-            return await _pull(self._iterator)
-        if self._pulling is None:
-            self._pulling = asyncio.create_task(_pull(self._iterator))
-        await asyncio.wait({self._pulling})
-        pulled, self._pulling = self._pulling, None
-        request = pulled.result()
-        if not self.committed and not isinstance(request, _End):
-            size = _held_size(request)
-            if size > self._room:
-                self.committed = True
-            else:
-                self._kept.append(request)
-                self._room -= size
-        return request
+        if self._orphan is not None:  # an ended attempt's sender is pulling it
+            if self._handover is None:
+                self._handover = asyncio.get_running_loop().create_future()
+            handover = self._handover
+            await asyncio.wait({handover})  # leaves the handover as it is if cancelled
+            return handover.result()
+        if self._unkept is not None:
+            unkept, self._unkept = self._unkept, None
+            return unkept.result()
+        puller = self._puller = asyncio.current_task()
+        pulled: asyncio.Future[Request | _End] = asyncio.get_running_loop().create_future()
+        try:
+            pulled.set_result(await _pull(self._iterator))
+        except RequestsFailed as failed:
+            pulled.set_exception(failed)
+        finally:
+            self._puller = None
+        kept = pulled.exception() is None and self._keep(pulled.result())
+        if puller is not self._orphan:
+            return pulled.result()
+        self._orphan = None
+        if self._handover is not None:
+            _settle(self._handover, pulled)
+            self._handover = None
+        elif not kept:
+            self._unkept = pulled
+        raise _Orphaned
+
+    def _keep(self, request: Request | _End) -> bool:
+        """Keep ``request`` if it fits, else commit the call; whether it was kept."""
+        if self.committed or isinstance(request, _End):
+            return False
+        size = _held_size(request)
+        if size > self._room:
+            self.committed = True
+            return False
+        self._kept.append(request)
+        self._room -= size
+        return True
+
+    def release(self, sender: asyncio.Task[Any]) -> bool:
+        """Whether the sender of an ended attempt may be cancelled: not inside a pull, which
+        it then finishes for the next attempt (and sends nothing more)."""
+        if sender is not self._puller:
+            return True
+        self._orphan = sender
+        return False
 
     async def close(self) -> None:
-        """Cancel a pull left unfinished."""
-        if self._pulling is not None:
-            await _stop(self._pulling)
+        """Cancel a pull left unfinished, once the call has ended."""
+        await _stop(self._orphan)
+        if self._handover is not None:
+            self._handover.cancel()
+
+
+def _settle(future: asyncio.Future[Result], like: asyncio.Future[Result]) -> None:
+    """Settle ``future`` as ``like`` (done) was."""
+    error = like.exception()
+    if error is None:
+        future.set_result(like.result())
+    else:
+        future.set_exception(error)
 
 
 async def _pull(iterator: AsyncIterator[Request]) -> Request | _End:
@@ -167,7 +221,7 @@ async def _send_all(stream: GrpcStream[Request, Any], requests: KeptRequests[Req
             await stream.send_message(request)
             sent += 1
         await stream.end()
-    except StreamClosedError:
+    except (StreamClosedError, _Orphaned):
         return
 
 
@@ -454,7 +508,7 @@ class Caller:
                                 if sender is not None:
                                     await sender
                             finally:
-                                await _stop(sender)
+                                await _stop_sending(sender, requests)
                     return
                 except RpcError as error:
                     if _headers_arrived(outcome.stream) or (
@@ -497,6 +551,15 @@ async def _start_sending(
         return asyncio.create_task(_send_all(stream, sent))
     await stream.send_message(sent, end=True)
     return None
+
+
+async def _stop_sending(
+    sender: asyncio.Task[None] | None, requests: KeptRequests[Any] | None
+) -> None:
+    """Stop the sender of an ended attempt, unless it is inside a pull (``release``)."""
+    if sender is not None and requests is not None and not requests.release(sender):
+        return
+    await _stop(sender)
 
 
 async def _next(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None] | None) -> Reply | None:
