@@ -17,7 +17,7 @@ from grpclib.exceptions import GRPCError
 from grpclib.protocol import H2Protocol
 from grpclib.server import Server, Stream
 
-from muxs import Client, ClientCall, Proceed, RetryPolicy, RpcError, StatusCode
+from muxs import Client, ClientCall, Proceed, RetryPolicy, RpcError, StatusCode, SyncClient
 from muxs.api import HelloReply, HelloRequest
 from muxs.calls import RETRY_BUFFER_BYTES
 from muxs.channel import AnsweringChannel
@@ -375,3 +375,23 @@ async def test_a_stream_that_waits_for_ready_ends_at_its_deadline(
             await _call(client, kind, timeout=0.5)
     assert failed.value.status is StatusCode.DEADLINE_EXCEEDED
     assert "waiting for a connection" in failed.value.message
+
+
+async def test_the_sync_client_retries_a_request_stream_from_a_generator(
+    target: str, greeter: FlakyGreeter
+) -> None:
+    greeter.failures = 1
+    pulled: list[str] = []
+
+    def names() -> Iterator[str]:
+        for name in ["ann", "bob"]:
+            pulled.append(name)
+            yield name
+
+    def call() -> str:
+        with SyncClient(target, timeout=10, retry_policy=POLICY) as client:
+            return client.lots_of_greetings(names()).message
+
+    assert await asyncio.to_thread(call) == "ann,bob"
+    assert greeter.received == [["ann", "bob"], ["ann", "bob"]]
+    assert pulled == ["ann", "bob"]
