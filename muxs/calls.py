@@ -1,9 +1,14 @@
 """Client-side call plumbing for every gRPC cardinality, over a grpclib ``Channel``.
 
-Each function opens one call, translates grpclib and transport errors to ``RpcError``
+Every kind of call goes through one path (``Caller._attempts_of``): it makes the call's
+attempts (``muxs.retries.Attempts``: transparent retries, a ``RetryPolicy``'s,
+``wait_for_ready``) until one succeeds or the call is committed (gRFC A6: the server's
+response headers arrived, or the requests outgrew what ``KeptRequests`` keeps to send them
+again), translates grpclib and transport errors to ``RpcError``
 (``muxs.errors.translate_errors``) and lets an exception raised by the caller's own
 request iterator through unchanged and at once (grpclib's generated stubs run that
-iterator in a background task and lose its error until the deadline).
+iterator in a background task and lose its error until the deadline). A call's own
+``compression=`` overrides the client's (``muxs.call_compression.compressing``).
 
 A call sends the client-wide metadata merged with its own (``muxs.metadata``), runs behind
 the client's interceptors (``muxs.interceptors``) when it has any, and records the server's
@@ -189,8 +194,8 @@ async def _pull(iterator: AsyncIterator[Request]) -> Request | _End:
 
 def _held_size(value: Any) -> int:
     """About the bytes a request message holds: its strings and bytes by their length, 8 for
-    any other field, nested messages and lists summed. Encoding it to count exactly would
-    cost betterproto2 a hundred times as much (``bytes(message)``)."""
+    any other field, nested messages and lists summed. Encoding it to count exactly costs
+    betterproto2 far more (``bytes(message)``: about 100 µs for a HelloRequest, 2 µs here)."""
     if isinstance(value, str | bytes):
         return len(value)
     if isinstance(value, list):
