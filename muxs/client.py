@@ -154,10 +154,10 @@ class Client:
         drain, or no connection) is sent again once, transparently; ``retry_policy``
         (``muxs.RetryPolicy``, None: no other retries) retries a call ended with a
         retryable status, and ``method_retry_policies`` overrides it per method
-        (``/muxs.Greeter/SayHello``: a policy, or None for none). A streaming call is
+        (``/muxs.Greeter/SayHello``: a policy, or None for none). A call of any kind is
         retried only until it is committed: once the server's response headers arrive
-        (with its first reply), or once its requests outgrow the 256 KiB kept to send them
-        again. ``wait_for_ready``: a call waits for a connection (trying again with grpc's
+        (with its first reply), or once the requests it streams outgrow the 256 KiB kept to
+        send them again. ``wait_for_ready``: a call waits for a connection (trying again with grpc's
         connection backoff) until its deadline instead of failing UNAVAILABLE at once (an
         interceptor may set ``call.wait_for_ready`` per call). ``keepalive_time``: seconds
         between HTTP/2 pings while a call is open (None: none, grpcio's default); a ping not
