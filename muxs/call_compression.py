@@ -6,11 +6,17 @@ request headers say ``grpc-accept-encoding`` (and ``grpc-encoding`` with compres
 request messages are compressed when that gains (``muxs.compression.CompressingWriter``), and
 compressed replies are inflated within ``MAX_REPLY_BYTES`` before grpclib reads them
 (``ReplyReader``): a reply that inflates past it is RESOURCE_EXHAUSTED, memory flat.
+
+A call's own ``compression=`` overrides the client's: the call sends its request headers
+inside ``compressing(...)``, and grpclib makes the call's HTTP/2 stream in that same task,
+where ``fit_stream`` reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import Stream
@@ -28,15 +34,45 @@ from muxs.errors import ConfigError, StatusCode
 
 #: The most bytes a compressed reply may inflate to (16 times gRPC's default message limit).
 MAX_REPLY_BYTES = 64 * 1024 * 1024
-#: The values of ``compression=``: an encoding, or None for uncompressed requests.
-COMPRESSIONS = ("gzip", "deflate", None)
+#: The values of ``compression=``: an encoding, or None (or ``identity``) for uncompressed
+#: requests.
+COMPRESSIONS = ("gzip", "deflate", "identity", None)
+
+
+class UseClientDefault:
+    """A call's ``compression=`` when it gives none: the client's applies (None would
+    mean uncompressed). After httpx's sentinel of the same name."""
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = UseClientDefault()
+
+#: The compression of the call whose request headers are being sent (unset: the client's).
+_call_compression: ContextVar[str | None] = ContextVar("muxs_call_compression")
 
 
 def checked_compression(compression: str | None) -> str | None:
-    """``compression`` if muxs can compress with it, else ``ConfigError``."""
+    """``compression`` if muxs can compress with it (``identity`` as None), else
+    ``ConfigError``."""
     if compression not in COMPRESSIONS:
-        raise ConfigError("compression", f"{compression!r} is not gzip, deflate or None")
-    return compression
+        raise ConfigError("compression", f"{compression!r} is not gzip, deflate, identity or None")
+    return None if compression == "identity" else compression
+
+
+@contextlib.contextmanager
+def compressing(compression: str | UseClientDefault | None) -> Iterator[None]:
+    """Within it, a new stream's requests use ``compression`` (a checked one), not the
+    client's, unless it is ``USE_CLIENT_DEFAULT``."""
+    if isinstance(compression, UseClientDefault):
+        yield
+        return
+    token = _call_compression.set(compression)
+    try:
+        yield
+    finally:
+        _call_compression.reset(token)
 
 
 class ReplyReader:
@@ -68,7 +104,7 @@ class ReplyReader:
             )
         body = await self._recv_data(int.from_bytes(data[1:5], "big"))
         try:
-            self._inflated = inflate(body, encoding, self._limit)
+            self._inflated = await inflate(body, encoding, self._limit)
         except TooLarge as exc:
             raise GRPCError(StatusCode.RESOURCE_EXHAUSTED, f"a reply is too large: {exc}") from None
         except Corrupt as exc:
@@ -77,15 +113,19 @@ class ReplyReader:
 
 
 def fit_stream(compression: str | None) -> Callable[[Stream], None]:
-    """What fits each new stream of a channel whose requests use ``compression``."""
-    headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
-    if compression is not None:
-        headers.append(("grpc-encoding", compression))
+    """What fits each new stream of a channel whose requests use ``compression`` (unless
+    the call gives its own, ``compressing``)."""
+    accept = ("grpc-accept-encoding", ACCEPT_ENCODING)
+    headers = {
+        encoding: [accept, ("grpc-encoding", encoding)] if encoding else [accept]
+        for encoding in ("gzip", "deflate", None)
+    }
 
     def fit(stream: Stream) -> None:
-        add_request_headers(stream, headers)
-        if compression is not None:
-            send_replies_with(stream, lambda send_data: CompressingWriter(send_data, compression))
+        encoding = _call_compression.get(compression)
+        add_request_headers(stream, headers[encoding])
+        if encoding is not None:
+            send_replies_with(stream, lambda send_data: CompressingWriter(send_data, encoding))
         read_requests_with(
             stream, lambda recv_data: ReplyReader(stream, recv_data, MAX_REPLY_BYTES)
         )

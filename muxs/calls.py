@@ -1,9 +1,14 @@
 """Client-side call plumbing for every gRPC cardinality, over a grpclib ``Channel``.
 
-Each function opens one call, translates grpclib and transport errors to ``RpcError``
+Every kind of call goes through one path (``Caller._attempts_of``): it makes the call's
+attempts (``muxs.retries.Attempts``: transparent retries, a ``RetryPolicy``'s,
+``wait_for_ready``) until one succeeds or the call is committed (gRFC A6: the server's
+response headers arrived, or the requests outgrew what ``KeptRequests`` keeps to send them
+again), translates grpclib and transport errors to ``RpcError``
 (``muxs.errors.translate_errors``) and lets an exception raised by the caller's own
 request iterator through unchanged and at once (grpclib's generated stubs run that
-iterator in a background task and lose its error until the deadline).
+iterator in a background task and lose its error until the deadline). A call's own
+``compression=`` overrides the client's (``muxs.call_compression.compressing``).
 
 A call sends the client-wide metadata merged with its own (``muxs.metadata``), runs behind
 the client's interceptors (``muxs.interceptors``) when it has any, and records the server's
@@ -13,17 +18,19 @@ headers, trailers and status on its ``CallInfo`` (``_Outcome``) however it ends.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Callable,
+    Coroutine,
     Iterable,
     Mapping,
     Sequence,
 )
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Generic, Self, TypeAlias, TypeVar
 
 from grpclib.client import Channel
 from grpclib.client import Stream as GrpcStream
@@ -31,7 +38,13 @@ from grpclib.const import Cardinality
 from h2.exceptions import StreamClosedError
 
 from muxs import interceptors
-from muxs._internals import SHORT_READ
+from muxs._internals import SHORT_READ, sent_request_stream
+from muxs.call_compression import (
+    USE_CLIENT_DEFAULT,
+    UseClientDefault,
+    checked_compression,
+    compressing,
+)
 from muxs.errors import Metadata, RpcError, StatusCode, translate_errors
 from muxs.interceptors import CallKind, ClientCall, Interceptor
 from muxs.metadata import CallInfo, MetadataLike, checked, merged
@@ -39,8 +52,11 @@ from muxs.retries import Attempts, RetryPolicy, unprocessed
 
 Request = TypeVar("Request")
 Reply = TypeVar("Reply")
+Result = TypeVar("Result")
 
 Requests = Iterable[Request] | AsyncIterable[Request]
+#: A call's ``compression=``: an encoding, None (or ``identity``) for none, or the client's.
+Compression: TypeAlias = str | UseClientDefault | None
 
 
 class RequestsFailed(Exception):
@@ -56,21 +72,161 @@ async def iterate(requests: Requests[Request]) -> AsyncIterator[Request]:
             yield request
 
 
-async def _send_all(stream: GrpcStream[Request, Any], requests: Requests[Request]) -> None:
+#: The most request bytes a call that streams them keeps to send them again on a retry
+#: (grpc's per-RPC retry buffer); past it the call is committed to its attempt.
+RETRY_BUFFER_BYTES = 256 * 1024
+
+
+class _End:
+    """What ``KeptRequests`` pulls past the caller's last request."""
+
+
+_END = _End()
+
+
+class _Orphaned(Exception):
+    """Raised to the sender of an ended attempt once it has pulled a request (``release``):
+    that request is the next attempt's."""
+
+
+class KeptRequests(Generic[Request]):
+    """The requests of a call that streams them, kept so that a retry sends them again:
+    each attempt's sender asks for them by index (``get``), and pulls the caller's iterator
+    itself for one not yet pulled.
+
+    Keeping stops once they outgrow ``limit`` bytes (``_held_size``), and then the call is
+    ``committed``: no further attempt may start. A sender is never cancelled inside a pull
+    (that would end the caller's iterator): an attempt that ends meanwhile leaves its sender
+    to finish the pull for the next attempt (``release``); ``close`` cancels it once the
+    call has ended.
+    """
+
+    def __init__(self, requests: Requests[Request], limit: int = RETRY_BUFFER_BYTES) -> None:
+        self._iterator = aiter(iterate(requests))
+        self._kept: list[Request] = []
+        self._room = limit
+        self.committed = False
+        #: The sender pulling the caller's iterator now; the one among them whose attempt
+        #: has ended; what it pulls, for the sender waiting for it; what it pulled and the
+        #: next attempt has not asked for (unless kept).
+        self._puller: asyncio.Task[Any] | None = None
+        self._orphan: asyncio.Task[Any] | None = None
+        self._handover: asyncio.Future[Request | _End] | None = None
+        self._unkept: asyncio.Future[Request | _End] | None = None
+
+    async def get(self, index: int) -> Request | _End:
+        """The ``index``-th request (``_END`` past the last); ``RequestsFailed`` if the
+        caller's iterator raises."""
+        if index < len(self._kept):
+            return self._kept[index]
+        if self._orphan is not None:  # an ended attempt's sender is pulling it
+            if self._handover is None:
+                self._handover = asyncio.get_running_loop().create_future()
+            handover = self._handover
+            await asyncio.wait({handover})  # leaves the handover as it is if cancelled
+            return handover.result()
+        if self._unkept is not None:
+            unkept, self._unkept = self._unkept, None
+            return unkept.result()
+        puller = self._puller = asyncio.current_task()
+        pulled: asyncio.Future[Request | _End] = asyncio.get_running_loop().create_future()
+        try:
+            pulled.set_result(await _pull(self._iterator))
+        except RequestsFailed as failed:
+            pulled.set_exception(failed)
+        finally:
+            self._puller = None
+        kept = pulled.exception() is None and self._keep(pulled.result())
+        if puller is not self._orphan:
+            return pulled.result()
+        self._orphan = None
+        if self._handover is not None:
+            _settle(self._handover, pulled)
+            self._handover = None
+        elif not kept:
+            self._unkept = pulled
+        raise _Orphaned
+
+    def _keep(self, request: Request | _End) -> bool:
+        """Keep ``request`` if it fits, else commit the call; whether it was kept."""
+        if self.committed or isinstance(request, _End):
+            return False
+        size = _held_size(request)
+        if size > self._room:
+            self.committed = True
+            return False
+        self._kept.append(request)
+        self._room -= size
+        return True
+
+    def release(self, sender: asyncio.Task[Any]) -> bool:
+        """Whether the sender of an ended attempt may be cancelled: not inside a pull, which
+        it then finishes for the next attempt (and sends nothing more)."""
+        if sender is not self._puller:
+            return True
+        self._orphan = sender
+        return False
+
+    async def close(self) -> None:
+        """Cancel a pull left unfinished, once the call has ended."""
+        await _stop(self._orphan)
+        if self._handover is not None:
+            self._handover.cancel()
+
+
+def _settle(future: asyncio.Future[Result], like: asyncio.Future[Result]) -> None:
+    """Settle ``future`` as ``like`` (done) was."""
+    error = like.exception()
+    if error is None:
+        future.set_result(like.result())
+    else:
+        future.set_exception(error)
+
+
+async def _pull(iterator: AsyncIterator[Request]) -> Request | _End:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return _END
+    except Exception as exc:
+        raise RequestsFailed from exc
+
+
+def _held_size(value: Any) -> int:
+    """About the bytes a request message holds: its strings and bytes by their length, 8 for
+    any other field, nested messages and lists summed. Encoding it to count exactly costs
+    betterproto2 far more (``bytes(message)``: about 100 µs for a HelloRequest, 2 µs here)."""
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, list):
+        return sum(_held_size(item) for item in value)
+    names = _field_names(type(value))
+    if names is None:
+        return 8
+    return sum(8 + _held_size(getattr(value, name)) for name in names)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...] | None] = {}
+
+
+def _field_names(kind: type) -> tuple[str, ...] | None:
+    """The fields of a message type (a dataclass, as betterproto2's are); None: not one."""
+    if kind not in _FIELD_NAMES:
+        fields = dataclasses.fields(kind) if dataclasses.is_dataclass(kind) else None
+        _FIELD_NAMES[kind] = None if fields is None else tuple(field.name for field in fields)
+    return _FIELD_NAMES[kind]
+
+
+async def _send_all(stream: GrpcStream[Request, Any], requests: KeptRequests[Request]) -> None:
     """Send every request, then end the request stream; stop early if the server has closed
     the call (its status arrives with the replies)."""
-    iterator = aiter(iterate(requests))
+    sent = 0
     try:
-        while True:
-            try:
-                request = await anext(iterator)
-            except StopAsyncIteration:
-                break
-            except Exception as exc:
-                raise RequestsFailed from exc
+        while not isinstance(request := await requests.get(sent), _End):
             await stream.send_message(request)
+            sent += 1
         await stream.end()
-    except StreamClosedError:
+    except (StreamClosedError, _Orphaned):
         return
 
 
@@ -227,22 +383,16 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Reply:
         call = self.call(path, "unary", timeout, metadata, info)
+        compression = _checked(compression)
 
         async def send(call: ClientCall) -> Reply:
-            async def attempt(timeout: float | None) -> Reply:
-                with self._outcome(call) as outcome, translate_errors(self.target):
-                    opened = self._open(
-                        call, Cardinality.UNARY_UNARY, type(request), reply_type, timeout
-                    )
-                    outcome.stream = opened
-                    async with opened as stream:
-                        await stream.send_message(request, end=True)
-                        reply = await _recv(stream)
-                        return _required(reply)
-
-            return await self._attempts(call).run(attempt)
+            replies = self._attempts_of(
+                call, Cardinality.UNARY_UNARY, type(request), reply_type, request, compression
+            )
+            return _required(await _single(replies))
 
         if not self._interceptors:
             return await send(call)
@@ -256,21 +406,16 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[Reply]:
         call = self.call(path, "server_stream", timeout, metadata, info)
-
-        async def replies(call: ClientCall) -> AsyncGenerator[Reply, None]:
-            with self._outcome(call) as outcome, translate_errors(self.target):
-                opened = self._open(
-                    call, Cardinality.UNARY_STREAM, type(request), reply_type, call.timeout
-                )
-                outcome.stream = opened
-                async with opened as stream:
-                    await stream.send_message(request, end=True)
-                    while (reply := await _recv(stream)) is not None:
-                        yield reply
-
-        return self._stream(call, replies)
+        compression = _checked(compression)
+        return self._stream(
+            call,
+            lambda call: self._attempts_of(
+                call, Cardinality.UNARY_STREAM, type(request), reply_type, request, compression
+            ),
+        )
 
     async def stream_unary(
         self,
@@ -281,16 +426,22 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Reply:
         call = self.call(path, "client_stream", timeout, metadata, info)
+        compression = _checked(compression)
         stream = self._stream(
             call,
-            lambda call: self._send_while_receiving(
-                call, Cardinality.STREAM_UNARY, requests, request_type, reply_type
+            lambda call: self._attempts_of(
+                call,
+                Cardinality.STREAM_UNARY,
+                request_type,
+                reply_type,
+                KeptRequests(requests),
+                compression,
             ),
         )
-        received = [reply async for reply in stream]  # to the end: the trailers are checked
-        return _required(received[0] if received else None)
+        return _required(await _single(stream))  # to the end: the trailers are checked
 
     def stream_stream(
         self,
@@ -301,12 +452,19 @@ class Caller:
         timeout: float | None,
         metadata: MetadataLike | None = None,
         info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[Reply]:
         call = self.call(path, "bidi_stream", timeout, metadata, info)
+        compression = _checked(compression)
         return self._stream(
             call,
-            lambda call: self._send_while_receiving(
-                call, Cardinality.STREAM_STREAM, requests, request_type, reply_type
+            lambda call: self._attempts_of(
+                call,
+                Cardinality.STREAM_STREAM,
+                request_type,
+                reply_type,
+                KeptRequests(requests),
+                compression,
             ),
         )
 
@@ -317,34 +475,57 @@ class Caller:
             return ReplyStream(open_call(call))
         return ReplyStream(interceptors.streaming(self._interceptors, call, open_call))
 
-    async def _send_while_receiving(
+    async def _attempts_of(
         self,
         call: ClientCall,
         cardinality: Cardinality,
-        requests: Requests[Request],
         request_type: type[Request],
         reply_type: type[Reply],
+        sent: Request | KeptRequests[Request],
+        compression: Compression,
     ) -> AsyncGenerator[Reply, None]:
-        """Send the requests from a background task while yielding the replies.
+        """The replies of ``call``, of every kind, over as many attempts as it may make.
 
-        Receiving never waits for the caller's request iterator, so the deadline bounds a
-        call whose iterator stalls, and a reply or error the server sends early arrives.
+        ``sent`` is the request, or the requests of a call that streams them, sent from a
+        background task while the replies are yielded: receiving never waits for the
+        caller's request iterator, so the deadline bounds a call whose iterator stalls, and
+        a reply or error the server sends early arrives. A failed attempt is sent again
+        (``muxs.retries.Attempts``) unless the call is committed: the server's response
+        headers arrived (gRFC A6), or the requests outgrew ``KeptRequests``.
         """
+        attempts = self._attempts(call)
+        requests = sent if isinstance(sent, KeptRequests) else None
         try:
-            with self._outcome(call) as outcome, translate_errors(self.target):
-                opened = self._open(call, cardinality, request_type, reply_type, call.timeout)
-                outcome.stream = opened
-                async with opened as stream:
-                    await stream.send_request()
-                    sender = asyncio.create_task(_send_all(stream, requests))
-                    try:
-                        while (reply := await _recv_or_fail(stream, sender)) is not None:
-                            yield reply
-                        await sender
-                    finally:
-                        await _stop(sender)
+            while True:
+                try:
+                    with self._outcome(call) as outcome, translate_errors(self.target):
+                        opened = self._open(
+                            call, cardinality, request_type, reply_type, attempts.remaining()
+                        )
+                        outcome.stream = opened
+                        async with opened as stream:
+                            with compressing(compression):
+                                await stream.send_request()
+                            sender = await _start_sending(stream, sent)
+                            try:
+                                while (reply := await _next(stream, sender)) is not None:
+                                    yield reply
+                                if sender is not None:
+                                    await sender
+                            finally:
+                                await _stop_sending(sender, requests)
+                    return
+                except RpcError as error:
+                    if _headers_arrived(outcome.stream) or (
+                        requests is not None and requests.committed
+                    ):
+                        raise
+                    await attempts.before_retry(error)
         except RequestsFailed as failed:
             raise _cause(failed) from None
+        finally:
+            if requests is not None:
+                await requests.close()
 
 
 async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
@@ -359,26 +540,84 @@ async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
         ) from None
 
 
-async def _recv_or_fail(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None]) -> Reply | None:
-    """The next reply, or the sender's error as soon as it fails, whichever comes first."""
-    next_reply = _recv(stream)
-    receive = asyncio.ensure_future(next_reply)
-    try:
-        if not sender.done():
-            await asyncio.wait({receive, sender}, return_when=asyncio.FIRST_COMPLETED)
-        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+def _headers_arrived(stream: GrpcStream[Any, Any] | None) -> bool:
+    """Whether the server's response headers (not a trailers-only response) reached grpclib's
+    client ``stream``: they commit the call (gRFC A6), however far it was read."""
+    sent = None if stream is None else sent_request_stream(stream)
+    headers = None if sent is None else sent.headers
+    return headers is not None and all(name != "grpc-status" for name, _ in headers)
+
+
+async def _start_sending(
+    stream: GrpcStream[Request, Any], sent: Request | KeptRequests[Request]
+) -> asyncio.Task[None] | None:
+    """Send the request; or start the task that sends the requests, and return it."""
+    if isinstance(sent, KeptRequests):
+        return asyncio.create_task(_send_all(stream, sent))
+    await stream.send_message(sent, end=True)
+    return None
+
+
+async def _stop_sending(
+    sender: asyncio.Task[None] | None, requests: KeptRequests[Any] | None
+) -> None:
+    """Stop the sender of an ended attempt, unless it is inside a pull (``release``)."""
+    if sender is not None and requests is not None and not requests.release(sender):
+        return
+    await _stop(sender)
+
+
+async def _next(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None] | None) -> Reply | None:
+    """The next reply (None at the end), or the sender's error as soon as it fails."""
+    receive = _recv(stream)
+    return await _or_fail(receive, sender)
+
+
+async def _or_fail(
+    receive: Coroutine[Any, Any, Result], sender: asyncio.Task[None] | None
+) -> Result:
+    """What ``receive`` returns, or the error of the task sending the requests as soon as it
+    fails, whichever comes first."""
+    if sender is not None and sender.done():
+        if not sender.cancelled() and sender.exception() is not None:
+            receive.close()
             sender.result()  # raises RequestsFailed (or the transport error)
+        sender = None
+    if sender is None:
         return await receive
+    receiving = asyncio.ensure_future(receive)
+    try:
+        await asyncio.wait({receiving, sender}, return_when=asyncio.FIRST_COMPLETED)
+        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+            sender.result()
+        return await receiving
     finally:
-        await _stop(receive)
+        await _stop(receiving)
 
 
-async def _stop(task: asyncio.Future[Any]) -> None:
-    """Cancel ``task`` and wait until it has ended; its error, if any, was reported already."""
+async def _stop(task: asyncio.Future[Any] | None) -> None:
+    """Cancel ``task`` (if any) and wait until it has ended; its error, if any, was reported
+    already."""
+    if task is None:
+        return
     task.cancel()
     await asyncio.wait({task})
     if not task.cancelled():
         task.exception()  # mark it retrieved
+
+
+async def _single(replies: AsyncIterator[Reply]) -> Reply | None:
+    """The first of ``replies`` (None: none), read to their end (the trailers are checked)."""
+    received = [reply async for reply in replies]
+    return received[0] if received else None
+
+
+def _checked(compression: Compression) -> Compression:
+    return (
+        compression
+        if isinstance(compression, UseClientDefault)
+        else checked_compression(compression)
+    )
 
 
 def _required(reply: Reply | None) -> Reply:

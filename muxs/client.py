@@ -26,8 +26,8 @@ from muxs.api import (
 )
 from muxs.auth.bearer import TokenProvider, bearer_listener, check_token_transport
 from muxs.balancing import RoundRobin
-from muxs.call_compression import checked_compression
-from muxs.calls import Caller, ReplyStream, Requests, iterate
+from muxs.call_compression import USE_CLIENT_DEFAULT, checked_compression
+from muxs.calls import Caller, Compression, ReplyStream, Requests, iterate
 from muxs.channel import AnsweringChannel
 from muxs.errors import ConfigError, RpcError, StatusCode
 from muxs.interceptors import Interceptor
@@ -101,7 +101,9 @@ class Client:
     Every method takes ``timeout`` (seconds; the call's gRPC deadline), defaulting to the
     client's ``timeout``, ``metadata`` (sent with the call, beside the client's) and
     ``call_info`` (a ``muxs.CallInfo`` that receives the server's headers, trailers and
-    status). A failed call raises ``muxs.RpcError`` with its gRPC status.
+    status) and ``compression`` (``"gzip"``, ``"deflate"``, or None or ``"identity"`` for
+    none: the call's requests, uploads included, instead of the client's ``compression``).
+    A failed call raises ``muxs.RpcError`` with its gRPC status.
     Streaming methods return a ``ReplyStream``: iterate it with ``async for``; leaving
     ``async with`` on it early cancels the call.
     """
@@ -145,22 +147,25 @@ class Client:
         call; never in plaintext to a non-loopback host unless ``allow_insecure_token``.
         ``metadata`` is sent with every call (a call's own ``metadata=`` replaces a key it
         gives); ``interceptors`` (``muxs.Interceptor``) run around every call, the first
-        outermost. ``compression`` (``"gzip"``, ``"deflate"``, None) compresses request
-        messages of 1 KiB or more when that gains; compressed replies are read either way
-        (not with a ``channel`` given). A unary call the server never processed (refused by
-        a GOAWAY or a drain, or no connection) is sent again once, transparently;
-        ``retry_policy`` (``muxs.RetryPolicy``, None: no other retries) retries any unary
-        call ended with a retryable status, and ``method_retry_policies`` overrides it per
-        method (``/muxs.Greeter/SayHello``: a policy, or None for none). ``wait_for_ready``:
-        a unary call waits for a connection (trying again with grpc's connection backoff)
-        until its deadline instead of failing UNAVAILABLE at once (an interceptor may set
-        ``call.wait_for_ready`` per call). ``keepalive_time``: seconds between HTTP/2 pings
-        while a call is open (None: none, grpcio's default); a ping not answered within
-        ``keepalive_timeout`` seconds closes the connection, its calls failing UNAVAILABLE
-        (a dead peer behind a NAT is noticed). Unusable options raise
+        outermost. ``compression`` (``"gzip"``, ``"deflate"``, None or ``"identity"``)
+        compresses request messages of 1 KiB or more when that gains (a call's own
+        ``compression=`` overrides it); compressed replies are read either way (not with a
+        ``channel`` given). A call the server never processed (refused by a GOAWAY or a
+        drain, or no connection) is sent again once, transparently; ``retry_policy``
+        (``muxs.RetryPolicy``, None: no other retries) retries a call ended with a
+        retryable status, and ``method_retry_policies`` overrides it per method
+        (``/muxs.Greeter/SayHello``: a policy, or None for none). A call of any kind is
+        retried only until it is committed: once the server's response headers arrive
+        (with its first reply), or once the requests it streams outgrow the 256 KiB kept to
+        send them again. ``wait_for_ready``: a call waits for a connection (trying again with grpc's
+        connection backoff) until its deadline instead of failing UNAVAILABLE at once (an
+        interceptor may set ``call.wait_for_ready`` per call). ``keepalive_time``: seconds
+        between HTTP/2 pings while a call is open (None: none, grpcio's default); a ping not
+        answered within ``keepalive_timeout`` seconds closes the connection, its calls
+        failing UNAVAILABLE (a dead peer behind a NAT is noticed). Unusable options raise
         ``muxs.ConfigError``.
         """
-        checked_compression(compression)
+        compression = checked_compression(compression)
         if connect_timeout is not None and not connect_timeout > 0:
             raise ConfigError("connect_timeout", f"{connect_timeout} is not a number > 0")
         if keepalive_time is not None and not keepalive_time > 0:
@@ -254,6 +259,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> str:
         """The health of ``service`` (``""``: the whole server): ``SERVING``, ``NOT_SERVING``...
 
@@ -271,6 +277,7 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )
         return HealthCheckResponse.ServingStatus.Name(reply.status)
 
@@ -281,10 +288,17 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> HelloReply:
         """``Hello, {name}!``."""
         return await self._caller.unary_unary(
-            GREETER + "SayHello", HelloRequest(name=name), HelloReply, timeout, metadata, call_info
+            GREETER + "SayHello",
+            HelloRequest(name=name),
+            HelloReply,
+            timeout,
+            metadata,
+            call_info,
+            compression,
         )
 
     async def square(
@@ -294,10 +308,17 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Number:
         """The square root of ``value`` (the reference's behaviour); negative or NaN is refused."""
         return await self._caller.unary_unary(
-            GREETER + "Square", Number(value=value), Number, timeout, metadata, call_info
+            GREETER + "Square",
+            Number(value=value),
+            Number,
+            timeout,
+            metadata,
+            call_info,
+            compression,
         )
 
     def lots_of_replies(
@@ -308,13 +329,20 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[HelloReply]:
         """``count`` greetings (0: the server's default of 10), each with its 1-based ``index``."""
         if not 0 <= count <= MAX_COUNT:
             raise ValueError(f"count {count} is not between 0 and {MAX_COUNT}")
         request = HelloRequest(name=name, count=count)
         return self._caller.unary_stream(
-            GREETER + "LotsOfReplies", request, HelloReply, timeout, metadata, call_info
+            GREETER + "LotsOfReplies",
+            request,
+            HelloReply,
+            timeout,
+            metadata,
+            call_info,
+            compression,
         )
 
     async def lots_of_greetings(
@@ -324,6 +352,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> HelloReply:
         """One greeting for every name sent (``Hello, a, b and c!``)."""
         return await self._caller.stream_unary(
@@ -334,6 +363,7 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )
 
     def bidi_hello(
@@ -343,6 +373,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[HelloReply]:
         """A greeting for each name, sent as soon as the server reads it."""
         return self._caller.stream_stream(
@@ -353,6 +384,7 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )
 
     async def read(
@@ -362,6 +394,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Content:
         """The text of ``filename`` under the server's root."""
         return await self._caller.unary_unary(
@@ -371,6 +404,7 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )
 
     async def write(
@@ -381,6 +415,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Status:
         """Atomically replace ``filename`` with ``text``; ``code`` 0 once it is on disk."""
         return await self._caller.unary_unary(
@@ -390,6 +425,7 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )
 
     def read_chunks(
@@ -399,11 +435,18 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[bytes]:
         """The bytes of ``filename``, of any size, in chunks as they arrive (ReadStream)."""
         request = Files(filename=filename)
         chunks = self._caller.unary_stream(
-            FILE_CONTROLLER + "ReadStream", request, Chunk, timeout, metadata, call_info
+            FILE_CONTROLLER + "ReadStream",
+            request,
+            Chunk,
+            timeout,
+            metadata,
+            call_info,
+            compression,
         )
         return ReplyStream(transfers.chunk_data(chunks))
 
@@ -415,6 +458,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Status:
         """Atomically replace ``filename`` with the chunks' bytes, of any size (WriteStream).
 
@@ -424,7 +468,7 @@ class Client:
         """
         digest = hashlib.sha256()
         return await self._write_stream(
-            filename, chunks, digest, True, timeout, metadata, call_info
+            filename, chunks, digest, True, timeout, metadata, call_info, compression
         )
 
     async def _write_stream(
@@ -436,6 +480,7 @@ class Client:
         timeout: float | None,
         metadata: MetadataLike | None,
         call_info: CallInfo | None,
+        compression: Compression,
     ) -> Status:
         """WriteStream of ``chunks``, checked against ``digest`` (fed here if ``hash_chunks``,
         else by whoever produces them)."""
@@ -447,6 +492,7 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )
         if status.sha256 and status.sha256 != digest.hexdigest():
             raise RpcError(
@@ -461,13 +507,18 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> bytes:
         """The bytes of ``filename``, of any size (streamed)."""
         return b"".join(
             [
                 data
                 async for data in self.read_chunks(
-                    filename, timeout=timeout, metadata=metadata, call_info=call_info
+                    filename,
+                    timeout=timeout,
+                    metadata=metadata,
+                    call_info=call_info,
+                    compression=compression,
                 )
             ]
         )
@@ -480,10 +531,16 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Status:
         """Atomically replace ``filename`` with ``data``, of any size (streamed)."""
         return await self.write_chunks(
-            filename, transfers.split(data), timeout=timeout, metadata=metadata, call_info=call_info
+            filename,
+            transfers.split(data),
+            timeout=timeout,
+            metadata=metadata,
+            call_info=call_info,
+            compression=compression,
         )
 
     async def upload(
@@ -495,6 +552,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Status:
         """Atomically replace ``remote`` with the content of the local file ``local_path``.
 
@@ -510,6 +568,7 @@ class Client:
                 timeout,
                 metadata,
                 call_info,
+                compression,
             )
 
     async def download(
@@ -521,6 +580,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> int:
         """Save ``remote`` as the local file ``local_path``; return the bytes received.
 
@@ -530,8 +590,12 @@ class Client:
         """
         total = 0
         if progress is not transfers.no_progress:
-            total = (await self.stat(remote, timeout=timeout, metadata=metadata)).size
-        chunks = self.read_chunks(remote, timeout=timeout, metadata=metadata, call_info=call_info)
+            total = (
+                await self.stat(remote, timeout=timeout, metadata=metadata, compression=compression)
+            ).size
+        chunks = self.read_chunks(
+            remote, timeout=timeout, metadata=metadata, call_info=call_info, compression=compression
+        )
         return await transfers.save_local(chunks, local_path, progress, total)
 
     def list(
@@ -541,11 +605,12 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> ReplyStream[FileInfo]:
         """The entries of a directory under the root ("" is the root), in no set order."""
         request = ListRequest(path=path)
         return self._caller.unary_stream(
-            FILE_CONTROLLER + "List", request, FileInfo, timeout, metadata, call_info
+            FILE_CONTROLLER + "List", request, FileInfo, timeout, metadata, call_info, compression
         )
 
     async def stat(
@@ -555,6 +620,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> FileInfo:
         """Size, modification time and kind of a file or directory (``.`` is the root)."""
         return await self._caller.unary_unary(
@@ -564,6 +630,7 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )
 
     async def delete(
@@ -573,6 +640,7 @@ class Client:
         timeout: float | None = None,
         metadata: MetadataLike | None = None,
         call_info: CallInfo | None = None,
+        compression: Compression = USE_CLIENT_DEFAULT,
     ) -> Status:
         """Delete a file; ``code`` 0 once it is gone."""
         return await self._caller.unary_unary(
@@ -582,4 +650,5 @@ class Client:
             timeout,
             metadata,
             call_info,
+            compression,
         )

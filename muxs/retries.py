@@ -14,8 +14,10 @@ sees one attempt however many were sent):
   retryable status is sent again after an exponential backoff with jitter, or after the
   delay of the server's ``RetryInfo`` (pushback), up to ``max_attempts`` in all.
 
-Unary calls only: a streaming call is never sent again by the SDK (an interceptor may
-retry a server stream before its first reply, ``muxs.interceptors``).
+Streaming calls too, while they are not committed (``muxs.calls``): a call is committed
+once the server's response headers arrive (gRFC A6; a muxs or grpclib server sends them
+with its first reply), and a call that streams requests once they outgrow the bytes kept
+to send them again.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from grpclib.exceptions import StreamTerminatedError
 
@@ -35,8 +37,6 @@ from muxs.errors import ConfigError, ConnectFailure, RpcError, StatusCode
 __all__ = ["RetryPolicy"]
 
 log = logging.getLogger(__name__)
-
-Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -134,10 +134,11 @@ def _connect_failed(error: RpcError) -> bool:
 
 
 class Attempts:
-    """Runs the attempts of one unary call: ``await attempts.run(send)``.
+    """The attempts of one call: after an attempt failed, ``await attempts.before_retry(error)``
+    waits until the next one may be sent, or raises if there is none.
 
-    ``send(timeout)`` makes one attempt with that deadline (seconds, None: none); its
-    ``RpcError`` says with ``unprocessed`` whether the server never handled it.
+    ``remaining()`` is the deadline left for the next attempt (seconds, None: none); an
+    attempt's ``RpcError`` says with ``unprocessed`` whether the server never handled it.
     ``wait_for_ready``: a call whose connection fails is tried again (with grpc's connection
     backoff) until its deadline, instead of failing UNAVAILABLE at once.
     ``transparent_retries``: how many times a call the server never processed is sent again
@@ -160,28 +161,27 @@ class Attempts:
         self._connects = 0
         self._retries = 0
 
-    def _remaining(self) -> float | None:
+    def remaining(self) -> float | None:
+        """The seconds left before the call's deadline (None: no deadline)."""
         return None if self._deadline is None else self._deadline - self._loop.time()
 
-    async def run(self, send: Callable[[float | None], Awaitable[Result]]) -> Result:
-        while True:
-            try:
-                return await send(self._remaining())
-            except RpcError as error:
-                delay = self._delay(error)
-                remaining = self._remaining()
-                if delay is None:
-                    raise
-                if remaining is not None and delay >= remaining:
-                    if self._connects:  # waited for ready until the deadline: grpc's status
-                        await asyncio.sleep(remaining)
-                        raise RpcError(
-                            StatusCode.DEADLINE_EXCEEDED,
-                            f"deadline exceeded waiting for a connection ({error.message})",
-                        ) from error
-                    raise
-                log.debug("retrying in %.3fs after %s", delay, error)
-                await asyncio.sleep(delay)
+    async def before_retry(self, error: RpcError) -> None:
+        """Wait before the call is sent again after ``error``; raise ``error`` if it may
+        not be (or DEADLINE_EXCEEDED for a call that waited for ready until its deadline)."""
+        delay = self._delay(error)
+        remaining = self.remaining()
+        if delay is None:
+            raise error
+        if remaining is not None and delay >= remaining:
+            if self._connects:  # waited for ready until the deadline: grpc's status
+                await asyncio.sleep(remaining)
+                raise RpcError(
+                    StatusCode.DEADLINE_EXCEEDED,
+                    f"deadline exceeded waiting for a connection ({error.message})",
+                ) from error
+            raise error
+        log.debug("retrying in %.3fs after %s", delay, error)
+        await asyncio.sleep(delay)
 
     def _delay(self, error: RpcError) -> float | None:
         """How long to wait before sending the call again after ``error`` (None: never)."""

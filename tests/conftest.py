@@ -19,7 +19,8 @@ from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.server import Server
 from grpclib.testing import ChannelFor
 
-from muxs import Client, RunningServer, ServerSettings, serve
+from muxs import Client, RunningServer, ServerSettings, compression, serve
+from muxs.server import limits
 from muxs.server.codec import Codec
 from muxs.server.serving import build_services
 from muxs.server.storage import Storage
@@ -144,3 +145,16 @@ async def echo_target(echo_greeter: EchoGreeter) -> AsyncIterator[str]:
         server.close()
         await server.wait_closed()
         sock.close()
+
+
+@pytest.fixture
+def inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The encoding of every request message the server inflates, in order."""
+    seen: list[str] = []
+
+    async def counting(data: bytes, encoding: str, limit: int) -> bytes:
+        seen.append(encoding)
+        return await compression.inflate(data, encoding, limit)
+
+    monkeypatch.setattr(limits, "inflate", counting)
+    return seen

@@ -106,6 +106,13 @@ def add_client_command(
         help="give up if the server has not answered the connection within this "
         f"(default: {DEFAULT_CONNECT_TIMEOUT:g}; 0: wait forever)",
     )
+    parser.add_argument(
+        "--compression",
+        choices=("gzip", "deflate", "none"),
+        default="none",
+        help="compress request messages (uploads too) of 1 KiB or more with this encoding "
+        "when it makes them smaller; compressed replies are always read (default: none)",
+    )
     security = parser.add_argument_group("security")
     security.add_argument(
         "--tls", action="store_true", help="use TLS, trusting the system's CAs (--ca: yours)"
@@ -130,6 +137,7 @@ def add_client_command(
             cert=args.cert,
             key=args.key,
             token=args.token or os.environ.get(TOKEN_ENV) or None,
+            compression=None if args.compression == "none" else args.compression,
         ) as client:
             return await call(client, args)
 

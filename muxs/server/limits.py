@@ -221,7 +221,7 @@ class RequestReader:
             raise GRPCError(StatusCode.INTERNAL, _TRUNCATED)
         assert self._encoding is not None  # _check_prefix refused a compressed message without
         try:
-            return inflate(data, self._encoding, self._limit)
+            return await inflate(data, self._encoding, self._limit)
         except TooLarge as exc:
             raise over_limit("max_message_bytes", f"{exc}, this server's limit") from None
         except Corrupt as exc:

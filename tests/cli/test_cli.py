@@ -81,6 +81,10 @@ def test_an_unreachable_target_is_one_line_and_exit_1(
             ["serve", "--compression", "br"],
             "argument --compression: invalid choice: 'br' (choose from 'gzip', 'deflate', 'none')",
         ),
+        (
+            ["hello", "x", "--compression", "br"],
+            "argument --compression: invalid choice: 'br' (choose from 'gzip', 'deflate', 'none')",
+        ),
         (["token"], "required"),
     ],
 )

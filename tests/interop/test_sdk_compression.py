@@ -22,6 +22,7 @@ from muxs import (
     compression,
     serve,
 )
+from muxs.call_compression import USE_CLIENT_DEFAULT, UseClientDefault
 
 NAME = "muxs " * 300  # compressible, over 1 KiB
 
@@ -32,23 +33,24 @@ def sdk_inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     real = compression.inflate
 
-    def counting(data: bytes, encoding: str, limit: int) -> bytes:
+    async def counting(data: bytes, encoding: str, limit: int) -> bytes:
         seen.append(encoding)
-        return real(data, encoding, limit)
+        return await real(data, encoding, limit)
 
     monkeypatch.setattr(call_compression, "inflate", counting)
     return seen
 
 
-async def calls(client: Client) -> None:
-    assert (await client.say_hello(NAME)).message == f"Hello, {NAME}!"
-    replies = [reply async for reply in client.lots_of_replies(NAME, count=3)]
+async def calls(client: Client, choice: str | UseClientDefault | None = USE_CLIENT_DEFAULT) -> None:
+    """A call of each kind, each with ``compression=choice``."""
+    assert (await client.say_hello(NAME, compression=choice)).message == f"Hello, {NAME}!"
+    replies = [reply async for reply in client.lots_of_replies(NAME, count=3, compression=choice)]
     assert [reply.index for reply in replies] == [1, 2, 3]
-    assert NAME in (await client.lots_of_greetings([NAME, NAME])).message
-    chat = [reply async for reply in client.bidi_hello([NAME, NAME])]
+    assert NAME in (await client.lots_of_greetings([NAME, NAME], compression=choice)).message
+    chat = [reply async for reply in client.bidi_hello([NAME, NAME], compression=choice)]
     assert len(chat) == 2
-    await client.write("big.txt", NAME * 10)
-    assert (await client.read("big.txt")).text == NAME * 10
+    await client.write("big.txt", NAME * 10, compression=choice)
+    assert (await client.read("big.txt", compression=choice)).text == NAME * 10
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
@@ -69,8 +71,24 @@ async def test_the_sdk_sends_plain_requests_by_default(
     assert inflated == []
 
 
+@pytest.mark.parametrize(
+    ("client_compression", "call_compression", "sent"),
+    [(None, "gzip", "gzip"), ("gzip", None, None), ("deflate", "identity", None)],
+)
+async def test_a_calls_compression_overrides_the_clients(
+    live_server: RunningServer,
+    inflated: list[str],
+    client_compression: str | None,
+    call_compression: str | None,
+    sent: str | None,
+) -> None:
+    async with Client(live_server.target, compression=client_compression) as client:
+        await calls(client, call_compression)
+    assert inflated == ([sent] * 7 if sent else [])
+
+
 def test_an_unknown_compression_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="'br' is not gzip, deflate or None"):
+    with pytest.raises(ConfigError, match="'br' is not gzip, deflate, identity or None"):
         Client("127.0.0.1:1", compression="br")
 
 
@@ -119,12 +137,20 @@ def compressing_grpcio_server(
 
 
 @pytest.mark.parametrize("compression", ["gzip", "deflate", None])
+@pytest.mark.parametrize("per_call", [False, True])
 async def test_the_sdk_against_a_grpcio_server_with_compression(
-    compressing_grpcio_server: tuple[str, str], sdk_inflated: list[str], compression: str | None
+    compressing_grpcio_server: tuple[str, str],
+    sdk_inflated: list[str],
+    compression: str | None,
+    per_call: bool,
 ) -> None:
     target, encoding = compressing_grpcio_server
-    async with Client(target, compression=compression) as client:
-        await calls(client)
+    if per_call:  # the client's says otherwise
+        async with Client(target, compression="deflate" if compression else "gzip") as client:
+            await calls(client, compression)
+    else:
+        async with Client(target, compression=compression) as client:
+            await calls(client)
     # Every reply grpcio compressed (it does when that gains): the greetings and the Read.
     assert sdk_inflated == [encoding] * 8
 
