@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from muxs import RunningServer, ServerSettings
+from muxs import Client, RunningServer, ServerSettings
+from muxs.channel import AnsweringChannel
 from muxs.server.limits import LimitedServer, _LimitedProtocol
 from muxs.server.services.greeter import greeting
 from tests.polling import until
@@ -114,3 +116,51 @@ async def test_a_compliant_keepalive_is_never_punished(
         call.end()
         assert (await call.result()).message == greeting(["a"])
         assert only_connection(live_server) is connection
+
+
+@pytest.fixture
+def aging_grpcio_server(pb: tuple[Any, Any]) -> Iterator[str]:
+    """A grpcio server whose connections are retired after 0.3 s (its calls get 30 s)."""
+    pb2, pb2_grpc = pb
+
+    class Greeter(pb2_grpc.GreeterServicer):  # type: ignore[misc,name-defined]
+        def SayHello(self, request: Any, context: Any) -> Any:
+            return pb2.HelloReply(message=f"Hello, {request.name}!")
+
+        def LotsOfGreetings(self, request_iterator: Iterator[Any], context: Any) -> Any:
+            return pb2.HelloReply(message=" ".join(r.name for r in request_iterator))
+
+    options = [("grpc.max_connection_age_ms", 300), ("grpc.max_connection_age_grace_ms", 30_000)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
+    pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+async def test_an_sdk_call_in_flight_finishes_across_a_grpcio_servers_max_age(
+    aging_grpcio_server: str,
+) -> None:
+    names: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def queued() -> AsyncIterator[str]:
+        while (name := await names.get()) is not None:
+            yield name
+
+    async with Client(aging_grpcio_server) as client:
+        call = asyncio.ensure_future(client.lots_of_greetings(queued()))
+        names.put_nowait("a")
+        channel = client._caller.channel
+        assert isinstance(channel, AnsweringChannel)
+        await until(lambda: channel._protocol is not None)
+        retired = channel._protocol
+        assert retired is not None
+        await until(lambda: not channel.reusable(retired))  # grpcio's GOAWAY came
+        assert (await client.say_hello("b")).message == "Hello, b!"  # on a new connection
+        assert channel._protocol is not retired
+        names.put_nowait("c")
+        names.put_nowait(None)
+        assert (await call).message == "a c"
