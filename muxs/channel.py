@@ -27,6 +27,7 @@ tests/client/test_connect.py and tests/client/test_goaway.py fail if they change
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 import weakref
@@ -56,8 +57,14 @@ from muxs.errors import ConnectFailure, ConnectFailureReason
 from muxs.retries import connect_backoff
 from muxs.tls import is_tls_record
 
+log = logging.getLogger(__name__)
+
 #: The highest stream id: no GOAWAY yet.
 _ANY = 2**31 - 1
+_TOO_MANY_PINGS_HINT = (
+    " (the client pings more often than the server allows: a longer keepalive_time, or "
+    "keepalive_permit_without_calls off)"
+)
 
 
 class _AnsweringProtocol(H2Protocol):
@@ -93,6 +100,13 @@ class _AnsweringProtocol(H2Protocol):
         last_stream_id = min(event.last_stream_id or 0, self._goaways.get(self.connection, _ANY))
         self._goaways[self.connection] = last_stream_id
         if event.error_code != ErrorCodes.NO_ERROR:
+            log.warning(
+                "the server at %s sent GOAWAY %s %r, closing the connection%s",
+                self.connection.get_peer().addr(),
+                getattr(event.error_code, "name", event.error_code),
+                (event.additional_data or b"").decode("latin-1"),
+                _TOO_MANY_PINGS_HINT if event.additional_data == b"too_many_pings" else "",
+            )
             spare_ended_calls(self)
             self._close_on_goaway(event)  # h2 has closed the connection: grpclib's way
             return
@@ -141,9 +155,10 @@ class AnsweringChannel(ConnectingChannel):
     ``client_cert`` says whether the TLS context presents a client certificate (None: not
     known), for the explanation of a refused handshake. ``compression`` (gzip, deflate, None)
     compresses requests; compressed replies are read either way (``muxs.call_compression``).
-    ``keepalive_time``: seconds between pings while a call is open (None: none); a ping not
-    answered within ``keepalive_timeout`` closes the connection (its calls fail
-    UNAVAILABLE). ``on_failure`` is called when a connection fails.
+    ``keepalive_time``: seconds between pings while a call is open (or always, with
+    ``keepalive_permit_without_calls``; None: none); a ping not answered within
+    ``keepalive_timeout`` closes the connection (its calls fail UNAVAILABLE). ``on_failure``
+    is called when a connection fails.
     """
 
     def __init__(
@@ -159,6 +174,7 @@ class AnsweringChannel(ConnectingChannel):
         on_failure: Callable[[], None] | None = None,
         keepalive_time: float | None = None,
         keepalive_timeout: float = 20.0,
+        keepalive_permit_without_calls: bool = False,
     ) -> None:
         super().__init__(
             host,
@@ -170,6 +186,7 @@ class AnsweringChannel(ConnectingChannel):
                 keepalive_timeout,
                 # A Unix socket has no host name: TLS verifies "localhost", as grpc's does.
                 Configuration(ssl_target_name_override="localhost") if path else None,
+                permit_without_calls=keepalive_permit_without_calls,
             ),
             codec=MessageCodec(),
             status_details_codec=KeepStatusDetails(),
