@@ -15,6 +15,7 @@ import pytest
 from muxs import Client, RunningServer, ServerSettings
 from muxs.channel import AnsweringChannel
 from muxs.server.limits import LimitedServer, _LimitedProtocol
+from muxs.server.pings import MAX_STRIKES
 from muxs.server.services.greeter import greeting
 from tests.polling import until
 
@@ -164,3 +165,75 @@ async def test_an_sdk_call_in_flight_finishes_across_a_grpcio_servers_max_age(
         names.put_nowait("c")
         names.put_nowait(None)
         assert (await call).message == "a c"
+
+
+#: A grpcio keepalive far faster than the policies below allow: a ping every 100 ms, with or
+#: without data (grpc core then paces them about a second apart).
+FAST_KEEPALIVE = [("grpc.keepalive_time_ms", 100), ("grpc.http2.max_pings_without_data", 0)]
+#: What grpc core logs when a server answers its pings with GOAWAY ENHANCE_YOUR_CALM.
+GRPC_TOO_MANY_PINGS = (
+    'Received a GOAWAY with error code ENHANCE_YOUR_CALM and debug data equal to "too_many_pings"'
+)
+
+
+@pytest.mark.parametrize("settings", [{"min_ping_interval": 5.0}], indirect=True)
+async def test_a_grpcio_keepalive_faster_than_the_policy_gets_too_many_pings(
+    live_server: RunningServer, pb: tuple[Any, Any]
+) -> None:
+    with grpc.insecure_channel(live_server.target, options=FAST_KEEPALIVE) as channel:
+        call = OpenCall(channel, pb)
+        call.send("a")
+        await until(lambda: connection_count(live_server) == 1)
+        connection = only_connection(live_server)
+        await until(lambda: connection not in connections(live_server))
+        call.end()
+        with pytest.raises(grpc.RpcError) as raised:
+            await call.result()
+        # What grpcio surfaces: its call in flight ends UNAVAILABLE, naming the GOAWAY.
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "Error code: 11; Debug Text: too_many_pings" in raised.value.details()
+        assert connection.ping_policy.strikes == MAX_STRIKES + 1
+
+
+@pytest.mark.parametrize("settings", [{"min_ping_interval": 0.5}], indirect=True)
+async def test_a_grpcio_keepalive_without_calls_unpermitted_gets_too_many_pings(
+    live_server: RunningServer, pb: tuple[Any, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    options = [*FAST_KEEPALIVE, ("grpc.keepalive_permit_without_calls", 1)]
+    with grpc.insecure_channel(live_server.target, options=options) as channel:
+        OpenCall(channel, pb).end()
+        await until(lambda: connection_count(live_server) == 1)
+        connection = only_connection(live_server)
+        await until(lambda: connection not in connections(live_server))
+        assert connection.ping_policy.strikes == MAX_STRIKES + 1
+        # What grpcio surfaces with no call open: grpc core's log (and slower keepalives).
+        logged = ""
+
+        def grpc_logged_too_many_pings() -> bool:
+            nonlocal logged
+            logged += capfd.readouterr().err
+            return GRPC_TOO_MANY_PINGS in logged
+
+        await until(grpc_logged_too_many_pings)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"min_ping_interval": 0.5, "keepalive_permit_without_calls": True}],
+    indirect=True,
+)
+async def test_a_grpcio_keepalive_without_calls_permitted_is_never_struck(
+    live_server: RunningServer, pb: tuple[Any, Any]
+) -> None:
+    options = [("grpc.keepalive_time_ms", 750), ("grpc.keepalive_permit_without_calls", 1)]
+    options.append(("grpc.http2.max_pings_without_data", 0))
+    with grpc.insecure_channel(live_server.target, options=options) as channel:
+        OpenCall(channel, pb).end()
+        await until(lambda: connection_count(live_server) == 1)
+        connection = only_connection(live_server)
+        await until(lambda: connection.ping_policy.received >= 4, bound=30)
+        assert connection.ping_policy.strikes == 0
+        again = OpenCall(channel, pb)
+        again.end()
+        assert (await again.result()).message == greeting([])
+        assert only_connection(live_server) is connection
