@@ -263,6 +263,10 @@ class AnsweringChannel(ConnectingChannel):
                         raise self.failure("tls_handshake") from exc
                     raise
                 await answered
+                if protocol.connection.is_closing() or not self.reusable(protocol):
+                    # Closed, or retired by a GOAWAY, as soon as it answered (a server
+                    # stopping): never used, so its call may go elsewhere.
+                    raise ConnectionResetError("the server closed the connection as it answered")
         except BaseException as exc:
             if protocol is not None:  # connected, but the server did not answer in time
                 protocol.processor.close("no answer")

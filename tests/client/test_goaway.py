@@ -26,6 +26,7 @@ class _GoingAway:
     one (with ``answer_first``); every later connection answers each request."""
 
     def __init__(self, calls: int, code: ErrorCodes, *, answer_first: bool = True) -> None:
+        #: 0: the GOAWAY (naming no stream) comes with the first connection's SETTINGS.
         self.calls = calls
         self.code = code
         self.answer_first = answer_first
@@ -41,7 +42,10 @@ class _GoingAway:
         first = len(self.answered) == 1
         h2 = H2Connection(H2Configuration(client_side=False))
         h2.initiate_connection()
-        writer.write(h2.data_to_send())
+        preface = h2.data_to_send()
+        if first and not self.calls:  # in the same write: the client reads both at once
+            preface += GoAwayFrame(0, last_stream_id=0, error_code=self.code).serialize()
+        writer.write(preface)
         names: dict[int, str] = {}
         ended: list[int] = []
         try:
@@ -54,7 +58,7 @@ class _GoingAway:
                         names[event.stream_id] = HelloRequest.parse(event.data[5:]).name
                     elif isinstance(event, StreamEnded):
                         ended.append(event.stream_id)
-                if first and len(ended) == self.calls:
+                if first and ended and len(ended) == self.calls:
                     # Written past h2, which would stop serving every stream after it.
                     last = ended[0]
                     writer.write(
@@ -157,3 +161,17 @@ async def test_a_goaway_with_an_error_fails_the_calls_below_it_at_once(
     assert [error.status for error in failed] == [StatusCode.UNAVAILABLE]
     assert not failed[0].unprocessed
     assert [len(names) for names in going_away_in_error.answered] == [0, 1]
+
+
+@pytest.fixture
+async def going_away_at_once() -> AsyncIterator[_GoingAway]:
+    async for server in _serving(_GoingAway(0, ErrorCodes.NO_ERROR)):
+        yield server
+
+
+async def test_a_connection_retired_as_it_answers_is_not_used(
+    going_away_at_once: _GoingAway,
+) -> None:
+    async with Client(going_away_at_once.address) as client:
+        assert (await client.say_hello("ann", timeout=10)).message == "Hello, ann!"
+    assert going_away_at_once.answered == [[], ["ann"]]  # sent again on a new connection

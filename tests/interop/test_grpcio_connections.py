@@ -191,7 +191,7 @@ async def test_a_grpcio_keepalive_faster_than_the_policy_gets_too_many_pings(
             await call.result()
         # What grpcio surfaces: its call in flight ends UNAVAILABLE, naming the GOAWAY.
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "Error code: 11; Debug Text: too_many_pings" in raised.value.details()
+        assert "Error code: 11; Debug Text: too_many_pings" in str(raised.value.details())
         assert connection.ping_policy.strikes == MAX_STRIKES + 1
 
 
