@@ -80,7 +80,8 @@ async def _workload(
                     await client.say_hello("bob")
                 made += 1
             except RpcError as exc:
-                phase.failed.append(f"{exc.status.name}: {exc.message}")
+                kind = "LotsOfGreetings" if streaming else "SayHello"
+                phase.failed.append(f"{kind} {exc.status.name}: {exc.message}")
 
     async with Client(target, timeout=30) as client:
         stop = asyncio.Event()
