@@ -8,8 +8,7 @@ grpclib does not drain: ``Server.close()`` cancels every call in flight, and on 
    stops accepting connections;
 2. the calls in flight get up to the grace period to finish (health watches excepted:
    they last as long as their client wants), or less if ``hurry()`` is called;
-3. what still runs is cancelled, the connections are closed (GOAWAY NO_ERROR first, naming
-   the last call the server saw: a call that crossed it goes elsewhere), metrics stop. A connection
+3. what still runs is cancelled, the connections are closed, metrics stop. A connection
    still open ``CLOSE_SECONDS`` later (its peer does not read what was sent to it, so
    its socket never finishes closing) is aborted: since Python 3.12 the listener's
    ``wait_closed`` waits for every connection, and would wait forever (uvloop does not
@@ -28,7 +27,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grpclib.protocol import H2Protocol
-from h2.errors import ErrorCodes
 
 from muxs._internals import accepted_protocol, start_without_listener, stop_listening
 from muxs.server.access_log import AccessLog
@@ -79,9 +77,6 @@ class DrainableServer(LimitedServer):
         """Close every client connection (their calls, if any, are cancelled); abort those
         whose socket has not closed ``within`` seconds later (their peer does not read)."""
         for protocol in list(self.sockets):
-            # A GOAWAY first: a call whose request crossed it was never processed, and its
-            # client sends it again elsewhere (the calls in flight have ended or get cancelled).
-            protocol.goaway(ErrorCodes.NO_ERROR, b"server stopping")
             protocol.processor.close("the server stopped")
         try:
             async with asyncio.timeout(within):
