@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import grpclib
 import h2
 import h2.connection
+import h2.errors
+import h2.events
 import h2.exceptions
 import hyperframe
 from betterproto2.grpclib import ServiceBase
@@ -135,6 +137,18 @@ class ConnectingChannel(Channel):
     async def _create_connection(self) -> H2Protocol:
         return await self.connect(super()._create_connection)
 
+    def reusable(self, protocol: H2Protocol) -> bool:
+        """Whether new calls may go on ``protocol``, the channel's open connection; override to
+        retire it (after a GOAWAY): the next call makes a new one, the calls on it go on."""
+        return True
+
+    # Relies on: Channel._connected, which __connect__ reads (before and under its lock) to
+    # decide whether to make a new connection, and Channel._protocol, the one it has.
+    @property
+    def _connected(self) -> bool:
+        protocol = self._protocol
+        return bool(super()._connected) and protocol is not None and self.reusable(protocol)
+
 
 # --- grpclib's server and its connections -----------------------------------------------
 
@@ -198,15 +212,34 @@ def stop_listening(server: Server) -> None:
 
 
 def keepalive_config(
-    time: float | None, timeout: float, base: Configuration | None = None
+    time: float | None,
+    timeout: float,
+    base: Configuration | None = None,
+    *,
+    permit_without_calls: bool = False,
 ) -> Configuration:
     """grpclib's configuration (``base``'s, else the default) with this keepalive (seconds;
-    ``time`` None: no pings): a ping every ``time`` while a call is open, the connection
-    closed if one is not acknowledged within ``timeout``."""
-    # Relies on: Configuration's _keepalive_time and _keepalive_timeout, which grpclib's
-    # Connection (client and server alike) reads in initialize() and _ping().
+    ``time`` None: no pings): a ping every ``time`` while a call is open (or always, with
+    ``permit_without_calls``), the connection closed if one is not acknowledged within
+    ``timeout``. Pings go on whether or not data flows, as gRPC's keepalive design (A8) has
+    it: grpclib alone stops after two pings without data, and spaces those 300 s apart."""
+    # Relies on: Configuration's _keepalive_time, _keepalive_timeout,
+    # _keepalive_permit_without_calls, _http2_max_pings_without_data and
+    # _http2_min_sent_ping_interval_without_data, which grpclib's Connection (client and
+    # server alike) reads in initialize(), _ping() and _is_need_send_ping().
+    config = dataclasses.replace(
+        base or Configuration(),
+        _keepalive_time=time,
+        _keepalive_timeout=timeout,
+        _keepalive_permit_without_calls=permit_without_calls,
+    )
+    if time is None:
+        return config
+    # Half the period: a timer that fires a hair early does not skip its ping.
     return dataclasses.replace(
-        base or Configuration(), _keepalive_time=time, _keepalive_timeout=timeout
+        config,
+        _http2_max_pings_without_data=0,
+        _http2_min_sent_ping_interval_without_data=time / 2,
     )
 
 
@@ -408,6 +441,63 @@ def sent_request_stream(stream: Any) -> Stream | None:
     request was never sent, as when the connection failed first)."""
     # Relies on: grpclib.client.Stream._stream, set by send_request once the headers are sent.
     return cast(Stream | None, getattr(stream, "_stream", None))
+
+
+# --- h2 and grpclib's client: the calls below a GOAWAY finish ------------------------------
+
+
+def serve_streams_after_goaway(protocol: H2Protocol) -> None:
+    """Have the h2 connection of ``protocol`` go on with its streams after a GOAWAY NO_ERROR
+    (RFC 9113 section 6.8: those up to its last stream id may still complete): h2 reports it
+    (``ConnectionTerminated``) and stays open; any other GOAWAY closes it, as h2 does."""
+    connection = h2_connection(protocol)
+    # Relies on: H2Connection._frame_dispatch_table (a handler per frame type, made per
+    # connection) and its _receive_goaway_frame, which moves the connection to CLOSED (after
+    # which h2 refuses every frame and every send) and drops what it had yet to send.
+    table = connection._frame_dispatch_table
+    close = table[frame.GoAwayFrame]
+
+    def received(goaway: frame.GoAwayFrame) -> tuple[list[frame.Frame], list[Any]]:
+        if goaway.error_code != h2.errors.ErrorCodes.NO_ERROR:
+            return cast(tuple[list[frame.Frame], list[Any]], close(goaway))
+        event = h2.events.ConnectionTerminated()
+        event.error_code = h2.errors.ErrorCodes.NO_ERROR
+        event.last_stream_id = goaway.last_stream_id
+        event.additional_data = goaway.additional_data or None
+        return [], [event]
+
+    table[frame.GoAwayFrame] = received
+
+
+def spare_ended_calls(protocol: H2Protocol) -> None:
+    """Have the calls on grpclib's client connection ``protocol`` whose response has fully
+    come (their HTTP/2 stream closed both ways) keep it when the connection closes: grpclib
+    fails every call it still holds, even one whose reply its caller has yet to read (a
+    server closes a retired connection as soon as its last reply is written)."""
+    streams = h2_connection(protocol).streams
+    for stream in protocol.processor.streams.values():
+        state = streams.get(stream.id) if stream.id is not None else None
+        if state is None or state.closed:
+            # Relies on: EventsProcessor.close failing each stream of ``streams`` through
+            # Stream.__terminated__, which only cancels the call's waits through its wrapper.
+            stream.wrapper = None
+
+
+def terminate_stream(stream: Stream, reason: str) -> None:
+    """Fail the call on grpclib's HTTP/2 ``stream`` with ``StreamTerminatedError(reason)``."""
+    # Relies on: grpclib.protocol.Stream.__terminated__(reason), with which EventsProcessor
+    # fails a call whose stream was reset or whose connection closed.
+    stream.__terminated__(reason)
+
+
+async def streams_released(protocol: H2Protocol) -> None:
+    """Return once every call on grpclib's client connection ``protocol`` has ended."""
+    # Relies on: EventsProcessor.streams (id -> stream, from the request sent until the call
+    # releases it) and Connection.stream_close_waiter, set at each release.
+    waiter = protocol.connection.stream_close_waiter
+    while protocol.processor.streams:
+        waiter.clear()
+        await waiter.wait()
 
 
 # Relies on: grpclib's message for a stream the server reset (process_stream_reset), with h2's

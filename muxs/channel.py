@@ -11,22 +11,27 @@ What went wrong is raised as ``ConnectFailure`` (``muxs.errors`` words it for th
 no answer in time, the connection closed before the server answered, the server
 answering in TLS to a plaintext client, or the TLS handshake refused.
 
-It also remembers the last stream id of each GOAWAY a server sent (``refused_by_goaway``):
-grpclib fails every stream of the connection alike, and only those above it were never
-seen by the server (``muxs.retries`` sends them again).
+A GOAWAY NO_ERROR (a server's max connection age, drain or idle close) retires its
+connection, as grpc-go and grpcio do: new calls go on a new connection, the calls at or below
+the GOAWAY's last stream id run to their end (then the connection closes), and those above it
+fail at once, marked as never seen by the server (``refused_by_goaway``: ``muxs.retries``
+sends them again). grpclib alone closes the connection on any GOAWAY, failing every call; any
+other GOAWAY (an error) still does.
 
 Its connections write through ``muxs.coalescing.CoalescingTransport`` (the frames of one
 loop turn in one system call; writes of ``LARGE_WRITE`` bytes or more at once) and advertise
 a ``MAX_FRAME_SIZE`` of 1 MiB, so that a server sends a download in fewer, larger frames.
 
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
-made) and ``H2Protocol`` with its ``connection`` and ``processor``; tests/client/test_connect.py
-fails if they change.
+made, and whether it is still used) and ``H2Protocol`` with its ``connection`` and
+``processor``, and into h2's handling of GOAWAY (``serve_streams_after_goaway``);
+tests/client/test_connect.py and tests/client/test_goaway.py fail if they change.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 import weakref
@@ -35,6 +40,7 @@ from typing import Any, cast
 
 from grpclib.config import Configuration
 from grpclib.protocol import Connection, H2Protocol, Stream
+from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated
 from h2.settings import SettingCodes
 
@@ -45,6 +51,10 @@ from muxs._internals import (
     on_new_streams,
     replace_event_handler,
     sent_request_stream,
+    serve_streams_after_goaway,
+    spare_ended_calls,
+    streams_released,
+    terminate_stream,
 )
 from muxs.call_compression import fit_stream
 from muxs.coalescing import CoalescingTransport
@@ -53,6 +63,15 @@ from muxs.encoding import MessageCodec
 from muxs.errors import ConnectFailure, ConnectFailureReason
 from muxs.retries import connect_backoff
 from muxs.tls import is_tls_record
+
+log = logging.getLogger(__name__)
+
+#: The highest stream id: no GOAWAY yet.
+_ANY = 2**31 - 1
+_TOO_MANY_PINGS_HINT = (
+    " (the client pings more often than the server allows: a longer keepalive_time, or "
+    "keepalive_permit_without_calls off)"
+)
 
 #: The largest frame the SDK accepts (RFC 9113's default is 16 KiB): a server that follows
 #: it sends a 64 KiB file chunk as one DATA frame, not four.
@@ -63,7 +82,7 @@ LARGE_WRITE = 16 * 1024
 
 class _AnsweringProtocol(H2Protocol):
     """grpclib's client connection, reporting on ``answered`` when the server first speaks
-    HTTP/2, or why it never did."""
+    HTTP/2, or why it never did; in ``retired`` from a GOAWAY NO_ERROR until it closes."""
 
     def __init__(
         self,
@@ -72,12 +91,15 @@ class _AnsweringProtocol(H2Protocol):
         failure: Callable[[ConnectFailureReason], ConnectFailure],
         fit_stream: Callable[[Stream], None],
         goaways: weakref.WeakKeyDictionary[Connection, int],
+        retired: set[H2Protocol],
     ) -> None:
         super().__init__(inner.handler, inner.config, inner.h2_config)
         self._answered = answered
         self._failure = failure
         self._fit_stream = fit_stream
         self._goaways = goaways
+        self._retired = retired
+        self._closing: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), bypass=LARGE_WRITE)
@@ -85,14 +107,37 @@ class _AnsweringProtocol(H2Protocol):
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
         self.connection.flush()
         on_new_streams(self, self._fit_stream)
+        serve_streams_after_goaway(self)
         close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
         self._close_on_goaway = close
 
     def _goaway_received(self, event: ConnectionTerminated) -> None:
-        # grpclib fails every stream of the connection alike: remember which ones the
-        # server never saw (those above its last stream id), for a transparent retry.
-        self._goaways[self.connection] = event.last_stream_id or 0
-        self._close_on_goaway(event)
+        # Those above its last stream id were never seen by the server: a transparent retry.
+        last_stream_id = min(event.last_stream_id or 0, self._goaways.get(self.connection, _ANY))
+        self._goaways[self.connection] = last_stream_id
+        if event.error_code != ErrorCodes.NO_ERROR:
+            log.warning(
+                "the server at %s sent GOAWAY %s %r, closing the connection%s",
+                self.connection.get_peer().addr(),
+                getattr(event.error_code, "name", event.error_code),
+                (event.additional_data or b"").decode("latin-1"),
+                _TOO_MANY_PINGS_HINT if event.additional_data == b"too_many_pings" else "",
+            )
+            spare_ended_calls(self)
+            self._close_on_goaway(event)  # h2 has closed the connection: grpclib's way
+            return
+        self._retired.add(self)
+        for stream in list(self.processor.streams.values()):
+            if stream.id is not None and stream.id > last_stream_id:
+                terminate_stream(
+                    stream, f"Received GOAWAY frame, last stream id {last_stream_id}: not served"
+                )
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close_when_done())
+
+    async def _close_when_done(self) -> None:
+        await streams_released(self)
+        self.processor.close("Received GOAWAY frame, and every call on the connection ended")
 
     def data_received(self, data: bytes) -> None:
         if not self._answered.done() and is_tls_record(data):
@@ -107,6 +152,10 @@ class _AnsweringProtocol(H2Protocol):
         failure = self._failure("closed")
         failure.__cause__ = exc
         self._fail(failure)
+        self._retired.discard(self)
+        if self._closing is not None:
+            self._closing.cancel()
+        spare_ended_calls(self)
         super().connection_lost(exc)
 
     def _fail(self, failure: ConnectFailure) -> None:
@@ -122,9 +171,10 @@ class AnsweringChannel(ConnectingChannel):
     ``client_cert`` says whether the TLS context presents a client certificate (None: not
     known), for the explanation of a refused handshake. ``compression`` (gzip, deflate, None)
     compresses requests; compressed replies are read either way (``muxs.call_compression``).
-    ``keepalive_time``: seconds between pings while a call is open (None: none); a ping not
-    answered within ``keepalive_timeout`` closes the connection (its calls fail
-    UNAVAILABLE). ``on_failure`` is called when a connection fails.
+    ``keepalive_time``: seconds between pings while a call is open (or always, with
+    ``keepalive_permit_without_calls``; None: none); a ping not answered within
+    ``keepalive_timeout`` closes the connection (its calls fail UNAVAILABLE). ``on_failure``
+    is called when a connection fails.
     """
 
     def __init__(
@@ -140,6 +190,7 @@ class AnsweringChannel(ConnectingChannel):
         on_failure: Callable[[], None] | None = None,
         keepalive_time: float | None = None,
         keepalive_timeout: float = 20.0,
+        keepalive_permit_without_calls: bool = False,
     ) -> None:
         super().__init__(
             host,
@@ -151,6 +202,7 @@ class AnsweringChannel(ConnectingChannel):
                 keepalive_timeout,
                 # A Unix socket has no host name: TLS verifies "localhost", as grpc's does.
                 Configuration(ssl_target_name_override="localhost") if path else None,
+                permit_without_calls=keepalive_permit_without_calls,
             ),
             codec=MessageCodec(),
             status_details_codec=KeepStatusDetails(),
@@ -161,6 +213,7 @@ class AnsweringChannel(ConnectingChannel):
         self._fit_stream = fit_stream(compression)
         self._answered: asyncio.Future[None] | None = None
         self._goaways: weakref.WeakKeyDictionary[Connection, int] = weakref.WeakKeyDictionary()
+        self._retired: set[H2Protocol] = set()
         self._on_failure = on_failure
         #: Connections that failed in a row, and when (``time.monotonic()``) another may be
         #: tried (None: the latest did not fail), after grpc's connection backoff.
@@ -188,8 +241,18 @@ class AnsweringChannel(ConnectingChannel):
     def protocol_made(self, protocol: H2Protocol) -> H2Protocol:
         assert self._answered is not None
         return _AnsweringProtocol(
-            protocol, self._answered, self.failure, self._fit_stream, self._goaways
+            protocol, self._answered, self.failure, self._fit_stream, self._goaways, self._retired
         )
+
+    def reusable(self, protocol: H2Protocol) -> bool:
+        return protocol not in self._retired
+
+    def close(self) -> None:
+        """Close every connection: the one in use and those retired by a GOAWAY (their calls
+        fail, as the current one's do)."""
+        for retired in list(self._retired):
+            retired.processor.close()
+        super().close()
 
     async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
         try:
@@ -216,6 +279,10 @@ class AnsweringChannel(ConnectingChannel):
                         raise self.failure("tls_handshake") from exc
                     raise
                 await answered
+                if protocol.connection.is_closing() or not self.reusable(protocol):
+                    # Closed, or retired by a GOAWAY, as soon as it answered (a server
+                    # stopping): never used, so its call may go elsewhere.
+                    raise ConnectionResetError("the server closed the connection as it answered")
         except BaseException as exc:
             if protocol is not None:  # connected, but the server did not answer in time
                 protocol.processor.close("no answer")

@@ -129,6 +129,7 @@ class Client:
         wait_for_ready: bool = False,
         keepalive_time: float | None = None,
         keepalive_timeout: float = 20.0,
+        keepalive_permit_without_calls: bool = False,
     ) -> None:
         """Connect to ``target`` (``host:port``, or a Unix socket: ``unix:///abs/path`` or
         ``unix:relative/path``), or use an existing grpclib ``channel``. Several servers:
@@ -162,7 +163,10 @@ class Client:
         interceptor may set ``call.wait_for_ready`` per call). ``keepalive_time``: seconds
         between HTTP/2 pings while a call is open (None: none, grpcio's default); a ping not
         answered within ``keepalive_timeout`` seconds closes the connection, its calls
-        failing UNAVAILABLE (a dead peer behind a NAT is noticed). Unusable options raise
+        failing UNAVAILABLE (a dead peer behind a NAT is noticed);
+        ``keepalive_permit_without_calls``: ping while no call is open too (keeping an idle
+        connection alive: the server must permit it, or it answers GOAWAY ENHANCE_YOUR_CALM).
+        Unusable options raise
         ``muxs.ConfigError``.
         """
         compression = checked_compression(compression)
@@ -201,6 +205,7 @@ class Client:
                     on_failure=connect_failed,
                     keepalive_time=keepalive_time,
                     keepalive_timeout=keepalive_timeout,
+                    keepalive_permit_without_calls=keepalive_permit_without_calls,
                     compression=compression,
                 )
                 if add_token is not None:

@@ -76,6 +76,7 @@ class ClientOptions(TypedDict, total=False):
     wait_for_ready: bool
     keepalive_time: float | None
     keepalive_timeout: float
+    keepalive_permit_without_calls: bool
 
 
 class _LoopThread:

@@ -17,6 +17,7 @@ import tomllib
 from pathlib import Path
 
 import grpclib.client
+import grpclib.config
 import grpclib.exceptions
 import grpclib.health.check
 import grpclib.metadata
@@ -24,10 +25,13 @@ import grpclib.protocol
 import grpclib.server
 import grpclib.stream
 import h2.config
+import h2.connection
 import h2.errors
+import h2.events
+import h2.exceptions
 import pytest
 from hyperframe import frame as hyperframe_frame
-from hyperframe.frame import DataFrame, Frame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame
 
 from muxs import _internals
 
@@ -313,3 +317,104 @@ def test_a_client_connection_pings_by_its_configurations_keepalive() -> None:
     assert "self.close" in ping
     config = _internals.keepalive_config(1.5, 2.5)
     assert (config._keepalive_time, config._keepalive_timeout) == (1.5, 2.5)
+
+
+def test_a_connection_paces_its_pings_by_the_configuration() -> None:
+    need = source(grpclib.protocol.Connection._is_need_send_ping)
+    assert "self._config._keepalive_permit_without_calls" in need
+    assert "self._config._http2_max_pings_without_data" in need
+    assert "self._config._http2_min_sent_ping_interval_without_data" in need
+    config = _internals.keepalive_config(4.0, 1.0, permit_without_calls=True)
+    assert config._keepalive_permit_without_calls
+    assert config._http2_max_pings_without_data == 0
+    assert config._http2_min_sent_ping_interval_without_data == 2.0
+
+
+# --- h2 and grpclib's client after a GOAWAY ------------------------------------------------
+
+
+class _Transport(asyncio.Transport):
+    """A transport that keeps what is written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def _client_protocol() -> tuple[grpclib.protocol.H2Protocol, _Transport]:
+    protocol = grpclib.protocol.H2Protocol(
+        grpclib.client.Handler(),
+        grpclib.config.Configuration().__for_client__(),
+        h2.config.H2Configuration(client_side=True, header_encoding="ascii"),
+    )
+    transport = _Transport()
+    protocol.connection_made(transport)
+    return protocol, transport
+
+
+async def test_h2_closes_on_a_goaway_received_through_its_frame_dispatch_table() -> None:
+    protocol, _ = _client_protocol()
+    connection = _internals.h2_connection(protocol)
+    assert connection._frame_dispatch_table[GoAwayFrame] == connection._receive_goaway_frame
+    dispatch = "self._frame_dispatch_table[frame.__class__](frame)"
+    assert dispatch in source(h2.connection.H2Connection._receive_frame)
+    assert "ConnectionInputs.RECV_GOAWAY" in source(
+        h2.connection.H2Connection._receive_goaway_frame
+    )
+
+
+async def test_a_connection_serving_streams_after_a_goaway_still_receives_their_frames() -> None:
+    protocol, transport = _client_protocol()
+    _internals.serve_streams_after_goaway(protocol)
+    client = _internals.h2_connection(protocol)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    client.send_headers(
+        1,
+        [(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "a")],
+        end_stream=True,
+    )
+    server.receive_data(transport.written + client.data_to_send())
+    goaway = GoAwayFrame(0, last_stream_id=1, additional_data=b"max_age").serialize()
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    events = protocol.connection.feed(server.data_to_send() + goaway + server.data_to_send())
+    kinds = [type(event) for event in events]
+    assert h2.events.ConnectionTerminated in kinds
+    assert h2.events.StreamEnded in kinds  # the reply after the GOAWAY
+    (terminated,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert (terminated.last_stream_id, terminated.additional_data) == (1, b"max_age")
+    # Any other GOAWAY closes the connection, as h2 does.
+    error = GoAwayFrame(0, last_stream_id=1, error_code=h2.errors.ErrorCodes.INTERNAL_ERROR)
+    protocol.connection.feed(error.serialize())
+    with pytest.raises(h2.exceptions.ProtocolError):
+        protocol.connection.feed(PingFrame(0, b"12345678").serialize())
+
+
+def test_the_processor_fails_each_stream_it_holds_through_its_wrapper() -> None:
+    assert "stream.__terminated__(reason)" in source(grpclib.protocol.EventsProcessor.close)
+    terminated = source(grpclib.protocol.Stream.__terminated__)
+    assert "self.wrapper.cancel(StreamTerminatedError(reason))" in terminated
+    assert "if self.wrapper is not None:" in terminated
+
+
+def test_a_release_sets_the_stream_close_waiter() -> None:
+    register = source(grpclib.protocol.EventsProcessor.register)
+    assert "self.streams[stream.id] = stream" in register
+    assert "_streams.pop(stream.id)" in register
+    assert "self.connection.stream_close_waiter.set()" in register
+
+
+def test_a_channel_connects_again_unless_connected_reads_its_connection_as_usable() -> None:
+    connect = source(grpclib.client.Channel.__connect__)
+    assert connect.count("if not self._connected:") == 2
+    assert "self._protocol = await self._create_connection()" in connect
+    assert isinstance(inspect.getattr_static(grpclib.client.Channel, "_connected"), property)

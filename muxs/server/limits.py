@@ -37,8 +37,8 @@ field, documented in docs/RELIABILITY.md):
   (REFUSED_STREAM, which clients retry). The calls open may finish within the grace,
   then it is closed. h2 cannot send a GOAWAY and go on serving the streams below it (its
   connection is closed once one is sent), so these two are written past it.
-- ``min_ping_interval``: the ping policy (``muxs.server.pings``): too many pings get
-  GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``.
+- ``min_ping_interval`` and ``keepalive_permit_without_calls``: the ping policy
+  (``muxs.server.pings``): too many pings get GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``.
 
 A client stream's end reaches its handler only once a PING round trip has settled it
 (``_LimitedProtocol.settle``): an upload reset right after its end is never committed.
@@ -383,7 +383,11 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._unfinished_since: float | None = None
         self._frames_seen = 0
         self._unfinished_check: asyncio.TimerHandle | None = None
-        self.ping_policy = PingPolicy(settings.min_ping_interval, self._loop.time)
+        self.ping_policy = PingPolicy(
+            settings.min_ping_interval,
+            self._loop.time,
+            permit_without_calls=settings.keepalive_permit_without_calls,
+        )
         self._age_check: asyncio.TimerHandle | None = None
         self._grace_check: asyncio.TimerHandle | None = None
         self._retiring: asyncio.Task[None] | None = None
@@ -573,15 +577,19 @@ class _LimitedProtocol(protocol.H2Protocol):
     def _too_many_pings(self, events: list[h2.events.Event]) -> bool:
         """Hold the client's PINGs in ``events`` to the ping policy (``muxs.server.pings``);
         True (and GOAWAY ENHANCE_YOUR_CALM) at one too many."""
+        opened = 0  # the requests read with the PING count as open calls
         for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                opened += 1
             # grpclib's connection stamps ``last_data_sent`` whenever it sends DATA.
-            if isinstance(event, h2.events.PingReceived) and self.ping_policy.ping_received(
-                self.connection.last_data_sent
+            elif isinstance(event, h2.events.PingReceived) and self.ping_policy.ping_received(
+                self.connection.last_data_sent, calls_open=bool(self._calls + opened)
             ):
                 log.warning(
-                    "GOAWAY ENHANCE_YOUR_CALM to %s: pings more often than every %gs",
+                    "GOAWAY ENHANCE_YOUR_CALM to %s: pings more often than every %gs%s",
                     format_peer(self.connection.get_peer()),
-                    self.settings.min_ping_interval,
+                    self.ping_policy.allowed_interval(bool(self._calls + opened)),
+                    "" if self._calls + opened else " with no call open",
                 )
                 self._enhance_your_calm(TOO_MANY_PINGS)
                 return True

@@ -136,6 +136,12 @@ class ServerSettings:
         "least seconds between a client's pings while the server sends it no data; a third "
         "ping sooner gets GOAWAY ENHANCE_YOUR_CALM too_many_pings; 0: no limit",
     )
+    keepalive_permit_without_calls: bool = option(
+        False,
+        "let clients ping while they have no call open (to keep an idle connection alive) "
+        "as often as min_ping_interval allows; off: such pings may come once per two hours, "
+        "more are struck (grpc-go's PermitWithoutStream)",
+    )
     reset_budget: int = option(
         10_000,
         "most RST_STREAM frames one connection may send per budget_window; more get GOAWAY "

@@ -2,8 +2,12 @@
 
 import asyncio
 import contextlib
+import dataclasses
+import logging
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -17,6 +21,7 @@ from muxs import (
     StatusCode,
     serve,
 )
+from muxs.server.services.greeter import greeting
 from tests.polling import until
 from tests.processes import muxs_process
 
@@ -139,3 +144,62 @@ async def test_a_server_killed_mid_run_loses_only_the_calls_in_flight_on_it(
     assert set(results) == {"Hello, bob!"}
     assert len(lost) <= len(callers)  # one call in flight on it per caller, at most
     assert {exc.status for exc in lost} <= {StatusCode.UNAVAILABLE}
+
+
+async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_age(
+    settings: ServerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="muxs.server.limits")
+    settings = dataclasses.replace(settings, max_connection_age=0.2)
+    calls: Counter[int] = Counter()
+    async with contextlib.AsyncExitStack() as stack:
+        servers = [
+            await stack.enter_async_context(
+                serve(settings=settings, interceptors=[_counting(calls, index)])
+            )
+            for index in range(3)
+        ]
+
+        def retired_with_calls_open() -> int:
+            """The max-age GOAWAYs sent so far with a call in flight on the connection."""
+            return sum(
+                1
+                for record in caplog.records
+                if "reached its max_connection_age" in record.getMessage()
+                and record.args is not None
+                and cast(tuple[object, ...], record.args)[1] != 0
+            )
+
+        results: list[str] = []
+        streams: list[str] = []
+        lost: list[RpcError] = []
+        async with Client([server.target for server in servers], timeout=30) as client:
+
+            async def caller() -> None:
+                while len(results) < 150:
+                    try:
+                        results.append((await client.say_hello("bob")).message)
+                    except RpcError as exc:
+                        lost.append(exc)
+
+            async def streamer() -> None:
+                async def names() -> AsyncIterator[str]:
+                    yield "a"
+                    # Held open until a connection is retired with a call open.
+                    seen = retired_with_calls_open()
+                    await until(lambda: retired_with_calls_open() > seen)
+                    yield "b"
+
+                while len(streams) < 6:
+                    try:
+                        streams.append((await client.lots_of_greetings(names())).message)
+                    except RpcError as exc:
+                        lost.append(exc)
+
+            await asyncio.gather(*(caller() for _ in range(4)), streamer(), streamer())
+        assert retired_with_calls_open() >= 3  # each stream waited for one
+    assert lost == []
+    assert set(results) == {"Hello, bob!"}
+    assert set(streams) == {greeting(["a", "b"])}
+    total = sum(calls.values())
+    assert all(calls[index] > total / 6 for index in range(3))  # spread over the three

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import queue
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
-from muxs import RunningServer, ServerSettings
+from muxs import Client, RunningServer, ServerSettings
+from muxs.channel import AnsweringChannel
 from muxs.server.limits import LimitedServer, _LimitedProtocol
+from muxs.server.pings import MAX_STRIKES
 from muxs.server.services.greeter import greeting
 from tests.polling import until
 
@@ -113,4 +116,124 @@ async def test_a_compliant_keepalive_is_never_punished(
         assert connection.ping_policy.strikes == 0
         call.end()
         assert (await call.result()).message == greeting(["a"])
+        assert only_connection(live_server) is connection
+
+
+@pytest.fixture
+def aging_grpcio_server(pb: tuple[Any, Any]) -> Iterator[str]:
+    """A grpcio server whose connections are retired after 0.3 s (its calls get 30 s)."""
+    pb2, pb2_grpc = pb
+
+    class Greeter(pb2_grpc.GreeterServicer):  # type: ignore[misc,name-defined]
+        def SayHello(self, request: Any, context: Any) -> Any:
+            return pb2.HelloReply(message=f"Hello, {request.name}!")
+
+        def LotsOfGreetings(self, request_iterator: Iterator[Any], context: Any) -> Any:
+            return pb2.HelloReply(message=" ".join(r.name for r in request_iterator))
+
+    options = [("grpc.max_connection_age_ms", 300), ("grpc.max_connection_age_grace_ms", 30_000)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
+    pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
+async def test_an_sdk_call_in_flight_finishes_across_a_grpcio_servers_max_age(
+    aging_grpcio_server: str,
+) -> None:
+    names: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def queued() -> AsyncIterator[str]:
+        while (name := await names.get()) is not None:
+            yield name
+
+    async with Client(aging_grpcio_server) as client:
+        call = asyncio.ensure_future(client.lots_of_greetings(queued()))
+        names.put_nowait("a")
+        channel = client._caller.channel
+        assert isinstance(channel, AnsweringChannel)
+        await until(lambda: channel._protocol is not None)
+        retired = channel._protocol
+        assert retired is not None
+        await until(lambda: not channel.reusable(retired))  # grpcio's GOAWAY came
+        assert (await client.say_hello("b")).message == "Hello, b!"  # on a new connection
+        assert channel._protocol is not retired
+        names.put_nowait("c")
+        names.put_nowait(None)
+        assert (await call).message == "a c"
+
+
+#: A grpcio keepalive far faster than the policies below allow: a ping every 100 ms, with or
+#: without data (grpc core then paces them about a second apart).
+FAST_KEEPALIVE = [("grpc.keepalive_time_ms", 100), ("grpc.http2.max_pings_without_data", 0)]
+#: What grpc core logs when a server answers its pings with GOAWAY ENHANCE_YOUR_CALM.
+GRPC_TOO_MANY_PINGS = (
+    'Received a GOAWAY with error code ENHANCE_YOUR_CALM and debug data equal to "too_many_pings"'
+)
+
+
+@pytest.mark.parametrize("settings", [{"min_ping_interval": 5.0}], indirect=True)
+async def test_a_grpcio_keepalive_faster_than_the_policy_gets_too_many_pings(
+    live_server: RunningServer, pb: tuple[Any, Any]
+) -> None:
+    with grpc.insecure_channel(live_server.target, options=FAST_KEEPALIVE) as channel:
+        call = OpenCall(channel, pb)
+        call.send("a")
+        await until(lambda: connection_count(live_server) == 1)
+        connection = only_connection(live_server)
+        await until(lambda: connection not in connections(live_server))
+        call.end()
+        with pytest.raises(grpc.RpcError) as raised:
+            await call.result()
+        # What grpcio surfaces: its call in flight ends UNAVAILABLE, naming the GOAWAY.
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "Error code: 11; Debug Text: too_many_pings" in str(raised.value.details())
+        assert connection.ping_policy.strikes == MAX_STRIKES + 1
+
+
+@pytest.mark.parametrize("settings", [{"min_ping_interval": 0.5}], indirect=True)
+async def test_a_grpcio_keepalive_without_calls_unpermitted_gets_too_many_pings(
+    live_server: RunningServer, pb: tuple[Any, Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    options = [*FAST_KEEPALIVE, ("grpc.keepalive_permit_without_calls", 1)]
+    with grpc.insecure_channel(live_server.target, options=options) as channel:
+        OpenCall(channel, pb).end()
+        await until(lambda: connection_count(live_server) == 1)
+        connection = only_connection(live_server)
+        await until(lambda: connection not in connections(live_server))
+        assert connection.ping_policy.strikes == MAX_STRIKES + 1
+        # What grpcio surfaces with no call open: grpc core's log (and slower keepalives).
+        logged = ""
+
+        def grpc_logged_too_many_pings() -> bool:
+            nonlocal logged
+            logged += capfd.readouterr().err
+            return GRPC_TOO_MANY_PINGS in logged
+
+        await until(grpc_logged_too_many_pings)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"min_ping_interval": 0.5, "keepalive_permit_without_calls": True}],
+    indirect=True,
+)
+async def test_a_grpcio_keepalive_without_calls_permitted_is_never_struck(
+    live_server: RunningServer, pb: tuple[Any, Any]
+) -> None:
+    options = [("grpc.keepalive_time_ms", 750), ("grpc.keepalive_permit_without_calls", 1)]
+    options.append(("grpc.http2.max_pings_without_data", 0))
+    with grpc.insecure_channel(live_server.target, options=options) as channel:
+        OpenCall(channel, pb).end()
+        await until(lambda: connection_count(live_server) == 1)
+        connection = only_connection(live_server)
+        await until(lambda: connection.ping_policy.received >= 4, bound=30)
+        assert connection.ping_policy.strikes == 0
+        again = OpenCall(channel, pb)
+        again.end()
+        assert (await again.result()).message == greeting([])
         assert only_connection(live_server) is connection

@@ -13,9 +13,11 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame, RstStreamFrame
 
-from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode
+from muxs import Client, RunningServer, ServerSettings
 from muxs.api import HelloReply, HelloRequest
+from muxs.channel import AnsweringChannel
 from muxs.server.limits import LimitedServer, jittered_age
+from muxs.server.services.greeter import greeting
 from tests.polling import until
 from tests.rawh2 import grpc_frame, request_headers
 
@@ -147,11 +149,11 @@ def test_the_age_is_jittered_by_a_tenth() -> None:
     assert max(ages) - min(ages) > 10.0  # connections opened together do not close together
 
 
-async def test_an_sdk_call_in_flight_at_a_max_age_goaway_fails_unavailable(
+async def test_an_sdk_call_in_flight_at_a_max_age_goaway_finishes(
     live_server: RunningServer,
 ) -> None:
-    # grpclib's client closes its connection on any GOAWAY (and h2 would refuse every frame
-    # after one): its calls in flight end UNAVAILABLE. grpcio's finish (tests/interop).
+    server = live_server.server
+    assert isinstance(server, LimitedServer)
     names: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def queued() -> AsyncIterator[str]:
@@ -159,6 +161,21 @@ async def test_an_sdk_call_in_flight_at_a_max_age_goaway_fails_unavailable(
             yield name
 
     async with Client(live_server.target) as client:
-        with pytest.raises(RpcError) as raised:
-            await client.lots_of_greetings(queued())
-        assert raised.value.status == StatusCode.UNAVAILABLE
+        call = asyncio.ensure_future(client.lots_of_greetings(queued()))
+        names.put_nowait("a")
+        await until(lambda: len(server.connections) == 1)
+        (old,) = server.connections
+        await until(lambda: old.refuses_stream(ANY_STREAM))  # the final GOAWAY is sent
+        channel = client._caller.channel
+        assert isinstance(channel, AnsweringChannel)
+        retired = channel._protocol
+        assert retired is not None
+        await until(lambda: not channel.reusable(retired))  # the SDK read it
+        # A new call goes on a new connection, while the old one's call goes on.
+        assert (await client.say_hello("b")).message == "Hello, b!"
+        assert channel._protocol is not retired
+        assert old.calls_open == 1
+        names.put_nowait("c")
+        names.put_nowait(None)
+        assert (await call).message == greeting(["a", "c"])
+        await until(lambda: old not in server.connections)  # closed once its call ended
