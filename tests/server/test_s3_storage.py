@@ -37,7 +37,8 @@ async def test_muxs_serve_on_s3_answers_the_seed_file_sequence(
     s3_engine: S3Engine, tmp_path: Path
 ) -> None:
     settings = s3_engine.settings()
-    assert settings.storage is not None and settings.s3_endpoint is not None
+    assert settings.storage is not None
+    assert settings.s3_endpoint is not None
     options = ["--storage", settings.storage, "--s3-endpoint", settings.s3_endpoint]
     options += ["--s3-region", "us-east-1", "--s3-access-key-id", "muxs-tests"]
     options += ["--s3-secret-access-key", "muxs-tests-secret"]
