@@ -146,8 +146,14 @@ class UploadAborted(Exception):
     """Raised into the upload's part stream: obstore aborts the multipart upload."""
 
 
-#: Uploads being aborted or completed after their caller left (kept from garbage collection).
+#: Uploads being aborted after their caller left (kept from garbage collection).
 _finishing: set[asyncio.Task[object]] = set()
+
+
+def _finished(upload: asyncio.Task[object]) -> None:
+    _finishing.discard(upload)
+    if not upload.cancelled():
+        upload.exception()  # retrieved: an aborted upload's error is expected
 
 
 class S3Replacement:
@@ -196,7 +202,7 @@ class S3Replacement:
         if self._parts.empty():
             self._parts.put_nowait(None)  # wake the part stream: it sees the abort
         _finishing.add(upload)
-        upload.add_done_callback(_finishing.discard)
+        upload.add_done_callback(_finished)
         with contextlib.suppress(Exception):
             await asyncio.shield(upload)
 
