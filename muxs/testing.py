@@ -35,7 +35,7 @@ from muxs.server.interceptors import ServerInterceptor
 from muxs.server.lifecycle import DrainableServer, Lifecycle
 from muxs.server.serving import Embedding, assemble
 from muxs.server.settings import ServerSettings
-from muxs.server.storage import Storage
+from muxs.server.storage import open_store
 
 __all__ = ["Pair", "pair"]
 
@@ -156,8 +156,8 @@ async def pair(
             settings = ServerSettings(root=Path(root))
         if settings.tls_cert is not None:
             raise ConfigError("tls_cert", "muxs.testing.pair serves plaintext only; leave it unset")
-        storage = Storage(settings.root)
-        stack.callback(storage.close)
+        storage = open_store(settings)
+        stack.push_async_callback(storage.aclose)
         lifecycle = assemble(settings, storage, Embedding(services, builtin_services, interceptors))
         running = Pair(
             settings,

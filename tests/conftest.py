@@ -23,9 +23,10 @@ from muxs import Client, RunningServer, ServerSettings, compression, serve
 from muxs.server import limits
 from muxs.server.codec import Codec
 from muxs.server.serving import build_services
-from muxs.server.storage import Storage
+from muxs.server.storage import LocalRoot, Root
 from tests.echo import EchoGreeter
 from tests.probe import CallProbe
+from tests.seaweedfs import S3Engine, seaweedfs
 from tools.codegen import grpcio_stubs
 
 #: ``pytester``: tests/test_testing_example.py runs the README's test module as a user would.
@@ -81,14 +82,14 @@ def settings(root_dir: Path) -> ServerSettings:
 
 
 @pytest.fixture
-def storage(root_dir: Path) -> Iterator[Storage]:
-    root = Storage(root_dir)
-    yield root
+def storage(root_dir: Path) -> Iterator[LocalRoot]:
+    root = Root(root_dir)
+    yield LocalRoot(root)
     root.close()
 
 
 @pytest.fixture
-async def client(settings: ServerSettings, storage: Storage) -> AsyncIterator[Client]:
+async def client(settings: ServerSettings, storage: LocalRoot) -> AsyncIterator[Client]:
     """An SDK client wired to the muxs services through grpclib's in-memory channel."""
     async with ChannelFor(build_services(settings, storage)) as channel:
         yield Client("in-memory:0", channel=channel)
@@ -158,3 +159,10 @@ def inflated(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(limits, "inflate", counting)
     return seen
+
+
+@pytest.fixture(scope="session")
+def s3_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Engine]:
+    """SeaweedFS, started once for the session (``tests/seaweedfs.py``)."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as engine:
+        yield engine

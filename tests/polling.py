@@ -15,3 +15,11 @@ async def until(condition: Callable[[], bool], *, bound: float = BOUND) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"condition not met within {bound} s"
         await asyncio.sleep(0.01)
+
+
+def until_sync(condition: Callable[[], bool], *, bound: float = BOUND) -> None:
+    """``until`` for code outside an event loop (a session fixture starting a process)."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, f"condition not met within {bound} s"
+        time.sleep(0.05)

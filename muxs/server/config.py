@@ -27,6 +27,14 @@ CONFIG_ENV = "MUXS_CONFIG"
 #: tracing on (``otel``).
 OTEL_EXPORTER_ENV = "OTEL_TRACES_EXPORTER"
 DEFAULT_SOURCE = "default"
+#: The standard AWS variables an S3 option falls back to when neither a flag, its ``MUXS_``
+#: variable nor the file gives it.
+AWS_ENV = {
+    "s3_endpoint": "AWS_ENDPOINT_URL",
+    "s3_region": "AWS_REGION",
+    "s3_access_key_id": "AWS_ACCESS_KEY_ID",
+    "s3_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+}
 
 _FIELDS = {field.name: field for field in dataclasses.fields(ServerSettings)}
 _TYPES: dict[str, Any] = typing.get_type_hints(ServerSettings)
@@ -51,13 +59,15 @@ class LoadedSettings:
     def describe(self) -> list[str]:
         """The settings as TOML that ``--config`` reads back to the same settings: a line
         ``name = value  # source`` for every option; options without a value commented
-        out: ``# tls_cert = (unset)  # default``. No option's value is a secret (the
-        settings refuse a file's contents where its path belongs)."""
+        out: ``# tls_cert = (unset)  # default``. A secret (``s3_secret_access_key``) is
+        commented out as ``(redacted)``: never shown, so not read back either."""
         lines = []
-        for name in _FIELDS:
+        for name, field in _FIELDS.items():
             value = getattr(self.settings, name)
             source = self.sources[name]
-            if value is None:
+            if value is not None and field.metadata["secret"]:
+                lines.append(f"# {name} = (redacted)  # {source}")
+            elif value is None:
                 lines.append(f"# {name} = (unset)  # {source}")
             else:
                 lines.append(f"{name} = {_toml_value(value)}  # {source}")
@@ -201,6 +211,10 @@ def load_settings(
         if name in flags:
             values[name] = flags[name]
             sources[name] = f"flag {flag_name(name)}"
+    for name, variable in AWS_ENV.items():
+        if sources[name] == DEFAULT_SOURCE and environ.get(variable):
+            values[name] = environ[variable]
+            sources[name] = f"env {variable}"
     if _tracing_asked(flags, environ):
         values["otel"] = True
         sources["otel"] = f"env {OTEL_EXPORTER_ENV}"

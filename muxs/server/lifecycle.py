@@ -23,7 +23,6 @@ import os
 import socket
 import ssl
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from grpclib.protocol import H2Protocol
@@ -41,6 +40,7 @@ from muxs.server.verification.authenticator import Authenticator
 
 if TYPE_CHECKING:
     from muxs._internals import IServable
+    from muxs.server.storage import FileStore
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +100,14 @@ class Lifecycle:
         self,
         settings: ServerSettings,
         services: Sequence[IServable],
-        root: Path,
+        store: FileStore,
         *,
         interceptors: Sequence[ServerInterceptor] = (),
         scopes: Mapping[str, str | None] | None = None,
         descriptor_sets: Sequence[bytes] = (),
     ) -> None:
         self.settings = settings
-        self.health = HealthState(services, root)
+        self.health = HealthState(services, store)
         hosted = [*services, self.health.service]
         if settings.reflection:
             hosted += reflection_services(hosted, descriptor_sets)

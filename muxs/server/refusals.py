@@ -20,8 +20,13 @@ from muxs.errors import StatusCode
 
 def refuse_field(status: StatusCode, field: str, message: str) -> NoReturn:
     """Refuse a request whose ``field`` breaks a rule: a ``BadRequest`` naming it."""
+    raise field_refusal(status, field, message)
+
+
+def field_refusal(status: StatusCode, field: str, message: str) -> GRPCError:
+    """The refusal of a request whose ``field`` breaks a rule: a ``BadRequest`` naming it."""
     violation = BadRequest.FieldViolation(field=field, description=message)
-    raise GRPCError(status, message, [BadRequest(field_violations=[violation])])
+    return GRPCError(status, message, [BadRequest(field_violations=[violation])])
 
 
 def over_limit(limit: str, message: str) -> GRPCError:

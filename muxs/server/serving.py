@@ -22,7 +22,7 @@ from muxs.server.interceptors import ServerInterceptor
 from muxs.server.open_files import raise_open_files_limit
 from muxs.server.services import FileControllerService, GreeterService
 from muxs.server.settings import ServerSettings
-from muxs.server.storage import SWEEP_SECONDS, Storage
+from muxs.server.storage import SWEEP_SECONDS, FileStore, LocalRoot, open_store
 from muxs.server.unix_socket import UnixListener, bind_unix, socket_path
 from muxs.tls import server_context
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_services(settings: ServerSettings, storage: Storage) -> Sequence[IServable]:
+def build_services(settings: ServerSettings, storage: FileStore) -> Sequence[IServable]:
     """Every service muxs hosts on its one port."""
     return [
         GreeterService(
@@ -55,7 +55,7 @@ class Embedding:
     interceptors: Sequence[ServerInterceptor] = ()
 
 
-def assemble(settings: ServerSettings, storage: Storage, embedding: Embedding) -> Lifecycle:
+def assemble(settings: ServerSettings, storage: FileStore, embedding: Embedding) -> Lifecycle:
     """The server with every service ``embedding`` asks for, and what runs and drains it."""
     # Imported here, not by `import muxs`: grpclib's health and reflection messages
     # register in protobuf's default pool, as grpcio-health-checking's and
@@ -72,7 +72,7 @@ def assemble(settings: ServerSettings, storage: Storage, embedding: Embedding) -
     return Lifecycle(
         settings,
         hosting.services,
-        storage.path,
+        storage,
         interceptors=embedding.interceptors,
         scopes=hosting.scopes,
         descriptor_sets=hosting.descriptor_sets,
@@ -81,7 +81,7 @@ def assemble(settings: ServerSettings, storage: Storage, embedding: Embedding) -
 
 def build_server(
     settings: ServerSettings,
-    storage: Storage,
+    storage: FileStore,
     *,
     services: Sequence[ServiceLike] = (),
     builtin_services: bool = True,
@@ -152,9 +152,11 @@ class RunningServer:
         return self.lifecycle.metrics_port
 
 
-def remove_stale_temp_files(storage: Storage) -> None:
-    """Sweep the root for temp files of interrupted writes; say what was done."""
-    sweep = storage.remove_stale_temp_files(SWEEP_SECONDS)
+def remove_stale_temp_files(store: FileStore) -> None:
+    """Sweep a local root for temp files of interrupted writes; say what was done."""
+    if not isinstance(store, LocalRoot):
+        return
+    sweep = store.root.remove_stale_temp_files(SWEEP_SECONDS)
     if not sweep.complete:
         log.warning(
             "removed %d temp file(s) left by an interrupted write, but did not search the "
@@ -201,7 +203,7 @@ async def serve(
         root=settings.root if root is None else Path(root),
         uds=settings.uds if path is None else Path(path),
     )
-    storage = Storage(settings.root)
+    storage = open_store(settings)
     unix: UnixListener | None = None
     try:
         context = tls_context(settings)
@@ -223,7 +225,7 @@ async def serve(
                 settings,
                 "" if path else settings.host,
                 0 if path else sock.getsockname()[1],
-                storage.path,
+                settings.root.resolve(),
                 lifecycle.server,
                 lifecycle,
                 path,
@@ -233,7 +235,7 @@ async def serve(
     finally:
         if unix is not None:
             unix.remove()
-        storage.close()
+        await storage.aclose()
 
 
 async def run(settings: ServerSettings, sock: socket.socket | None = None) -> None:
@@ -254,9 +256,9 @@ async def run(settings: ServerSettings, sock: socket.socket | None = None) -> No
     async with serve(settings=settings, sock=sock) as running:
         started.append(running)
         log.info(
-            "muxs listening on %s (root %s, up to %d open files)",
+            "muxs listening on %s (%s, up to %d open files)",
             running.target,
-            running.root,
+            settings.storage or f"root {running.root}",
             open_files,
         )
         if running.metrics_port is not None:

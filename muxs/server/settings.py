@@ -19,6 +19,7 @@ from typing import Any
 
 from muxs.errors import ConfigError
 from muxs.server.loops import EVENT_LOOPS, uvloop_installed
+from muxs.server.storage.s3_location import S3Location, check_endpoint
 from muxs.tls import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
@@ -34,12 +35,17 @@ _IMPORT_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 UDS_ACCESS = ("owner", "group", "anyone")
 #: Linux's ``sun_path`` holds 108 bytes, the last a NUL (macOS: 104).
 MAX_UDS_PATH_BYTES = 107
+#: S3's limits on a multipart upload's parts (all but the last).
+MIN_PART_BYTES = 5 * 1024 * 1024
+MAX_PART_BYTES = 5 * 1024**3
+MAX_PARTS_IN_FLIGHT = 64
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] = ()) -> Any:
+def option(default: Any, help: str, *, choices: tuple[str, ...] = (), secret: bool = False) -> Any:
     """A settings field: its default and the help shown by ``muxs serve --help``;
-    ``choices`` restricts a string."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+    ``choices`` restricts a string; a ``secret`` is never shown (repr, ``muxs config show``)."""
+    metadata = {"help": help, "choices": choices, "secret": secret}
+    return dataclasses.field(default=default, repr=not secret, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,29 @@ class ServerSettings:
         "event loop: uvloop (the `uvloop` extra) if installed for auto, else asyncio",
         choices=EVENT_LOOPS,
     )
+    storage: str | None = option(
+        None,
+        "keep FileController's files in this S3 bucket, s3://bucket/prefix (needs muxs[s3]), "
+        "instead of under root",
+    )
+    s3_endpoint: str | None = option(
+        None,
+        "S3 endpoint URL (an S3-compatible store; plain http only on a loopback address); "
+        "else AWS_ENDPOINT_URL, else AWS's",
+    )
+    s3_region: str | None = option(None, "S3 region; else AWS_REGION")
+    s3_access_key_id: str | None = option(None, "S3 access key id; else AWS_ACCESS_KEY_ID")
+    s3_secret_access_key: str | None = option(
+        None,
+        "S3 secret access key; else AWS_SECRET_ACCESS_KEY (never shown)",
+        secret=True,
+    )
+    s3_part_bytes: int = option(
+        8 * 1024 * 1024,
+        "size of the parts a WriteStream uploads to S3; an upload holds at most "
+        "s3_parts_in_flight + 1 of them in memory",
+    )
+    s3_parts_in_flight: int = option(4, "parts of one upload sent to S3 at once")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "root", Path(self.root))
@@ -230,10 +259,10 @@ class ServerSettings:
         )
 
 
-#: Options naming a file. No option holds a secret itself: the secrets are in the files
-#: (``tls_key``'s private key), which are read only to serve. A value holding a file's contents
-#: instead of its path (a key pasted into ``MUXS_TLS_KEY``) is refused without being shown, so
-#: that neither ``muxs config show`` nor an error message prints it.
+#: Options naming a file. No option but s3_secret_access_key holds a secret itself: the
+#: secrets are in the files (``tls_key``'s private key), which are read only to serve. A value
+#: holding a file's contents instead of its path (a key pasted into ``MUXS_TLS_KEY``) is refused
+#: without being shown, so that neither ``muxs config show`` nor an error message prints it.
 _PATHS = ("tls_cert", "tls_key", "tls_client_ca", "auth_jwks", "auth_tokens")
 
 
@@ -267,6 +296,7 @@ def _validate(settings: ServerSettings) -> None:
         _needs("otel", "opentelemetry.sdk.trace", "OpenTelemetry SDK", "otel")
     _validate_limits(settings)
     _validate_security(settings)
+    _validate_storage(settings)
     if settings.services is not None and not _IMPORT_PATH.fullmatch(settings.services):
         raise ConfigError("services", f"{settings.services!r} is not module:factory")
     if not 1 <= settings.workers <= MAX_WORKERS:
@@ -280,6 +310,33 @@ def _validate(settings: ServerSettings) -> None:
             raise ConfigError(
                 field.name, f"{getattr(settings, field.name)!r} is not one of {allowed}"
             )
+
+
+def _validate_storage(settings: ServerSettings) -> None:
+    if not MIN_PART_BYTES <= settings.s3_part_bytes <= MAX_PART_BYTES:
+        raise ConfigError(
+            "s3_part_bytes",
+            f"{settings.s3_part_bytes} is not between {MIN_PART_BYTES} and {MAX_PART_BYTES}",
+        )
+    if not 1 <= settings.s3_parts_in_flight <= MAX_PARTS_IN_FLIGHT:
+        raise ConfigError(
+            "s3_parts_in_flight",
+            f"{settings.s3_parts_in_flight} is not between 1 and {MAX_PARTS_IN_FLIGHT}",
+        )
+    if settings.storage is None:
+        return
+    for name, check in (("storage", S3Location.parse), ("s3_endpoint", check_endpoint)):
+        value = getattr(settings, name)
+        if value is not None:
+            try:
+                check(value)
+            except ValueError as exc:
+                raise ConfigError(name, str(exc)) from None
+    if (settings.s3_access_key_id is None) != (settings.s3_secret_access_key is None):
+        raise ConfigError(
+            "s3_secret_access_key", "s3_access_key_id and s3_secret_access_key go together"
+        )
+    _needs("storage", "obstore", "obstore package", "s3")
 
 
 def _validate_uds(path: Path, workers: int) -> None:

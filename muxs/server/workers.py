@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from muxs.server.open_files import raise_open_files_limit
 from muxs.server.serving import bind, remove_stale_temp_files
 from muxs.server.settings import ServerSettings
-from muxs.server.storage import Storage
+from muxs.server.storage import LocalRoot, Root
 
 if TYPE_CHECKING:
     from muxs.server.metrics import WorkersMetrics
@@ -215,19 +215,20 @@ def _metrics(settings: ServerSettings) -> Iterator[WorkersMetrics | None]:
 async def supervise(settings: ServerSettings, worker: Worker) -> None:
     """Run ``settings.workers`` workers on one port until SIGTERM or SIGINT."""
     open_files = raise_open_files_limit()  # the workers inherit it
-    storage = Storage(settings.root)
-    try:
-        remove_stale_temp_files(storage)
-    finally:
-        storage.close()
+    if settings.storage is None:
+        store = LocalRoot(Root(settings.root))
+        try:
+            remove_stale_temp_files(store)
+        finally:
+            await store.aclose()
     sockets = listening_sockets(settings.host, settings.port, settings.workers)
     try:
         host, port = sockets[0].getsockname()[:2]
         target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         log.info(
-            "muxs listening on %s (root %s, %d workers, up to %d open files each)",
+            "muxs listening on %s (%s, %d workers, up to %d open files each)",
             target,
-            settings.root.resolve(),
+            settings.storage or f"root {settings.root.resolve()}",
             settings.workers,
             open_files,
         )

@@ -31,7 +31,7 @@ from muxs.server.codec import Codec
 from muxs.server.limits import RequestReader
 from muxs.server.serving import build_services
 from muxs.server.settings import ServerSettings
-from muxs.server.storage import Storage
+from muxs.server.storage import LocalRoot, Root
 from muxs_api.muxs import Chunk, Files, HelloRequest, ListRequest, Number
 from tests.rawh2 import grpc_frame
 from tests.reliability.methods import LIMIT, MAX_REPLIES, REFUSALS, implemented
@@ -69,13 +69,13 @@ class Target:
 
     def __init__(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="muxs-fuzz-"))
-        self._root = Storage(self._dir)
+        self._root = Root(self._dir)
         settings = ServerSettings(
             root=self._dir, max_message_bytes=LIMIT, max_stream_replies=MAX_REPLIES
         )
         self.methods = {
             path: method
-            for service in build_services(settings, self._root)
+            for service in build_services(settings, LocalRoot(self._root))
             for path, method in service.__mapping__().items()
         }
         self._paths = sorted(self.methods)

@@ -21,7 +21,7 @@ import pytest
 
 from muxs import Client, RpcError, ServerSettings, StatusCode, serve
 from muxs.server import serving
-from muxs.server.storage import TEMP_PREFIX, Storage, Sweep
+from muxs.server.storage import TEMP_PREFIX, Root, Sweep
 from tests.polling import until
 from tests.processes import listening_target
 
@@ -124,9 +124,9 @@ async def test_a_root_made_read_only_while_serving(small_root: Path) -> None:
 CRASH_MID_WRITE = """
 import os, signal, sys
 from pathlib import Path
-from muxs.server.storage import Storage
+from muxs.server.storage import Root
 
-new = Storage(Path(sys.argv[1])).open_for_replace(sys.argv[2])
+new = Root(Path(sys.argv[1])).open_for_replace(sys.argv[2])
 new.write(b"half of the new content")
 os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -155,7 +155,7 @@ def test_restart_removes_only_its_own_temp_files(tmp_path: Path) -> None:
         (root / name).write_text(text)
     (root / ".muxs-tmp-fedcba9876543210").symlink_to(outside)
 
-    storage = Storage(root)
+    storage = Root(root)
     try:
         assert storage.remove_stale_temp_files() == Sweep(removed=2, complete=True)
     finally:
@@ -223,7 +223,7 @@ def test_the_sweep_stops_when_its_time_is_up(root_dir: Path) -> None:
     (root_dir / "sub").mkdir()
     stale = root_dir / "sub" / ".muxs-tmp-0123456789abcdef"
     stale.write_text("")
-    storage = Storage(root_dir)
+    storage = Root(root_dir)
     try:
         assert storage.remove_stale_temp_files(seconds=0) == Sweep(removed=0, complete=False)
         assert stale.exists()

@@ -23,7 +23,7 @@ from muxs.auth import current_identity, required_scope
 from muxs.calls import Caller
 from muxs.server.hooks import CallHooks
 from muxs.server.serving import bind, build_services
-from muxs.server.storage import Storage
+from muxs.server.storage import LocalRoot
 from muxs.server.verification import authenticator as auth
 from tests.access import access_records
 
@@ -43,7 +43,7 @@ MUXS_METHODS = {
 }
 
 
-def test_every_muxs_method_needs_its_scope(settings: ServerSettings, storage: Storage) -> None:
+def test_every_muxs_method_needs_its_scope(settings: ServerSettings, storage: LocalRoot) -> None:
     served = {
         name for service in build_services(settings, storage) for name in service.__mapping__()
     }

@@ -22,6 +22,7 @@ from muxs.calls import Caller
 from muxs.server.lifecycle import Lifecycle
 from muxs.server.services import GreeterService
 from muxs.server.serving import bind, serve
+from muxs.server.storage import LocalRoot, Root
 from tests.access import access_records
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 
@@ -159,10 +160,11 @@ async def test_an_unexpected_error_is_logged_once_and_the_client_gets_internal(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = ServerSettings(host="127.0.0.1", port=0, root=tmp_path)
+    store = LocalRoot(Root(tmp_path))
     lifecycle = Lifecycle(
         settings,
         [BrokenGreeter(max_stream_replies=10, max_message_bytes=1024, stream_idle_timeout=1)],
-        tmp_path,
+        store,
     )
     sock = bind("127.0.0.1", 0)
     await lifecycle.start(sock)
@@ -172,6 +174,7 @@ async def test_an_unexpected_error_is_logged_once_and_the_client_gets_internal(
                 await client.say_hello("you")
     finally:
         await lifecycle.stop()
+        await store.aclose()
     assert caught.value.status is StatusCode.INTERNAL
     assert "/srv" not in caught.value.message
     assert "RuntimeError" not in caught.value.message

@@ -12,9 +12,9 @@ import pytest
 from grpclib.testing import ChannelFor
 
 from muxs import Client, FileInfo, RpcError, ServerSettings, StatusCode
-from muxs.server.services.files import LIST_BATCH
 from muxs.server.serving import build_services
-from muxs.server.storage import TEMP_PREFIX, Storage
+from muxs.server.storage import TEMP_PREFIX, LocalRoot
+from muxs.server.storage.local import LIST_BATCH
 
 
 async def listing(client: Client, path: str = "") -> dict[str, FileInfo]:
@@ -170,7 +170,7 @@ async def test_delete_refusals_remove_nothing(
 
 
 @pytest.fixture
-async def strict_client(settings: ServerSettings, storage: Storage) -> AsyncIterator[Client]:
+async def strict_client(settings: ServerSettings, storage: LocalRoot) -> AsyncIterator[Client]:
     """A client of a server that does not create directories."""
     services = build_services(replace(settings, create_dirs=False), storage)
     async with ChannelFor(services) as channel:
@@ -191,7 +191,7 @@ async def test_writes_can_be_kept_from_creating_directories(
 
 
 @pytest.fixture
-async def seed_client(settings: ServerSettings, storage: Storage) -> AsyncIterator[Client]:
+async def seed_client(settings: ServerSettings, storage: LocalRoot) -> AsyncIterator[Client]:
     """A client of a server answering Read and Write failures as the seed server did."""
     services = build_services(replace(settings, error_style="seed"), storage)
     async with ChannelFor(services) as channel:

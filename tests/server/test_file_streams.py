@@ -18,7 +18,7 @@ from grpclib.testing import ChannelFor
 from muxs import Client, RpcError, ServerSettings, StatusCode, serve
 from muxs.api import Chunk, FileControllerStub
 from muxs.server.serving import build_services
-from muxs.server.storage import TEMP_PREFIX, AtomicFile, Storage
+from muxs.server.storage import TEMP_PREFIX, AtomicFile, FileStore, LocalRoot, Root
 
 pytestmark = pytest.mark.usefixtures("storage")
 
@@ -28,13 +28,13 @@ def temp_files(root_dir: Path) -> list[str]:
 
 
 @asynccontextmanager
-async def in_memory(settings: ServerSettings, root: Storage) -> AsyncIterator[Client]:
+async def in_memory(settings: ServerSettings, root: FileStore) -> AsyncIterator[Client]:
     """A client on an in-memory server; leaving it waits until every handler has finished."""
     async with ChannelFor(build_services(settings, root)) as channel:
         yield Client("in-memory:0", channel=channel)
 
 
-class WatchedRoot(Storage):
+class WatchedRoot(Root):
     """A real root that tells the test when a write has created its temp file."""
 
     def __init__(self, path: Path) -> None:
@@ -83,7 +83,7 @@ async def test_read_stream_sends_64_kib_chunks(client: Client, root_dir: Path) -
 
 async def test_the_chunk_size_is_a_setting(root_dir: Path, settings: ServerSettings) -> None:
     (root_dir / "f").write_bytes(b"x" * 5000)
-    async with in_memory(replace(settings, chunk_bytes=2048), Storage(root_dir)) as client:
+    async with in_memory(replace(settings, chunk_bytes=2048), LocalRoot(Root(root_dir))) as client:
         assert [len(data) async for data in client.read_chunks("f")] == [2048, 2048, 904]
 
 
@@ -92,7 +92,7 @@ async def test_reads_of_many_chunks_keep_the_chunk_size(
 ) -> None:
     data = os.urandom(5 * 1024 * 1024 + 7)  # several blocks of reads, each a multiple of 3000
     (root_dir / "f").write_bytes(data)
-    async with in_memory(replace(settings, chunk_bytes=3000), Storage(root_dir)) as client:
+    async with in_memory(replace(settings, chunk_bytes=3000), LocalRoot(Root(root_dir))) as client:
         chunks = [data async for data in client.read_chunks("f")]
     assert {len(chunk) for chunk in chunks[:-1]} == {3000}
     assert b"".join(chunks) == data
@@ -140,7 +140,7 @@ async def test_write_chunks_takes_an_async_iterable(client: Client, root_dir: Pa
     ids=["no chunks", "unnamed first chunk", "named second chunk"],
 )
 async def test_malformed_write_streams_are_invalid_argument(
-    settings: ServerSettings, storage: Storage, root_dir: Path, chunks: list[Chunk]
+    settings: ServerSettings, storage: LocalRoot, root_dir: Path, chunks: list[Chunk]
 ) -> None:
     async with ChannelFor(build_services(settings, storage)) as channel:
         with pytest.raises(GRPCError) as caught:
@@ -155,7 +155,7 @@ def small_files(settings: ServerSettings) -> ServerSettings:
 
 
 async def test_writes_over_the_file_limit_are_resource_exhausted(
-    small_files: ServerSettings, storage: Storage, root_dir: Path
+    small_files: ServerSettings, storage: LocalRoot, root_dir: Path
 ) -> None:
     (root_dir / "f").write_bytes(b"old")
     async with in_memory(small_files, storage) as client:
@@ -169,7 +169,7 @@ async def test_writes_over_the_file_limit_are_resource_exhausted(
 
 
 async def test_a_long_write_over_the_file_limit_is_resource_exhausted(
-    settings: ServerSettings, storage: Storage, root_dir: Path
+    settings: ServerSettings, storage: LocalRoot, root_dir: Path
 ) -> None:
     (root_dir / "f").write_bytes(b"old")
     limit = 3 * 1024 * 1024 + 5  # past the first batches of writes, inside a chunk
@@ -183,7 +183,7 @@ async def test_a_long_write_over_the_file_limit_is_resource_exhausted(
 
 
 async def test_reads_over_the_file_limit_are_failed_precondition(
-    small_files: ServerSettings, storage: Storage, root_dir: Path
+    small_files: ServerSettings, storage: LocalRoot, root_dir: Path
 ) -> None:
     (root_dir / "big").write_bytes(b"x" * 100_001)
     async with in_memory(small_files, storage) as client:
@@ -203,7 +203,7 @@ async def test_an_upload_whose_source_fails_leaves_no_trace(
         await asyncio.to_thread(watched_root.write_started.wait, 10)
         raise ValueError("the source broke")
 
-    async with in_memory(settings, watched_root) as client:
+    async with in_memory(settings, LocalRoot(watched_root)) as client:
         with pytest.raises(ValueError, match="the source broke"):
             await client.write_chunks("f", failing())
     assert watched_root.write_started.is_set()
@@ -215,7 +215,7 @@ async def test_a_write_stream_past_its_deadline_leaves_no_trace(
     settings: ServerSettings, watched_root: WatchedRoot, root_dir: Path
 ) -> None:
     (root_dir / "f").write_bytes(b"old")
-    async with in_memory(settings, watched_root) as client:
+    async with in_memory(settings, LocalRoot(watched_root)) as client:
         with pytest.raises(RpcError) as caught:
             await client.write_chunks("f", stalled(), timeout=1)
     assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
@@ -228,7 +228,7 @@ async def test_a_cancelled_write_stream_leaves_no_trace(
     settings: ServerSettings, watched_root: WatchedRoot, root_dir: Path
 ) -> None:
     (root_dir / "f").write_bytes(b"old")
-    async with in_memory(settings, watched_root) as client:
+    async with in_memory(settings, LocalRoot(watched_root)) as client:
         upload = asyncio.create_task(client.write_chunks("f", stalled()))
         await asyncio.to_thread(watched_root.write_started.wait, 10)
         upload.cancel()

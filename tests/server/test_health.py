@@ -13,7 +13,7 @@ from grpclib.testing import ChannelFor
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode
 from muxs.server.health import HealthState
 from muxs.server.serving import build_services
-from muxs.server.storage import Storage
+from muxs.server.storage import LocalRoot
 
 SERVING = HealthCheckResponse.SERVING
 NOT_SERVING = HealthCheckResponse.NOT_SERVING
@@ -33,9 +33,9 @@ async def test_an_unknown_service_is_not_found(live_server: RunningServer) -> No
 
 
 @pytest.fixture
-def health(settings: ServerSettings, storage: Storage) -> HealthState:
+def health(settings: ServerSettings, storage: LocalRoot) -> HealthState:
     """Health of the muxs services, re-checking the root on every Check."""
-    return HealthState(build_services(settings, storage), storage.path, recheck=0)
+    return HealthState(build_services(settings, storage), storage, recheck=0)
 
 
 @pytest.fixture

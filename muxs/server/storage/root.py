@@ -1,27 +1,22 @@
-"""The FileController's root directory: confined path resolution and atomic, durable writes.
+"""The local backend's root directory: confined path resolution and atomic, durable writes.
 
-Every path a client names goes through ``Storage``; nothing else in muxs touches the disk
-on a client's behalf. The rules (documented in the README):
+Every path a client names goes through ``Root``; nothing else in muxs touches the disk
+on a client's behalf. The rules (documented in the README), beside the name rules of
+``muxs.server.storage.names``:
 
-- Names are relative to the root and ``/``-separated; empty components and ``.`` are
-  ignored. Absolute names, empty names, NUL bytes, names over the OS limits and names
-  whose last component starts with the reserved temp prefix are INVALID_ARGUMENT.
-- A name that leads more than ``MAX_DEPTH`` directories deep is RESOURCE_EXHAUSTED
-  (resolving it holds a descriptor per directory), as is any call that finds no file
-  descriptor left (EMFILE, ENFILE).
-- ``..`` that climbs above the root, and a symlink that leads outside it (an absolute
-  target, or a relative one climbing above the root), are PERMISSION_DENIED. Symlinks
-  that stay inside the root are followed.
+- Any call that finds no file descriptor left (EMFILE, ENFILE) is ``Exhausted``.
+- A symlink that leads outside the root (an absolute target, or a relative one climbing
+  above the root) is ``Forbidden``. Symlinks that stay inside the root are followed.
 - The target must be a regular file (``stat`` and ``list_dir`` also take a directory,
   the root included): directories where a file is expected, FIFOs, sockets and devices
-  are PERMISSION_DENIED.
+  are ``Forbidden``.
 - Resolution is race-free: each component is opened relative to an already open
   directory descriptor with ``O_NOFOLLOW``, and symlinks are expanded by this code, not
   by the kernel, so a symlink swapped in mid-call cannot lead a call out of the root.
 - A write goes to a temp file in the target's directory, is fsynced, renamed over the
   target and the directory is fsynced: readers see the old or the new file, never a mix.
 
-Methods block; the service runs them in worker threads.
+Methods block; ``muxs.server.storage.local`` runs them in worker threads.
 """
 
 from __future__ import annotations
@@ -40,25 +35,30 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
-from grpclib.exceptions import GRPCError
-
-from muxs.errors import StatusCode
-from muxs.server.refusals import refuse_field
+from muxs.server.storage.interface import (
+    Changed,
+    Exhausted,
+    Forbidden,
+    InvalidName,
+    NotFound,
+    StorageError,
+    Unavailable,
+    WrongKind,
+)
+from muxs.server.storage.names import (
+    TEMP_PREFIX,
+    parse_name,
+    refuse_reserved,
+    refuse_too_deep,
+    shown,
+)
 
 log = logging.getLogger(__name__)
 
-TEMP_PREFIX = ".muxs-tmp-"
 _TEMP_TOKEN_BYTES = 8
 _TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + f"[0-9a-f]{{{2 * _TEMP_TOKEN_BYTES}}}")
-NAME_MAX = 255
-#: The request field a path refusal's BadRequest names (ListRequest's is ``path``).
-NAME_FIELD = "filename"
-PATH_MAX = 4095
 MAX_SYMLINKS = 40
-#: How many directories deep a name may lead (its resolution holds a descriptor for each).
-MAX_DEPTH = 256
 #: How long the start-up sweep for stale temp files may take at most.
 SWEEP_SECONDS = 10.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -66,66 +66,22 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_C
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _refuse(status: StatusCode, message: str) -> NoReturn:
-    raise GRPCError(status, message)
-
-
-def _refuse_name(status: StatusCode, message: str) -> NoReturn:
-    """A name that breaks a path rule: the refusal's ``BadRequest`` names the field."""
-    refuse_field(status, NAME_FIELD, message)
-
-
-def shown(name: str) -> str:
-    """A client's name as it may appear in a message: never huge."""
-    return name if len(name) <= 80 else name[:77] + "..."
-
-
-def parse_name(name: str) -> list[str]:
-    """Split a client's name into components below the root, refusing malformed names."""
-    if not name:
-        _refuse_name(StatusCode.INVALID_ARGUMENT, "filename is empty")
-    if "\0" in name:
-        _refuse_name(StatusCode.INVALID_ARGUMENT, "filename contains a NUL byte")
-    if name.startswith("/"):
-        _refuse_name(
-            StatusCode.INVALID_ARGUMENT,
-            f"{shown(name)} is absolute; names are relative to the server's root",
-        )
-    if len(name.encode("utf-8", "surrogatepass")) > PATH_MAX:
-        _refuse_name(StatusCode.INVALID_ARGUMENT, f"filename is longer than {PATH_MAX} bytes")
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                _refuse_name(StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root")
-            parts.pop()
-            continue
-        if len(part.encode("utf-8", "surrogatepass")) > NAME_MAX:
-            _refuse_name(
-                StatusCode.INVALID_ARGUMENT, f"a component of the filename is over {NAME_MAX} bytes"
-            )
-        parts.append(part)
-    return parts
-
-
 def _require_regular(mode: int, name: str) -> None:
     if stat.S_ISDIR(mode):
-        _refuse(StatusCode.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file")
+        raise Forbidden(f"{shown(name)} is a directory, not a file")
     if not stat.S_ISREG(mode):
-        _refuse(StatusCode.PERMISSION_DENIED, f"{shown(name)} is not a regular file")
+        raise Forbidden(f"{shown(name)} is not a regular file")
 
 
 def _require_file(target: _Target, name: str) -> None:
     if target.mode is None:
-        _refuse(StatusCode.NOT_FOUND, f"{shown(name)} does not exist")
+        raise NotFound(f"{shown(name)} does not exist")
     _require_regular(target.mode, name)
 
 
 def _require_file_or_dir(target: _Target, name: str) -> os.stat_result:
     if target.st is None:
-        _refuse(StatusCode.NOT_FOUND, f"{shown(name)} does not exist")
+        raise NotFound(f"{shown(name)} does not exist")
     if not stat.S_ISDIR(target.st.st_mode):
         _require_regular(target.st.st_mode, name)
     return target.st
@@ -134,7 +90,7 @@ def _require_file_or_dir(target: _Target, name: str) -> os.stat_result:
 def _refuse_if_changed(exc: OSError, name: str) -> None:
     """An entry checked a moment ago is gone or became a symlink: a concurrent change."""
     if exc.errno in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR):
-        _refuse(StatusCode.ABORTED, f"{shown(name)} changed during the call; retry")
+        raise Changed(f"{shown(name)} changed during the call; retry")
 
 
 @contextlib.contextmanager
@@ -144,21 +100,19 @@ def _os_errors(name: str) -> Iterator[None]:
         yield
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            _refuse(StatusCode.RESOURCE_EXHAUSTED, "the server's storage is full")
+            raise Exhausted("the server's storage is full") from None
         if exc.errno == errno.EROFS:
-            _refuse(StatusCode.UNAVAILABLE, "the server's storage is read-only")
+            raise Unavailable("the server's storage is read-only") from None
         if exc.errno == errno.EACCES:
-            _refuse(StatusCode.PERMISSION_DENIED, f"the server may not access {shown(name)}")
+            raise Forbidden(f"the server may not access {shown(name)}") from None
         if exc.errno in (errno.EMFILE, errno.ENFILE):
-            _refuse(
-                StatusCode.RESOURCE_EXHAUSTED, "the server has no file descriptor left; retry later"
-            )
+            raise Exhausted("the server has no file descriptor left; retry later") from None
         raise
 
 
 def _count_link(links: int, name: str) -> int:
     if links >= MAX_SYMLINKS:
-        _refuse_name(StatusCode.INVALID_ARGUMENT, f"{shown(name)}: too many levels of symlinks")
+        raise InvalidName(f"{shown(name)}: too many levels of symlinks", about_name=True)
     return links + 1
 
 
@@ -233,9 +187,7 @@ class AtomicFile:
                     dst_dir_fd=self._target.dir_fd,
                 )
             except IsADirectoryError:
-                _refuse(
-                    StatusCode.PERMISSION_DENIED, f"{shown(self._name)} is a directory, not a file"
-                )
+                raise Forbidden(f"{shown(self._name)} is a directory, not a file") from None
             self._temp = ""
             os.fsync(self._target.dir_fd)
 
@@ -260,7 +212,7 @@ class AtomicFile:
 class Listing:
     """The entries of an open directory, read in batches; close when done."""
 
-    def __init__(self, root: Storage, name: str, dir_fd: int) -> None:
+    def __init__(self, root: Root, name: str, dir_fd: int) -> None:
         self._root = root
         self._name = name
         self._fd = dir_fd  # DirEntry.stat() uses it: open until close()
@@ -280,7 +232,7 @@ class Listing:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISLNK(st.st_mode):
                     st = self._root.stat(f"{self._name}/{entry.name}")
-            except (FileNotFoundError, GRPCError):  # gone, or a link stat refuses
+            except (FileNotFoundError, StorageError):  # gone, or a link stat refuses
                 continue
             if stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
                 batch.append((entry.name, st))
@@ -295,7 +247,7 @@ class Listing:
 
 @dataclass
 class Sweep:
-    """What ``Storage.remove_stale_temp_files`` did."""
+    """What ``Root.remove_stale_temp_files`` did."""
 
     removed: int = 0
     #: False when part of the root was not searched: the time ran out, or a directory
@@ -337,7 +289,7 @@ def _open_subdir(parent: int, name: str, sweep: Sweep) -> int | None:
         return None
 
 
-class Storage:
+class Root:
     """A directory that confines every name a client gives."""
 
     def __init__(self, path: Path) -> None:
@@ -347,6 +299,19 @@ class Storage:
 
     def close(self) -> None:
         os.close(self._fd)
+
+    def writable(self) -> bool:
+        """Whether a new file can be created (and removed) in the root's path (the directory
+        there now: one removed and made again counts)."""
+        probe = self.path / f"{TEMP_PREFIX}health-{secrets.token_hex(4)}"
+        try:
+            fd = os.open(probe, _CREATE_FLAGS, 0o600)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            log.debug("root %s is not writable: %s", self.path, exc)
+            return False
+        return True
 
     def remove_stale_temp_files(self, seconds: float = SWEEP_SECONDS) -> Sweep:
         """Delete temp files left by a muxs process that died mid-write, for at most
@@ -437,7 +402,7 @@ class Storage:
         target = self._resolve(name, create_dirs=False, directory_ok=True)
         try:
             if not stat.S_ISDIR(_require_file_or_dir(target, name).st_mode):
-                _refuse(StatusCode.FAILED_PRECONDITION, f"{shown(name)} is a file, not a directory")
+                raise WrongKind(f"{shown(name)} is a file, not a directory")
             try:
                 with _os_errors(name):
                     fd = os.open(target.entry, _DIR_FLAGS, dir_fd=target.dir_fd)
@@ -458,11 +423,9 @@ class Storage:
                 try:
                     os.unlink(target.entry, dir_fd=target.dir_fd)
                 except FileNotFoundError:
-                    _refuse(StatusCode.NOT_FOUND, f"{shown(name)} does not exist")
+                    raise NotFound(f"{shown(name)} does not exist") from None
                 except IsADirectoryError:
-                    _refuse(
-                        StatusCode.PERMISSION_DENIED, f"{shown(name)} is a directory, not a file"
-                    )
+                    raise Forbidden(f"{shown(name)} is a directory, not a file") from None
                 os.fsync(target.dir_fd)
         finally:
             target.close()
@@ -483,10 +446,7 @@ class Storage:
             while True:
                 if not pending:
                     if not directory_ok:
-                        _refuse(
-                            StatusCode.PERMISSION_DENIED,
-                            f"{shown(name)} is a directory, not a file",
-                        )
+                        raise Forbidden(f"{shown(name)} is a directory, not a file")
                     dir_fd = stack.pop()
                     return _Target(dir_fd, ".", os.fstat(dir_fd))
                 part = pending.popleft()
@@ -494,9 +454,7 @@ class Storage:
                     continue
                 if part == "..":
                     if len(stack) == 1:
-                        _refuse_name(
-                            StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root"
-                        )
+                        raise Forbidden(f"{shown(name)} leads outside the root", about_name=True)
                     os.close(stack.pop())
                     continue
                 dir_fd = stack[-1]
@@ -509,23 +467,13 @@ class Storage:
                     links = _count_link(links, name)
                     link = os.readlink(part, dir_fd=dir_fd)
                     if link.startswith("/"):
-                        _refuse_name(
-                            StatusCode.PERMISSION_DENIED, f"{shown(name)} leads outside the root"
-                        )
+                        raise Forbidden(f"{shown(name)} leads outside the root", about_name=True)
                     pending.extendleft(reversed(link.split("/")))
                     continue
                 if not any(p not in ("", ".") for p in pending):
-                    if part.startswith(TEMP_PREFIX):
-                        _refuse_name(
-                            StatusCode.INVALID_ARGUMENT,
-                            f"names starting with {TEMP_PREFIX!r} are reserved for muxs",
-                        )
+                    refuse_reserved(part)
                     return _Target(stack.pop(), part, st)
-                if len(stack) > MAX_DEPTH:
-                    _refuse(
-                        StatusCode.RESOURCE_EXHAUSTED,
-                        f"{shown(name)} is more than {MAX_DEPTH} directories deep",
-                    )
+                refuse_too_deep(name, len(stack))
                 fd = self._open_dir(dir_fd, part, name, create=create_dirs and st is None)
                 if fd is None:  # became a symlink since the stat: look again
                     links = _count_link(links, name)
@@ -547,10 +495,10 @@ class Storage:
             try:
                 return os.open(part, _DIR_FLAGS, dir_fd=dir_fd)
             except FileNotFoundError:
-                _refuse(StatusCode.NOT_FOUND, f"a parent directory of {shown(name)} does not exist")
+                raise NotFound(f"a parent directory of {shown(name)} does not exist") from None
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
             if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
                 return None
-            _refuse(StatusCode.FAILED_PRECONDITION, f"a parent of {shown(name)} is not a directory")
+            raise WrongKind(f"a parent of {shown(name)} is not a directory")
