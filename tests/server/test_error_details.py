@@ -39,6 +39,22 @@ async def test_a_path_rule_violation_names_the_field(
     assert violation.description == caught.value.message
 
 
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/etc", StatusCode.INVALID_ARGUMENT), ("../x", StatusCode.PERMISSION_DENIED)],
+)
+async def test_a_list_path_rule_violation_names_its_field_path(
+    settings: ServerSettings, path: str, status: StatusCode
+) -> None:
+    async with serve(settings=settings) as running, Client(running.target, timeout=10) as client:
+        with pytest.raises(RpcError) as caught:
+            [entry async for entry in client.list(path)]
+    assert caught.value.status is status
+    bad = caught.value.detail(BadRequest)
+    assert bad is not None
+    assert [violation.field for violation in bad.field_violations] == ["path"]
+
+
 async def test_a_refusal_that_is_no_rule_has_no_details(settings: ServerSettings) -> None:
     async with serve(settings=settings) as running, Client(running.target, timeout=10) as client:
         with pytest.raises(RpcError) as caught:

@@ -91,7 +91,7 @@ class FileControllerService(ClosingServerStreams, FileControllerBase):
                 await new.aclose()
 
     async def list(self, list_request: ListRequest) -> AsyncIterator[FileInfo]:
-        with storage_refusals():
+        with storage_refusals(field="path"):
             batches = self._storage.list_dir(list_request.path or ".")
             async with contextlib.aclosing(batches):
                 async for batch in batches:

@@ -20,7 +20,8 @@ from muxs.server.storage.interface import (
     WrongKind,
 )
 
-#: The request field a refusal of a name's rules names in its ``BadRequest``.
+#: The request field a refusal of a name's rules names in its ``BadRequest`` (``Files``'s and
+#: ``Chunk``'s; ``ListRequest``'s is ``path``).
 NAME_FIELD = "filename"
 
 STATUSES: dict[type[StorageError], StatusCode] = {
@@ -34,18 +35,19 @@ STATUSES: dict[type[StorageError], StatusCode] = {
 }
 
 
-def refusal(exc: StorageError) -> GRPCError:
-    """The gRPC refusal of a store's refusal (a ``BadRequest`` when it is about the name)."""
+def refusal(exc: StorageError, field: str = NAME_FIELD) -> GRPCError:
+    """The gRPC refusal of a store's refusal (a ``BadRequest`` naming the request's ``field``
+    when it is about the name)."""
     status = next(STATUSES[kind] for kind in type(exc).__mro__ if kind in STATUSES)
     if exc.about_name:
-        return field_refusal(status, NAME_FIELD, exc.message)
+        return field_refusal(status, field, exc.message)
     return GRPCError(status, exc.message)
 
 
 @contextlib.contextmanager
-def storage_refusals() -> Iterator[None]:
+def storage_refusals(field: str = NAME_FIELD) -> Iterator[None]:
     """Turn the ``StorageError`` raised in the block into its gRPC refusal."""
     try:
         yield
     except StorageError as exc:
-        raise refusal(exc) from None
+        raise refusal(exc, field) from None
