@@ -546,43 +546,55 @@ def _split_headers(
     return frames
 
 
-def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
-    """Have ``h2_conn`` decode each received header block once per state of its HPACK table:
-    a block whose decoding left the table as it was is kept with its headers, and decoded
-    again only after the table changed (a client's later requests reuse its table's entries,
-    so their blocks repeat byte for byte)."""
-    # Relies on: h2 decoding every received header block with self.decoder.decode(block,
-    # raw=True), and hpack's Decoder keeping its table in header_table (dynamic_entries,
-    # maxsize), changed by nothing but decode.
-    decoder = h2_conn.decoder
-    table = decoder.header_table
-    decode = decoder.decode
-    kept: dict[tuple[Any, ...], list[Any]] = {}
-    version = 0
+class _DecodingOnce(hpack.Decoder):
+    """hpack's ``Decoder``, with each block whose decoding left the table as it was kept with
+    its headers, and decoded again only after the table changed."""
 
-    def decode_once(data: bytes, raw: bool = False) -> Any:
-        nonlocal version
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size)
+        self._kept: dict[tuple[Any, ...], list[Any]] = {}
+        self._version = 0  # one more each time the table changes
+
+    def decode(self, data: bytes, raw: bool = False) -> Any:
         if len(data) > RECEIVED_BLOCK_BYTES:
-            version += 1  # the table may change: what was kept may not hold
-            return decode(data, raw)
-        key = (version, raw, decoder.max_header_list_size, decoder.max_allowed_table_size, data)
-        known = kept.get(key)
+            self._forget()  # the table may change: what was kept may not hold
+            return super().decode(data, raw)
+        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
+        known = self._kept.get(key)
         if known is not None:
             return list(known)
+        table = self.header_table
         before = (table.maxsize, *table.dynamic_entries)
         try:
-            headers = list(decode(data, raw))
+            headers = list(super().decode(data, raw))
         except BaseException:  # the table may be half changed: h2 closes the connection
-            version += 1
-            kept.clear()
+            self._forget()
             raise
         if (table.maxsize, *table.dynamic_entries) != before:
-            version += 1
-            kept.clear()
+            self._forget()
         else:
-            if len(kept) >= RECEIVED_BLOCKS_KEPT:
-                kept.clear()
-            kept[key] = list(headers)
+            if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
+                self._kept.clear()
+            self._kept[key] = list(headers)
         return headers
 
-    decoder.decode = decode_once  # type: ignore[method-assign]
+    def _forget(self) -> None:
+        self._version += 1
+        self._kept.clear()
+
+
+def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
+    """Have ``h2_conn`` (which has received no header block yet) decode each received header
+    block once per state of its HPACK table: a block whose decoding left the table as it was
+    is kept with its headers, and decoded again only after the table changed (a client's
+    later requests reuse its table's entries, so their blocks repeat byte for byte)."""
+    # Relies on: h2 decoding every received header block with self.decoder.decode(block,
+    # raw=True), setting only the decoder's max_header_list_size and max_allowed_table_size;
+    # hpack's Decoder keeping its table in header_table (dynamic_entries, maxsize), changed by
+    # nothing but decode.
+    fresh = h2_conn.decoder
+    assert not fresh.header_table.dynamic_entries, "a block was decoded already"
+    decoder = _DecodingOnce(fresh.max_header_list_size)
+    decoder.max_allowed_table_size = fresh.max_allowed_table_size
+    decoder.header_table.maxsize = fresh.header_table.maxsize
+    h2_conn.decoder = decoder
