@@ -194,8 +194,10 @@ class ServerSettings:
         1, "server processes sharing the port (SO_REUSEPORT); one that dies is restarted"
     )
     event_loop: str = option(
-        "auto",
-        "event loop: uvloop (the `uvloop` extra) if installed for auto, else asyncio",
+        "asyncio",
+        "event loop: asyncio, uvloop (the `uvloop` extra), or auto (uvloop if installed); "
+        "asyncio by default: uvloop is no faster here, and less fair under some floods "
+        "(docs/PERFORMANCE.md)",
         choices=EVENT_LOOPS,
     )
 
