@@ -419,7 +419,7 @@ RECEIVED_BLOCKS_KEPT = 16
 #: once its headers are in the peer's table, is a few dozen bytes).
 RECEIVED_BLOCK_BYTES = 512
 
-_HEADERS_FRAME = struct.Struct(">HBBBL")  # hyperframe's frame header: length, type, flags, id
+_FRAME_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header: length, type, flags, id
 _END_HEADERS = 0x4
 _END_STREAM = 0x1
 
@@ -524,7 +524,7 @@ def _frame_headers(
             f.serialize() for f in _split_headers(h2_stream.stream_id, block, frame_flags, h2_conn)
         )
     else:
-        h2_conn._data_to_send += _HEADERS_FRAME.pack(
+        h2_conn._data_to_send += _FRAME_HEADER.pack(
             size >> 8, size & 0xFF, 0x1, frame_flags, h2_stream.stream_id
         )
         h2_conn._data_to_send += block
@@ -598,3 +598,69 @@ def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
     decoder.max_allowed_table_size = fresh.max_allowed_table_size
     decoder.header_table.maxsize = fresh.header_table.maxsize
     h2_conn.decoder = decoder
+
+
+def send_data_directly(stream: Stream) -> None:
+    """Have grpclib's server send ``stream``'s DATA frames framed by muxs: h2's state machines
+    and flow-control windows see each frame as ``H2Connection.send_data`` would make them see
+    it, but the frame's bytes are not copied into a hyperframe ``DataFrame``, then into h2's
+    buffer, then out of it: its 9-byte header and a view of the data go to the transport."""
+    # Relies on: grpclib.protocol.Stream.send_data(data, end_stream): waiting for write_ready,
+    # then for window_updated while the window is closed, sending min(window, the peer's
+    # max_outbound_frame_size, what is left) per frame, counting data_sent on the stream and
+    # its connection, and calling data_send_process() after each frame.
+    connection = stream.connection
+
+    async def send(data: bytes, end_stream: bool = False) -> None:
+        h2_conn = stream._h2_connection
+        stream_id = stream.id
+        assert stream_id is not None
+        view = memoryview(data)
+        position, last = 0, len(data)
+        while True:
+            await connection.write_ready.wait()
+            window = h2_conn.local_flow_control_window(stream_id)
+            if not window > 0:
+                stream.window_updated.clear()
+                await stream.window_updated.wait()
+                continue
+            size = min(window, h2_conn.max_outbound_frame_size, last - position)
+            chunk = view[position : position + size]
+            position += size
+            ends = end_stream and position == last
+            stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
+            stream._transport.write(chunk)
+            stream.data_sent += size
+            connection.data_sent += size
+            connection.data_send_process()
+            if position == last:
+                return
+
+    stream.send_data = send  # type: ignore[method-assign]
+
+
+def _frame_data(
+    h2_conn: h2.connection.H2Connection, stream_id: int, size: int, end_stream: bool
+) -> bytes:
+    """What ``H2Connection.send_data`` does for ``size`` bytes without padding: the checks,
+    the state machines' inputs, both windows taken down; returns what h2 had to send before,
+    then the DATA frame's header (its body, the data, goes after it)."""
+    # Relies on: H2Connection.send_data's steps: FlowControlError past the window,
+    # FrameTooLargeError past max_outbound_frame_size, the connection's SEND_DATA input, then
+    # H2Stream.send_data's SEND_DATA (and SEND_END_STREAM) inputs and its
+    # outbound_flow_control_window, then the connection's.
+    if size > h2_conn.local_flow_control_window(stream_id):
+        raise h2.exceptions.FlowControlError(f"Cannot send {size} bytes")
+    if size > h2_conn.max_outbound_frame_size:
+        raise h2.exceptions.FrameTooLargeError(f"Cannot send frame size {size}")
+    h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+    h2_stream = h2_conn.streams[stream_id]
+    h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+    flags = 0
+    if end_stream:
+        h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        flags = _END_STREAM
+    h2_stream.outbound_flow_control_window -= size
+    h2_conn.outbound_flow_control_window -= size
+    h2_conn._data_to_send += _FRAME_HEADER.pack(size >> 8, size & 0xFF, 0x0, flags, stream_id)
+    return h2_conn.data_to_send()

@@ -473,3 +473,58 @@ def test_h2_decodes_each_received_header_block_with_its_decoder() -> None:
     )
     assert "decoder.decode(encoded_header_block, raw=True)" in source(h2.connection._decode_headers)
     assert {"dynamic_entries", "maxsize"} <= set(dir(hpack.Decoder().header_table))
+
+
+# --- h2: DATA frames ------------------------------------------------------------------
+
+
+def _windows(connection: Any) -> tuple[Any, ...]:
+    stream = connection.streams[1]
+    return (
+        connection.outbound_flow_control_window,
+        stream.outbound_flow_control_window,
+        stream.state_machine.state,
+        connection.state_machine.state,
+    )
+
+
+@pytest.mark.parametrize("size", [0, 1, 16384])
+def test_direct_data_frames_are_h2s_own_bytes(size: int) -> None:
+    _, by_h2 = _connections()
+    _, by_muxs = _connections()
+    for connection in (by_h2, by_muxs):
+        connection.send_headers(1, RESPONSE_HEADERS)
+        connection.data_to_send()
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    for end in (False, True):
+        by_h2.send_data(1, data, end_stream=end)
+        theirs = by_h2.data_to_send()
+        ours = _internals._frame_data(by_muxs, 1, len(data), end) + data
+        assert ours == theirs
+        assert _windows(by_muxs) == _windows(by_h2)
+    assert by_muxs.streams[1].closed
+
+
+def test_direct_data_frames_are_refused_past_the_window_or_the_frame_size() -> None:
+    _, connection = _connections()
+    connection.send_headers(1, RESPONSE_HEADERS)
+    with pytest.raises(h2.exceptions.FrameTooLargeError):
+        _internals._frame_data(connection, 1, connection.max_outbound_frame_size + 1, False)
+    connection.outbound_flow_control_window = 10
+    with pytest.raises(h2.exceptions.FlowControlError):
+        _internals._frame_data(connection, 1, 11, False)
+
+
+def test_h2_and_grpclib_send_data_as_direct_data_frames_copies() -> None:
+    send = source(h2.connection.H2Connection.send_data)
+    assert "self.state_machine.process_input(ConnectionInputs.SEND_DATA)" in send
+    assert "self.outbound_flow_control_window -= frame_size" in send
+    stream_send = source(h2.stream.H2Stream.send_data)
+    assert "self.state_machine.process_input(StreamInputs.SEND_DATA)" in stream_send
+    assert "self.state_machine.process_input(StreamInputs.SEND_END_STREAM)" in stream_send
+    assert "self.outbound_flow_control_window -= df.flow_controlled_length" in stream_send
+    grpclib_send = source(grpclib.protocol.Stream.send_data)
+    assert "max_frame_size = self._h2_connection.max_outbound_frame_size" in grpclib_send
+    assert "await self.window_updated.wait()" in grpclib_send
+    assert "self.connection.data_send_process()" in grpclib_send
+    assert "self.connection.data_sent += f_chunk_len" in grpclib_send

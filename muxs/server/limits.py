@@ -93,6 +93,7 @@ from muxs._internals import (
     process_events,
     read_requests_with,
     replace_event_handler,
+    send_data_directly,
     send_headers_statelessly,
     send_replies_with,
     wait_for_window_with,
@@ -300,6 +301,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             ),
         )
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
+        send_data_directly(stream)
         response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
         encoding = reply_encoding(self._connection.settings.compression, headers)
         if encoding is not None:
