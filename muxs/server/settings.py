@@ -194,10 +194,8 @@ class ServerSettings:
         1, "server processes sharing the port (SO_REUSEPORT); one that dies is restarted"
     )
     event_loop: str = option(
-        "asyncio",
-        "event loop: asyncio, uvloop (the `uvloop` extra), or auto (uvloop if installed); "
-        "asyncio by default: uvloop is no faster here, and less fair under some floods "
-        "(docs/PERFORMANCE.md)",
+        "auto",
+        "event loop: uvloop (the `uvloop` extra) if installed for auto, else asyncio",
         choices=EVENT_LOOPS,
     )
 

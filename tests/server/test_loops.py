@@ -23,11 +23,6 @@ def test_run_uses_the_chosen_loop(choice: str, expected: type) -> None:
     assert issubclass(loops.run(_loop_type(), choice), expected)
 
 
-def test_the_default_loop_is_asyncios_even_with_uvloop_installed() -> None:
-    assert ServerSettings().event_loop == "asyncio"
-    assert loops.loop_factory(ServerSettings().event_loop) is None
-
-
 def test_auto_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(loops, "uvloop_installed", lambda: False)
     assert loops.loop_factory("auto") is None
