@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
+from muxs.errors import StatusCode
 from muxs.server.context import CallContext
 from muxs.server.hooks import CallObserver
 
@@ -24,40 +25,49 @@ from muxs.server.hooks import CallObserver
 log = logging.getLogger("muxs.access_log")
 
 
-def access_fields(call: CallContext) -> dict[str, object]:
-    """What the access log says about a finished call."""
-    assert call.status is not None
-    fields: dict[str, object] = {"method": call.path, "peer": call.peer}
-    if call.subject is not None:
-        fields["subject"] = call.subject
-    fields.update(
-        status=call.status.name,
-        code=call.status.value,
-        duration_ms=round(call.duration * 1000, 3),
-        messages_in=call.received,
-        messages_out=call.sent,
-    )
-    return fields
+class _Ended(NamedTuple):
+    """What the access log says about a finished call (and no more: a handler that keeps
+    records, as a test's log capture does, keeps these, not the call and its stream)."""
+
+    path: str
+    peer: str
+    subject: str | None
+    status: StatusCode
+    duration: float
+    received: int
+    sent: int
+
+    def fields(self) -> dict[str, object]:
+        fields: dict[str, object] = {"method": self.path, "peer": self.peer}
+        if self.subject is not None:
+            fields["subject"] = self.subject
+        fields.update(
+            status=self.status.name,
+            code=self.status.value,
+            duration_ms=round(self.duration * 1000, 3),
+            messages_in=self.received,
+            messages_out=self.sent,
+        )
+        return fields
 
 
 class _AccessLine:
     """A finished call's access line, made when a handler first reads it (``str``)."""
 
-    __slots__ = ("_call", "_text")
+    __slots__ = ("_ended", "_text")
 
-    def __init__(self, call: CallContext) -> None:
-        self._call = call
+    def __init__(self, ended: _Ended) -> None:
+        self._ended = ended
         self._text: str | None = None
 
     def __str__(self) -> str:
         if self._text is None:
-            call = self._call
-            assert call.status is not None
-            subject = f" subject={call.subject}" if call.subject is not None else ""
+            ended = self._ended
+            subject = f" subject={ended.subject}" if ended.subject is not None else ""
             self._text = (
-                f"method={call.path} peer={call.peer}{subject} status={call.status.name} "
-                f"duration_ms={round(call.duration * 1000, 3)} messages_in={call.received} "
-                f"messages_out={call.sent}"
+                f"method={ended.path} peer={ended.peer}{subject} status={ended.status.name} "
+                f"duration_ms={round(ended.duration * 1000, 3)} messages_in={ended.received} "
+                f"messages_out={ended.sent}"
             )
         return self._text
 
@@ -74,13 +84,16 @@ class AccessRecord(logging.LogRecord):
         self.created = created
         self.msecs = (created - int(created)) * 1000
         self.relativeCreated = template["relativeCreated"] + (created - template["created"]) * 1000
-        self.msg = _AccessLine(call)
-        self._call = call
+        assert call.status is not None
+        self._ended = _Ended(
+            call.path, call.peer, call.subject, call.status, call.duration, call.received, call.sent
+        )
+        self.msg = _AccessLine(self._ended)
 
     @property
     def fields(self) -> dict[str, object]:
         if "_fields" not in self.__dict__:
-            self.__dict__["_fields"] = access_fields(self._call)
+            self.__dict__["_fields"] = self._ended.fields()
         fields: dict[str, object] = self.__dict__["_fields"]
         return fields
 

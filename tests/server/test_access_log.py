@@ -2,6 +2,7 @@
 
 import asyncio
 import copy
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from grpclib.client import Channel
+from grpclib.server import Stream
 
 from muxs import (
     Client,
@@ -20,6 +22,7 @@ from muxs import (
     StatusCode,
 )
 from muxs.calls import Caller
+from muxs.server.context import CallContext
 from muxs.server.lifecycle import Lifecycle
 from muxs.server.services import GreeterService
 from muxs.server.serving import bind, serve
@@ -103,6 +106,9 @@ async def test_an_access_record_has_what_loggings_own_records_have(
         f"{ACCESS_LOGGER}: {record.getMessage()}"
     )
     assert record.getMessage().startswith(f"method=/muxs.Greeter/SayHello peer={fields['peer']} ")
+    # A handler that keeps records (a test's capture) keeps these values, not the call.
+    held = gc.get_referents(*vars(record).values(), *gc.get_referents(*vars(record).values()))
+    assert not [thing for thing in held if isinstance(thing, CallContext | Stream)]
 
 
 @pytest.mark.parametrize("on", [True, False])
