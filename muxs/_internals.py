@@ -1,4 +1,4 @@
-"""Every reach of muxs into the internals of grpclib, h2 and hyperframe, in one place.
+"""Every reach of muxs into the internals of grpclib, h2, hyperframe and hpack, in one place.
 
 Each name here relies on something its library does not promise (a private attribute, the
 body of a method, the exception it raises), and says what in a one-line comment starting
@@ -55,6 +55,7 @@ SUPPORTED = {
     "grpclib": ((0, 4, 9), (0, 5)),
     "h2": ((4, 4, 1), (5,)),
     "hyperframe": ((6, 1, 0), (7,)),
+    "hpack": ((4, 2, 0), (5,)),
 }
 
 _E = TypeVar("_E")
@@ -86,6 +87,7 @@ check_versions(
         "grpclib": grpclib.__version__,
         "h2": h2.__version__,
         "hyperframe": hyperframe.__version__,
+        "hpack": hpack.__version__,
     }
 )
 

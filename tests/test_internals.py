@@ -49,13 +49,18 @@ def source(function: object) -> str:
 
 def test_the_installed_releases_are_the_supported_ones() -> None:
     _internals.check_versions(
-        {"grpclib": grpclib.__version__, "h2": h2.__version__, "hyperframe": "6.1.0"}
+        {
+            "grpclib": grpclib.__version__,
+            "h2": h2.__version__,
+            "hyperframe": "6.1.0",
+            "hpack": hpack.__version__,
+        }
     )
 
 
 @pytest.mark.parametrize("version", ["0.4.8", "0.5.0", "1.0"])
 def test_an_untested_grpclib_is_refused_at_import_with_what_to_install(version: str) -> None:
-    installed = {"grpclib": version, "h2": "4.4.1", "hyperframe": "6.1.0"}
+    installed = {"grpclib": version, "h2": "4.4.1", "hyperframe": "6.1.0", "hpack": "4.2.0"}
     with pytest.raises(_internals.UnsupportedVersion) as refused:
         _internals.check_versions(installed)
     assert str(refused.value).startswith(
