@@ -1,10 +1,11 @@
 """``python -m bench``: muxs side by side with grpcio and the bare-grpclib floor.
 
-Suites: ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers`` (``--workers 2`` vs 1),
-``levers`` (muxs with and without uvloop), ``features`` (what the access log and the metrics
-cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server interceptors), ``clients`` (muxs's
-``Client`` and ``SyncClient`` beside grpcio's clients and raw grpclib, against one grpcio sync
-server: ``bench.clients``) and, with
+Suites: ``server`` (muxs and muxs[fast] against grpcio.aio per core, with each figure's
+spread over the runs), ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers``
+(``--workers 2`` vs 1), ``levers`` (muxs with and without uvloop), ``features`` (what the
+access log and the metrics cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server
+interceptors), ``clients`` (muxs's ``Client`` and ``SyncClient`` beside grpcio's clients and
+raw grpclib, against one grpcio sync server: ``bench.clients``) and, with
 ``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an earlier commit
 checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
 and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and
@@ -58,6 +59,8 @@ class Suite:
     scenarios: Sequence[Scenario]
     ratios: Sequence[tuple[str, str]]
     placement: Placement
+    #: Whether the table shows each median's spread (lowest-highest run) beside it.
+    spread: bool = False
 
 
 def _cpus() -> tuple[str | None, str | None, str | None]:
@@ -105,6 +108,15 @@ def suites(quick: bool, base: Path | None = None) -> list[Suite]:
     all_scenarios = scenarios(sizes, loads)
     intercepted = [intercepted_muxs(count) for count in (0, 1, 3)]
     return [
+        Suite(
+            "server",
+            "the server per core: muxs and muxs[fast] against grpcio.aio (one server core)",
+            [plain, fast_kind, GRPCIO_AIO],
+            all_scenarios,
+            [(k.name, GRPCIO_AIO.name) for k in (plain, fast_kind)],
+            pinned,
+            spread=True,
+        ),
         Suite(
             "main",
             "muxs vs grpcio vs the grpclib floor (one server core)",
@@ -200,7 +212,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--suite",
         action="append",
-        choices=["main", "workers", "levers", "features", "interceptors", "clients", "base"],
+        choices=[
+            "server",
+            "main",
+            "workers",
+            "levers",
+            "features",
+            "interceptors",
+            "clients",
+            "base",
+        ],
         help="suite to run (repeatable; default: all)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
@@ -236,7 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cells = benchmark(suite.kinds, suite.scenarios, runs, suite_dir, stubs, suite.placement)
             rows = report.rows(suite.scenarios, cells)
             servers = [k.name for k in suite.kinds]
-            markdown.append(f"### {suite.title}\n\n{report.table(rows, servers, suite.ratios)}\n")
+            markdown.append(
+                f"### {suite.title}\n\n{report.table(rows, servers, suite.ratios, suite.spread)}\n"
+            )
             print("\n" + markdown[-1])
             report.chart(args.out / f"{mode}-{suite.name}.png", suite.title, rows, servers)
             document["suites"][suite.name] = {

@@ -62,23 +62,46 @@ def rows(scenarios: Sequence[Scenario], cells: Mapping[str, Mapping[str, Cell]])
     return out
 
 
-def _cell_text(row: Row, server: str) -> str:
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
+
+
+def _cell_text(row: Row, server: str, spread: bool = False) -> str:
     value = row.median[server]
-    if value is not None:
-        return f"{value:,.0f}" if value >= 100 else f"{value:.2f}"
-    return "n/a" if row.status[server] == NOT_AVAILABLE else "error"
+    if value is None:
+        return "n/a" if row.status[server] == NOT_AVAILABLE else "error"
+    runs = row.runs[server]
+    if spread and len(runs) > 1:
+        return f"{_number(value)} ({_number(min(runs))}-{_number(max(runs))})"
+    return _number(value)
 
 
-def table(rows: Sequence[Row], servers: Sequence[str], ratios: Sequence[tuple[str, str]]) -> str:
-    """A Markdown table: each row's medians and ratios (n/a where a server lacks the call)."""
+def _ratio_text(row: Row, subject: str, other: str, spread: bool) -> str:
+    """The ratio of the medians; with ``spread``, also of each run to the other server's run
+    of the same round (the servers run interleaved), lowest-highest."""
+    ratio = row.ratio(subject, other)
+    if ratio is None:
+        return "n/a"
+    pairs = list(zip(row.runs[subject], row.runs[other], strict=False))
+    if not spread or len(pairs) < 2 or not all(b for _, b in pairs):
+        return f"{ratio:.2f}"
+    paired = [a / b for a, b in pairs]
+    return f"**{ratio:.2f}** ({min(paired):.2f}-{max(paired):.2f})"
+
+
+def table(
+    rows: Sequence[Row],
+    servers: Sequence[str],
+    ratios: Sequence[tuple[str, str]],
+    spread: bool = False,
+) -> str:
+    """A Markdown table: each row's medians and ratios (n/a where a server lacks the call);
+    with ``spread``, each median's lowest-highest run and each ratio's lowest-highest round."""
     header = ["figure", "unit", *servers, *(f"{a}/{b}" for a, b in ratios)]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for row in rows:
-        ratio_texts = []
-        for a, b in ratios:
-            ratio = row.ratio(a, b)
-            ratio_texts.append("n/a" if ratio is None else f"{ratio:.2f}")
-        cells = [row.title, row.unit, *(_cell_text(row, s) for s in servers), *ratio_texts]
+        ratio_texts = [_ratio_text(row, a, b, spread) for a, b in ratios]
+        cells = [row.title, row.unit, *(_cell_text(row, s, spread) for s in servers), *ratio_texts]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

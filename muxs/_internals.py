@@ -1,4 +1,4 @@
-"""Every reach of muxs into the internals of grpclib, h2 and hyperframe, in one place.
+"""Every reach of muxs into the internals of grpclib, h2, hyperframe and hpack, in one place.
 
 Each name here relies on something its library does not promise (a private attribute, the
 body of a method, the exception it raises), and says what in a one-line comment starting
@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import re
 import socket
+import struct
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -29,6 +30,9 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.stream
+import h2.utilities
+import hpack
 import hyperframe
 from betterproto2.grpclib import ServiceBase
 from grpclib.client import Channel
@@ -53,6 +57,7 @@ SUPPORTED = {
     "grpclib": ((0, 4, 9), (0, 5)),
     "h2": ((4, 4, 1), (5,)),
     "hyperframe": ((6, 1, 0), (7,)),
+    "hpack": ((4, 2, 0), (5,)),
 }
 
 _E = TypeVar("_E")
@@ -84,6 +89,7 @@ check_versions(
         "grpclib": grpclib.__version__,
         "h2": h2.__version__,
         "hyperframe": hyperframe.__version__,
+        "hpack": hpack.__version__,
     }
 )
 
@@ -338,21 +344,6 @@ def send_replies_with(
     stream.send_data = wrap(stream.send_data)  # type: ignore[method-assign]
 
 
-def add_response_headers(stream: Stream, extra: Sequence[tuple[str, str]]) -> None:
-    """Have every response header block grpclib's server sends on ``stream`` (its headers,
-    or a trailers-only response) end with ``extra``."""
-    # Relies on: grpclib.server.Stream sending its headers and its trailers-only response
-    # through the HTTP/2 stream's send_headers, each a list starting with ``:status``.
-    send_headers = stream.send_headers
-
-    async def with_extra(headers: list[tuple[str, str]], end_stream: bool = False) -> None:
-        if headers and headers[0][0] == ":status":
-            headers = [*headers, *extra]
-        await send_headers(headers, end_stream=end_stream)
-
-    stream.send_headers = with_extra  # type: ignore[method-assign]
-
-
 #: What grpclib's ``recv_data`` raises when the stream ends inside the bytes asked for.
 # Relies on: grpclib.protocol.Buffer.read raising a bare AssertionError for a short read.
 SHORT_READ = AssertionError
@@ -508,3 +499,260 @@ _REFUSED_STREAM = re.compile(r"reset by remote party, error_code: (ErrorCodes\.R
 def is_refused_stream(error: BaseException) -> bool:
     """Whether grpclib's ``StreamTerminatedError`` says the server refused the stream."""
     return _REFUSED_STREAM.search(str(error)) is not None
+
+
+# --- h2 and hpack: the cost of header blocks ----------------------------------------------
+
+#: How many distinct header blocks a ``StatelessHeaders`` (one per server) and a connection's
+#: received-header cache keep; more, and they start again (a bound whatever the peers send).
+HEADER_BLOCKS_KEPT = 256
+RECEIVED_BLOCKS_KEPT = 16
+#: Received header blocks longer than this are decoded every time (a gRPC request's block,
+#: once its headers are in the peer's table, is a few dozen bytes).
+RECEIVED_BLOCK_BYTES = 512
+
+_FRAME_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header: length, type, flags, id
+_END_HEADERS = 0x4
+_END_STREAM = 0x1
+
+
+class StatelessHeaders:
+    """Response header blocks HPACK-encoded so that they leave no state: each header is a
+    static-table index when the table has it, else a literal never indexed (RFC 7541
+    section 6.2.3), so a block is valid whatever the peer's dynamic table holds and can be
+    sent again as it is. Each distinct block (headers and h2's validation flags) is made once
+    by h2's own validation and hpack's encoder, then kept."""
+
+    def __init__(self) -> None:
+        self._blocks: dict[tuple[Any, ...], bytes] = {}
+
+    def block(self, headers: Sequence[tuple[str, str]], flags: Any) -> bytes:
+        """The block of ``headers``, validated as h2 validates them with ``flags``."""
+        key = (flags, *headers)
+        block = self._blocks.get(key)
+        if block is None:
+            block = self._encode(headers, flags)
+            if len(self._blocks) >= HEADER_BLOCKS_KEPT:
+                self._blocks.clear()
+            self._blocks[key] = block
+        return block
+
+    @staticmethod
+    def _encode(headers: Sequence[tuple[str, str]], flags: Any) -> bytes:
+        # Relies on: h2.utilities' utf8_encode_headers, normalize_outbound_headers and
+        # validate_outbound_headers, the pipeline H2Stream._build_headers_frames runs.
+        checked = h2.utilities.validate_outbound_headers(
+            h2.utilities.normalize_outbound_headers(
+                h2.utilities.utf8_encode_headers(headers), flags, False
+            ),
+            flags,
+        )
+        # A fresh encoder each time: never-indexed headers add nothing to its table, and it has
+        # no table size update to announce.
+        return hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(n, v) for n, v in checked])
+
+
+def send_headers_statelessly(
+    stream: Stream, extra: Sequence[tuple[str, str]], blocks: StatelessHeaders
+) -> None:
+    """Have grpclib's server send ``stream``'s header blocks (its headers, its trailers or a
+    trailers-only response, ``extra`` added to each block that starts with ``:status``) as
+    ``blocks``' stateless blocks, each framed directly as one HEADERS frame: h2's state
+    machines see the headers (and the stream's end) as ``H2Connection.send_headers`` would
+    make them see them, but h2 neither validates nor encodes a block it has seen."""
+    # Relies on: grpclib.protocol.Stream.send_headers(headers, end_stream) sending every
+    # header block of grpclib's server stream (awaiting write_ready, StreamClosedError for a
+    # stream h2 no longer has, then the transport write and headers_send_process()).
+    send_headers = stream.send_headers
+    connection = stream.connection
+
+    async def send(headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        informational = False
+        if headers and headers[0][0] == ":status":
+            headers = [*headers, *extra]
+            informational = headers[0][1].startswith("1")
+        await connection.write_ready.wait()
+        h2_conn = stream._h2_connection
+        h2_stream = h2_conn.streams.get(stream.id)  # type: ignore[arg-type]
+        # hpack must announce a table size change first; h2 frames informational responses;
+        # grpclib's path raises for a stream h2 no longer has.
+        if h2_stream is None or h2_conn.encoder.table_size_changes or informational:
+            await send_headers(headers, end_stream=end_stream)
+            return
+        data = _frame_headers(h2_conn, h2_stream, headers, end_stream, blocks)
+        stream._transport.write(data)
+        connection.headers_send_process()
+
+    stream.send_headers = send  # type: ignore[method-assign]
+
+
+def _frame_headers(
+    h2_conn: h2.connection.H2Connection,
+    h2_stream: h2.stream.H2Stream,
+    headers: Sequence[tuple[str, str]],
+    end_stream: bool,
+    blocks: StatelessHeaders,
+) -> bytes:
+    """What ``H2Connection.send_headers`` does for a server's response headers or trailers,
+    with ``blocks``' block; returns what the connection has to send, the frame last."""
+    # Relies on: H2Connection.send_headers's steps for a stream h2 has: the connection's
+    # SEND_HEADERS input, then H2Stream.send_headers's SEND_HEADERS input, validation flags
+    # from its events (_build_hdr_validation_flags), SEND_END_STREAM, and the frames added
+    # to H2Connection._data_to_send; one HEADERS frame when the block fits the peer's
+    # max_outbound_frame_size.
+    h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    events = h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    flags = h2_stream._build_hdr_validation_flags(events)
+    block = blocks.block(headers, flags)
+    frame_flags = _END_HEADERS
+    if end_stream:
+        h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        frame_flags |= _END_STREAM
+    elif h2_stream.state_machine.trailers_sent:
+        raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
+    size = len(block)
+    if size > h2_conn.max_outbound_frame_size:
+        h2_conn._data_to_send += b"".join(
+            f.serialize() for f in _split_headers(h2_stream.stream_id, block, frame_flags, h2_conn)
+        )
+    else:
+        h2_conn._data_to_send += _FRAME_HEADER.pack(
+            size >> 8, size & 0xFF, 0x1, frame_flags, h2_stream.stream_id
+        )
+        h2_conn._data_to_send += block
+    return h2_conn.data_to_send()
+
+
+def _split_headers(
+    stream_id: int, block: bytes, flags: int, h2_conn: h2.connection.H2Connection
+) -> list[frame.Frame]:
+    """A block too long for one frame: a HEADERS frame and CONTINUATION frames, as h2 splits."""
+    size = h2_conn.max_outbound_frame_size
+    parts = [block[i : i + size] for i in range(0, len(block), size)]
+    first = frame.HeadersFrame(stream_id, data=parts[0])
+    if flags & _END_STREAM:
+        first.flags.add("END_STREAM")
+    frames: list[frame.Frame] = [first]
+    frames += [frame.ContinuationFrame(stream_id, data=part) for part in parts[1:]]
+    frames[-1].flags.add("END_HEADERS")
+    return frames
+
+
+class _DecodingOnce(hpack.Decoder):
+    """hpack's ``Decoder``, with each block whose decoding left the table as it was kept with
+    its headers, and decoded again only after the table changed."""
+
+    def __init__(self, max_header_list_size: int) -> None:
+        super().__init__(max_header_list_size)
+        self._kept: dict[tuple[Any, ...], list[Any]] = {}
+        self._version = 0  # one more each time the table changes
+
+    def decode(self, data: bytes, raw: bool = False) -> Any:
+        if len(data) > RECEIVED_BLOCK_BYTES:
+            self._forget()  # the table may change: what was kept may not hold
+            return super().decode(data, raw)
+        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
+        known = self._kept.get(key)
+        if known is not None:
+            return list(known)
+        table = self.header_table
+        before = (table.maxsize, *table.dynamic_entries)
+        try:
+            headers = list(super().decode(data, raw))
+        except BaseException:  # the table may be half changed: h2 closes the connection
+            self._forget()
+            raise
+        if (table.maxsize, *table.dynamic_entries) != before:
+            self._forget()
+        else:
+            if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
+                self._kept.clear()
+            self._kept[key] = list(headers)
+        return headers
+
+    def _forget(self) -> None:
+        self._version += 1
+        self._kept.clear()
+
+
+def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
+    """Have ``h2_conn`` (which has received no header block yet) decode each received header
+    block once per state of its HPACK table: a block whose decoding left the table as it was
+    is kept with its headers, and decoded again only after the table changed (a client's
+    later requests reuse its table's entries, so their blocks repeat byte for byte)."""
+    # Relies on: h2 decoding every received header block with self.decoder.decode(block,
+    # raw=True), setting only the decoder's max_header_list_size and max_allowed_table_size;
+    # hpack's Decoder keeping its table in header_table (dynamic_entries, maxsize), changed by
+    # nothing but decode.
+    fresh = h2_conn.decoder
+    assert not fresh.header_table.dynamic_entries, "a block was decoded already"
+    decoder = _DecodingOnce(fresh.max_header_list_size)
+    decoder.max_allowed_table_size = fresh.max_allowed_table_size
+    decoder.header_table.maxsize = fresh.header_table.maxsize
+    h2_conn.decoder = decoder
+
+
+def send_data_directly(stream: Stream) -> None:
+    """Have grpclib's server send ``stream``'s DATA frames framed by muxs: h2's state machines
+    and flow-control windows see each frame as ``H2Connection.send_data`` would make them see
+    it, but the frame's bytes are not copied into a hyperframe ``DataFrame``, then into h2's
+    buffer, then out of it: its 9-byte header and a view of the data go to the transport."""
+    # Relies on: grpclib.protocol.Stream.send_data(data, end_stream): waiting for write_ready,
+    # then for window_updated while the window is closed, sending min(window, the peer's
+    # max_outbound_frame_size, what is left) per frame, counting data_sent on the stream and
+    # its connection, and calling data_send_process() after each frame.
+    connection = stream.connection
+
+    async def send(data: bytes, end_stream: bool = False) -> None:
+        h2_conn = stream._h2_connection
+        stream_id = stream.id
+        assert stream_id is not None
+        view = memoryview(data)
+        position, last = 0, len(data)
+        while True:
+            await connection.write_ready.wait()
+            window = h2_conn.local_flow_control_window(stream_id)
+            if not window > 0:
+                stream.window_updated.clear()
+                await stream.window_updated.wait()
+                continue
+            size = min(window, h2_conn.max_outbound_frame_size, last - position)
+            chunk = view[position : position + size]
+            position += size
+            ends = end_stream and position == last
+            stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
+            stream._transport.write(chunk)
+            stream.data_sent += size
+            connection.data_sent += size
+            connection.data_send_process()
+            if position == last:
+                return
+
+    stream.send_data = send  # type: ignore[method-assign]
+
+
+def _frame_data(
+    h2_conn: h2.connection.H2Connection, stream_id: int, size: int, end_stream: bool
+) -> bytes:
+    """What ``H2Connection.send_data`` does for ``size`` bytes without padding: the checks,
+    the state machines' inputs, both windows taken down; returns what h2 had to send before,
+    then the DATA frame's header (its body, the data, goes after it)."""
+    # Relies on: H2Connection.send_data's steps: FlowControlError past the window,
+    # FrameTooLargeError past max_outbound_frame_size, the connection's SEND_DATA input, then
+    # H2Stream.send_data's SEND_DATA (and SEND_END_STREAM) inputs and its
+    # outbound_flow_control_window, then the connection's.
+    if size > h2_conn.local_flow_control_window(stream_id):
+        raise h2.exceptions.FlowControlError(f"Cannot send {size} bytes")
+    if size > h2_conn.max_outbound_frame_size:
+        raise h2.exceptions.FrameTooLargeError(f"Cannot send frame size {size}")
+    h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+    h2_stream = h2_conn.streams[stream_id]
+    h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+    flags = 0
+    if end_stream:
+        h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        flags = _END_STREAM
+    h2_stream.outbound_flow_control_window -= size
+    h2_conn.outbound_flow_control_window -= size
+    h2_conn._data_to_send += _FRAME_HEADER.pack(size >> 8, size & 0xFF, 0x0, flags, stream_id)
+    return h2_conn.data_to_send()

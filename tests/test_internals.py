@@ -15,6 +15,7 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import grpclib.client
 import grpclib.config
@@ -29,6 +30,9 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.stream
+import h2.utilities
+import hpack
 import pytest
 from hyperframe import frame as hyperframe_frame
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame
@@ -47,13 +51,18 @@ def source(function: object) -> str:
 
 def test_the_installed_releases_are_the_supported_ones() -> None:
     _internals.check_versions(
-        {"grpclib": grpclib.__version__, "h2": h2.__version__, "hyperframe": "6.1.0"}
+        {
+            "grpclib": grpclib.__version__,
+            "h2": h2.__version__,
+            "hyperframe": "6.1.0",
+            "hpack": hpack.__version__,
+        }
     )
 
 
 @pytest.mark.parametrize("version", ["0.4.8", "0.5.0", "1.0"])
 def test_an_untested_grpclib_is_refused_at_import_with_what_to_install(version: str) -> None:
-    installed = {"grpclib": version, "h2": "4.4.1", "hyperframe": "6.1.0"}
+    installed = {"grpclib": version, "h2": "4.4.1", "hyperframe": "6.1.0", "hpack": "4.2.0"}
     with pytest.raises(_internals.UnsupportedVersion) as refused:
         _internals.check_versions(installed)
     assert str(refused.value).startswith(
@@ -418,3 +427,212 @@ def test_a_channel_connects_again_unless_connected_reads_its_connection_as_usabl
     assert connect.count("if not self._connected:") == 2
     assert "self._protocol = await self._create_connection()" in connect
     assert isinstance(inspect.getattr_static(grpclib.client.Channel, "_connected"), property)
+
+
+# --- h2 and hpack: header blocks ------------------------------------------------------
+
+#: What muxs's server sends: response headers, trailers, and a trailers-only response.
+RESPONSE_HEADERS = [
+    (":status", "200"),
+    ("content-type", "application/grpc+proto"),
+    ("grpc-accept-encoding", "gzip,deflate,identity"),
+    ("x-custom", "Value with spaces"),
+]
+TRAILERS = [("grpc-status", "0"), ("x-trailer", "t")]
+TRAILERS_ONLY = [
+    (":status", "200"),
+    ("content-type", "application/grpc+proto"),
+    ("grpc-status", "5"),
+    ("grpc-message", "no such file"),
+]
+
+
+REQUEST = [(":method", "POST"), (":scheme", "http"), (":path", "/a/b"), (":authority", "x")]
+
+
+def _connections() -> tuple[Any, Any]:
+    """A client and a server h2 connection, preface and one request (stream 1) exchanged."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    server.initiate_connection()
+    client.send_headers(1, REQUEST, end_stream=True)
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    return client, server
+
+
+def _stream_state(server: Any) -> tuple[Any, ...]:
+    machine = server.streams[1].state_machine
+    return (machine.state, machine.headers_sent, machine.trailers_sent, server.state_machine.state)
+
+
+def _sent_both_ways(
+    blocks: list[tuple[list[tuple[str, str]], bool]],
+) -> tuple[list[bytes], list[bytes], Any, Any]:
+    """Each block sent by h2's ``send_headers`` (its headers never indexed) on one connection
+    and by muxs's ``_frame_headers`` on another: (h2's bytes, muxs's, both servers)."""
+    _, by_h2 = _connections()
+    _, by_muxs = _connections()
+    stateless = _internals.StatelessHeaders()
+    ours, theirs = [], []
+    for headers, end in blocks:
+        never_indexed = [hpack.NeverIndexedHeaderTuple(n, v) for n, v in headers]
+        by_h2.send_headers(1, never_indexed, end_stream=end)
+        theirs.append(by_h2.data_to_send())
+        ours.append(_internals._frame_headers(by_muxs, by_muxs.streams[1], headers, end, stateless))
+        assert _stream_state(by_muxs) == _stream_state(by_h2)
+    return theirs, ours, by_h2, by_muxs
+
+
+@pytest.mark.parametrize(
+    "blocks",
+    [[(RESPONSE_HEADERS, False), (TRAILERS, True)], [(TRAILERS_ONLY, True)]],
+    ids=["headers-then-trailers", "trailers-only"],
+)
+def test_stateless_header_frames_are_h2s_own_bytes_for_never_indexed_headers(
+    blocks: list[tuple[list[tuple[str, str]], bool]],
+) -> None:
+    theirs, ours, _, by_muxs = _sent_both_ways(blocks)
+    assert ours == theirs
+    assert by_muxs.streams[1].closed  # h2's state machine saw the stream end
+    # hpack's encoder announced nothing and indexed nothing: the block holds for any peer.
+    assert not by_muxs.encoder.table_size_changes
+    assert not by_muxs.encoder.header_table.dynamic_entries
+
+
+def test_a_stateless_header_block_decodes_to_the_headers_whatever_the_peers_table() -> None:
+    block = _internals.StatelessHeaders().block(
+        RESPONSE_HEADERS, h2.utilities.HeaderValidationFlags(False, False, True, False)
+    )
+    busy = hpack.Decoder()
+    busy.decode(hpack.Encoder().encode([("x-other", "1"), ("content-type", "text/plain")]))
+    for decoder in (hpack.Decoder(), busy):
+        for _ in range(2):  # and again: decoding it changed nothing
+            decoded: list[tuple[Any, Any]] = list(decoder.decode(block))
+            assert decoded == RESPONSE_HEADERS
+
+
+def test_a_block_longer_than_a_frame_is_split_as_h2_splits_it() -> None:
+    big = [*RESPONSE_HEADERS, ("x-big", "v" * 20000)]
+    theirs, ours, _, _ = _sent_both_ways([(big, False), (TRAILERS, True)])
+    assert ours == theirs
+
+
+def test_headers_that_h2_refuses_are_refused_the_same() -> None:
+    _, by_muxs = _connections()
+    stateless = _internals.StatelessHeaders()
+    _internals._frame_headers(by_muxs, by_muxs.streams[1], RESPONSE_HEADERS, False, stateless)
+    with pytest.raises(h2.exceptions.ProtocolError, match="pseudo-header field out of sequence"):
+        _internals._frame_headers(
+            by_muxs, by_muxs.streams[1], [*TRAILERS, (":status", "200")], True, stateless
+        )
+
+
+def test_h2_validates_encodes_and_frames_headers_as_stateless_headers_copies() -> None:
+    send = source(h2.connection.H2Connection.send_headers)
+    assert "self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)" in send
+    assert "self._prepare_for_sending(frames)" in send
+    assert "self._data_to_send += " in source(h2.connection.H2Connection._prepare_for_sending)
+    stream_send = source(h2.stream.H2Stream.send_headers)
+    assert "hdr_validation_flags = self._build_hdr_validation_flags(events)" in stream_send
+    assert "self.state_machine.process_input(StreamInputs.SEND_END_STREAM)" in stream_send
+    build = source(h2.stream.H2Stream._build_headers_frames)
+    assert "normalize_outbound_headers(" in build
+    assert "validate_outbound_headers(" in build
+    assert "encoded_headers = encoder.encode(headers)" in build
+
+
+def test_grpclib_sends_a_server_streams_header_blocks_through_send_headers() -> None:
+    body = source(grpclib.protocol.Stream.send_headers)
+    assert "await self.connection.write_ready.wait()" in body
+    assert "self._transport.write(self._h2_connection.data_to_send())" in body
+    assert "self.connection.headers_send_process()" in body
+
+
+def _blocks_a_client_sends() -> list[bytes]:
+    """Header blocks as a client's encoder makes them: first literals it indexes, then the
+    same headers from its table, a new header, a table size change, the same again."""
+    encoder = hpack.Encoder()
+    request = [(":method", "POST"), (":path", "/muxs.Greeter/SayHello"), ("te", "trailers")]
+    blocks = [encoder.encode(request), encoder.encode(request), encoder.encode(request)]
+    blocks.append(encoder.encode([*request, ("x-new", "1")]))
+    blocks.append(encoder.encode(request))
+    encoder.header_table_size = 64
+    blocks += [encoder.encode(request), encoder.encode(request), encoder.encode(request)]
+    return blocks
+
+
+def test_received_blocks_decoded_once_are_what_hpack_decodes() -> None:
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    _internals.decode_headers_once(connection)
+    plain = hpack.Decoder()
+    for block in _blocks_a_client_sends():
+        assert connection.decoder.decode(block, raw=True) == plain.decode(block, raw=True)
+        ours, theirs = connection.decoder.header_table, plain.header_table
+        assert list(ours.dynamic_entries) == list(theirs.dynamic_entries)
+        assert ours.maxsize == theirs.maxsize
+
+
+def test_h2_decodes_each_received_header_block_with_its_decoder() -> None:
+    assert "_decode_headers(self.decoder, frame.data)" in source(
+        h2.connection.H2Connection._receive_headers_frame
+    )
+    assert "decoder.decode(encoded_header_block, raw=True)" in source(h2.connection._decode_headers)
+    assert {"dynamic_entries", "maxsize"} <= set(dir(hpack.Decoder().header_table))
+
+
+# --- h2: DATA frames ------------------------------------------------------------------
+
+
+def _windows(connection: Any) -> tuple[Any, ...]:
+    stream = connection.streams[1]
+    return (
+        connection.outbound_flow_control_window,
+        stream.outbound_flow_control_window,
+        stream.state_machine.state,
+        connection.state_machine.state,
+    )
+
+
+@pytest.mark.parametrize("size", [0, 1, 16384])
+def test_direct_data_frames_are_h2s_own_bytes(size: int) -> None:
+    _, by_h2 = _connections()
+    _, by_muxs = _connections()
+    for connection in (by_h2, by_muxs):
+        connection.send_headers(1, RESPONSE_HEADERS)
+        connection.data_to_send()
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    for end in (False, True):
+        by_h2.send_data(1, data, end_stream=end)
+        theirs = by_h2.data_to_send()
+        ours = _internals._frame_data(by_muxs, 1, len(data), end) + data
+        assert ours == theirs
+        assert _windows(by_muxs) == _windows(by_h2)
+    assert by_muxs.streams[1].closed
+
+
+def test_direct_data_frames_are_refused_past_the_window_or_the_frame_size() -> None:
+    _, connection = _connections()
+    connection.send_headers(1, RESPONSE_HEADERS)
+    with pytest.raises(h2.exceptions.FrameTooLargeError):
+        _internals._frame_data(connection, 1, connection.max_outbound_frame_size + 1, False)
+    connection.outbound_flow_control_window = 10
+    with pytest.raises(h2.exceptions.FlowControlError):
+        _internals._frame_data(connection, 1, 11, False)
+
+
+def test_h2_and_grpclib_send_data_as_direct_data_frames_copies() -> None:
+    send = source(h2.connection.H2Connection.send_data)
+    assert "self.state_machine.process_input(ConnectionInputs.SEND_DATA)" in send
+    assert "self.outbound_flow_control_window -= frame_size" in send
+    stream_send = source(h2.stream.H2Stream.send_data)
+    assert "self.state_machine.process_input(StreamInputs.SEND_DATA)" in stream_send
+    assert "self.state_machine.process_input(StreamInputs.SEND_END_STREAM)" in stream_send
+    assert "self.outbound_flow_control_window -= df.flow_controlled_length" in stream_send
+    grpclib_send = source(grpclib.protocol.Stream.send_data)
+    assert "max_frame_size = self._h2_connection.max_outbound_frame_size" in grpclib_send
+    assert "await self.window_updated.wait()" in grpclib_send
+    assert "self.connection.data_send_process()" in grpclib_send
+    assert "self.connection.data_sent += f_chunk_len" in grpclib_send

@@ -79,24 +79,46 @@ class TextFormatter(logging.Formatter):
 
 
 class TurnFlushingHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """A ``StreamHandler`` that, in an event loop's thread, flushes once at the end of the
-    loop's turn instead of after every record: one write for all the lines of a turn."""
+    """A ``StreamHandler`` that, in an event loop's thread, writes the records of a turn of
+    the loop at its end, in one write and one flush, instead of one of each per record (an
+    access log writes a line per call; stderr is line-buffered, so each line was a system
+    call). Outside a loop, each record is written and flushed at once, after those waiting."""
 
     _scheduled = False
 
-    def flush(self) -> None:
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop in this thread
-            super().flush()
+            self._write_waiting()
+            super().emit(record)
+            return
+        try:
+            self._lines.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
             return
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush_now)
+            loop.call_soon(self._write_turn)
 
-    def _flush_now(self) -> None:
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # (an RLock: emit holds it too)
+            self._write_waiting()
+            super().flush()
+
+    def _write_turn(self) -> None:
         self._scheduled = False
-        super().flush()
+        self.flush()
+
+    def _write_waiting(self) -> None:
+        if self._lines:
+            lines, self._lines = self._lines, []
+            self.stream.write("".join(lines))
 
 
 class JsonFormatter(logging.Formatter):

@@ -4,12 +4,20 @@ The line says which method, who called (peer, and the authenticated subject when
 is one), the status, how long it took and how many messages went each way. It never
 contains metadata (so never a token) nor message contents (so never file contents).
 The fields are also attached to the record as ``record.fields``, for the JSON format.
+
+A line costs what a handler makes of it: the record is made without ``LogRecord``'s look-ups
+(caller, thread, process: the same for every line), and its text and fields are made only
+when a handler reads them (``muxs serve``'s handler writes a turn's lines at once:
+``muxs.cli._logging.TurnFlushingHandler``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any, NamedTuple
 
+from muxs.errors import StatusCode
 from muxs.server.context import CallContext
 from muxs.server.hooks import CallObserver
 
@@ -17,41 +25,87 @@ from muxs.server.hooks import CallObserver
 log = logging.getLogger("muxs.access_log")
 
 
-def access_fields(call: CallContext) -> dict[str, object]:
-    """What the access log says about a finished call."""
-    assert call.status is not None
-    fields: dict[str, object] = {"method": call.path, "peer": call.peer}
-    if call.subject is not None:
-        fields["subject"] = call.subject
-    fields.update(
-        status=call.status.name,
-        code=call.status.value,
-        duration_ms=round(call.duration * 1000, 3),
-        messages_in=call.received,
-        messages_out=call.sent,
-    )
-    return fields
+class _Ended(NamedTuple):
+    """What the access log says about a finished call (and no more: a handler that keeps
+    records, as a test's log capture does, keeps these, not the call and its stream)."""
+
+    path: str
+    peer: str
+    subject: str | None
+    status: StatusCode
+    duration: float
+    received: int
+    sent: int
+
+    def fields(self) -> dict[str, object]:
+        fields: dict[str, object] = {"method": self.path, "peer": self.peer}
+        if self.subject is not None:
+            fields["subject"] = self.subject
+        fields.update(
+            status=self.status.name,
+            code=self.status.value,
+            duration_ms=round(self.duration * 1000, 3),
+            messages_in=self.received,
+            messages_out=self.sent,
+        )
+        return fields
+
+
+class _AccessLine:
+    """A finished call's access line, made when a handler first reads it (``str``)."""
+
+    __slots__ = ("_ended", "_text")
+
+    def __init__(self, ended: _Ended) -> None:
+        self._ended = ended
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            ended = self._ended
+            subject = f" subject={ended.subject}" if ended.subject is not None else ""
+            self._text = (
+                f"method={ended.path} peer={ended.peer}{subject} status={ended.status.name} "
+                f"duration_ms={round(ended.duration * 1000, 3)} messages_in={ended.received} "
+                f"messages_out={ended.sent}"
+            )
+        return self._text
+
+
+class AccessRecord(logging.LogRecord):
+    """The record of a finished call: what ``Logger.makeRecord`` would make, without its
+    look-ups (the caller, the thread, the process: the same for every line, so copied from
+    ``template``, a record made in this process); its ``msg`` and ``fields`` are made when
+    read."""
+
+    def __init__(self, call: CallContext, template: dict[str, Any]) -> None:
+        self.__dict__.update(template)
+        created = time.time()
+        self.created = created
+        self.msecs = (created - int(created)) * 1000
+        self.relativeCreated = template["relativeCreated"] + (created - template["created"]) * 1000
+        assert call.status is not None
+        self._ended = _Ended(
+            call.path, call.peer, call.subject, call.status, call.duration, call.received, call.sent
+        )
+        self.msg = _AccessLine(self._ended)
+
+    @property
+    def fields(self) -> dict[str, object]:
+        if "_fields" not in self.__dict__:
+            self.__dict__["_fields"] = self._ended.fields()
+        fields: dict[str, object] = self.__dict__["_fields"]
+        return fields
 
 
 class AccessLog(CallObserver):
-    """Logs every finished call.
+    """Logs every finished call (an ``AccessRecord`` handed to the logger's handlers)."""
 
-    The record is made directly (``makeRecord`` and ``handle``, as ``Logger.info`` does
-    after looking up its caller's source line, which an access log does not need): on every
-    call, that is a third of a line's cost.
-    """
+    _template: dict[str, Any] | None = None
 
     def finished(self, call: CallContext) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
-        fields = access_fields(call)
-        subject = f" subject={call.subject}" if call.subject is not None else ""
-        text = (
-            f"method={fields['method']} peer={call.peer}{subject} status={fields['status']} "
-            f"duration_ms={fields['duration_ms']} messages_in={call.received} "
-            f"messages_out={call.sent}"
-        )
-        record = log.makeRecord(
-            log.name, logging.INFO, __file__, 0, text, (), None, extra={"fields": fields}
-        )
-        log.handle(record)
+        if self._template is None:  # made in the process, and the thread, that logs
+            self._template = vars(log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None))
+        log.handle(AccessRecord(call, self._template))

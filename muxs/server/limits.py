@@ -55,8 +55,9 @@ stream reset) before its first step, whose body, and so grpclib's release in its
 
 Where this needs grpclib's or h2's internals (how a server makes its connections, its h2
 configuration, the handler's task per stream, let go of as soon as it ends, the connection's
-``h2`` object, its table of event handlers, the per-stream ``recv_data``), it goes through
-``muxs._internals``.
+``h2`` object, its table of event handlers, the per-stream ``recv_data``; and, for speed, the
+response header blocks and DATA frames it frames itself and the request header blocks it
+decodes once: issue 18 in docs/PERFORMANCE.md), it goes through ``muxs._internals``.
 """
 
 from __future__ import annotations
@@ -82,8 +83,9 @@ from hyperframe.frame import GoAwayFrame
 
 from muxs._internals import (
     SHORT_READ,
-    add_response_headers,
+    StatelessHeaders,
     decode_headers_as_latin1,
+    decode_headers_once,
     forget_task,
     h2_connection,
     handler_task,
@@ -92,6 +94,8 @@ from muxs._internals import (
     process_events,
     read_requests_with,
     replace_event_handler,
+    send_data_directly,
+    send_headers_statelessly,
     send_replies_with,
     wait_for_window_with,
 )
@@ -125,6 +129,11 @@ _TRUNCATED = "the request ended in the middle of a message"
 #: Most bytes of one connection fed to h2 in one turn of the event loop (about a
 #: millisecond of frames); the rest waits for the next turn, reading paused.
 TURN_BYTES = 16 * 1024
+#: The largest frame a client may send (SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB):
+#: uploads in fewer, larger DATA frames, each still within the flow-control window.
+MAX_FRAME_BYTES = 1 << 20
+#: Response header blocks, encoded once for the whole server (``StatelessHeaders``).
+_HEADER_BLOCKS = StatelessHeaders()
 #: How long a connection sent GOAWAY for abuse still reads (and drops) what its peer sends
 #: before it closes, so that the peer gets to read the GOAWAY (see ``CoalescingTransport``).
 LINGER_SECONDS = 2.0
@@ -293,12 +302,13 @@ class _LimitedHandler(protocol.AbstractHandler):
             ),
         )
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
+        send_data_directly(stream)
         response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
         encoding = reply_encoding(self._connection.settings.compression, headers)
         if encoding is not None:
             send_replies_with(stream, lambda send_data: CompressingWriter(send_data, encoding))
             response_headers.append(("grpc-encoding", encoding))
-        add_response_headers(stream, response_headers)
+        send_headers_statelessly(stream, response_headers, _HEADER_BLOCKS)
         self._connection.call_started()
         released = False
 
@@ -406,8 +416,12 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._open.add(self)
         self._hear_ping_acks()
         self._await_preface()
+        decode_headers_once(h2_connection(self))
         h2_connection(self).update_settings(
-            {SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams}
+            {
+                SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams,
+                SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_BYTES,
+            }
         )
         self.connection.flush()
         if self.settings.idle_timeout:

@@ -23,6 +23,7 @@ ASCII reach this check instead of failing the whole connection.
 from __future__ import annotations
 
 import binascii
+import functools
 import re
 from collections.abc import Collection, Container, Mapping
 from dataclasses import dataclass
@@ -52,6 +53,12 @@ class Refusal:
 
 def refusal(headers: Collection[tuple[str, str]]) -> Refusal | None:
     """How to refuse a request with these ``headers``, or None if grpclib can take it."""
+    return _refusal(tuple(headers))
+
+
+#: A client sends the same headers call after call: each distinct set is checked once.
+@functools.lru_cache(maxsize=256)
+def _refusal(headers: tuple[tuple[str, str], ...]) -> Refusal | None:
     names = {name for name, _ in headers}
     missing = [name for name in REQUIRED_PSEUDO_HEADERS if name not in names]
     if missing:

@@ -35,10 +35,15 @@ class CountingStream(io.StringIO):
     def __init__(self) -> None:
         super().__init__()
         self.flushes = 0
+        self.writes = 0
 
     def flush(self) -> None:
         self.flushes += 1
         super().flush()
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
 
 
 def test_outside_an_event_loop_every_record_is_flushed() -> None:
@@ -49,15 +54,25 @@ def test_outside_an_event_loop_every_record_is_flushed() -> None:
     assert stream.flushes == 2
 
 
-async def test_in_an_event_loop_a_turns_records_are_flushed_once_after_it() -> None:
+async def test_in_an_event_loop_a_turns_records_are_written_and_flushed_once_after_it() -> None:
     stream = CountingStream()
     handler = TurnFlushingHandler(stream)
     for _ in range(3):
-        handler.emit(record_at(1_800_000_000.0))
-    assert stream.flushes == 0
-    assert stream.getvalue().count("a line") == 3  # written, not yet flushed
+        handler.handle(record_at(1_800_000_000.0))
+    assert (stream.writes, stream.flushes) == (0, 0)
     await asyncio.sleep(0)
-    assert stream.flushes == 1
+    assert (stream.writes, stream.flushes) == (1, 1)
+    assert stream.getvalue().count("a line\n") == 3
+
+
+async def test_lines_waiting_for_the_end_of_the_turn_are_written_by_flush() -> None:
+    stream = CountingStream()
+    handler = TurnFlushingHandler(stream)
+    handler.handle(record_at(1_800_000_000.0))
+    handler.flush()  # as logging.shutdown does at exit
+    assert stream.getvalue() == "a line\n"
+    await asyncio.sleep(0)
+    assert stream.getvalue() == "a line\n"
 
 
 @pytest.mark.parametrize(

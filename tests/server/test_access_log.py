@@ -1,6 +1,8 @@
 """Access logs: one line per call, from the shared per-call bookkeeping of ``muxs.server.hooks``."""
 
 import asyncio
+import copy
+import gc
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from grpclib.client import Channel
+from grpclib.server import Stream
 
 from muxs import (
     Client,
@@ -19,6 +22,7 @@ from muxs import (
     StatusCode,
 )
 from muxs.calls import Caller
+from muxs.server.context import CallContext
 from muxs.server.lifecycle import Lifecycle
 from muxs.server.services import GreeterService
 from muxs.server.serving import bind, serve
@@ -76,6 +80,36 @@ async def test_one_line_per_call_with_its_method_peer_status_time_and_messages(
     assert line.startswith(f"method=/muxs.Greeter/SayHello peer={hello['peer']} status=OK ")
     assert line.endswith(" messages_in=1 messages_out=1")
     assert [record.levelno for record in logs.records] == [logging.INFO] * 4
+
+
+async def test_an_access_record_has_what_loggings_own_records_have(
+    live_server: RunningServer,
+) -> None:
+    with access_records() as logs:
+        async with Client(live_server.target) as client:
+            await client.say_hello("you")
+        fields = await logs.finished("/muxs.Greeter/SayHello")
+    record = logs.records[0]
+    own = logging.getLogger(ACCESS_LOGGER).makeRecord(
+        ACCESS_LOGGER, logging.INFO, __file__, 0, "", (), None
+    )
+    assert set(vars(own)) <= set(vars(record))
+    assert (record.name, record.levelname, record.processName) == (
+        own.name,
+        own.levelname,
+        own.processName,
+    )
+    assert own.created - 60 < record.created <= own.created
+    assert 0 <= record.msecs < 1000
+    copied = copy.copy(record)  # as QueueHandler does, before it sets msg to the text
+    copied.msg, copied.args = copied.getMessage(), None
+    assert logging.Formatter("%(name)s: %(message)s").format(copied) == (
+        f"{ACCESS_LOGGER}: {record.getMessage()}"
+    )
+    assert record.getMessage().startswith(f"method=/muxs.Greeter/SayHello peer={fields['peer']} ")
+    # A handler that keeps records (a test's capture) keeps these values, not the call.
+    held = gc.get_referents(*vars(record).values(), *gc.get_referents(*vars(record).values()))
+    assert not [thing for thing in held if isinstance(thing, CallContext | Stream)]
 
 
 @pytest.mark.parametrize("on", [True, False])

@@ -16,7 +16,7 @@ from h2.errors import ErrorCodes
 
 from muxs import Client, RpcError, RunningServer, ServerSettings, StatusCode
 from muxs.api import HelloRequest
-from muxs.server.limits import LimitedServer, _LimitedProtocol
+from muxs.server.limits import MAX_FRAME_BYTES, LimitedServer, _LimitedProtocol
 from tests.polling import until
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 
@@ -93,6 +93,16 @@ async def test_every_message_of_a_stream_is_checked(live_server: RunningServer) 
         reply = await conn.reply(stream)
         assert reply.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
         await assert_serves(conn)
+
+
+async def test_clients_may_send_frames_of_a_mebibyte(live_server: RunningServer) -> None:
+    async with await raw(live_server) as conn:
+        await assert_serves(conn)  # both SETTINGS frames have arrived before the reply
+        assert conn.h2.remote_settings.max_frame_size == MAX_FRAME_BYTES == 1 << 20
+        name = "n" * (40 * 1024)  # one DATA frame, more than HTTP/2's default 16 KiB
+        reply = await conn.call(SAY_HELLO, hello(name))
+        assert reply.grpc_status == StatusCode.OK.value
+        assert reply.messages() == [bytes(HelloRequest(name=f"Hello, {name}!"))]
 
 
 async def test_the_stream_limit_is_advertised_and_clients_queue_behind_it(
