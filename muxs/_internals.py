@@ -20,7 +20,7 @@ import dataclasses
 import re
 import socket
 import struct
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -507,6 +507,10 @@ def is_refused_stream(error: BaseException) -> bool:
 #: received-header cache keep; more, and they start again (a bound whatever the peers send).
 HEADER_BLOCKS_KEPT = 256
 RECEIVED_BLOCKS_KEPT = 16
+#: How many distinct header fields a ``StatelessFields`` (the SDK's) keeps, and the longest
+#: field it keeps (a longer one, a large token, is encoded each time).
+HEADER_FIELDS_KEPT = 1024
+HEADER_FIELD_BYTES_KEPT = 256
 #: Received header blocks longer than this are decoded every time (a gRPC request's block,
 #: once its headers are in the peer's table, is a few dozen bytes).
 RECEIVED_BLOCK_BYTES = 512
@@ -547,9 +551,40 @@ class StatelessHeaders:
             ),
             flags,
         )
-        # A fresh encoder each time: never-indexed headers add nothing to its table, and it has
-        # no table size update to announce.
-        return hpack.Encoder().encode([hpack.NeverIndexedHeaderTuple(n, v) for n, v in checked])
+        return _stateless_block(hpack.Encoder(), checked)
+
+
+def _stateless_block(encoder: hpack.Encoder, headers: Iterable[tuple[Any, Any]]) -> bytes:
+    """``headers`` encoded by ``encoder`` (which has never indexed a header nor had its table
+    resized) as never-indexed fields: they add nothing to its table, it has no table size
+    update to announce, so each field's bytes depend on that field alone."""
+    return encoder.encode([hpack.NeverIndexedHeaderTuple(n, v) for n, v in headers])
+
+
+class StatelessFields:
+    """Request header blocks, HPACK-encoded as ``StatelessHeaders``' (valid whatever the
+    peer's table holds), but kept field by field: a stateless block is its fields' encodings
+    one after the other, so the fields that change from call to call (``:path``,
+    ``grpc-timeout``, metadata) cost only their own encoding, and only the first time. Like
+    h2 on grpclib's channels (``validate_outbound_headers`` and ``normalize_outbound_headers``
+    off), it sends the headers as they are, unchecked."""
+
+    def __init__(self) -> None:
+        self._fields: dict[tuple[Any, Any], bytes] = {}
+        self._encoder = hpack.Encoder()
+
+    def block(self, headers: Sequence[tuple[Any, Any]], flags: Any = None) -> bytes:
+        """The block of ``headers`` (``flags`` is unused: nothing is validated)."""
+        fields = self._fields
+        return b"".join([fields.get(header) or self._field(header) for header in headers])
+
+    def _field(self, header: tuple[Any, Any]) -> bytes:
+        encoded = _stateless_block(self._encoder, [header])
+        if len(encoded) <= HEADER_FIELD_BYTES_KEPT:
+            if len(self._fields) >= HEADER_FIELDS_KEPT:
+                self._fields.clear()
+            self._fields[header] = encoded
+        return encoded
 
 
 def send_headers_statelessly(
@@ -586,6 +621,30 @@ def send_headers_statelessly(
     stream.send_headers = send  # type: ignore[method-assign]
 
 
+def send_requests_statelessly(protocol: H2Protocol, blocks: StatelessFields) -> None:
+    """Have the h2 connection of grpclib's client connection ``protocol`` send each request's
+    headers as ``blocks``' stateless block, framed directly as one HEADERS frame: h2's state
+    machines (and its count of open streams) see the request as ``send_headers`` would make
+    them see it, but h2 neither encodes the headers nor builds frame objects for them."""
+    h2_conn = h2_connection(protocol)
+    config = h2_conn.config
+    # StatelessFields sends the headers unchecked, as h2 does with these off (grpclib's).
+    assert not config.validate_outbound_headers
+    assert not config.normalize_outbound_headers
+    # Relies on: grpclib.protocol.Stream.send_request sending each request's headers with
+    # H2Connection.send_headers(stream_id, headers, end_stream=...), then data_to_send().
+    send_headers = h2_conn.send_headers
+
+    def send(stream_id: int, headers: Any, end_stream: bool = False, **priority: Any) -> None:
+        # hpack must announce a table size change first; h2 frames priority information.
+        if priority or h2_conn.encoder.table_size_changes:
+            send_headers(stream_id, headers, end_stream, **priority)
+        else:
+            _add_header_frames(h2_conn, stream_id, headers, end_stream, blocks)
+
+    h2_conn.send_headers = send  # type: ignore[method-assign,assignment]
+
+
 def _frame_headers(
     h2_conn: h2.connection.H2Connection,
     h2_stream: h2.stream.H2Stream,
@@ -595,12 +654,39 @@ def _frame_headers(
 ) -> bytes:
     """What ``H2Connection.send_headers`` does for a server's response headers or trailers,
     with ``blocks``' block; returns what the connection has to send, the frame last."""
-    # Relies on: H2Connection.send_headers's steps for a stream h2 has: the connection's
-    # SEND_HEADERS input, then H2Stream.send_headers's SEND_HEADERS input, validation flags
-    # from its events (_build_hdr_validation_flags), SEND_END_STREAM, and the frames added
-    # to H2Connection._data_to_send; one HEADERS frame when the block fits the peer's
+    _add_header_frames(h2_conn, h2_stream.stream_id, headers, end_stream, blocks)
+    return h2_conn.data_to_send()
+
+
+def _add_header_frames(
+    h2_conn: h2.connection.H2Connection,
+    stream_id: int,
+    headers: Sequence[tuple[Any, Any]],
+    end_stream: bool,
+    blocks: StatelessHeaders | StatelessFields,
+) -> None:
+    """What ``H2Connection.send_headers`` does without priority information, for anything
+    but an informational response, with ``blocks``' block: the stream opened if it is new
+    (a request), the state machines' inputs, the frame added to what h2 has to send."""
+    # Relies on: H2Connection.send_headers's steps: TooManyStreamsError when a new stream
+    # would pass the peer's max_concurrent_streams (counted by open_outbound_streams, which
+    # also forgets closed streams), the connection's SEND_HEADERS input, the stream from
+    # _get_or_create_stream, then H2Stream.send_headers's SEND_HEADERS input, validation flags
+    # from its events (_build_hdr_validation_flags), SEND_END_STREAM, what it records of a
+    # request (_authority, request_method), and the frames added to
+    # H2Connection._data_to_send; one HEADERS frame when the block fits the peer's
     # max_outbound_frame_size.
+    if stream_id not in h2_conn.streams:
+        most = h2_conn.remote_settings.max_concurrent_streams
+        open_streams = h2_conn.open_outbound_streams
+        if open_streams + 1 > most:
+            raise h2.exceptions.TooManyStreamsError(
+                f"Max outbound streams is {most}, {open_streams} open"
+            )
     h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    h2_stream = h2_conn._get_or_create_stream(
+        stream_id, h2.connection.AllowedStreamIDs(h2_conn.config.client_side)
+    )
     events = h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
     flags = h2_stream._build_hdr_validation_flags(events)
     block = blocks.block(headers, flags)
@@ -610,6 +696,7 @@ def _frame_headers(
         frame_flags |= _END_STREAM
     elif h2_stream.state_machine.trailers_sent:
         raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
+    _record_request(h2_stream, headers)
     size = len(block)
     if size > h2_conn.max_outbound_frame_size:
         h2_conn._data_to_send += b"".join(
@@ -620,7 +707,20 @@ def _frame_headers(
             size >> 8, size & 0xFF, 0x1, frame_flags, h2_stream.stream_id
         )
         h2_conn._data_to_send += block
-    return h2_conn.data_to_send()
+
+
+def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, Any]]) -> None:
+    """What ``H2Stream.send_headers`` records of the headers it sends: a request's authority
+    (on a client's stream, once) and its method (None for a response)."""
+    named = h2.utilities.utf8_encode_headers(
+        [header for header in headers if header[0] in _RECORDED]
+    )
+    if h2_stream.state_machine.client and h2_stream._authority is None:
+        h2_stream._authority = h2.utilities.authority_from_headers(named)
+    h2_stream.request_method = h2.utilities.extract_method_header(named)
+
+
+_RECORDED = frozenset({":authority", ":method", b":authority", b":method"})
 
 
 def _split_headers(

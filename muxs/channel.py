@@ -21,6 +21,10 @@ other GOAWAY (an error) still does.
 Its connections write through ``muxs.coalescing.CoalescingTransport`` (the frames of one
 loop turn in one system call; writes of ``LARGE_WRITE`` bytes or more at once) and advertise
 a ``MAX_FRAME_SIZE`` of 1 MiB, so that a server sends a download in fewer, larger frames.
+They spare h2 the generic parts of each call, as the server's connections do
+(``muxs._internals``, docs/PERFORMANCE.md): request headers go as stateless HPACK blocks
+kept field by field (``StatelessFields``) and framed directly, DATA frames are framed
+directly, and a received header block is decoded once per state of the HPACK table.
 
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
 made, and whether it is still used) and ``H2Protocol`` with its ``connection`` and
@@ -46,10 +50,14 @@ from h2.settings import SettingCodes
 
 from muxs._internals import (
     ConnectingChannel,
+    StatelessFields,
+    decode_headers_once,
     h2_connection,
     keepalive_config,
     on_new_streams,
     replace_event_handler,
+    send_data_directly,
+    send_requests_statelessly,
     sent_request_stream,
     serve_streams_after_goaway,
     spare_ended_calls,
@@ -78,6 +86,8 @@ _TOO_MANY_PINGS_HINT = (
 MAX_FRAME_SIZE = 1024 * 1024
 #: Writes this large (an upload's chunks) are not gathered with the turn's others.
 LARGE_WRITE = 16 * 1024
+#: Request header blocks, encoded field by field once for every connection of the process.
+_REQUEST_FIELDS = StatelessFields()
 
 
 class _AnsweringProtocol(H2Protocol):
@@ -104,12 +114,18 @@ class _AnsweringProtocol(H2Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), bypass=LARGE_WRITE)
         super().connection_made(coalescing)  # type: ignore[arg-type]
+        decode_headers_once(h2_connection(self))
+        send_requests_statelessly(self, _REQUEST_FIELDS)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
         self.connection.flush()
-        on_new_streams(self, self._fit_stream)
+        on_new_streams(self, self._fit)
         serve_streams_after_goaway(self)
         close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
         self._close_on_goaway = close
+
+    def _fit(self, stream: Stream) -> None:
+        send_data_directly(stream)  # first: compression wraps what it sends
+        self._fit_stream(stream)
 
     def _goaway_received(self, event: ConnectionTerminated) -> None:
         # Those above its last stream id were never seen by the server: a transparent retry.

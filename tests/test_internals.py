@@ -30,6 +30,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.settings
 import h2.stream
 import h2.utilities
 import hpack
@@ -581,6 +582,145 @@ def test_h2_decodes_each_received_header_block_with_its_decoder() -> None:
     )
     assert "decoder.decode(encoded_header_block, raw=True)" in source(h2.connection._decode_headers)
     assert {"dynamic_entries", "maxsize"} <= set(dir(hpack.Decoder().header_table))
+
+
+#: What the SDK sends: a request's headers (grpclib's, muxs's and the caller's metadata).
+REQUESTS = [
+    [
+        (":method", "POST"),
+        (":scheme", "http"),
+        (":path", path),
+        (":authority", "127.0.0.1:50051"),
+        *extra,
+        ("te", "trailers"),
+        ("content-type", "application/grpc"),
+        ("user-agent", "grpc-python-grpclib/0.4.9 (linux)"),
+        ("grpc-accept-encoding", "gzip,deflate,identity"),
+    ]
+    for path, extra in [
+        ("/muxs.Greeter/SayHello", []),
+        ("/muxs.Greeter/SayHello", [("grpc-timeout", "4999m")]),
+        ("/muxs.FileController/ReadStream", [("grpc-timeout", "4998m"), ("x-id", "é 1")]),
+        ("/muxs.Greeter/SayHello", []),
+    ]
+]
+
+
+def _grpclib_client_connections() -> tuple[Any, Any]:
+    """A client h2 connection configured as grpclib's channels configure theirs, and a
+    server, prefaces exchanged."""
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(
+            client_side=True,
+            header_encoding="ascii",
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_inbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    return client, server
+
+
+def _request_state(client: Any, stream_id: int) -> tuple[Any, ...]:
+    stream = client.streams[stream_id]
+    machine = stream.state_machine
+    return (
+        machine.state,
+        machine.headers_sent,
+        stream._authority,
+        stream.request_method,
+        client.highest_outbound_stream_id,
+        client.open_outbound_streams,
+        client.state_machine.state,
+    )
+
+
+def test_stateless_request_frames_are_h2s_own_bytes_for_never_indexed_headers() -> None:
+    by_h2, _ = _grpclib_client_connections()
+    by_muxs, server = _grpclib_client_connections()
+    fields = _internals.StatelessFields()
+    for number, headers in enumerate(REQUESTS):
+        stream_id = 2 * number + 1
+        end = number % 2 == 1
+        never_indexed = [hpack.NeverIndexedHeaderTuple(n, v) for n, v in headers]
+        by_h2.send_headers(stream_id, never_indexed, end_stream=end)
+        _internals._add_header_frames(by_muxs, stream_id, headers, end, fields)
+        ours = by_muxs.data_to_send()
+        assert ours == by_h2.data_to_send()
+        assert _request_state(by_muxs, stream_id) == _request_state(by_h2, stream_id)
+        # A peer decodes the headers, whatever its table holds.
+        received = [e for e in server.receive_data(ours) if hasattr(e, "headers")]
+        assert [(n.decode(), v.decode()) for n, v in received[0].headers] == headers
+    assert not by_muxs.encoder.header_table.dynamic_entries  # h2's encoder never used
+    assert not fields._encoder.header_table.dynamic_entries  # nor filled by the fields'
+
+
+def test_a_block_kept_field_by_field_is_the_block_encoded_whole() -> None:
+    fields = _internals.StatelessFields()
+    flags = h2.utilities.HeaderValidationFlags(True, False, False, False)
+    for headers in [*REQUESTS, *REQUESTS]:  # twice: the second time from what was kept
+        assert fields.block(headers) == _internals.StatelessHeaders().block(headers, flags)
+    big = ("x-token", "t" * 1000)  # encoded each time, not kept
+    with_big = [*REQUESTS[0], big]
+    assert fields.block(with_big) == _internals.StatelessHeaders().block(with_big, flags)
+    assert big not in fields._fields
+
+
+def test_a_request_past_the_peers_stream_limit_is_refused_as_h2_refuses_it() -> None:
+    by_h2, to_h2 = _grpclib_client_connections()
+    by_muxs, to_muxs = _grpclib_client_connections()
+    fields = _internals.StatelessFields()
+    for client, server in ((by_h2, to_h2), (by_muxs, to_muxs)):
+        server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+        client.receive_data(server.data_to_send())
+    by_h2.send_headers(1, REQUESTS[0])
+    _internals._add_header_frames(by_muxs, 1, REQUESTS[0], False, fields)
+    with pytest.raises(h2.exceptions.TooManyStreamsError) as theirs:
+        by_h2.send_headers(3, REQUESTS[0])
+    with pytest.raises(h2.exceptions.TooManyStreamsError) as ours:
+        _internals._add_header_frames(by_muxs, 3, REQUESTS[0], False, fields)
+    assert str(ours.value) == str(theirs.value)
+    assert 3 not in by_muxs.streams
+
+
+def test_requests_go_through_h2_while_a_table_size_change_is_pending() -> None:
+    by_h2, _ = _grpclib_client_connections()
+    by_muxs, _ = _grpclib_client_connections()
+    protocol = grpclib.protocol.H2Protocol(None, None, None)  # type: ignore[arg-type]
+    protocol.connection = grpclib.protocol.Connection(
+        by_muxs, None, config=grpclib.config.Configuration()  # type: ignore[arg-type]
+    )
+    _internals.send_requests_statelessly(protocol, _internals.StatelessFields())
+    for connection in (by_h2, by_muxs):
+        connection.encoder.header_table_size = 256
+    by_h2.send_headers(1, REQUESTS[0])  # announced, and indexed, by h2
+    by_muxs.send_headers(1, REQUESTS[0])
+    assert by_muxs.data_to_send() == by_h2.data_to_send()
+    by_muxs.send_headers(3, REQUESTS[0])  # then stateless
+    stateless = _internals.StatelessFields().block(REQUESTS[0])
+    assert by_muxs.data_to_send().endswith(stateless)
+
+
+def test_grpclib_sends_request_headers_through_h2s_send_headers_unchecked() -> None:
+    send = source(grpclib.protocol.Stream.send_request)
+    assert "self._h2_connection.send_headers(stream_id, headers," in send
+    assert "self._transport.write(self._h2_connection.data_to_send())" in send
+    channel = source(grpclib.client.Channel.__init__)
+    assert "validate_outbound_headers=False" in channel
+    assert "normalize_outbound_headers=False" in channel
+    h2_send = source(h2.connection.H2Connection.send_headers)
+    assert "value = self.open_outbound_streams" in h2_send
+    assert "self._get_or_create_stream(" in h2_send
+    stream_send = source(h2.stream.H2Stream.send_headers)
+    assert "self._authority = authority_from_headers(bytes_headers)" in stream_send
+    assert "self.request_method = extract_method_header(bytes_headers)" in stream_send
 
 
 # --- h2: DATA frames ------------------------------------------------------------------
