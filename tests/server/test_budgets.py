@@ -14,7 +14,15 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from muxs.server.budgets import EARNED_PER_BYTES, PREFACE, Budget, FloodGuard, FrameScanner
+from muxs.server.budgets import (
+    DATA_BYTES_PER_WORK,
+    DATA_FRAME_WORK,
+    EARNED_PER_BYTES,
+    PREFACE,
+    Budget,
+    FloodGuard,
+    FrameScanner,
+)
 
 
 class Clock:
@@ -54,6 +62,51 @@ def test_the_scanner_reads_every_frame_header_however_the_bytes_are_cut() -> Non
         scanner = FrameScanner()
         pieces = [stream[at : at + size] for at in range(0, len(stream), size)]
         assert [frame for piece in pieces for frame in scanner.scan(piece)] == expected
+
+
+def turns(stream: bytes, work: int, *, scanned: int = 0) -> list[int]:
+    """The bytes of each turn when ``stream`` (a client's, from its preface) is fed ``work``
+    a turn, after its first ``scanned`` bytes were fed in one piece."""
+    scanner, view, spans = FrameScanner(), memoryview(stream)[scanned:], []
+    scanner.scan(stream[:scanned])
+    while view:
+        span = scanner.turn_span(view, work)
+        scanner.scan(bytes(view[:span]))
+        spans.append(span)
+        view = view[span:]
+    return spans
+
+
+def test_a_turn_spans_its_work_in_bytes_of_control_frames() -> None:
+    """A flood of control frames, however cut, is fed exactly ``work`` bytes a turn."""
+    flood = PREFACE + (PING + SETTINGS_ACK + RESET) * 200
+    for scanned in (0, 5, len(PREFACE), len(PREFACE) + 3):
+        spans = turns(flood, 1000, scanned=scanned)
+        assert spans[:-1] == [1000] * (len(spans) - 1)
+        assert 0 < spans[-1] <= 1000
+        assert sum(spans) == len(flood) - scanned
+
+
+def test_a_turn_spans_more_of_an_uploads_data() -> None:
+    """A DATA frame's header counts ``DATA_FRAME_WORK`` and its payload a
+    ``DATA_BYTES_PER_WORK``th: 16 KiB frames are fed 16 a turn where 1 fitted in 16 KiB."""
+    frame = data(b"x" * 16384)
+    per_frame = DATA_FRAME_WORK + 16384 // DATA_BYTES_PER_WORK
+    spans = turns(PREFACE + frame * 64, 16 * per_frame, scanned=len(PREFACE))
+    assert spans == [16 * len(frame)] * 4
+
+
+def test_a_turn_cuts_a_large_data_frame_by_its_work() -> None:
+    frame = data(b"x" * (1 << 20))
+    spans = turns(PREFACE + frame, 1000, scanned=len(PREFACE))
+    assert spans[0] == 9 + (1000 - DATA_FRAME_WORK) * DATA_BYTES_PER_WORK
+    assert spans[1] == 1000 * DATA_BYTES_PER_WORK
+    assert sum(spans) == len(frame)
+
+
+def test_empty_data_frames_count_their_headers_as_data_frame_work() -> None:
+    spans = turns(PREFACE + data(b"") * 100, 10 * DATA_FRAME_WORK, scanned=len(PREFACE))
+    assert spans == [10 * 9] * 10
 
 
 def test_the_scanner_knows_what_is_unfinished() -> None:
