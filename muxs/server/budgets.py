@@ -127,7 +127,10 @@ class FrameScanner:
         """How many bytes of ``data`` (what comes after the bytes scanned so far) hold
         ``work`` bytes of work, at least one: every byte counts, except that a DATA frame's
         header counts ``DATA_FRAME_WORK`` and its payload one per ``DATA_BYTES_PER_WORK``.
-        Input with no DATA frame (a flood of control frames) spans exactly ``work`` bytes.
+        Input with no DATA frame (a flood of control frames) spans exactly ``work`` bytes,
+        except that a span ends after a SETTINGS acknowledgement: h2 applies the frame size
+        it acknowledges from its next ``receive_data`` on (a larger frame in the same piece
+        is refused as overlong).
         """
         pos, spent, end = 0, 0, len(data)
         skip, kind, head = self._skip, self._kind, self._head
@@ -146,6 +149,8 @@ class FrameScanner:
             if step < needed:
                 break
             kind, skip = head[3], int.from_bytes(head[:3], "big")
+            if kind == _SETTINGS and head[4] & _ACK:
+                break  # h2 takes a new SETTINGS_MAX_FRAME_SIZE from its next receive_data
             head = b""
             spent += step if kind != _DATA else max(0, DATA_FRAME_WORK - _HEADER + step)
         return pos

@@ -79,7 +79,7 @@ def turns(stream: bytes, work: int, *, scanned: int = 0) -> list[int]:
 
 def test_a_turn_spans_its_work_in_bytes_of_control_frames() -> None:
     """A flood of control frames, however cut, is fed exactly ``work`` bytes a turn."""
-    flood = PREFACE + (PING + SETTINGS_ACK + RESET) * 200
+    flood = PREFACE + (PING + PRIORITY + RESET) * 200
     for scanned in (0, 5, len(PREFACE), len(PREFACE) + 3):
         spans = turns(flood, 1000, scanned=scanned)
         assert spans[:-1] == [1000] * (len(spans) - 1)
@@ -104,6 +104,13 @@ def test_a_turn_cuts_a_large_data_frame_by_its_work() -> None:
     assert sum(spans) == len(frame)
 
 
+def test_a_turn_ends_after_a_settings_acknowledgement() -> None:
+    """h2 takes the frame size the ACK acknowledges from its next ``receive_data``: a larger
+    DATA frame fed with the ACK would be refused as overlong."""
+    stream = PREFACE + PING + SETTINGS_ACK + data(b"x" * 40000)
+    assert turns(stream, 16384, scanned=len(PREFACE)) == [len(PING + SETTINGS_ACK), 40009]
+
+
 def test_empty_data_frames_count_their_headers_as_data_frame_work() -> None:
     spans = turns(PREFACE + data(b"") * 100, 10 * DATA_FRAME_WORK, scanned=len(PREFACE))
     assert spans == [10 * 9] * 10
@@ -125,6 +132,7 @@ def test_the_scanner_knows_what_is_unfinished() -> None:
 PING = PingFrame(0, b"12345678").serialize()
 SETTINGS_ACK = SettingsFrame(0, flags=["ACK"]).serialize()
 RESET = RstStreamFrame(1, error_code=8).serialize()
+PRIORITY = PriorityFrame(1, depends_on=3).serialize()
 
 
 def data(body: bytes, *, end: bool = False, padded: bool = False) -> bytes:
