@@ -56,8 +56,9 @@ stream reset) before its first step, whose body, and so grpclib's release in its
 Where this needs grpclib's or h2's internals (how a server makes its connections, its h2
 configuration, the handler's task per stream, let go of as soon as it ends, the connection's
 ``h2`` object, its table of event handlers, the per-stream ``recv_data``; and, for speed, the
-response header blocks and DATA frames it frames itself and the request header blocks it
-decodes once: issue 18 in docs/PERFORMANCE.md), it goes through ``muxs._internals``.
+response header blocks and DATA frames it frames itself, the request header blocks it
+decodes once and the request data it acknowledges once a turn: issue 18 in
+docs/PERFORMANCE.md), it goes through ``muxs._internals``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ from hyperframe.frame import GoAwayFrame
 from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
+    acknowledge_once_a_turn,
     decode_headers_as_latin1,
     decode_headers_once,
     forget_task,
@@ -302,6 +304,7 @@ class _LimitedHandler(protocol.AbstractHandler):
                 settle=self._connection.settle,
             ),
         )
+        acknowledge_once_a_turn(stream)
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
         send_data_directly(stream)
         response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
