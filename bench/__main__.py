@@ -3,11 +3,13 @@
 Suites: ``server`` (muxs and muxs[fast] against grpcio.aio per core, with each figure's
 spread over the runs), ``main`` (muxs, grpcio.aio, grpcio sync, floor), ``workers``
 (``--workers 2`` vs 1), ``levers`` (muxs with and without uvloop), ``features`` (what the
-access log and the metrics cost), ``interceptors`` (muxs with 0, 1 and 3 no-op server
+access log and the metrics cost muxs[fast]), ``access-log`` (the plain install with and
+without its access log), ``interceptors`` (muxs with 0, 1 and 3 no-op server
 interceptors), ``clients`` (muxs's ``Client`` and ``SyncClient`` beside grpcio's clients and
 raw grpclib, against one grpcio sync server: ``bench.clients``) and, with
 ``--base DIR``, ``base`` (muxs and muxs[fast] of this tree beside those of an earlier commit
-checked out in DIR, with its own venv in DIR/.venv). Prints a table per suite
+checked out in DIR, with its own venv in DIR/.venv); ``--scenario KEY`` keeps one scenario
+of each (``write-stream``, ``unary-1x1``, ...). Prints a table per suite
 and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and
 ``<mode>-<suite>.png``.
 """
@@ -15,6 +17,7 @@ and writes ``bench/results/<mode>.json``, ``<mode>.md`` (the tables) and
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import importlib.metadata
 import logging
@@ -105,6 +108,7 @@ def suites(quick: bool, base: Path | None = None) -> list[Suite]:
         muxs("no-access-log", *fast, "--no-access-log"),
         muxs("metrics-on", *fast, "--metrics-port", "0"),
     ]
+    plain_quiet = muxs("muxs-no-access-log", "--event-loop", "asyncio", "--no-access-log")
     all_scenarios = scenarios(sizes, loads)
     intercepted = [intercepted_muxs(count) for count in (0, 1, 3)]
     return [
@@ -152,6 +156,15 @@ def suites(quick: bool, base: Path | None = None) -> list[Suite]:
             [s for s in all_scenarios if s.key in ("unary-4x16", "server-stream")],
             [("muxs-fast", "no-access-log"), ("metrics-on", "muxs-fast")],
             pinned,
+        ),
+        Suite(
+            "access-log",
+            "the plain install with its access log on (the default) and off (one server core)",
+            [plain, plain_quiet],
+            [s for s in all_scenarios if s.key.startswith("unary-") or s.key == "server-stream"],
+            [("muxs", plain_quiet.name)],
+            pinned,
+            spread=True,
         ),
         Suite(
             "interceptors",
@@ -218,11 +231,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "workers",
             "levers",
             "features",
+            "access-log",
             "interceptors",
             "clients",
             "base",
         ],
         help="suite to run (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        help="only this scenario of each suite (repeatable, e.g. write-stream; default: all)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     parser.add_argument(
@@ -241,6 +260,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = args.runs or (1 if args.quick else 3)
     mode = "quick" if args.quick else "full"
     chosen = [s for s in suites(args.quick, args.base) if not args.suite or s.name in args.suite]
+    if args.scenario:
+        chosen = [
+            dataclasses.replace(
+                suite, scenarios=[s for s in suite.scenarios if s.key in args.scenario]
+            )
+            for suite in chosen
+        ]
     server_cpu, load_cpu, _ = _cpus()
     if load_cpu is not None:
         os.sched_setaffinity(0, {int(load_cpu)})

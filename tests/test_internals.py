@@ -776,3 +776,46 @@ def test_h2_and_grpclib_send_data_as_direct_data_frames_copies() -> None:
     assert "await self.window_updated.wait()" in grpclib_send
     assert "self.connection.data_send_process()" in grpclib_send
     assert "self.connection.data_sent += f_chunk_len" in grpclib_send
+
+
+class _ReadStream:
+    """What ``acknowledge_once_a_turn`` needs of a grpclib stream: its buffer."""
+
+    def __init__(self, acknowledged: list[int]) -> None:
+        self.buffer = grpclib.protocol.Buffer(acknowledged.append)
+
+
+async def test_data_read_in_a_turn_is_acknowledged_once_summed() -> None:
+    acknowledged: list[int] = []
+    stream = _ReadStream(acknowledged)
+    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
+    for piece in (b"a" * 10, b"b" * 20, b"c" * 30):
+        stream.buffer.add(piece, len(piece) + 1)  # flow-controlled: padding counts
+    assert await stream.buffer.read(5) == b"a" * 5
+    assert await stream.buffer.read(35) == b"a" * 5 + b"b" * 20 + b"c" * 10
+    assert acknowledged == []
+    await asyncio.sleep(0)
+    assert acknowledged == [11 + 21 + 31]
+
+
+async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None:
+    """No deadlock: a peer out of window gets the WINDOW_UPDATE while the reader waits."""
+    acknowledged: list[int] = []
+    stream = _ReadStream(acknowledged)
+    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
+    stream.buffer.add(b"x" * 10, 10)
+    reading = asyncio.ensure_future(stream.buffer.read(20))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert acknowledged == [10]
+    assert not reading.done()
+    stream.buffer.add(b"y" * 10, 10)
+    assert await reading == b"x" * 10 + b"y" * 10
+    await asyncio.sleep(0)
+    assert acknowledged == [10, 10]
+
+
+def test_grpclib_acknowledges_each_frame_read_through_the_buffers_callback() -> None:
+    assert "self._ack_callback(ack_size)" in source(grpclib.protocol.Buffer.read)
+    init_stream = source(grpclib.protocol.Stream.init_stream)
+    assert "self.buffer = Buffer(partial(connection.ack, self.id))" in init_stream

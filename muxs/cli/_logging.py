@@ -61,6 +61,20 @@ class TextFormatter(logging.Formatter):
     _second: int | None = None
     _text = ""
 
+    def __init__(self, fmt: str) -> None:
+        super().__init__(fmt)
+        self._uses_time = self.usesTime()
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        # ``logging.Formatter.format`` for a record without a traceback, with the question
+        # whether the format shows the time asked once, not per line.
+        record.message = record.getMessage()
+        if self._uses_time:
+            record.asctime = self.formatTime(record, self.datefmt)
+        return self.formatMessage(record)
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         second = int(record.created)
         if second != self._second:

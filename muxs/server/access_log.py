@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, NamedTuple
+from typing import Any
 
 from muxs.errors import StatusCode
 from muxs.server.context import CallContext
@@ -25,51 +25,50 @@ from muxs.server.hooks import CallObserver
 log = logging.getLogger("muxs.access_log")
 
 
-class _Ended(NamedTuple):
-    """What the access log says about a finished call (and no more: a handler that keeps
-    records, as a test's log capture does, keeps these, not the call and its stream)."""
+#: ``StatusCode.name`` of each code (an enum's ``name`` is a descriptor: slow per line).
+_STATUS_NAMES = {code: code.name for code in StatusCode}
 
-    path: str
-    peer: str
-    subject: str | None
-    status: StatusCode
-    duration: float
-    received: int
-    sent: int
+
+class _AccessLine:
+    """What the access log says about a finished call, and no more (a handler that keeps
+    records, as a test's log capture does, keeps these, not the call and its stream); its
+    text is made when a handler first reads it (``str``)."""
+
+    __slots__ = ("_text", "duration", "path", "peer", "received", "sent", "status", "subject")
+
+    def __init__(self, call: CallContext, status: StatusCode) -> None:
+        self.path = f"/{call.service}/{call.method}"
+        self.peer = call.peer
+        self.subject = call.subject
+        self.status = status
+        self.duration = call.duration
+        self.received = call.received
+        self.sent = call.sent
+        self._text: str | None = None
+
+    def __str__(self) -> str:
+        if self._text is None:
+            subject = f" subject={self.subject}" if self.subject is not None else ""
+            self._text = (
+                f"method={self.path} peer={self.peer}{subject} "
+                f"status={_STATUS_NAMES[self.status]} "
+                f"duration_ms={round(self.duration * 1000, 3)} messages_in={self.received} "
+                f"messages_out={self.sent}"
+            )
+        return self._text
 
     def fields(self) -> dict[str, object]:
         fields: dict[str, object] = {"method": self.path, "peer": self.peer}
         if self.subject is not None:
             fields["subject"] = self.subject
         fields.update(
-            status=self.status.name,
+            status=_STATUS_NAMES[self.status],
             code=self.status.value,
             duration_ms=round(self.duration * 1000, 3),
             messages_in=self.received,
             messages_out=self.sent,
         )
         return fields
-
-
-class _AccessLine:
-    """A finished call's access line, made when a handler first reads it (``str``)."""
-
-    __slots__ = ("_ended", "_text")
-
-    def __init__(self, ended: _Ended) -> None:
-        self._ended = ended
-        self._text: str | None = None
-
-    def __str__(self) -> str:
-        if self._text is None:
-            ended = self._ended
-            subject = f" subject={ended.subject}" if ended.subject is not None else ""
-            self._text = (
-                f"method={ended.path} peer={ended.peer}{subject} status={ended.status.name} "
-                f"duration_ms={round(ended.duration * 1000, 3)} messages_in={ended.received} "
-                f"messages_out={ended.sent}"
-            )
-        return self._text
 
 
 class AccessRecord(logging.LogRecord):
@@ -85,15 +84,12 @@ class AccessRecord(logging.LogRecord):
         self.msecs = (created - int(created)) * 1000
         self.relativeCreated = template["relativeCreated"] + (created - template["created"]) * 1000
         assert call.status is not None
-        self._ended = _Ended(
-            call.path, call.peer, call.subject, call.status, call.duration, call.received, call.sent
-        )
-        self.msg = _AccessLine(self._ended)
+        self._line = self.msg = _AccessLine(call, call.status)
 
     @property
     def fields(self) -> dict[str, object]:
         if "_fields" not in self.__dict__:
-            self.__dict__["_fields"] = self._ended.fields()
+            self.__dict__["_fields"] = self._line.fields()
         fields: dict[str, object] = self.__dict__["_fields"]
         return fields
 

@@ -15,6 +15,10 @@ second; a peer that spends a token from an empty bucket is over budget, and
   ``EARNED_PER_BYTES`` bytes the server writes to the connection earn one token back; the
   DATA it had in flight when the server ended a call early is mostly full frames, and
   only a message's last frame is small.
+
+``FrameScanner.turn_span`` also says how much of a backlog one turn of the event loop feeds
+(``muxs.server.limits``): a turn's work is counted in bytes that h2 parses, and a DATA
+frame's payload is copied, not parsed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ _ACK = _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _PADDED = 0x8
 _STREAM_CLOSED_CODE = (0x5).to_bytes(4, "big")
+#: What a DATA frame's header counts in ``FrameScanner.turn_span``: more than its 9 bytes,
+#: as each DATA frame is an event, a buffered piece and an acknowledgement.
+DATA_FRAME_WORK = 64
+#: A DATA frame's payload counts one byte of work in ``turn_span`` per this many bytes.
+DATA_BYTES_PER_WORK = 64
 
 
 class Budget:
@@ -72,6 +81,7 @@ class FrameScanner:
     def __init__(self) -> None:
         self._head = b""
         self._skip = len(PREFACE)
+        self._kind = -1  # the type of the frame whose body is being skipped (-1: the preface)
         #: How many frames have been received whole (header and body).
         self.frames_completed = 0
         #: Whether a header block (HEADERS, then CONTINUATION frames) has begun and not ended.
@@ -105,12 +115,45 @@ class FrameScanner:
             length = int.from_bytes(head[:3], "big")
             stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
             frames.append((head[3], head[4], length, stream_id))
+            self._kind = head[3]
             if head[3] in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
                 self.in_header_block = not head[4] & _END_HEADERS
             self._skip = length
             if not length:
                 self.frames_completed += 1
         return frames
+
+    def turn_span(self, data: memoryview, work: int) -> int:
+        """How many bytes of ``data`` (what comes after the bytes scanned so far) hold
+        ``work`` bytes of work, at least one: every byte counts, except that a DATA frame's
+        header counts ``DATA_FRAME_WORK`` and its payload one per ``DATA_BYTES_PER_WORK``.
+        Input with no DATA frame (a flood of control frames) spans exactly ``work`` bytes,
+        except that a span ends after a SETTINGS acknowledgement: h2 applies the frame size
+        it acknowledges from its next ``receive_data`` on (a larger frame in the same piece
+        is refused as overlong).
+        """
+        pos, spent, end = 0, 0, len(data)
+        skip, kind, head = self._skip, self._kind, self._head
+        while pos < end and spent < work:
+            if skip:  # a body (or the preface)
+                share = DATA_BYTES_PER_WORK if kind == _DATA else 1
+                step = min(skip, end - pos, (work - spent) * share)
+                pos += step
+                skip -= step
+                spent += -(-step // share)
+                continue
+            needed = _HEADER - len(head)
+            step = min(needed, end - pos, work - spent)
+            head += data[pos : pos + step]
+            pos += step
+            if step < needed:
+                break
+            kind, skip = head[3], int.from_bytes(head[:3], "big")
+            if kind == _SETTINGS and head[4] & _ACK:
+                break  # h2 takes a new SETTINGS_MAX_FRAME_SIZE from its next receive_data
+            head = b""
+            spent += step if kind != _DATA else max(0, DATA_FRAME_WORK - _HEADER + step)
+        return pos
 
 
 class FloodGuard:

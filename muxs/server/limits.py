@@ -46,7 +46,7 @@ A client stream's end reaches its handler only once a PING round trip has settle
 It also fixes three HTTP/2 faults of grpclib (see ``_LimitedProtocol._feed``), and
 bounds what one connection's peer can make the server do (``muxs.server.budgets``: over
 ``reset_budget`` or ``control_frame_budget`` it gets GOAWAY ENHANCE_YOUR_CALM), how long
-its backlog may hold the event loop (``TURN_BYTES`` a turn), and what its unread replies
+its backlog may hold the event loop (``TURN_BYTES`` of work a turn), and what its unread replies
 may hold (reading stops while its socket cannot take more).
 
 It releases every stream when its handler's task ends, even a task cancelled (its
@@ -56,8 +56,9 @@ stream reset) before its first step, whose body, and so grpclib's release in its
 Where this needs grpclib's or h2's internals (how a server makes its connections, its h2
 configuration, the handler's task per stream, let go of as soon as it ends, the connection's
 ``h2`` object, its table of event handlers, the per-stream ``recv_data``; and, for speed, the
-response header blocks and DATA frames it frames itself and the request header blocks it
-decodes once: issue 18 in docs/PERFORMANCE.md), it goes through ``muxs._internals``.
+response header blocks and DATA frames it frames itself, the request header blocks it
+decodes once and the request data it acknowledges once a turn: issue 18 in
+docs/PERFORMANCE.md), it goes through ``muxs._internals``.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ from hyperframe.frame import GoAwayFrame
 from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
+    acknowledge_once_a_turn,
     decode_headers_as_latin1,
     decode_headers_once,
     forget_task,
@@ -126,8 +128,9 @@ log = logging.getLogger(__name__)
 
 _Headers = list[tuple[str, str]]
 _TRUNCATED = "the request ended in the middle of a message"
-#: Most bytes of one connection fed to h2 in one turn of the event loop (about a
-#: millisecond of frames); the rest waits for the next turn, reading paused.
+#: Most work of one connection fed to h2 in one turn of the event loop (about a
+#: millisecond of frames): bytes, except that DATA payload counts a 64th
+#: (``FrameScanner.turn_span``); the rest waits for the next turn, reading paused.
 TURN_BYTES = 16 * 1024
 #: The largest frame a client may send (SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB):
 #: uploads in fewer, larger DATA frames, each still within the flow-control window.
@@ -301,6 +304,7 @@ class _LimitedHandler(protocol.AbstractHandler):
                 settle=self._connection.settle,
             ),
         )
+        acknowledge_once_a_turn(stream)
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
         send_data_directly(stream)
         response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
@@ -431,9 +435,11 @@ class _LimitedProtocol(protocol.H2Protocol):
             self._age_check = self._loop.call_later(age, self._reached_max_age)
 
     def data_received(self, data: bytes) -> None:
-        """Feed what the peer sent to h2 at most ``TURN_BYTES`` a turn of the event loop:
-        with more, reading pauses and the rest waits for the next turn, so one flooding
-        connection cannot hold the loop while others wait (uvloop passes a whole backlog)."""
+        """Feed what the peer sent to h2 at most ``TURN_BYTES`` of work a turn of the event
+        loop: with more, reading pauses and the rest waits for the next turn, so one flooding
+        connection cannot hold the loop while others wait (uvloop passes a whole backlog).
+        An upload's DATA payload counts a 64th of its bytes: h2 copies it, it does not parse
+        it (up to ~1 MiB of file data a turn instead of one 16 KiB frame)."""
         if self.connection.is_closing():
             return  # going away: what the peer still sends is read and dropped
         if self._backlog:  # not expected while reading is paused, but kept in order
@@ -445,7 +451,8 @@ class _LimitedProtocol(protocol.H2Protocol):
         if self.connection.is_closing():
             self._backlog = memoryview(b"")
             return
-        chunk, self._backlog = self._backlog[:TURN_BYTES], self._backlog[TURN_BYTES:]
+        span = self._guard.scanner.turn_span(self._backlog, TURN_BYTES)
+        chunk, self._backlog = self._backlog[:span], self._backlog[span:]
         self._feed(bytes(chunk))
         if self._backlog and not self.connection.is_closing():
             self._pause_reading("backlog")

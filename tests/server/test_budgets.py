@@ -14,7 +14,15 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from muxs.server.budgets import EARNED_PER_BYTES, PREFACE, Budget, FloodGuard, FrameScanner
+from muxs.server.budgets import (
+    DATA_BYTES_PER_WORK,
+    DATA_FRAME_WORK,
+    EARNED_PER_BYTES,
+    PREFACE,
+    Budget,
+    FloodGuard,
+    FrameScanner,
+)
 
 
 class Clock:
@@ -56,6 +64,58 @@ def test_the_scanner_reads_every_frame_header_however_the_bytes_are_cut() -> Non
         assert [frame for piece in pieces for frame in scanner.scan(piece)] == expected
 
 
+def turns(stream: bytes, work: int, *, scanned: int = 0) -> list[int]:
+    """The bytes of each turn when ``stream`` (a client's, from its preface) is fed ``work``
+    a turn, after its first ``scanned`` bytes were fed in one piece."""
+    scanner, view, spans = FrameScanner(), memoryview(stream)[scanned:], []
+    scanner.scan(stream[:scanned])
+    while view:
+        span = scanner.turn_span(view, work)
+        scanner.scan(bytes(view[:span]))
+        spans.append(span)
+        view = view[span:]
+    return spans
+
+
+def test_a_turn_spans_its_work_in_bytes_of_control_frames() -> None:
+    """A flood of control frames, however cut, is fed exactly ``work`` bytes a turn."""
+    flood = PREFACE + (PING + PRIORITY + RESET) * 200
+    for scanned in (0, 5, len(PREFACE), len(PREFACE) + 3):
+        spans = turns(flood, 1000, scanned=scanned)
+        assert spans[:-1] == [1000] * (len(spans) - 1)
+        assert 0 < spans[-1] <= 1000
+        assert sum(spans) == len(flood) - scanned
+
+
+def test_a_turn_spans_more_of_an_uploads_data() -> None:
+    """A DATA frame's header counts ``DATA_FRAME_WORK`` and its payload a
+    ``DATA_BYTES_PER_WORK``th: 16 KiB frames are fed 16 a turn where 1 fitted in 16 KiB."""
+    frame = data(b"x" * 16384)
+    per_frame = DATA_FRAME_WORK + 16384 // DATA_BYTES_PER_WORK
+    spans = turns(PREFACE + frame * 64, 16 * per_frame, scanned=len(PREFACE))
+    assert spans == [16 * len(frame)] * 4
+
+
+def test_a_turn_cuts_a_large_data_frame_by_its_work() -> None:
+    frame = data(b"x" * (1 << 20))
+    spans = turns(PREFACE + frame, 1000, scanned=len(PREFACE))
+    assert spans[0] == 9 + (1000 - DATA_FRAME_WORK) * DATA_BYTES_PER_WORK
+    assert spans[1] == 1000 * DATA_BYTES_PER_WORK
+    assert sum(spans) == len(frame)
+
+
+def test_a_turn_ends_after_a_settings_acknowledgement() -> None:
+    """h2 takes the frame size the ACK acknowledges from its next ``receive_data``: a larger
+    DATA frame fed with the ACK would be refused as overlong."""
+    stream = PREFACE + PING + SETTINGS_ACK + data(b"x" * 40000)
+    assert turns(stream, 16384, scanned=len(PREFACE)) == [len(PING + SETTINGS_ACK), 40009]
+
+
+def test_empty_data_frames_count_their_headers_as_data_frame_work() -> None:
+    spans = turns(PREFACE + data(b"") * 100, 10 * DATA_FRAME_WORK, scanned=len(PREFACE))
+    assert spans == [10 * 9] * 10
+
+
 def test_the_scanner_knows_what_is_unfinished() -> None:
     """A frame cut short, and a header block begun (HEADERS, CONTINUATION) until it ends."""
     scanner = FrameScanner()
@@ -72,6 +132,7 @@ def test_the_scanner_knows_what_is_unfinished() -> None:
 PING = PingFrame(0, b"12345678").serialize()
 SETTINGS_ACK = SettingsFrame(0, flags=["ACK"]).serialize()
 RESET = RstStreamFrame(1, error_code=8).serialize()
+PRIORITY = PriorityFrame(1, depends_on=3).serialize()
 
 
 def data(body: bytes, *, end: bool = False, padded: bool = False) -> bytes:
