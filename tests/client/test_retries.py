@@ -2,7 +2,7 @@
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
@@ -19,6 +19,7 @@ from muxs.client import parse_target
 from muxs.errors import ConfigError
 from muxs.server.codec import Codec
 from muxs.server.refusals import draining, retry_after
+from tests.client.conftest import CountingChannel
 from tests.echo import EchoGreeter
 from tests.polling import until
 
@@ -268,29 +269,11 @@ async def test_a_call_a_goaway_may_have_let_through_is_not_sent_again(
     assert front.connections == 1
 
 
-class _CountingChannel(AnsweringChannel):
-    """A channel that counts its connection attempts."""
-
-    attempts = 0
-
-    async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
-        self.attempts += 1
-        return await super().connect(connect)
-
-
-@pytest.fixture
-def unready() -> Iterator[socket.socket]:
-    """A socket bound on 127.0.0.1 that does not listen yet (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock
-
-
 @pytest.mark.parametrize("per_call", [False, True])
 async def test_a_call_that_waits_for_ready_is_served_once_the_server_listens(
     unready: socket.socket, echo_greeter: EchoGreeter, per_call: bool
 ) -> None:
-    channel = _CountingChannel("127.0.0.1", unready.getsockname()[1], ssl=None, connect_timeout=5)
+    channel = CountingChannel("127.0.0.1", unready.getsockname()[1], ssl=None, connect_timeout=5)
 
     async def wait_for_ready(call: ClientCall, proceed: Proceed) -> None:
         call.wait_for_ready = True
@@ -321,7 +304,7 @@ async def test_a_call_that_waits_for_ready_ends_at_its_deadline(closed_port: int
 async def test_without_wait_for_ready_a_refused_connection_fails_at_once(
     closed_port: int,
 ) -> None:
-    channel = _CountingChannel("127.0.0.1", closed_port, ssl=None, connect_timeout=5)
+    channel = CountingChannel("127.0.0.1", closed_port, ssl=None, connect_timeout=5)
     async with Client(channel=channel) as client:
         with pytest.raises(RpcError) as failed:
             await client.say_hello("ann", timeout=30)

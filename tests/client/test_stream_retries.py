@@ -7,22 +7,21 @@ bytes kept to send them again (``muxs.calls.RETRY_BUFFER_BYTES``).
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from grpclib.const import Cardinality, Handler
 from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.exceptions import GRPCError
-from grpclib.protocol import H2Protocol
 from grpclib.server import Server, Stream
 
 from muxs import Client, ClientCall, Proceed, RetryPolicy, RpcError, StatusCode, SyncClient
 from muxs.api import HelloReply, HelloRequest
 from muxs.calls import RETRY_BUFFER_BYTES
-from muxs.channel import AnsweringChannel
 from muxs.server.codec import Codec
 from muxs.server.refusals import draining, retry_after
+from tests.client.conftest import CountingChannel
 from tests.polling import until
 
 POLICY = RetryPolicy(max_attempts=3, initial_backoff=0.001)
@@ -330,29 +329,11 @@ async def test_interceptors_see_one_attempt_of_a_retried_stream(
     assert greeter.calls == 2
 
 
-class _CountingChannel(AnsweringChannel):
-    """A channel that counts its connection attempts."""
-
-    attempts = 0
-
-    async def connect(self, connect: Callable[[], Awaitable[H2Protocol]]) -> H2Protocol:
-        self.attempts += 1
-        return await super().connect(connect)
-
-
-@pytest.fixture
-def unready() -> Iterator[socket.socket]:
-    """A socket bound on 127.0.0.1 that does not listen yet (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock
-
-
 @pytest.mark.parametrize("kind", KINDS)
 async def test_a_stream_that_waits_for_ready_is_served_once_the_server_listens(
     unready: socket.socket, greeter: FlakyGreeter, kind: str
 ) -> None:
-    channel = _CountingChannel("127.0.0.1", unready.getsockname()[1], ssl=None, connect_timeout=5)
+    channel = CountingChannel("127.0.0.1", unready.getsockname()[1], ssl=None, connect_timeout=5)
     server = _server(greeter)
     try:
         async with Client(channel=channel, wait_for_ready=True) as client:
