@@ -166,6 +166,8 @@ def remove_stale_temp_files(store: FileStore) -> None:
         )
     elif sweep.removed:
         log.info("removed %d temp file(s) left by an interrupted write", sweep.removed)
+    if sweep.kept:
+        log.info("left %d temp file(s) that another process is writing", sweep.kept)
 
 
 @asynccontextmanager

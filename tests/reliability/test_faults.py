@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import logging
 import os
 import signal
@@ -166,6 +167,50 @@ def test_restart_removes_only_its_own_temp_files(tmp_path: Path) -> None:
     assert outside.read_text() == "not muxs's"
     assert (root / "sub" / "a.txt").read_text() == "old a"
     assert not (root / "top.txt").exists()
+
+
+def test_a_sweep_beside_a_write_in_progress_leaves_it(root_dir: Path) -> None:
+    """A second server starting on the same root (a replica, a rolling restart) while the
+    first is writing: the write's temp file is in use, not stale."""
+    (root_dir / "shared.txt").write_text("old")
+    writer, starting = Root(root_dir), Root(root_dir)
+    try:
+        with writer.open_for_replace("shared.txt") as new:
+            new.write(b"first half, ")
+            assert starting.remove_stale_temp_files() == Sweep(removed=0, kept=1, complete=True)
+            new.write(b"second half")
+            new.commit()
+    finally:
+        writer.close()
+        starting.close()
+    assert (root_dir / "shared.txt").read_text() == "first half, second half"
+    assert temp_files(root_dir) == []
+
+
+def test_a_temp_file_swept_before_its_writer_locks_it_is_made_again(
+    root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer, starting = Root(root_dir), Root(root_dir)
+    real_flock = fcntl.flock
+    raced: list[Sweep] = []
+
+    def sweep_first(fd: int, operation: int) -> None:
+        if not raced:  # the writer's first lock: a sweep gets there just before it
+            raced.append(Sweep())
+            raced[0] = starting.remove_stale_temp_files()
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", sweep_first)
+    try:
+        with writer.open_for_replace("new.txt") as new:
+            new.write(b"whole")
+            new.commit()
+    finally:
+        writer.close()
+        starting.close()
+    assert raced == [Sweep(removed=1, complete=True)]
+    assert (root_dir / "new.txt").read_text() == "whole"
+    assert temp_files(root_dir) == []
 
 
 def make_chain(top: Path, depth: int) -> int:

@@ -15,6 +15,9 @@ on a client's behalf. The rules (documented in the README), beside the name rule
   by the kernel, so a symlink swapped in mid-call cannot lead a call out of the root.
 - A write goes to a temp file in the target's directory, is fsynced, renamed over the
   target and the directory is fsynced: readers see the old or the new file, never a mix.
+- The writer holds an advisory lock (``flock``) on its temp file; the start-up sweep removes
+  only temp files nobody holds, so a server starting beside another on one root (a second
+  replica, a rolling restart) never removes a write in progress.
 
 Methods block; ``muxs.server.storage.local`` runs them in worker threads.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
 import logging
@@ -64,6 +68,8 @@ SWEEP_SECONDS = 10.0
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+#: How many fresh temp names a writer tries when a sweep takes the one it just created.
+_TEMP_ATTEMPTS = 3
 
 
 def _require_regular(mode: int, name: str) -> None:
@@ -136,6 +142,49 @@ class _Target:
         os.close(self.dir_fd)
 
 
+def _create_locked_temp(dir_fd: int, mode: int) -> tuple[str, int]:
+    """A new temp file in ``dir_fd``, locked for as long as it is open: (its name, its fd).
+
+    A sweep may take a temp file between its creation and its lock (it holds the lock while
+    it unlinks): then the lock is refused or the file has no link left, and a fresh name
+    is tried.
+    """
+    for _ in range(_TEMP_ATTEMPTS):
+        name = TEMP_PREFIX + secrets.token_hex(_TEMP_TOKEN_BYTES)
+        fd = os.open(name, _CREATE_FLAGS, mode, dir_fd=dir_fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.fstat(fd).st_nlink:
+                return name, fd
+        except BlockingIOError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+    raise Unavailable("the server could not create a temp file; retry")
+
+
+def _remove_if_unused(name: str, dir_fd: int) -> bool:
+    """Unlink the temp file ``name`` unless a writer holds its lock; whether it was."""
+    try:
+        fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+    except (FileNotFoundError, PermissionError):
+        return False  # gone, or not ours to judge: left alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 class AtomicFile:
     """A new version of a file, written to a temp file and swapped in by ``commit``.
 
@@ -145,10 +194,10 @@ class AtomicFile:
     def __init__(self, target: _Target, name: str) -> None:
         self._target = target
         self._name = name
-        self._temp = TEMP_PREFIX + secrets.token_hex(_TEMP_TOKEN_BYTES)
         mode = stat.S_IMODE(target.mode) if target.mode is not None else 0o644
         with _os_errors(name):
-            self._fd: int | None = os.open(self._temp, _CREATE_FLAGS, mode, dir_fd=target.dir_fd)
+            self._temp, fd = _create_locked_temp(target.dir_fd, mode)
+        self._fd: int | None = fd
         self.size = 0
         self._hash = hashlib.sha256()
 
@@ -250,13 +299,16 @@ class Sweep:
     """What ``Root.remove_stale_temp_files`` did."""
 
     removed: int = 0
+    #: Temp files left in place: a writer holds them (another server on the same root), or
+    #: they could not be opened to check.
+    kept: int = 0
     #: False when part of the root was not searched: the time ran out, or a directory
     #: could not be opened or read (no descriptor left, no permission).
     complete: bool = True
 
 
 def _sweep_dir(fd: int, sweep: Sweep, deadline: float) -> list[str]:
-    """Remove the stale temp files of the directory ``fd``; return its subdirectories."""
+    """Remove the unused temp files of the directory ``fd``; return its subdirectories."""
     subdirs = []
     try:
         with os.scandir(fd) as entries:
@@ -267,9 +319,10 @@ def _sweep_dir(fd: int, sweep: Sweep, deadline: float) -> list[str]:
                 if entry.is_dir(follow_symlinks=False):
                     subdirs.append(entry.name)
                 elif _TEMP_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(entry.name, dir_fd=fd)
+                    if _remove_if_unused(entry.name, fd):
                         sweep.removed += 1
+                    else:
+                        sweep.kept += 1
     except OSError as exc:
         log.warning("cannot search a directory for stale temp files: %s", exc.strerror)
         sweep.complete = False
@@ -317,7 +370,8 @@ class Root:
         """Delete temp files left by a muxs process that died mid-write, for at most
         ``seconds``.
 
-        Only muxs's own: regular files named exactly as ``AtomicFile`` names them. The
+        Only muxs's own: regular files named exactly as ``AtomicFile`` names them, that no
+        writer holds (a server beside this one on the same root keeps its writes). The
         walk is a loop, not a recursion (a tree of any depth), opens each directory below
         its parent's descriptor without following symlinks, and keeps a parent's
         descriptor only while it has subdirectories left: a chain of directories costs
