@@ -52,7 +52,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"muxs serve: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"muxs serve: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"muxs serve: cannot start: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

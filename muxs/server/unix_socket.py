@@ -55,6 +55,9 @@ def bind_unix(path: Path, access: str) -> UnixListener:
     umask = os.umask(0o777 & ~mode)
     try:
         sock.bind(os.fspath(path))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"{path}: {exc.strerror}") from None
     except BaseException:
         sock.close()
         raise

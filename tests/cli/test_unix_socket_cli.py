@@ -67,6 +67,28 @@ async def test_a_regular_file_at_the_uds_path_is_refused_with_exit_1(tmp_path: P
     assert path.read_text() == "keep me"
 
 
+async def test_a_uds_path_in_a_missing_directory_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "s.sock"
+    code, _, err = await muxs("serve", "--uds", str(path), "--root", str(tmp_path / "root"))
+    assert (code, err) == (1, f"muxs serve: cannot start: {path}: No such file or directory\n")
+
+
+async def test_a_port_in_use_is_refused_naming_the_address(tmp_path: Path) -> None:
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        for workers in ("1", "2"):
+            code, _, err = await muxs(
+                "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", workers,
+                "--root", str(tmp_path / "root"),
+            )  # fmt: skip
+            assert (code, err) == (
+                1,
+                f"muxs serve: cannot start: 127.0.0.1:{port}: Address already in use\n",
+            )
+
+
 async def test_the_socket_of_a_running_server_is_refused_with_exit_1(tmp_path: Path) -> None:
     path = tmp_path / "other.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
