@@ -15,7 +15,6 @@ item when the call is ready to send it, so it may block without holding up the l
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import inspect
@@ -112,19 +111,23 @@ class _LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a SyncClient cannot be used from its own event loop thread")
+        outcome: _Outcome[T] = _Outcome()
         with self._lock:
             if self._closed:
                 coro.close()
                 raise RuntimeError("the SyncClient is closed")
-            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            self.loop.call_soon_threadsafe(outcome.start, self.loop, coro)
         try:
-            return future.result()
-        except concurrent.futures.CancelledError:
+            return outcome.wait()
+        except asyncio.CancelledError:
             raise RpcError(
                 StatusCode.CANCELLED, "the SyncClient was closed during the call"
             ) from None
         except BaseException:
-            future.cancel()  # e.g. KeyboardInterrupt while waiting: cancel the call too
+            # e.g. KeyboardInterrupt while waiting: cancel the call too (started by now,
+            # as the loop runs callbacks in order; a closed loop has no call left)
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(outcome.cancel)
             raise
 
     @property
@@ -139,6 +142,52 @@ class _LoopThread:
             self._closed = True
             self.loop.call_soon_threadsafe(self._stop.set_result, finish)
         self._thread.join()
+
+
+class _Outcome(Generic[T]):
+    """A call's result or exception, handed from the loop thread to the one thread waiting.
+
+    Cheaper than ``asyncio.run_coroutine_threadsafe``: one plain lock, held until the call
+    ends, and the task sets the outcome itself, so there is no ``concurrent.futures.Future``
+    (a condition and its own lock per wait) and no callbacks chaining two futures.
+    """
+
+    __slots__ = ("_ended", "_error", "_result", "_task")
+
+    def __init__(self) -> None:
+        self._ended = threading.Lock()
+        self._ended.acquire()
+        self._result: T
+        self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> None:
+        """Run ``coro`` as a task of ``loop`` (called in the loop)."""
+        self._task = loop.create_task(self._settle(coro))
+
+    async def _settle(self, coro: Coroutine[Any, Any, T]) -> None:
+        try:
+            self._result = await coro
+        except Exception as exc:
+            self._error = exc
+        except BaseException as exc:  # cancelled (the client closed): the task is too
+            self._error = exc
+            raise
+        finally:
+            self._ended.release()
+
+    def cancel(self) -> None:
+        """Cancel the call (called in the loop)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def wait(self) -> T:
+        """Block until the call has ended: its result, or raise its exception."""
+        self._ended.acquire()
+        if self._error is not None:
+            error, self._error = self._error, None  # no cycle through the traceback
+            raise error
+        return self._result
 
 
 class _Closing:
