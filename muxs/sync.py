@@ -24,7 +24,6 @@ import ssl
 import threading
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Collection,
     Coroutine,
@@ -395,17 +394,16 @@ def _pulling(
 
 
 def _blocking(
-    method: Callable[Concatenate[Client, P], Awaitable[R]], *, requests: str | None = None
+    method: Callable[Concatenate[Client, P], Coroutine[Any, Any, R]],
+    *,
+    requests: str | None = None,
 ) -> Callable[Concatenate[SyncClient, P], R]:
     """A ``SyncClient`` method that runs the async ``method`` and returns its result."""
     call = _pulling(method, requests)
 
     @functools.wraps(method)
     def blocking(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        async def run() -> R:
-            return await call(self._client, *args, **kwargs)
-
-        return self._loop.call(run())
+        return self._loop.call(call(self._client, *args, **kwargs))
 
     return blocking
 
