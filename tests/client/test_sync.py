@@ -3,6 +3,7 @@
 import asyncio
 import inspect
 import queue
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from muxs import Client, HelloReply, RpcError, RunningServer, StatusCode, SyncClient
+from muxs import (
+    Client,
+    HelloReply,
+    RpcError,
+    RunningServer,
+    ServerSettings,
+    StatusCode,
+    SyncClient,
+    serve,
+)
 from muxs.sync import READ_AHEAD, ClientOptions, ReplyIterator
 from tests.polling import until
 from tests.probe import COUNT, NAME, CallProbe
@@ -336,3 +346,44 @@ async def test_a_stream_that_fails_raises_its_error_once(
 
     error = await asyncio.to_thread(call)
     assert error.status is StatusCode.NOT_FOUND
+
+
+def test_an_interrupted_call_is_cancelled(settings: ServerSettings) -> None:
+    """Ctrl-C while a call waits (KeyboardInterrupt in the main thread) cancels the call, and
+    the client stays usable."""
+    hosted: queue.SimpleQueue[tuple[RunningServer, CallProbe, asyncio.AbstractEventLoop]]
+    hosted = queue.SimpleQueue()
+    stop = threading.Event()
+
+    async def host() -> None:  # the server runs in its own thread: the main one is blocked
+        async with serve(settings=settings) as running:
+            hosted.put((running, CallProbe(running.server), asyncio.get_running_loop()))
+            await asyncio.to_thread(stop.wait)
+
+    server = threading.Thread(target=asyncio.run, args=(host(),))
+    server.start()
+    running, probe, loop = hosted.get(timeout=10)
+    main = threading.main_thread().ident
+    assert main is not None
+    assert main == threading.get_ident()  # pytest runs tests in the main thread
+
+    def interrupt() -> None:
+        asyncio.run_coroutine_threadsafe(probe.started.wait(), loop).result(timeout=10)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    names: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    interrupter = threading.Thread(target=interrupt)
+    try:
+        with SyncClient(running.target) as client:
+            interrupter.start()
+            with pytest.raises(KeyboardInterrupt):
+                client.lots_of_greetings(iter(names.get, None))  # waits for names, never sent
+            # cancelled while the client is open (closing it would cancel the call too)
+            finished = asyncio.run_coroutine_threadsafe(probe.finished(), loop)
+            assert finished.result(timeout=10) == ["cancelled"]
+            assert client.say_hello("again").message == "Hello, again!"
+    finally:
+        names.put(None)
+        interrupter.join()
+        stop.set()
+        server.join()
