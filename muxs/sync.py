@@ -38,7 +38,8 @@ from typing import Any, Concatenate, Generic, ParamSpec, Self, TypedDict, TypeVa
 from muxs.auth.bearer import TokenProvider
 from muxs.calls import ReplyStream
 from muxs.client import DEFAULT_TARGET, Client
-from muxs.errors import RpcError, StatusCode
+from muxs.errors import ConfigError, RpcError, StatusCode
+from muxs.event_loops import EVENT_LOOPS, loop_factory, uvloop_installed
 from muxs.interceptors import Interceptor
 from muxs.metadata import MetadataLike
 from muxs.retries import RetryPolicy
@@ -78,17 +79,32 @@ class ClientOptions(TypedDict, total=False):
 
 
 class _LoopThread:
-    """An event loop running in a daemon thread until ``close``; ``call`` runs a coroutine there."""
+    """An event loop running in a daemon thread until ``close``; ``call`` runs a coroutine there.
 
-    def __init__(self) -> None:
+    ``event_loop`` is ``muxs.event_loops``' choice: uvloop for ``auto`` when it is installed
+    (its thread-safe submission and I/O are cheaper: docs/PERFORMANCE.md, "The SyncClient's
+    hand-off").
+    """
+
+    def __init__(self, event_loop: str = "auto") -> None:
         self._lock = threading.Lock()
         self._closed = False
         ready = threading.Event()
         self._thread = threading.Thread(
-            target=asyncio.run, args=(self._main(ready),), name="muxs-sync-client", daemon=True
+            target=self._run,
+            args=(self._main(ready), loop_factory(event_loop)),
+            name="muxs-sync-client",
+            daemon=True,
         )
         self._thread.start()
         ready.wait()
+
+    @staticmethod
+    def _run(
+        main: Coroutine[Any, Any, None], factory: Callable[[], asyncio.AbstractEventLoop] | None
+    ) -> None:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
 
     async def _main(self, ready: threading.Event) -> None:
         self.loop = asyncio.get_running_loop()
@@ -441,12 +457,23 @@ class SyncClient(_Closing):
     """
 
     def __init__(
-        self, target: str | Sequence[str] = DEFAULT_TARGET, **options: Unpack[ClientOptions]
+        self,
+        target: str | Sequence[str] = DEFAULT_TARGET,
+        *,
+        event_loop: str = "auto",
+        **options: Unpack[ClientOptions],
     ) -> None:
         """Connect to ``target`` (``host:port``, several, or ``dns:///name:port``); ``options``
-        are ``Client``'s."""
+        are ``Client``'s. ``event_loop`` is what the client's thread runs: ``auto`` (uvloop
+        when installed, else asyncio), ``asyncio`` or ``uvloop``."""
+        if event_loop not in EVENT_LOOPS:
+            raise ConfigError(
+                "event_loop", f"{event_loop!r} is not one of {', '.join(EVENT_LOOPS)}"
+            )
+        if event_loop == "uvloop" and not uvloop_installed():
+            raise ConfigError("event_loop", "uvloop is not installed: pip install 'muxs[uvloop]'")
         self.target = target if isinstance(target, str) else ",".join(target)
-        self._loop = _LoopThread()
+        self._loop = _LoopThread(event_loop)
         try:
             self._client = self._loop.call(_connect(target, options))
         except BaseException:

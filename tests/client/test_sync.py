@@ -10,15 +10,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from muxs import (
     Client,
+    ConfigError,
     HelloReply,
     RpcError,
     RunningServer,
     ServerSettings,
     StatusCode,
     SyncClient,
+    event_loops,
     serve,
 )
 from muxs.sync import READ_AHEAD, ClientOptions, ReplyIterator
@@ -35,9 +38,15 @@ def sync_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("muxs-sync")]
 
 
-async def test_every_call_kind(live_server: RunningServer) -> None:
+@pytest.mark.parametrize(
+    ("event_loop", "loop_type"), [("asyncio", asyncio.SelectorEventLoop), ("uvloop", uvloop.Loop)]
+)
+async def test_every_call_kind(
+    live_server: RunningServer, event_loop: str, loop_type: type[asyncio.AbstractEventLoop]
+) -> None:
     def calls() -> None:
-        with SyncClient(live_server.target, timeout=10) as client:
+        with SyncClient(live_server.target, timeout=10, event_loop=event_loop) as client:
+            assert isinstance(client._loop.loop, loop_type)
             assert client.say_hello("you") == HelloReply(message="Hello, you!")
             replies = client.lots_of_replies("you", 3)
             assert isinstance(replies, ReplyIterator)
@@ -222,6 +231,26 @@ async def test_an_unreachable_server_is_unavailable(closed_port: int) -> None:
 def test_a_malformed_target_is_refused_and_leaves_no_thread() -> None:
     with pytest.raises(ValueError, match="is not HOST:PORT"):
         SyncClient("nowhere")
+    assert sync_threads() == []
+
+
+def test_the_loop_is_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SyncClient("127.0.0.1:1") as client:
+        assert isinstance(client._loop.loop, uvloop.Loop)
+    monkeypatch.setattr(event_loops, "uvloop_installed", lambda: False)
+    with SyncClient("127.0.0.1:1") as client:
+        assert isinstance(client._loop.loop, asyncio.SelectorEventLoop)
+
+
+def test_an_unknown_or_missing_event_loop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as unknown:
+        SyncClient("127.0.0.1:1", event_loop="trio")
+    assert unknown.value.option == "event_loop"
+    assert "'trio' is not one of auto, asyncio, uvloop" in str(unknown.value)
+    monkeypatch.setattr("muxs.sync.uvloop_installed", lambda: False)
+    with pytest.raises(ConfigError) as missing:
+        SyncClient("127.0.0.1:1", event_loop="uvloop")
+    assert "pip install 'muxs[uvloop]'" in str(missing.value)
     assert sync_threads() == []
 
 
