@@ -15,7 +15,6 @@ item when the call is ready to send it, so it may block without holding up the l
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import functools
 import inspect
@@ -25,7 +24,6 @@ import ssl
 import threading
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Collection,
     Coroutine,
@@ -40,7 +38,8 @@ from typing import Any, Concatenate, Generic, ParamSpec, Self, TypedDict, TypeVa
 from muxs.auth.bearer import TokenProvider
 from muxs.calls import ReplyStream
 from muxs.client import DEFAULT_TARGET, Client
-from muxs.errors import RpcError, StatusCode
+from muxs.errors import ConfigError, RpcError, StatusCode
+from muxs.event_loops import EVENT_LOOPS, loop_factory, uvloop_installed
 from muxs.interceptors import Interceptor
 from muxs.metadata import MetadataLike
 from muxs.retries import RetryPolicy
@@ -80,17 +79,32 @@ class ClientOptions(TypedDict, total=False):
 
 
 class _LoopThread:
-    """An event loop running in a daemon thread until ``close``; ``call`` runs a coroutine there."""
+    """An event loop running in a daemon thread until ``close``; ``call`` runs a coroutine there.
 
-    def __init__(self) -> None:
+    ``event_loop`` is ``muxs.event_loops``' choice: uvloop for ``auto`` when it is installed
+    (its thread-safe submission and I/O are cheaper: docs/PERFORMANCE.md, "The SyncClient's
+    hand-off").
+    """
+
+    def __init__(self, event_loop: str = "auto") -> None:
         self._lock = threading.Lock()
         self._closed = False
         ready = threading.Event()
         self._thread = threading.Thread(
-            target=asyncio.run, args=(self._main(ready),), name="muxs-sync-client", daemon=True
+            target=self._run,
+            args=(self._main(ready), loop_factory(event_loop)),
+            name="muxs-sync-client",
+            daemon=True,
         )
         self._thread.start()
         ready.wait()
+
+    @staticmethod
+    def _run(
+        main: Coroutine[Any, Any, None], factory: Callable[[], asyncio.AbstractEventLoop] | None
+    ) -> None:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(main)
 
     async def _main(self, ready: threading.Event) -> None:
         self.loop = asyncio.get_running_loop()
@@ -112,19 +126,23 @@ class _LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("a SyncClient cannot be used from its own event loop thread")
+        outcome: _Outcome[T] = _Outcome()
         with self._lock:
             if self._closed:
                 coro.close()
                 raise RuntimeError("the SyncClient is closed")
-            future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+            self.loop.call_soon_threadsafe(outcome.start, self.loop, coro)
         try:
-            return future.result()
-        except concurrent.futures.CancelledError:
+            return outcome.wait()
+        except asyncio.CancelledError:
             raise RpcError(
                 StatusCode.CANCELLED, "the SyncClient was closed during the call"
             ) from None
         except BaseException:
-            future.cancel()  # e.g. KeyboardInterrupt while waiting: cancel the call too
+            # e.g. KeyboardInterrupt while waiting: cancel the call too (started by now,
+            # as the loop runs callbacks in order; a closed loop has no call left)
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(outcome.cancel)
             raise
 
     @property
@@ -139,6 +157,52 @@ class _LoopThread:
             self._closed = True
             self.loop.call_soon_threadsafe(self._stop.set_result, finish)
         self._thread.join()
+
+
+class _Outcome(Generic[T]):
+    """A call's result or exception, handed from the loop thread to the one thread waiting.
+
+    Cheaper than ``asyncio.run_coroutine_threadsafe``: one plain lock, held until the call
+    ends, and the task sets the outcome itself, so there is no ``concurrent.futures.Future``
+    (a condition and its own lock per wait) and no callbacks chaining two futures.
+    """
+
+    __slots__ = ("_ended", "_error", "_result", "_task")
+
+    def __init__(self) -> None:
+        self._ended = threading.Lock()
+        self._ended.acquire()
+        self._result: T
+        self._error: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> None:
+        """Run ``coro`` as a task of ``loop`` (called in the loop)."""
+        self._task = loop.create_task(self._settle(coro))
+
+    async def _settle(self, coro: Coroutine[Any, Any, T]) -> None:
+        try:
+            self._result = await coro
+        except Exception as exc:
+            self._error = exc
+        except BaseException as exc:  # cancelled (the client closed): the task is too
+            self._error = exc
+            raise
+        finally:
+            self._ended.release()
+
+    def cancel(self) -> None:
+        """Cancel the call (called in the loop)."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def wait(self) -> T:
+        """Block until the call has ended: its result, or raise its exception."""
+        self._ended.acquire()
+        if self._error is not None:
+            error, self._error = self._error, None  # no cycle through the traceback
+            raise error
+        return self._result
 
 
 class _Closing:
@@ -346,17 +410,16 @@ def _pulling(
 
 
 def _blocking(
-    method: Callable[Concatenate[Client, P], Awaitable[R]], *, requests: str | None = None
+    method: Callable[Concatenate[Client, P], Coroutine[Any, Any, R]],
+    *,
+    requests: str | None = None,
 ) -> Callable[Concatenate[SyncClient, P], R]:
     """A ``SyncClient`` method that runs the async ``method`` and returns its result."""
     call = _pulling(method, requests)
 
     @functools.wraps(method)
     def blocking(self: SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        async def run() -> R:
-            return await call(self._client, *args, **kwargs)
-
-        return self._loop.call(run())
+        return self._loop.call(call(self._client, *args, **kwargs))
 
     return blocking
 
@@ -394,12 +457,23 @@ class SyncClient(_Closing):
     """
 
     def __init__(
-        self, target: str | Sequence[str] = DEFAULT_TARGET, **options: Unpack[ClientOptions]
+        self,
+        target: str | Sequence[str] = DEFAULT_TARGET,
+        *,
+        event_loop: str = "auto",
+        **options: Unpack[ClientOptions],
     ) -> None:
         """Connect to ``target`` (``host:port``, several, or ``dns:///name:port``); ``options``
-        are ``Client``'s."""
+        are ``Client``'s. ``event_loop`` is what the client's thread runs: ``auto`` (uvloop
+        when installed, else asyncio), ``asyncio`` or ``uvloop``."""
+        if event_loop not in EVENT_LOOPS:
+            raise ConfigError(
+                "event_loop", f"{event_loop!r} is not one of {', '.join(EVENT_LOOPS)}"
+            )
+        if event_loop == "uvloop" and not uvloop_installed():
+            raise ConfigError("event_loop", "uvloop is not installed: pip install 'muxs[uvloop]'")
         self.target = target if isinstance(target, str) else ",".join(target)
-        self._loop = _LoopThread()
+        self._loop = _LoopThread(event_loop)
         try:
             self._client = self._loop.call(_connect(target, options))
         except BaseException:

@@ -1,30 +1,20 @@
-"""The event loop ``muxs serve`` runs on: asyncio's own, or uvloop's (the ``uvloop`` extra)."""
+"""The event loop ``muxs serve`` runs on: asyncio's own, or uvloop's (the ``uvloop`` extra);
+the choice itself is ``muxs.event_loops``, shared with ``SyncClient``."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from muxs.event_loops import EVENT_LOOPS, loop_factory, uvloop_installed
 
 log = logging.getLogger(__name__)
 
-EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+__all__ = ["EVENT_LOOPS", "loop_factory", "run", "uvloop_installed"]
+
 T = TypeVar("T")
-
-
-def uvloop_installed() -> bool:
-    return importlib.util.find_spec("uvloop") is not None
-
-
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """What makes the loop for ``choice`` (None: asyncio's default); ``auto`` prefers uvloop."""
-    if choice == "asyncio" or (choice == "auto" and not uvloop_installed()):
-        return None
-    import uvloop
-
-    return uvloop.new_event_loop
 
 
 def run(main: Coroutine[Any, Any, T], choice: str) -> T:

@@ -3,14 +3,27 @@
 import asyncio
 import inspect
 import queue
+import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import uvloop
 
-from muxs import Client, HelloReply, RpcError, RunningServer, StatusCode, SyncClient
+from muxs import (
+    Client,
+    ConfigError,
+    HelloReply,
+    RpcError,
+    RunningServer,
+    ServerSettings,
+    StatusCode,
+    SyncClient,
+    event_loops,
+    serve,
+)
 from muxs.sync import READ_AHEAD, ClientOptions, ReplyIterator
 from tests.polling import until
 from tests.probe import COUNT, NAME, CallProbe
@@ -25,9 +38,15 @@ def sync_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("muxs-sync")]
 
 
-async def test_every_call_kind(live_server: RunningServer) -> None:
+@pytest.mark.parametrize(
+    ("event_loop", "loop_type"), [("asyncio", asyncio.SelectorEventLoop), ("uvloop", uvloop.Loop)]
+)
+async def test_every_call_kind(
+    live_server: RunningServer, event_loop: str, loop_type: type[asyncio.AbstractEventLoop]
+) -> None:
     def calls() -> None:
-        with SyncClient(live_server.target, timeout=10) as client:
+        with SyncClient(live_server.target, timeout=10, event_loop=event_loop) as client:
+            assert isinstance(client._loop.loop, loop_type)
             assert client.say_hello("you") == HelloReply(message="Hello, you!")
             replies = client.lots_of_replies("you", 3)
             assert isinstance(replies, ReplyIterator)
@@ -215,6 +234,26 @@ def test_a_malformed_target_is_refused_and_leaves_no_thread() -> None:
     assert sync_threads() == []
 
 
+def test_the_loop_is_uvloop_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    with SyncClient("127.0.0.1:1") as client:
+        assert isinstance(client._loop.loop, uvloop.Loop)
+    monkeypatch.setattr(event_loops, "uvloop_installed", lambda: False)
+    with SyncClient("127.0.0.1:1") as client:
+        assert isinstance(client._loop.loop, asyncio.SelectorEventLoop)
+
+
+def test_an_unknown_or_missing_event_loop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError) as unknown:
+        SyncClient("127.0.0.1:1", event_loop="trio")
+    assert unknown.value.option == "event_loop"
+    assert "'trio' is not one of auto, asyncio, uvloop" in str(unknown.value)
+    monkeypatch.setattr("muxs.sync.uvloop_installed", lambda: False)
+    with pytest.raises(ConfigError) as missing:
+        SyncClient("127.0.0.1:1", event_loop="uvloop")
+    assert "pip install 'muxs[uvloop]'" in str(missing.value)
+    assert sync_threads() == []
+
+
 def test_a_closed_client_refuses_calls() -> None:
     client = SyncClient("127.0.0.1:1")
     client.close()
@@ -336,3 +375,44 @@ async def test_a_stream_that_fails_raises_its_error_once(
 
     error = await asyncio.to_thread(call)
     assert error.status is StatusCode.NOT_FOUND
+
+
+def test_an_interrupted_call_is_cancelled(settings: ServerSettings) -> None:
+    """Ctrl-C while a call waits (KeyboardInterrupt in the main thread) cancels the call, and
+    the client stays usable."""
+    hosted: queue.SimpleQueue[tuple[RunningServer, CallProbe, asyncio.AbstractEventLoop]]
+    hosted = queue.SimpleQueue()
+    stop = threading.Event()
+
+    async def host() -> None:  # the server runs in its own thread: the main one is blocked
+        async with serve(settings=settings) as running:
+            hosted.put((running, CallProbe(running.server), asyncio.get_running_loop()))
+            await asyncio.to_thread(stop.wait)
+
+    server = threading.Thread(target=asyncio.run, args=(host(),))
+    server.start()
+    running, probe, loop = hosted.get(timeout=10)
+    main = threading.main_thread().ident
+    assert main is not None
+    assert main == threading.get_ident()  # pytest runs tests in the main thread
+
+    def interrupt() -> None:
+        asyncio.run_coroutine_threadsafe(probe.started.wait(), loop).result(timeout=10)
+        signal.pthread_kill(main, signal.SIGINT)
+
+    names: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+    interrupter = threading.Thread(target=interrupt)
+    try:
+        with SyncClient(running.target) as client:
+            interrupter.start()
+            with pytest.raises(KeyboardInterrupt):
+                client.lots_of_greetings(iter(names.get, None))  # waits for names, never sent
+            # cancelled while the client is open (closing it would cancel the call too)
+            finished = asyncio.run_coroutine_threadsafe(probe.finished(), loop)
+            assert finished.result(timeout=10) == ["cancelled"]
+            assert client.say_hello("again").message == "Hello, again!"
+    finally:
+        names.put(None)
+        interrupter.join()
+        stop.set()
+        server.join()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import uvloop
 
-from muxs import ConfigError, ServerSettings
+from muxs import ConfigError, ServerSettings, event_loops
 from muxs.server import loops
 
 
@@ -24,7 +24,7 @@ def test_run_uses_the_chosen_loop(choice: str, expected: type) -> None:
 
 
 def test_auto_falls_back_to_asyncio_without_uvloop(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loops, "uvloop_installed", lambda: False)
+    monkeypatch.setattr(event_loops, "uvloop_installed", lambda: False)
     assert loops.loop_factory("auto") is None
 
 
