@@ -95,6 +95,7 @@ from muxs._internals import (
     make_protocols_with,
     process_events,
     read_requests_with,
+    receive_data_directly,
     replace_event_handler,
     send_data_directly,
     send_headers_statelessly,
@@ -451,9 +452,11 @@ class _LimitedProtocol(protocol.H2Protocol):
         if self.connection.is_closing():
             self._backlog = memoryview(b"")
             return
-        span = self._guard.scanner.turn_span(self._backlog, TURN_BYTES)
-        chunk, self._backlog = self._backlog[:span], self._backlog[span:]
-        self._feed(bytes(chunk))
+        backlog = self._backlog
+        span = self._guard.scanner.turn_span(backlog, TURN_BYTES)
+        self._backlog = backlog[span:]
+        read = backlog.obj  # a whole read fed in one turn is fed as it is, not copied
+        self._feed(read if isinstance(read, bytes) and len(read) == span else bytes(backlog[:span]))
         if self._backlog and not self.connection.is_closing():
             self._pause_reading("backlog")
             self._loop.call_soon(self._next_turn)
@@ -474,7 +477,7 @@ class _LimitedProtocol(protocol.H2Protocol):
             return
         self._watch_unfinished()
         try:
-            events = self.connection.feed(data)
+            events = receive_data_directly(h2_connection(self), data)
         except h2.exceptions.ProtocolError as exc:
             if is_tls_record(data):
                 log.info(
