@@ -896,53 +896,46 @@ _RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_C
 
 def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> list[Any]:
     """``h2_conn.receive_data(data)``, with each DATA frame that h2 would take as data
-    (whole in ``data``, unpadded, within the frame size, on a stream open to the peer,
-    outside a header block) taken straight from ``data``: h2's state machines and both
-    flow-control windows get the same inputs, in the same order, and the events are the
-    same, but no hyperframe ``DataFrame`` is built (its flags, padding and ``repr`` for a
-    trace line nobody reads) and its payload is copied once, not three times (into h2's
-    buffer, out of it, into the frame). Every other frame, and what h2 holds of a frame
-    begun in an earlier piece, goes through h2's buffer as before. With a logger in h2's
+    (unpadded, within the frame size, on a stream open to the peer, outside a header block)
+    taken straight from ``data``: h2's state machines and both flow-control windows get the
+    same inputs, in the same order, and the events are the same, but no hyperframe
+    ``DataFrame`` is built (its flags, padding and ``repr`` for a trace line nobody reads)
+    and its payload is copied once, not three times (into h2's buffer, out of it, into the
+    frame). Every other frame goes through h2's buffer as before. With a logger in h2's
     configuration, or before the client's preface, all of it does."""
     # Relies on: H2Connection.receive_data's steps (incoming_buffer.add_data, its
     # max_frame_size set from max_inbound_frame_size, _receive_frame for each frame the
     # FrameBuffer yields, _terminate_connection on a ProtocolError or InvalidPaddingError),
-    # the FrameBuffer's _data (what it holds of a frame) and _headers_buffer (a header block
-    # begun), and _receive_data_frame's: the connection's RECV_DATA input, its
-    # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data.
+    # the FrameBuffer's _data (what it holds of a frame: add_data appends to it once the
+    # preface is through) and _headers_buffer (a header block begun).
     buffer = h2_conn.incoming_buffer
     if buffer._preamble_len or type(h2_conn.config.logger) is not h2.config.DummyLogger:
         return h2_conn.receive_data(data)
     events: list[Any] = []
-    buffer.max_frame_size = most = h2_conn.max_inbound_frame_size
-    streams = h2_conn.streams
+    buffer.max_frame_size = h2_conn.max_inbound_frame_size
     view = memoryview(data)
     position, end = 0, len(view)
     try:
-        if buffer._data:  # the rest of a frame h2 holds the start of
-            position = min(end, _missing(buffer._data, view))
-            _receive_through_buffer(h2_conn, view[:position], events)
+        held = buffer._data
+        if held:  # the rest of a frame h2 holds the start of
+            position = min(end, _missing(held, view))
+            held += view[:position]
+            h2_stream = _receiving(h2_conn, held) if len(held) >= 9 else None
+            if h2_stream is not None and len(held) == 9 + int.from_bytes(held[:3], "big"):
+                flags, payload = held[4], bytes(held[9:])
+                del held[:]
+                _receive_directly(h2_conn, h2_stream, payload, flags, events)
+            else:
+                _receive_through_buffer(h2_conn, view[:0], events)
         while end - position >= 9:
-            length = int.from_bytes(view[position : position + 3], "big")
-            frame_end = position + 9 + length
+            frame_end = position + 9 + int.from_bytes(view[position : position + 3], "big")
             if frame_end > end:
                 break
-            flags = view[position + 4]
-            h2_stream = streams.get(int.from_bytes(view[position + 5 : position + 9], "big"))
-            if (
-                not view[position + 3]  # DATA
-                and not flags & _PADDED
-                and length <= most
-                and h2_stream is not None
-                and h2_stream.state_machine.state in _RECEIVING
-                and not buffer._headers_buffer
-            ):
+            head = view[position : position + 9]
+            h2_stream = _receiving(h2_conn, head)
+            if h2_stream is not None:
                 payload = bytes(view[position + 9 : frame_end])
-                events += h2_conn.state_machine.process_input(
-                    h2.connection.ConnectionInputs.RECV_DATA
-                )
-                h2_conn._inbound_flow_control_window_manager.window_consumed(length)
-                events += h2_stream.receive_data(payload, bool(flags & _END_STREAM), length)[1]
+                _receive_directly(h2_conn, h2_stream, payload, head[4], events)
             else:
                 _receive_through_buffer(h2_conn, view[position:frame_end], events)
             position = frame_end
@@ -955,6 +948,38 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
         h2_conn._terminate_connection(exc.error_code)
         raise
     return events
+
+
+def _receiving(h2_conn: h2.connection.H2Connection, head: Any) -> h2.stream.H2Stream | None:
+    """The stream whose data the frame with 9-byte header ``head`` carries, if h2 would
+    take it as data: an unpadded DATA frame within the frame size, on a stream open to the
+    peer, outside a header block (else None: the frame goes through h2)."""
+    # Relies on: H2Connection.streams (id -> H2Stream, the streams not yet cleaned up) and
+    # the FrameBuffer's max_frame_size and _headers_buffer.
+    buffer = h2_conn.incoming_buffer
+    if head[3] or head[4] & _PADDED or buffer._headers_buffer:  # not DATA, padded, in a block
+        return None
+    if int.from_bytes(head[:3], "big") > buffer.max_frame_size:
+        return None
+    h2_stream = h2_conn.streams.get(int.from_bytes(head[5:9], "big"))
+    if h2_stream is None or h2_stream.state_machine.state not in _RECEIVING:
+        return None
+    return h2_stream
+
+
+def _receive_directly(
+    h2_conn: h2.connection.H2Connection,
+    h2_stream: h2.stream.H2Stream,
+    payload: bytes,
+    flags: int,
+    events: list[Any],
+) -> None:
+    """What h2's ``_receive_data_frame`` does with an unpadded DATA frame on an open stream."""
+    # Relies on: _receive_data_frame's steps: the connection's RECV_DATA input, its
+    # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data.
+    events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+    h2_conn._inbound_flow_control_window_manager.window_consumed(len(payload))
+    events += h2_stream.receive_data(payload, bool(flags & _END_STREAM), len(payload))[1]
 
 
 def _missing(held: bytearray, view: memoryview) -> int:

@@ -975,8 +975,10 @@ def test_h2_receives_data_frames_as_receive_data_directly_copies() -> None:
     assert "self._validate_frame_length(length)" in buffer_next
 
 
-def test_only_the_data_frames_h2_must_judge_go_through_its_frames() -> None:
-    """The padded frame and those on closed streams; not the frames of open streams."""
+@pytest.mark.parametrize("piece", [1000, 1 << 20])
+def test_only_the_data_frames_h2_must_judge_go_through_its_frames(piece: int) -> None:
+    """The padded frame and those on closed streams; not the frames of open streams, also
+    those cut between pieces."""
     server = _server()
     judged: list[Any] = []
     receive_frame = server._receive_frame
@@ -988,6 +990,7 @@ def test_only_the_data_frames_h2_must_judge_go_through_its_frames() -> None:
     server._receive_frame = spy
     sent = _client_bytes()
     _internals.receive_data_directly(server, sent[:24])  # the preface goes to h2 as it is
-    _internals.receive_data_directly(server, sent[24:])
+    for start in range(24, len(sent), piece):
+        _internals.receive_data_directly(server, sent[start : start + piece])
     data_frames = [(f.stream_id, bytes(f.data)) for f in judged if isinstance(f, DataFrame)]
     assert data_frames == [(1, b"b" * 100), (1, b"late"), (5, b"late")]
