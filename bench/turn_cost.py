@@ -1,7 +1,7 @@
 """``python -m bench.turn_cost``: what one turn's feed costs h2, for ``TURN_BYTES``'s weights.
 
 A turn feeds a connection's backlog up to ``TURN_BYTES`` of work
-(``muxs.server.budgets.FrameScanner.turn_span``): control frames count every byte, an
+(``muxs.server.budgets.FrameScanner.take_turn``): control frames count every byte, an
 upload's DATA payload a ``DATA_BYTES_PER_WORK``th. This times h2 (with muxs's DATA frame
 ``repr``) receiving a turn of each, in-process, best of 15: a turn of DATA should cost no more
 than a turn of control frames.
