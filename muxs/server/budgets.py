@@ -141,7 +141,7 @@ class FrameScanner:
 
 
 class FloodGuard:
-    """One connection's budgets; ``over_budget`` is asked about every piece the peer sends.
+    """One connection's budgets; ``over_budget`` is asked about the frames of every turn.
 
     A size of 0 turns that budget off.
     """
