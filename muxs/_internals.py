@@ -920,22 +920,26 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
         if held:  # the rest of a frame h2 holds the start of
             position = min(end, _missing(held, view))
             held += view[:position]
-            h2_stream = _receiving(h2_conn, held) if len(held) >= 9 else None
-            if h2_stream is not None and len(held) == 9 + int.from_bytes(held[:3], "big"):
-                flags, payload = held[4], bytes(held[9:])
+            h2_stream, flags = None, 0
+            if len(held) >= 9:
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(held)
+                if len(held) == 9 + (high << 8 | low):  # whole now
+                    h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
+            if h2_stream is not None:
+                payload = bytes(held[9:])
                 del held[:]
                 _receive_directly(h2_conn, h2_stream, payload, flags, events)
             else:
                 _receive_through_buffer(h2_conn, view[:0], events)
         while end - position >= 9:
-            frame_end = position + 9 + int.from_bytes(view[position : position + 3], "big")
+            high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(view, position)
+            frame_end = position + 9 + (high << 8 | low)
             if frame_end > end:
                 break
-            head = view[position : position + 9]
-            h2_stream = _receiving(h2_conn, head)
+            h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
             if h2_stream is not None:
                 payload = bytes(view[position + 9 : frame_end])
-                _receive_directly(h2_conn, h2_stream, payload, head[4], events)
+                _receive_directly(h2_conn, h2_stream, payload, flags, events)
             else:
                 _receive_through_buffer(h2_conn, view[position:frame_end], events)
             position = frame_end
@@ -950,18 +954,20 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
     return events
 
 
-def _receiving(h2_conn: h2.connection.H2Connection, head: Any) -> h2.stream.H2Stream | None:
-    """The stream whose data the frame with 9-byte header ``head`` carries, if h2 would
-    take it as data: an unpadded DATA frame within the frame size, on a stream open to the
-    peer, outside a header block (else None: the frame goes through h2)."""
+def _receiving(
+    h2_conn: h2.connection.H2Connection, length: int, kind: int, flags: int, stream_id: int
+) -> h2.stream.H2Stream | None:
+    """The stream whose data the frame with this header carries, if h2 would take it as
+    data: an unpadded DATA frame within the frame size, on a stream open to the peer,
+    outside a header block (else None: the frame goes through h2)."""
     # Relies on: H2Connection.streams (id -> H2Stream, the streams not yet cleaned up) and
     # the FrameBuffer's max_frame_size and _headers_buffer.
     buffer = h2_conn.incoming_buffer
-    if head[3] or head[4] & _PADDED or buffer._headers_buffer:  # not DATA, padded, in a block
+    if kind or flags & _PADDED or buffer._headers_buffer:  # not DATA, padded, in a block
         return None
-    if int.from_bytes(head[:3], "big") > buffer.max_frame_size:
+    if length > buffer.max_frame_size:
         return None
-    h2_stream = h2_conn.streams.get(int.from_bytes(head[5:9], "big"))
+    h2_stream = h2_conn.streams.get(stream_id)
     if h2_stream is None or h2_stream.state_machine.state not in _RECEIVING:
         return None
     return h2_stream
