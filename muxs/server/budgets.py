@@ -23,6 +23,7 @@ frame's payload is copied, not parsed.
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Callable
 
@@ -32,6 +33,7 @@ EARNED_PER_BYTES = 4096
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 _HEADER = 9
+_FRAME_HEADER = struct.Struct(">HBBBL")  # a frame header: length (3 bytes), type, flags, id
 _DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x2, 0x3, 0x4, 0x6, 0x8
 _HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x1, 0x5, 0x9
 _LAST_KNOWN_TYPE = _CONTINUATION
@@ -119,16 +121,17 @@ class FrameScanner:
             needed = _HEADER - len(self._head)
             step = min(needed, end - pos, work - spent)
             if step == _HEADER:
-                head: bytes | memoryview = data[pos : pos + _HEADER]
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(data, pos)
             else:
                 self._head += data[pos : pos + step]
-                head = self._head
+                if step < needed:
+                    pos += step
+                    break
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack(self._head)
+                self._head = b""
             pos += step
-            if step < needed:
-                break
-            self._head = b""
-            kind, flags, length = head[3], head[4], int.from_bytes(head[:3], "big")
-            frames.append((kind, flags, length, int.from_bytes(head[5:9], "big") & 0x7FFFFFFF))
+            length = high << 8 | low
+            frames.append((kind, flags, length, stream_id & 0x7FFFFFFF))
             self._kind, self._skip = kind, length
             if kind in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
                 self.in_header_block = not flags & _END_HEADERS
