@@ -1,10 +1,11 @@
 """``python -m bench.turn_cost``: what one turn's feed costs h2, for ``TURN_BYTES``'s weights.
 
 A turn feeds a connection's backlog up to ``TURN_BYTES`` of work
-(``muxs.server.budgets.FrameScanner.turn_span``): control frames count every byte, an
-upload's DATA payload a ``DATA_BYTES_PER_WORK``th. This times h2 (with muxs's DATA frame
-``repr``) receiving a turn of each, in-process, best of 15: a turn of DATA should cost no more
-than a turn of control frames.
+(``muxs.server.budgets.FrameScanner.take_turn``): control frames count every byte, an
+upload's DATA payload a ``DATA_BYTES_PER_WORK``th. This times h2 receiving a turn of each as
+the server feeds it (``muxs._internals.receive_data_directly``, which takes DATA frames on
+open streams past h2's frame objects), in-process, best of 15: a turn of DATA should cost no
+more than a turn of control frames.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import hpack
 from h2.settings import SettingCodes
 from hyperframe.frame import DataFrame, HeadersFrame, PingFrame, SettingsFrame
 
-import muxs._internals  # noqa: F401  (muxs's DataFrame repr, as the server has it)
+from muxs._internals import receive_data_directly
 from muxs.server.budgets import DATA_BYTES_PER_WORK, DATA_FRAME_WORK, PREFACE
 from muxs.server.limits import TURN_BYTES
 
@@ -47,12 +48,13 @@ def _serving() -> h2.connection.H2Connection:
 
 
 def _milliseconds(piece: bytes) -> float:
-    """h2 receiving ``piece`` (and each DATA frame acknowledged, as grpclib does), best of 15."""
+    """h2 receiving ``piece`` as the server feeds it (and each DATA frame acknowledged, as
+    grpclib does), best of 15."""
     best = float("inf")
     for _ in range(15):
         connection = _serving()
         began = time.perf_counter()
-        for event in connection.receive_data(piece):
+        for event in receive_data_directly(connection, piece):
             if isinstance(event, h2.events.DataReceived):
                 connection.acknowledge_received_data(event.flow_controlled_length, 1)
         connection.data_to_send()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpclib
 import h2
+import h2.config
 import h2.connection
 import h2.errors
 import h2.events
@@ -34,6 +35,7 @@ import h2.stream
 import h2.utilities
 import hpack
 import hyperframe
+import hyperframe.exceptions
 from betterproto2.grpclib import ServiceBase
 from grpclib.client import Channel
 from grpclib.config import Configuration
@@ -882,3 +884,123 @@ def _frame_data(
     h2_conn.outbound_flow_control_window -= size
     h2_conn._data_to_send += _FRAME_HEADER.pack(size >> 8, size & 0xFF, 0x0, flags, stream_id)
     return h2_conn.data_to_send()
+
+
+# --- h2: receiving DATA frames -------------------------------------------------------
+
+_PADDED = 0x8
+#: The states of a stream in which h2 takes a DATA frame as data (in the others it resets
+#: the stream or fails the connection: ``receive_data_directly`` leaves those frames to h2).
+_RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
+
+
+def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> list[Any]:
+    """``h2_conn.receive_data(data)``, with each DATA frame that h2 would take as data
+    (unpadded, within the frame size, on a stream open to the peer, outside a header block)
+    taken straight from ``data``: h2's state machines and both flow-control windows get the
+    same inputs, in the same order, and the events are the same, but no hyperframe
+    ``DataFrame`` is built (its flags, padding and ``repr`` for a trace line nobody reads)
+    and its payload is copied once, not three times (into h2's buffer, out of it, into the
+    frame). Every other frame goes through h2's buffer as before. With a logger in h2's
+    configuration, or before the client's preface, all of it does."""
+    # Relies on: H2Connection.receive_data's steps (incoming_buffer.add_data, its
+    # max_frame_size set from max_inbound_frame_size, _receive_frame for each frame the
+    # FrameBuffer yields, _terminate_connection on a ProtocolError or InvalidPaddingError),
+    # the FrameBuffer's _data (what it holds of a frame: add_data appends to it once the
+    # preface is through) and _headers_buffer (a header block begun).
+    buffer = h2_conn.incoming_buffer
+    if buffer._preamble_len or type(h2_conn.config.logger) is not h2.config.DummyLogger:
+        return h2_conn.receive_data(data)
+    events: list[Any] = []
+    buffer.max_frame_size = h2_conn.max_inbound_frame_size
+    view = memoryview(data)
+    position, end = 0, len(view)
+    try:
+        held = buffer._data
+        if held:  # the rest of a frame h2 holds the start of
+            position = min(end, _missing(held, view))
+            held += view[:position]
+            h2_stream, flags = None, 0
+            if len(held) >= 9:
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(held)
+                if len(held) == 9 + (high << 8 | low):  # whole now
+                    h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
+            if h2_stream is not None:
+                payload = bytes(held[9:])
+                del held[:]
+                _receive_directly(h2_conn, h2_stream, payload, flags, events)
+            else:
+                _receive_through_buffer(h2_conn, view[:0], events)
+        while end - position >= 9:
+            high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(view, position)
+            frame_end = position + 9 + (high << 8 | low)
+            if frame_end > end:
+                break
+            h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
+            if h2_stream is not None:
+                payload = bytes(view[position + 9 : frame_end])
+                _receive_directly(h2_conn, h2_stream, payload, flags, events)
+            else:
+                _receive_through_buffer(h2_conn, view[position:frame_end], events)
+            position = frame_end
+        if position < end:
+            _receive_through_buffer(h2_conn, view[position:], events)
+    except hyperframe.exceptions.InvalidPaddingError as exc:
+        h2_conn._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+        raise h2.exceptions.ProtocolError("Received frame with invalid padding.") from exc
+    except h2.exceptions.ProtocolError as exc:
+        h2_conn._terminate_connection(exc.error_code)
+        raise
+    return events
+
+
+def _receiving(
+    h2_conn: h2.connection.H2Connection, length: int, kind: int, flags: int, stream_id: int
+) -> h2.stream.H2Stream | None:
+    """The stream whose data the frame with this header carries, if h2 would take it as
+    data: an unpadded DATA frame within the frame size, on a stream open to the peer,
+    outside a header block (else None: the frame goes through h2)."""
+    # Relies on: H2Connection.streams (id -> H2Stream, the streams not yet cleaned up) and
+    # the FrameBuffer's max_frame_size and _headers_buffer.
+    buffer = h2_conn.incoming_buffer
+    if kind or flags & _PADDED or buffer._headers_buffer:  # not DATA, padded, in a block
+        return None
+    if length > buffer.max_frame_size:
+        return None
+    h2_stream = h2_conn.streams.get(stream_id)
+    if h2_stream is None or h2_stream.state_machine.state not in _RECEIVING:
+        return None
+    return h2_stream
+
+
+def _receive_directly(
+    h2_conn: h2.connection.H2Connection,
+    h2_stream: h2.stream.H2Stream,
+    payload: bytes,
+    flags: int,
+    events: list[Any],
+) -> None:
+    """What h2's ``_receive_data_frame`` does with an unpadded DATA frame on an open stream."""
+    # Relies on: _receive_data_frame's steps: the connection's RECV_DATA input, its
+    # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data.
+    events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+    h2_conn._inbound_flow_control_window_manager.window_consumed(len(payload))
+    events += h2_stream.receive_data(payload, bool(flags & _END_STREAM), len(payload))[1]
+
+
+def _missing(held: bytearray, view: memoryview) -> int:
+    """How many bytes of ``view`` complete the frame whose start h2 holds (``held``)."""
+    head = bytes(held[:9]) + bytes(view[: max(0, 9 - len(held))])
+    if len(head) < 9:
+        return len(view)
+    return 9 + int.from_bytes(head[:3], "big") - len(held)
+
+
+def _receive_through_buffer(
+    h2_conn: h2.connection.H2Connection, data: memoryview, events: list[Any]
+) -> None:
+    """``data`` added to h2's buffer, and each frame it completes received as h2 does."""
+    buffer = h2_conn.incoming_buffer
+    buffer.add_data(data)
+    while (received := next(buffer, None)) is not None:
+        events += h2_conn._receive_frame(received)

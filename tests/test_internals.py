@@ -30,6 +30,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import h2.stream
 import h2.utilities
@@ -819,3 +820,177 @@ def test_grpclib_acknowledges_each_frame_read_through_the_buffers_callback() -> 
     assert "self._ack_callback(ack_size)" in source(grpclib.protocol.Buffer.read)
     init_stream = source(grpclib.protocol.Stream.init_stream)
     assert "self.buffer = Buffer(partial(connection.ack, self.id))" in init_stream
+
+
+# --- h2: receiving DATA frames -----------------------------------------------------------
+
+
+def _server() -> Any:
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    server.initiate_connection()
+    server.data_to_send()
+    return server
+
+
+def _client_bytes() -> bytes:
+    """A client's preface, then requests and DATA of every kind h2 takes as data, and
+    frames around them: padding, empty frames, ends, window updates, pings, a reset."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    for stream_id in (1, 3, 5):
+        client.send_headers(stream_id, REQUEST)
+    client.send_data(1, b"a" * 16384)
+    client.send_data(3, b"")
+    client.send_data(1, b"b" * 100, pad_length=7)
+    client.ping(b"12345678")
+    client.send_data(3, b"c" * 5000)
+    client.increment_flow_control_window(1000)
+    client.send_data(1, b"d", end_stream=True)
+    client.reset_stream(5)
+    client.send_headers(7, REQUEST, end_stream=True)
+    client.send_data(3, b"e" * 10000, end_stream=True)
+    sent: bytes = client.data_to_send()
+    # DATA on a stream the client ended and on one it reset: h2 answers with RST_STREAM.
+    for stream_id in (1, 5):
+        sent += DataFrame(stream_id, data=b"late").serialize()
+    return sent
+
+
+def _receiving_state(server: Any) -> tuple[Any, ...]:
+    streams = tuple(
+        (
+            stream_id,
+            stream.state_machine.state,
+            stream._inbound_window_manager.current_window_size,
+            stream._actual_content_length,
+        )
+        for stream_id, stream in sorted(server.streams.items())
+    )
+    return (
+        server.state_machine.state,
+        server._inbound_flow_control_window_manager.current_window_size,
+        bytes(server.incoming_buffer._data),
+        len(server.incoming_buffer._headers_buffer),
+        streams,
+    )
+
+
+def _described(event: Any) -> tuple[str, list[tuple[str, str]]]:
+    return type(event).__name__, sorted((name, repr(v)) for name, v in vars(event).items())
+
+
+def _received_both_ways(sent: bytes, piece: int) -> tuple[list[Any], list[Any]]:
+    """``sent`` fed in pieces of ``piece`` bytes to h2's ``receive_data`` on one server
+    and to ``receive_data_directly`` on another; each piece's events, answers and state
+    compared. (h2's outcome, muxs's): the events, or the ProtocolError raised."""
+    by_h2, by_muxs = _server(), _server()
+    theirs: list[Any] = []
+    ours: list[Any] = []
+    for start in range(0, len(sent), piece):
+        data = sent[start : start + piece]
+        for connection, outcome in ((by_h2, theirs), (by_muxs, ours)):
+            try:
+                if connection is by_h2:
+                    events = connection.receive_data(data)
+                else:
+                    events = _internals.receive_data_directly(connection, data)
+                outcome.extend(_described(event) for event in events)
+            except h2.exceptions.ProtocolError as exc:
+                outcome.append((type(exc).__name__, str(exc)))
+        assert by_muxs.data_to_send() == by_h2.data_to_send()
+        assert _receiving_state(by_muxs) == _receiving_state(by_h2)
+        if theirs and theirs[-1][0].endswith("Error"):
+            break
+    return theirs, ours
+
+
+@pytest.mark.parametrize("piece", [1, 9, 100, 4096, 16393, 1 << 20])
+def test_data_received_directly_is_what_h2_makes_of_it(piece: int) -> None:
+    theirs, ours = _received_both_ways(_client_bytes(), piece)
+    assert ours == theirs
+    kinds = [kind for kind, _ in theirs]
+    assert kinds.count("DataReceived") == 6
+    assert "StreamReset" in kinds
+    assert "PingReceived" in kinds
+
+
+def _preface_and_request() -> bytes:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    sent: bytes = client.data_to_send()
+    return sent
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        DataFrame(1, data=b"x" * 16385).serialize(),  # over the frame size
+        b"".join(DataFrame(1, data=b"x" * 16384).serialize() for _ in range(5)),  # the window
+        hyperframe_frame.HeadersFrame(3, data=b"\x82").serialize()  # in a header block
+        + DataFrame(1, data=b"x").serialize(),
+        bytes([0, 0, 2, 0, 0x8, 0, 0, 0, 1, 5]) + b"x",  # padded by more than it holds
+    ],
+    ids=["frame-size", "flow-control", "header-block", "padding"],
+)
+def test_data_h2_refuses_is_refused_the_same(frames: bytes) -> None:
+    theirs, ours = _received_both_ways(_preface_and_request() + frames, 1 << 20)
+    assert ours == theirs
+    assert theirs[-1][0] in ("FrameTooLargeError", "FlowControlError", "ProtocolError")
+
+
+def test_data_received_directly_goes_through_h2_with_a_logger() -> None:
+    logger = _TracingLogger()
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, logger=logger))
+    sent = _preface_and_request() + DataFrame(1, data=b"x").serialize()
+    _internals.receive_data_directly(server, sent[:24])  # the preface
+    _internals.receive_data_directly(server, sent[24:])
+    assert any(line.startswith("Received frame: DataFrame") for line in logger.lines)
+
+
+class _TracingLogger(h2.config.DummyLogger):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def debug(self, message: str, *args: Any) -> None:
+        self.lines.append(message % args)
+
+    trace = debug
+
+
+def test_h2_receives_data_frames_as_receive_data_directly_copies() -> None:
+    receive = source(h2.connection.H2Connection.receive_data)
+    assert "self.incoming_buffer.add_data(data)" in receive
+    assert "self.incoming_buffer.max_frame_size = self.max_inbound_frame_size" in receive
+    assert "events.extend(self._receive_frame(frame))" in receive
+    assert "self._terminate_connection(e.error_code)" in receive
+    data_frame = source(h2.connection.H2Connection._receive_data_frame)
+    assert "ConnectionInputs.RECV_DATA" in data_frame
+    assert "self._inbound_flow_control_window_manager.window_consumed(" in data_frame
+    assert "stream.receive_data(" in data_frame
+    assert "return self._connection.receive_data(data)" in source(grpclib.protocol.Connection.feed)
+    buffer_next = source(h2.frame_buffer.FrameBuffer.__next__)
+    assert "del self._data[:9+length]" in buffer_next
+    assert "self._validate_frame_length(length)" in buffer_next
+
+
+@pytest.mark.parametrize("piece", [1000, 1 << 20])
+def test_only_the_data_frames_h2_must_judge_go_through_its_frames(piece: int) -> None:
+    """The padded frame and those on closed streams; not the frames of open streams, also
+    those cut between pieces."""
+    server = _server()
+    judged: list[Any] = []
+    receive_frame = server._receive_frame
+
+    def spy(received: Frame) -> Any:
+        judged.append(received)
+        return receive_frame(received)
+
+    server._receive_frame = spy
+    sent = _client_bytes()
+    _internals.receive_data_directly(server, sent[:24])  # the preface goes to h2 as it is
+    for start in range(24, len(sent), piece):
+        _internals.receive_data_directly(server, sent[start : start + piece])
+    data_frames = [(f.stream_id, bytes(f.data)) for f in judged if isinstance(f, DataFrame)]
+    assert data_frames == [(1, b"b" * 100), (1, b"late"), (5, b"late")]

@@ -16,13 +16,14 @@ second; a peer that spends a token from an empty bucket is over budget, and
   DATA it had in flight when the server ended a call early is mostly full frames, and
   only a message's last frame is small.
 
-``FrameScanner.turn_span`` also says how much of a backlog one turn of the event loop feeds
+``FrameScanner.take_turn`` also says how much of a backlog one turn of the event loop feeds
 (``muxs.server.limits``): a turn's work is counted in bytes that h2 parses, and a DATA
 frame's payload is copied, not parsed.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from collections.abc import Callable
 
@@ -32,6 +33,7 @@ EARNED_PER_BYTES = 4096
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 _HEADER = 9
+_FRAME_HEADER = struct.Struct(">HBBBL")  # a frame header: length (3 bytes), type, flags, id
 _DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x2, 0x3, 0x4, 0x6, 0x8
 _HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x1, 0x5, 0x9
 _LAST_KNOWN_TYPE = _CONTINUATION
@@ -39,10 +41,12 @@ _ACK = _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _PADDED = 0x8
 _STREAM_CLOSED_CODE = (0x5).to_bytes(4, "big")
-#: What a DATA frame's header counts in ``FrameScanner.turn_span``: more than its 9 bytes,
+#: A frame as the scanner reads it from its header: type, flags, length, stream id.
+Frame = tuple[int, int, int, int]
+#: What a DATA frame's header counts in ``FrameScanner.take_turn``: more than its 9 bytes,
 #: as each DATA frame is an event, a buffered piece and an acknowledgement.
 DATA_FRAME_WORK = 64
-#: A DATA frame's payload counts one byte of work in ``turn_span`` per this many bytes.
+#: A DATA frame's payload counts one byte of work in ``take_turn`` per this many bytes.
 DATA_BYTES_PER_WORK = 64
 
 
@@ -92,72 +96,55 @@ class FrameScanner:
         """Whether the peer has sent part of a frame (or of its preface), not the rest."""
         return bool(self._head or self._skip)
 
-    def scan(self, data: bytes) -> list[tuple[int, int, int, int]]:
-        """``(type, flags, length, stream id)`` of each frame whose header ends in ``data``."""
-        frames: list[tuple[int, int, int, int]] = []
-        view, pos = memoryview(data), 0
-        while True:
-            if self._skip:  # the rest of a preface or of a frame's body
-                step = min(self._skip, len(view) - pos)
+    def take_turn(self, data: memoryview, work: int) -> tuple[int, list[Frame]]:
+        """Scan as many bytes of ``data`` (what comes after the bytes scanned so far) as
+        hold ``work`` bytes of work, at least one; return how many, and ``(type, flags,
+        length, stream id)`` of each frame whose header ends in them. Every byte counts,
+        except that a DATA frame's header counts ``DATA_FRAME_WORK`` and its payload one
+        per ``DATA_BYTES_PER_WORK``. Input with no DATA frame (a flood of control frames)
+        is taken exactly ``work`` bytes a turn, except that a turn ends after a SETTINGS
+        acknowledgement: h2 applies the frame size it acknowledges from its next
+        ``receive_data`` on (a larger frame in the same piece is refused as overlong).
+        """
+        frames: list[Frame] = []
+        pos, spent, end = 0, 0, len(data)
+        while pos < end and spent < work:
+            if self._skip:  # a body (or the preface)
+                share = DATA_BYTES_PER_WORK if self._kind == _DATA else 1
+                step = min(self._skip, end - pos, (work - spent) * share)
                 pos += step
                 self._skip -= step
-                if self._skip:
-                    break
-                self.frames_completed += 1  # the preface counts as one: it is progress too
-            if pos == len(view):
-                break
+                spent += -(-step // share)
+                if not self._skip:
+                    self.frames_completed += 1  # the preface counts as one: it is progress too
+                continue
             needed = _HEADER - len(self._head)
-            self._head += view[pos : pos + needed]
-            pos = min(pos + needed, len(view))
-            if len(self._head) < _HEADER:
-                break
-            head, self._head = self._head, b""
-            length = int.from_bytes(head[:3], "big")
-            stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
-            frames.append((head[3], head[4], length, stream_id))
-            self._kind = head[3]
-            if head[3] in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
-                self.in_header_block = not head[4] & _END_HEADERS
-            self._skip = length
+            step = min(needed, end - pos, work - spent)
+            if step == _HEADER:
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(data, pos)
+            else:
+                self._head += data[pos : pos + step]
+                if step < needed:
+                    pos += step
+                    break
+                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack(self._head)
+                self._head = b""
+            pos += step
+            length = high << 8 | low
+            frames.append((kind, flags, length, stream_id & 0x7FFFFFFF))
+            self._kind, self._skip = kind, length
+            if kind in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
+                self.in_header_block = not flags & _END_HEADERS
             if not length:
                 self.frames_completed += 1
-        return frames
-
-    def turn_span(self, data: memoryview, work: int) -> int:
-        """How many bytes of ``data`` (what comes after the bytes scanned so far) hold
-        ``work`` bytes of work, at least one: every byte counts, except that a DATA frame's
-        header counts ``DATA_FRAME_WORK`` and its payload one per ``DATA_BYTES_PER_WORK``.
-        Input with no DATA frame (a flood of control frames) spans exactly ``work`` bytes,
-        except that a span ends after a SETTINGS acknowledgement: h2 applies the frame size
-        it acknowledges from its next ``receive_data`` on (a larger frame in the same piece
-        is refused as overlong).
-        """
-        pos, spent, end = 0, 0, len(data)
-        skip, kind, head = self._skip, self._kind, self._head
-        while pos < end and spent < work:
-            if skip:  # a body (or the preface)
-                share = DATA_BYTES_PER_WORK if kind == _DATA else 1
-                step = min(skip, end - pos, (work - spent) * share)
-                pos += step
-                skip -= step
-                spent += -(-step // share)
-                continue
-            needed = _HEADER - len(head)
-            step = min(needed, end - pos, work - spent)
-            head += data[pos : pos + step]
-            pos += step
-            if step < needed:
-                break
-            kind, skip = head[3], int.from_bytes(head[:3], "big")
-            if kind == _SETTINGS and head[4] & _ACK:
+            if kind == _SETTINGS and flags & _ACK:
                 break  # h2 takes a new SETTINGS_MAX_FRAME_SIZE from its next receive_data
-            head = b""
             spent += step if kind != _DATA else max(0, DATA_FRAME_WORK - _HEADER + step)
-        return pos
+        return pos, frames
 
 
 class FloodGuard:
-    """One connection's budgets; ``over_budget`` is asked about every piece the peer sends.
+    """One connection's budgets; ``over_budget`` is asked about the frames of every turn.
 
     A size of 0 turns that budget off.
     """
@@ -173,10 +160,10 @@ class FloodGuard:
         #: The small DATA frames (not counted yet) of the last ``over_budget``, per stream.
         self._small_data: Counter[int] = Counter()
 
-    def over_budget(self, data: bytes) -> str | None:
-        """The name of the budget the frames in ``data`` exceed, or None."""
+    def over_budget(self, frames: list[Frame]) -> str | None:
+        """The name of the budget ``frames`` (the scanner's, of one turn) exceed, or None."""
         self._small_data.clear()
-        for kind, flags, length, stream_id in self.scanner.scan(data):
+        for kind, flags, length, stream_id in frames:
             name = _budget_of(kind, flags, length)
             if not name and kind == _DATA and length < EARNED_PER_BYTES:
                 self._small_data[stream_id] += 1

@@ -95,6 +95,7 @@ from muxs._internals import (
     make_protocols_with,
     process_events,
     read_requests_with,
+    receive_data_directly,
     replace_event_handler,
     send_data_directly,
     send_headers_statelessly,
@@ -111,7 +112,7 @@ from muxs.compression import (
     supports,
 )
 from muxs.errors import StatusCode
-from muxs.server.budgets import FloodGuard
+from muxs.server.budgets import FloodGuard, Frame
 from muxs.server.codec import Codec
 from muxs.server.hooks import format_peer
 from muxs.server.pings import TOO_MANY_PINGS, PingPolicy
@@ -130,7 +131,7 @@ _Headers = list[tuple[str, str]]
 _TRUNCATED = "the request ended in the middle of a message"
 #: Most work of one connection fed to h2 in one turn of the event loop (about a
 #: millisecond of frames): bytes, except that DATA payload counts a 64th
-#: (``FrameScanner.turn_span``); the rest waits for the next turn, reading paused.
+#: (``FrameScanner.take_turn``); the rest waits for the next turn, reading paused.
 TURN_BYTES = 16 * 1024
 #: The largest frame a client may send (SETTINGS_MAX_FRAME_SIZE; HTTP/2's default is 16 KiB):
 #: uploads in fewer, larger DATA frames, each still within the flow-control window.
@@ -451,9 +452,14 @@ class _LimitedProtocol(protocol.H2Protocol):
         if self.connection.is_closing():
             self._backlog = memoryview(b"")
             return
-        span = self._guard.scanner.turn_span(self._backlog, TURN_BYTES)
-        chunk, self._backlog = self._backlog[:span], self._backlog[span:]
-        self._feed(bytes(chunk))
+        backlog = self._backlog
+        span, frames = self._guard.scanner.take_turn(backlog, TURN_BYTES)
+        self._backlog = backlog[span:]
+        read = backlog.obj  # a whole read fed in one turn is fed as it is, not copied
+        self._feed(
+            read if isinstance(read, bytes) and len(read) == span else bytes(backlog[:span]),
+            frames,
+        )
         if self._backlog and not self.connection.is_closing():
             self._pause_reading("backlog")
             self._loop.call_soon(self._next_turn)
@@ -461,20 +467,21 @@ class _LimitedProtocol(protocol.H2Protocol):
             self._backlog = memoryview(b"")
             self._resume_reading("backlog")
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes, frames: list[Frame]) -> None:
         """grpclib's ``data_received``, with the flood budgets and three HTTP/2 fixes: a
         protocol error is answered with the GOAWAY h2 prepared before the connection
         closes; frames of unknown types are ignored (grpclib raises on them, killing the
         connection), as RFC 9113 section 5.5 says; an empty DATA frame that does not end
-        its stream is not passed on (grpclib would end the request there)."""
+        its stream is not passed on (grpclib would end the request there). ``frames`` are
+        the headers of the frames in ``data``, as the guard's scanner read them."""
         self._guard.wrote(self._transport.bytes_written)
-        over = self._guard.over_budget(data)
+        over = self._guard.over_budget(frames)
         if over is not None:
             self._calm_down(over)
             return
         self._watch_unfinished()
         try:
-            events = self.connection.feed(data)
+            events = receive_data_directly(h2_connection(self), data)
         except h2.exceptions.ProtocolError as exc:
             if is_tls_record(data):
                 log.info(

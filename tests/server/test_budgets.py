@@ -21,6 +21,7 @@ from muxs.server.budgets import (
     PREFACE,
     Budget,
     FloodGuard,
+    Frame,
     FrameScanner,
 )
 
@@ -55,26 +56,51 @@ def test_earned_tokens_are_capped_at_the_size() -> None:
     assert [budget.spend() for _ in range(3)] == [True, True, False]
 
 
+def scan(scanner: FrameScanner, data: bytes) -> list[Frame]:
+    """Every frame header of ``data``, scanned in as many turns as it takes."""
+    frames, view = [], memoryview(data)
+    while view:
+        span, taken = scanner.take_turn(view, 1 << 62)
+        frames += taken
+        view = view[span:]
+    return frames
+
+
+def over_budget(guard: FloodGuard, data: bytes) -> str | None:
+    return guard.over_budget(scan(guard.scanner, data))
+
+
 def test_the_scanner_reads_every_frame_header_however_the_bytes_are_cut() -> None:
     stream = PREFACE + PING + SETTINGS_ACK + data(b"x" * 100, end=True) + RESET
     expected = [(0x6, 0, 8, 0), (0x4, 1, 0, 0), (0x0, 1, 100, 1), (0x3, 0, 4, 1)]
     for size in (1, 2, 7, 9, 10, 33, len(stream)):
         scanner = FrameScanner()
         pieces = [stream[at : at + size] for at in range(0, len(stream), size)]
-        assert [frame for piece in pieces for frame in scanner.scan(piece)] == expected
+        assert [frame for piece in pieces for frame in scan(scanner, piece)] == expected
 
 
 def turns(stream: bytes, work: int, *, scanned: int = 0) -> list[int]:
     """The bytes of each turn when ``stream`` (a client's, from its preface) is fed ``work``
     a turn, after its first ``scanned`` bytes were fed in one piece."""
     scanner, view, spans = FrameScanner(), memoryview(stream)[scanned:], []
-    scanner.scan(stream[:scanned])
+    scan(scanner, stream[:scanned])
     while view:
-        span = scanner.turn_span(view, work)
-        scanner.scan(bytes(view[:span]))
+        span, _ = scanner.take_turn(view, work)
         spans.append(span)
         view = view[span:]
     return spans
+
+
+@pytest.mark.parametrize("work", [1, 9, 100, 1000, 16384])
+def test_the_frames_of_each_turn_are_every_frame_once(work: int) -> None:
+    stream = PREFACE + PING + SETTINGS_ACK + data(b"x" * 40000) + (PRIORITY + RESET) * 50
+    scanner, view, frames = FrameScanner(), memoryview(stream), []
+    while view:
+        span, taken = scanner.take_turn(view, work)
+        frames += taken
+        view = view[span:]
+    assert frames == scan(FrameScanner(), stream)
+    assert (scanner.frames_completed, scanner.mid_frame) == (104, False)
 
 
 def test_a_turn_spans_its_work_in_bytes_of_control_frames() -> None:
@@ -119,13 +145,13 @@ def test_empty_data_frames_count_their_headers_as_data_frame_work() -> None:
 def test_the_scanner_knows_what_is_unfinished() -> None:
     """A frame cut short, and a header block begun (HEADERS, CONTINUATION) until it ends."""
     scanner = FrameScanner()
-    scanner.scan(PREFACE + PING[:12])
+    scan(scanner, PREFACE + PING[:12])
     assert (scanner.mid_frame, scanner.frames_completed) == (True, 1)  # the preface
-    scanner.scan(PING[12:])
+    scan(scanner, PING[12:])
     assert (scanner.mid_frame, scanner.frames_completed) == (False, 2)
-    scanner.scan(HeadersFrame(1, b"").serialize())
+    scan(scanner, HeadersFrame(1, b"").serialize())
     assert (scanner.mid_frame, scanner.in_header_block) == (False, True)
-    scanner.scan(ContinuationFrame(1, b"", flags=["END_HEADERS"]).serialize())
+    scan(scanner, ContinuationFrame(1, b"", flags=["END_HEADERS"]).serialize())
     assert (scanner.in_header_block, scanner.frames_completed) == (False, 4)
 
 
@@ -145,7 +171,7 @@ def data(body: bytes, *, end: bool = False, padded: bool = False) -> bytes:
 
 def guard(*, resets: int = 0, control_frames: int = 0) -> FloodGuard:
     guard = FloodGuard(resets=resets, control_frames=control_frames, window=10.0, clock=Clock())
-    assert guard.over_budget(PREFACE) is None
+    assert over_budget(guard, PREFACE) is None
     return guard
 
 
@@ -165,29 +191,29 @@ def guard(*, resets: int = 0, control_frames: int = 0) -> FloodGuard:
 )
 def test_control_frames_spend_the_control_budget(frame: bytes) -> None:
     flooded = guard(resets=5, control_frames=2)
-    assert [flooded.over_budget(frame) for _ in range(3)] == [None, None, "control_frame_budget"]
+    assert [over_budget(flooded, frame) for _ in range(3)] == [None, None, "control_frame_budget"]
 
 
 def test_resets_spend_the_reset_budget_only() -> None:
     flooded = guard(resets=1, control_frames=1)
-    assert flooded.over_budget(RESET * 2) == "reset_budget"
-    assert guard(resets=1, control_frames=1).over_budget(RESET + PING) is None
+    assert over_budget(flooded, RESET * 2) == "reset_budget"
+    assert over_budget(guard(resets=1, control_frames=1), RESET + PING) is None
 
 
 def test_calls_going_forward_spend_nothing() -> None:
     calm = guard(resets=1, control_frames=1)
     headers = HeadersFrame(1, b"\x82", flags=["END_HEADERS"]).serialize()
     acks = SETTINGS_ACK + PingFrame(0, b"12345678", flags=["ACK"]).serialize()
-    assert calm.over_budget((headers + data(b"x") + data(b"", end=True) + acks) * 10) is None
+    assert over_budget(calm, (headers + data(b"x") + data(b"", end=True) + acks) * 10) is None
 
 
 def test_what_the_server_writes_earns_control_frames_back() -> None:
     pinged = guard(resets=1, control_frames=2)
-    assert pinged.over_budget(PING * 2) is None
+    assert over_budget(pinged, PING * 2) is None
     pinged.wrote(EARNED_PER_BYTES - 1)  # not yet a token
-    assert pinged.over_budget(PING) == "control_frame_budget"
+    assert over_budget(pinged, PING) == "control_frame_budget"
     pinged.wrote(3 * EARNED_PER_BYTES)  # three tokens, capped at two
-    assert [pinged.over_budget(PING) for _ in range(3)] == [None, None, "control_frame_budget"]
+    assert [over_budget(pinged, PING) for _ in range(3)] == [None, None, "control_frame_budget"]
 
 
 CLOSED_ON_1 = RstStreamFrame(1, error_code=0x5).serialize()  # h2's answer: STREAM_CLOSED
@@ -195,9 +221,9 @@ CLOSED_ON_1 = RstStreamFrame(1, error_code=0x5).serialize()  # h2's answer: STRE
 
 def test_small_data_on_a_stream_answered_as_closed_spends_the_control_budget() -> None:
     flooded = guard(control_frames=3)
-    assert flooded.over_budget(data(b"x") * 2) is None
+    assert over_budget(flooded, data(b"x") * 2) is None
     assert flooded.answered(CLOSED_ON_1 * 2) is None  # two tokens of three
-    assert flooded.over_budget(data(b"x") * 2) is None
+    assert over_budget(flooded, data(b"x") * 2) is None
     assert flooded.answered(CLOSED_ON_1 * 2) == "control_frame_budget"
 
 
@@ -205,17 +231,17 @@ def test_data_on_streams_not_answered_as_closed_spends_nothing() -> None:
     calm = guard(control_frames=1)
     other_reset = RstStreamFrame(3, error_code=0x5).serialize()
     for replies in (b"", RstStreamFrame(1, error_code=0x8).serialize(), other_reset, PING):
-        assert calm.over_budget(data(b"x") * 5) is None
+        assert over_budget(calm, data(b"x") * 5) is None
         assert calm.answered(replies) is None
 
 
 def test_full_data_frames_on_a_closed_stream_spend_nothing() -> None:
     """They cost the server what an upload costs; only a message's last frame is small."""
     uploaded = guard(control_frames=1)
-    assert uploaded.over_budget(data(b"x" * EARNED_PER_BYTES) * 5) is None
+    assert over_budget(uploaded, data(b"x" * EARNED_PER_BYTES) * 5) is None
     assert uploaded.answered(CLOSED_ON_1 * 5) is None
 
 
 def test_a_budget_of_zero_is_no_limit() -> None:
     unlimited = guard()
-    assert unlimited.over_budget((RESET + PING) * 10_000) is None
+    assert over_budget(unlimited, (RESET + PING) * 10_000) is None

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 import pytest
 
 from muxs import Client, ServerSettings, serve
+from muxs.server.budgets import Frame
 from muxs.server.limits import TURN_BYTES, LimitedServer, _LimitedProtocol
 from tests.polling import until
 from tests.reliability.dos.attacks import PING, SETTINGS, Attacker
@@ -74,9 +75,9 @@ def counting_fed_bytes(protocol: _LimitedProtocol) -> Iterator[list[int]]:
     fed = [0]
     feed = protocol._feed
 
-    def counted(data: bytes) -> None:
+    def counted(data: bytes, frames: list[Frame]) -> None:
         fed[0] += len(data)
-        feed(data)
+        feed(data, frames)
 
     protocol._feed = counted  # type: ignore[method-assign]
     try:
