@@ -690,6 +690,40 @@ def test_a_request_past_the_peers_stream_limit_is_refused_as_h2_refuses_it() -> 
     assert 3 not in by_muxs.streams
 
 
+def test_a_request_past_the_peers_stream_limit_is_refused_without_walking_every_stream() -> None:
+    by_h2, to_h2 = _grpclib_client_connections()
+    by_muxs, to_muxs = _grpclib_client_connections()
+    for client, server in ((by_h2, to_h2), (by_muxs, to_muxs)):
+        server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+        client.receive_data(server.data_to_send())
+    limit, fields = _internals._StreamLimit(), _internals.StatelessFields()
+    for stream_id in (1, 3):
+        by_h2.send_headers(stream_id, REQUESTS[0])
+        _internals._add_header_frames(by_muxs, stream_id, REQUESTS[0], False, fields, limit.check)
+    with pytest.raises(h2.exceptions.TooManyStreamsError) as theirs:
+        by_h2.send_headers(5, REQUESTS[0])
+    with pytest.raises(h2.exceptions.TooManyStreamsError) as ours:
+        _internals._add_header_frames(by_muxs, 5, REQUESTS[0], False, fields, limit.check)
+    assert str(ours.value) == str(theirs.value)
+    assert 5 not in by_muxs.streams
+
+
+def test_closed_streams_are_forgotten_once_twice_the_open_ones_and_the_slack() -> None:
+    client, server = _grpclib_client_connections()
+    limit, fields = _internals._StreamLimit(), _internals.StatelessFields()
+    held = []
+    for number in range(100):  # one call at a time: each ends before the next starts
+        stream_id = 2 * number + 1
+        _internals._add_header_frames(client, stream_id, REQUESTS[0], True, fields, limit.check)
+        server.receive_data(client.data_to_send())
+        server.send_headers(stream_id, RESPONSE_HEADERS, end_stream=True)
+        client.receive_data(server.data_to_send())
+        assert client.streams[stream_id].closed
+        held.append(len(client.streams))
+    assert max(held) == _internals.STREAM_SWEEP_SLACK  # then a walk forgets the closed ones
+    assert client.open_outbound_streams == 0
+
+
 def test_requests_go_through_h2_while_a_table_size_change_is_pending() -> None:
     by_h2, _ = _grpclib_client_connections()
     by_muxs, _ = _grpclib_client_connections()
@@ -717,6 +751,9 @@ def test_grpclib_sends_request_headers_through_h2s_send_headers_unchecked() -> N
     assert "normalize_outbound_headers=False" in channel
     h2_send = source(h2.connection.H2Connection.send_headers)
     assert "value = self.open_outbound_streams" in h2_send
+    assert "for stream_id, stream in self.streams.items():" in source(
+        h2.connection.H2Connection._open_streams
+    )
     assert "self._get_or_create_stream(" in h2_send
     stream_send = source(h2.stream.H2Stream.send_headers)
     assert "self._authority = authority_from_headers(bytes_headers)" in stream_send
