@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import socket
 import struct
@@ -94,7 +95,7 @@ check_versions(
 )
 
 
-# --- hyperframe and h2: the cost of receiving DATA frames -------------------------------
+# --- hyperframe and h2: the cost of receiving frames ------------------------------------
 
 _SHOWN = 11  # hyperframe's _raw_data_repr shows 10 bytes and "..." when there are more
 
@@ -114,6 +115,25 @@ def _data_body_repr(self: frame.DataFrame) -> str:
 
 # Relies on: hyperframe's DataFrame._body_repr, which Frame.__repr__ calls for the body.
 frame.DataFrame._body_repr = _data_body_repr  # type: ignore[method-assign,assignment]
+
+
+class _FrameText:
+    """A received frame's ``repr``, built only if a log line is written with it (``%s``)."""
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, received: frame.Frame) -> None:
+        self._frame = received
+
+    def __str__(self) -> str:
+        return repr(self._frame)
+
+
+# Relies on: h2.connection calling repr() once, in H2Connection._receive_frame, to log
+# "Received frame: %s" with h2's logger (a no-op unless the H2Configuration has a logger):
+# the name, looked up in h2.connection's globals before the builtins, now makes the text
+# lazily, so an unlogged line costs one small object, not the frame's text.
+h2.connection.repr = _FrameText  # type: ignore[attr-defined]
 
 
 # --- grpclib's client: how a channel makes a connection ---------------------------------
@@ -317,21 +337,65 @@ def acknowledge_once_a_turn(stream: Stream) -> None:
     # Relies on: grpclib.protocol.Buffer.read calling self._ack_callback(size) (the
     # connection's ack for the stream) for each DATA frame it takes.
     acknowledge = stream.buffer._ack_callback
+    taken = _summed_once_a_turn(lambda sizes: acknowledge(sizes[None]))
+    stream.buffer._ack_callback = functools.partial(taken, None)
+
+
+def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
+    """Have grpclib's client connection ``protocol`` acknowledge the data its calls take once
+    a turn of the event loop, summed per stream (as ``acknowledge_once_a_turn`` does for one
+    stream), and the data of every stream h2 has closed in one acknowledgement: h2 gives a
+    closed stream no window back, only the connection, so the replies of many unary calls
+    (a call's reply and trailers arrive together) cost h2 one acknowledgement, not one each
+    (with a ``StreamClosedError`` raised and caught inside h2 for each)."""
+    # Relies on: grpclib's client streams acknowledging through the connection's ack
+    # (stream_id, size) (bound in Stream.init_stream, called by EventsProcessor for data of
+    # released streams), which is h2's acknowledge_received_data(size, stream_id) then
+    # flush(); h2 acknowledging a stream that is not open (or forgotten) for the connection
+    # only.
+    connection = protocol.connection
+    h2_conn = h2_connection(protocol)
+
+    def acknowledge(sizes: dict[int, int]) -> None:
+        if connection.is_closing():
+            return
+        closed_id = closed_size = 0
+        for stream_id, size in sizes.items():
+            stream = h2_conn.streams.get(stream_id)
+            if stream is not None and stream.open:
+                h2_conn.acknowledge_received_data(size, stream_id)
+            else:
+                closed_id, closed_size = stream_id, closed_size + size
+        if closed_size:
+            h2_conn.acknowledge_received_data(closed_size, closed_id)
+        connection.flush()
+
+    taken = _summed_once_a_turn(acknowledge)
+
+    def ack(stream_id: int, size: int) -> None:
+        if size:
+            taken(stream_id, size)
+
+    connection.ack = ack  # type: ignore[method-assign]
+
+
+def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[Any, int], None]:
+    """``taken(key, size)``, which sums the sizes taken by key and hands them to ``settle``
+    once a turn of the event loop (the first size taken in a turn schedules it)."""
     loop = asyncio.get_running_loop()
-    pending = 0
+    pending: dict[Any, int] = {}
 
-    def acknowledge_pending() -> None:
-        nonlocal pending
-        size, pending = pending, 0
-        acknowledge(size)
+    def settle_pending() -> None:
+        sizes = pending.copy()
+        pending.clear()
+        settle(sizes)
 
-    def taken(size: int) -> None:
-        nonlocal pending
+    def taken(key: Any, size: int) -> None:
         if not pending:
-            loop.call_soon(acknowledge_pending)
-        pending += size
+            loop.call_soon(settle_pending)
+        pending[key] = pending.get(key, 0) + size
 
-    stream.buffer._ack_callback = taken
+    return taken
 
 
 def on_new_streams(protocol: H2Protocol, fit: Callable[[Stream], None]) -> None:

@@ -111,6 +111,59 @@ def test_hyperframe_builds_a_frames_text_with_body_repr_and_raw_data_repr() -> N
     assert hyperframe_frame._raw_data_repr(b"x" * 11) == "<hex:78787878787878787878...>"
 
 
+class _TraceLines:
+    """An h2 logger that writes its lines (h2 calls ``debug`` and ``trace``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def debug(self, fmtstr: str, *args: Any) -> None:
+        self.lines.append(fmtstr % args)
+
+    trace = debug
+
+
+def _frames(data: bytes) -> list[Frame]:
+    """The frames in ``data``, parsed by hyperframe."""
+    frames, view = [], memoryview(data)
+    while view:
+        parsed, length = Frame.parse_frame_header(view[:9])
+        parsed.parse_body(view[9 : 9 + length])
+        frames.append(parsed)
+        view = view[9 + length :]
+    return frames
+
+
+def test_received_frames_are_logged_with_hyperframes_text() -> None:
+    logger = _TraceLines()
+    client = h2.connection.H2Connection(h2.config.H2Configuration(logger=logger))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.send_headers(1, REQUESTS[0], end_stream=True)
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, RESPONSE_HEADERS)
+    server.send_data(1, b"reply" * 10, end_stream=True)
+    sent = server.data_to_send()
+    client.receive_data(sent)
+    frames = _frames(sent)
+    received = [line for line in logger.lines if line.startswith("Received frame: ")]
+    assert received[-len(frames) :] == [f"Received frame: {f!r}" for f in frames]
+    assert "HeadersFrame(stream_id=1" in received[-2]
+    lazy = h2.connection.repr(frames[0])  # type: ignore[attr-defined]
+    assert not isinstance(lazy, str)  # built only when a line is written
+    assert str(lazy) == repr(frames[0])
+
+
+def test_h2_builds_a_received_frames_text_only_for_its_trace_line() -> None:
+    text = inspect.getsource(h2.connection)
+    assert text.count("repr(") == 1
+    assert 'self.config.logger.trace("Received frame: %s", repr(frame))' in source(
+        h2.connection.H2Connection._receive_frame
+    )
+
+
 # --- grpclib's client -----------------------------------------------------------------
 
 
@@ -852,7 +905,81 @@ async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None
     assert acknowledged == [10, 10]
 
 
+class _Writes:
+    """A transport that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def _received_replies(client: Any, server: Any) -> None:
+    """Stream 1 open with 36,000 bytes received, stream 3 closed with 16,000 (its reply and
+    trailers came together)."""
+    for stream_id in (1, 3):
+        client.send_headers(stream_id, REQUESTS[0], end_stream=True)
+    server.receive_data(client.data_to_send())
+    for stream_id, pieces in ((1, 3), (3, 1)):
+        server.send_headers(stream_id, RESPONSE_HEADERS)
+        size = 12000 if stream_id == 1 else 16000
+        for _ in range(pieces):
+            server.send_data(stream_id, b"x" * size)
+    server.send_headers(3, TRAILERS, end_stream=True)
+    client.receive_data(server.data_to_send())
+
+
+def _inbound_windows(connection: Any) -> tuple[int, int]:
+    return connection.inbound_flow_control_window, connection.streams[1].inbound_flow_control_window
+
+
+async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_streams_together() -> (
+    None
+):
+    by_h2, to_h2 = _grpclib_client_connections()
+    by_muxs, to_muxs = _grpclib_client_connections()
+    _received_replies(by_h2, to_h2)
+    _received_replies(by_muxs, to_muxs)
+    assert by_muxs.streams[3].closed
+    assert not by_muxs.streams[1].closed
+    writes = _Writes()
+    protocol = grpclib.protocol.H2Protocol(None, None, None)  # type: ignore[arg-type]
+    protocol.connection = grpclib.protocol.Connection(
+        by_muxs, writes, config=grpclib.config.Configuration()  # type: ignore[arg-type]
+    )
+    _internals.acknowledge_connection_once_a_turn(protocol)
+    for stream_id, size in ((1, 12000), (3, 16000), (1, 12000), (1, 12000), (3, 0)):
+        protocol.connection.ack(stream_id, size)
+    assert writes.written == b""
+    await asyncio.sleep(0)
+    by_h2.acknowledge_received_data(36000, 1)
+    by_h2.acknowledge_received_data(16000, 3)
+    assert writes.written == by_h2.data_to_send()
+    assert any(f.stream_id == 1 for f in _frames(writes.written))  # a WINDOW_UPDATE each
+    assert any(f.stream_id == 0 for f in _frames(writes.written))
+    assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
+    written, writes.closing = writes.written, True
+    protocol.connection.ack(1, 40000)  # a closing connection acknowledges nothing
+    await asyncio.sleep(0)
+    assert writes.written == written
+    assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
+
+
 def test_grpclib_acknowledges_each_frame_read_through_the_buffers_callback() -> None:
     assert "self._ack_callback(ack_size)" in source(grpclib.protocol.Buffer.read)
     init_stream = source(grpclib.protocol.Stream.init_stream)
     assert "self.buffer = Buffer(partial(connection.ack, self.id))" in init_stream
+    register = source(grpclib.protocol.EventsProcessor.register)
+    assert "self.connection.ack(stream.id, _stream.buffer.unacked_size())" in register
+    assert "self.connection.ack(" in source(grpclib.protocol.EventsProcessor.process_data_received)
+    ack = source(grpclib.protocol.Connection.ack)
+    assert "self._connection.acknowledge_received_data(size, stream_id)" in ack
+    assert "self.flush()" in ack
+    h2_ack = source(h2.connection.H2Connection.acknowledge_received_data)
+    assert "if stream.open:" in h2_ack
+    assert "except StreamClosedError:" in h2_ack
