@@ -532,6 +532,8 @@ class Caller:
                                 await stream.send_message(sent, end=True)
                                 while (received := await _recv(stream)) is not None:
                                     yield received
+                                    if not cardinality.server_streaming:
+                                        break  # one reply: grpclib checks the trailers next
                     return
                 except RpcError as error:
                     if _headers_arrived(outcome.stream) or (
