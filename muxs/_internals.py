@@ -26,8 +26,6 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpclib
-import grpclib.client
-import grpclib.utils
 import h2
 import h2.connection
 import h2.errors
@@ -176,49 +174,6 @@ class ConnectingChannel(Channel):
     def _connected(self) -> bool:
         protocol = self._protocol
         return bool(super()._connected) and protocol is not None and self.reusable(protocol)
-
-
-
-# --- grpclib's client: each call's cancellation scope -----------------------------------
-
-
-class _LoopBound(grpclib.utils.Wrapper):
-    """grpclib's ``Wrapper``, the cancellation scope of a client call's every wait, finding
-    the task it is entered in with the loop it was made in (a call never leaves its loop):
-    grpclib's asks ``asyncio.current_task()``, which looks the running loop up first, and on
-    CPython 3.11 that is a ``getpid()`` system call, twelve times per unary call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._loop = asyncio.get_running_loop()
-
-    # Relies on: Wrapper.__enter__ and __exit__ (grpclib 0.4.9), of which these are copies
-    # with asyncio.current_task(self._loop) for grpclib.utils._current_task().
-    def __enter__(self) -> None:
-        if self._error is not None:
-            raise self._error
-        task = asyncio.current_task(self._loop)
-        if task is None:
-            raise RuntimeError("Called not inside a task")
-        self._tasks.add(task)
-
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        task = asyncio.current_task(self._loop)
-        assert task
-        self._tasks.discard(task)
-        if self._error is not None:
-            self.cancel_failed = exc_type is not asyncio.CancelledError
-            raise self._error
-
-
-class _DeadlineLoopBound(_LoopBound, grpclib.utils.DeadlineWrapper):
-    """grpclib's ``DeadlineWrapper`` (a call with a deadline), as ``_LoopBound``."""
-
-
-# Relies on: grpclib.client.Stream.__aenter__ making each call's wrapper as Wrapper() or
-# DeadlineWrapper(), names it looks up in grpclib.client's globals.
-grpclib.client.Wrapper = _LoopBound  # type: ignore[attr-defined]
-grpclib.client.DeadlineWrapper = _DeadlineLoopBound  # type: ignore[attr-defined]
 
 
 # --- grpclib's server and its connections -----------------------------------------------

@@ -25,7 +25,6 @@ import grpclib.metadata
 import grpclib.protocol
 import grpclib.server
 import grpclib.stream
-import grpclib.utils
 import h2.config
 import h2.connection
 import h2.errors
@@ -137,9 +136,7 @@ def _frames(data: bytes) -> list[Frame]:
 
 def test_received_frames_are_logged_with_hyperframes_text() -> None:
     logger = _TraceLines()
-    client = h2.connection.H2Connection(
-        h2.config.H2Configuration(logger=logger)  # type: ignore[arg-type]
-    )
+    client = h2.connection.H2Connection(h2.config.H2Configuration(logger=logger))
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     client.initiate_connection()
     server.initiate_connection()
@@ -173,69 +170,6 @@ def test_h2_builds_a_received_frames_text_only_for_its_trace_line() -> None:
 def test_a_channel_makes_its_connections_with_create_connection_and_protocol_factory() -> None:
     assert "await self._create_connection()" in source(grpclib.client.Channel.__connect__)
     assert "self._protocol_factory" in source(grpclib.client.Channel._create_connection)
-
-
-async def _what_a_wrapper_does(wrapper: Any) -> list[Any]:
-    """What ``wrapper`` (grpclib's or muxs's) records and raises: entered by a task that then
-    waits, cancelled from outside with an error."""
-    seen: list[Any] = []
-
-    async def waiting() -> None:
-        with wrapper:
-            seen.append(set(wrapper._tasks) == {asyncio.current_task()})
-            await asyncio.sleep(3600)
-
-    task = asyncio.ensure_future(waiting())
-    await asyncio.sleep(0)
-    wrapper.cancel(ConnectionResetError("gone"))
-    try:
-        await task
-    except ConnectionResetError as exc:
-        seen.append(str(exc))
-    seen += [wrapper._tasks, wrapper.cancelled, wrapper.cancel_failed]
-    try:
-        with wrapper:
-            pass
-    except ConnectionResetError as exc:
-        seen.append(str(exc))
-    return seen
-
-
-async def test_a_client_calls_wrapper_does_what_grpclibs_does() -> None:
-    for theirs, ours in [
-        (grpclib.utils.Wrapper, _internals._LoopBound),
-        (grpclib.utils.DeadlineWrapper, _internals._DeadlineLoopBound),
-    ]:
-        assert await _what_a_wrapper_does(ours()) == await _what_a_wrapper_does(theirs())
-    assert await _what_a_wrapper_does(_internals._LoopBound()) == [
-        True,
-        "gone",
-        set(),
-        True,
-        False,
-        "gone",
-    ]
-
-
-async def test_a_client_call_with_a_deadline_is_cancelled_by_its_wrapper() -> None:
-    wrapper = _internals._DeadlineLoopBound()
-    deadline = grpclib.metadata.Deadline.from_timeout(0.01)
-    with pytest.raises(asyncio.TimeoutError), wrapper.start(deadline), wrapper:
-        await asyncio.Event().wait()  # cancelled at the deadline, no wall-clock assertion
-
-
-def test_grpclib_makes_each_client_calls_wrapper_with_the_names_muxs_replaces() -> None:
-    assert grpclib.client.Wrapper is _internals._LoopBound  # type: ignore[attr-defined]
-    assert grpclib.client.DeadlineWrapper is _internals._DeadlineLoopBound  # type: ignore[attr-defined]
-    enter = source(grpclib.client.Stream.__aenter__)
-    assert "self._wrapper = Wrapper()" in enter
-    assert "self._wrapper = DeadlineWrapper()" in enter
-    theirs = source(grpclib.utils.Wrapper.__enter__) + source(grpclib.utils.Wrapper.__exit__)
-    ours = source(_internals._LoopBound.__enter__) + source(_internals._LoopBound.__exit__)
-    for line in ours.splitlines():
-        line = line.strip().replace("asyncio.current_task(self._loop)", "_current_task()")
-        if line and not line.startswith(("def ", "#")):
-            assert line.replace('"', "'") in theirs, line
 
 
 # --- grpclib's server -------------------------------------------------------------------
