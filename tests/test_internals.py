@@ -136,7 +136,9 @@ def _frames(data: bytes) -> list[Frame]:
 
 def test_received_frames_are_logged_with_hyperframes_text() -> None:
     logger = _TraceLines()
-    client = h2.connection.H2Connection(h2.config.H2Configuration(logger=logger))
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(logger=logger)  # type: ignore[arg-type]
+    )
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     client.initiate_connection()
     server.initiate_connection()
