@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import re
 import socket
 import struct
@@ -96,7 +97,7 @@ check_versions(
 )
 
 
-# --- hyperframe and h2: the cost of receiving DATA frames -------------------------------
+# --- hyperframe and h2: the cost of receiving frames ------------------------------------
 
 _SHOWN = 11  # hyperframe's _raw_data_repr shows 10 bytes and "..." when there are more
 
@@ -116,6 +117,25 @@ def _data_body_repr(self: frame.DataFrame) -> str:
 
 # Relies on: hyperframe's DataFrame._body_repr, which Frame.__repr__ calls for the body.
 frame.DataFrame._body_repr = _data_body_repr  # type: ignore[method-assign,assignment]
+
+
+class _FrameText:
+    """A received frame's ``repr``, built only if a log line is written with it (``%s``)."""
+
+    __slots__ = ("_frame",)
+
+    def __init__(self, received: frame.Frame) -> None:
+        self._frame = received
+
+    def __str__(self) -> str:
+        return repr(self._frame)
+
+
+# Relies on: h2.connection calling repr() once, in H2Connection._receive_frame, to log
+# "Received frame: %s" with h2's logger (a no-op unless the H2Configuration has a logger):
+# the name, looked up in h2.connection's globals before the builtins, now makes the text
+# lazily, so an unlogged line costs one small object, not the frame's text.
+h2.connection.repr = _FrameText  # type: ignore[attr-defined]
 
 
 # --- grpclib's client: how a channel makes a connection ---------------------------------
@@ -319,21 +339,65 @@ def acknowledge_once_a_turn(stream: Stream) -> None:
     # Relies on: grpclib.protocol.Buffer.read calling self._ack_callback(size) (the
     # connection's ack for the stream) for each DATA frame it takes.
     acknowledge = stream.buffer._ack_callback
+    taken = _summed_once_a_turn(lambda sizes: acknowledge(sizes[None]))
+    stream.buffer._ack_callback = functools.partial(taken, None)
+
+
+def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
+    """Have grpclib's client connection ``protocol`` acknowledge the data its calls take once
+    a turn of the event loop, summed per stream (as ``acknowledge_once_a_turn`` does for one
+    stream), and the data of every stream h2 has closed in one acknowledgement: h2 gives a
+    closed stream no window back, only the connection, so the replies of many unary calls
+    (a call's reply and trailers arrive together) cost h2 one acknowledgement, not one each
+    (with a ``StreamClosedError`` raised and caught inside h2 for each)."""
+    # Relies on: grpclib's client streams acknowledging through the connection's ack
+    # (stream_id, size) (bound in Stream.init_stream, called by EventsProcessor for data of
+    # released streams), which is h2's acknowledge_received_data(size, stream_id) then
+    # flush(); h2 acknowledging a stream that is not open (or forgotten) for the connection
+    # only.
+    connection = protocol.connection
+    h2_conn = h2_connection(protocol)
+
+    def acknowledge(sizes: dict[int, int]) -> None:
+        if connection.is_closing():
+            return
+        closed_id = closed_size = 0
+        for stream_id, size in sizes.items():
+            stream = h2_conn.streams.get(stream_id)
+            if stream is not None and stream.open:
+                h2_conn.acknowledge_received_data(size, stream_id)
+            else:
+                closed_id, closed_size = stream_id, closed_size + size
+        if closed_size:
+            h2_conn.acknowledge_received_data(closed_size, closed_id)
+        connection.flush()
+
+    taken = _summed_once_a_turn(acknowledge)
+
+    def ack(stream_id: int, size: int) -> None:
+        if size:
+            taken(stream_id, size)
+
+    connection.ack = ack  # type: ignore[method-assign]
+
+
+def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[Any, int], None]:
+    """``taken(key, size)``, which sums the sizes taken by key and hands them to ``settle``
+    once a turn of the event loop (the first size taken in a turn schedules it)."""
     loop = asyncio.get_running_loop()
-    pending = 0
+    pending: dict[Any, int] = {}
 
-    def acknowledge_pending() -> None:
-        nonlocal pending
-        size, pending = pending, 0
-        acknowledge(size)
+    def settle_pending() -> None:
+        sizes = pending.copy()
+        pending.clear()
+        settle(sizes)
 
-    def taken(size: int) -> None:
-        nonlocal pending
+    def taken(key: Any, size: int) -> None:
         if not pending:
-            loop.call_soon(acknowledge_pending)
-        pending += size
+            loop.call_soon(settle_pending)
+        pending[key] = pending.get(key, 0) + size
 
-    stream.buffer._ack_callback = taken
+    return taken
 
 
 def on_new_streams(protocol: H2Protocol, fit: Callable[[Stream], None]) -> None:
@@ -542,6 +606,9 @@ HEADER_FIELD_BYTES_KEPT = 256
 #: Received header blocks longer than this are decoded every time (a gRPC request's block,
 #: once its headers are in the peer's table, is a few dozen bytes).
 RECEIVED_BLOCK_BYTES = 512
+#: How many closed streams more than the open ones a client connection's h2 may hold before
+#: it walks its streams to forget them (``_StreamLimit``).
+STREAM_SWEEP_SLACK = 8
 
 _FRAME_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header: length, type, flags, id
 _END_HEADERS = 0x4
@@ -662,13 +729,14 @@ def send_requests_statelessly(protocol: H2Protocol, blocks: StatelessFields) -> 
     # Relies on: grpclib.protocol.Stream.send_request sending each request's headers with
     # H2Connection.send_headers(stream_id, headers, end_stream=...), then data_to_send().
     send_headers = h2_conn.send_headers
+    limit = _StreamLimit()
 
     def send(stream_id: int, headers: Any, end_stream: bool = False, **priority: Any) -> None:
         # hpack must announce a table size change first; h2 frames priority information.
         if priority or h2_conn.encoder.table_size_changes:
             send_headers(stream_id, headers, end_stream, **priority)
         else:
-            _add_header_frames(h2_conn, stream_id, headers, end_stream, blocks)
+            _add_header_frames(h2_conn, stream_id, headers, end_stream, blocks, limit.check)
 
     h2_conn.send_headers = send  # type: ignore[method-assign,assignment]
 
@@ -692,25 +760,22 @@ def _add_header_frames(
     headers: Sequence[tuple[Any, Any]],
     end_stream: bool,
     blocks: StatelessHeaders | StatelessFields,
+    check_limit: Callable[[h2.connection.H2Connection], None] | None = None,
 ) -> None:
     """What ``H2Connection.send_headers`` does without priority information, for anything
     but an informational response, with ``blocks``' block: the stream opened if it is new
-    (a request), the state machines' inputs, the frame added to what h2 has to send."""
+    (a request; ``check_limit``, else h2's own count, refuses one past the peer's limit),
+    the state machines' inputs, the frame added to what h2 has to send."""
     # Relies on: H2Connection.send_headers's steps: TooManyStreamsError when a new stream
-    # would pass the peer's max_concurrent_streams (counted by open_outbound_streams, which
-    # also forgets closed streams), the connection's SEND_HEADERS input, the stream from
+    # would pass the peer's max_concurrent_streams (_StreamLimit), the connection's
+    # SEND_HEADERS input, the stream from
     # _get_or_create_stream, then H2Stream.send_headers's SEND_HEADERS input, validation flags
     # from its events (_build_hdr_validation_flags), SEND_END_STREAM, what it records of a
     # request (_authority, request_method), and the frames added to
     # H2Connection._data_to_send; one HEADERS frame when the block fits the peer's
     # max_outbound_frame_size.
     if stream_id not in h2_conn.streams:
-        most = h2_conn.remote_settings.max_concurrent_streams
-        open_streams = h2_conn.open_outbound_streams
-        if open_streams + 1 > most:
-            raise h2.exceptions.TooManyStreamsError(
-                f"Max outbound streams is {most}, {open_streams} open"
-            )
+        (check_limit or _StreamLimit.check_exactly)(h2_conn)
     h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
     h2_stream = h2_conn._get_or_create_stream(
         stream_id, h2.connection.AllowedStreamIDs(h2_conn.config.client_side)
@@ -735,6 +800,41 @@ def _add_header_frames(
             size >> 8, size & 0xFF, 0x1, frame_flags, h2_stream.stream_id
         )
         h2_conn._data_to_send += block
+
+
+class _StreamLimit:
+    """h2's check that a new request stays within the peer's ``max_concurrent_streams``,
+    without walking every stream of the connection on each request: h2 counts the open ones
+    (``open_outbound_streams``) by walking them all, and forgets the closed ones as it goes.
+    The open streams are never more than the streams h2 holds, so the count is needed only
+    once those reach the limit; h2's walk still runs, to forget closed streams, once the
+    streams it holds are twice the open ones at the last walk (plus ``STREAM_SWEEP_SLACK``):
+    a walk per about as many requests as there are calls in flight, and closed streams kept
+    no longer than that."""
+
+    def __init__(self) -> None:
+        self._sweep_at = 0
+
+    def check(self, h2_conn: h2.connection.H2Connection) -> None:
+        """Refuse a new request past the peer's limit (``TooManyStreamsError``), as h2 does."""
+        held = len(h2_conn.streams)
+        if held < self._sweep_at and held < h2_conn.remote_settings.max_concurrent_streams:
+            return
+        open_streams = self.check_exactly(h2_conn)
+        self._sweep_at = 2 * open_streams + STREAM_SWEEP_SLACK
+
+    @staticmethod
+    def check_exactly(h2_conn: h2.connection.H2Connection) -> int:
+        """h2's check, walking every stream (and forgetting the closed ones); the open count."""
+        # Relies on: H2Connection.open_outbound_streams, which walks H2Connection.streams,
+        # counting the open ones and moving the closed ones out (to _closed_streams).
+        most = h2_conn.remote_settings.max_concurrent_streams
+        open_streams = h2_conn.open_outbound_streams
+        if open_streams + 1 > most:
+            raise h2.exceptions.TooManyStreamsError(
+                f"Max outbound streams is {most}, {open_streams} open"
+            )
+        return open_streams
 
 
 def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, Any]]) -> None:

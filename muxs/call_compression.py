@@ -61,13 +61,21 @@ def checked_compression(compression: str | None) -> str | None:
     return None if compression == "identity" else compression
 
 
-@contextlib.contextmanager
-def compressing(compression: str | UseClientDefault | None) -> Iterator[None]:
+def compressing(
+    compression: str | UseClientDefault | None,
+) -> contextlib.AbstractContextManager[None]:
     """Within it, a new stream's requests use ``compression`` (a checked one), not the
     client's, unless it is ``USE_CLIENT_DEFAULT``."""
     if isinstance(compression, UseClientDefault):
-        yield
-        return
+        return _UNCHANGED
+    return _compressing_with(compression)
+
+
+_UNCHANGED = contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _compressing_with(compression: str | None) -> Iterator[None]:
     token = _call_compression.set(compression)
     try:
         yield

@@ -5,7 +5,7 @@ attempts (``muxs.retries.Attempts``: transparent retries, a ``RetryPolicy``'s,
 ``wait_for_ready``) until one succeeds or the call is committed (gRFC A6: the server's
 response headers arrived, or the requests outgrew what ``KeptRequests`` keeps to send them
 again), translates grpclib and transport errors to ``RpcError``
-(``muxs.errors.translate_errors``) and lets an exception raised by the caller's own
+(``muxs.errors.translated``, in ``_Outcome``) and lets an exception raised by the caller's own
 request iterator through unchanged and at once (grpclib's generated stubs run that
 iterator in a background task and lose its error until the deadline). A call's own
 ``compression=`` overrides the client's (``muxs.call_compression.compressing``).
@@ -29,6 +29,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, Self, TypeAlias, TypeVar
 
@@ -45,7 +46,7 @@ from muxs.call_compression import (
     checked_compression,
     compressing,
 )
-from muxs.errors import Metadata, RpcError, StatusCode, translate_errors
+from muxs.errors import Metadata, RpcError, StatusCode, translated
 from muxs.interceptors import CallKind, ClientCall, Interceptor
 from muxs.metadata import CallInfo, MetadataLike, checked, merged
 from muxs.retries import Attempts, RetryPolicy, unprocessed
@@ -263,12 +264,17 @@ class ReplyStream(AsyncIterator[Reply]):
 
 
 class _Outcome:
-    """Records how a call ended on its ``CallInfo``: the server's headers and trailers, and
-    the status; an ``RpcError`` gets the same headers and trailers."""
+    """Translates an attempt's grpclib and transport errors to ``RpcError``
+    (``muxs.errors.translated``) and records how it ended on its ``CallInfo``: the server's
+    headers and trailers, and the status; an ``RpcError`` gets the same headers and
+    trailers."""
 
-    def __init__(self, info: CallInfo, refused_by_goaway: Callable[[Any], bool]) -> None:
+    def __init__(
+        self, info: CallInfo, target: str, refused_by_goaway: Callable[[Any], bool]
+    ) -> None:
         self.info = info
         self.stream: GrpcStream[Any, Any] | None = None
+        self._target = target
         self._refused_by_goaway = refused_by_goaway
 
     def __enter__(self) -> Self:
@@ -280,10 +286,19 @@ class _Outcome:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None and not isinstance(exc, RpcError):
+            error = translated(exc, self._target)
+            if error is not None:
+                error.__cause__ = exc  # what _record reads (``unprocessed``)
+                self._record(error)
+                raise error from exc
+        self._record(exc)
+
+    def _record(self, exc: BaseException | None) -> None:
         info = self.info
         if self.stream is not None:
-            info.headers = _received(self.stream.initial_metadata)
-            info.trailers = _received(self.stream.trailing_metadata)
+            info.headers = _received(self.stream.initial_metadata, info.headers)
+            info.trailers = _received(self.stream.trailing_metadata, info.trailers)
         if exc is None:
             info.status = StatusCode.OK
         elif isinstance(exc, RpcError):
@@ -294,8 +309,11 @@ class _Outcome:
             info.status = StatusCode.CANCELLED
 
 
-def _received(metadata: Mapping[str, Any] | None) -> Metadata:
-    return Metadata(metadata.items()) if metadata else Metadata()
+def _received(metadata: Mapping[str, Any] | None, recorded: Metadata) -> Metadata:
+    """``metadata`` as recorded on a ``CallInfo`` (``recorded`` kept when both are empty)."""
+    if metadata:
+        return Metadata(metadata.items())
+    return Metadata() if len(recorded) else recorded
 
 
 class Caller:
@@ -337,7 +355,7 @@ class Caller:
         )
 
     def _outcome(self, call: ClientCall) -> _Outcome:
-        return _Outcome(call.info, self._refused_by_goaway)
+        return _Outcome(call.info, self.target, self._refused_by_goaway)
 
     def call(
         self,
@@ -394,9 +412,9 @@ class Caller:
             )
             return _required(await _single(replies))
 
-        if not self._interceptors:
-            return await send(call)
-        return await interceptors.unary(self._interceptors, call, send)
+        if self._interceptors:
+            return await interceptors.unary(self._interceptors, call, send)
+        return await send(call)
 
     def unary_stream(
         self,
@@ -498,7 +516,7 @@ class Caller:
         try:
             while True:
                 try:
-                    with self._outcome(call) as outcome, translate_errors(self.target):
+                    with self._outcome(call) as outcome:
                         opened = self._open(
                             call, cardinality, request_type, reply_type, attempts.remaining()
                         )
@@ -506,14 +524,16 @@ class Caller:
                         async with opened as stream:
                             with compressing(compression):
                                 await stream.send_request()
-                            sender = await _start_sending(stream, sent)
-                            try:
-                                while (reply := await _next(stream, sender)) is not None:
-                                    yield reply
-                                if sender is not None:
-                                    await sender
-                            finally:
-                                await _stop_sending(sender, requests)
+                            if isinstance(sent, KeptRequests):
+                                async with aclosing(_streamed(stream, sent)) as replies:
+                                    async for reply in replies:
+                                        yield reply
+                            else:
+                                await stream.send_message(sent, end=True)
+                                while (received := await _recv(stream)) is not None:
+                                    yield received
+                                    if not cardinality.server_streaming:
+                                        break  # one reply: grpclib checks the trailers next
                     return
                 except RpcError as error:
                     if _headers_arrived(outcome.stream) or (
@@ -548,29 +568,24 @@ def _headers_arrived(stream: GrpcStream[Any, Any] | None) -> bool:
     return headers is not None and all(name != "grpc-status" for name, _ in headers)
 
 
-async def _start_sending(
-    stream: GrpcStream[Request, Any], sent: Request | KeptRequests[Request]
-) -> asyncio.Task[None] | None:
-    """Send the request; or start the task that sends the requests, and return it."""
-    if isinstance(sent, KeptRequests):
-        return asyncio.create_task(_send_all(stream, sent))
-    await stream.send_message(sent, end=True)
-    return None
-
-
-async def _stop_sending(
-    sender: asyncio.Task[None] | None, requests: KeptRequests[Any] | None
-) -> None:
-    """Stop the sender of an ended attempt, unless it is inside a pull (``release``)."""
-    if sender is not None and requests is not None and not requests.release(sender):
-        return
-    await _stop(sender)
-
-
-async def _next(stream: GrpcStream[Any, Reply], sender: asyncio.Task[None] | None) -> Reply | None:
-    """The next reply (None at the end), or the sender's error as soon as it fails."""
-    receive = _recv(stream)
-    return await _or_fail(receive, sender)
+async def _streamed(
+    stream: GrpcStream[Request, Reply], requests: KeptRequests[Request]
+) -> AsyncGenerator[Reply, None]:
+    """The replies of an attempt whose ``requests`` a background task sends meanwhile; the
+    sender's error as soon as it fails. The sender of an ended attempt is stopped, unless it
+    is inside a pull (``KeptRequests.release``)."""
+    sender = asyncio.create_task(_send_all(stream, requests))
+    try:
+        while True:
+            receive = _recv(stream)
+            reply = await _or_fail(receive, sender)
+            if reply is None:
+                break
+            yield reply
+        await sender
+    finally:
+        if requests.release(sender):
+            await _stop(sender)
 
 
 async def _or_fail(
@@ -608,8 +623,11 @@ async def _stop(task: asyncio.Future[Any] | None) -> None:
 
 async def _single(replies: AsyncIterator[Reply]) -> Reply | None:
     """The first of ``replies`` (None: none), read to their end (the trailers are checked)."""
-    received = [reply async for reply in replies]
-    return received[0] if received else None
+    first = None
+    async for reply in replies:
+        if first is None:
+            first = reply
+    return first
 
 
 def _checked(compression: Compression) -> Compression:

@@ -51,6 +51,7 @@ from h2.settings import SettingCodes
 from muxs._internals import (
     ConnectingChannel,
     StatelessFields,
+    acknowledge_connection_once_a_turn,
     decode_headers_once,
     h2_connection,
     keepalive_config,
@@ -116,6 +117,7 @@ class _AnsweringProtocol(H2Protocol):
         super().connection_made(coalescing)  # type: ignore[arg-type]
         decode_headers_once(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)
+        acknowledge_connection_once_a_turn(self)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
         self.connection.flush()
         on_new_streams(self, self._fit)

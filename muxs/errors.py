@@ -9,12 +9,13 @@
      └── TokenError      no bearer token could be obtained for a call (the OAuth 2.0 token
                          endpoint failed or refused); the call was not sent
 
-The SDK never lets a ``grpclib`` or transport exception through: ``translate_errors``
-maps them to ``RpcError``. grpclib reports an expired client deadline as the builtin
-``TimeoutError`` and an unreachable or dropped peer as ``StreamTerminatedError``,
-``ConnectionError`` or another ``OSError``; those become DEADLINE_EXCEEDED and
-UNAVAILABLE. A connection that could not be made (``ConnectFailure``, from
-``muxs.channel``) becomes UNAVAILABLE with its likely cause and the option that fixes it.
+The SDK never lets a ``grpclib`` or transport exception through: ``translated`` (and
+``translate_errors``, its context manager) maps them to ``RpcError``. grpclib reports an
+expired client deadline as the builtin ``TimeoutError`` and an unreachable or dropped peer
+as ``StreamTerminatedError``, ``ConnectionError`` or another ``OSError``; those become
+DEADLINE_EXCEEDED and UNAVAILABLE. A connection that could not be made (``ConnectFailure``,
+from ``muxs.channel``) becomes UNAVAILABLE with its likely cause and the option that fixes
+it.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ ConnectFailureReason = Literal["timeout", "closed", "tls_answer", "tls_handshake
 
 
 class ConnectFailure(ConnectionError):
-    """A connection was not made (internal: ``translate_errors`` makes it an ``RpcError``).
+    """A connection was not made (internal: ``translated`` makes it an ``RpcError``).
 
     ``reason``: no answer within ``connect_timeout``, the connection ``closed`` before the
     server answered, the server answered in TLS (``tls_answer``) to a plaintext client, or
@@ -275,16 +276,26 @@ def translate_errors(target: str) -> Iterator[None]:
     """Re-raise grpclib and transport errors from a call to ``target`` as ``RpcError``."""
     try:
         yield
-    except GRPCError as exc:
+    except Exception as exc:
+        error = translated(exc, target)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def translated(exc: BaseException, target: str) -> RpcError | None:
+    """``exc``, a grpclib or transport error from a call to ``target``, as an ``RpcError``
+    (None: any other error)."""
+    if isinstance(exc, GRPCError):
         # A deadline reads the same whether the client's timer or the server's trailers
         # (which grpclib sends without a message) reported it.
         missing = _DEADLINE_EXCEEDED if exc.status is StatusCode.DEADLINE_EXCEEDED else ""
-        raise RpcError(exc.status, exc.message or missing, details=exc.details) from exc
-    except TimeoutError as exc:
-        raise RpcError(StatusCode.DEADLINE_EXCEEDED, _DEADLINE_EXCEEDED) from exc
-    except ConnectFailure as exc:
-        message = f"cannot reach {target}: {_explain(exc)}"
-        raise RpcError(StatusCode.UNAVAILABLE, message) from exc
-    except (StreamTerminatedError, ProtocolError, OSError) as exc:
+        return RpcError(exc.status, exc.message or missing, details=exc.details)
+    if isinstance(exc, TimeoutError):
+        return RpcError(StatusCode.DEADLINE_EXCEEDED, _DEADLINE_EXCEEDED)
+    if isinstance(exc, ConnectFailure):
+        return RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {_explain(exc)}")
+    if isinstance(exc, StreamTerminatedError | ProtocolError | OSError):
         reason = str(exc) or type(exc).__name__
-        raise RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {reason}") from exc
+        return RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {reason}")
+    return None

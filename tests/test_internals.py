@@ -112,6 +112,61 @@ def test_hyperframe_builds_a_frames_text_with_body_repr_and_raw_data_repr() -> N
     assert hyperframe_frame._raw_data_repr(b"x" * 11) == "<hex:78787878787878787878...>"
 
 
+class _TraceLines:
+    """An h2 logger that writes its lines (h2 calls ``debug`` and ``trace``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def debug(self, fmtstr: str, *args: Any) -> None:
+        self.lines.append(fmtstr % args)
+
+    trace = debug
+
+
+def _frames(data: bytes) -> list[Frame]:
+    """The frames in ``data``, parsed by hyperframe."""
+    frames, view = [], memoryview(data)
+    while view:
+        parsed, length = Frame.parse_frame_header(view[:9])
+        parsed.parse_body(view[9 : 9 + length])
+        frames.append(parsed)
+        view = view[9 + length :]
+    return frames
+
+
+def test_received_frames_are_logged_with_hyperframes_text() -> None:
+    logger = _TraceLines()
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(logger=logger)  # type: ignore[arg-type]
+    )
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.send_headers(1, REQUESTS[0], end_stream=True)
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, RESPONSE_HEADERS)
+    server.send_data(1, b"reply" * 10, end_stream=True)
+    sent = server.data_to_send()
+    client.receive_data(sent)
+    frames = _frames(sent)
+    received = [line for line in logger.lines if line.startswith("Received frame: ")]
+    assert received[-len(frames) :] == [f"Received frame: {f!r}" for f in frames]
+    assert "HeadersFrame(stream_id=1" in received[-2]
+    lazy = h2.connection.repr(frames[0])  # type: ignore[attr-defined]
+    assert not isinstance(lazy, str)  # built only when a line is written
+    assert str(lazy) == repr(frames[0])
+
+
+def test_h2_builds_a_received_frames_text_only_for_its_trace_line() -> None:
+    text = inspect.getsource(h2.connection)
+    assert text.count("repr(") == 1
+    assert 'self.config.logger.trace("Received frame: %s", repr(frame))' in source(
+        h2.connection.H2Connection._receive_frame
+    )
+
+
 # --- grpclib's client -----------------------------------------------------------------
 
 
@@ -691,6 +746,40 @@ def test_a_request_past_the_peers_stream_limit_is_refused_as_h2_refuses_it() -> 
     assert 3 not in by_muxs.streams
 
 
+def test_a_request_past_the_peers_stream_limit_is_refused_without_walking_every_stream() -> None:
+    by_h2, to_h2 = _grpclib_client_connections()
+    by_muxs, to_muxs = _grpclib_client_connections()
+    for client, server in ((by_h2, to_h2), (by_muxs, to_muxs)):
+        server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2})
+        client.receive_data(server.data_to_send())
+    limit, fields = _internals._StreamLimit(), _internals.StatelessFields()
+    for stream_id in (1, 3):
+        by_h2.send_headers(stream_id, REQUESTS[0])
+        _internals._add_header_frames(by_muxs, stream_id, REQUESTS[0], False, fields, limit.check)
+    with pytest.raises(h2.exceptions.TooManyStreamsError) as theirs:
+        by_h2.send_headers(5, REQUESTS[0])
+    with pytest.raises(h2.exceptions.TooManyStreamsError) as ours:
+        _internals._add_header_frames(by_muxs, 5, REQUESTS[0], False, fields, limit.check)
+    assert str(ours.value) == str(theirs.value)
+    assert 5 not in by_muxs.streams
+
+
+def test_closed_streams_are_forgotten_once_twice_the_open_ones_and_the_slack() -> None:
+    client, server = _grpclib_client_connections()
+    limit, fields = _internals._StreamLimit(), _internals.StatelessFields()
+    held = []
+    for number in range(100):  # one call at a time: each ends before the next starts
+        stream_id = 2 * number + 1
+        _internals._add_header_frames(client, stream_id, REQUESTS[0], True, fields, limit.check)
+        server.receive_data(client.data_to_send())
+        server.send_headers(stream_id, RESPONSE_HEADERS, end_stream=True)
+        client.receive_data(server.data_to_send())
+        assert client.streams[stream_id].closed
+        held.append(len(client.streams))
+    assert max(held) == _internals.STREAM_SWEEP_SLACK  # then a walk forgets the closed ones
+    assert client.open_outbound_streams == 0
+
+
 def test_requests_go_through_h2_while_a_table_size_change_is_pending() -> None:
     by_h2, _ = _grpclib_client_connections()
     by_muxs, _ = _grpclib_client_connections()
@@ -718,6 +807,9 @@ def test_grpclib_sends_request_headers_through_h2s_send_headers_unchecked() -> N
     assert "normalize_outbound_headers=False" in channel
     h2_send = source(h2.connection.H2Connection.send_headers)
     assert "value = self.open_outbound_streams" in h2_send
+    assert "for stream_id, stream in self.streams.items():" in source(
+        h2.connection.H2Connection._open_streams
+    )
     assert "self._get_or_create_stream(" in h2_send
     stream_send = source(h2.stream.H2Stream.send_headers)
     assert "self._authority = authority_from_headers(bytes_headers)" in stream_send
@@ -814,6 +906,71 @@ async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None
     assert await reading == b"x" * 10 + b"y" * 10
     await asyncio.sleep(0)
     assert acknowledged == [10, 10]
+
+
+class _Writes:
+    """A transport that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+def _received_replies(client: Any, server: Any) -> None:
+    """Stream 1 open with 36,000 bytes received, stream 3 closed with 16,000 (its reply and
+    trailers came together)."""
+    for stream_id in (1, 3):
+        client.send_headers(stream_id, REQUESTS[0], end_stream=True)
+    server.receive_data(client.data_to_send())
+    for stream_id, pieces in ((1, 3), (3, 1)):
+        server.send_headers(stream_id, RESPONSE_HEADERS)
+        size = 12000 if stream_id == 1 else 16000
+        for _ in range(pieces):
+            server.send_data(stream_id, b"x" * size)
+    server.send_headers(3, TRAILERS, end_stream=True)
+    client.receive_data(server.data_to_send())
+
+
+def _inbound_windows(connection: Any) -> tuple[int, int]:
+    return connection.inbound_flow_control_window, connection.streams[1].inbound_flow_control_window
+
+
+async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_streams_together() -> (
+    None
+):
+    by_h2, to_h2 = _grpclib_client_connections()
+    by_muxs, to_muxs = _grpclib_client_connections()
+    _received_replies(by_h2, to_h2)
+    _received_replies(by_muxs, to_muxs)
+    assert by_muxs.streams[3].closed
+    assert not by_muxs.streams[1].closed
+    writes = _Writes()
+    protocol = grpclib.protocol.H2Protocol(None, None, None)  # type: ignore[arg-type]
+    protocol.connection = grpclib.protocol.Connection(
+        by_muxs, writes, config=grpclib.config.Configuration()  # type: ignore[arg-type]
+    )
+    _internals.acknowledge_connection_once_a_turn(protocol)
+    for stream_id, size in ((1, 12000), (3, 16000), (1, 12000), (1, 12000), (3, 0)):
+        protocol.connection.ack(stream_id, size)
+    assert writes.written == b""
+    await asyncio.sleep(0)
+    by_h2.acknowledge_received_data(36000, 1)
+    by_h2.acknowledge_received_data(16000, 3)
+    assert writes.written == by_h2.data_to_send()
+    assert any(f.stream_id == 1 for f in _frames(writes.written))  # a WINDOW_UPDATE each
+    assert any(f.stream_id == 0 for f in _frames(writes.written))
+    assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
+    written, writes.closing = writes.written, True
+    protocol.connection.ack(1, 40000)  # a closing connection acknowledges nothing
+    await asyncio.sleep(0)
+    assert writes.written == written
+    assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
 
 
 def test_grpclib_acknowledges_each_frame_read_through_the_buffers_callback() -> None:
@@ -994,3 +1151,12 @@ def test_only_the_data_frames_h2_must_judge_go_through_its_frames(piece: int) ->
         _internals.receive_data_directly(server, sent[start : start + piece])
     data_frames = [(f.stream_id, bytes(f.data)) for f in judged if isinstance(f, DataFrame)]
     assert data_frames == [(1, b"b" * 100), (1, b"late"), (5, b"late")]
+    register = source(grpclib.protocol.EventsProcessor.register)
+    assert "self.connection.ack(stream.id, _stream.buffer.unacked_size())" in register
+    assert "self.connection.ack(" in source(grpclib.protocol.EventsProcessor.process_data_received)
+    ack = source(grpclib.protocol.Connection.ack)
+    assert "self._connection.acknowledge_received_data(size, stream_id)" in ack
+    assert "self.flush()" in ack
+    h2_ack = source(h2.connection.H2Connection.acknowledge_received_data)
+    assert "if stream.open:" in h2_ack
+    assert "except StreamClosedError:" in h2_ack

@@ -60,3 +60,28 @@ async def test_a_streamed_reply_cut_short_raises_the_trailers_status(client: Cli
         await read_all(client.lots_of_replies("you", 3), into=received)
     assert [reply.message for reply in received] == ["whole"]
     assert caught.value.status is StatusCode.DEADLINE_EXCEEDED
+
+
+class FailingAfterItsReply:
+    """Sends a whole unary reply, then an error status in its trailers."""
+
+    def __mapping__(self) -> Mapping[str, Handler]:
+        return {
+            "/muxs.Greeter/SayHello": Handler(
+                self.fail, Cardinality.UNARY_UNARY, HelloRequest, HelloReply
+            ),
+        }
+
+    async def fail(self, stream: Stream[HelloRequest, HelloReply]) -> None:
+        await stream.recv_message()
+        await stream.send_message(HelloReply(message="whole"))
+        raise GRPCError(Status.DATA_LOSS, "the reply was not stored")
+
+
+async def test_a_unary_reply_is_not_returned_when_the_trailers_say_the_call_failed() -> None:
+    """The SDK stops reading at a unary call's reply, and still checks its trailers."""
+    async with ChannelFor([FailingAfterItsReply()]) as channel:
+        with pytest.raises(RpcError) as caught:
+            await Client("in-memory:0", channel=channel).say_hello("you")
+    assert caught.value.status is StatusCode.DATA_LOSS
+    assert caught.value.message == "the reply was not stored"
