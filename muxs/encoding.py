@@ -12,7 +12,8 @@ bytes, an equal ``Chunk``; a chunk with fields muxs's proto lacks is decoded by 
 betterproto2 looks up each field's default under a warnings filter on every encode
 (docs/PERFORMANCE.md, docs/UPSTREAM.md). The SDK's side of greetings is done here too: a
 ``HelloRequest`` encoded by ``encode_request``, a ``HelloReply`` decoded by ``decode_reply``
-(betterproto2 takes over for anything but the two known fields, well formed).
+(betterproto2 takes over for anything but the two known fields, well formed); and the
+server's: a ``HelloRequest`` decoded by ``decode_request``, a unary call's one message.
 The client's channel uses ``MessageCodec``; the server's (``muxs.server.codec``) adds
 strict decoding.
 """
@@ -77,31 +78,49 @@ def encode_request(request: HelloRequest) -> bytes:
 def decode_reply(data: bytes) -> HelloReply:
     """A ``HelloReply`` from its encoding: here when it holds only its two fields, well
     formed, else betterproto2 (which then decides, or raises, as it always does)."""
-    message, index = "", 0
+    fields = text_and_number(data)
+    if fields is None:
+        return HelloReply.parse(data)
+    return HelloReply(message=fields[0], index=fields[1])
+
+
+def decode_request(data: bytes) -> HelloRequest:
+    """A ``HelloRequest`` from its encoding, as ``decode_reply`` decodes a reply."""
+    fields = text_and_number(data)
+    if fields is None:
+        return HelloRequest.parse(data)
+    return HelloRequest(name=fields[0], count=fields[1])
+
+
+def text_and_number(data: bytes) -> tuple[str, int] | None:
+    """A greeting's string field 1 and uint32 field 2, when ``data`` holds only those, well
+    formed (the last occurrence of a field wins); None for anything else, which is left to
+    betterproto2."""
+    text, number = "", 0
     position, end = 0, len(data)
     try:
         while position < end:
             key = data[position]
             value, shift = 0, 0
-            while True:  # a varint: the string's length, or the index
+            while True:  # a varint: the string's length, or the number
                 position += 1
                 if shift > 28:
-                    return HelloReply.parse(data)
+                    return None
                 value |= (data[position] & 0x7F) << shift
                 shift += 7
                 if data[position] < 0x80:
                     break
             position += 1
             if key == _MESSAGE_KEY[0] and position + value <= end:
-                message = data[position : position + value].decode("utf-8")
+                text = data[position : position + value].decode("utf-8")
                 position += value
             elif key == _INDEX_KEY[0] and value < 2**32:
-                index = value
+                number = value
             else:
-                return HelloReply.parse(data)
+                return None
     except (IndexError, UnicodeDecodeError):
-        return HelloReply.parse(data)
-    return HelloReply(message=message, index=index)
+        return None
+    return text, number
 
 
 def decode_chunk(data: bytes) -> Chunk:
@@ -150,4 +169,6 @@ class MessageCodec(ProtoCodec):
             return decode_chunk(data)
         if message_type is HelloReply:
             return decode_reply(data)
+        if message_type is HelloRequest:
+            return decode_request(data)
         return super().decode(data, message_type)

@@ -10,14 +10,17 @@ import inspect
 import betterproto2
 import pytest
 from betterproto2 import Message
+from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_pb2 import HealthCheckRequest
 
 import muxs
-import muxs.server.codec  # noqa: F401  (the server's codec: imported to show it patches nothing)
+import muxs.server.codec  # (the server's codec: imported to show it patches nothing)
+from muxs import StatusCode
 from muxs.encoding import (
     MessageCodec,
     decode_chunk,
     decode_reply,
+    decode_request,
     encode_chunk,
     encode_reply,
     encode_request,
@@ -112,6 +115,51 @@ def test_a_request_encodes_as_betterproto2_encodes_it(request_: HelloRequest) ->
 def test_a_reply_decodes_as_betterproto2_decodes_it(data: bytes) -> None:
     assert decode_reply(data) == HelloReply.parse(data)
     assert MessageCodec().decode(data, HelloReply) == HelloReply.parse(data)
+
+
+REQUESTS = [
+    b"",
+    bytes(HelloRequest(name="you")),
+    bytes(HelloRequest(name="x" * 200, count=2**32 - 1)),
+    bytes(HelloRequest(name="é 文件", count=3)),
+    b"\x10\x05\x0a\x01a\x10\x07",  # out of order, count twice: the last wins
+    b"\x0a\x01a\x18\x01",  # a field muxs's proto lacks
+    b"\x08\x05",  # field 1 as a varint
+    b"\x0a\x05ab",  # a length past the end
+    b"\x10\x80\x80\x80\x80\x10",  # a count past 32 bits
+    b"\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",  # a 10-byte varint
+    b"\x0a\x02\xff\xfe",  # not UTF-8
+    b"\x10",  # a varint cut short
+]
+
+
+@pytest.mark.parametrize("data", REQUESTS[:-2], ids=repr)
+def test_a_request_decodes_as_betterproto2_decodes_it(data: bytes) -> None:
+    assert decode_request(data) == HelloRequest.parse(data)
+    assert MessageCodec().decode(data, HelloRequest) == HelloRequest.parse(data)
+
+
+def checked(data: bytes) -> HelloRequest | str:
+    """What the server's codec made of a request before its HelloRequest path: the wire
+    check, then betterproto2 (or the INTERNAL message it answers)."""
+    try:
+        muxs.server.codec.check_wire(data, HelloRequest)
+        return HelloRequest.parse(data)
+    except Exception as exc:
+        return type(exc).__name__
+
+
+@pytest.mark.parametrize("data", REQUESTS, ids=repr)
+def test_the_server_decodes_a_request_as_its_wire_check_and_betterproto2_do(data: bytes) -> None:
+    expected = checked(data)
+    codec = muxs.server.codec.Codec()
+    if isinstance(expected, HelloRequest):
+        assert codec.decode(data, HelloRequest) == expected
+    else:
+        with pytest.raises(GRPCError) as caught:
+            codec.decode(data, HelloRequest)
+        assert caught.value.status is StatusCode.INTERNAL
+        assert str(caught.value.message).startswith("the request is not a valid muxs.HelloRequest")
 
 
 @pytest.mark.parametrize(

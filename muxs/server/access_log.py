@@ -5,14 +5,19 @@ is one), the status, how long it took and how many messages went each way. It ne
 contains metadata (so never a token) nor message contents (so never file contents).
 The fields are also attached to the record as ``record.fields``, for the JSON format.
 
-A line costs what a handler makes of it: the record is made without ``LogRecord``'s look-ups
-(caller, thread, process: the same for every line), and its text and fields are made only
-when a handler reads them (``muxs serve``'s handler writes a turn's lines at once:
-``muxs.cli._logging.TurnFlushingHandler``).
+A call pays only for keeping its line: the lines wait, and are handed to the logger's handlers
+in a batch, ``BATCH_SECONDS`` after the first of them ended (sooner once ``BATCH_LINES``
+wait, and when the server stops: ``AccessLog.flush``). A client calling one call at a time
+would otherwise run logging's code, cold, once per call (13 % of such a call's CPU in
+docs/PERFORMANCE.md). Each record has the time its call ended. The records are made
+without ``LogRecord``'s look-ups (caller, thread, process: the same for every line), and
+their text and fields only when a handler reads them (``muxs serve``'s handler writes a
+turn's lines, so a batch, at once: ``muxs.cli._logging.TurnFlushingHandler``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -23,6 +28,11 @@ from muxs.server.hooks import CallObserver
 
 # Named, not __name__: operators filter on it (tests/server/test_access_log.py pins it).
 log = logging.getLogger("muxs.access_log")
+
+#: How long a finished call's line may wait, at most, to be logged with the lines after it.
+BATCH_SECONDS = 0.05
+#: How many lines may wait: the one that makes this many has them logged at once.
+BATCH_LINES = 256
 
 
 #: ``StatusCode.name`` of each code (an enum's ``name`` is a descriptor: slow per line).
@@ -77,14 +87,12 @@ class AccessRecord(logging.LogRecord):
     ``template``, a record made in this process); its ``msg`` and ``fields`` are made when
     read."""
 
-    def __init__(self, call: CallContext, template: dict[str, Any]) -> None:
+    def __init__(self, line: _AccessLine, created: float, template: dict[str, Any]) -> None:
         self.__dict__.update(template)
-        created = time.time()
         self.created = created
         self.msecs = (created - int(created)) * 1000
         self.relativeCreated = template["relativeCreated"] + (created - template["created"]) * 1000
-        assert call.status is not None
-        self._line = self.msg = _AccessLine(call, call.status)
+        self._line = self.msg = line
 
     @property
     def fields(self) -> dict[str, object]:
@@ -95,13 +103,36 @@ class AccessRecord(logging.LogRecord):
 
 
 class AccessLog(CallObserver):
-    """Logs every finished call (an ``AccessRecord`` handed to the logger's handlers)."""
+    """Logs every finished call: an ``AccessRecord`` handed to the logger's handlers, in
+    batches (see the module's docstring)."""
 
     _template: dict[str, Any] | None = None
+
+    def __init__(self) -> None:
+        #: The lines of the calls that ended since the last batch, each with its time.
+        self._waiting: list[tuple[_AccessLine, float]] = []
+        self._batch: asyncio.TimerHandle | None = None
 
     def finished(self, call: CallContext) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
+        assert call.status is not None
+        waiting = self._waiting
+        waiting.append((_AccessLine(call, call.status), time.time()))
+        if len(waiting) >= BATCH_LINES:
+            self.flush()
+        elif self._batch is None:
+            self._batch = asyncio.get_running_loop().call_later(BATCH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Hand the lines waiting to the logger's handlers now."""
+        if self._batch is not None:
+            self._batch.cancel()
+            self._batch = None
+        waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
         if self._template is None:  # made in the process, and the thread, that logs
             self._template = vars(log.makeRecord(log.name, logging.INFO, __file__, 0, "", (), None))
-        log.handle(AccessRecord(call, self._template))
+        for line, created in waiting:
+            log.handle(AccessRecord(line, created, self._template))

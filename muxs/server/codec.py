@@ -7,7 +7,8 @@ so a handler could see values its types rule out.
 fields from betterproto2's public field metadata; a request that breaks them, or that
 betterproto2 cannot decode (invalid UTF-8 in a string), is INTERNAL, as gRPC answers a
 request it cannot parse. Messages are then decoded as the SDK's channel decodes them
-(``muxs.encoding``).
+(``muxs.encoding``). A ``HelloRequest`` that holds only its two fields, well formed (what
+``check_wire`` passes, read in one walk), is decoded by ``muxs.encoding`` without the check.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import betterproto2
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from muxs.encoding import MessageCodec
+from muxs.encoding import MessageCodec, text_and_number
+from muxs_api.muxs import HelloRequest
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _WIRE_TYPE = {
@@ -125,6 +127,11 @@ class Codec(MessageCodec):
     def decode(self, data: bytes, message_type: Any) -> Any:
         if not issubclass(message_type, betterproto2.Message):  # health and reflection
             return super().decode(data, message_type)
+        if message_type is HelloRequest:
+            # Its two fields, well formed, are what check_wire passes; anything else is checked.
+            fields = text_and_number(data)
+            if fields is not None:
+                return HelloRequest(name=fields[0], count=fields[1])
         try:
             check_wire(data, message_type)
             return super().decode(data, message_type)

@@ -111,7 +111,8 @@ class Lifecycle:
         hosted = [*services, self.health.service]
         if settings.reflection:
             hosted += reflection_services(hosted, descriptor_sets)
-        observers: list[CallObserver] = [AccessLog()] if settings.access_log else []
+        self.access_log = AccessLog() if settings.access_log else None
+        observers: list[CallObserver] = [self.access_log] if self.access_log else []
         self.metrics = None
         if settings.metrics_port is not None:
             from muxs.server.metrics import Metrics  # the optional prometheus-client is needed
@@ -183,6 +184,8 @@ class Lifecycle:
         self.server.close()
         await self.server.close_connections(within=CLOSE_SECONDS)
         await self.server.wait_closed()
+        if self.access_log is not None:
+            self.access_log.flush()  # the lines still waiting for their batch
         await self._stop_metrics()
         if self.tracing is not None:
             await asyncio.to_thread(self.tracing.flush)

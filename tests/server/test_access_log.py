@@ -4,6 +4,7 @@ import asyncio
 import copy
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,12 +23,15 @@ from muxs import (
     StatusCode,
 )
 from muxs.calls import Caller
+from muxs.server import access_log as access_log_module
+from muxs.server.access_log import BATCH_LINES, AccessLog
 from muxs.server.context import CallContext
 from muxs.server.lifecycle import Lifecycle
 from muxs.server.services import GreeterService
 from muxs.server.serving import bind, serve
 from muxs.server.storage import LocalRoot, Root
 from tests.access import access_records
+from tests.polling import until
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 
 GREETINGS = "/muxs.Greeter/LotsOfGreetings"
@@ -216,3 +220,61 @@ async def test_an_unexpected_error_is_logged_once_and_the_client_gets_internal(
     assert [(record.name, record.getMessage()) for record in tracebacks] == [
         (ERROR_LOGGER, "unexpected error in /muxs.Greeter/SayHello")
     ]
+
+
+def ended_call(method: str) -> CallContext:
+    call = CallContext("muxs.Greeter", method, "unary", "127.0.0.1:1", 0.0, None)  # type: ignore[arg-type]
+    call.status, call.received, call.sent = StatusCode.OK, 1, 1
+    return call
+
+
+async def test_lines_wait_for_their_batch_each_with_the_time_its_call_ended() -> None:
+    access_log = AccessLog()
+    with access_records() as logs:
+        before = time.time()
+        for method in ("A", "B", "C"):
+            access_log.finished(ended_call(method))
+        ended = time.time()
+        assert logs.records == []  # a call pays only for keeping its line
+        await until(lambda: len(logs.records) == 3)
+    assert [record.getMessage().split()[0] for record in logs.records] == [
+        "method=/muxs.Greeter/A",
+        "method=/muxs.Greeter/B",
+        "method=/muxs.Greeter/C",
+    ]
+    created = [record.created for record in logs.records]
+    assert before <= created[0] <= created[1] <= created[2] <= ended
+
+
+async def test_a_full_batch_is_logged_at_once() -> None:
+    access_log = AccessLog()
+    with access_records() as logs:
+        for _ in range(BATCH_LINES - 1):
+            access_log.finished(ended_call("A"))
+        assert logs.records == []
+        access_log.finished(ended_call("A"))
+        assert len(logs.records) == BATCH_LINES
+
+
+async def test_flush_logs_the_waiting_lines_at_once() -> None:
+    access_log = AccessLog()
+    with access_records() as logs:
+        access_log.finished(ended_call("A"))
+        access_log.flush()  # as the server does when it stops
+        assert len(logs.records) == 1
+        access_log.finished(ended_call("B"))
+        await until(lambda: len(logs.records) == 2)
+    assert [record.getMessage().split()[0] for record in logs.records] == [
+        "method=/muxs.Greeter/A",
+        "method=/muxs.Greeter/B",
+    ]
+
+
+async def test_a_stopping_server_logs_its_calls_last_lines(
+    settings: ServerSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(access_log_module, "BATCH_SECONDS", 3600.0)
+    with access_records() as logs:
+        async with serve(settings=settings) as running, Client(running.target) as client:
+            await client.say_hello("you")
+        assert len(logs.records) == 1  # no wait: stopping handed the waiting line over
