@@ -1160,3 +1160,104 @@ def test_only_the_data_frames_h2_must_judge_go_through_its_frames(piece: int) ->
     h2_ack = source(h2.connection.H2Connection.acknowledge_received_data)
     assert "if stream.open:" in h2_ack
     assert "except StreamClosedError:" in h2_ack
+
+
+# --- h2: the server's count of open request streams ---------------------------------------
+
+
+def _limited_servers(limit: int) -> tuple[Any, Any, Any]:
+    """A client, and two servers with a stream limit of ``limit`` acknowledged (h2's, and one
+    counting its streams as muxs's servers do), prefaces exchanged; the client is made to
+    ignore the limit, as a hostile client would."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    by_h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    by_muxs = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    _internals.count_inbound_streams_lazily(by_muxs)
+    client.initiate_connection()
+    preface = client.data_to_send()
+    for server in (by_h2, by_muxs):
+        server.initiate_connection()
+        server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limit})
+        server.receive_data(preface)
+        settings = server.data_to_send()
+    client.receive_data(settings)
+    acknowledgement = client.data_to_send()
+    for server in (by_h2, by_muxs):
+        server.receive_data(acknowledgement)
+        assert server.local_settings.max_concurrent_streams == limit
+    client.remote_settings.update({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 2**31 - 1})
+    client.remote_settings.acknowledge()
+    return client, by_h2, by_muxs
+
+
+def _received_by_both(by_h2: Any, by_muxs: Any, data: bytes) -> str:
+    """What each server makes of ``data`` (its events, or the error it raises, then what it
+    has to send), checked to be the same; returns it."""
+    outcomes = []
+    for server in (by_h2, by_muxs):
+        try:
+            outcome = repr(server.receive_data(data))
+        except h2.exceptions.ProtocolError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+        outcomes.append((outcome, server.data_to_send()))
+    assert outcomes[0] == outcomes[1]
+    return outcomes[0][0]
+
+
+def test_a_client_past_the_servers_stream_limit_is_refused_as_h2_refuses_it() -> None:
+    limit = 3
+    client, by_h2, by_muxs = _limited_servers(limit)
+    next_id = iter(range(1, 1000, 2))
+    for _ in range(40):  # one call at a time, each ended before the next: closed streams held
+        stream_id = next(next_id)
+        client.send_headers(stream_id, REQUEST, end_stream=True)
+        _received_by_both(by_h2, by_muxs, client.data_to_send())
+        replies = []
+        for server in (by_h2, by_muxs):
+            server.send_headers(stream_id, RESPONSE_HEADERS, end_stream=True)
+            replies.append(server.data_to_send())
+        assert replies[0] == replies[1]
+        client.receive_data(replies[0])
+        assert len(by_muxs.streams) <= limit  # closed streams forgotten within the limit
+    opened = [next(next_id) for _ in range(limit)]
+    for stream_id in opened:  # up to the limit: served
+        client.send_headers(stream_id, REQUEST, end_stream=True)
+        assert "RequestReceived" in _received_by_both(by_h2, by_muxs, client.data_to_send())
+    one_too_many = next(next_id)
+    client.send_headers(one_too_many, REQUEST, end_stream=True)
+    refused = _received_by_both(by_h2, by_muxs, client.data_to_send())
+    assert refused == f"TooManyStreamsError: Max inbound streams is {limit}, {limit} open"
+
+
+def test_a_server_walks_its_streams_once_per_several_calls() -> None:
+    walks = 0
+    walk = h2.connection.H2Connection._open_streams
+
+    def counted(self: Any, remainder: int) -> int:
+        nonlocal walks
+        walks += self is by_muxs
+        return walk(self, remainder)
+
+    client, _, by_muxs = _limited_servers(100)
+    h2.connection.H2Connection._open_streams = counted  # type: ignore[method-assign]
+    try:
+        for number in range(90):
+            stream_id = 2 * number + 1
+            client.send_headers(stream_id, REQUEST, end_stream=True)
+            by_muxs.receive_data(client.data_to_send())
+            by_muxs.send_headers(stream_id, RESPONSE_HEADERS, end_stream=True)
+            client.receive_data(by_muxs.data_to_send())
+    finally:
+        h2.connection.H2Connection._open_streams = walk  # type: ignore[method-assign]
+    assert walks == 12  # one in about STREAM_SWEEP_SLACK (8) requests; h2 alone: 90
+    assert len(by_muxs.streams) <= _internals.STREAM_SWEEP_SLACK
+
+
+def test_h2_checks_a_new_request_stream_against_its_own_limit_by_walking_its_streams() -> None:
+    receive = source(h2.connection.H2Connection._receive_headers_frame)
+    assert "if frame.stream_id not in self.streams:" in receive
+    assert "max_open_streams = self.local_settings.max_concurrent_streams" in receive
+    assert "value = self.open_inbound_streams" in receive
+    assert "if (value + 1) > max_open_streams:" in receive
+    inbound = source(h2.connection.H2Connection.open_inbound_streams.fget)
+    assert "return self._open_streams(inbound_numbers)" in inbound
