@@ -837,52 +837,38 @@ class _StreamLimit:
         return open_streams
 
 
-def count_request_streams_lazily(h2_conn: h2.connection.H2Connection) -> None:
-    """Have a server's h2 connection check a new request stream against its own
-    ``max_concurrent_streams`` as ``_StreamLimit`` checks a client's, without walking every
-    stream it holds on each request: the open streams are never more than the held ones,
-    so while those are below the limit (and below the point of the next walk) a new stream
-    is within it, and its HEADERS frame is received as h2 receives it, less the count. Any
-    other (a stream that may be at or past the limit, a known stream, priority information)
-    goes through h2's own ``_receive_headers_frame``, which counts exactly (and forgets the
-    closed streams): a client opening one stream too many is refused exactly as before.
-    That walk runs once the held streams are twice the open ones at the last walk plus
-    ``STREAM_SWEEP_SLACK``."""
+class _InboundStreamLimit(h2.connection.H2Connection):
+    """h2's server connection, with its check that a new request stream stays within this
+    side's ``max_concurrent_streams`` made as ``_StreamLimit`` makes a client's: h2 counts
+    the open inbound streams (``open_inbound_streams``) by walking every stream it holds on
+    each request; the open ones are never more than those held, so while those are below
+    the limit (and below the point of the next walk) the held count stands in for the open
+    one: below the limit either way, h2's check passes with either, and one at or past it
+    is always counted exactly, so a client opening one stream too many is refused exactly
+    as before. Closed streams are forgotten by the walk once the held ones are twice the
+    open ones at the last walk, plus ``STREAM_SWEEP_SLACK`` (never more than the limit)."""
+
+    _sweep_at = 0
+
+    @property
+    def open_inbound_streams(self) -> int:
+        """The open inbound streams; while they cannot be near the limit, the held ones."""
+        held = len(self.streams)
+        if held < self._sweep_at and held < self.local_settings.max_concurrent_streams:
+            return held
+        # Relies on: H2Connection.open_inbound_streams walking H2Connection.streams (and
+        # forgetting the closed ones), read by _receive_headers_frame only for a new stream.
+        open_streams = super().open_inbound_streams
+        self._sweep_at = 2 * open_streams + STREAM_SWEEP_SLACK
+        return open_streams
+
+
+def count_inbound_streams_lazily(h2_conn: h2.connection.H2Connection) -> None:
+    """Have a server's h2 connection check new request streams against its limit without
+    walking every stream on each one (``_InboundStreamLimit``)."""
+    assert type(h2_conn) is h2.connection.H2Connection
     assert not h2_conn.config.client_side
-    # Relies on: H2Connection._frame_dispatch_table (a handler per frame type, made per
-    # connection) and _receive_headers_frame's steps for a new stream: the count of open
-    # inbound streams (open_inbound_streams, walking H2Connection.streams and forgetting the
-    # closed ones) against local_settings.max_concurrent_streams, then
-    # _decode_headers(self.decoder, frame.data), the connection's RECV_HEADERS input, the
-    # stream from _get_or_create_stream and its receive_headers(headers, end_stream,
-    # config.header_encoding); PRIORITY handled after.
-    table = h2_conn._frame_dispatch_table
-    receive = table[frame.HeadersFrame]
-    streams = h2_conn.streams
-    inbound = h2.connection.AllowedStreamIDs(True)
-    sweep_at = 0
-
-    def received(headers: frame.HeadersFrame) -> Any:
-        nonlocal sweep_at
-        held = len(streams)
-        if (
-            headers.stream_id in streams
-            or held >= sweep_at
-            or held >= h2_conn.local_settings.max_concurrent_streams
-            or "PRIORITY" in headers.flags
-        ):
-            outcome = receive(headers)
-            sweep_at = 2 * len(streams) + STREAM_SWEEP_SLACK
-            return outcome
-        decoded = h2.connection._decode_headers(h2_conn.decoder, headers.data)
-        events = h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_HEADERS)
-        stream = h2_conn._get_or_create_stream(headers.stream_id, inbound)
-        frames, stream_events = stream.receive_headers(
-            decoded, "END_STREAM" in headers.flags, h2_conn.config.header_encoding
-        )
-        return frames, events + stream_events
-
-    table[frame.HeadersFrame] = received
+    h2_conn.__class__ = _InboundStreamLimit
 
 
 def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, Any]]) -> None:
