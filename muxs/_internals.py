@@ -837,40 +837,6 @@ class _StreamLimit:
         return open_streams
 
 
-class _InboundStreamLimit(h2.connection.H2Connection):
-    """h2's server connection, with its check that a new request stream stays within this
-    side's ``max_concurrent_streams`` made as ``_StreamLimit`` makes a client's: h2 counts
-    the open inbound streams (``open_inbound_streams``) by walking every stream it holds on
-    each request; the open ones are never more than those held, so while those are below
-    the limit (and below the point of the next walk) the held count stands in for the open
-    one: below the limit either way, h2's check passes with either, and one at or past it
-    is always counted exactly, so a client opening one stream too many is refused exactly
-    as before. Closed streams are forgotten by the walk once the held ones are twice the
-    open ones at the last walk, plus ``STREAM_SWEEP_SLACK`` (never more than the limit)."""
-
-    _sweep_at = 0
-
-    @property
-    def open_inbound_streams(self) -> int:
-        """The open inbound streams; while they cannot be near the limit, the held ones."""
-        held = len(self.streams)
-        if held < self._sweep_at and held < self.local_settings.max_concurrent_streams:
-            return held
-        # Relies on: H2Connection.open_inbound_streams walking H2Connection.streams (and
-        # forgetting the closed ones), read by _receive_headers_frame only for a new stream.
-        open_streams = super().open_inbound_streams
-        self._sweep_at = 2 * open_streams + STREAM_SWEEP_SLACK
-        return open_streams
-
-
-def count_inbound_streams_lazily(h2_conn: h2.connection.H2Connection) -> None:
-    """Have a server's h2 connection check new request streams against its limit without
-    walking every stream on each one (``_InboundStreamLimit``)."""
-    assert type(h2_conn) is h2.connection.H2Connection
-    assert not h2_conn.config.client_side
-    h2_conn.__class__ = _InboundStreamLimit
-
-
 def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, Any]]) -> None:
     """What ``H2Stream.send_headers`` records of the headers it sends: a request's authority
     (on a client's stream, once) and its method (None for a response)."""

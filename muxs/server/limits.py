@@ -86,7 +86,6 @@ from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
     acknowledge_once_a_turn,
-    count_inbound_streams_lazily,
     decode_headers_as_latin1,
     decode_headers_once,
     forget_task,
@@ -423,7 +422,6 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._hear_ping_acks()
         self._await_preface()
         decode_headers_once(h2_connection(self))
-        count_inbound_streams_lazily(h2_connection(self))
         h2_connection(self).update_settings(
             {
                 SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams,
