@@ -20,6 +20,7 @@ limit of the server's, as ``max_call_seconds`` is; CANCELLED would say the clien
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -137,7 +138,11 @@ class IdleLimit(Generic[T]):
                 reader.uncancel()
 
     def _arm(self, when: float) -> None:
-        self._timer = self._loop.call_at(when, _check_idle, weakref.ref(self))
+        # In an empty context: the call's (its CallContext, its stream) would stay alive
+        # with the timer, past the end of a call that ended early.
+        self._timer = self._loop.call_at(
+            when, _check_idle, weakref.ref(self), context=contextvars.Context()
+        )
 
     def _check(self) -> None:
         self._timer = None

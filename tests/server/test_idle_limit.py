@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import weakref
 from collections.abc import AsyncIterator
@@ -73,10 +74,31 @@ async def test_a_message_in_time_after_an_earlier_one_rearms_the_timer() -> None
     assert await reader == 2
 
 
-async def test_its_timer_does_not_keep_it_alive() -> None:
-    limit = IdleLimit(_messages(_queue(1)), 60)
-    assert await limit.next() == 1
-    alive = weakref.ref(limit)
-    del limit
+def _collected(ref: weakref.ref[_Call]) -> bool:
     gc.collect()
-    assert alive() is None
+    return ref() is None
+
+
+class _Call:
+    """Something a call keeps in a context variable (as ``CallContext``)."""
+
+
+_CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("_CALL")
+
+
+async def test_its_timer_keeps_neither_it_nor_the_calls_context_alive() -> None:
+    async def call() -> weakref.ref[IdleLimit[int]]:
+        _CALL.set(_Call())
+        limit = IdleLimit(_messages(_queue(1)), 60)
+        assert await limit.next() == 1
+        assert limit._timer is not None  # still armed as the call ends
+        return weakref.ref(limit)
+
+    context = contextvars.Context()
+    limit = await asyncio.get_running_loop().create_task(call(), context=context)
+    call_kept = weakref.ref(context[_CALL])
+    del context
+    gc.collect()
+    assert limit() is None
+    # The loop lets go of the task's context once it has run the task's last callbacks.
+    await until(lambda: _collected(call_kept))
