@@ -12,7 +12,7 @@ apply two rules to every call, so that no handler has to know about either:
 - ``bounded``: ``max_call_seconds`` bounds every call, with or without a client deadline:
   a call that runs past it ends with DEADLINE_EXCEEDED.
 
-Client-streaming handlers read their requests with ``next_within``: a client that stops
+Client-streaming handlers read their requests through an ``IdleLimit``: a client that stops
 sending mid-stream for ``stream_idle_timeout`` ends its call with DEADLINE_EXCEEDED (a time
 limit of the server's, as ``max_call_seconds`` is; CANCELLED would say the client gave up).
 """
@@ -20,9 +20,11 @@ limit of the server's, as ``max_call_seconds`` is; CANCELLED would say the clien
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import weakref
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from grpclib.exceptions import GRPCError
 from grpclib.server import Stream
@@ -80,15 +82,83 @@ def bounded(handler: IServerMethodFunc, method: str, seconds: float) -> IServerM
     return call
 
 
-async def next_within(messages: AsyncIterator[T], seconds: float) -> T | None:
-    """The client's next message (None once its stream has ended); DEADLINE_EXCEEDED if it
-    sends none within ``seconds``."""
-    try:
-        async with asyncio.timeout(seconds):
-            return await anext(messages, None)
-    except TimeoutError:
-        raise GRPCError(
-            StatusCode.DEADLINE_EXCEEDED,
-            f"the client sent nothing for {seconds:g} seconds (this server's "
-            "stream_idle_timeout); the call was ended",
-        ) from None
+class IdleLimit(Generic[T]):
+    """A client's messages, each of which must come within ``seconds`` of being asked for
+    (``next``): DEADLINE_EXCEEDED otherwise. As an ``asyncio.timeout`` around each read,
+    but with one timer a call instead of one a message: the timer, due ``seconds`` after
+    the oldest read it covers, re-arms itself for the current read when it finds one in
+    time, and ends a read that is not (a stream of many small messages made a timer
+    handle, its heap push and its cancel per message)."""
+
+    __slots__ = (
+        "__weakref__",
+        "_asked_at",
+        "_expired",
+        "_loop",
+        "_messages",
+        "_reader",
+        "_seconds",
+        "_timer",
+    )
+
+    def __init__(self, messages: AsyncIterator[T], seconds: float) -> None:
+        self._messages = messages
+        self._seconds = seconds
+        self._loop = asyncio.get_running_loop()
+        self._asked_at = 0.0
+        self._reader: asyncio.Task[Any] | None = None  # the task waiting for a message
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    async def next(self) -> T | None:
+        """The client's next message (None once its stream has ended)."""
+        reader = asyncio.current_task()
+        assert reader is not None
+        cancelling = reader.cancelling()
+        self._asked_at = self._loop.time()
+        self._reader = reader
+        if self._timer is None:
+            self._arm(self._asked_at + self._seconds)
+        try:
+            return await anext(self._messages, None)
+        except asyncio.CancelledError:
+            if self._expired:
+                self._expired = False
+                if reader.uncancel() <= cancelling:
+                    raise GRPCError(
+                        StatusCode.DEADLINE_EXCEEDED,
+                        f"the client sent nothing for {self._seconds:g} seconds (this "
+                        "server's stream_idle_timeout); the call was ended",
+                    ) from None
+            raise
+        finally:
+            self._reader = None
+            if self._expired:  # a message came as the limit expired: as asyncio.timeout,
+                self._expired = False  # its cancel is taken back
+                reader.uncancel()
+
+    def _arm(self, when: float) -> None:
+        # In an empty context: the call's (its CallContext, its stream) would stay alive
+        # with the timer, past the end of a call that ended early.
+        self._timer = self._loop.call_at(
+            when, _check_idle, weakref.ref(self), context=contextvars.Context()
+        )
+
+    def _check(self) -> None:
+        self._timer = None
+        if self._reader is None:
+            return  # not reading: the next read arms the timer again
+        due = self._asked_at + self._seconds
+        if due > self._loop.time():
+            self._arm(due)
+        else:
+            self._expired = True
+            self._reader.cancel()
+
+
+def _check_idle(limit: weakref.ref[IdleLimit[Any]]) -> None:
+    """The timer of an ``IdleLimit`` (by weak reference: a call that ended early leaves its
+    timer to fire once, and does not stay in memory until then)."""
+    alive = limit()
+    if alive is not None:
+        alive._check()

@@ -17,7 +17,7 @@ from grpclib.exceptions import GRPCError
 from muxs._internals import ClosingServerStreams
 from muxs.api import Chunk, Content, FileControllerBase, FileInfo, Files, ListRequest, Status
 from muxs.errors import StatusCode
-from muxs.server.deadlines import next_within
+from muxs.server.deadlines import IdleLimit
 from muxs.server.hooks import count_bytes_written, send_window
 from muxs.server.refusals import over_limit
 from muxs.server.services.storage_errors import storage_refusals
@@ -63,8 +63,8 @@ class FileControllerService(ClosingServerStreams, FileControllerBase):
                 await reader.aclose()
 
     async def write_stream(self, chunk_iterator: AsyncIterator[Chunk]) -> Status:
-        idle = self._settings.stream_idle_timeout
-        first = await next_within(chunk_iterator, idle)
+        chunks = IdleLimit(chunk_iterator, self._settings.stream_idle_timeout)
+        first = await chunks.next()
         if first is None or not first.filename:
             raise GRPCError(
                 StatusCode.INVALID_ARGUMENT, "the first chunk of a WriteStream must name the file"
@@ -83,7 +83,7 @@ class FileControllerService(ClosingServerStreams, FileControllerBase):
                     data = chunk.data
                     self._check_write_size(name, new.size + len(data))
                     await new.write(data)
-                    chunk = await next_within(chunk_iterator, idle)
+                    chunk = await chunks.next()
                 await new.commit()
                 count_bytes_written(new.size)
                 return Status(code=0, sha256=new.sha256)

@@ -10,7 +10,7 @@ from grpclib.exceptions import GRPCError
 from muxs._internals import ClosingServerStreams
 from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
 from muxs.errors import StatusCode
-from muxs.server.deadlines import next_within
+from muxs.server.deadlines import IdleLimit
 from muxs.server.refusals import over_limit
 
 DEFAULT_REPLY_COUNT = 10
@@ -83,7 +83,8 @@ class GreeterService(ClosingServerStreams, GreeterBase):
         the names a call keeps are bounded by its reply."""
         names: list[str] = []
         size = len(greeting([]).encode())
-        while (request := await next_within(hello_request_iterator, self._idle)) is not None:
+        requests = IdleLimit(hello_request_iterator, self._idle)
+        while (request := await requests.next()) is not None:
             size += _utf8_length(request.name) + _joiner_length(len(names))
             if _reply_length(size) > self._max_message_bytes:
                 raise over_limit(
@@ -98,6 +99,7 @@ class GreeterService(ClosingServerStreams, GreeterBase):
         self, hello_request_iterator: AsyncIterator[HelloRequest]
     ) -> AsyncIterator[HelloReply]:
         index = 0
-        while (request := await next_within(hello_request_iterator, self._idle)) is not None:
+        requests = IdleLimit(hello_request_iterator, self._idle)
+        while (request := await requests.next()) is not None:
             index += 1
             yield HelloReply(message=greeting([request.name]), index=index)
