@@ -78,7 +78,7 @@ def encode_request(request: HelloRequest) -> bytes:
 def decode_reply(data: bytes) -> HelloReply:
     """A ``HelloReply`` from its encoding: here when it holds only its two fields, well
     formed, else betterproto2 (which then decides, or raises, as it always does)."""
-    fields = text_and_number(data)
+    fields = _read_text_and_number(data)
     if fields is None:
         return HelloReply.parse(data)
     return HelloReply(message=fields[0], index=fields[1])
@@ -86,13 +86,17 @@ def decode_reply(data: bytes) -> HelloReply:
 
 def decode_request(data: bytes) -> HelloRequest:
     """A ``HelloRequest`` from its encoding, as ``decode_reply`` decodes a reply."""
-    fields = text_and_number(data)
-    if fields is None:
-        return HelloRequest.parse(data)
-    return HelloRequest(name=fields[0], count=fields[1])
+    request = plain_request(data)
+    return HelloRequest.parse(data) if request is None else request
 
 
-def text_and_number(data: bytes) -> tuple[str, int] | None:
+def plain_request(data: bytes) -> HelloRequest | None:
+    """A ``HelloRequest`` when ``data`` holds only its two fields, well formed; else None."""
+    fields = _read_text_and_number(data)
+    return None if fields is None else HelloRequest(name=fields[0], count=fields[1])
+
+
+def _read_text_and_number(data: bytes) -> tuple[str, int] | None:
     """A greeting's string field 1 and uint32 field 2, when ``data`` holds only those, well
     formed (the last occurrence of a field wins); None for anything else, which is left to
     betterproto2."""

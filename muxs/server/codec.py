@@ -22,7 +22,7 @@ import betterproto2
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from muxs.encoding import MessageCodec, text_and_number
+from muxs.encoding import MessageCodec, plain_request
 from muxs_api.muxs import HelloRequest
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -129,9 +129,9 @@ class Codec(MessageCodec):
             return super().decode(data, message_type)
         if message_type is HelloRequest:
             # Its two fields, well formed, are what check_wire passes; anything else is checked.
-            fields = text_and_number(data)
-            if fields is not None:
-                return HelloRequest(name=fields[0], count=fields[1])
+            request = plain_request(data)
+            if request is not None:
+                return request
         try:
             check_wire(data, message_type)
             return super().decode(data, message_type)
