@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import re
 import socket
-import struct
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -42,6 +41,8 @@ from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
 from hyperframe import frame
+
+from muxs.frame_layout import END_STREAM, FRAME_HEADER, PADDED
 
 if TYPE_CHECKING:
     # Relies on: grpclib's typing protocols, which live in its private ``_typing`` module
@@ -610,9 +611,7 @@ RECEIVED_BLOCK_BYTES = 512
 #: it walks its streams to forget them (``_StreamLimit``).
 STREAM_SWEEP_SLACK = 8
 
-_FRAME_HEADER = struct.Struct(">HBBBL")  # hyperframe's frame header: length, type, flags, id
 _END_HEADERS = 0x4
-_END_STREAM = 0x1
 
 
 class StatelessHeaders:
@@ -786,7 +785,7 @@ def _add_header_frames(
     frame_flags = _END_HEADERS
     if end_stream:
         h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
-        frame_flags |= _END_STREAM
+        frame_flags |= END_STREAM
     elif h2_stream.state_machine.trailers_sent:
         raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
     _record_request(h2_stream, headers)
@@ -796,7 +795,7 @@ def _add_header_frames(
             f.serialize() for f in _split_headers(h2_stream.stream_id, block, frame_flags, h2_conn)
         )
     else:
-        h2_conn._data_to_send += _FRAME_HEADER.pack(
+        h2_conn._data_to_send += FRAME_HEADER.pack(
             size >> 8, size & 0xFF, 0x1, frame_flags, h2_stream.stream_id
         )
         h2_conn._data_to_send += block
@@ -858,7 +857,7 @@ def _split_headers(
     size = h2_conn.max_outbound_frame_size
     parts = [block[i : i + size] for i in range(0, len(block), size)]
     first = frame.HeadersFrame(stream_id, data=parts[0])
-    if flags & _END_STREAM:
+    if flags & END_STREAM:
         first.flags.add("END_STREAM")
     frames: list[frame.Frame] = [first]
     frames += [frame.ContinuationFrame(stream_id, data=part) for part in parts[1:]]
@@ -979,16 +978,15 @@ def _frame_data(
     flags = 0
     if end_stream:
         h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
-        flags = _END_STREAM
+        flags = END_STREAM
     h2_stream.outbound_flow_control_window -= size
     h2_conn.outbound_flow_control_window -= size
-    h2_conn._data_to_send += _FRAME_HEADER.pack(size >> 8, size & 0xFF, 0x0, flags, stream_id)
+    h2_conn._data_to_send += FRAME_HEADER.pack(size >> 8, size & 0xFF, 0x0, flags, stream_id)
     return h2_conn.data_to_send()
 
 
 # --- h2: receiving DATA frames -------------------------------------------------------
 
-_PADDED = 0x8
 #: The states of a stream in which h2 takes a DATA frame as data (in the others it resets
 #: the stream or fails the connection: ``receive_data_directly`` leaves those frames to h2).
 _RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
@@ -1022,7 +1020,7 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
             held += view[:position]
             h2_stream, flags = None, 0
             if len(held) >= 9:
-                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(held)
+                high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(held)
                 if len(held) == 9 + (high << 8 | low):  # whole now
                     h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
             if h2_stream is not None:
@@ -1032,7 +1030,7 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
             else:
                 _receive_through_buffer(h2_conn, view[:0], events)
         while end - position >= 9:
-            high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(view, position)
+            high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(view, position)
             frame_end = position + 9 + (high << 8 | low)
             if frame_end > end:
                 break
@@ -1063,7 +1061,7 @@ def _receiving(
     # Relies on: H2Connection.streams (id -> H2Stream, the streams not yet cleaned up) and
     # the FrameBuffer's max_frame_size and _headers_buffer.
     buffer = h2_conn.incoming_buffer
-    if kind or flags & _PADDED or buffer._headers_buffer:  # not DATA, padded, in a block
+    if kind or flags & PADDED or buffer._headers_buffer:  # not DATA, padded, in a block
         return None
     if length > buffer.max_frame_size:
         return None
@@ -1085,7 +1083,7 @@ def _receive_directly(
     # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data.
     events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
     h2_conn._inbound_flow_control_window_manager.window_consumed(len(payload))
-    events += h2_stream.receive_data(payload, bool(flags & _END_STREAM), len(payload))[1]
+    events += h2_stream.receive_data(payload, bool(flags & END_STREAM), len(payload))[1]
 
 
 def _missing(held: bytearray, view: memoryview) -> int:

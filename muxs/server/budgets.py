@@ -23,9 +23,10 @@ frame's payload is copied, not parsed.
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from collections.abc import Callable
+
+from muxs.frame_layout import ACK, END_STREAM, FRAME_HEADER, PADDED
 
 #: The server writing this many bytes to a connection earns its peer one control frame.
 EARNED_PER_BYTES = 4096
@@ -33,13 +34,10 @@ EARNED_PER_BYTES = 4096
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 _HEADER = 9
-_FRAME_HEADER = struct.Struct(">HBBBL")  # a frame header: length (3 bytes), type, flags, id
 _DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x2, 0x3, 0x4, 0x6, 0x8
 _HEADERS, _PUSH_PROMISE, _CONTINUATION = 0x1, 0x5, 0x9
 _LAST_KNOWN_TYPE = _CONTINUATION
-_ACK = _END_STREAM = 0x1
 _END_HEADERS = 0x4
-_PADDED = 0x8
 _STREAM_CLOSED_CODE = (0x5).to_bytes(4, "big")
 #: A frame as the scanner reads it from its header: type, flags, length, stream id.
 Frame = tuple[int, int, int, int]
@@ -121,13 +119,13 @@ class FrameScanner:
             needed = _HEADER - len(self._head)
             step = min(needed, end - pos, work - spent)
             if step == _HEADER:
-                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack_from(data, pos)
+                high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(data, pos)
             else:
                 self._head += data[pos : pos + step]
                 if step < needed:
                     pos += step
                     break
-                high, low, kind, flags, stream_id = _FRAME_HEADER.unpack(self._head)
+                high, low, kind, flags, stream_id = FRAME_HEADER.unpack(self._head)
                 self._head = b""
             pos += step
             length = high << 8 | low
@@ -137,7 +135,7 @@ class FrameScanner:
                 self.in_header_block = not flags & _END_HEADERS
             if not length:
                 self.frames_completed += 1
-            if kind == _SETTINGS and flags & _ACK:
+            if kind == _SETTINGS and flags & ACK:
                 break  # h2 takes a new SETTINGS_MAX_FRAME_SIZE from its next receive_data
             spent += step if kind != _DATA else max(0, DATA_FRAME_WORK - _HEADER + step)
         return pos, frames
@@ -212,11 +210,11 @@ def _budget_of(kind: int, flags: int, length: int) -> str:
     if kind == _RST_STREAM:
         return "reset_budget"
     if kind in (_PING, _SETTINGS):
-        return "" if flags & _ACK else "control_frame_budget"
+        return "" if flags & ACK else "control_frame_budget"
     if kind in (_PRIORITY, _WINDOW_UPDATE) or kind > _LAST_KNOWN_TYPE:
         return "control_frame_budget"
     # A DATA frame that carries nothing (or only padding) and does not end its stream
     # moves nothing forward (CVE-2019-9518).
-    if kind == _DATA and not flags & _END_STREAM and (not length or flags & _PADDED):
+    if kind == _DATA and not flags & END_STREAM and (not length or flags & PADDED):
         return "control_frame_budget"
     return ""
