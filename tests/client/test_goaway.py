@@ -33,13 +33,17 @@ class _GoingAway:
         self.address = ""
         #: The names each connection answered, in order of connection.
         self.answered: list[list[str]] = []
+        #: How many requests each connection received, in order of connection.
+        self.received: list[int] = []
         #: Whether the client closed the first connection (its socket read to its end).
         self.first_closed_by_client = False
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         answered: list[str] = []
         self.answered.append(answered)
-        first = len(self.answered) == 1
+        connection = len(self.received)
+        self.received.append(0)
+        first = connection == 0
         h2 = H2Connection(H2Configuration(client_side=False))
         h2.initiate_connection()
         preface = h2.data_to_send()
@@ -53,6 +57,7 @@ class _GoingAway:
                 for event in h2.receive_data(data):
                     if isinstance(event, RequestReceived):
                         names[event.stream_id] = ""
+                        self.received[connection] += 1
                     elif isinstance(event, DataReceived):
                         h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                         names[event.stream_id] = HelloRequest.parse(event.data[5:]).name
@@ -175,3 +180,4 @@ async def test_a_connection_retired_as_it_answers_is_not_used(
     async with Client(going_away_at_once.address) as client:
         assert (await client.say_hello("ann", timeout=10)).message == "Hello, ann!"
     assert going_away_at_once.answered == [[], ["ann"]]  # sent again on a new connection
+    assert going_away_at_once.received[0] == 0  # never sent on the retired one
