@@ -1,7 +1,10 @@
 """Side by side in short slices: this tree's ``muxs.Client`` beside another checkout's, and
-grpcio.aio's client, on one scenario against the client suite's grpcio sync server.
+grpcio.aio's client (or ``SyncClient`` and grpcio's sync client), on one scenario against
+the client suite's grpcio sync server.
 
-``python -m bench.client_ab --base DIR [--scenario unary-64] [--slices 30] [--seconds 0.5]``.
+``python -m bench.client_ab --base DIR [--scenario unary-64] [--slices 30] [--seconds 0.5]
+[--sync] [--wall]``; ``--sync`` runs ``SyncClient`` beside grpcio's sync client instead
+(threads for calls in flight), ``--wall`` adds the rates per wall second.
 ``bench.clients`` runs each client for seconds in its own process; on a shared machine the
 drift between two such runs is often larger than a lever. Here each client is one long-lived
 process (pinned to the load CPU, the server to its own), and the clients take turns for
@@ -21,6 +24,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,13 +33,20 @@ from bench.client_load import CONCURRENCY, PER_CALL, SCENARIOS, cpu_seconds, pre
 
 log = logging.getLogger(__name__)
 
+#: The blocking clients a worker runs in threads (``--sync``).
+SYNC_CLIENTS = ("muxs-sync", "grpcio-sync")
+
 WORKER_TIMEOUT = 120.0
 
 
 def serve_slices(client: str, scenario: str, port: int, stubs: Path, local: Path) -> None:
     """A worker: build ``client``'s call, then for each ``seconds`` line read from stdin run
-    ``scenario`` that long and print ``units cpu_seconds``."""
+    ``scenario`` that long and print ``units cpu_seconds wall_seconds``."""
     from bench.client_load import grpcio_aio_calls, muxs_calls
+
+    if client in SYNC_CLIENTS:
+        serve_sync_slices(client, scenario, port, stubs, local)
+        return
 
     async def main() -> None:
         prepare(local)
@@ -59,11 +71,50 @@ def serve_slices(client: str, scenario: str, port: int, stubs: Path, local: Path
         await run(0.5)  # warm-up: the connection made, the caches filled
         print("ready", flush=True)
         for line in sys.stdin:
-            before = cpu_seconds()
+            before, wall = cpu_seconds(), loop.time()
             calls = await run(float(line))
-            print(calls * PER_CALL[scenario], cpu_seconds() - before, flush=True)
+            print(
+                calls * PER_CALL[scenario], cpu_seconds() - before, loop.time() - wall, flush=True
+            )
 
     asyncio.run(main())
+
+
+def serve_sync_slices(client: str, scenario: str, port: int, stubs: Path, local: Path) -> None:
+    """``serve_slices`` for a blocking client: one thread per call in flight."""
+    from bench.client_load import grpcio_sync_calls, muxs_sync_calls
+
+    prepare(local)
+    if client == "grpcio-sync":
+        _, call = grpcio_sync_calls(port, scenario, local, stubs)
+    else:
+        _, call = muxs_sync_calls(port, scenario, local)
+
+    def run(seconds: float) -> int:
+        until = time.monotonic() + seconds
+        done = [0] * CONCURRENCY.get(scenario, 1)
+
+        def one(index: int) -> None:
+            while time.monotonic() < until:
+                call()
+                done[index] += 1
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(len(done))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return sum(done)
+
+    run(0.5)
+    print("ready", flush=True)
+    for line in sys.stdin:
+        before, wall = cpu_seconds(), time.monotonic()
+        calls = run(float(line))
+        print(
+            calls * PER_CALL[scenario], cpu_seconds() - before, time.monotonic() - wall, flush=True
+        )
+    os._exit(0)  # grpcio's threads can hold up a normal exit
 
 
 def _spawn(
@@ -90,9 +141,9 @@ def _spawn(
 
 def side_by_side(
     clients: dict[str, Path | None], scenario: str, slices: int, seconds: float, workdir: Path
-) -> dict[str, list[float]]:
-    """Each client's per-CPU rate in each slice (``clients``: name -> the checkout whose muxs
-    it runs, None for this tree's or for grpcio)."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Each client's per-CPU and per-wall-second rates in each slice (``clients``: name ->
+    the checkout whose muxs it runs, None for this tree's or for grpcio)."""
     from bench.__main__ import _cpus
     from bench.client_load import BLOB, BLOB_BYTES
     from bench.servers import GRPCIO_SYNC, running
@@ -100,11 +151,12 @@ def side_by_side(
 
     stubs = grpcio_stubs(workdir / "stubs")
     rates: dict[str, list[float]] = {name: [] for name in clients}
+    wall_rates: dict[str, list[float]] = {name: [] for name in clients}
     with running(GRPCIO_SYNC, workdir, stubs, _cpus()[0]) as server:
         (server.root / BLOB).write_bytes(bytes(BLOB_BYTES))
         workers = {
             name: _spawn(
-                "grpcio-aio" if name == "grpcio-aio" else "muxs",
+                name.split("@")[0],
                 checkout,
                 scenario,
                 server.port,
@@ -122,20 +174,21 @@ def side_by_side(
                     assert stdout is not None
                     stdin.write(f"{seconds}\n")
                     stdin.flush()
-                    units, cpu = map(float, stdout.readline().split())
+                    units, cpu, wall = map(float, stdout.readline().split())
                     rates[name].append(units / cpu)
+                    wall_rates[name].append(units / wall)
         finally:
             for worker in workers.values():
                 worker.communicate(timeout=WORKER_TIMEOUT)  # stdin closed: the worker ends
-    return rates
+    return rates, wall_rates
 
 
-def table(scenario: str, rates: dict[str, list[float]]) -> str:
+def table(scenario: str, rates: dict[str, list[float]], per: str = "CPU") -> str:
     """Markdown: each client's median rate (interquartile range), its ratio to the first
     client's median, and the median of the per-slice ratios (paired)."""
     first = next(iter(rates))
     lines = [
-        f"| {scenario}, per CPU | median (IQR) | / {first} | paired (IQR) |",
+        f"| {scenario}, per {per} | median (IQR) | / {first} | paired (IQR) |",
         "| --- | --- | --- | --- |",
     ]
     for name, values in rates.items():
@@ -159,6 +212,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=SCENARIOS, default="unary-64")
     parser.add_argument("--slices", type=int, default=30)
     parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--sync", action="store_true", help="SyncClient and grpcio sync")
+    parser.add_argument("--wall", action="store_true", help="also the rates per wall second")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--stubs", type=Path, help=argparse.SUPPRESS)
@@ -169,15 +224,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
     with tempfile.TemporaryDirectory(prefix="muxs-ab-", dir="/dev/shm") as tmp:
-        clients: dict[str, Path | None] = {"muxs": None}
+        ours, grpcio = ("muxs-sync", "grpcio-sync") if args.sync else ("muxs", "grpcio-aio")
+        clients: dict[str, Path | None] = {ours: None}
         if args.base is not None:  # its muxs alone, so that bench comes from this tree
             shadow = Path(tmp) / "base-path"
             shadow.mkdir()
             (shadow / "muxs").symlink_to(args.base.resolve() / "muxs")
-            clients["muxs@base"] = shadow
-        clients["grpcio-aio"] = None
-        rates = side_by_side(clients, args.scenario, args.slices, args.seconds, Path(tmp))
+            clients[f"{ours}@base"] = shadow
+        clients[grpcio] = None
+        rates, wall_rates = side_by_side(
+            clients, args.scenario, args.slices, args.seconds, Path(tmp)
+        )
     print(table(args.scenario, rates))
+    if args.wall:
+        print()
+        print(table(args.scenario, wall_rates, per="wall second"))
     return 0
 
 
