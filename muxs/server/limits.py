@@ -145,6 +145,8 @@ LINGER_SECONDS = 2.0
 _ANY_STREAM = 2**31 - 1
 #: The debug data of the GOAWAY a connection gets at its ``max_connection_age``.
 _MAX_AGE = b"max_age"
+#: The debug data of the GOAWAY a connection gets when the server drains.
+_STOPPING = b"server stopping"
 
 
 class RequestReader:
@@ -322,7 +324,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             if not released:
                 released = True
                 release_stream()
-                self._connection.call_ended()
+                self._connection.call_ended(stream.id)
 
         self._inner.accept(stream, headers, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
@@ -406,8 +408,12 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._age_check: asyncio.TimerHandle | None = None
         self._grace_check: asyncio.TimerHandle | None = None
         self._retiring: asyncio.Task[None] | None = None
-        #: The last stream id of the final GOAWAY sent at ``max_connection_age``.
+        #: The last stream id of the final GOAWAY sent at ``max_connection_age`` or in a drain.
         self._last_stream_id: int | None = None
+        #: Why the connection is retired (the GOAWAYs' debug data), once it is.
+        self._retired_for = _MAX_AGE
+        #: In a drain: the streams open when it began that have not ended (see ``drain``).
+        self._drained: set[int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
@@ -765,20 +771,25 @@ class _LimitedProtocol(protocol.H2Protocol):
     def call_started(self) -> None:
         self._calls += 1
 
-    def call_ended(self) -> None:
+    def call_ended(self, stream_id: int) -> None:
         self._calls -= 1
+        if self._drained:
+            self._drained.discard(stream_id)
+            if not self._drained:
+                self._retire_for_drain()
         if not self._calls:
             self._idle_since = self._loop.time()
-            if self._last_stream_id is not None:  # past its age, and now done
-                self.goaway(ErrorCodes.NO_ERROR, _MAX_AGE)
+            if self._last_stream_id is not None:  # retired (past its age, or drained): done
+                self.goaway(ErrorCodes.NO_ERROR, self._retired_for)
 
     def refuses_stream(self, stream_id: int) -> bool:
-        """Whether ``stream_id`` came after the final GOAWAY of ``max_connection_age``."""
+        """Whether ``stream_id`` came after the final GOAWAY (of ``max_connection_age`` or a
+        drain)."""
         return self._last_stream_id is not None and stream_id > self._last_stream_id
 
     def _reached_max_age(self) -> None:
         self._age_check = None
-        if not self.connection.is_closing():
+        if not self.connection.is_closing() and self._retiring is None:
             log.info(
                 "GOAWAY to %s: it reached its max_connection_age with %d call(s) open",
                 format_peer(self.connection.get_peer()),
@@ -786,27 +797,56 @@ class _LimitedProtocol(protocol.H2Protocol):
             )
             self._retiring = asyncio.ensure_future(self._retire())
 
-    async def _retire(self) -> None:
+    def drain(self) -> None:
+        """The server is stopping: once the calls open now have ended (those the client
+        opens later are refused unstarted, ``muxs.server.hooks``), retire the connection
+        (``_retire``): its client sends no more calls to it, and the connection closes
+        after its last call, so no request can reach it as it closes.
+
+        A grpclib client fails every call it holds at any GOAWAY, even one whose reply and
+        trailers it has read (its task has not let go of the stream yet), so the GOAWAYs
+        wait until no call that the server runs is open, and a PING round trip after the
+        last one's trailers (``_retire_for_drain``). A connection already retiring by age
+        goes on as it is."""
+        if self._retiring is not None or self._drained is not None:
+            return
+        self._drained = set(self.processor.streams)
+        if not self._drained:
+            self._retire_for_drain()
+
+    def _retire_for_drain(self) -> None:
+        if not self.connection.is_closing() and self._retiring is None:
+            self._retired_for = _STOPPING
+            self._retiring = asyncio.ensure_future(self._retire(settle_first=True))
+
+    async def _retire(self, *, settle_first: bool = False) -> None:
         """grpc-go's graceful GOAWAY: streams the client opens before it reads the first one
         are still served; after a PING round trip, the second one names the last of them.
-        Then the calls open get ``max_connection_age_grace`` to end."""
+        Then the calls open get ``max_connection_age_grace`` to end (at its age; in a drain,
+        the server's ``shutdown_grace`` applies). With ``settle_first``, a PING round trip
+        comes first: the client has read every reply sent so far before the first GOAWAY."""
+        if settle_first:
+            with contextlib.suppress(GRPCError):  # no PING answer in keepalive_timeout: go on
+                await self.settle()
+            if self.connection.is_closing():
+                return
         self._send_goaway_frame(_ANY_STREAM)
-        with contextlib.suppress(GRPCError):  # no PING answer in keepalive_timeout: go on
+        with contextlib.suppress(GRPCError):
             await self.settle()
         if self.connection.is_closing():
             return
         self._last_stream_id = h2_connection(self).highest_inbound_stream_id
         self._send_goaway_frame(self._last_stream_id)
         if not self._calls:
-            self.goaway(ErrorCodes.NO_ERROR, _MAX_AGE)
-        elif self.settings.max_connection_age_grace:
+            self.goaway(ErrorCodes.NO_ERROR, self._retired_for)
+        elif self.settings.max_connection_age_grace and self._retired_for is _MAX_AGE:
             self._grace_check = self._loop.call_later(
                 self.settings.max_connection_age_grace, self._grace_over
             )
 
     def _send_goaway_frame(self, last_stream_id: int) -> None:
         """A GOAWAY NO_ERROR written past h2, which would stop serving every stream."""
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, additional_data=_MAX_AGE)
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, additional_data=self._retired_for)
         self.connection.flush()  # what h2 holds goes first
         self._transport.write(frame.serialize())
 
