@@ -189,8 +189,9 @@ class Lifecycle:
             await asyncio.gather(*waiters, return_exceptions=True)
         if self.calls.pending:
             log.warning("cancelling %d call(s) still in flight", self.calls.pending)
-        self.server.close()
+        self.calls.cancel_in_flight()
         await self.server.close_connections(within=CLOSE_SECONDS)
+        self.server.close()
         await self.server.wait_closed()
         if self.access_log is not None:
             self.access_log.flush()  # the lines still waiting for their batch

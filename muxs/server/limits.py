@@ -141,6 +141,8 @@ _HEADER_BLOCKS = StatelessHeaders()
 #: How long a connection sent GOAWAY for abuse still reads (and drops) what its peer sends
 #: before it closes, so that the peer gets to read the GOAWAY (see ``CoalescingTransport``).
 LINGER_SECONDS = 2.0
+#: How long a retired connection with no call open waits for its client to close it.
+HANG_UP_SECONDS = 1.0
 #: The highest stream id: a GOAWAY with it refuses no stream (RFC 9113 section 6.8).
 _ANY_STREAM = 2**31 - 1
 #: The debug data of the GOAWAY a connection gets at its ``max_connection_age``.
@@ -780,7 +782,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         if not self._calls:
             self._idle_since = self._loop.time()
             if self._last_stream_id is not None:  # retired (past its age, or drained): done
-                self.goaway(ErrorCodes.NO_ERROR, self._retired_for)
+                self._retiring = asyncio.ensure_future(self._close_once_left())
 
     def refuses_stream(self, stream_id: int) -> bool:
         """Whether ``stream_id`` came after the final GOAWAY (of ``max_connection_age`` or a
@@ -838,11 +840,19 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._last_stream_id = h2_connection(self).highest_inbound_stream_id
         self._send_goaway_frame(self._last_stream_id)
         if not self._calls:
-            self.goaway(ErrorCodes.NO_ERROR, self._retired_for)
+            await self._close_once_left()
         elif self.settings.max_connection_age_grace and self._retired_for is _MAX_AGE:
             self._grace_check = self._loop.call_later(
                 self.settings.max_connection_age_grace, self._grace_over
             )
+
+    async def _close_once_left(self) -> None:
+        """Give the client ``HANG_UP_SECONDS`` to close the retired connection, as gRPC
+        clients do once their calls on it have ended, then close it. Closed at once, a call
+        whose reply the client has read but not yet let go of would fail: at the end of its
+        connection a grpclib client fails every call it holds ("Connection lost")."""
+        await asyncio.sleep(HANG_UP_SECONDS)
+        self.goaway(ErrorCodes.NO_ERROR, self._retired_for)
 
     def _send_goaway_frame(self, last_stream_id: int) -> None:
         """A GOAWAY NO_ERROR written past h2, which would stop serving every stream."""
