@@ -288,7 +288,8 @@ class _LimitedHandler(protocol.AbstractHandler):
         release_stream: Callable[[], None],
     ) -> None:
         assert stream.id is not None
-        if self._connection.refuses_stream(stream.id):  # opened after its final GOAWAY
+        stream_id = stream.id
+        if self._connection.refuses_stream(stream_id):  # opened after its final GOAWAY
             h2_connection(self._connection).reset_stream(stream.id, ErrorCodes.REFUSED_STREAM)
             release_stream()
             return
@@ -326,7 +327,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             if not released:
                 released = True
                 release_stream()
-                self._connection.call_ended(stream.id)
+                self._connection.call_ended(stream_id)
 
         self._inner.accept(stream, headers, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
