@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -202,3 +203,31 @@ async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_a
     assert set(streams) == {greeting(["a", "b"])}
     total = sum(calls.values())
     assert all(calls[index] > total / 6 for index in range(3))  # spread over the three
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_a_server_stopped_by_sigterm_mid_run_loses_no_call(
+    settings: ServerSettings, tmp_path: Path, workers: str
+) -> None:
+    async with (
+        serve(settings=settings) as first,
+        muxs_process(tmp_path / "stopped", "--workers", workers) as (process, stopped),
+    ):
+        results: list[str] = []
+        lost: list[RpcError] = []
+        async with Client([first.target, stopped], timeout=30) as client:
+
+            async def caller() -> None:
+                while len(results) < 150:
+                    try:
+                        results.append((await client.say_hello("bob")).message)
+                    except RpcError as exc:
+                        lost.append(exc)
+
+            callers = [asyncio.create_task(caller()) for _ in range(4)]
+            await until(lambda: len(results) >= 30)
+            process.send_signal(signal.SIGTERM)  # a drain: GOAWAYs, then its connections close
+            assert await process.wait() == 0
+            await asyncio.gather(*callers)
+    assert lost == []
+    assert set(results) == {"Hello, bob!"}
