@@ -35,8 +35,12 @@ field, documented in docs/RELIABILITY.md):
   then, after a PING round trip (the streams the client opened before it read the first
   have come), one with the real last-stream-id; streams opened later are refused
   (REFUSED_STREAM, which clients retry). The calls open may finish within the grace,
-  then it is closed. h2 cannot send a GOAWAY and go on serving the streams below it (its
-  connection is closed once one is sent), so these two are written past it.
+  then its client closes it (the server does ``HANG_UP_SECONDS`` later if it does not).
+  h2 cannot send a GOAWAY and go on serving the streams below it (its connection is
+  closed once one is sent), so these two are written past it.
+- a drain (``muxs.server.lifecycle``): the same GOAWAYs, ``server stopping``, once the
+  calls open when it began have ended, a PING round trip after the last one's trailers
+  (``_LimitedProtocol.drain``: a grpclib client fails every call it holds at a GOAWAY).
 - ``min_ping_interval`` and ``keepalive_permit_without_calls``: the ping policy
   (``muxs.server.pings``): too many pings get GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``.
 
