@@ -102,7 +102,7 @@ async def test_no_call_is_lost_while_a_server_drains_under_load(
     finally:
         for stack in stacks:
             await stack.aclose()
-    lost = [(exc.status.name, exc.message) for exc in sdk_lost]
+    lost: list[tuple[str, str | None]] = [(exc.status.name, exc.message) for exc in sdk_lost]
     lost += [(exc.code().name, exc.details()) for exc in grpcio.lost]
     assert lost == []
     assert set(sdk_replies) == set(grpcio.replies) == {"Hello, bob!"}
