@@ -294,7 +294,7 @@ class _LimitedHandler(protocol.AbstractHandler):
         assert stream.id is not None
         stream_id = stream.id
         if self._connection.refuses_stream(stream_id):  # opened after its final GOAWAY
-            h2_connection(self._connection).reset_stream(stream.id, ErrorCodes.REFUSED_STREAM)
+            h2_connection(self._connection).reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             release_stream()
             return
         fields = dict(headers)
