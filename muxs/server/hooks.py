@@ -163,7 +163,8 @@ class CallHooks:
         if tracing is not None:
             self._interceptors = (tracing, *self._interceptors)
         self._max_call_seconds = max_call_seconds
-        self._in_flight: set[CallContext] = set()
+        #: The calls whose handler has started, each with its task.
+        self._in_flight: dict[CallContext, asyncio.Task[Any] | None] = {}
         self._ended = asyncio.Event()
         self._refusing = False
 
@@ -182,6 +183,13 @@ class CallHooks:
     def refuse_new_calls(self) -> None:
         """Answer every new call (health checks excepted) with UNAVAILABLE from now on."""
         self._refusing = True
+
+    def cancel_in_flight(self) -> None:
+        """Cancel the calls whose handler has started; those not started yet are still
+        refused (``refuse_new_calls``), so their clients can send them again."""
+        for task in self._in_flight.values():
+            if task is not None:
+                task.cancel()
 
     async def settled(self) -> None:
         """Return once no call is pending."""
@@ -241,7 +249,7 @@ class CallHooks:
         call.observers = self._observers
         enter(call)
         set_identity(ANONYMOUS)  # until auth, if on, names the caller
-        self._in_flight.add(call)
+        self._in_flight[call] = asyncio.current_task()
         for observer in self._observers:
             observer.started(call)
 
@@ -250,7 +258,7 @@ class CallHooks:
             call.status = StatusCode.UNKNOWN
         call.duration = time.monotonic() - call.started
         call.subject = _subject(current_identity())
-        self._in_flight.discard(call)
+        self._in_flight.pop(call, None)
         self._ended.set()
         for observer in self._observers:
             observer.finished(call)

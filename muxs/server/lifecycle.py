@@ -5,14 +5,16 @@ grpclib does not drain: ``Server.close()`` cancels every call in flight, and on 
 3.12+ ``wait_closed()`` waits for clients to hang up. ``Lifecycle.stop`` drains instead:
 
 1. health turns NOT_SERVING, new calls are refused (UNAVAILABLE) and the listener
-   stops accepting connections;
+   stops accepting connections; each connection is retired as soon as the calls open on
+   it have ended (grpc-go's graceful GOAWAYs, ``_LimitedProtocol.drain``): its client
+   sends its later calls elsewhere, and it closes once its last call has ended;
 2. the calls in flight get up to the grace period to finish (health watches excepted:
    they last as long as their client wants), or less if ``hurry()`` is called;
-3. what still runs is cancelled, the connections are closed, metrics stop. A connection
-   still open ``CLOSE_SECONDS`` later (its peer does not read what was sent to it, so
-   its socket never finishes closing) is aborted: since Python 3.12 the listener's
-   ``wait_closed`` waits for every connection, and would wait forever (uvloop does not
-   wait, and would keep such a socket open after the stop).
+3. what still runs is cancelled, and the connections left are retired too, metrics stop.
+   A connection still open ``CLOSE_SECONDS`` later (its peer does not read what was sent
+   to it, or answer a PING) is aborted: since Python 3.12 the listener's ``wait_closed``
+   waits for every connection, and would wait forever (uvloop does not wait, and would
+   keep such a socket open after the stop).
 """
 
 from __future__ import annotations
@@ -73,11 +75,16 @@ class DrainableServer(LimitedServer):
         """Close the listening socket; connections already open stay open."""
         stop_listening(self)
 
-    async def close_connections(self, within: float) -> None:
-        """Close every client connection (their calls, if any, are cancelled); abort those
-        whose socket has not closed ``within`` seconds later (their peer does not read)."""
+    def drain_connections(self) -> None:
+        """Retire every client connection once the calls open on it have ended."""
         for protocol in list(self.sockets):
-            protocol.processor.close("the server stopped")
+            protocol.drain()
+
+    async def close_connections(self, within: float) -> None:
+        """Wait for every client connection to close (its calls ended or cancelled: it is
+        retired, ``drain_connections``); abort those still open ``within`` seconds later
+        (their peer does not read, or answer a PING)."""
+        self.drain_connections()  # also those opened since (``accept``)
         try:
             async with asyncio.timeout(within):
                 await self.sockets.all_closed()
@@ -167,6 +174,7 @@ class Lifecycle:
         self.health.drain()
         self.calls.refuse_new_calls()
         self.server.stop_accepting()
+        self.server.drain_connections()
         if self.calls.pending:
             log.info("draining: waiting up to %gs for %d call(s)", grace, self.calls.pending)
         waiters = [
@@ -181,8 +189,9 @@ class Lifecycle:
             await asyncio.gather(*waiters, return_exceptions=True)
         if self.calls.pending:
             log.warning("cancelling %d call(s) still in flight", self.calls.pending)
-        self.server.close()
+        self.calls.cancel_in_flight()
         await self.server.close_connections(within=CLOSE_SECONDS)
+        self.server.close()
         await self.server.wait_closed()
         if self.access_log is not None:
             self.access_log.flush()  # the lines still waiting for their batch

@@ -35,8 +35,12 @@ field, documented in docs/RELIABILITY.md):
   then, after a PING round trip (the streams the client opened before it read the first
   have come), one with the real last-stream-id; streams opened later are refused
   (REFUSED_STREAM, which clients retry). The calls open may finish within the grace,
-  then it is closed. h2 cannot send a GOAWAY and go on serving the streams below it (its
-  connection is closed once one is sent), so these two are written past it.
+  then its client closes it (the server does ``HANG_UP_SECONDS`` later if it does not).
+  h2 cannot send a GOAWAY and go on serving the streams below it (its connection is
+  closed once one is sent), so these two are written past it.
+- a drain (``muxs.server.lifecycle``): the same GOAWAYs, ``server stopping``, once the
+  calls open when it began have ended, a PING round trip after the last one's trailers
+  (``_LimitedProtocol.drain``: a grpclib client fails every call it holds at a GOAWAY).
 - ``min_ping_interval`` and ``keepalive_permit_without_calls``: the ping policy
   (``muxs.server.pings``): too many pings get GOAWAY ENHANCE_YOUR_CALM ``too_many_pings``.
 
@@ -141,10 +145,14 @@ _HEADER_BLOCKS = StatelessHeaders()
 #: How long a connection sent GOAWAY for abuse still reads (and drops) what its peer sends
 #: before it closes, so that the peer gets to read the GOAWAY (see ``CoalescingTransport``).
 LINGER_SECONDS = 2.0
+#: How long a retired connection with no call open waits for its client to close it.
+HANG_UP_SECONDS = 1.0
 #: The highest stream id: a GOAWAY with it refuses no stream (RFC 9113 section 6.8).
 _ANY_STREAM = 2**31 - 1
 #: The debug data of the GOAWAY a connection gets at its ``max_connection_age``.
 _MAX_AGE = b"max_age"
+#: The debug data of the GOAWAY a connection gets when the server drains.
+_STOPPING = b"server stopping"
 
 
 class RequestReader:
@@ -284,8 +292,9 @@ class _LimitedHandler(protocol.AbstractHandler):
         release_stream: Callable[[], None],
     ) -> None:
         assert stream.id is not None
-        if self._connection.refuses_stream(stream.id):  # opened after its final GOAWAY
-            h2_connection(self._connection).reset_stream(stream.id, ErrorCodes.REFUSED_STREAM)
+        stream_id = stream.id
+        if self._connection.refuses_stream(stream_id):  # opened after its final GOAWAY
+            h2_connection(self._connection).reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             release_stream()
             return
         fields = dict(headers)
@@ -322,7 +331,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             if not released:
                 released = True
                 release_stream()
-                self._connection.call_ended()
+                self._connection.call_ended(stream_id)
 
         self._inner.accept(stream, headers, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
@@ -406,8 +415,12 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._age_check: asyncio.TimerHandle | None = None
         self._grace_check: asyncio.TimerHandle | None = None
         self._retiring: asyncio.Task[None] | None = None
-        #: The last stream id of the final GOAWAY sent at ``max_connection_age``.
+        #: The last stream id of the final GOAWAY sent at ``max_connection_age`` or in a drain.
         self._last_stream_id: int | None = None
+        #: Why the connection is retired (the GOAWAYs' debug data), once it is.
+        self._retired_for = _MAX_AGE
+        #: In a drain: the streams open when it began that have not ended (see ``drain``).
+        self._drained: set[int] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
@@ -765,20 +778,25 @@ class _LimitedProtocol(protocol.H2Protocol):
     def call_started(self) -> None:
         self._calls += 1
 
-    def call_ended(self) -> None:
+    def call_ended(self, stream_id: int) -> None:
         self._calls -= 1
+        if self._drained:
+            self._drained.discard(stream_id)
+            if not self._drained:
+                self._retire_for_drain()
         if not self._calls:
             self._idle_since = self._loop.time()
-            if self._last_stream_id is not None:  # past its age, and now done
-                self.goaway(ErrorCodes.NO_ERROR, _MAX_AGE)
+            if self._last_stream_id is not None:  # retired (past its age, or drained): done
+                self._retiring = asyncio.ensure_future(self._close_once_left())
 
     def refuses_stream(self, stream_id: int) -> bool:
-        """Whether ``stream_id`` came after the final GOAWAY of ``max_connection_age``."""
+        """Whether ``stream_id`` came after the final GOAWAY (of ``max_connection_age`` or a
+        drain)."""
         return self._last_stream_id is not None and stream_id > self._last_stream_id
 
     def _reached_max_age(self) -> None:
         self._age_check = None
-        if not self.connection.is_closing():
+        if not self.connection.is_closing() and self._retiring is None:
             log.info(
                 "GOAWAY to %s: it reached its max_connection_age with %d call(s) open",
                 format_peer(self.connection.get_peer()),
@@ -786,27 +804,64 @@ class _LimitedProtocol(protocol.H2Protocol):
             )
             self._retiring = asyncio.ensure_future(self._retire())
 
-    async def _retire(self) -> None:
+    def drain(self) -> None:
+        """The server is stopping: once the calls open now have ended (those the client
+        opens later are refused unstarted, ``muxs.server.hooks``), retire the connection
+        (``_retire``): its client sends no more calls to it, and the connection closes
+        after its last call, so no request can reach it as it closes.
+
+        A grpclib client fails every call it holds at any GOAWAY, even one whose reply and
+        trailers it has read (its task has not let go of the stream yet), so the GOAWAYs
+        wait until no call that the server runs is open, and a PING round trip after the
+        last one's trailers (``_retire_for_drain``). A connection already retiring by age
+        goes on as it is."""
+        if self._retiring is not None or self._drained is not None:
+            return
+        self._drained = set(self.processor.streams)
+        if not self._drained:
+            self._retire_for_drain()
+
+    def _retire_for_drain(self) -> None:
+        if not self.connection.is_closing() and self._retiring is None:
+            self._retired_for = _STOPPING
+            self._retiring = asyncio.ensure_future(self._retire(settle_first=True))
+
+    async def _retire(self, *, settle_first: bool = False) -> None:
         """grpc-go's graceful GOAWAY: streams the client opens before it reads the first one
         are still served; after a PING round trip, the second one names the last of them.
-        Then the calls open get ``max_connection_age_grace`` to end."""
+        Then the calls open get ``max_connection_age_grace`` to end (at its age; in a drain,
+        the server's ``shutdown_grace`` applies). With ``settle_first``, a PING round trip
+        comes first: the client has read every reply sent so far before the first GOAWAY."""
+        if settle_first:
+            with contextlib.suppress(GRPCError):  # no PING answer in keepalive_timeout: go on
+                await self.settle()
+            if self.connection.is_closing():
+                return
         self._send_goaway_frame(_ANY_STREAM)
-        with contextlib.suppress(GRPCError):  # no PING answer in keepalive_timeout: go on
+        with contextlib.suppress(GRPCError):
             await self.settle()
         if self.connection.is_closing():
             return
         self._last_stream_id = h2_connection(self).highest_inbound_stream_id
         self._send_goaway_frame(self._last_stream_id)
         if not self._calls:
-            self.goaway(ErrorCodes.NO_ERROR, _MAX_AGE)
-        elif self.settings.max_connection_age_grace:
+            await self._close_once_left()
+        elif self.settings.max_connection_age_grace and self._retired_for is _MAX_AGE:
             self._grace_check = self._loop.call_later(
                 self.settings.max_connection_age_grace, self._grace_over
             )
 
+    async def _close_once_left(self) -> None:
+        """Give the client ``HANG_UP_SECONDS`` to close the retired connection, as gRPC
+        clients do once their calls on it have ended, then close it. Closed at once, a call
+        whose reply the client has read but not yet let go of would fail: at the end of its
+        connection a grpclib client fails every call it holds ("Connection lost")."""
+        await asyncio.sleep(HANG_UP_SECONDS)
+        self.goaway(ErrorCodes.NO_ERROR, self._retired_for)
+
     def _send_goaway_frame(self, last_stream_id: int) -> None:
         """A GOAWAY NO_ERROR written past h2, which would stop serving every stream."""
-        frame = GoAwayFrame(0, last_stream_id=last_stream_id, additional_data=_MAX_AGE)
+        frame = GoAwayFrame(0, last_stream_id=last_stream_id, additional_data=self._retired_for)
         self.connection.flush()  # what h2 holds goes first
         self._transport.write(frame.serialize())
 

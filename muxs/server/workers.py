@@ -6,7 +6,8 @@ process for each, which serves its socket. The supervisor keeps every socket ope
 connections that arrive while a worker restarts wait in its backlog instead of being
 refused. A worker that dies is restarted, after a pause that grows while workers keep
 dying young. SIGTERM or SIGINT is passed on to every worker, which drains and exits; the
-supervisor waits for them (killing any still running ``STOP_SLACK`` seconds after their
+supervisor closes its sockets (new connections are refused once the workers have closed
+theirs too) and waits for them (killing any still running ``STOP_SLACK`` seconds after their
 ``shutdown_grace`` is over) and returns.
 
 With ``metrics_port``, the supervisor serves ``/metrics`` for all its workers
@@ -173,6 +174,11 @@ class Supervisor:
         allowed = self._settings.shutdown_grace + STOP_SLACK
         deadline = self._loop.time() + allowed
         self._relay(signum)
+        for slot in self._slots:
+            # The workers stop accepting as they drain: with no copy left open here, a new
+            # connection is refused at once (and sent elsewhere by its client) instead of
+            # waiting in a backlog nobody reads until the supervisor exits.
+            slot.sock.close()
         while self._running():
             try:
                 async with asyncio.timeout_at(deadline):

@@ -11,6 +11,7 @@ its packages (``npm ci``), and this module installs the packages if they are mis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -137,3 +138,31 @@ async def test_a_grpcjs_client_with_compression_calls_every_rpc(
     assert inflated == [encoding] * 18
     # LotsOfGreetings, Read, 3 ReadStream chunks: the replies of 1 KiB or more.
     assert len(compressed_replies) == (0 if server_encoding == "none" else 5)
+
+
+async def test_a_grpcjs_client_loses_no_call_while_a_server_drains(
+    node: str, settings: ServerSettings
+) -> None:
+    """grpc-js calls round robin over two servers while one stops: it sends no call to the
+    stopping one once it has read its GOAWAY, and none is lost as it closes."""
+    async with contextlib.AsyncExitStack() as stopping, serve(settings=settings) as staying:
+        stopped = await stopping.enter_async_context(serve(settings=settings))
+        process = await asyncio.create_subprocess_exec(
+            node,
+            str(CLIENT_DIR / "drain.js"),
+            stopped.target,
+            staying.target,
+            str(PROTO),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        assert process.stdout is not None
+        assert await asyncio.wait_for(process.stdout.readline(), 60) == b"ready\n"
+        await stopping.aclose()  # drains while grpc-js keeps calling
+        process.stdin.write(b"stopped\n")
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    answer = json.loads(out.splitlines()[-1])
+    assert answer["lost"] == []
+    assert answer["replies"] >= 80

@@ -115,3 +115,26 @@ async def test_hurry_cuts_the_grace_period_short(settings: ServerSettings) -> No
     finally:
         channel.close()
     assert cut.value.status is StatusCode.UNAVAILABLE
+
+
+async def test_a_grpclib_clients_last_call_ends_intact_before_the_drain_retires_it(
+    settings: ServerSettings,
+) -> None:
+    """A plain grpclib client fails every call it holds at a GOAWAY, even one whose trailers
+    it read with it: the drain's first GOAWAY waits for a PING round trip after the last
+    call's trailers (written with them, this call failed: "Connection lost")."""
+    entered = serve(settings=settings)
+    running = await entered.__aenter__()
+    channel = Channel("127.0.0.1", running.port)  # grpclib's own, not the SDK's
+    names = Names()
+    try:
+        async with Client(running.target, channel=channel).bidi_hello(names) as replies:
+            names.send("early")
+            assert (await anext(replies)).message == "Hello, early!"
+            leaving = await start_leaving(entered, channel)
+            names.send("late")
+            names.send(None)  # the call ends: its trailers, then the connection's retirement
+            assert [reply.message async for reply in replies] == ["Hello, late!"]
+        await asyncio.wait_for(leaving, 10)
+    finally:
+        channel.close()
