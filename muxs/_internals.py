@@ -16,6 +16,7 @@ server's reaches take grpclib's server objects as arguments and import nothing o
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import re
@@ -342,6 +343,141 @@ def acknowledge_once_a_turn(stream: Stream) -> None:
     acknowledge = stream.buffer._ack_callback
     taken = _summed_once_a_turn(lambda sizes: acknowledge(sizes[None]))
     stream.buffer._ack_callback = functools.partial(taken, None)
+
+
+class DirectBuffer:
+    """grpclib's ``Buffer`` (a stream's received DATA, which ``recv_data`` reads) without its
+    ``asyncio.Queue``: a frame received is appended to a deque, and a read that has the
+    bytes it asks for takes them without awaiting anything; one that lacks them waits once,
+    until they are all there (grpclib's reader is woken, and awaits the queue again, for
+    every frame). Frames are acknowledged as grpclib's ``Buffer`` does: each when a read
+    takes it, so a peer can send no more than its flow-control window ahead of the reader;
+    a read waiting for more takes (and acknowledges) each frame as it comes.
+
+    One difference, a fix: an empty DATA frame (no data, no padding) is nothing here, where
+    grpclib's ``Buffer`` ends a read that meets one short (an AssertionError: the stream
+    looks truncated) though HTTP/2 allows it anywhere (docs/UPSTREAM.md)."""
+
+    __slots__ = (
+        "_ack_callback",
+        "_acked",
+        "_acked_size",
+        "_eof",
+        "_loop",
+        "_unacked",
+        "_waiter",
+        "_wanted",
+    )
+
+    def __init__(self, ack_callback: Callable[[int], None]) -> None:
+        #: Named as grpclib's ``Buffer`` names it: ``acknowledge_once_a_turn`` sets either's.
+        self._ack_callback = ack_callback
+        self._unacked: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._acked: collections.deque[bytes | memoryview] = collections.deque()
+        self._acked_size = 0
+        self._eof = False
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self._wanted = 0
+
+    def add(self, data: bytes, ack_size: int) -> None:
+        """A DATA frame's ``data``; ``ack_size``, its flow-controlled length, is
+        acknowledged when a read takes it."""
+        if not ack_size:  # an empty frame
+            return
+        if self._waiter is None:
+            self._unacked.append((data, ack_size))
+            return
+        self._take_frame(data, ack_size)  # a read waits: it takes the frame now
+        if self._acked_size >= self._wanted:
+            self._wake()
+
+    def eof(self) -> None:
+        """The stream has ended."""
+        self._eof = True
+        if self._waiter is not None:
+            self._wake()
+
+    async def read(self, size: int) -> bytes:
+        """The next ``size`` bytes; b"" at the end of the stream; AssertionError (as
+        grpclib's ``Buffer``) if the stream ends inside them."""
+        assert size >= 0, "Size can not be negative"
+        if size == 0:
+            return b""
+        while True:
+            unacked = self._unacked
+            while self._acked_size < size and unacked:
+                self._take_frame(*unacked.popleft())
+            if self._acked_size >= size:
+                return self._read_taken(size)
+            if self._eof:
+                if not self._acked_size:
+                    return b""
+                raise AssertionError("Received less data than expected")
+            self._waiter, self._wanted = self._loop.create_future(), size
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def unacked_size(self) -> int:
+        """The flow-controlled bytes of the frames no read took (grpclib's release of the
+        stream acknowledges them); they are dropped."""
+        size = sum(ack_size for _, ack_size in self._unacked)
+        self._unacked.clear()
+        return size
+
+    def _take_frame(self, data: bytes, ack_size: int) -> None:
+        if data:
+            self._acked.append(data)
+            self._acked_size += len(data)
+        self._ack_callback(ack_size)
+
+    def _wake(self) -> None:
+        assert self._waiter is not None
+        if not self._waiter.done():  # not cancelled
+            self._waiter.set_result(None)
+        self._waiter = None
+
+    def _read_taken(self, size: int) -> bytes:
+        """``size`` bytes of the frames taken (there are that many), joined."""
+        self._acked_size -= size
+        acked = self._acked
+        first = acked[0]
+        if len(first) == size:
+            acked.popleft()
+            return bytes(first)  # no copy of a whole frame's bytes
+        if len(first) > size:
+            view = memoryview(first)
+            acked[0] = view[size:]
+            return bytes(view[:size])
+        pieces: list[bytes | memoryview] = []
+        while size:
+            piece = acked[0]
+            if len(piece) <= size:
+                pieces.append(acked.popleft())
+                size -= len(piece)
+            else:
+                view = memoryview(piece)
+                pieces.append(view[:size])
+                acked[0] = view[size:]
+                size = 0
+        return b"".join(pieces)
+
+
+def buffer_data_directly(stream: Stream) -> None:
+    """Have ``stream``'s received DATA kept in a ``DirectBuffer``, acknowledged through the
+    callback grpclib's ``Buffer`` has (set ``acknowledge_once_a_turn`` after this). A buffer
+    that holds something already (never, when grpclib's server has just made the stream) is
+    left as it is."""
+    # Relies on: grpclib.protocol.Stream.buffer, a Buffer fed add(data, ack_size) by
+    # EventsProcessor.process_data_received, eof() by Stream.__ended__, read by recv_data and
+    # asked unacked_size() by release_stream; and Buffer's _ack_callback, _unacked (a Queue)
+    # and _eof.
+    buffer = stream.buffer
+    if buffer._eof or not buffer._unacked.empty():
+        return
+    stream.buffer = DirectBuffer(buffer._ack_callback)  # type: ignore[assignment]
 
 
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
