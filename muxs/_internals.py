@@ -1126,6 +1126,9 @@ def _frame_data(
 #: The states of a stream in which h2 takes a DATA frame as data (in the others it resets
 #: the stream or fails the connection: ``receive_data_directly`` leaves those frames to h2).
 _RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
+_CONNECTION_OPEN = frozenset(
+    {h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN}
+)
 
 
 def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> list[Any]:
@@ -1214,12 +1217,35 @@ def _receive_directly(
     flags: int,
     events: list[Any],
 ) -> None:
-    """What h2's ``_receive_data_frame`` does with an unpadded DATA frame on an open stream."""
+    """What h2's ``_receive_data_frame`` does with an unpadded DATA frame on an open stream:
+    for one that does not end the stream, on an open connection, after the stream's headers
+    (an upload's every frame but its last), what that comes to, without the state machines'
+    look-ups (their states stay as they are)."""
     # Relies on: _receive_data_frame's steps: the connection's RECV_DATA input, its
-    # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data.
-    events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
-    h2_conn._inbound_flow_control_window_manager.window_consumed(len(payload))
-    events += h2_stream.receive_data(payload, bool(flags & END_STREAM), len(payload))[1]
+    # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data (the
+    # stream's RECV_DATA input, its _inbound_window_manager.window_consumed,
+    # _track_content_length, the event's data and flow_controlled_length); and the state
+    # machines' transitions for RECV_DATA in the states taken directly: to the same state,
+    # the stream's through data_received (which checks headers_received, makes the event).
+    size = len(payload)
+    stream_machine = h2_stream.state_machine
+    if (
+        flags & END_STREAM
+        or not stream_machine.headers_received
+        or h2_conn.state_machine.state not in _CONNECTION_OPEN
+    ):
+        events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+        h2_conn._inbound_flow_control_window_manager.window_consumed(size)
+        events += h2_stream.receive_data(payload, bool(flags & END_STREAM), size)[1]
+        return
+    h2_conn._inbound_flow_control_window_manager.window_consumed(size)
+    h2_stream._inbound_window_manager.window_consumed(size)
+    h2_stream._track_content_length(size, False)
+    events.append(
+        h2.events.DataReceived(
+            stream_id=stream_machine.stream_id, data=payload, flow_controlled_length=size
+        )
+    )
 
 
 def _missing(held: bytearray, view: memoryview) -> int:
