@@ -1156,17 +1156,18 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
         held = buffer._data
         if held:  # the rest of a frame h2 holds the start of
             position = min(end, _missing(held, view))
-            held += view[:position]
             h2_stream, flags = None, 0
             if len(held) >= 9:
                 high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(held)
-                if len(held) == 9 + (high << 8 | low):  # whole now
+                if len(held) + position == 9 + (high << 8 | low):  # whole with this part
                     h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
             if h2_stream is not None:
-                payload = bytes(held[9:])
+                with memoryview(held) as start:  # released before h2's buffer is emptied
+                    payload = b"".join((start[9:], view[:position]))
                 del held[:]
                 _receive_directly(h2_conn, h2_stream, payload, flags, events)
             else:
+                held += view[:position]
                 _receive_through_buffer(h2_conn, view[:0], events)
         while end - position >= 9:
             high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(view, position)
@@ -1181,7 +1182,7 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
                 _receive_through_buffer(h2_conn, view[position:frame_end], events)
             position = frame_end
         if position < end:
-            _receive_through_buffer(h2_conn, view[position:], events)
+            _hold_or_receive(h2_conn, view[position:], events)
     except hyperframe.exceptions.InvalidPaddingError as exc:
         h2_conn._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
         raise h2.exceptions.ProtocolError("Received frame with invalid padding.") from exc
@@ -1254,6 +1255,23 @@ def _missing(held: bytearray, view: memoryview) -> int:
     if len(head) < 9:
         return len(view)
     return 9 + int.from_bytes(head[:3], "big") - len(held)
+
+
+def _hold_or_receive(
+    h2_conn: h2.connection.H2Connection, rest: memoryview, events: list[Any]
+) -> None:
+    """The rest of a read, a frame's start: held in h2's buffer as it is when the frame
+    will be taken directly once whole (h2 would parse its header, and make nothing of it
+    until then), else added to h2's buffer as any other data."""
+    # Relies on: the FrameBuffer's add_data appending to _data once the preface is through,
+    # and its __next__ leaving a frame that is not whole in _data (a header within the
+    # frame size raises nothing).
+    if len(rest) >= 9:
+        high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(rest)
+        if _receiving(h2_conn, high << 8 | low, kind, flags, stream_id) is not None:
+            h2_conn.incoming_buffer._data += rest
+            return
+    _receive_through_buffer(h2_conn, rest, events)
 
 
 def _receive_through_buffer(
