@@ -354,9 +354,9 @@ class DirectBuffer:
     takes it, so a peer can send no more than its flow-control window ahead of the reader;
     a read waiting for more takes (and acknowledges) each frame as it comes.
 
-    One difference, a fix: an empty DATA frame (no data, no padding) is nothing here, where
-    grpclib's ``Buffer`` ends a read that meets one short (an AssertionError: the stream
-    looks truncated) though HTTP/2 allows it anywhere (docs/UPSTREAM.md)."""
+    One difference: an empty DATA frame (no data, no padding) adds nothing here, where
+    grpclib's ``Buffer`` ends a read that meets one short (docs/UPSTREAM.md); muxs's server
+    passes none on that does not end its stream (``limits._carries_nothing``)."""
 
     __slots__ = (
         "_ack_callback",

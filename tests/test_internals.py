@@ -974,8 +974,8 @@ async def test_direct_buffer_reads_and_acknowledges_as_grpclibs_buffer() -> None
 
 
 async def test_direct_buffer_takes_an_empty_data_frame_as_nothing() -> None:
-    """grpclib's buffer ends a read that meets an empty DATA frame short (an allowed frame:
-    the message looks truncated); the direct buffer reads on."""
+    """grpclib's buffer ends a read that meets an empty DATA frame short (the message looks
+    truncated); the direct buffer reads on."""
     for buffer in (grpclib.protocol.Buffer(list().append), _internals.DirectBuffer(list().append)):
         buffer.add(b"ab", 2)
         buffer.add(b"", 0)
