@@ -976,7 +976,11 @@ async def test_direct_buffer_reads_and_acknowledges_as_grpclibs_buffer() -> None
 async def test_direct_buffer_takes_an_empty_data_frame_as_nothing() -> None:
     """grpclib's buffer ends a read that meets an empty DATA frame short (the message looks
     truncated); the direct buffer reads on."""
-    for buffer in (grpclib.protocol.Buffer(list().append), _internals.DirectBuffer(list().append)):
+    acknowledged: list[int] = []
+    for buffer in (
+        grpclib.protocol.Buffer(acknowledged.append),
+        _internals.DirectBuffer(acknowledged.append),
+    ):
         buffer.add(b"ab", 2)
         buffer.add(b"", 0)
         buffer.add(b"cd", 2)
@@ -1005,11 +1009,12 @@ async def test_a_fresh_grpclib_stream_gets_a_direct_buffer_acknowledging_as_befo
     acknowledged: list[int] = []
     stream = _ReadStream(acknowledged)
     _internals.buffer_data_directly(stream)  # type: ignore[arg-type]
-    assert isinstance(stream.buffer, _internals.DirectBuffer)
     _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
-    stream.buffer.add(b"x" * 10, 12)
-    stream.buffer.add(b"y" * 10, 10)
-    assert await stream.buffer.read(15) == b"x" * 10 + b"y" * 5
+    buffer: Any = stream.buffer
+    assert isinstance(buffer, _internals.DirectBuffer)
+    buffer.add(b"x" * 10, 12)
+    buffer.add(b"y" * 10, 10)
+    assert await buffer.read(15) == b"x" * 10 + b"y" * 5
     await asyncio.sleep(0)
     assert acknowledged == [22]
 
