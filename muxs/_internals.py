@@ -16,6 +16,7 @@ server's reaches take grpclib's server objects as arguments and import nothing o
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import functools
 import re
@@ -342,6 +343,141 @@ def acknowledge_once_a_turn(stream: Stream) -> None:
     acknowledge = stream.buffer._ack_callback
     taken = _summed_once_a_turn(lambda sizes: acknowledge(sizes[None]))
     stream.buffer._ack_callback = functools.partial(taken, None)
+
+
+class DirectBuffer:
+    """grpclib's ``Buffer`` (a stream's received DATA, which ``recv_data`` reads) without its
+    ``asyncio.Queue``: a frame received is appended to a deque, and a read that has the
+    bytes it asks for takes them without awaiting anything; one that lacks them waits once,
+    until they are all there (grpclib's reader is woken, and awaits the queue again, for
+    every frame). Frames are acknowledged as grpclib's ``Buffer`` does: each when a read
+    takes it, so a peer can send no more than its flow-control window ahead of the reader;
+    a read waiting for more takes (and acknowledges) each frame as it comes.
+
+    One difference: an empty DATA frame (no data, no padding) adds nothing here, where
+    grpclib's ``Buffer`` ends a read that meets one short (docs/UPSTREAM.md); muxs's server
+    passes none on that does not end its stream (``limits._carries_nothing``)."""
+
+    __slots__ = (
+        "_ack_callback",
+        "_acked",
+        "_acked_size",
+        "_eof",
+        "_loop",
+        "_unacked",
+        "_waiter",
+        "_wanted",
+    )
+
+    def __init__(self, ack_callback: Callable[[int], None]) -> None:
+        #: Named as grpclib's ``Buffer`` names it: ``acknowledge_once_a_turn`` sets either's.
+        self._ack_callback = ack_callback
+        self._unacked: collections.deque[tuple[bytes, int]] = collections.deque()
+        self._acked: collections.deque[bytes | memoryview] = collections.deque()
+        self._acked_size = 0
+        self._eof = False
+        self._loop = asyncio.get_running_loop()
+        self._waiter: asyncio.Future[None] | None = None
+        self._wanted = 0
+
+    def add(self, data: bytes, ack_size: int) -> None:
+        """A DATA frame's ``data``; ``ack_size``, its flow-controlled length, is
+        acknowledged when a read takes it."""
+        if not ack_size:  # an empty frame
+            return
+        if self._waiter is None:
+            self._unacked.append((data, ack_size))
+            return
+        self._take_frame(data, ack_size)  # a read waits: it takes the frame now
+        if self._acked_size >= self._wanted:
+            self._wake()
+
+    def eof(self) -> None:
+        """The stream has ended."""
+        self._eof = True
+        if self._waiter is not None:
+            self._wake()
+
+    async def read(self, size: int) -> bytes:
+        """The next ``size`` bytes; b"" at the end of the stream; AssertionError (as
+        grpclib's ``Buffer``) if the stream ends inside them."""
+        assert size >= 0, "Size can not be negative"
+        if size == 0:
+            return b""
+        while True:
+            unacked = self._unacked
+            while self._acked_size < size and unacked:
+                self._take_frame(*unacked.popleft())
+            if self._acked_size >= size:
+                return self._read_taken(size)
+            if self._eof:
+                if not self._acked_size:
+                    return b""
+                raise AssertionError("Received less data than expected")
+            self._waiter, self._wanted = self._loop.create_future(), size
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def unacked_size(self) -> int:
+        """The flow-controlled bytes of the frames no read took (grpclib's release of the
+        stream acknowledges them); they are dropped."""
+        size = sum(ack_size for _, ack_size in self._unacked)
+        self._unacked.clear()
+        return size
+
+    def _take_frame(self, data: bytes, ack_size: int) -> None:
+        if data:
+            self._acked.append(data)
+            self._acked_size += len(data)
+        self._ack_callback(ack_size)
+
+    def _wake(self) -> None:
+        assert self._waiter is not None
+        if not self._waiter.done():  # not cancelled
+            self._waiter.set_result(None)
+        self._waiter = None
+
+    def _read_taken(self, size: int) -> bytes:
+        """``size`` bytes of the frames taken (there are that many), joined."""
+        self._acked_size -= size
+        acked = self._acked
+        first = acked[0]
+        if len(first) == size:
+            acked.popleft()
+            return bytes(first)  # no copy of a whole frame's bytes
+        if len(first) > size:
+            view = memoryview(first)
+            acked[0] = view[size:]
+            return bytes(view[:size])
+        pieces: list[bytes | memoryview] = []
+        while size:
+            piece = acked[0]
+            if len(piece) <= size:
+                pieces.append(acked.popleft())
+                size -= len(piece)
+            else:
+                view = memoryview(piece)
+                pieces.append(view[:size])
+                acked[0] = view[size:]
+                size = 0
+        return b"".join(pieces)
+
+
+def buffer_data_directly(stream: Stream) -> None:
+    """Have ``stream``'s received DATA kept in a ``DirectBuffer``, acknowledged through the
+    callback grpclib's ``Buffer`` has (set ``acknowledge_once_a_turn`` after this). A buffer
+    that holds something already (never, when grpclib's server has just made the stream) is
+    left as it is."""
+    # Relies on: grpclib.protocol.Stream.buffer, a Buffer fed add(data, ack_size) by
+    # EventsProcessor.process_data_received, eof() by Stream.__ended__, read by recv_data and
+    # asked unacked_size() by release_stream; and Buffer's _ack_callback, _unacked (a Queue)
+    # and _eof.
+    buffer = stream.buffer
+    if buffer._eof or not buffer._unacked.empty():
+        return
+    stream.buffer = DirectBuffer(buffer._ack_callback)  # type: ignore[assignment]
 
 
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
@@ -990,6 +1126,9 @@ def _frame_data(
 #: The states of a stream in which h2 takes a DATA frame as data (in the others it resets
 #: the stream or fails the connection: ``receive_data_directly`` leaves those frames to h2).
 _RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
+_CONNECTION_OPEN = frozenset(
+    {h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN}
+)
 
 
 def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> list[Any]:
@@ -1017,17 +1156,18 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
         held = buffer._data
         if held:  # the rest of a frame h2 holds the start of
             position = min(end, _missing(held, view))
-            held += view[:position]
             h2_stream, flags = None, 0
             if len(held) >= 9:
                 high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(held)
-                if len(held) == 9 + (high << 8 | low):  # whole now
+                if len(held) + position == 9 + (high << 8 | low):  # whole with this part
                     h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
             if h2_stream is not None:
-                payload = bytes(held[9:])
+                with memoryview(held) as start:  # released before h2's buffer is emptied
+                    payload = b"".join((start[9:], view[:position]))
                 del held[:]
                 _receive_directly(h2_conn, h2_stream, payload, flags, events)
             else:
+                held += view[:position]
                 _receive_through_buffer(h2_conn, view[:0], events)
         while end - position >= 9:
             high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(view, position)
@@ -1042,7 +1182,7 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
                 _receive_through_buffer(h2_conn, view[position:frame_end], events)
             position = frame_end
         if position < end:
-            _receive_through_buffer(h2_conn, view[position:], events)
+            _hold_or_receive(h2_conn, view[position:], events)
     except hyperframe.exceptions.InvalidPaddingError as exc:
         h2_conn._terminate_connection(h2.errors.ErrorCodes.PROTOCOL_ERROR)
         raise h2.exceptions.ProtocolError("Received frame with invalid padding.") from exc
@@ -1078,12 +1218,35 @@ def _receive_directly(
     flags: int,
     events: list[Any],
 ) -> None:
-    """What h2's ``_receive_data_frame`` does with an unpadded DATA frame on an open stream."""
+    """What h2's ``_receive_data_frame`` does with an unpadded DATA frame on an open stream:
+    for one that does not end the stream, on an open connection, after the stream's headers
+    (an upload's every frame but its last), what that comes to, without the state machines'
+    look-ups (their states stay as they are)."""
     # Relies on: _receive_data_frame's steps: the connection's RECV_DATA input, its
-    # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data.
-    events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
-    h2_conn._inbound_flow_control_window_manager.window_consumed(len(payload))
-    events += h2_stream.receive_data(payload, bool(flags & END_STREAM), len(payload))[1]
+    # _inbound_flow_control_window_manager.window_consumed, then H2Stream.receive_data (the
+    # stream's RECV_DATA input, its _inbound_window_manager.window_consumed,
+    # _track_content_length, the event's data and flow_controlled_length); and the state
+    # machines' transitions for RECV_DATA in the states taken directly: to the same state,
+    # the stream's through data_received (which checks headers_received, makes the event).
+    size = len(payload)
+    stream_machine = h2_stream.state_machine
+    if (
+        flags & END_STREAM
+        or not stream_machine.headers_received
+        or h2_conn.state_machine.state not in _CONNECTION_OPEN
+    ):
+        events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+        h2_conn._inbound_flow_control_window_manager.window_consumed(size)
+        events += h2_stream.receive_data(payload, bool(flags & END_STREAM), size)[1]
+        return
+    h2_conn._inbound_flow_control_window_manager.window_consumed(size)
+    h2_stream._inbound_window_manager.window_consumed(size)
+    h2_stream._track_content_length(size, False)
+    events.append(
+        h2.events.DataReceived(
+            stream_id=stream_machine.stream_id, data=payload, flow_controlled_length=size
+        )
+    )
 
 
 def _missing(held: bytearray, view: memoryview) -> int:
@@ -1092,6 +1255,23 @@ def _missing(held: bytearray, view: memoryview) -> int:
     if len(head) < 9:
         return len(view)
     return 9 + int.from_bytes(head[:3], "big") - len(held)
+
+
+def _hold_or_receive(
+    h2_conn: h2.connection.H2Connection, rest: memoryview, events: list[Any]
+) -> None:
+    """The rest of a read, a frame's start: held in h2's buffer as it is when the frame
+    will be taken directly once whole (h2 would parse its header, and make nothing of it
+    until then), else added to h2's buffer as any other data."""
+    # Relies on: the FrameBuffer's add_data appending to _data once the preface is through,
+    # and its __next__ leaving a frame that is not whole in _data (a header within the
+    # frame size raises nothing).
+    if len(rest) >= 9:
+        high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(rest)
+        if _receiving(h2_conn, high << 8 | low, kind, flags, stream_id) is not None:
+            h2_conn.incoming_buffer._data += rest
+            return
+    _receive_through_buffer(h2_conn, rest, events)
 
 
 def _receive_through_buffer(

@@ -129,29 +129,38 @@ def _read_text_and_number(data: bytes) -> tuple[str, int] | None:
 
 def decode_chunk(data: bytes) -> Chunk:
     """A ``Chunk`` from its encoding: here when it holds only its two fields, else betterproto2."""
+    chunk = plain_chunk(data)
+    return Chunk.parse(data) if chunk is None else chunk
+
+
+def plain_chunk(data: bytes) -> Chunk | None:
+    """A ``Chunk`` when ``data`` holds only its two fields, well formed (the last occurrence
+    of a field wins), its file name UTF-8; else None."""
     values: dict[int, bytes] = {}
     position, end = 0, len(data)
     while position < end:
         key = data[position]
         if key not in (_FILENAME_KEY, _DATA_KEY):
-            return Chunk.parse(data)
+            return None
         size, shift = 0, 0
         while True:  # the field's length, a varint
             position += 1
             if position >= end or shift > 28:
-                return Chunk.parse(data)
+                return None
             size |= (data[position] & 0x7F) << shift
             shift += 7
             if data[position] < 0x80:
                 break
         position += 1
         if position + size > end:
-            return Chunk.parse(data)
-        values[key] = data[position : position + size]  # the last occurrence wins
+            return None
+        values[key] = data[position : position + size]
         position += size
-    return Chunk(
-        filename=values.get(_FILENAME_KEY, b"").decode("utf-8"), data=values.get(_DATA_KEY, b"")
-    )
+    try:
+        filename = values.get(_FILENAME_KEY, b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return Chunk(filename=filename, data=values.get(_DATA_KEY, b""))
 
 
 class MessageCodec(ProtoCodec):

@@ -199,24 +199,24 @@ def test_a_chunk_encodes_as_betterproto2_encodes_it(chunk: Chunk) -> None:
     assert MessageCodec().encode(chunk, Chunk) == bytes(chunk)
 
 
-@pytest.mark.parametrize(
-    "encoded",
-    [
-        b"",
-        b"\x12\x00",
-        bytes(Chunk(data=DATA)),
-        bytes(Chunk(filename="a.bin")),
-        bytes(Chunk(filename="dir/é.bin", data=DATA)),
-        b"\x12\x01b\x0a\x01a",  # fields out of order
-        b"\x12\x01x\x12\x01y\x0a\x01f\x0a\x01g",  # repeated: the last one wins
-        b"\x12\x81\x00z",  # a length with a redundant varint byte
-        b"\x18\x07\x12\x01d",  # an unknown field: betterproto2 keeps it
-        b"\x12\x05abc",  # a length past the end
-        b"\x12\xff\xff\xff\xff\x0f",  # a huge length
-        b"\x0a\x02\xc3(",  # a filename that is not UTF-8
-        b"\x12",  # a truncated length
-    ],
-)
+CHUNKS = [
+    b"",
+    b"\x12\x00",
+    bytes(Chunk(data=DATA)),
+    bytes(Chunk(filename="a.bin")),
+    bytes(Chunk(filename="dir/é.bin", data=DATA)),
+    b"\x12\x01b\x0a\x01a",  # fields out of order
+    b"\x12\x01x\x12\x01y\x0a\x01f\x0a\x01g",  # repeated: the last one wins
+    b"\x12\x81\x00z",  # a length with a redundant varint byte
+    b"\x18\x07\x12\x01d",  # an unknown field: betterproto2 keeps it
+    b"\x12\x05abc",  # a length past the end
+    b"\x12\xff\xff\xff\xff\x0f",  # a huge length
+    b"\x0a\x02\xc3(",  # a filename that is not UTF-8
+    b"\x12",  # a truncated length
+]
+
+
+@pytest.mark.parametrize("encoded", CHUNKS, ids=repr)
 def test_a_chunk_decodes_as_betterproto2_decodes_it(encoded: bytes) -> None:
     try:
         expected = Chunk.parse(encoded)
@@ -228,6 +228,22 @@ def test_a_chunk_decodes_as_betterproto2_decodes_it(encoded: bytes) -> None:
     assert type(decoded) is Chunk
     assert decoded == expected
     assert bytes(decoded) == bytes(expected)  # unknown fields included
+
+
+@pytest.mark.parametrize("encoded", CHUNKS, ids=repr)
+def test_the_server_decodes_a_chunk_as_its_wire_check_and_betterproto2_do(encoded: bytes) -> None:
+    try:
+        muxs.server.codec.check_wire(encoded, Chunk)
+        expected = Chunk.parse(encoded)
+    except Exception:
+        with pytest.raises(GRPCError) as caught:
+            muxs.server.codec.Codec().decode(encoded, Chunk)
+        assert caught.value.status is StatusCode.INTERNAL
+        assert str(caught.value.message).startswith("the request is not a valid muxs.Chunk")
+        return
+    decoded = muxs.server.codec.Codec().decode(encoded, Chunk)
+    assert decoded == expected
+    assert bytes(decoded) == bytes(expected)
 
 
 def test_other_messages_keep_their_own_codec(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import random
 import socket
 import subprocess
 import sys
@@ -906,6 +907,128 @@ async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None
     assert await reading == b"x" * 10 + b"y" * 10
     await asyncio.sleep(0)
     assert acknowledged == [10, 10]
+
+
+_PATTERN = bytes(range(251)) * 200  # bytes that show where they came from
+
+
+def _buffer_script(seed: int) -> list[tuple[str, int]]:
+    """Frames added (with 0-3 bytes of padding, some of them padding only), reads of 1 B to
+    70 KiB, one at a time, and sometimes the stream's end."""
+    rng = random.Random(seed)
+    script: list[tuple[str, int]] = []
+    reading = False
+    for _ in range(rng.randrange(1, 30)):
+        if not reading and rng.random() < 0.4:
+            script.append(("read", rng.choice((1, 5, 100, 16384, 65536, 70000))))
+            reading = True
+        else:
+            script.append(("add", rng.choice((0, 1, 5, 3000, 16384, 40000))))
+        if rng.random() < 0.05:
+            break
+    if rng.random() < 0.5:
+        script.append(("eof", 0))
+    script.append(("read", rng.choice((1, 5, 65536))))
+    return script
+
+
+async def _run_buffer(buffer: Any, acknowledged: list[int], script: Any) -> list[Any]:
+    """What a buffer's reader sees and what it acknowledges, after each step of ``script``
+    and once the event loop has run what it can."""
+    seen: list[Any] = []
+    reading: asyncio.Future[bytes] | None = None
+    sent = 0
+    for step, size in script:
+        if step == "add":
+            padding = size % 4 if size else 1  # a frame of padding only when size is 0
+            buffer.add(_PATTERN[sent % 251 : sent % 251 + size], size + padding)
+            sent += size
+        elif step == "eof":
+            buffer.eof()
+        elif reading is None:
+            reading = asyncio.ensure_future(buffer.read(size))
+        for _ in range(8):
+            await asyncio.sleep(0)
+        if reading is not None and reading.done():
+            error = reading.exception()
+            seen.append(type(error) if error is not None else reading.result())
+            reading = None
+        seen.append(list(acknowledged))
+    if reading is not None:
+        reading.cancel()
+        seen.append("waiting")
+    seen.append(buffer.unacked_size())
+    return seen
+
+
+async def test_direct_buffer_reads_and_acknowledges_as_grpclibs_buffer() -> None:
+    """The same bytes, the same short reads and ends, each frame acknowledged with its
+    flow-controlled size by the same read, and the same left unacknowledged."""
+    for seed in range(400):
+        script = _buffer_script(seed)
+        by_grpclib: list[int] = []
+        by_muxs: list[int] = []
+        expected = await _run_buffer(grpclib.protocol.Buffer(by_grpclib.append), by_grpclib, script)
+        seen = await _run_buffer(_internals.DirectBuffer(by_muxs.append), by_muxs, script)
+        assert seen == expected, (seed, script)
+
+
+async def test_direct_buffer_takes_an_empty_data_frame_as_nothing() -> None:
+    """grpclib's buffer ends a read that meets an empty DATA frame short (the message looks
+    truncated); the direct buffer reads on."""
+    acknowledged: list[int] = []
+    for buffer in (
+        grpclib.protocol.Buffer(acknowledged.append),
+        _internals.DirectBuffer(acknowledged.append),
+    ):
+        buffer.add(b"ab", 2)
+        buffer.add(b"", 0)
+        buffer.add(b"cd", 2)
+        if isinstance(buffer, grpclib.protocol.Buffer):
+            with pytest.raises(AssertionError):
+                await buffer.read(4)
+        else:
+            assert await buffer.read(4) == b"abcd"
+
+
+async def test_a_direct_buffer_read_cancelled_while_waiting_loses_nothing() -> None:
+    acknowledged: list[int] = []
+    buffer = _internals.DirectBuffer(acknowledged.append)
+    buffer.add(b"abc", 3)
+    reading = asyncio.ensure_future(buffer.read(10))
+    await asyncio.sleep(0)
+    reading.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reading
+    buffer.add(b"defgh", 5)
+    assert await buffer.read(8) == b"abcdefgh"
+    assert acknowledged == [3, 5]
+
+
+async def test_a_fresh_grpclib_stream_gets_a_direct_buffer_acknowledging_as_before() -> None:
+    acknowledged: list[int] = []
+    stream = _ReadStream(acknowledged)
+    _internals.buffer_data_directly(stream)  # type: ignore[arg-type]
+    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
+    buffer: Any = stream.buffer
+    assert isinstance(buffer, _internals.DirectBuffer)
+    buffer.add(b"x" * 10, 12)
+    buffer.add(b"y" * 10, 10)
+    assert await buffer.read(15) == b"x" * 10 + b"y" * 5
+    await asyncio.sleep(0)
+    assert acknowledged == [22]
+
+
+async def test_a_grpclib_buffer_holding_data_is_left_as_it_is() -> None:
+    for end in (False, True):
+        stream = _ReadStream([])
+        if end:
+            stream.buffer.eof()
+        else:
+            stream.buffer.add(b"x", 1)
+        buffer = stream.buffer
+        _internals.buffer_data_directly(stream)  # type: ignore[arg-type]
+        assert stream.buffer is buffer
 
 
 class _Writes:

@@ -7,8 +7,9 @@ so a handler could see values its types rule out.
 fields from betterproto2's public field metadata; a request that breaks them, or that
 betterproto2 cannot decode (invalid UTF-8 in a string), is INTERNAL, as gRPC answers a
 request it cannot parse. Messages are then decoded as the SDK's channel decodes them
-(``muxs.encoding``). A ``HelloRequest`` that holds only its two fields, well formed (what
-``check_wire`` passes, read in one walk), is decoded by ``muxs.encoding`` without the check.
+(``muxs.encoding``). A ``HelloRequest`` or a ``Chunk`` that holds only its two fields, well
+formed (what ``check_wire`` passes, read in one walk), is decoded by ``muxs.encoding``
+without the check.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import betterproto2
 from grpclib.const import Status
 from grpclib.exceptions import GRPCError
 
-from muxs.encoding import MessageCodec, plain_request
-from muxs_api.muxs import HelloRequest
+from muxs.encoding import MessageCodec, plain_chunk, plain_request
+from muxs_api.muxs import Chunk, HelloRequest
 
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
 _WIRE_TYPE = {
@@ -127,11 +128,16 @@ class Codec(MessageCodec):
     def decode(self, data: bytes, message_type: Any) -> Any:
         if not issubclass(message_type, betterproto2.Message):  # health and reflection
             return super().decode(data, message_type)
+        # A HelloRequest's or a Chunk's two fields, well formed, are what check_wire passes
+        # (and what betterproto2 decodes); anything else is checked.
         if message_type is HelloRequest:
-            # Its two fields, well formed, are what check_wire passes; anything else is checked.
             request = plain_request(data)
             if request is not None:
                 return request
+        elif message_type is Chunk:
+            chunk = plain_chunk(data)
+            if chunk is not None:
+                return chunk
         try:
             check_wire(data, message_type)
             return super().decode(data, message_type)

@@ -90,6 +90,7 @@ from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
     acknowledge_once_a_turn,
+    buffer_data_directly,
     decode_headers_as_latin1,
     decode_headers_once,
     forget_task,
@@ -314,6 +315,7 @@ class _LimitedHandler(protocol.AbstractHandler):
                 settle=self._connection.settle,
             ),
         )
+        buffer_data_directly(stream)
         acknowledge_once_a_turn(stream)
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
         send_data_directly(stream)

@@ -108,6 +108,33 @@ async def test_a_write_of_many_chunks_lands_whole_with_its_sha256(
     assert temp_files(root_dir) == []
 
 
+def test_a_write_of_parts_lands_whole_however_writev_takes_them(
+    root_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More parts than one writev takes (IOV_MAX), empty ones among them, and a writev
+    that writes at most 1000 bytes a call, cutting parts anywhere."""
+    parts = tuple(bytes([index % 256]) * (index * 37 % 300) for index in range(3000))
+    writev = os.writev
+
+    def short_writev(fd: int, buffers: list[bytes | memoryview]) -> int:
+        assert len(buffers) <= os.sysconf("SC_IOV_MAX")
+        return writev(fd, [b"".join(buffers)[:1000]])
+
+    root = Root(root_dir)
+    try:
+        with root.open_for_replace("f") as new:
+            monkeypatch.setattr(os, "writev", short_writev)
+            new.write(*parts)
+            monkeypatch.setattr(os, "writev", writev)
+            new.write(*parts)
+            new.commit()
+        data = b"".join(parts) * 2
+        assert (new.size, new.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+        assert (root_dir / "f").read_bytes() == data
+    finally:
+        root.close()
+
+
 async def test_an_empty_file_round_trips(client: Client, root_dir: Path) -> None:
     (root_dir / "old").write_bytes(b"old")
     status = await client.write_bytes("old", b"")
