@@ -38,12 +38,15 @@ class CoalescingTransport:
         self._pending: list[bytes] = []
         #: Bytes passed on to the underlying transport so far.
         self.bytes_written = 0
+        #: Writes (of any bytes) made so far.
+        self.writes = 0
         self._lingering = False
         self._loop = asyncio.get_running_loop()
 
     def write(self, data: bytes) -> None:
         if not data:
             return
+        self.writes += 1
         if self._bypass is not None and len(data) >= self._bypass:
             self._pending.append(data)
             self.flush()

@@ -11,10 +11,14 @@ second; a peer that spends a token from an empty bucket is over budget, and
   unknown types, and DATA frames of less than ``EARNED_PER_BYTES`` on streams closed to
   the peer (h2 answers each with RST_STREAM STREAM_CLOSED and gives the connection's
   window back, so nothing else stops them). A well-behaved client sends these in answer
-  to what the server sends it (window updates and BDP pings while it downloads), so every
-  ``EARNED_PER_BYTES`` bytes the server writes to the connection earn one token back; the
-  DATA it had in flight when the server ended a call early is mostly full frames, and
-  only a message's last frame is small.
+  to what the server sends it: window updates for its stream and its connection as each
+  reply arrives (grpcio two a unary call, one a message of a bidi stream), BDP pings
+  while it downloads. So each stream the peer opens earns ``EARNED_PER_STREAM`` tokens
+  back, each write of the server's own (not its answers to control frames)
+  ``EARNED_PER_WRITE`` and every ``EARNED_PER_BYTES`` bytes it writes one (as Envoy
+  allows window updates per stream opened and per DATA frame sent). The DATA a client had
+  in flight when the server ended a call early is mostly full frames, and only a
+  message's last frame is small.
 
 ``FrameScanner.take_turn`` also says how much of a backlog one turn of the event loop feeds
 (``muxs.server.limits``): a turn's work is counted in bytes that h2 parses, and a DATA
@@ -30,6 +34,10 @@ from muxs.frame_layout import ACK, END_STREAM, FRAME_HEADER, PADDED
 
 #: The server writing this many bytes to a connection earns its peer one control frame.
 EARNED_PER_BYTES = 4096
+#: A stream the peer opens (a HEADERS frame) earns it this many control frames.
+EARNED_PER_STREAM = 2
+#: A write of the server's own (a reply's frames) earns its peer this many control frames.
+EARNED_PER_WRITE = 2
 #: What a client sends first, before its first frame (RFC 9113 section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -155,13 +163,19 @@ class FloodGuard:
         #: The frames of the peer's byte stream, as far as they have come.
         self.scanner = FrameScanner()
         self._bytes_credited = 0
+        self._writes_credited = 0
+        #: The writes that were h2's answers to the peer's frames (they earn nothing).
+        self._answers = 0
         #: The small DATA frames (not counted yet) of the last ``over_budget``, per stream.
         self._small_data: Counter[int] = Counter()
 
     def over_budget(self, frames: list[Frame]) -> str | None:
         """The name of the budget ``frames`` (the scanner's, of one turn) exceed, or None."""
         self._small_data.clear()
+        control = self.budgets.get("control_frame_budget")
         for kind, flags, length, stream_id in frames:
+            if kind == _HEADERS and control is not None:
+                control.earn(EARNED_PER_STREAM)
             name = _budget_of(kind, flags, length)
             if not name and kind == _DATA and length < EARNED_PER_BYTES:
                 self._small_data[stream_id] += 1
@@ -173,7 +187,10 @@ class FloodGuard:
     def answered(self, replies: bytes) -> str | None:
         """``replies`` are h2's answers (whole frames) to the frames ``over_budget`` was
         last asked about: the small DATA frames on each stream they reset STREAM_CLOSED
-        were sent on a closed stream and spend a control token each."""
+        were sent on a closed stream and spend a control token each. The server writes
+        ``replies`` in one write, which earns nothing."""
+        if replies:
+            self._answers += 1
         control = self.budgets.get("control_frame_budget")
         if control is None or not self._small_data:
             return None
@@ -183,12 +200,16 @@ class FloodGuard:
                     return "control_frame_budget"
         return None
 
-    def wrote(self, total_bytes: int) -> None:
-        """The server has written ``total_bytes`` to the connection so far: earn tokens."""
+    def wrote(self, total_bytes: int, total_writes: int) -> None:
+        """The server has written ``total_bytes`` to the connection so far, in
+        ``total_writes`` writes (its answers among them): earn tokens."""
         control = self.budgets.get("control_frame_budget")
         earned = (total_bytes - self._bytes_credited) // EARNED_PER_BYTES
+        self._bytes_credited += earned * EARNED_PER_BYTES
+        own_writes = total_writes - self._answers
+        earned += (own_writes - self._writes_credited) * EARNED_PER_WRITE
+        self._writes_credited = own_writes
         if control is not None and earned:
-            self._bytes_credited += earned * EARNED_PER_BYTES
             control.earn(earned)
 
 

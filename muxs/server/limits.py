@@ -489,7 +489,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         connection), as RFC 9113 section 5.5 says; an empty DATA frame that does not end
         its stream is not passed on (grpclib would end the request there). ``frames`` are
         the headers of the frames in ``data``, as the guard's scanner read them."""
-        self._guard.wrote(self._transport.bytes_written)
+        self._guard.wrote(self._transport.bytes_written, self._transport.writes)
         over = self._guard.over_budget(frames)
         if over is not None:
             self._calm_down(over)

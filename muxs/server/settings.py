@@ -156,8 +156,8 @@ class ServerSettings:
     control_frame_budget: int = option(
         1_000,
         "most PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA, small DATA on closed streams "
-        "and unknown frames one connection may send per budget_window, plus one per 4 KiB the "
-        "server writes to it; "
+        "and unknown frames one connection may send per budget_window, plus two per stream it "
+        "opens, two per write of the server's own and one per 4 KiB the server writes to it; "
         "more get GOAWAY ENHANCE_YOUR_CALM; 0: no limit",
     )
     budget_window: float = option(

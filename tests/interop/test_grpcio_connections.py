@@ -237,3 +237,29 @@ async def test_a_grpcio_keepalive_without_calls_permitted_is_never_struck(
         again.end()
         assert (await again.result()).message == greeting([])
         assert only_connection(live_server) is connection
+
+
+def grpcio_calls_back_to_back(channel: grpc.Channel, pb: tuple[Any, Any], calls: int) -> int:
+    """SayHello ``calls`` times, then LotsOfReplies and a BidiHello of ``calls`` messages,
+    each after the last: the replies counted."""
+    pb2, pb2_grpc = pb
+    stub = pb2_grpc.GreeterStub(channel)
+    request = pb2.HelloRequest(name="bob")
+    replies = sum(1 for _ in range(calls) if stub.SayHello(request, timeout=10).message)
+    replies += sum(1 for _ in range(calls // 10) for _ in stub.LotsOfReplies(request, timeout=10))
+    names = (pb2.HelloRequest(name=str(index)) for index in range(calls))
+    return replies + sum(1 for _ in stub.BidiHello(names, timeout=10))
+
+
+@pytest.mark.parametrize("settings", [{"control_frame_budget": 20}], indirect=True)
+async def test_a_grpcio_client_calling_back_to_back_stays_within_the_control_budget(
+    live_server: RunningServer, pb: tuple[Any, Any]
+) -> None:
+    """grpcio updates its windows as each reply comes (two frames a unary call, one a bidi
+    reply): what the server sends earns them, so a busy client is never told to calm down."""
+    with grpc.insecure_channel(live_server.target) as channel:
+        first = await asyncio.to_thread(grpcio_calls_back_to_back, channel, pb, 1)
+        connection = only_connection(live_server)
+        replies = await asyncio.to_thread(grpcio_calls_back_to_back, channel, pb, 300)
+        assert only_connection(live_server) is connection  # never sent a GOAWAY
+    assert (first, replies) == (1 + 0 + 1, 300 + 30 * 10 + 300)

@@ -18,6 +18,8 @@ from muxs.server.budgets import (
     DATA_BYTES_PER_WORK,
     DATA_FRAME_WORK,
     EARNED_PER_BYTES,
+    EARNED_PER_STREAM,
+    EARNED_PER_WRITE,
     PREFACE,
     Budget,
     FloodGuard,
@@ -210,10 +212,43 @@ def test_calls_going_forward_spend_nothing() -> None:
 def test_what_the_server_writes_earns_control_frames_back() -> None:
     pinged = guard(resets=1, control_frames=2)
     assert over_budget(pinged, PING * 2) is None
-    pinged.wrote(EARNED_PER_BYTES - 1)  # not yet a token
+    pinged.wrote(EARNED_PER_BYTES - 1, 0)  # not yet a token
     assert over_budget(pinged, PING) == "control_frame_budget"
-    pinged.wrote(3 * EARNED_PER_BYTES)  # three tokens, capped at two
+    pinged.wrote(3 * EARNED_PER_BYTES, 0)  # three tokens, capped at two
     assert [over_budget(pinged, PING) for _ in range(3)] == [None, None, "control_frame_budget"]
+
+
+WINDOW_UPDATES = (
+    WindowUpdateFrame(0, window_increment=20).serialize()
+    + WindowUpdateFrame(1, window_increment=20).serialize()
+)
+
+
+def test_a_stream_opened_earns_its_window_updates() -> None:
+    """A grpcio client updates its stream's and its connection's window as each reply
+    comes: calls back to back are never over budget, however many."""
+    caller = guard(control_frames=2)
+    headers = HeadersFrame(1, b"\x82", flags=["END_HEADERS"]).serialize()
+    assert EARNED_PER_STREAM >= 2
+    for _ in range(1000):
+        assert over_budget(caller, headers + data(b"x", end=True) + WINDOW_UPDATES) is None
+    assert over_budget(caller, WINDOW_UPDATES) == "control_frame_budget"
+
+
+def test_the_servers_own_writes_earn_control_frames_and_its_answers_none() -> None:
+    """One reply message a write: a bidi stream's client updates its windows for each."""
+    streaming = guard(control_frames=1)
+    for writes in range(1, 1001):
+        streaming.wrote(0, writes)
+        assert over_budget(streaming, WindowUpdateFrame(1, window_increment=20).serialize()) is None
+    assert EARNED_PER_WRITE >= 2
+    pinged, writes = guard(control_frames=EARNED_PER_WRITE), 0
+    for _ in range(EARNED_PER_WRITE):
+        assert over_budget(pinged, PING) is None
+        writes += 1  # the PING's answer, written
+        assert pinged.answered(PingFrame(0, b"12345678", flags=["ACK"]).serialize()) is None
+    pinged.wrote(0, writes)
+    assert over_budget(pinged, PING) == "control_frame_budget"
 
 
 CLOSED_ON_1 = RstStreamFrame(1, error_code=0x5).serialize()  # h2's answer: STREAM_CLOSED
