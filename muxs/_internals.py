@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import re
 import socket
+import sys
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -304,6 +305,39 @@ def handler_task(handler: AbstractHandler, stream: Stream) -> asyncio.Task[None]
     # Relies on: grpclib.server.Handler._tasks, its task per stream, set in accept().
     task: asyncio.Task[None] = handler._tasks[stream]  # type: ignore[attr-defined]
     return task
+
+
+#: Whether this CPython starts a task eagerly when asked (``eager_start``: Python 3.12+).
+EAGER_TASKS = sys.version_info >= (3, 12)
+
+
+class _EagerTaskLoop:
+    """The loop as grpclib's ``Handler.accept`` sees it in ``accept_eagerly``."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def create_task(self, coro: Any) -> asyncio.Task[Any]:
+        task_type: Any = asyncio.Task  # typeshed's Task has eager_start from 3.12 only
+        task: asyncio.Task[Any] = task_type(coro, loop=self._loop, eager_start=True)
+        return task
+
+
+def accept_eagerly(
+    handler: AbstractHandler, stream: Stream, headers: Any, release_stream: Callable[[], None]
+) -> None:
+    """grpclib's ``handler.accept(stream, headers, release_stream)`` with the call's task
+    started eagerly: its first step runs now, up to its first await that suspends, as with
+    ``asyncio.eager_task_factory`` (only where ``EAGER_TASKS``)."""
+    # Relies on: grpclib.server.Handler.accept making the call's task with
+    # self.loop.create_task(request_handler(...)), and using self.loop for nothing else.
+    inner: Any = handler
+    loop = inner.loop
+    inner.loop = _EagerTaskLoop(loop)
+    try:
+        handler.accept(stream, headers, release_stream)
+    finally:
+        inner.loop = loop
 
 
 def forget_task(handler: AbstractHandler, stream: Stream, task: asyncio.Task[None]) -> None:

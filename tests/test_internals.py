@@ -19,6 +19,7 @@ from typing import Any
 
 import grpclib.client
 import grpclib.config
+import grpclib.encoding.proto
 import grpclib.exceptions
 import grpclib.health.check
 import grpclib.metadata
@@ -248,6 +249,54 @@ def test_the_events_processor_has_a_table_of_handlers_by_event_type() -> None:
 
 def test_the_handler_keeps_a_task_per_stream() -> None:
     assert "self._tasks[stream] = " in source(grpclib.server.Handler.accept)
+
+
+def test_the_handler_makes_its_task_with_its_loop_and_uses_the_loop_for_nothing_else() -> None:
+    assert "self.loop.create_task(request_handler(" in source(grpclib.server.Handler.accept)
+    assert source(grpclib.server.Handler).count("self.loop") == 2  # set, then create_task
+
+
+class _AbortedStream:
+    """Enough of grpclib's HTTP/2 stream for a request grpclib aborts (405: not a POST)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[list[tuple[str, str]], bool]] = []
+        self.closable = False
+
+    async def send_headers(self, headers: list[tuple[str, str]], end_stream: bool = False) -> None:
+        self.sent.append((headers, end_stream))
+
+
+async def _accepted(
+    accept: Any, handler: grpclib.server.Handler
+) -> tuple[_AbortedStream, list[str], asyncio.Task[None]]:
+    """``accept(handler, stream, headers, release)`` for a GET; what ran before it returned."""
+    stream = _AbortedStream()
+    released: list[str] = []
+    accept(handler, stream, [(":method", "GET")], lambda: released.append("released"))
+    task: asyncio.Task[None] = handler._tasks[stream]  # type: ignore[index]
+    return stream, released, task
+
+
+@pytest.mark.skipif(not _internals.EAGER_TASKS, reason="eager tasks: Python 3.12+")
+async def test_a_call_accepted_eagerly_runs_as_grpclibs_task_but_its_first_step_at_once() -> None:
+    def handler() -> grpclib.server.Handler:
+        return grpclib.server.Handler({}, grpclib.encoding.proto.ProtoCodec(), None, None)  # type: ignore[arg-type]
+
+    eager = handler()
+    stream, released, task = await _accepted(_internals.accept_eagerly, eager)
+    assert task.done()  # ran to its end before accept returned
+    assert released == ["released"]
+    assert eager.loop is asyncio.get_running_loop()
+    plain = handler()
+    grpclib_stream, grpclib_released, grpclib_task = await _accepted(
+        grpclib.server.Handler.accept, plain
+    )
+    assert not grpclib_task.done()  # grpclib's own: in the next turn
+    assert not grpclib_released
+    await grpclib_task
+    assert (stream.sent, released) == (grpclib_stream.sent, grpclib_released)
+    assert stream.sent == [([(":status", "405")], True)]
 
 
 def test_the_handler_sweeps_ended_tasks_from_tasks_and_cancelled() -> None:

@@ -83,8 +83,10 @@ from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from muxs._internals import (
+    EAGER_TASKS,
     SHORT_READ,
     StatelessHeaders,
+    accept_eagerly,
     acknowledge_once_a_turn,
     decode_headers_as_latin1,
     decode_headers_once,
@@ -276,6 +278,12 @@ class _LimitedHandler(protocol.AbstractHandler):
     def __init__(self, inner: Handler, connection: _LimitedProtocol) -> None:
         self._inner = inner
         self._connection = connection
+        #: Whether the first call a read opens waits for the read's other events, then starts
+        #: eagerly (``start_deferred``): it runs in the read's turn of the event loop, not the
+        #: next (where the loop's own task factory, which muxs would bypass, is unset).
+        self._eager = EAGER_TASKS and asyncio.get_running_loop().get_task_factory() is None
+        self._deferring = False
+        self._deferred: tuple[protocol.Stream, _Headers, Callable[[], None]] | None = None
 
     def accept(
         self,
@@ -324,7 +332,39 @@ class _LimitedHandler(protocol.AbstractHandler):
                 release_stream()
                 self._connection.call_ended()
 
-        self._inner.accept(stream, headers, release)
+        if self._deferring and self._deferred is None:
+            self._deferred = (stream, headers, release)
+        else:
+            self._start(stream, headers, release, eagerly=False)
+
+    @contextlib.contextmanager
+    def deferring_first_call(self) -> Iterator[None]:
+        """Within: the first call accepted waits; then it starts eagerly, once the events of
+        the read (its request's DATA among them) are processed. One call a read, so that a
+        read that opens many calls runs no more of them in its turn than before."""
+        self._deferring = self._eager
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._deferred is not None:
+                stream, headers, release = self._deferred
+                self._deferred = None
+                self._start(stream, headers, release, eagerly=True)
+
+    def _start(
+        self,
+        stream: protocol.Stream,
+        headers: _Headers,
+        release: Callable[[], None],
+        *,
+        eagerly: bool,
+    ) -> None:
+        """grpclib's start of the call's task, eagerly or not, and its release when it ends."""
+        if eagerly:
+            accept_eagerly(self._inner, stream, headers, release)
+        else:
+            self._inner.accept(stream, headers, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
         # before its first step never runs its body: release when it ends, run or not.
         task = handler_task(self._inner, stream)
@@ -359,10 +399,22 @@ class _LimitedHandler(protocol.AbstractHandler):
             h2.reset_stream(stream.id, ErrorCodes.NO_ERROR)
 
     def cancel(self, stream: protocol.Stream) -> None:
+        if self._deferred is not None and self._deferred[0] is stream:
+            self._drop_deferred()
+            return
         self._inner.cancel(stream)
 
     def close(self) -> None:
+        self._drop_deferred()
         self._inner.close()
+
+    def _drop_deferred(self) -> None:
+        """A deferred call cancelled before it started: as a task cancelled before its first
+        step, it never runs, and its stream is released."""
+        if self._deferred is not None:
+            release = self._deferred[2]
+            self._deferred = None
+            release()
 
 
 class _LimitedProtocol(protocol.H2Protocol):
@@ -376,7 +428,8 @@ class _LimitedProtocol(protocol.H2Protocol):
         live: OpenSockets,
     ) -> None:
         assert isinstance(inner.handler, Handler)
-        super().__init__(_LimitedHandler(inner.handler, self), inner.config, inner.h2_config)
+        self._handler = _LimitedHandler(inner.handler, self)
+        super().__init__(self._handler, inner.config, inner.h2_config)
         self.settings = settings
         self._open = open_
         self._live = live
@@ -509,7 +562,8 @@ class _LimitedProtocol(protocol.H2Protocol):
                 self.connection.ack(event.stream_id, event.flow_controlled_length)
             elif not isinstance(event, h2.events.UnknownFrameReceived):
                 kept.append(event)
-        process_events(self, kept)
+        with self._handler.deferring_first_call():
+            process_events(self, kept)
 
     def _watch_unfinished(self) -> None:
         """Time what the peer has begun and not finished: a frame (the clock restarts
