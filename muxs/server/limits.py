@@ -53,11 +53,15 @@ It releases every stream when its handler's task ends, even a task cancelled (it
 stream reset) before its first step, whose body, and so grpclib's release in its
 ``finally``, never runs (see ``_LimitedHandler.accept``).
 
+On CPython 3.12+, the first call a read opens starts once the read's events are processed,
+as an eager task (``_LimitedHandler.deferring_first_call``): a unary call whose request came
+in one read runs in that read's turn of the event loop, its reply written in the next.
+
 Where this needs grpclib's or h2's internals (how a server makes its connections, its h2
 configuration, the handler's task per stream, let go of as soon as it ends, the connection's
 ``h2`` object, its table of event handlers, the per-stream ``recv_data``; and, for speed, the
 response header blocks and DATA frames it frames itself, the request header blocks it
-decodes once and the request data it acknowledges once a turn: issue 18 in
+decodes once, the request data it acknowledges once a turn and the eager start: issue 18 in
 docs/PERFORMANCE.md), it goes through ``muxs._internals``.
 """
 
@@ -279,8 +283,9 @@ class _LimitedHandler(protocol.AbstractHandler):
         self._inner = inner
         self._connection = connection
         #: Whether the first call a read opens waits for the read's other events, then starts
-        #: eagerly (``start_deferred``): it runs in the read's turn of the event loop, not the
-        #: next (where the loop's own task factory, which muxs would bypass, is unset).
+        #: eagerly (``deferring_first_call``): it runs in the read's turn of the event loop,
+        #: not the next (where the loop has no task factory of its own, which muxs would
+        #: bypass).
         self._eager = EAGER_TASKS and asyncio.get_running_loop().get_task_factory() is None
         self._deferring = False
         self._deferred: tuple[protocol.Stream, _Headers, Callable[[], None]] | None = None
