@@ -16,6 +16,12 @@ second; a peer that spends a token from an empty bucket is over budget, and
   DATA it had in flight when the server ended a call early is mostly full frames, and
   only a message's last frame is small.
 
+The scanner also bounds a request's header block (HEADERS and its CONTINUATION frames),
+which h2 buffers whole before it decodes it: frames of up to 1 MiB (the server's
+SETTINGS_MAX_FRAME_SIZE) and 64 CONTINUATIONs (h2's bound) would let one unfinished block
+hold 64 MiB. A block whose frames announce more than ``MAX_HEADER_BLOCK_BYTES`` is refused
+(``muxs.server.limits``: GOAWAY ENHANCE_YOUR_CALM) from the frame header that crosses it.
+
 ``FrameScanner.take_turn`` also says how much of a backlog one turn of the event loop feeds
 (``muxs.server.limits``): a turn's work is counted in bytes that h2 parses, and a DATA
 frame's payload is copied, not parsed.
@@ -26,10 +32,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from h2.connection import H2Connection
+
 from muxs.frame_layout import ACK, END_STREAM, FRAME_HEADER, PADDED
 
 #: The server writing this many bytes to a connection earns its peer one control frame.
 EARNED_PER_BYTES = 4096
+#: The most bytes a request's header block may take on the wire: twice the header list size
+#: h2 advertises (SETTINGS_MAX_HEADER_LIST_SIZE, 64 KiB). An HPACK encoding is no larger
+#: than the list it encodes (each header counts its name, value and 32 bytes in the list),
+#: so a block within the advertised size is never refused.
+MAX_HEADER_BLOCK_BYTES = 2 * H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE
 #: What a client sends first, before its first frame (RFC 9113 section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
@@ -88,6 +101,8 @@ class FrameScanner:
         self.frames_completed = 0
         #: Whether a header block (HEADERS, then CONTINUATION frames) has begun and not ended.
         self.in_header_block = False
+        #: The bytes the frames of the last header block announced, as far as it has come.
+        self.header_block_bytes = 0
 
     @property
     def mid_frame(self) -> bool:
@@ -133,6 +148,9 @@ class FrameScanner:
             self._kind, self._skip = kind, length
             if kind in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
                 self.in_header_block = not flags & _END_HEADERS
+                self.header_block_bytes = length + (
+                    self.header_block_bytes if kind == _CONTINUATION else 0
+                )
             if not length:
                 self.frames_completed += 1
             if kind == _SETTINGS and flags & ACK:
