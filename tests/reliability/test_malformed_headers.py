@@ -146,6 +146,32 @@ async def test_a_request_without_a_required_pseudo_header_is_reset(
         await assert_serves(conn)
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # Two :path: grpclib routed by the last, a proxy or log may read the first.
+        [*request_headers(SAY_HELLO), (":path", "/muxs.FileController/Delete")],
+        [*request_headers(SAY_HELLO), (":protocol", "websocket")],
+        [("user-agent", "x"), *request_headers(SAY_HELLO)],  # pseudo after regular
+        [*request_headers(SAY_HELLO), ("X-Upper", "v")],
+        [*request_headers(SAY_HELLO), ("connection", "keep-alive")],
+        [*request_headers(SAY_HELLO), ("transfer-encoding", "chunked")],
+    ],
+    ids=["two paths", "unknown pseudo", "pseudo late", "uppercase", "connection", "chunked"],
+)
+async def test_a_malformed_request_is_reset(
+    live_server: RunningServer, headers: list[tuple[str, str]]
+) -> None:
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        conn.h2.config.normalize_outbound_headers = False  # h2 would lowercase and drop fields
+        stream = conn.start(headers)
+        await conn.send(stream, HELLO, end=True)
+        reply = await conn.reply(stream)
+        assert reply.reset == ErrorCodes.PROTOCOL_ERROR
+        assert not reply.headers
+        await assert_serves(conn)
+
+
 @pytest.mark.parametrize("path", ["/muxs.Greeter/", "/muxs.Greeter", "/", "", "//SayHello"])
 async def test_a_path_without_a_method_is_unimplemented(
     live_server: RunningServer, path: str
