@@ -202,6 +202,21 @@ async def test_a_header_block_over_its_bound_is_refused_before_it_is_buffered(
         await assert_serves(conn)
 
 
+async def test_a_header_list_over_its_limit_costs_only_its_connection(
+    live_server: RunningServer,
+) -> None:
+    # 10 000 tiny headers: a block under MAX_HEADER_BLOCK_BYTES, a list over the 64 KiB
+    # SETTINGS_MAX_HEADER_LIST_SIZE (each header counts 32 bytes more), refused by h2.
+    headers = [*request_headers(SAY_HELLO), *((f"x{i}", "v") for i in range(10_000))]
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        conn.start(headers, end=True)
+        await conn.wait_closed()
+        assert conn.goaway is not None
+        assert conn.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        await assert_serves(conn)
+
+
 async def test_a_header_near_the_header_list_limit_is_served(live_server: RunningServer) -> None:
     # h2 advertises SETTINGS_MAX_HEADER_LIST_SIZE 64 KiB: a header block within it is not cut.
     headers = [*request_headers(SAY_HELLO), ("x-large", "v" * 60_000)]
