@@ -23,12 +23,20 @@ second; a peer that spends a token from an empty bucket is over budget, and
 ``FrameScanner.take_turn`` also says how much of a backlog one turn of the event loop feeds
 (``muxs.server.limits``): a turn's work is counted in bytes that h2 parses, and a DATA
 frame's payload is copied, not parsed.
+
+The scanner also bounds a request's header block (HEADERS and its CONTINUATION frames),
+which h2 buffers whole before it decodes it: frames of up to 1 MiB (the server's
+SETTINGS_MAX_FRAME_SIZE) and 64 CONTINUATIONs (h2's bound) would let one unfinished block
+hold 64 MiB. A block whose frames announce more than ``MAX_HEADER_BLOCK_BYTES`` is refused
+(``muxs.server.limits``: GOAWAY ENHANCE_YOUR_CALM) from the frame header that crosses it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+
+from h2.connection import H2Connection
 
 from muxs.frame_layout import ACK, END_STREAM, FRAME_HEADER, PADDED
 
@@ -40,6 +48,11 @@ EARNED_PER_STREAM = 2
 EARNED_PER_WRITE = 2
 #: What a client sends first, before its first frame (RFC 9113 section 3.4).
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: The most bytes a request's header block may take on the wire: twice the header list size
+#: h2 advertises (SETTINGS_MAX_HEADER_LIST_SIZE, 64 KiB). An HPACK encoding is no larger
+#: than the list it encodes (each header counts its name, value and 32 bytes in the list),
+#: so a block within the advertised size is never refused.
+MAX_HEADER_BLOCK_BYTES = 2 * H2Connection.DEFAULT_MAX_HEADER_LIST_SIZE
 
 _HEADER = 9
 _DATA, _PRIORITY, _RST_STREAM, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x2, 0x3, 0x4, 0x6, 0x8
@@ -96,6 +109,8 @@ class FrameScanner:
         self.frames_completed = 0
         #: Whether a header block (HEADERS, then CONTINUATION frames) has begun and not ended.
         self.in_header_block = False
+        #: The bytes the frames of the last header block announced, as far as it has come.
+        self.header_block_bytes = 0
 
     @property
     def mid_frame(self) -> bool:
@@ -141,6 +156,9 @@ class FrameScanner:
             self._kind, self._skip = kind, length
             if kind in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
                 self.in_header_block = not flags & _END_HEADERS
+                self.header_block_bytes = length + (
+                    self.header_block_bytes if kind == _CONTINUATION else 0
+                )
             if not length:
                 self.frames_completed += 1
             if kind == _SETTINGS and flags & ACK:

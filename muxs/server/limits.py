@@ -117,7 +117,7 @@ from muxs.compression import (
     supports,
 )
 from muxs.errors import StatusCode
-from muxs.server.budgets import FloodGuard, Frame
+from muxs.server.budgets import MAX_HEADER_BLOCK_BYTES, FloodGuard, Frame
 from muxs.server.codec import Codec
 from muxs.server.hooks import format_peer
 from muxs.server.pings import TOO_MANY_PINGS, PingPolicy
@@ -493,6 +493,14 @@ class _LimitedProtocol(protocol.H2Protocol):
         over = self._guard.over_budget(frames)
         if over is not None:
             self._calm_down(over)
+            return
+        if self._guard.scanner.header_block_bytes > MAX_HEADER_BLOCK_BYTES:
+            log.warning(
+                "GOAWAY ENHANCE_YOUR_CALM to %s: a header block over %d bytes",
+                format_peer(self.connection.get_peer()),
+                MAX_HEADER_BLOCK_BYTES,
+            )
+            self._enhance_your_calm(b"header block too large")
             return
         self._watch_unfinished()
         try:

@@ -6,7 +6,11 @@ logs "Server error" and the client waits for its own deadline) or answers them U
 (doc/PROTOCOL-HTTP2.md) and grpc-go do (docs/RELIABILITY.md lists each case):
 
 - a request without ``:method``, ``:scheme`` or ``:path`` is not an HTTP/2 request
-  (RFC 9113 section 8.3.1): its stream is reset with PROTOCOL_ERROR (section 8.1.1);
+  (RFC 9113 section 8.3.1), nor one with a pseudo-header twice, one that is not a request's,
+  one after a regular header, a field name with an uppercase letter, or a field that is
+  specific to a connection (section 8.2): its stream is reset with PROTOCOL_ERROR (section
+  8.1.1), as grpc-go does. grpclib has h2 skip these checks, and routed a request with two
+  ``:path`` by the last;
 - a header value outside printable ASCII (gRPC's ASCII-Value, %x20-%x7E; binary values
   travel base64-encoded in ``-bin`` headers), a ``-bin`` value that is not base64 and a
   ``grpc-timeout`` that is not 1 to 8 digits and a unit are INTERNAL, as in grpc-go;
@@ -35,6 +39,13 @@ from muxs.server.deadlines import DEADLINE_SLACK
 
 #: The pseudo-headers every HTTP/2 request carries (RFC 9113 section 8.3.1).
 REQUIRED_PSEUDO_HEADERS = (":method", ":scheme", ":path")
+
+#: The pseudo-headers a request may carry (RFC 9113 section 8.3.1).
+REQUEST_PSEUDO_HEADERS = frozenset({":method", ":scheme", ":path", ":authority"})
+#: Fields HTTP/2 forbids, as they belong to one HTTP/1 connection (RFC 9113 section 8.2.2).
+CONNECTION_FIELDS = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"}
+)
 
 #: The content types of a request grpclib decodes (muxs's codec is protobuf).
 GRPC_CONTENT_TYPES = ("application/grpc", "application/grpc+proto")
@@ -74,7 +85,29 @@ def _refusal(headers: tuple[tuple[str, str], ...]) -> Refusal | None:
             )
         if name.endswith("-bin") and not _base64(value):
             return Refusal(StatusCode.INTERNAL, f"header {name!r} is not base64")
+    malformed = _malformed_field(headers)
+    if malformed is not None:
+        return Refusal(None, malformed)
     return _deadline_refusal([value for name, value in headers if name == "grpc-timeout"])
+
+
+def _malformed_field(headers: tuple[tuple[str, str], ...]) -> str | None:
+    """What makes ``headers`` a malformed HTTP/2 request (RFC 9113 sections 8.2 and 8.3),
+    or None."""
+    pseudo: set[str] = set()
+    regular = False
+    for name, _ in headers:
+        if name.startswith(":"):
+            if name not in REQUEST_PSEUDO_HEADERS or name in pseudo or regular:
+                return f"pseudo-header {name!r} is unknown, repeated or after a regular header"
+            pseudo.add(name)
+            continue
+        regular = True
+        if name != name.lower():
+            return "a header name has an uppercase letter"
+        if name in CONNECTION_FIELDS:
+            return f"header {name!r} is specific to a connection"
+    return None
 
 
 def unknown_method(fields: Mapping[str, str], methods: Container[str]) -> Refusal | None:

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 from h2.errors import ErrorCodes
+from hyperframe.frame import ContinuationFrame, HeadersFrame
 
 from muxs import RunningServer, StatusCode
 from muxs.api import HelloRequest
+from muxs.server.budgets import MAX_HEADER_BLOCK_BYTES
 from tests.rawh2 import RawConnection, Reply, grpc_frame, request_headers
 
 SAY_HELLO = "/muxs.Greeter/SayHello"
@@ -144,9 +146,80 @@ async def test_a_request_without_a_required_pseudo_header_is_reset(
         await assert_serves(conn)
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # Two :path: grpclib routed by the last, a proxy or log may read the first.
+        [*request_headers(SAY_HELLO), (":path", "/muxs.FileController/Delete")],
+        [*request_headers(SAY_HELLO), (":protocol", "websocket")],
+        [("user-agent", "x"), *request_headers(SAY_HELLO)],  # pseudo after regular
+        [*request_headers(SAY_HELLO), ("X-Upper", "v")],
+        [*request_headers(SAY_HELLO), ("connection", "keep-alive")],
+        [*request_headers(SAY_HELLO), ("transfer-encoding", "chunked")],
+    ],
+    ids=["two paths", "unknown pseudo", "pseudo late", "uppercase", "connection", "chunked"],
+)
+async def test_a_malformed_request_is_reset(
+    live_server: RunningServer, headers: list[tuple[str, str]]
+) -> None:
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        conn.h2.config.normalize_outbound_headers = False  # h2 would lowercase and drop fields
+        stream = conn.start(headers)
+        await conn.send(stream, HELLO, end=True)
+        reply = await conn.reply(stream)
+        assert reply.reset == ErrorCodes.PROTOCOL_ERROR
+        assert not reply.headers
+        await assert_serves(conn)
+
+
 @pytest.mark.parametrize("path", ["/muxs.Greeter/", "/muxs.Greeter", "/", "", "//SayHello"])
 async def test_a_path_without_a_method_is_unimplemented(
     live_server: RunningServer, path: str
 ) -> None:
     headers = request_headers(path)
     await assert_status(live_server, headers, StatusCode.UNIMPLEMENTED, "Method not found")
+
+
+async def test_a_header_block_over_its_bound_is_refused_before_it_is_buffered(
+    live_server: RunningServer,
+) -> None:
+    # Frames of up to 1 MiB (the server's SETTINGS_MAX_FRAME_SIZE) and 64 CONTINUATIONs
+    # (h2's bound) let one unfinished header block hold 64 MiB until request_header_timeout.
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        await assert_serves(conn)  # the server's SETTINGS (1 MiB frames) acknowledged
+        stream = conn.h2.get_next_available_stream_id()
+        first = conn.h2.encoder.encode(request_headers(SAY_HELLO))
+        conn.write_raw(HeadersFrame(stream, data=first).serialize())
+        announced = ContinuationFrame(stream, data=b"\0" * MAX_HEADER_BLOCK_BYTES).serialize()
+        conn.write_raw(announced[:1024])  # the body never comes: refused on its frame header
+        await conn.wait_closed()
+        assert conn.goaway is not None
+        assert (conn.goaway.error_code, conn.goaway.additional_data) == (
+            ErrorCodes.ENHANCE_YOUR_CALM,
+            b"header block too large",
+        )
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        await assert_serves(conn)
+
+
+async def test_a_header_list_over_its_limit_costs_only_its_connection(
+    live_server: RunningServer,
+) -> None:
+    # 10 000 tiny headers: a block under MAX_HEADER_BLOCK_BYTES, a list over the 64 KiB
+    # SETTINGS_MAX_HEADER_LIST_SIZE (each header counts 32 bytes more), refused by h2.
+    headers = [*request_headers(SAY_HELLO), *((f"x{i}", "v") for i in range(10_000))]
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        conn.start(headers, end=True)
+        await conn.wait_closed()
+        assert conn.goaway is not None
+        assert conn.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    async with await RawConnection.open(live_server.host, live_server.port) as conn:
+        await assert_serves(conn)
+
+
+async def test_a_header_near_the_header_list_limit_is_served(live_server: RunningServer) -> None:
+    # h2 advertises SETTINGS_MAX_HEADER_LIST_SIZE 64 KiB: a header block within it is not cut.
+    headers = [*request_headers(SAY_HELLO), ("x-large", "v" * 60_000)]
+    reply, conn = await call_with(live_server, headers)
+    async with conn:
+        assert reply.grpc_status == StatusCode.OK.value

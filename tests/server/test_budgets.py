@@ -280,3 +280,16 @@ def test_full_data_frames_on_a_closed_stream_spend_nothing() -> None:
 def test_a_budget_of_zero_is_no_limit() -> None:
     unlimited = guard()
     assert over_budget(unlimited, (RESET + PING) * 10_000) is None
+
+
+def test_the_scanner_counts_a_header_block_from_its_frame_headers() -> None:
+    scanner = FrameScanner()
+    first = HeadersFrame(1, data=b"h" * 100)
+    more = ContinuationFrame(1, data=b"c" * 50)
+    more.flags.add("END_HEADERS")
+    announced = ContinuationFrame(1, data=b"x" * 1000).serialize()[:9]  # its body to come
+    work = 1 << 20  # every byte in one turn
+    scanner.take_turn(memoryview(PREFACE + first.serialize() + more.serialize()), work)
+    assert (scanner.header_block_bytes, scanner.in_header_block) == (150, False)
+    scanner.take_turn(memoryview(first.serialize() + announced), work)
+    assert (scanner.header_block_bytes, scanner.in_header_block) == (1100, True)
