@@ -119,7 +119,7 @@ from muxs.compression import (
 from muxs.errors import StatusCode
 from muxs.server.budgets import MAX_HEADER_BLOCK_BYTES, FloodGuard, Frame
 from muxs.server.codec import Codec
-from muxs.server.hooks import format_peer
+from muxs.server.hooks import OPEN_ENDED, format_peer
 from muxs.server.pings import TOO_MANY_PINGS, PingPolicy
 from muxs.server.refusals import over_limit
 from muxs.server.reply_compression import reply_encoding
@@ -325,7 +325,8 @@ class _LimitedHandler(protocol.AbstractHandler):
             send_replies_with(stream, lambda send_data: CompressingWriter(send_data, encoding))
             response_headers.append(("grpc-encoding", encoding))
         send_headers_statelessly(stream, response_headers, _HEADER_BLOCKS)
-        self._connection.call_started()
+        open_ended = fields.get(":path") in OPEN_ENDED
+        self._connection.call_started(open_ended=open_ended)
         released = False
 
         def release() -> None:
@@ -333,7 +334,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             if not released:
                 released = True
                 release_stream()
-                self._connection.call_ended(stream_id)
+                self._connection.call_ended(stream_id, open_ended=open_ended)
 
         self._inner.accept(stream, headers, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
@@ -392,8 +393,12 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._open = open_
         self._live = live
         self._calls = 0
+        #: Of ``_calls``, those that last as long as the client wants (health watches).
+        self._open_ended = 0
         self._loop = asyncio.get_running_loop()
         self._idle_since = self._loop.time()
+        #: Since when only open-ended calls (or none) have been open.
+        self._settled_since = self._idle_since
         self._idle_check: asyncio.TimerHandle | None = None
         self._pings = itertools.count()
         self._settling: dict[bytes, asyncio.Future[None]] = {}
@@ -734,26 +739,30 @@ class _LimitedProtocol(protocol.H2Protocol):
         grpclib_ack = replace_event_handler(self, h2.events.PingAckReceived, ping_acked)
 
     def _make_room(self) -> bool:
-        """GOAWAY the open connection idle the longest (no call open), if it has been idle
-        for ``handshake_timeout`` or longer, to make room for this one; False if there is
-        none. A connection with a call open is never closed for another.
+        """GOAWAY the open connection idle the longest (no call open but health watches),
+        if it has been idle for ``handshake_timeout`` or longer, to make room for this one;
+        False if there is none. A connection with another call open is never closed for
+        another.
 
-        Peers that connect and do nothing, or that made a call and now keep their
-        connection, cannot lock out everyone else for longer than that.
+        Peers that connect and do nothing, that made a call and now keep their connection,
+        or that hold a health watch on each connection (it lasts as long as they want; its
+        client watches again on a new connection), cannot lock out everyone else for
+        longer than that.
         """
         now = self._loop.time()
         idle = [
             other
             for other in self._open
-            if not other._calls and now - other._idle_since >= self.settings.handshake_timeout
+            if other._calls == other._open_ended
+            and now - other._settled_since >= self.settings.handshake_timeout
         ]
         if not idle:
             return False
-        oldest = min(idle, key=lambda other: other._idle_since)
+        oldest = min(idle, key=lambda other: other._settled_since)
         log.warning(
             "closed a connection from %s idle for %.0fs, to make room: %d are open",
             format_peer(oldest.connection.get_peer()),
-            now - oldest._idle_since,
+            now - oldest._settled_since,
             len(self._open),
         )
         self._open.discard(oldest)
@@ -785,11 +794,15 @@ class _LimitedProtocol(protocol.H2Protocol):
             self, h2.events.RemoteSettingsChanged, settings_received
         )
 
-    def call_started(self) -> None:
+    def call_started(self, *, open_ended: bool = False) -> None:
         self._calls += 1
+        self._open_ended += open_ended
 
-    def call_ended(self, stream_id: int) -> None:
+    def call_ended(self, stream_id: int, *, open_ended: bool = False) -> None:
         self._calls -= 1
+        self._open_ended -= open_ended
+        if self._calls == self._open_ended and not open_ended:
+            self._settled_since = self._loop.time()
         if self._drained:
             self._drained.discard(stream_id)
             if not self._drained:

@@ -146,3 +146,37 @@ async def test_at_max_connections_a_silent_connection_makes_room(settings: Serve
         finally:
             await busy.aclose()
             await silent.aclose()
+
+
+WATCH = "/grpc.health.v1.Health/Watch"
+
+
+async def test_at_max_connections_a_connection_holding_only_a_health_watch_makes_room(
+    settings: ServerSettings,
+) -> None:
+    """A watch lasts as long as its client wants: one on each connection must not lock
+    every other client out (its client watches again on a new connection)."""
+    loop = asyncio.get_running_loop()
+    full = replace(settings, max_connections=2, handshake_timeout=TIMEOUT)
+    async with serve(settings=full) as running:
+        limited = running.server
+        assert isinstance(limited, LimitedServer)
+        watchers = [await RawConnection.open("127.0.0.1", running.port) for _ in range(2)]
+        try:
+            watches = [watcher.start(request_headers(WATCH)) for watcher in watchers]
+            for watcher, stream in zip(watchers, watches, strict=True):
+                await watcher.send(stream, grpc_frame(b""), end=True)  # the whole server
+            replies = [watcher.replies[s] for watcher, s in zip(watchers, watches, strict=True)]
+            await until(lambda: all(reply.data for reply in replies))  # SERVING, both
+            await until(lambda: sum(connection.calls_open for connection in limited.connections) == 2)
+            settled = loop.time()
+            await until(lambda: loop.time() > settled + 2 * TIMEOUT)
+            async with await RawConnection.open("127.0.0.1", running.port) as newcomer:
+                assert (await newcomer.call(SAY_HELLO, grpc_frame(b"\n\x01n"))).grpc_status == 0
+            closed = [watcher for watcher in watchers if watcher.goaway is not None]
+            assert len(closed) == 1
+            assert closed[0].goaway is not None
+            assert closed[0].goaway.additional_data == b"idle, closed to make room"
+        finally:
+            for watcher in watchers:
+                await watcher.aclose()
