@@ -218,9 +218,9 @@ class RequestReader:
         """The message's length, checked against the limit; refuses a compression muxs lacks."""
         if prefix[0] and not supports(self._encoding or ""):
             if self._encoding in (None, "identity"):
+                named = "no grpc-encoding" if self._encoding is None else "grpc-encoding identity"
                 raise GRPCError(
-                    StatusCode.INTERNAL,
-                    "a message is flagged compressed but the call has no grpc-encoding",
+                    StatusCode.INTERNAL, f"a message is flagged compressed but the call has {named}"
                 )
             raise GRPCError(
                 StatusCode.UNIMPLEMENTED,

@@ -258,3 +258,17 @@ async def test_an_incompressible_reply_is_sent_as_it_is(compressing: RunningServ
         [(flag, message)] = framed(reply.data)
         assert not flag
         assert Chunk().parse(message).data == noise
+
+
+@pytest.mark.parametrize(
+    ("encoding", "named"), [(None, "no grpc-encoding"), ("identity", "grpc-encoding identity")]
+)
+async def test_a_message_flagged_compressed_without_a_compression_says_what_the_call_has(
+    live_server: RunningServer, encoding: str | None, named: str
+) -> None:
+    headers = {} if encoding is None else {"grpc_encoding": encoding}
+    async with await raw(live_server) as conn:
+        body = grpc_frame(gzip.compress(b"x"), compressed=True)
+        reply = await conn.call(SAY_HELLO, body, **headers)
+    assert reply.grpc_status == StatusCode.INTERNAL.value
+    assert reply.grpc_message == f"a message is flagged compressed but the call has {named}"

@@ -168,7 +168,7 @@ async def test_at_max_connections_a_connection_holding_only_a_health_watch_makes
                 await watcher.send(stream, grpc_frame(b""), end=True)  # the whole server
             replies = [watcher.replies[s] for watcher, s in zip(watchers, watches, strict=True)]
             await until(lambda: all(reply.data for reply in replies))  # SERVING, both
-            await until(lambda: sum(connection.calls_open for connection in limited.connections) == 2)
+            await until(lambda: sum(open_.calls_open for open_ in limited.connections) == 2)
             settled = loop.time()
             await until(lambda: loop.time() > settled + 2 * TIMEOUT)
             async with await RawConnection.open("127.0.0.1", running.port) as newcomer:
