@@ -1125,9 +1125,12 @@ def _frame_data(
 
 #: The states of a stream in which h2 takes a DATA frame as data (in the others it resets
 #: the stream or fails the connection: ``receive_data_directly`` leaves those frames to h2).
-_RECEIVING = frozenset({h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL})
-_CONNECTION_OPEN = frozenset(
-    {h2.connection.ConnectionState.CLIENT_OPEN, h2.connection.ConnectionState.SERVER_OPEN}
+# Tuples, not sets: a member is found by identity, where a set hashes it (Enum.__hash__, a
+# Python call per DATA frame).
+_RECEIVING = (h2.stream.StreamState.OPEN, h2.stream.StreamState.HALF_CLOSED_LOCAL)
+_CONNECTION_OPEN = (
+    h2.connection.ConnectionState.SERVER_OPEN,
+    h2.connection.ConnectionState.CLIENT_OPEN,
 )
 
 

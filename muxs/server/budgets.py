@@ -153,6 +153,16 @@ class FrameScanner:
             pos += step
             length = high << 8 | low
             frames.append((kind, flags, length, stream_id & 0x7FFFFFFF))
+            if kind == _DATA:
+                spent += DATA_FRAME_WORK - _HEADER + step
+                if 0 < length <= min(end - pos, (work - spent) * DATA_BYTES_PER_WORK):
+                    # The body is all here and within the work: skipped at once (as the
+                    # loop's next pass would).
+                    pos += length
+                    spent += -(-length // DATA_BYTES_PER_WORK)
+                    self._kind, self._skip = kind, 0
+                    self.frames_completed += 1
+                    continue
             self._kind, self._skip = kind, length
             if kind in (_HEADERS, _PUSH_PROMISE, _CONTINUATION):
                 self.in_header_block = not flags & _END_HEADERS
@@ -163,7 +173,8 @@ class FrameScanner:
                 self.frames_completed += 1
             if kind == _SETTINGS and flags & ACK:
                 break  # h2 takes a new SETTINGS_MAX_FRAME_SIZE from its next receive_data
-            spent += step if kind != _DATA else max(0, DATA_FRAME_WORK - _HEADER + step)
+            if kind != _DATA:
+                spent += step
         return pos, frames
 
 

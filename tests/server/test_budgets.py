@@ -132,6 +132,19 @@ def test_a_turn_cuts_a_large_data_frame_by_its_work() -> None:
     assert sum(spans) == len(frame)
 
 
+@pytest.mark.parametrize(
+    ("work", "spans"), [(74, [649] * 3), (73, [585] * 3 + [192]), (75, [650, 650, 647])]
+)
+def test_a_data_frame_is_taken_whole_exactly_when_its_work_fits(
+    work: int, spans: list[int]
+) -> None:
+    """A 640-byte DATA frame is 74 work (64 for its header, 10 for its payload): turns of
+    74 take one each, of 73 cut each (9 + 9 * 64 bytes, then the rest with the next), of 75
+    one and a byte of the next frame's header."""
+    assert DATA_FRAME_WORK + 640 // DATA_BYTES_PER_WORK == 74
+    assert turns(PREFACE + data(b"x" * 640) * 3, work, scanned=len(PREFACE)) == spans
+
+
 def test_a_turn_ends_after_a_settings_acknowledgement() -> None:
     """h2 takes the frame size the ACK acknowledges from its next ``receive_data``: a larger
     DATA frame fed with the ACK would be refused as overlong."""
