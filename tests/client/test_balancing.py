@@ -12,27 +12,11 @@ from typing import cast
 
 import pytest
 
-from muxs import (
-    CallContext,
-    Client,
-    ConfigError,
-    RpcError,
-    ServerProceed,
-    ServerSettings,
-    StatusCode,
-    serve,
-)
+from muxs import Client, ConfigError, RpcError, ServerSettings, StatusCode, serve
 from muxs.server.services.greeter import greeting
+from tests.callers import SayHelloCallers, counting
 from tests.polling import until
 from tests.processes import muxs_process
-
-
-def _counting(calls: Counter[int], index: int):  # type: ignore[no-untyped-def]
-    async def count(call: CallContext, proceed: ServerProceed) -> None:
-        calls[index] += 1
-        await proceed()
-
-    return count
 
 
 async def test_calls_go_round_robin_and_none_is_lost_when_a_server_stops(
@@ -42,7 +26,7 @@ async def test_calls_go_round_robin_and_none_is_lost_when_a_server_stops(
     stacks = [contextlib.AsyncExitStack() for _ in range(3)]
     servers = [
         await stack.enter_async_context(
-            serve(settings=settings, interceptors=[_counting(calls, index)])
+            serve(settings=settings, interceptors=[counting(calls, index)])
         )
         for index, stack in enumerate(stacks)
     ]
@@ -52,28 +36,19 @@ async def test_calls_go_round_robin_and_none_is_lost_when_a_server_stops(
                 await client.say_hello("ann")
             assert calls == Counter({0: 2, 1: 2, 2: 2})
 
-            results: list[str] = []
-            lost: list[RpcError] = []
-
-            async def caller() -> None:
-                while len(results) < 120:
-                    try:
-                        results.append((await client.say_hello("bob")).message)
-                    except RpcError as exc:
-                        lost.append(exc)
-
-            callers = [asyncio.create_task(caller()) for _ in range(4)]
-            await until(lambda: len(results) >= 20)
+            callers = SayHelloCallers(client, enough=120)
+            tasks = [asyncio.create_task(callers.call()) for _ in range(4)]
+            await until(lambda: len(callers.replies) >= 20)
             await stacks[1].aclose()  # drains: its calls in flight finish, later ones fail over
             stopped_at = calls[1]
-            await asyncio.gather(*callers)
+            await asyncio.gather(*tasks)
     finally:
         for stack in stacks:
             await stack.aclose()
-    assert set(results) == {"Hello, bob!"}
+    assert set(callers.replies) == {"Hello, bob!"}
     # The stopped server retires its connections with GOAWAYs before it closes them: its
     # refusals are sent again elsewhere, and no request reaches it as it closes.
-    assert lost == []
+    assert callers.lost == []
     assert calls[1] == stopped_at  # nothing reached the stopped server after it stopped
     assert calls[0] > 20
     assert calls[2] > 20
@@ -124,26 +99,17 @@ async def test_a_server_killed_mid_run_loses_only_the_calls_in_flight_on_it(
         serve(settings=settings) as first,
         serve(settings=settings) as third,
         muxs_process(tmp_path / "killed") as (process, killed),
+        Client([first.target, killed, third.target], timeout=30) as client,
     ):
-        results: list[str] = []
-        lost: list[RpcError] = []
-        async with Client([first.target, killed, third.target], timeout=30) as client:
-
-            async def caller() -> None:
-                while len(results) < 150:
-                    try:
-                        results.append((await client.say_hello("bob")).message)
-                    except RpcError as exc:
-                        lost.append(exc)
-
-            callers = [asyncio.create_task(caller()) for _ in range(4)]
-            await until(lambda: len(results) >= 30)
-            process.kill()  # SIGKILL: no drain, its connection reset
-            await process.wait()
-            await asyncio.gather(*callers)
-    assert set(results) == {"Hello, bob!"}
-    assert len(lost) <= len(callers)  # one call in flight on it per caller, at most
-    assert {exc.status for exc in lost} <= {StatusCode.UNAVAILABLE}
+        callers = SayHelloCallers(client, enough=150)
+        tasks = [asyncio.create_task(callers.call()) for _ in range(4)]
+        await until(lambda: len(callers.replies) >= 30)
+        process.kill()  # SIGKILL: no drain, its connection reset
+        await process.wait()
+        await asyncio.gather(*tasks)
+    assert set(callers.replies) == {"Hello, bob!"}
+    assert len(callers.lost) <= len(tasks)  # one call in flight on it per caller, at most
+    assert {exc.status for exc in callers.lost} <= {StatusCode.UNAVAILABLE}
 
 
 async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_age(
@@ -155,7 +121,7 @@ async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_a
     async with contextlib.AsyncExitStack() as stack:
         servers = [
             await stack.enter_async_context(
-                serve(settings=settings, interceptors=[_counting(calls, index)])
+                serve(settings=settings, interceptors=[counting(calls, index)])
             )
             for index in range(3)
         ]
@@ -170,17 +136,10 @@ async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_a
                 and cast(tuple[object, ...], record.args)[1] != 0
             )
 
-        results: list[str] = []
         streams: list[str] = []
-        lost: list[RpcError] = []
         async with Client([server.target for server in servers], timeout=30) as client:
-
-            async def caller() -> None:
-                while len(results) < 150:
-                    try:
-                        results.append((await client.say_hello("bob")).message)
-                    except RpcError as exc:
-                        lost.append(exc)
+            callers = SayHelloCallers(client, enough=150)
+            lost = callers.lost  # the streams' failures too
 
             async def streamer() -> None:
                 async def names() -> AsyncIterator[str]:
@@ -196,10 +155,10 @@ async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_a
                     except RpcError as exc:
                         lost.append(exc)
 
-            await asyncio.gather(*(caller() for _ in range(4)), streamer(), streamer())
+            await asyncio.gather(*(callers.call() for _ in range(4)), streamer(), streamer())
         assert retired_with_calls_open() >= 3  # each stream waited for one
     assert lost == []
-    assert set(results) == {"Hello, bob!"}
+    assert set(callers.replies) == {"Hello, bob!"}
     assert set(streams) == {greeting(["a", "b"])}
     total = sum(calls.values())
     assert all(calls[index] > total / 6 for index in range(3))  # spread over the three
@@ -212,22 +171,13 @@ async def test_a_server_stopped_by_sigterm_mid_run_loses_no_call(
     async with (
         serve(settings=settings) as first,
         muxs_process(tmp_path / "stopped", "--workers", workers) as (process, stopped),
+        Client([first.target, stopped], timeout=30) as client,
     ):
-        results: list[str] = []
-        lost: list[RpcError] = []
-        async with Client([first.target, stopped], timeout=30) as client:
-
-            async def caller() -> None:
-                while len(results) < 150:
-                    try:
-                        results.append((await client.say_hello("bob")).message)
-                    except RpcError as exc:
-                        lost.append(exc)
-
-            callers = [asyncio.create_task(caller()) for _ in range(4)]
-            await until(lambda: len(results) >= 30)
-            process.send_signal(signal.SIGTERM)  # a drain: GOAWAYs, then its connections close
-            assert await process.wait() == 0
-            await asyncio.gather(*callers)
-    assert lost == []
-    assert set(results) == {"Hello, bob!"}
+        callers = SayHelloCallers(client, enough=150)
+        tasks = [asyncio.create_task(callers.call()) for _ in range(4)]
+        await until(lambda: len(callers.replies) >= 30)
+        process.send_signal(signal.SIGTERM)  # a drain: GOAWAYs, then its connections close
+        assert await process.wait() == 0
+        await asyncio.gather(*tasks)
+    assert callers.lost == []
+    assert set(callers.replies) == {"Hello, bob!"}

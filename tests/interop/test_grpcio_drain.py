@@ -11,20 +11,13 @@ from typing import Any
 
 import grpc
 
-from muxs import CallContext, Client, RpcError, ServerProceed, ServerSettings, serve
+from muxs import Client, ServerSettings, serve
+from tests.callers import SayHelloCallers, counting
 from tests.polling import until
 
 #: The one failure a drain may give a client that does not send calls again: a call that
 #: reached the stopping server before its GOAWAY did, refused unstarted (UNAVAILABLE).
 REFUSED = "the server is shutting down; retry on another server"
-
-
-def _counting(calls: Counter[int], index: int):  # type: ignore[no-untyped-def]
-    async def count(call: CallContext, proceed: ServerProceed) -> None:
-        calls[index] += 1
-        await proceed()
-
-    return count
 
 
 class GrpcioCallers:
@@ -67,44 +60,34 @@ async def test_no_call_is_lost_while_a_server_drains_under_load(
     stacks = [contextlib.AsyncExitStack() for _ in range(2)]
     servers = [
         await stack.enter_async_context(
-            serve(settings=settings, interceptors=[_counting(calls, index)])
+            serve(settings=settings, interceptors=[counting(calls, index)])
         )
         for index, stack in enumerate(stacks)
     ]
     targets = [server.target for server in servers]
-    sdk_replies: list[str] = []
-    sdk_lost: list[RpcError] = []
-    stopping = asyncio.Event()
     try:
         async with Client(targets, timeout=30) as client:
-
-            async def caller() -> None:
-                while not stopping.is_set():
-                    try:
-                        sdk_replies.append((await client.say_hello("bob")).message)
-                    except RpcError as exc:
-                        sdk_lost.append(exc)
-
+            sdk = SayHelloCallers(client)
             grpcio = GrpcioCallers(targets, pb, 4)
             try:
-                callers = [asyncio.create_task(caller()) for _ in range(4)]
-                await until(lambda: len(sdk_replies) >= 40 and len(grpcio.replies) >= 40)
+                tasks = [asyncio.create_task(sdk.call()) for _ in range(4)]
+                await until(lambda: len(sdk.replies) >= 40 and len(grpcio.replies) >= 40)
                 await stacks[0].aclose()  # drains while both clients keep calling
-                stopped_at = (len(sdk_replies), len(grpcio.replies))
+                stopped_at = (len(sdk.replies), len(grpcio.replies))
                 await until(
-                    lambda: len(sdk_replies) >= stopped_at[0] + 40
+                    lambda: len(sdk.replies) >= stopped_at[0] + 40
                     and len(grpcio.replies) >= stopped_at[1] + 40
                 )
-                stopping.set()
-                await asyncio.gather(*callers)
+                sdk.stop()
+                await asyncio.gather(*tasks)
             finally:
                 await grpcio.stop()
     finally:
         for stack in stacks:
             await stack.aclose()
-    lost: list[tuple[str, str | None]] = [(exc.status.name, exc.message) for exc in sdk_lost]
+    lost: list[tuple[str, str | None]] = [(exc.status.name, exc.message) for exc in sdk.lost]
     lost += [(exc.code().name, exc.details()) for exc in grpcio.lost]
     assert lost == []
-    assert set(sdk_replies) == set(grpcio.replies) == {"Hello, bob!"}
+    assert set(sdk.replies) == set(grpcio.replies) == {"Hello, bob!"}
     assert calls[0] > 20
     assert calls[1] > 60
