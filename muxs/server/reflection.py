@@ -11,10 +11,12 @@ private descriptor pool. A hosted service without one is listed but cannot be de
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.descriptor_pb2 import FileDescriptorProto, FileDescriptorSet
 from google.protobuf.descriptor_pool import DescriptorPool
 from google.protobuf.message import DecodeError
@@ -64,11 +66,32 @@ def descriptor_pool(descriptor_sets: Sequence[bytes] = ()) -> DescriptorPool:
     return pool
 
 
+class MethodSymbols:
+    """A descriptor pool whose ``FindFileContainingSymbol`` finds a service's methods too
+    (``muxs.Greeter.SayHello``), as grpc-go's and grpc core's reflection do: protobuf's
+    finds messages, fields, enums and services only, and ``grpcurl describe`` asks for
+    methods by name. Everything else is the pool's."""
+
+    def __init__(self, pool: DescriptorPool) -> None:
+        self._pool = pool
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pool, name)
+
+    def FindFileContainingSymbol(self, symbol: str) -> FileDescriptor:
+        service, _, method = symbol.rpartition(".")
+        with contextlib.suppress(KeyError):
+            found = self._pool.FindServiceByName(service)
+            if method in found.methods_by_name:
+                return found.file
+        return self._pool.FindFileContainingSymbol(symbol)
+
+
 def reflection_services(
     services: Collection[IServable], descriptor_sets: Sequence[bytes] = ()
 ) -> list[IServable]:
     """Reflection v1 and v1alpha, listing ``services`` and themselves, describing what
     muxs's descriptors and ``descriptor_sets`` hold."""
     names = [*(service_name(service) for service in services), *REFLECTION_SERVICES]
-    pool: Any = descriptor_pool(descriptor_sets)
+    pool: Any = MethodSymbols(descriptor_pool(descriptor_sets))
     return _internals.reflection_services(names, pool)

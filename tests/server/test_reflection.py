@@ -81,3 +81,16 @@ async def test_an_unknown_symbol_is_not_found(live_server: RunningServer) -> Non
             reflection_pb2.ServerReflectionRequest(file_containing_symbol="muxs.Nope"),
         )
     assert reply.error_response.error_code == Status.NOT_FOUND.value
+
+
+@pytest.mark.parametrize(("stub", "request_type"), VERSIONS)
+async def test_a_method_is_a_symbol_of_its_services_file(
+    live_server: RunningServer, stub: Any, request_type: Any
+) -> None:
+    """``grpcurl describe muxs.Greeter.SayHello`` asks for the file containing the method."""
+    async with channel_to(live_server) as channel:
+        found = await ask(channel, stub, request_type(file_containing_symbol="muxs.Greeter.Square"))
+        missing = await ask(channel, stub, request_type(file_containing_symbol="muxs.Greeter.Nope"))
+    [serialized] = found.file_descriptor_response.file_descriptor_proto
+    assert FileDescriptorProto.FromString(serialized).name == "muxs.proto"
+    assert missing.error_response.error_code == Status.NOT_FOUND.value
