@@ -70,8 +70,9 @@ class ServerSettings:
     )
     max_message_bytes: int = option(
         4 * 1024 * 1024,
-        "largest request message accepted (refused before it is buffered), and largest file "
-        "a unary Read returns or a unary Write accepts, in bytes",
+        "largest request message accepted (refused before it is buffered), largest reply a "
+        "unary Read sends (its text and a few bytes of framing), and largest file a unary "
+        "Write accepts, in bytes",
     )
     max_stream_replies: int = option(100_000, "largest count a LotsOfReplies call may ask for")
     max_call_seconds: float | None = option(

@@ -315,6 +315,27 @@ async def test_refusals_have_their_status_codes(grpcgo: Path, settings: ServerSe
     )
 
 
+async def test_grpcgo_reads_the_largest_text_whose_reply_fits_its_receive_limit(
+    grpcgo: Path, live_server: RunningServer
+) -> None:
+    """grpc-go receives at most 4 MiB a message by default, muxs's default message limit:
+    the largest text a Read returns is 5 bytes under it (Content's tag and the text's
+    4-byte length). A text 1 to 5 bytes larger was sent, and grpc-go refused it itself
+    ("grpc: received message larger than max (4194309 vs. 4194304)", RESOURCE_EXHAUSTED)."""
+    largest = 4 * 1024 * 1024 - 5
+    (live_server.root / "fits.txt").write_text("x" * largest)
+    (live_server.root / "over.txt").write_text("x" * (largest + 1))
+    read = ("muxs.FileController/Read",)
+    fits = await grpcurl(grpcgo, "-d", '{"filename": "fits.txt"}', live_server.target, *read)
+    over = await grpcurl(grpcgo, "-d", '{"filename": "over.txt"}', live_server.target, *read)
+    assert fits == Outcome(0, as_json({"text": "x" * largest}), "")
+    assert over == failed(
+        StatusCode.FAILED_PRECONDITION,
+        "over.txt does not fit in one 4194304-byte message (the message limit); "
+        "ReadStream reads any size",
+    )
+
+
 async def test_grpcgo_compresses_requests_and_inflates_replies(
     grpcgo: Path,
     settings: ServerSettings,

@@ -20,6 +20,7 @@ from muxs.errors import StatusCode
 from muxs.server.deadlines import IdleLimit
 from muxs.server.hooks import count_bytes_written, send_window
 from muxs.server.refusals import over_limit
+from muxs.server.services.sizes import text_reply_length
 from muxs.server.services.storage_errors import storage_refusals
 from muxs.server.settings import ServerSettings
 from muxs.server.storage import Entry, FileStore, shown
@@ -124,13 +125,16 @@ class FileControllerService(ClosingServerStreams, FileControllerBase):
             reader = await self._storage.open_reader(name)
             try:
                 self._check_read_size(name, reader.size)
-                data = b"" if reader.size > limit else await reader.read(limit + 1)
+                fits = text_reply_length(reader.size) <= limit
+                data = await reader.read(limit + 1) if fits else b""
             finally:
                 await reader.aclose()
-        if reader.size > limit or len(data) > limit:
+        if not fits or text_reply_length(len(data)) > limit:
+            # The reply, not only the text, must fit: clients receive at most the same 4 MiB
+            # by default (grpc-go's and grpcio's limit), framing included.
             raise GRPCError(
                 StatusCode.FAILED_PRECONDITION,
-                f"{shown(name)} is larger than the {limit}-byte message limit; "
+                f"{shown(name)} does not fit in one {limit}-byte message (the message limit); "
                 "ReadStream reads any size",
             )
         return data

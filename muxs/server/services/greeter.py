@@ -12,6 +12,7 @@ from muxs.api import GreeterBase, HelloReply, HelloRequest, Number
 from muxs.errors import StatusCode
 from muxs.server.deadlines import IdleLimit
 from muxs.server.refusals import over_limit
+from muxs.server.services.sizes import text_reply_length
 
 DEFAULT_REPLY_COUNT = 10
 
@@ -29,11 +30,6 @@ def _joiner_length(kept: int) -> int:
     """What a name adds to ``greeting`` beyond its own bytes, after ``kept`` names: the first
     turns ``Hello!`` into ``Hello, !``, the second adds `` and ``, each later one ``, ``."""
     return (2, 5, 2)[min(kept, 2)]
-
-
-def _reply_length(text_bytes: int) -> int:
-    """A HelloReply's encoded size: the field's tag, the text's length (a varint), the text."""
-    return 1 + max(1, (text_bytes.bit_length() + 6) // 7) + text_bytes
 
 
 def _utf8_length(text: str) -> int:
@@ -86,7 +82,7 @@ class GreeterService(ClosingServerStreams, GreeterBase):
         requests = IdleLimit(hello_request_iterator, self._idle)
         while (request := await requests.next()) is not None:
             size += _utf8_length(request.name) + _joiner_length(len(names))
-            if _reply_length(size) > self._max_message_bytes:
+            if text_reply_length(size) > self._max_message_bytes:
                 raise over_limit(
                     "max_message_bytes",
                     f"the greeting would be larger than this server's {self._max_message_bytes}"
