@@ -95,29 +95,28 @@ async def grpcurl(binary: Path, *args: str, stdin: bytes | None = None) -> Outco
 
 @asynccontextmanager
 async def calling(
-    binary: Path, settings: ServerSettings, method: str, *flags: str
-) -> AsyncIterator[tuple[RunningServer, asyncio.subprocess.Process]]:
-    """A muxs server with ``settings``, and the grpc-go client calling its ``method`` with
-    the requests the test writes to its stdin (``-d @``), as it writes them."""
-    async with serve(settings=settings) as server:
-        process = await asyncio.create_subprocess_exec(
-            binary,
-            "-plaintext",
-            "-d",
-            "@",
-            *flags,
-            server.target,
-            method,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        try:
-            yield server, process
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+    binary: Path, server: RunningServer, method: str, *flags: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The grpc-go client calling ``server``'s ``method`` with the requests the test writes
+    to its stdin (``-d @``), as it writes them."""
+    process = await asyncio.create_subprocess_exec(
+        binary,
+        "-plaintext",
+        "-d",
+        "@",
+        *flags,
+        server.target,
+        method,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def ended(process: asyncio.subprocess.Process, *, close_stdin: bool = True) -> Outcome:
@@ -234,6 +233,13 @@ async def test_grpcurl_calls_say_hello_with_json(grpcgo: Path, live_server: Runn
         grpcgo, "-d", '{"name": "you"}', live_server.target, "muxs.Greeter/SayHello"
     )
     assert outcome == Outcome(0, as_json({"message": "Hello, you!"}), "")
+
+
+async def test_grpcurl_checks_health(grpcgo: Path, live_server: RunningServer) -> None:
+    """The health service (grpc-health-probe is a grpc-go client too); an enum in JSON."""
+    request = ("-d", '{"service": "muxs.FileController"}')
+    outcome = await grpcurl(grpcgo, *request, live_server.target, "grpc.health.v1.Health/Check")
+    assert outcome == Outcome(0, as_json({"status": "SERVING"}), "")
 
 
 async def test_grpcurl_over_a_unix_socket(grpcgo: Path, tmp_path: Path) -> None:
@@ -400,6 +406,7 @@ async def read_reply(process: asyncio.subprocess.Process) -> dict[str, object]:
     assert process.stdout is not None
     lines = [await process.stdout.readline()]
     while lines[-1] != b"}\n":
+        assert lines[-1], f"the client ended: {b''.join(lines)!r}, {await ended(process)}"
         lines.append(await process.stdout.readline())
     reply: dict[str, object] = json.loads(b"".join(lines))
     return reply
@@ -412,7 +419,10 @@ async def test_grpcgo_bidi_replies_to_each_request_as_it_comes(
     """Each reply comes before the next request is sent; a SIGINT then cancels the call
     (RST_STREAM CANCEL) while the server waits for the next one."""
     with access_records() as records:
-        async with calling(grpcgo, settings, "muxs.Greeter/BidiHello") as (_, process):
+        async with (
+            serve(settings=settings) as server,
+            calling(grpcgo, server, "muxs.Greeter/BidiHello") as process,
+        ):
             assert process.stdin is not None
             for index, name in enumerate(["a", "b"], 1):
                 process.stdin.write(json.dumps({"name": name}).encode() + b"\n")
@@ -461,7 +471,10 @@ async def test_an_upload_past_its_deadline_leaves_the_file_as_it_was(
     changes, flags, messages = DEADLINES[limit]
     (root_dir / "kept.bin").write_bytes(b"old")
     upload, server_settings = "muxs.FileController/WriteStream", replace(settings, **changes)
-    async with calling(grpcgo, server_settings, upload, *flags) as (_, process):
+    async with (
+        serve(settings=server_settings) as server,
+        calling(grpcgo, server, upload, *flags) as process,
+    ):
         assert process.stdin is not None
         process.stdin.write(chunks(b"new" * 1000, 3000, "kept.bin"))
         await until(lambda: any(root_dir.glob(f"{TEMP_PREFIX}*")))  # under way
@@ -476,13 +489,11 @@ async def test_grpcgo_keepalive_pings_within_the_policy_are_never_punished(
 ) -> None:
     """grpc-go pings every 0.3 s while its call waits (no data either way); the server
     allows a ping every 0.2 s."""
-    async with calling(
-        grpcgo,
-        replace(settings, min_ping_interval=0.2),
-        "muxs.Greeter/BidiHello",
-        "-keepalive-time",
-        "0.3",
-    ) as (server, process):
+    bidi, keepalive = "muxs.Greeter/BidiHello", ("-keepalive-time", "0.3")
+    async with (
+        serve(settings=replace(settings, min_ping_interval=0.2)) as server,
+        calling(grpcgo, server, bidi, *keepalive) as process,
+    ):
         assert process.stdin is not None
         process.stdin.write(b'{"name": "a"}\n')
         assert await read_reply(process) == {"message": "Hello, a!", "index": 1}
@@ -500,13 +511,11 @@ async def test_grpcgo_keepalive_pings_faster_than_the_policy_get_too_many_pings(
 ) -> None:
     """grpc-go pings every 0.1 s while its call waits; the server allows one per 5 s: the
     third strike gets GOAWAY ENHANCE_YOUR_CALM too_many_pings, and the call ends UNAVAILABLE."""
-    async with calling(
-        grpcgo,
-        replace(settings, min_ping_interval=5.0),
-        "muxs.Greeter/BidiHello",
-        "-keepalive-time",
-        "0.1",
-    ) as (server, process):
+    bidi, keepalive = "muxs.Greeter/BidiHello", ("-keepalive-time", "0.1")
+    async with (
+        serve(settings=replace(settings, min_ping_interval=5.0)) as server,
+        calling(grpcgo, server, bidi, *keepalive) as process,
+    ):
         assert process.stdin is not None
         process.stdin.write(b'{"name": "a"}\n')
         assert await read_reply(process) == {"message": "Hello, a!", "index": 1}
@@ -515,3 +524,27 @@ async def test_grpcgo_keepalive_pings_faster_than_the_policy_get_too_many_pings(
         outcome = await ended(process, close_stdin=False)
     assert outcome == failed(StatusCode.UNAVAILABLE, "transport is closing")
     assert connection.ping_policy.strikes == MAX_STRIKES + 1
+
+
+async def test_a_grpcgo_call_in_flight_goes_on_past_its_connections_max_age(
+    grpcgo: Path, settings: ServerSettings
+) -> None:
+    """Past both GOAWAYs of ``max_connection_age`` (last stream 2^31-1 and a PING, then the
+    last stream the server saw), grpc-go's bidi stream is answered and ends OK."""
+    aging = replace(settings, max_connection_age=0.3)
+    async with (
+        serve(settings=aging) as server,
+        calling(grpcgo, server, "muxs.Greeter/BidiHello") as process,
+    ):
+        assert process.stdin is not None
+        process.stdin.write(b'{"name": "a"}\n')
+        assert await read_reply(process) == {"message": "Hello, a!", "index": 1}
+        assert isinstance(server.server, LimitedServer)
+        connections = server.server.connections
+        (connection,) = connections
+        await until(lambda: connection.refuses_stream(2**31 - 1))  # the last GOAWAY is sent
+        process.stdin.write(b'{"name": "b"}\n')
+        assert await read_reply(process) == {"message": "Hello, b!", "index": 2}
+        outcome = await ended(process)
+        await until(lambda: connection not in connections)
+    assert outcome == Outcome(0, "", "")
