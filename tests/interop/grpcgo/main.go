@@ -91,8 +91,10 @@ func dial(ctx context.Context, address string, o options) (*grpc.ClientConn, err
 	}
 	if o.keepalive > 0 {
 		lowerKeepaliveFloor(seconds(o.keepalive))
+		// The ping's answer may take grpc-go's default 20 s (grpcurl waits keepalive-time):
+		// a busy test machine must not pass for a dead server.
 		dialOptions = append(dialOptions, grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time: seconds(o.keepalive), Timeout: seconds(o.keepalive),
+			Time: seconds(o.keepalive), Timeout: 20 * time.Second,
 		}))
 	}
 	return grpc.DialContext(ctx, address, dialOptions...)
