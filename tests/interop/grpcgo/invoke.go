@@ -27,8 +27,8 @@ func (codec) Unmarshal(data []byte, v interface{}) error {
 }
 func (codec) Name() string { return "proto" }
 
-// invoke calls method with the JSON messages read from in (one empty message for a method
-// that takes one and got none), prints each reply, and returns the exit code.
+// invoke calls method with the JSON messages read from in, prints each reply, and returns
+// the exit code.
 func invoke(ctx context.Context, conn *grpc.ClientConn, method protoreflect.MethodDescriptor, in io.Reader, o options) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -65,27 +65,29 @@ func invoke(ctx context.Context, conn *grpc.ClientConn, method protoreflect.Meth
 	}
 }
 
-// send sends each JSON message of in as it is read, then half-closes the call.
+// send sends each JSON message of in as it is read (an empty one to a method that takes one
+// request and got none), then half-closes the call.
 func send(stream grpc.ClientStream, method protoreflect.MethodDescriptor, in io.Reader) {
 	decoder := json.NewDecoder(in)
-	for sent := 0; ; sent++ {
+	sent := 0
+	for ; ; sent++ {
 		var raw json.RawMessage
-		err := decoder.Decode(&raw)
-		if err == io.EOF && (sent > 0 || method.IsStreamingClient()) {
+		if err := decoder.Decode(&raw); err == io.EOF {
 			break
+		} else if err != nil {
+			fail("Error: the requests are not JSON: %v", err)
 		}
 		request := dynamicpb.NewMessage(method.Input())
-		if err == nil {
-			err = protojson.Unmarshal(raw, request)
-		}
-		if err != nil && err != io.EOF {
+		if err := protojson.Unmarshal(raw, request); err != nil {
 			fail("Error: a request is not a %s: %v", method.Input().FullName(), err)
 		}
 		if stream.SendMsg(request) != nil {
-			return // the call is over: its status is the reply's
+			return // the call is over: RecvMsg has its status
 		}
-		if err == io.EOF {
-			break
+	}
+	if sent == 0 && !method.IsStreamingClient() {
+		if stream.SendMsg(dynamicpb.NewMessage(method.Input())) != nil {
+			return
 		}
 	}
 	stream.CloseSend()
