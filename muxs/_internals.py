@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import re
 import socket
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -391,6 +392,19 @@ class DirectBuffer:
         self._take_frame(data, ack_size)  # a read waits: it takes the frame now
         if self._acked_size >= self._wanted:
             self._wake()
+
+    def add_run(self, frames: list[tuple[bytes, int]]) -> None:
+        """``add`` of each frame of ``frames`` (none empty), in order."""
+        if self._waiter is None:
+            self._unacked.extend(frames)
+            return
+        taking = iter(frames)
+        for data, ack_size in taking:  # a read waits: it takes frames until it has its bytes
+            self._take_frame(data, ack_size)
+            if self._acked_size >= self._wanted:
+                self._wake()
+                self._unacked.extend(taking)
+                return
 
     def eof(self) -> None:
         """The stream has ended."""
@@ -1134,6 +1148,59 @@ _CONNECTION_OPEN = (
 )
 
 
+class DataRun:
+    """The DATA frames, none empty, that ``receive_data_directly`` took one after another on
+    one stream: one event in place of their ``DataReceived`` (``events`` makes those), handed
+    to the stream's buffer in one call (``receive_data_runs``)."""
+
+    __slots__ = ("frames", "size", "stream_id")
+
+    def __init__(self, stream_id: int, payload: bytes) -> None:
+        self.stream_id = stream_id
+        #: Each frame's data and its flow-controlled length (the same: no padding).
+        self.frames = [(payload, len(payload))]
+        self.size = len(payload)
+
+    def events(self) -> list[h2.events.DataReceived]:
+        """The events h2 makes of these frames."""
+        return [
+            h2.events.DataReceived(stream_id=self.stream_id, data=data, flow_controlled_length=size)
+            for data, size in self.frames
+        ]
+
+
+def receive_data_runs(protocol: H2Protocol) -> None:
+    """Have grpclib's events processor of ``protocol`` take each ``DataRun`` as it takes
+    the ``DataReceived`` of each of its frames: added to the stream's buffer (in one call to
+    a ``DirectBuffer``), or acknowledged if the stream is gone, and counted."""
+    # Relies on: EventsProcessor.processors (a handler per event class, looked up by
+    # process()), its streams (id -> Stream) and connection, and process_data_received's
+    # steps: stream.buffer.add(data, flow_controlled_length), stream.data_received and
+    # connection.data_received += len(data), connection.ack(stream_id, size) for a stream it
+    # no longer has, connection.last_data_received = time.monotonic().
+    processor = protocol.processor
+    streams = processor.streams
+    connection = processor.connection
+
+    def process_data_run(run: DataRun) -> None:
+        stream = streams.get(run.stream_id)
+        if stream is None:
+            for _, size in run.frames:
+                connection.ack(run.stream_id, size)
+        else:
+            buffer: Any = stream.buffer  # grpclib's Buffer, or a DirectBuffer
+            if type(buffer) is DirectBuffer:
+                buffer.add_run(run.frames)
+            else:
+                for data, size in run.frames:
+                    buffer.add(data, size)
+            stream.data_received += run.size
+        connection.data_received += run.size
+        connection.last_data_received = time.monotonic()
+
+    processor.processors[DataRun] = process_data_run
+
+
 def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> list[Any]:
     """``h2_conn.receive_data(data)``, with each DATA frame that h2 would take as data
     (unpadded, within the frame size, on a stream open to the peer, outside a header block)
@@ -1142,7 +1209,9 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
     ``DataFrame`` is built (its flags, padding and ``repr`` for a trace line nobody reads)
     and its payload is copied once, not three times (into h2's buffer, out of it, into the
     frame). Every other frame goes through h2's buffer as before. With a logger in h2's
-    configuration, or before the client's preface, all of it does."""
+    configuration, or before the client's preface, all of it does. Consecutive frames taken
+    directly on one stream, none of them empty, come as one ``DataRun`` event (in place of
+    their ``DataReceived``; ``receive_data_runs`` has grpclib take it)."""
     # Relies on: H2Connection.receive_data's steps (incoming_buffer.add_data, its
     # max_frame_size set from max_inbound_frame_size, _receive_frame for each frame the
     # FrameBuffer yields, _terminate_connection on a ProtocolError or InvalidPaddingError),
@@ -1245,11 +1314,18 @@ def _receive_directly(
     h2_conn._inbound_flow_control_window_manager.window_consumed(size)
     h2_stream._inbound_window_manager.window_consumed(size)
     h2_stream._track_content_length(size, False)
-    events.append(
-        h2.events.DataReceived(
-            stream_id=stream_machine.stream_id, data=payload, flow_controlled_length=size
+    stream_id = stream_machine.stream_id
+    if not size:
+        events.append(
+            h2.events.DataReceived(stream_id=stream_id, data=payload, flow_controlled_length=0)
         )
-    )
+        return
+    last = events[-1] if events else None
+    if type(last) is DataRun and last.stream_id == stream_id:
+        last.frames.append((payload, size))
+        last.size += size
+    else:
+        events.append(DataRun(stream_id, payload))
 
 
 def _missing(held: bytearray, view: memoryview) -> int:

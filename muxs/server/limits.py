@@ -101,6 +101,7 @@ from muxs._internals import (
     process_events,
     read_requests_with,
     receive_data_directly,
+    receive_data_runs,
     replace_event_handler,
     send_data_directly,
     send_headers_statelessly,
@@ -442,6 +443,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._hear_ping_acks()
         self._await_preface()
         decode_headers_once(h2_connection(self))
+        receive_data_runs(self)
         h2_connection(self).update_settings(
             {
                 SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams,
