@@ -1155,11 +1155,21 @@ class DataRun:
 
     __slots__ = ("frames", "size", "stream_id")
 
-    def __init__(self, stream_id: int, payload: bytes) -> None:
+    def __init__(self, stream_id: int, frames: list[tuple[bytes, int]], size: int) -> None:
         self.stream_id = stream_id
         #: Each frame's data and its flow-controlled length (the same: no padding).
-        self.frames = [(payload, len(payload))]
-        self.size = len(payload)
+        self.frames = frames
+        #: Their length in all.
+        self.size = size
+
+    def joined(self, events: list[Any]) -> None:
+        """Append this run to ``events``, or join it to the run of its stream that ends them."""
+        last = events[-1] if events else None
+        if type(last) is DataRun and last.stream_id == self.stream_id:
+            last.frames += self.frames
+            last.size += self.size
+        else:
+            events.append(self)
 
     def events(self) -> list[h2.events.DataReceived]:
         """The events h2 makes of these frames."""
@@ -1247,6 +1257,9 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
             if frame_end > end:
                 break
             h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
+            if h2_stream is not None and not flags and frame_end > position + 9:
+                position = _receive_run(h2_conn, h2_stream, view, position, events)
+                continue
             if h2_stream is not None:
                 payload = bytes(view[position + 9 : frame_end])
                 _receive_directly(h2_conn, h2_stream, payload, flags, events)
@@ -1320,12 +1333,58 @@ def _receive_directly(
             h2.events.DataReceived(stream_id=stream_id, data=payload, flow_controlled_length=0)
         )
         return
-    last = events[-1] if events else None
-    if type(last) is DataRun and last.stream_id == stream_id:
-        last.frames.append((payload, size))
-        last.size += size
+    DataRun(stream_id, [(payload, size)], size).joined(events)
+
+
+def _receive_run(
+    h2_conn: h2.connection.H2Connection,
+    h2_stream: h2.stream.H2Stream,
+    view: memoryview,
+    position: int,
+    events: list[Any],
+) -> int:
+    """The whole DATA frame at ``position`` (not empty, no flags, on ``h2_stream``, which
+    ``_receiving`` found for it) and the whole frames after it that are alike on the same
+    stream, received as ``_receive_directly`` receives each, but with both windows and the
+    body's length taken down once for all of them when none of them runs out (else frame by
+    frame, so that h2's error is raised at the frame it is raised at); return where they end."""
+    # Relies on: WindowManager.current_window_size (window_consumed raises FlowControlError
+    # once it is below 0), H2Stream._expected_content_length and _actual_content_length
+    # (_track_content_length raises InvalidBodyLengthError once the second is over the first);
+    # and what _receive_directly relies on.
+    stream_id = h2_stream.state_machine.stream_id
+    max_size = h2_conn.incoming_buffer.max_frame_size
+    frames: list[tuple[bytes, int]] = []
+    size, end = 0, len(view)
+    while end - position >= 9:
+        high, low, kind, flags, frame_stream_id = FRAME_HEADER.unpack_from(view, position)
+        length = high << 8 | low
+        frame_end = position + 9 + length
+        if kind or flags or frame_stream_id != stream_id or not 0 < length <= max_size:
+            break
+        if frame_end > end:
+            break
+        frames.append((bytes(view[position + 9 : frame_end]), length))
+        size += length
+        position = frame_end
+    connection_window = h2_conn._inbound_flow_control_window_manager
+    stream_window = h2_stream._inbound_window_manager
+    expected = h2_stream._expected_content_length
+    if (
+        h2_stream.state_machine.headers_received
+        and h2_conn.state_machine.state in _CONNECTION_OPEN
+        and size <= connection_window.current_window_size
+        and size <= stream_window.current_window_size
+        and (expected is None or h2_stream._actual_content_length + size <= expected)
+    ):
+        connection_window.window_consumed(size)
+        stream_window.window_consumed(size)
+        h2_stream._track_content_length(size, False)
+        DataRun(stream_id, frames, size).joined(events)
     else:
-        events.append(DataRun(stream_id, payload))
+        for payload, _ in frames:
+            _receive_directly(h2_conn, h2_stream, payload, 0, events)
+    return position
 
 
 def _missing(held: bytearray, view: memoryview) -> int:

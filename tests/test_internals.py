@@ -35,6 +35,7 @@ import h2.frame_buffer
 import h2.settings
 import h2.stream
 import h2.utilities
+import h2.windows
 import hpack
 import pytest
 from hyperframe import frame as hyperframe_frame
@@ -1163,7 +1164,7 @@ def _client_bytes() -> bytes:
     return sent
 
 
-def _receiving_state(server: Any) -> tuple[Any, ...]:
+def _receiving_state(server: Any, failed: bool = False) -> tuple[Any, ...]:
     streams = tuple(
         (
             stream_id,
@@ -1176,7 +1177,7 @@ def _receiving_state(server: Any) -> tuple[Any, ...]:
     return (
         server.state_machine.state,
         server._inbound_flow_control_window_manager.current_window_size,
-        bytes(server.incoming_buffer._data),
+        b"" if failed else bytes(server.incoming_buffer._data),
         len(server.incoming_buffer._headers_buffer),
         streams,
     )
@@ -1195,15 +1196,23 @@ def _expanded(events: list[Any]) -> list[Any]:
     return expanded
 
 
-def _received_both_ways(sent: bytes, piece: int) -> tuple[list[Any], list[Any]]:
-    """``sent`` fed in pieces of ``piece`` bytes to h2's ``receive_data`` on one server
-    and to ``receive_data_directly`` on another; each piece's events, answers and state
-    compared. (h2's outcome, muxs's): the events, or the ProtocolError raised."""
+def _received_both_ways(
+    sent: bytes, piece: int, *, more_window: int = 0
+) -> tuple[list[Any], list[Any]]:
+    """``sent`` fed, its preface alone and the rest in pieces of ``piece`` bytes, to h2's
+    ``receive_data`` on one server and to ``receive_data_directly`` on another (whose
+    connections have ``more_window``); each piece's events, answers and state compared.
+    (h2's outcome, muxs's): the events, or the ProtocolError raised."""
     by_h2, by_muxs = _server(), _server()
+    for server in (by_h2, by_muxs) if more_window else ():
+        server.increment_flow_control_window(more_window)  # the connection's
+        server.data_to_send()
     theirs: list[Any] = []
     ours: list[Any] = []
-    for start in range(0, len(sent), piece):
-        data = sent[start : start + piece]
+    preface = len(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # the client's, which starts ``sent``
+    pieces = [sent[:preface]]  # alone: h2 takes a piece with (part of) it itself
+    pieces += [sent[start : start + piece] for start in range(preface, len(sent), piece)]
+    for data in pieces:
         for connection, outcome in ((by_h2, theirs), (by_muxs, ours)):
             try:
                 if connection is by_h2:
@@ -1214,8 +1223,10 @@ def _received_both_ways(sent: bytes, piece: int) -> tuple[list[Any], list[Any]]:
             except h2.exceptions.ProtocolError as exc:
                 outcome.append((type(exc).__name__, str(exc)))
         assert by_muxs.data_to_send() == by_h2.data_to_send()
-        assert _receiving_state(by_muxs) == _receiving_state(by_h2)
-        if theirs and theirs[-1][0].endswith("Error"):
+        failed = bool(theirs) and theirs[-1][0].endswith("Error")
+        # After the error, h2's buffer holds the rest of the piece, which it never reads.
+        assert _receiving_state(by_muxs, failed) == _receiving_state(by_h2, failed)
+        if failed:
             break
     return theirs, ours
 
@@ -1253,6 +1264,48 @@ def test_data_h2_refuses_is_refused_the_same(frames: bytes) -> None:
     theirs, ours = _received_both_ways(_preface_and_request() + frames, 1 << 20)
     assert ours == theirs
     assert theirs[-1][0] in ("FrameTooLargeError", "FlowControlError", "ProtocolError")
+
+
+@pytest.mark.parametrize("frames", [1, 3, 5])
+def test_a_run_past_the_announced_content_length_is_refused_as_h2_refuses_it(frames: int) -> None:
+    """A request announcing 3,000 bytes: runs of one and three 1,000-byte frames are taken,
+    one of five is refused at its fourth frame, as h2 refuses it (the fifth not counted)."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [*REQUEST, ("content-length", "3000")])
+    sent = client.data_to_send() + DataFrame(1, data=b"x" * 1000).serialize() * frames
+    theirs, ours = _received_both_ways(sent, 1 << 20)
+    assert ours == theirs
+    refused = theirs[-1][0] == "InvalidBodyLengthError"
+    assert refused == (frames == 5)
+
+
+@pytest.mark.parametrize("window", ["stream", "connection"])
+def test_a_run_past_a_window_is_refused_at_the_frame_h2_refuses(window: str) -> None:
+    """Five 16 KiB frames on a stream whose connection has more window than the stream; or
+    three on each of two streams, which the streams' windows hold and the connection's not."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    client.send_headers(3, REQUEST)
+    sent = client.data_to_send()
+    runs = [(1, 5)] if window == "stream" else [(1, 3), (3, 3)]
+    for stream_id, frames in runs:
+        sent += DataFrame(stream_id, data=b"x" * 16384).serialize() * frames
+    more_window = 1 << 20 if window == "stream" else 0
+    theirs, ours = _received_both_ways(sent, 1 << 20, more_window=more_window)
+    assert ours == theirs
+    assert theirs[-1][0] == "FlowControlError"
+
+
+def test_h2s_windows_and_body_length_refuse_as_a_run_checks_ahead() -> None:
+    consumed = source(h2.windows.WindowManager.window_consumed)
+    assert "self.current_window_size -= size" in consumed
+    assert "if self.current_window_size < 0:" in consumed
+    track = source(h2.stream.H2Stream._track_content_length)
+    assert "self._actual_content_length += length" in track
+    assert "expected = self._expected_content_length" in track
+    assert "if expected < actual:" in track
 
 
 def test_data_received_directly_goes_through_h2_with_a_logger() -> None:
