@@ -494,6 +494,12 @@ def buffer_data_directly(stream: Stream) -> None:
     stream.buffer = DirectBuffer(buffer._ack_callback)  # type: ignore[assignment]
 
 
+def buffer_reads(stream: Stream) -> Callable[[int], Awaitable[bytes]]:
+    """What ``stream.recv_data`` does, without its own coroutine: its buffer's ``read``."""
+    # Relies on: grpclib.protocol.Stream.recv_data being ``return await self.buffer.read(size)``.
+    return stream.buffer.read
+
+
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
     """Have grpclib's client connection ``protocol`` acknowledge the data its calls take once
     a turn of the event loop, summed per stream (as ``acknowledge_once_a_turn`` does for one

@@ -284,6 +284,14 @@ def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None
     assert "await stream.recv_data(message_len)" in body
 
 
+def test_a_stream_receives_data_as_its_buffer_reads_it() -> None:
+    assert source(grpclib.protocol.Stream.recv_data).endswith(
+        "return await self.buffer.read(size)\n"
+    )
+    stream = _ReadStream([])
+    assert _internals.buffer_reads(stream) == stream.buffer.read  # type: ignore[arg-type]
+
+
 def test_a_client_call_makes_its_http2_stream_with_create_stream_then_sends_its_request() -> None:
     body = source(grpclib.client.Stream.send_request)
     assert ".processor.connection" in body
