@@ -316,7 +316,7 @@ class _LimitedHandler(protocol.AbstractHandler):
         read_requests_with(
             stream,
             lambda _: RequestReader(
-                buffer_reads(stream),
+                buffer_reads(stream),  # grpclib's recv_data, without its coroutine
                 max_message_bytes=self._connection.settings.max_message_bytes,
                 client_streaming=method is not None and method.cardinality.client_streaming,
                 encoding=fields.get("grpc-encoding"),
