@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import re
 import socket
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -392,6 +393,19 @@ class DirectBuffer:
         if self._acked_size >= self._wanted:
             self._wake()
 
+    def add_run(self, frames: list[tuple[bytes, int]]) -> None:
+        """``add`` of each frame of ``frames`` (none empty), in order."""
+        if self._waiter is None:
+            self._unacked.extend(frames)
+            return
+        taking = iter(frames)
+        for data, ack_size in taking:  # a read waits: it takes frames until it has its bytes
+            self._take_frame(data, ack_size)
+            if self._acked_size >= self._wanted:
+                self._wake()
+                self._unacked.extend(taking)
+                return
+
     def eof(self) -> None:
         """The stream has ended."""
         self._eof = True
@@ -478,6 +492,12 @@ def buffer_data_directly(stream: Stream) -> None:
     if buffer._eof or not buffer._unacked.empty():
         return
     stream.buffer = DirectBuffer(buffer._ack_callback)  # type: ignore[assignment]
+
+
+def buffer_reads(stream: Stream) -> Callable[[int], Awaitable[bytes]]:
+    """What ``stream.recv_data`` does, without its own coroutine: its buffer's ``read``."""
+    # Relies on: grpclib.protocol.Stream.recv_data being ``return await self.buffer.read(size)``.
+    return stream.buffer.read
 
 
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
@@ -1134,6 +1154,69 @@ _CONNECTION_OPEN = (
 )
 
 
+class DataRun:
+    """The DATA frames, none empty, that ``receive_data_directly`` took one after another on
+    one stream: one event in place of their ``DataReceived`` (``events`` makes those), handed
+    to the stream's buffer in one call (``receive_data_runs``)."""
+
+    __slots__ = ("frames", "size", "stream_id")
+
+    def __init__(self, stream_id: int, frames: list[tuple[bytes, int]], size: int) -> None:
+        self.stream_id = stream_id
+        #: Each frame's data and its flow-controlled length (the same: no padding).
+        self.frames = frames
+        #: Their length in all.
+        self.size = size
+
+    def joined(self, events: list[Any]) -> None:
+        """Append this run to ``events``, or join it to the run of its stream that ends them."""
+        last = events[-1] if events else None
+        if type(last) is DataRun and last.stream_id == self.stream_id:
+            last.frames += self.frames
+            last.size += self.size
+        else:
+            events.append(self)
+
+    def events(self) -> list[h2.events.DataReceived]:
+        """The events h2 makes of these frames."""
+        return [
+            h2.events.DataReceived(stream_id=self.stream_id, data=data, flow_controlled_length=size)
+            for data, size in self.frames
+        ]
+
+
+def receive_data_runs(protocol: H2Protocol) -> None:
+    """Have grpclib's events processor of ``protocol`` take each ``DataRun`` as it takes
+    the ``DataReceived`` of each of its frames: added to the stream's buffer (in one call to
+    a ``DirectBuffer``), or acknowledged if the stream is gone, and counted."""
+    # Relies on: EventsProcessor.processors (a handler per event class, looked up by
+    # process()), its streams (id -> Stream) and connection, and process_data_received's
+    # steps: stream.buffer.add(data, flow_controlled_length), stream.data_received and
+    # connection.data_received += len(data), connection.ack(stream_id, size) for a stream it
+    # no longer has, connection.last_data_received = time.monotonic().
+    processor = protocol.processor
+    streams = processor.streams
+    connection = processor.connection
+
+    def process_data_run(run: DataRun) -> None:
+        stream = streams.get(run.stream_id)
+        if stream is None:
+            for _, size in run.frames:
+                connection.ack(run.stream_id, size)
+        else:
+            buffer: Any = stream.buffer  # grpclib's Buffer, or a DirectBuffer
+            if type(buffer) is DirectBuffer:
+                buffer.add_run(run.frames)
+            else:
+                for data, size in run.frames:
+                    buffer.add(data, size)
+            stream.data_received += run.size
+        connection.data_received += run.size
+        connection.last_data_received = time.monotonic()
+
+    processor.processors[DataRun] = process_data_run
+
+
 def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> list[Any]:
     """``h2_conn.receive_data(data)``, with each DATA frame that h2 would take as data
     (unpadded, within the frame size, on a stream open to the peer, outside a header block)
@@ -1142,7 +1225,9 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
     ``DataFrame`` is built (its flags, padding and ``repr`` for a trace line nobody reads)
     and its payload is copied once, not three times (into h2's buffer, out of it, into the
     frame). Every other frame goes through h2's buffer as before. With a logger in h2's
-    configuration, or before the client's preface, all of it does."""
+    configuration, or before the client's preface, all of it does. Consecutive frames taken
+    directly on one stream, none of them empty, come as one ``DataRun`` event (in place of
+    their ``DataReceived``; ``receive_data_runs`` has grpclib take it)."""
     # Relies on: H2Connection.receive_data's steps (incoming_buffer.add_data, its
     # max_frame_size set from max_inbound_frame_size, _receive_frame for each frame the
     # FrameBuffer yields, _terminate_connection on a ProtocolError or InvalidPaddingError),
@@ -1178,6 +1263,9 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
             if frame_end > end:
                 break
             h2_stream = _receiving(h2_conn, high << 8 | low, kind, flags, stream_id)
+            if h2_stream is not None and not flags and frame_end > position + 9:
+                position = _receive_run(h2_conn, h2_stream, view, position, events)
+                continue
             if h2_stream is not None:
                 payload = bytes(view[position + 9 : frame_end])
                 _receive_directly(h2_conn, h2_stream, payload, flags, events)
@@ -1245,11 +1333,64 @@ def _receive_directly(
     h2_conn._inbound_flow_control_window_manager.window_consumed(size)
     h2_stream._inbound_window_manager.window_consumed(size)
     h2_stream._track_content_length(size, False)
-    events.append(
-        h2.events.DataReceived(
-            stream_id=stream_machine.stream_id, data=payload, flow_controlled_length=size
+    stream_id = stream_machine.stream_id
+    if not size:
+        events.append(
+            h2.events.DataReceived(stream_id=stream_id, data=payload, flow_controlled_length=0)
         )
-    )
+        return
+    DataRun(stream_id, [(payload, size)], size).joined(events)
+
+
+def _receive_run(
+    h2_conn: h2.connection.H2Connection,
+    h2_stream: h2.stream.H2Stream,
+    view: memoryview,
+    position: int,
+    events: list[Any],
+) -> int:
+    """The whole DATA frame at ``position`` (not empty, no flags, on ``h2_stream``, which
+    ``_receiving`` found for it) and the whole frames after it that are alike on the same
+    stream, received as ``_receive_directly`` receives each, but with both windows and the
+    body's length taken down once for all of them when none of them runs out (else frame by
+    frame, so that h2's error is raised at the frame it is raised at); return where they end."""
+    # Relies on: WindowManager.current_window_size (window_consumed raises FlowControlError
+    # once it is below 0), H2Stream._expected_content_length and _actual_content_length
+    # (_track_content_length raises InvalidBodyLengthError once the second is over the first);
+    # and what _receive_directly relies on.
+    stream_id = h2_stream.state_machine.stream_id
+    max_size = h2_conn.incoming_buffer.max_frame_size
+    frames: list[tuple[bytes, int]] = []
+    size, end = 0, len(view)
+    while end - position >= 9:
+        high, low, kind, flags, frame_stream_id = FRAME_HEADER.unpack_from(view, position)
+        length = high << 8 | low
+        frame_end = position + 9 + length
+        if kind or flags or frame_stream_id != stream_id or not 0 < length <= max_size:
+            break
+        if frame_end > end:
+            break
+        frames.append((bytes(view[position + 9 : frame_end]), length))
+        size += length
+        position = frame_end
+    connection_window = h2_conn._inbound_flow_control_window_manager
+    stream_window = h2_stream._inbound_window_manager
+    expected = h2_stream._expected_content_length
+    if (
+        h2_stream.state_machine.headers_received
+        and h2_conn.state_machine.state in _CONNECTION_OPEN
+        and size <= connection_window.current_window_size
+        and size <= stream_window.current_window_size
+        and (expected is None or h2_stream._actual_content_length + size <= expected)
+    ):
+        connection_window.window_consumed(size)
+        stream_window.window_consumed(size)
+        h2_stream._track_content_length(size, False)
+        DataRun(stream_id, frames, size).joined(events)
+    else:
+        for payload, _ in frames:
+            _receive_directly(h2_conn, h2_stream, payload, 0, events)
+    return position
 
 
 def _missing(held: bytearray, view: memoryview) -> int:

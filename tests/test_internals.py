@@ -35,6 +35,7 @@ import h2.frame_buffer
 import h2.settings
 import h2.stream
 import h2.utilities
+import h2.windows
 import hpack
 import pytest
 from hyperframe import frame as hyperframe_frame
@@ -281,6 +282,14 @@ def test_a_message_is_read_as_a_prefix_then_its_body_through_recv_data() -> None
     body = source(grpclib.stream.recv_message)
     assert "await stream.recv_data(5)" in body
     assert "await stream.recv_data(message_len)" in body
+
+
+def test_a_stream_receives_data_as_its_buffer_reads_it() -> None:
+    assert source(grpclib.protocol.Stream.recv_data).endswith(
+        "return await self.buffer.read(size)\n"
+    )
+    stream = _ReadStream([])
+    assert _internals.buffer_reads(stream) == stream.buffer.read  # type: ignore[arg-type]
 
 
 def test_a_client_call_makes_its_http2_stream_with_create_stream_then_sends_its_request() -> None:
@@ -943,6 +952,16 @@ async def _run_buffer(buffer: Any, acknowledged: list[int], script: Any) -> list
             padding = size % 4 if size else 1  # a frame of padding only when size is 0
             buffer.add(_PATTERN[sent % 251 : sent % 251 + size], size + padding)
             sent += size
+        elif step == "run":  # frames of ``size`` bytes each, none empty, in one call
+            frames = []
+            for piece in (size, size // 2 + 1, 3):
+                frames.append((_PATTERN[sent % 251 : sent % 251 + piece], piece + piece % 4))
+                sent += piece
+            if isinstance(buffer, _internals.DirectBuffer):
+                buffer.add_run(frames)
+            else:
+                for data, ack_size in frames:
+                    buffer.add(data, ack_size)
         elif step == "eof":
             buffer.eof()
         elif reading is None:
@@ -966,6 +985,19 @@ async def test_direct_buffer_reads_and_acknowledges_as_grpclibs_buffer() -> None
     flow-controlled size by the same read, and the same left unacknowledged."""
     for seed in range(400):
         script = _buffer_script(seed)
+        by_grpclib: list[int] = []
+        by_muxs: list[int] = []
+        expected = await _run_buffer(grpclib.protocol.Buffer(by_grpclib.append), by_grpclib, script)
+        seen = await _run_buffer(_internals.DirectBuffer(by_muxs.append), by_muxs, script)
+        assert seen == expected, (seed, script)
+
+
+async def test_a_run_of_frames_is_taken_as_each_of_its_frames_added() -> None:
+    for seed in range(400):
+        script = [
+            ("run", size or 1) if step == "add" else (step, size)
+            for step, size in _buffer_script(seed)
+        ]
         by_grpclib: list[int] = []
         by_muxs: list[int] = []
         expected = await _run_buffer(grpclib.protocol.Buffer(by_grpclib.append), by_grpclib, script)
@@ -1120,7 +1152,11 @@ def _client_bytes() -> bytes:
     for stream_id in (1, 3, 5):
         client.send_headers(stream_id, REQUEST)
     client.send_data(1, b"a" * 16384)
+    client.send_data(1, b"A" * 3000)  # a run of two on one stream
     client.send_data(3, b"")
+    client.send_data(3, b"f" * 20)  # and of three
+    client.send_data(3, b"g" * 30)
+    client.send_data(3, b"h" * 40)
     client.send_data(1, b"b" * 100, pad_length=7)
     client.ping(b"12345678")
     client.send_data(3, b"c" * 5000)
@@ -1136,7 +1172,7 @@ def _client_bytes() -> bytes:
     return sent
 
 
-def _receiving_state(server: Any) -> tuple[Any, ...]:
+def _receiving_state(server: Any, failed: bool = False) -> tuple[Any, ...]:
     streams = tuple(
         (
             stream_id,
@@ -1149,7 +1185,7 @@ def _receiving_state(server: Any) -> tuple[Any, ...]:
     return (
         server.state_machine.state,
         server._inbound_flow_control_window_manager.current_window_size,
-        bytes(server.incoming_buffer._data),
+        b"" if failed else bytes(server.incoming_buffer._data),
         len(server.incoming_buffer._headers_buffer),
         streams,
     )
@@ -1159,27 +1195,46 @@ def _described(event: Any) -> tuple[str, list[tuple[str, str]]]:
     return type(event).__name__, sorted((name, repr(v)) for name, v in vars(event).items())
 
 
-def _received_both_ways(sent: bytes, piece: int) -> tuple[list[Any], list[Any]]:
-    """``sent`` fed in pieces of ``piece`` bytes to h2's ``receive_data`` on one server
-    and to ``receive_data_directly`` on another; each piece's events, answers and state
-    compared. (h2's outcome, muxs's): the events, or the ProtocolError raised."""
+def _expanded(events: list[Any]) -> list[Any]:
+    """``events`` with each ``DataRun`` replaced by the ``DataReceived`` it stands for."""
+    expanded: list[Any] = []
+    for event in events:
+        is_run = isinstance(event, _internals.DataRun)
+        expanded.extend(event.events() if is_run else [event])
+    return expanded
+
+
+def _received_both_ways(
+    sent: bytes, piece: int, *, more_window: int = 0
+) -> tuple[list[Any], list[Any]]:
+    """``sent`` fed, its preface alone and the rest in pieces of ``piece`` bytes, to h2's
+    ``receive_data`` on one server and to ``receive_data_directly`` on another (whose
+    connections have ``more_window``); each piece's events, answers and state compared.
+    (h2's outcome, muxs's): the events, or the ProtocolError raised."""
     by_h2, by_muxs = _server(), _server()
+    for server in (by_h2, by_muxs) if more_window else ():
+        server.increment_flow_control_window(more_window)  # the connection's
+        server.data_to_send()
     theirs: list[Any] = []
     ours: list[Any] = []
-    for start in range(0, len(sent), piece):
-        data = sent[start : start + piece]
+    preface = len(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")  # the client's, which starts ``sent``
+    pieces = [sent[:preface]]  # alone: h2 takes a piece with (part of) it itself
+    pieces += [sent[start : start + piece] for start in range(preface, len(sent), piece)]
+    for data in pieces:
         for connection, outcome in ((by_h2, theirs), (by_muxs, ours)):
             try:
                 if connection is by_h2:
                     events = connection.receive_data(data)
                 else:
-                    events = _internals.receive_data_directly(connection, data)
+                    events = _expanded(_internals.receive_data_directly(connection, data))
                 outcome.extend(_described(event) for event in events)
             except h2.exceptions.ProtocolError as exc:
                 outcome.append((type(exc).__name__, str(exc)))
         assert by_muxs.data_to_send() == by_h2.data_to_send()
-        assert _receiving_state(by_muxs) == _receiving_state(by_h2)
-        if theirs and theirs[-1][0].endswith("Error"):
+        failed = bool(theirs) and theirs[-1][0].endswith("Error")
+        # After the error, h2's buffer holds the rest of the piece, which it never reads.
+        assert _receiving_state(by_muxs, failed) == _receiving_state(by_h2, failed)
+        if failed:
             break
     return theirs, ours
 
@@ -1189,7 +1244,7 @@ def test_data_received_directly_is_what_h2_makes_of_it(piece: int) -> None:
     theirs, ours = _received_both_ways(_client_bytes(), piece)
     assert ours == theirs
     kinds = [kind for kind, _ in theirs]
-    assert kinds.count("DataReceived") == 6
+    assert kinds.count("DataReceived") == 10
     assert "StreamReset" in kinds
     assert "PingReceived" in kinds
 
@@ -1217,6 +1272,48 @@ def test_data_h2_refuses_is_refused_the_same(frames: bytes) -> None:
     theirs, ours = _received_both_ways(_preface_and_request() + frames, 1 << 20)
     assert ours == theirs
     assert theirs[-1][0] in ("FrameTooLargeError", "FlowControlError", "ProtocolError")
+
+
+@pytest.mark.parametrize("frames", [1, 3, 5])
+def test_a_run_past_the_announced_content_length_is_refused_as_h2_refuses_it(frames: int) -> None:
+    """A request announcing 3,000 bytes: runs of one and three 1,000-byte frames are taken,
+    one of five is refused at its fourth frame, as h2 refuses it (the fifth not counted)."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [*REQUEST, ("content-length", "3000")])
+    sent = client.data_to_send() + DataFrame(1, data=b"x" * 1000).serialize() * frames
+    theirs, ours = _received_both_ways(sent, 1 << 20)
+    assert ours == theirs
+    refused = theirs[-1][0] == "InvalidBodyLengthError"
+    assert refused == (frames == 5)
+
+
+@pytest.mark.parametrize("window", ["stream", "connection"])
+def test_a_run_past_a_window_is_refused_at_the_frame_h2_refuses(window: str) -> None:
+    """Five 16 KiB frames on a stream whose connection has more window than the stream; or
+    three on each of two streams, which the streams' windows hold and the connection's not."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    client.send_headers(3, REQUEST)
+    sent = client.data_to_send()
+    runs = [(1, 5)] if window == "stream" else [(1, 3), (3, 3)]
+    for stream_id, frames in runs:
+        sent += DataFrame(stream_id, data=b"x" * 16384).serialize() * frames
+    more_window = 1 << 20 if window == "stream" else 0
+    theirs, ours = _received_both_ways(sent, 1 << 20, more_window=more_window)
+    assert ours == theirs
+    assert theirs[-1][0] == "FlowControlError"
+
+
+def test_h2s_windows_and_body_length_refuse_as_a_run_checks_ahead() -> None:
+    consumed = source(h2.windows.WindowManager.window_consumed)
+    assert "self.current_window_size -= size" in consumed
+    assert "if self.current_window_size < 0:" in consumed
+    track = source(h2.stream.H2Stream._track_content_length)
+    assert "self._actual_content_length += length" in track
+    assert "expected = self._expected_content_length" in track
+    assert "if expected < actual:" in track
 
 
 def test_data_received_directly_goes_through_h2_with_a_logger() -> None:
@@ -1283,3 +1380,80 @@ def test_only_the_data_frames_h2_must_judge_go_through_its_frames(piece: int) ->
     h2_ack = source(h2.connection.H2Connection.acknowledge_received_data)
     assert "if stream.open:" in h2_ack
     assert "except StreamClosedError:" in h2_ack
+
+
+def test_frames_taken_directly_one_after_another_on_a_stream_come_as_one_run() -> None:
+    server, sent = _server(), _client_bytes()
+    _internals.receive_data_directly(server, sent[:24])  # the preface goes to h2 as it is
+    events = _internals.receive_data_directly(server, sent[24:])
+    runs = [(e.stream_id, len(e.frames), e.size) for e in events if type(e) is _internals.DataRun]
+    assert runs == [(1, 2, 16384 + 3000), (3, 3, 20 + 30 + 40), (3, 1, 5000)]
+
+
+class _Accepting(grpclib.protocol.AbstractHandler):
+    """Takes each request's stream (with a ``DirectBuffer`` when ``direct``), except stream 3,
+    which it lets go of at once (grpclib then acknowledges that stream's data unread)."""
+
+    def __init__(self, direct: bool) -> None:
+        self.direct = direct
+        self.streams: dict[int, grpclib.protocol.Stream] = {}
+
+    def accept(self, stream: Any, headers: Any, release_stream: Any) -> None:
+        if stream.id == 3:
+            release_stream()
+            return
+        if self.direct:
+            _internals.buffer_data_directly(stream)
+        self.streams[stream.id] = stream
+
+    def cancel(self, stream: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _SocketlessWrites(_Writes):
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+
+async def _served(direct: bool, in_runs: bool) -> tuple[Any, ...]:
+    """What grpclib's server makes of ``_client_bytes()``: taken by grpclib's own
+    ``data_received`` or as ``DataRun`` events; each stream's bytes (read whole), the
+    counts, and what it wrote (its acknowledgements among it)."""
+    transport = _SocketlessWrites()
+    handler = _Accepting(direct)
+    config = grpclib.config.Configuration().__for_server__()
+    h2_config = h2.config.H2Configuration(
+        client_side=False, header_encoding="ascii", validate_inbound_headers=False
+    )
+    protocol = grpclib.protocol.H2Protocol(handler, config, h2_config)
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    if in_runs:
+        _internals.receive_data_runs(protocol)
+        h2_conn, sent = _internals.h2_connection(protocol), _client_bytes()
+        _internals.process_events(protocol, _internals.receive_data_directly(h2_conn, sent[:24]))
+        events = _internals.receive_data_directly(h2_conn, sent[24:])  # after the preface
+        assert any(type(event) is _internals.DataRun for event in events)
+        _internals.process_events(protocol, events)
+    else:
+        protocol.data_received(_client_bytes())
+    read = {
+        stream_id: (await stream.buffer.read(stream.data_received), stream.data_received)
+        for stream_id, stream in handler.streams.items()
+    }
+    last_data = protocol.connection.last_data_received
+    return read, protocol.connection.data_received, last_data is not None, transport.written
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-buffer", "grpclib-buffer"])
+async def test_grpclib_takes_a_data_run_as_the_data_received_of_its_frames(direct: bool) -> None:
+    ours = await _served(direct, in_runs=True)
+    assert ours == await _served(direct, in_runs=False)
+    assert ours[0][1][0] == b"a" * 16384 + b"A" * 3000 + b"b" * 100 + b"d"
+    process = source(grpclib.protocol.EventsProcessor.process_data_received)
+    assert "stream.buffer.add(" in process
+    assert "stream.data_received += size" in process
+    assert "self.connection.data_received += size" in process
+    assert "self.connection.last_data_received = time.monotonic()" in process

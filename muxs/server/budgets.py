@@ -130,6 +130,10 @@ class FrameScanner:
         frames: list[Frame] = []
         pos, spent, end = 0, 0, len(data)
         while pos < end and spent < work:
+            if not (self._skip or self._head):
+                pos, spent = self._skip_whole_data_frames(data, pos, spent, work, frames)
+                if pos == end or spent >= work:
+                    break
             if self._skip:  # a body (or the preface)
                 share = DATA_BYTES_PER_WORK if self._kind == _DATA else 1
                 step = min(self._skip, end - pos, (work - spent) * share)
@@ -176,6 +180,30 @@ class FrameScanner:
             if kind != _DATA:
                 spent += step
         return pos, frames
+
+    def _skip_whole_data_frames(
+        self, data: memoryview, pos: int, spent: int, work: int, frames: list[Frame]
+    ) -> tuple[int, int]:
+        """From a frame's start at ``pos``: the DATA frames (none empty) whose header and body
+        are all in ``data`` and within the turn's work, skipped a frame a step, with the spans,
+        work and frames ``take_turn``'s loop gives them (without its other branches); return
+        the position and the work spent after them."""
+        end, taken = len(data), 0
+        while end - pos >= _HEADER and work - spent >= _HEADER:
+            high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(data, pos)
+            length = high << 8 | low
+            if kind != _DATA or not 0 < length <= end - pos - _HEADER:
+                break
+            if length > (work - spent - DATA_FRAME_WORK) * DATA_BYTES_PER_WORK:
+                break
+            frames.append((_DATA, flags, length, stream_id & 0x7FFFFFFF))
+            pos += _HEADER + length
+            spent += DATA_FRAME_WORK + -(-length // DATA_BYTES_PER_WORK)
+            taken += 1
+        if taken:
+            self._kind = _DATA
+            self.frames_completed += taken
+        return pos, spent
 
 
 class FloodGuard:

@@ -91,6 +91,7 @@ from muxs._internals import (
     StatelessHeaders,
     acknowledge_once_a_turn,
     buffer_data_directly,
+    buffer_reads,
     decode_headers_as_latin1,
     decode_headers_once,
     forget_task,
@@ -101,6 +102,7 @@ from muxs._internals import (
     process_events,
     read_requests_with,
     receive_data_directly,
+    receive_data_runs,
     replace_event_handler,
     send_data_directly,
     send_headers_statelessly,
@@ -187,18 +189,22 @@ class RequestReader:
         self._messages = 0
 
     async def __call__(self, size: int) -> bytes:
+        if self._inflated_message is not None:  # the body after an inflated message's prefix
+            self._in_body = False
+            data, self._inflated_message = self._inflated_message, None
+            self._messages += 1
+            return data
+        try:
+            data = await self._recv_data(size)
+        except SHORT_READ:  # the stream ended inside this read
+            raise GRPCError(StatusCode.INTERNAL, _TRUNCATED) from None
         if self._in_body:
             self._in_body = False
-            if self._inflated_message is not None:
-                data, self._inflated_message = self._inflated_message, None
-                self._messages += 1
-                return data
-            data = await self._read(size)
             if len(data) != size:
                 raise GRPCError(StatusCode.INTERNAL, _TRUNCATED)
             self._messages += 1
             return data
-        prefix = await self._read(size)
+        prefix = data
         if not prefix:
             if not self._client_streaming and not self._messages:
                 raise GRPCError(StatusCode.INTERNAL, "the request ended before its message")
@@ -305,18 +311,18 @@ class _LimitedHandler(protocol.AbstractHandler):
             release_stream()
             return
         method = self._inner.mapping.get(fields.get(":path", ""))
+        buffer_data_directly(stream)
+        acknowledge_once_a_turn(stream)
         read_requests_with(
             stream,
-            lambda recv_data: RequestReader(
-                recv_data,
+            lambda _: RequestReader(
+                buffer_reads(stream),  # grpclib's recv_data, without its coroutine
                 max_message_bytes=self._connection.settings.max_message_bytes,
                 client_streaming=method is not None and method.cardinality.client_streaming,
                 encoding=fields.get("grpc-encoding"),
                 settle=self._connection.settle,
             ),
         )
-        buffer_data_directly(stream)
-        acknowledge_once_a_turn(stream)
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
         send_data_directly(stream)
         response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
@@ -442,6 +448,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._hear_ping_acks()
         self._await_preface()
         decode_headers_once(h2_connection(self))
+        receive_data_runs(self)
         h2_connection(self).update_settings(
             {
                 SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hyperframe.frame import (
     ContinuationFrame,
@@ -143,6 +145,57 @@ def test_a_data_frame_is_taken_whole_exactly_when_its_work_fits(
     one and a byte of the next frame's header."""
     assert DATA_FRAME_WORK + 640 // DATA_BYTES_PER_WORK == 74
     assert turns(PREFACE + data(b"x" * 640) * 3, work, scanned=len(PREFACE)) == spans
+
+
+def _mixed_stream(rng: random.Random) -> bytes:
+    """A client's frames: DATA of many sizes (empty, padded, ending), among control frames."""
+    frames = [PREFACE]
+    for _ in range(rng.randrange(1, 60)):
+        kind = rng.random()
+        if kind < 0.7:
+            size = rng.choice((0, 1, 63, 64, 65, 640, 3000, 16384, 40000))
+            flags = ["END_STREAM"] if rng.random() < 0.1 else []
+            padding = rng.choice((0, 0, 0, 1, 5))
+            flags += ["PADDED"] if padding else []
+            frame = DataFrame(rng.choice((1, 3)), b"x" * size, flags=flags, pad_length=padding - 1)
+            frames.append(frame.serialize())
+        else:
+            frames.append(rng.choice((PING, RESET, PRIORITY, SETTINGS_ACK)))
+    return b"".join(frames)
+
+
+def test_whole_data_frames_are_scanned_as_the_scanners_loop_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The spans, frames and state of every turn, with whole DATA frames skipped a frame a
+    step and with the scanner's general loop alone, for streams cut anywhere and any work."""
+
+    def general_loop_only(
+        self: FrameScanner, data: memoryview, pos: int, spent: int, work: int, frames: object
+    ) -> tuple[int, int]:
+        return pos, spent
+
+    def turns_of(stream: bytes, cuts: list[int], work: int) -> list[tuple[object, ...]]:
+        scanner, start = FrameScanner(), 0
+        seen: list[tuple[object, ...]] = []
+        for cut in [*cuts, len(stream)]:
+            view = memoryview(stream)[start:cut]
+            while view:
+                span, frames = scanner.take_turn(view, work)
+                seen.append((span, frames, scanner.frames_completed, scanner.mid_frame))
+                view = view[span:]
+            start = cut
+        return seen
+
+    for seed in range(300):
+        rng = random.Random(seed)
+        stream = _mixed_stream(rng)
+        cuts = sorted(rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randrange(4))))
+        work = rng.choice((1, 8, 9, 73, 74, 75, 1000, 16384, 1 << 30))
+        fast = turns_of(stream, cuts, work)
+        with monkeypatch.context() as patched:
+            patched.setattr(FrameScanner, "_skip_whole_data_frames", general_loop_only)
+            assert fast == turns_of(stream, cuts, work), seed
 
 
 def test_a_turn_ends_after_a_settings_acknowledgement() -> None:
