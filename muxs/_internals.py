@@ -32,6 +32,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.stream
 import h2.utilities
 import hpack
@@ -478,6 +479,21 @@ def buffer_data_directly(stream: Stream) -> None:
     if buffer._eof or not buffer._unacked.empty():
         return
     stream.buffer = DirectBuffer(buffer._ack_callback)  # type: ignore[assignment]
+
+
+def buffer_replies_directly(stream: Stream) -> None:
+    """Have grpclib's client ``stream`` keep the DATA it receives in a ``DirectBuffer``:
+    grpclib makes the stream's buffer once its request headers are sent, before anything
+    can arrive on it."""
+    # Relies on: grpclib.protocol.Stream.init_stream(stream_id, connection) making the
+    # stream's Buffer, called by its send_request right after h2 has sent the headers.
+    init_stream = stream.init_stream
+
+    def init(stream_id: int, connection: Any) -> None:
+        init_stream(stream_id, connection)
+        stream.buffer = DirectBuffer(stream.buffer._ack_callback)  # type: ignore[assignment]
+
+    stream.init_stream = init  # type: ignore[method-assign]
 
 
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
@@ -1285,3 +1301,102 @@ def _receive_through_buffer(
     buffer.add_data(data)
     while (received := next(buffer, None)) is not None:
         events += h2_conn._receive_frame(received)
+
+
+# --- hyperframe and h2: a client's received frames parsed directly ------------------------
+
+_HEADERS, _WINDOW_UPDATE = 0x1, 0x8
+_PRIORITY = 0x20
+_END_HEADERS_FLAG = 0x4
+_INCREMENTS = range(1, 2**31)
+
+
+def _flag_names(kind: type[frame.Frame], flags: int) -> frozenset[str]:
+    """The names hyperframe's ``parse_flags`` gives a frame of ``kind`` with ``flags``."""
+    return frozenset(name for name, bit in kind.defined_flags if flags & bit)
+
+
+#: Per frame type taken directly: its class, its valid flag names (hyperframe's
+#: ``Flags._valid_flags``), the flags that send it through hyperframe instead, and its flag
+#: names by flag byte.
+_DIRECT_KINDS = {
+    kind.type: (
+        kind,
+        frozenset(name for name, _ in kind.defined_flags),
+        refused,
+        [_flag_names(kind, flags) for flags in range(256)],
+    )
+    for kind, refused in (
+        (frame.DataFrame, PADDED),
+        (frame.HeadersFrame, PADDED | _PRIORITY),
+        (frame.WindowUpdateFrame, 0),
+    )
+    if kind.type is not None
+}
+
+
+class DirectFrameBuffer(h2.frame_buffer.FrameBuffer):
+    """h2's ``FrameBuffer`` for a client's connection, building the frames a unary call's
+    response comes in (DATA and HEADERS frames without padding or priority, a HEADERS
+    frame ending its header block, WINDOW_UPDATE) straight from their bytes: the same
+    objects with the same attributes as hyperframe's parse, without its per-frame flag set
+    comprehension, flag loop, mixin initialisers and copies. Any other frame, a frame inside
+    a header block or one hyperframe would refuse goes through hyperframe, as before."""
+
+    def __next__(self) -> frame.Frame:
+        # Relies on: FrameBuffer's _data (the bytes received and not yet parsed: a client's
+        # has no preamble), max_frame_size, _headers_buffer (a header block begun), and its
+        # __next__'s steps for a whole frame outside a header block: parse_frame_header (the
+        # frame class by type, Frame.__init__ with the stream id, parse_flags), the length
+        # check, parse_body, the frame's bytes dropped, the frame returned; and the attributes
+        # each class's __init__ and parse_body set (Frame: stream_id, flags, body_len;
+        # Padding: pad_length; Priority: depends_on, stream_weight, exclusive; DATA and
+        # HEADERS: data; WINDOW_UPDATE: window_increment) and Flags' _valid_flags and _flags.
+        data = self._data
+        if len(data) < 9 or self._headers_buffer:
+            return super().__next__()
+        high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(data)
+        length = high << 8 | low
+        direct = _DIRECT_KINDS.get(kind)
+        if (
+            direct is None
+            or flags & direct[2]
+            or length > self.max_frame_size
+            or len(data) < 9 + length
+            or (kind == _HEADERS and not flags & _END_HEADERS_FLAG)
+        ):
+            return super().__next__()
+        stream_id &= 0x7FFFFFFF
+        made: Any
+        if kind == _WINDOW_UPDATE:
+            increment = int.from_bytes(data[9:13], "big") if length == 4 else 0
+            if increment not in _INCREMENTS:
+                return super().__next__()  # hyperframe's error
+            made = frame.WindowUpdateFrame.__new__(frame.WindowUpdateFrame)
+            made.window_increment = increment
+        elif not stream_id:
+            return super().__next__()  # hyperframe's error
+        else:
+            made = direct[0].__new__(direct[0])
+            made.pad_length = 0
+            if kind == _HEADERS:
+                made.depends_on, made.stream_weight, made.exclusive = 0, 0, False
+            with memoryview(data) as view:
+                made.data = view[9 : 9 + length].tobytes()
+        made.stream_id = stream_id
+        made.body_len = length
+        made.flags = flag_set = frame.Flags.__new__(frame.Flags)
+        flag_set._valid_flags = direct[1]  # never changed: shared
+        flag_set._flags = set(direct[3][flags])
+        del data[: 9 + length]
+        return cast(frame.Frame, made)
+
+
+def parse_frames_directly(h2_conn: h2.connection.H2Connection) -> None:
+    """Have the client connection ``h2_conn`` (before it has received anything) parse the
+    frames it receives with ``DirectFrameBuffer``."""
+    # Relies on: H2Connection.incoming_buffer, the FrameBuffer receive_data adds to and takes
+    # frames from (setting its max_frame_size first); a client's has no preamble.
+    buffer = h2_conn.incoming_buffer
+    assert h2_conn.config.client_side and not buffer._data and not buffer._preamble_len
+    h2_conn.incoming_buffer = DirectFrameBuffer(server=False)

@@ -407,10 +407,7 @@ class Caller:
         compression = _checked(compression)
 
         async def send(call: ClientCall) -> Reply:
-            replies = self._attempts_of(
-                call, Cardinality.UNARY_UNARY, type(request), reply_type, request, compression
-            )
-            return _required(await _single(replies))
+            return _required(await self._unary_attempts(call, request, reply_type, compression))
 
         if self._interceptors:
             return await interceptors.unary(self._interceptors, call, send)
@@ -546,6 +543,33 @@ class Caller:
         finally:
             if requests is not None:
                 await requests.close()
+
+    async def _unary_attempts(
+        self, call: ClientCall, request: Request, reply_type: type[Reply], compression: Compression
+    ) -> Reply | None:
+        """The reply of a unary ``call`` (None: none), over as many attempts as it may make:
+        ``_attempts_of`` for one request and one reply, without an async generator."""
+        attempts = self._attempts(call)
+        while True:
+            try:
+                with self._outcome(call) as outcome:
+                    opened = self._open(
+                        call,
+                        Cardinality.UNARY_UNARY,
+                        type(request),
+                        reply_type,
+                        attempts.remaining(),
+                    )
+                    outcome.stream = opened
+                    async with opened as stream:
+                        with compressing(compression):
+                            await stream.send_request()
+                        await stream.send_message(request, end=True)
+                        return await _recv(stream)  # grpclib checks the trailers next
+            except RpcError as error:
+                if _headers_arrived(outcome.stream):
+                    raise
+                await attempts.before_retry(error)
 
 
 async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:

@@ -52,10 +52,12 @@ from muxs._internals import (
     ConnectingChannel,
     StatelessFields,
     acknowledge_connection_once_a_turn,
+    buffer_replies_directly,
     decode_headers_once,
     h2_connection,
     keepalive_config,
     on_new_streams,
+    parse_frames_directly,
     replace_event_handler,
     send_data_directly,
     send_requests_statelessly,
@@ -116,6 +118,7 @@ class _AnsweringProtocol(H2Protocol):
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), bypass=LARGE_WRITE)
         super().connection_made(coalescing)  # type: ignore[arg-type]
         decode_headers_once(h2_connection(self))
+        parse_frames_directly(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)
         acknowledge_connection_once_a_turn(self)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
@@ -127,6 +130,7 @@ class _AnsweringProtocol(H2Protocol):
 
     def _fit(self, stream: Stream) -> None:
         send_data_directly(stream)  # first: compression wraps what it sends
+        buffer_replies_directly(stream)
         self._fit_stream(stream)
 
     def _goaway_received(self, event: ConnectionTerminated) -> None:

@@ -41,6 +41,7 @@ from hyperframe import frame as hyperframe_frame
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame
 
 from muxs import _internals
+from muxs.frame_layout import FRAME_HEADER
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -1283,3 +1284,129 @@ def test_only_the_data_frames_h2_must_judge_go_through_its_frames(piece: int) ->
     h2_ack = source(h2.connection.H2Connection.acknowledge_received_data)
     assert "if stream.open:" in h2_ack
     assert "except StreamClosedError:" in h2_ack
+
+
+# --- a client's received frames parsed directly ---------------------------------------------
+
+
+def _random_frame(rng: random.Random) -> bytes:
+    """One frame's bytes, well-formed (mostly) or not: the kinds parsed directly with every
+    flag byte, padding, priority, a header block over CONTINUATIONs, stream id 0 and the
+    reserved bit, window increments out of range, lengths over the frame size, other kinds."""
+    kind = rng.choice([0x0, 0x0, 0x1, 0x1, 0x8, 0x8, 0x9, 0x6, 0x3, 0xA])
+    flags = rng.choice([0, 0x1, 0x4, 0x5, 0x5, rng.randrange(256)])
+    stream_id = rng.choice([1, 3, 0x7FFFFFFF, 0x80000001] + [rng.randrange(1, 99)] * 4)
+    body = rng.randbytes(rng.choice([0, 1, 5, 30, 16384]))
+    if kind == 0x8:
+        stream_id = rng.choice([0, stream_id])
+        body = rng.choice([1, 2**31 - 1, rng.randrange(1, 2**31)]).to_bytes(4, "big")
+    elif kind in (0x6, 0x3):
+        body = rng.randbytes(8 if kind == 0x6 else 4)
+        stream_id = 0 if kind == 0x6 else stream_id
+    if rng.random() < 0.1:  # malformed
+        stream_id = rng.choice([0, 0x80000000])
+        body = rng.choice(
+            [body[:3], body + b"x", bytes(4), bytes(16385), (2**31).to_bytes(4, "big")]
+        )
+    if kind in (0x0, 0x1) and flags & 0x8 and rng.random() < 0.9:  # padding that fits
+        body = bytes([min(len(body), rng.randrange(8))]) + body
+    if kind == 0x1 and flags & 0x20 and rng.random() < 0.9:
+        body = body[:1] * bool(flags & 0x8) + rng.randbytes(5) + body[bool(flags & 0x8) :]
+    frame = FRAME_HEADER.pack(len(body) >> 8, len(body) & 0xFF, kind, flags, stream_id) + body
+    if kind == 0x1 and not flags & 0x4 and rng.random() < 0.9:  # a header block, ended
+        for end in (0, 0, 0x4):
+            part = rng.randbytes(rng.randrange(20))
+            frame += FRAME_HEADER.pack(0, len(part), 0x9, end, stream_id) + part
+    return frame
+
+
+def _parsed(frame: Frame) -> tuple[Any, ...]:
+    """A parsed frame, all of it: its class, attributes, flags and valid flags."""
+    attributes = dict(vars(frame))
+    flags = attributes.pop("flags")
+    return (
+        type(frame).__name__,
+        sorted(
+            (name, bytes(value) if isinstance(value, memoryview) else value)
+            for name, value in attributes.items()
+        ),
+        sorted(flags),
+        sorted(flags._valid_flags),
+    )
+
+
+def _frames_both_ways(sent: bytes, pieces: list[int]) -> tuple[list[Any], list[Any]]:
+    """``sent`` fed in ``pieces`` to h2's FrameBuffer and to DirectFrameBuffer, each taking
+    its frames after each piece; (h2's, muxs's): the frames, or the first error."""
+    outcomes: tuple[list[Any], list[Any]] = ([], [])
+    buffers = (
+        h2.frame_buffer.FrameBuffer(server=False),
+        _internals.DirectFrameBuffer(server=False),
+    )
+    for buffer, outcome in zip(buffers, outcomes, strict=True):
+        buffer.max_frame_size = 16384
+        start = 0
+        try:
+            for piece in pieces:
+                buffer.add_data(sent[start : start + piece])
+                start += piece
+                outcome.extend(_parsed(frame) for frame in buffer)
+        except Exception as exc:
+            outcome.append((type(exc).__name__, str(exc)))
+        outcome.append(bytes(buffer._data))
+    return outcomes
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_frames_parsed_directly_are_hyperframes_frames(seed: int) -> None:
+    rng = random.Random(seed)
+    sent = b"".join(_random_frame(rng) for _ in range(rng.randrange(1, 12)))
+    pieces = [rng.choice([1, 9, 13, 100, len(sent)]) for _ in range(len(sent))]
+    theirs, ours = _frames_both_ways(sent, pieces)
+    assert ours == theirs
+
+
+def test_a_unary_responses_frames_are_parsed_directly() -> None:
+    """The response's HEADERS, DATA and trailers and a WINDOW_UPDATE, not through
+    hyperframe's parse; a padded DATA frame and a PING through it."""
+    buffer = _internals.DirectFrameBuffer(server=False)
+    buffer.max_frame_size = 16384
+    through_hyperframe = []
+    parse = Frame.parse_frame_header
+
+    def spy(header: memoryview, strict: bool = False) -> tuple[Frame, int]:
+        parsed = parse(header, strict)
+        through_hyperframe.append(type(parsed[0]).__name__)
+        return parsed
+
+    response = [
+        hyperframe_frame.WindowUpdateFrame(0, window_increment=5),
+        hyperframe_frame.HeadersFrame(1, data=b"\x88", flags=["END_HEADERS"]),
+        DataFrame(1, data=b"\0\0\0\0\x02hi"),
+        hyperframe_frame.HeadersFrame(1, data=b"\x40", flags=["END_HEADERS", "END_STREAM"]),
+        DataFrame(3, data=b"x", flags=["PADDED"], pad_length=2),
+        PingFrame(0, opaque_data=b"12345678"),
+    ]
+    buffer.add_data(b"".join(frame.serialize() for frame in response))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Frame, "parse_frame_header", staticmethod(spy))
+        parsed = list(buffer)
+    assert [_parsed(frame)[:3] for frame in parsed[:4]] == [
+        _parsed(frame)[:3] for frame in response[:4]
+    ]
+    assert through_hyperframe == ["DataFrame", "PingFrame"]
+
+
+def test_h2_parses_frames_as_direct_frame_buffer_copies() -> None:
+    buffer_next = source(h2.frame_buffer.FrameBuffer.__next__)
+    assert "Frame.parse_frame_header(memoryview(self._data[:9]))" in buffer_next
+    assert "self._validate_frame_length(length)" in buffer_next
+    assert "f.parse_body(memoryview(self._data[9:9+length]))" in buffer_next
+    assert "del self._data[:9+length]" in buffer_next
+    assert "new_frame = self._update_header_buffer(f)" in buffer_next
+    assert "self._flags: set[str] = set()" in source(hyperframe_frame.Flags.__init__)
+    assert "self._valid_flags" in source(hyperframe_frame.Flags.add)
+    assert "self.incoming_buffer = FrameBuffer(server=not self.config.client_side)" in source(
+        h2.connection.H2Connection.__init__
+    )
+    assert "self.incoming_buffer.max_frame_size" in source(h2.connection.H2Connection.receive_data)
