@@ -1398,5 +1398,7 @@ def parse_frames_directly(h2_conn: h2.connection.H2Connection) -> None:
     # Relies on: H2Connection.incoming_buffer, the FrameBuffer receive_data adds to and takes
     # frames from (setting its max_frame_size first); a client's has no preamble.
     buffer = h2_conn.incoming_buffer
-    assert h2_conn.config.client_side and not buffer._data and not buffer._preamble_len
+    assert h2_conn.config.client_side
+    assert not buffer._data
+    assert not buffer._preamble_len
     h2_conn.incoming_buffer = DirectFrameBuffer(server=False)
