@@ -141,6 +141,33 @@ class _FrameText:
 h2.connection.repr = _FrameText  # type: ignore[attr-defined]
 
 
+#: h2's state machines' enums whose members are hashed by Python code (``Enum.__hash__``:
+#: ``hash(self._name_)``) each time a machine looks up a transition (``_transitions[(state,
+#: input)]``), about 19 times per unary call; ``StreamState`` is an ``IntEnum``, hashed in C.
+_HASHED_ENUMS = (
+    h2.stream.StreamInputs,
+    h2.connection.ConnectionState,
+    h2.connection.ConnectionInputs,
+)
+
+
+def _hash_state_machine_enums_by_identity() -> None:
+    """Hash the members of ``_HASHED_ENUMS`` by identity, in C: they compare by identity
+    (``Enum`` defines no ``__eq__``), so equal members still hash alike. The two tables keyed
+    by them are rebuilt in place, with the same items, under the new hashes."""
+    # Relies on: h2's only hashed containers of these members being h2.stream._transitions
+    # and H2ConnectionStateMachine._transitions (tests/test_internals.py scans h2 for others).
+    for kind in _HASHED_ENUMS:
+        kind.__hash__ = object.__hash__  # type: ignore[method-assign,assignment]
+    for table in (h2.stream._transitions, h2.connection.H2ConnectionStateMachine._transitions):
+        items = list(table.items())
+        table.clear()
+        table.update(items)
+
+
+_hash_state_machine_enums_by_identity()
+
+
 # --- grpclib's client: how a channel makes a connection ---------------------------------
 
 
@@ -1402,3 +1429,54 @@ def parse_frames_directly(h2_conn: h2.connection.H2Connection) -> None:
     assert not buffer._data
     assert not buffer._preamble_len
     h2_conn.incoming_buffer = DirectFrameBuffer(server=False)
+
+
+# --- h2: a client connection's configuration read without descriptors ---------------------
+
+#: H2Configuration's options, as its __init__ takes them.
+_H2_OPTIONS = (
+    "client_side",
+    "header_encoding",
+    "validate_outbound_headers",
+    "normalize_outbound_headers",
+    "split_outbound_cookies",
+    "validate_inbound_headers",
+    "normalize_inbound_headers",
+)
+
+
+class _SilentLogger(h2.config.DummyLogger):
+    """h2's ``DummyLogger`` whose no-op methods are C callables (``"".format`` takes any
+    arguments, formats none of them and returns ""): h2 calls them about 11 times per unary
+    call."""
+
+    debug = trace = "".format  # type: ignore[assignment]
+
+
+class _SettledConfiguration(h2.config.H2Configuration):
+    """An ``H2Configuration`` whose options are plain attributes: h2 reads ``client_side``
+    and the others through a Python descriptor (or property) each time, about 10 times per
+    unary call. Made only by ``settle_configuration``, never changed."""
+
+    # Plain class attributes shadow the base's descriptors, so the instance's own win.
+    client_side = header_encoding = validate_outbound_headers = None  # type: ignore[assignment]
+    normalize_outbound_headers = split_outbound_cookies = None  # type: ignore[assignment]
+    validate_inbound_headers = normalize_inbound_headers = None  # type: ignore[assignment]
+
+
+def settle_configuration(h2_conn: h2.connection.H2Connection) -> None:
+    """Give the connection ``h2_conn`` (before it has any stream) a copy of its configuration
+    read without descriptors (``_SettledConfiguration``), with a ``_SilentLogger`` if it had
+    h2's ``DummyLogger``; a configuration with any other logger is left as it is."""
+    # Relies on: H2Configuration's options (_H2_OPTIONS, tests/test_internals.py compares
+    # them with its __init__), read by H2Connection and each H2Stream it makes (which takes
+    # the connection's config) as config.<option> and config.logger.debug/trace.
+    config = h2_conn.config
+    assert not h2_conn.streams
+    if type(config.logger) is not h2.config.DummyLogger:
+        return
+    settled = _SettledConfiguration.__new__(_SettledConfiguration)
+    for option in _H2_OPTIONS:
+        settled.__dict__[option] = getattr(config, option)
+    settled.logger = _SilentLogger()
+    h2_conn.config = settled

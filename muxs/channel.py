@@ -63,6 +63,7 @@ from muxs._internals import (
     send_requests_statelessly,
     sent_request_stream,
     serve_streams_after_goaway,
+    settle_configuration,
     spare_ended_calls,
     streams_released,
     terminate_stream,
@@ -119,6 +120,7 @@ class _AnsweringProtocol(H2Protocol):
         super().connection_made(coalescing)  # type: ignore[arg-type]
         decode_headers_once(h2_connection(self))
         parse_frames_directly(h2_connection(self))
+        settle_configuration(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)
         acknowledge_connection_once_a_turn(self)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})

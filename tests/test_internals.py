@@ -1410,3 +1410,119 @@ def test_h2_parses_frames_as_direct_frame_buffer_copies() -> None:
         h2.connection.H2Connection.__init__
     )
     assert "self.incoming_buffer.max_frame_size" in source(h2.connection.H2Connection.receive_data)
+
+
+# --- h2's state machines' enums hashed by identity ------------------------------------------
+
+
+def _hashed_containers(value: Any) -> list[Any]:
+    """``value`` and the dicts, sets and frozensets inside it (in tuples, lists, classes)."""
+    found = []
+    if isinstance(value, dict | set | frozenset):
+        found.append(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, tuple | list):
+        for item in value:
+            found += _hashed_containers(item)
+    elif isinstance(value, type) and value.__module__.startswith("h2."):
+        for attribute in vars(value).values():
+            found += _hashed_containers(attribute)
+    return found
+
+
+def test_h2s_only_tables_keyed_by_its_state_machines_enums_are_the_two_rebuilt() -> None:
+    members = {id(member) for kind in _internals._HASHED_ENUMS for member in kind}
+    holding = []
+    for module in [m for name, m in sys.modules.items() if name.startswith("h2")]:
+        for container in _hashed_containers(list(vars(module).values())):
+            for key in container:
+                parts = key if isinstance(key, tuple) else (key,)
+                if any(id(part) in members for part in parts):
+                    holding.append(id(container))
+                    break
+    tables = (h2.stream._transitions, h2.connection.H2ConnectionStateMachine._transitions)
+    assert sorted(set(holding)) == sorted(id(table) for table in tables)
+
+
+def test_the_state_machines_enums_hash_by_identity_and_compare_by_identity() -> None:
+    for kind in _internals._HASHED_ENUMS:
+        assert kind.__eq__ is object.__eq__  # type: ignore[comparison-overlap]
+        for member in kind:
+            assert hash(member) == object.__hash__(member)
+    for table in (h2.stream._transitions, h2.connection.H2ConnectionStateMachine._transitions):
+        for (state, received), transition in list(table.items()):
+            assert table[(state, received)] is transition
+
+
+def test_h2s_state_machines_still_make_a_calls_transitions() -> None:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST, end_stream=True)
+    server.initiate_connection()
+    events = server.receive_data(client.data_to_send())
+    assert [type(event).__name__ for event in events] == [
+        "RemoteSettingsChanged",
+        "RequestReceived",
+        "StreamEnded",
+    ]
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    events = client.receive_data(server.data_to_send())
+    assert "StreamEnded" in [type(event).__name__ for event in events]
+    assert client.streams[1].closed
+
+
+# --- h2: a client connection's configuration read without descriptors ---------------------
+
+
+def test_the_settled_options_are_h2_configurations_options() -> None:
+    taken = inspect.signature(h2.config.H2Configuration.__init__).parameters
+    assert set(_internals._H2_OPTIONS) == set(taken) - {"self", "logger"}
+    for option in _internals._H2_OPTIONS:
+        assert option in vars(_internals._SettledConfiguration)
+
+
+def _exchange(settle: bool) -> tuple[bytes, list[str]]:
+    """A request and its response, the client's connection settled or not: what the
+    client sent, and the events it made of the response."""
+    config = h2.config.H2Configuration(client_side=True, header_encoding="ascii")
+    client = h2.connection.H2Connection(config)
+    if settle:
+        _internals.settle_configuration(client)
+        assert type(client.config) is _internals._SettledConfiguration
+        for option in _internals._H2_OPTIONS:
+            assert getattr(client.config, option) == getattr(config, option)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    client.send_data(1, b"hello", end_stream=True)
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"reply")
+    server.send_headers(1, [("grpc-status", "0")], end_stream=True)
+    events = client.receive_data(server.data_to_send())
+    return client.data_to_send(), [repr(event) for event in events]
+
+
+def test_a_settled_connection_sends_and_receives_as_h2s_own() -> None:
+    assert _exchange(settle=True) == _exchange(settle=False)
+
+
+def test_a_connection_with_a_logger_keeps_its_configuration() -> None:
+    logger = _TracingLogger()
+    config = h2.config.H2Configuration(client_side=True, logger=logger)
+    client = h2.connection.H2Connection(config)
+    _internals.settle_configuration(client)
+    assert client.config is config
+
+
+def test_the_silent_logger_formats_nothing() -> None:
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise AssertionError("formatted")
+
+    logger = _internals._SilentLogger()
+    logger.debug("Received frame: %s %r", Unprintable(), Unprintable(), extra=1)
+    logger.trace("Processed %d bytes", Unprintable())
