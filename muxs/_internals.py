@@ -21,11 +21,15 @@ import dataclasses
 import functools
 import re
 import socket
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpclib
+import grpclib.client
+import grpclib.events
+import grpclib.stream
 import h2
 import h2.config
 import h2.connection
@@ -41,8 +45,11 @@ import hyperframe.exceptions
 from betterproto2.grpclib import ServiceBase
 from grpclib.client import Channel
 from grpclib.config import Configuration
+from grpclib.encoding.base import GRPC_CONTENT_TYPE
+from grpclib.metadata import USER_AGENT, decode_metadata, encode_metadata, encode_timeout
 from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
 from hyperframe import frame
+from hyperframe.flags import Flags
 
 from muxs.frame_layout import END_STREAM, FRAME_HEADER, PADDED
 
@@ -158,11 +165,16 @@ def _hash_state_machine_enums_by_identity() -> None:
     # Relies on: h2's only hashed containers of these members being h2.stream._transitions
     # and H2ConnectionStateMachine._transitions (tests/test_internals.py scans h2 for others).
     for kind in _HASHED_ENUMS:
-        kind.__hash__ = object.__hash__  # type: ignore[method-assign,assignment]
-    for table in (h2.stream._transitions, h2.connection.H2ConnectionStateMachine._transitions):
-        items = list(table.items())
-        table.clear()
-        table.update(items)
+        kind.__hash__ = object.__hash__  # type: ignore[method-assign]
+    _rehash(h2.stream._transitions)
+    _rehash(h2.connection.H2ConnectionStateMachine._transitions)
+
+
+def _rehash(table: dict[Any, Any]) -> None:
+    """``table`` rebuilt in place with the same items, under its keys' hashes now."""
+    items = list(table.items())
+    table.clear()
+    table.update(items)
 
 
 _hash_state_machine_enums_by_identity()
@@ -1344,12 +1356,12 @@ def _flag_names(kind: type[frame.Frame], flags: int) -> frozenset[str]:
 
 
 #: Per frame type taken directly: its class, its valid flag names (hyperframe's
-#: ``Flags._valid_flags``), the flags that send it through hyperframe instead, and its flag
-#: names by flag byte.
+#: ``Flags._valid_flags``: one set, shared by its frames, which never change it), the flags
+#: that send it through hyperframe instead, and its flag names by flag byte.
 _DIRECT_KINDS = {
     kind.type: (
         kind,
-        frozenset(name for name, _ in kind.defined_flags),
+        {name for name, _ in kind.defined_flags},
         refused,
         [_flag_names(kind, flags) for flags in range(256)],
     )
@@ -1412,8 +1424,8 @@ class DirectFrameBuffer(h2.frame_buffer.FrameBuffer):
                 made.data = view[9 : 9 + length].tobytes()
         made.stream_id = stream_id
         made.body_len = length
-        made.flags = flag_set = frame.Flags.__new__(frame.Flags)
-        flag_set._valid_flags = direct[1]  # never changed: shared
+        made.flags = flag_set = Flags.__new__(Flags)
+        flag_set._valid_flags = direct[1]
         flag_set._flags = set(direct[3][flags])
         del data[: 9 + length]
         return cast(frame.Frame, made)
@@ -1480,3 +1492,119 @@ def settle_configuration(h2_conn: h2.connection.H2Connection) -> None:
         settled.__dict__[option] = getattr(config, option)
     settled.logger = _SilentLogger()
     h2_conn.config = settled
+
+
+# --- grpclib's client: a unary call in one step ------------------------------------------
+
+#: grpclib's dispatch method for an event nobody listens to (returns its arguments).
+_NOT_LISTENED = grpclib.events._ident
+
+
+async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
+    """What grpclib's client ``call`` (a unary call, entered, nothing sent) does in
+    ``send_message(message, end=True)`` (which sends the request headers first),
+    ``recv_message()`` (which receives the response headers first), then on leaving
+    (``_maybe_finish``: the trailers, unless the call was cancelled or its connection is
+    closing), step by step, in one scope of the call's wrapper instead of five, with
+    grpclib's events dispatched only when they have listeners. The reply (None: the server
+    sent none); grpclib's errors at the same steps, and the call's state as grpclib leaves
+    it, so that leaving it and its other methods go on as they would."""
+    # Relies on: grpclib.client.Stream's send_request, send_message, recv_initial_metadata,
+    # recv_message, recv_trailing_metadata and _maybe_finish (0.4.9), whose steps these are
+    # (tests/test_internals.py compares their source); the attributes they read and set;
+    # their helpers _raise_for_status, _raise_for_content_type, _process_grpc_status and
+    # _raise_for_grpc_status; and grpclib.events._ident, a dispatch method no one listens to.
+    assert not call._send_request_done
+    assert not call._cardinality.client_streaming
+    assert not call._cardinality.server_streaming
+    channel, dispatch = call._channel, call._dispatch
+    with call._wrapper:
+        # send_request
+        protocol = await channel.__connect__()
+        stream = protocol.processor.connection.create_stream(wrapper=call._wrapper)
+        headers = [
+            (":method", "POST"),
+            (":scheme", channel._scheme),
+            (":path", call._method_name),
+            (":authority", channel._authority),
+        ]
+        if call._deadline is not None:
+            headers.append(("grpc-timeout", encode_timeout(call._deadline.time_remaining())))
+        subtype = call._codec.__content_subtype__
+        content_type = GRPC_CONTENT_TYPE + ("" if subtype == "proto" else "+" + subtype)
+        headers += (("te", "trailers"), ("content-type", content_type), ("user-agent", USER_AGENT))
+        metadata = call._metadata
+        if dispatch.send_request is not _NOT_LISTENED:
+            (metadata,) = await dispatch.send_request(
+                metadata,
+                method_name=call._method_name,
+                deadline=call._deadline,
+                content_type=content_type,
+            )
+        headers += encode_metadata(metadata)
+        release_stream = await stream.send_request(
+            headers, end_stream=False, _processor=protocol.processor
+        )
+        call._stream = stream
+        call._release_stream = release_stream
+        call.peer = stream.connection.get_peer()
+        call._send_request_done = True
+        # send_message(message, end=True)
+        if dispatch.send_message is not _NOT_LISTENED:
+            (message,) = await dispatch.send_message(message)
+        await grpclib.stream.send_message(stream, call._codec, message, call._send_type, end=True)
+        call._send_message_done = True
+        call._messages_sent += 1
+        stream.connection.messages_sent += 1
+        stream.connection.last_message_sent = time.monotonic()
+        call._end_done = True
+        # recv_initial_metadata
+        headers = await stream.recv_headers()
+        call._recv_initial_metadata_done = True
+        headers_map = dict(headers)
+        call._raise_for_status(headers_map)
+        call._raise_for_content_type(headers_map)
+        if "grpc-status" in headers_map:  # trailers-only response
+            call._trailers_only = True
+            initial: Any = decode_metadata(())  # grpclib's empty metadata (a MultiDict)
+            if dispatch.recv_initial_metadata is not _NOT_LISTENED:
+                (initial,) = await dispatch.recv_initial_metadata(initial)
+            call.initial_metadata = initial
+            await _received_trailers(call, headers, headers_map)
+        else:
+            initial = decode_metadata(headers)
+            if dispatch.recv_initial_metadata is not _NOT_LISTENED:
+                (initial,) = await dispatch.recv_initial_metadata(initial)
+            call.initial_metadata = initial
+        # recv_message
+        reply = await grpclib.stream.recv_message(stream, call._codec, call._recv_type)
+        if reply is not None:
+            if dispatch.recv_message is not _NOT_LISTENED:
+                (reply,) = await dispatch.recv_message(reply)
+            call._messages_received += 1
+            stream.connection.messages_received += 1
+            stream.connection.last_message_received = time.monotonic()
+        # _maybe_finish: recv_trailing_metadata
+        if call._trailers_only:
+            call._recv_trailing_metadata_done = True
+        elif not call._cancel_done and not stream._transport.is_closing():
+            trailers = await stream.recv_trailers()
+            call._recv_trailing_metadata_done = True
+            await _received_trailers(call, trailers, dict(trailers))
+    return reply
+
+
+async def _received_trailers(
+    call: grpclib.client.Stream[Any, Any], trailers: Any, trailers_map: dict[str, str]
+) -> None:
+    """What grpclib's ``recv_trailing_metadata`` (and a trailers-only response) does with the
+    trailers: the status checked, the trailing metadata decoded, dispatched and kept, an
+    error status raised."""
+    status, message, details = call._process_grpc_status(trailers_map)
+    trailing = decode_metadata(trailers)
+    if call._dispatch.recv_trailing_metadata is not _NOT_LISTENED:
+        (trailing,) = await call._dispatch.recv_trailing_metadata(
+            trailing, status=status, status_message=message, status_details=details
+        )
+    call.trailing_metadata = trailing
+    call._raise_for_grpc_status(status, message, details)

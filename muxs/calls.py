@@ -23,6 +23,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Coroutine,
     Iterable,
@@ -39,7 +40,7 @@ from grpclib.const import Cardinality
 from h2.exceptions import StreamClosedError
 
 from muxs import interceptors
-from muxs._internals import SHORT_READ, sent_request_stream
+from muxs._internals import SHORT_READ, exchange, sent_request_stream
 from muxs.call_compression import (
     USE_CLIENT_DEFAULT,
     UseClientDefault,
@@ -563,20 +564,21 @@ class Caller:
                     outcome.stream = opened
                     async with opened as stream:
                         with compressing(compression):
-                            await stream.send_request()
-                        await stream.send_message(request, end=True)
-                        return await _recv(stream)  # grpclib checks the trailers next
+                            return await _recv(stream, exchange(stream, request))
             except RpcError as error:
                 if _headers_arrived(outcome.stream):
                     raise
                 await attempts.before_retry(error)
 
 
-async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
-    """The next reply (None at the end); if the server's trailers cut a reply short, as a
-    server does when a call ends mid-message (a deadline passed), their status is raised."""
+async def _recv(
+    stream: GrpcStream[Any, Reply], receiving: Awaitable[Reply | None] | None = None
+) -> Reply | None:
+    """The next reply (None at the end), or what ``receiving`` returns; if the server's
+    trailers cut a reply short, as a server does when a call ends mid-message (a deadline
+    passed), their status is raised."""
     try:
-        return await stream.recv_message()
+        return await (stream.recv_message() if receiving is None else receiving)
     except SHORT_READ:  # the stream ended inside a message
         await stream.recv_trailing_metadata()  # raises GRPCError unless the status is OK
         raise RpcError(
