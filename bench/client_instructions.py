@@ -93,10 +93,16 @@ def count(
     command += ["--port", str(port), "--stubs", str(stubs), "--local", str(workdir / "local")]
     command += ["--calls", str(calls)]
     subprocess.run(command, cwd=checkout, env=env, check=True, capture_output=True)
-    found = _TOTALS.search(out.read_text(errors="replace"))
-    if found is None:
-        raise RuntimeError(f"no totals in {out}")
+    text = out.read_text(errors="replace")
     out.unlink()
+    return totals(text)
+
+
+def totals(callgrind_out: str) -> int:
+    """The instructions a callgrind output file counts in all (its ``summary:`` line)."""
+    found = _TOTALS.search(callgrind_out)
+    if found is None:
+        raise RuntimeError("no totals in callgrind's output")
     return int(found.group(1))
 
 

@@ -1,6 +1,8 @@
 """Client-side call plumbing for every gRPC cardinality, over a grpclib ``Channel``.
 
-Every kind of call goes through one path (``Caller._attempts_of``): it makes the call's
+Every kind of call goes through one path (``Caller._attempts_of``; a unary call through
+``Caller._unary_attempts``, the same path without an async generator, its request sent and
+its reply received in one step by ``muxs._internals.exchange``): it makes the call's
 attempts (``muxs.retries.Attempts``: transparent retries, a ``RetryPolicy``'s,
 ``wait_for_ready``) until one succeeds or the call is committed (gRFC A6: the server's
 response headers arrived, or the requests outgrew what ``KeptRequests`` keeps to send them

@@ -24,7 +24,11 @@ a ``MAX_FRAME_SIZE`` of 1 MiB, so that a server sends a download in fewer, large
 They spare h2 the generic parts of each call, as the server's connections do
 (``muxs._internals``, docs/PERFORMANCE.md): request headers go as stateless HPACK blocks
 kept field by field (``StatelessFields``) and framed directly, DATA frames are framed
-directly, and a received header block is decoded once per state of the HPACK table.
+directly, and a received header block is decoded once per state of the HPACK table. The
+frames of a response are parsed without hyperframe's generic parse (``DirectFrameBuffer``),
+a reply's data is kept in a ``DirectBuffer`` (no ``asyncio.Queue``), and h2 reads its
+configuration without descriptors and logs to a logger whose no-ops are C
+(``settle_configuration``).
 
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
 made, and whether it is still used) and ``H2Protocol`` with its ``connection`` and
