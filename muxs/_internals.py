@@ -27,12 +27,16 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpclib
+import grpclib.client
+import grpclib.events
+import grpclib.stream
 import h2
 import h2.config
 import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.stream
 import h2.utilities
 import hpack
@@ -41,8 +45,11 @@ import hyperframe.exceptions
 from betterproto2.grpclib import ServiceBase
 from grpclib.client import Channel
 from grpclib.config import Configuration
+from grpclib.encoding.base import GRPC_CONTENT_TYPE
+from grpclib.metadata import USER_AGENT, decode_metadata, encode_metadata, encode_timeout
 from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
 from hyperframe import frame
+from hyperframe.flags import Flags
 
 from muxs.frame_layout import END_STREAM, FRAME_HEADER, PADDED
 
@@ -139,6 +146,38 @@ class _FrameText:
 # the name, looked up in h2.connection's globals before the builtins, now makes the text
 # lazily, so an unlogged line costs one small object, not the frame's text.
 h2.connection.repr = _FrameText  # type: ignore[attr-defined]
+
+
+#: h2's state machines' enums whose members are hashed by Python code (``Enum.__hash__``:
+#: ``hash(self._name_)``) each time a machine looks up a transition (``_transitions[(state,
+#: input)]``), about 19 times per unary call; ``StreamState`` is an ``IntEnum``, hashed in C.
+_HASHED_ENUMS = (
+    h2.stream.StreamInputs,
+    h2.connection.ConnectionState,
+    h2.connection.ConnectionInputs,
+)
+
+
+def _hash_state_machine_enums_by_identity() -> None:
+    """Hash the members of ``_HASHED_ENUMS`` by identity, in C: they compare by identity
+    (``Enum`` defines no ``__eq__``), so equal members still hash alike. The two tables keyed
+    by them are rebuilt in place, with the same items, under the new hashes."""
+    # Relies on: h2's only hashed containers of these members being h2.stream._transitions
+    # and H2ConnectionStateMachine._transitions (tests/test_internals.py scans h2 for others).
+    for kind in _HASHED_ENUMS:
+        kind.__hash__ = object.__hash__  # type: ignore[method-assign]
+    _rehash(h2.stream._transitions)
+    _rehash(h2.connection.H2ConnectionStateMachine._transitions)
+
+
+def _rehash(table: dict[Any, Any]) -> None:
+    """``table`` rebuilt in place with the same items, under its keys' hashes now."""
+    items = list(table.items())
+    table.clear()
+    table.update(items)
+
+
+_hash_state_machine_enums_by_identity()
 
 
 # --- grpclib's client: how a channel makes a connection ---------------------------------
@@ -498,6 +537,21 @@ def buffer_reads(stream: Stream) -> Callable[[int], Awaitable[bytes]]:
     """What ``stream.recv_data`` does, without its own coroutine: its buffer's ``read``."""
     # Relies on: grpclib.protocol.Stream.recv_data being ``return await self.buffer.read(size)``.
     return stream.buffer.read
+
+
+def buffer_replies_directly(stream: Stream) -> None:
+    """Have grpclib's client ``stream`` keep the DATA it receives in a ``DirectBuffer``:
+    grpclib makes the stream's buffer once its request headers are sent, before anything
+    can arrive on it."""
+    # Relies on: grpclib.protocol.Stream.init_stream(stream_id, connection) making the
+    # stream's Buffer, called by its send_request right after h2 has sent the headers.
+    init_stream = stream.init_stream
+
+    def init(stream_id: int, connection: Any) -> None:
+        init_stream(stream_id, connection)
+        stream.buffer = DirectBuffer(stream.buffer._ack_callback)  # type: ignore[assignment]
+
+    stream.init_stream = init  # type: ignore[method-assign]
 
 
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
@@ -1426,3 +1480,271 @@ def _receive_through_buffer(
     buffer.add_data(data)
     while (received := next(buffer, None)) is not None:
         events += h2_conn._receive_frame(received)
+
+
+# --- hyperframe and h2: a client's received frames parsed directly ------------------------
+
+_HEADERS, _WINDOW_UPDATE = 0x1, 0x8
+_PRIORITY = 0x20
+_END_HEADERS_FLAG = 0x4
+_INCREMENTS = range(1, 2**31)
+
+
+def _flag_names(kind: type[frame.Frame], flags: int) -> frozenset[str]:
+    """The names hyperframe's ``parse_flags`` gives a frame of ``kind`` with ``flags``."""
+    return frozenset(name for name, bit in kind.defined_flags if flags & bit)
+
+
+#: Per frame type taken directly: its class, its valid flag names (hyperframe's
+#: ``Flags._valid_flags``: one set, shared by its frames, which never change it), the flags
+#: that send it through hyperframe instead, and its flag names by flag byte.
+_DIRECT_KINDS = {
+    kind.type: (
+        kind,
+        {name for name, _ in kind.defined_flags},
+        refused,
+        [_flag_names(kind, flags) for flags in range(256)],
+    )
+    for kind, refused in (
+        (frame.DataFrame, PADDED),
+        (frame.HeadersFrame, PADDED | _PRIORITY),
+        (frame.WindowUpdateFrame, 0),
+    )
+    if kind.type is not None
+}
+
+
+class DirectFrameBuffer(h2.frame_buffer.FrameBuffer):
+    """h2's ``FrameBuffer`` for a client's connection, building the frames a unary call's
+    response comes in (DATA and HEADERS frames without padding or priority, a HEADERS
+    frame ending its header block, WINDOW_UPDATE) straight from their bytes: the same
+    objects with the same attributes as hyperframe's parse, without its per-frame flag set
+    comprehension, flag loop, mixin initialisers and copies. Any other frame, a frame inside
+    a header block or one hyperframe would refuse goes through hyperframe, as before."""
+
+    def __next__(self) -> frame.Frame:
+        # Relies on: FrameBuffer's _data (the bytes received and not yet parsed: a client's
+        # has no preamble), max_frame_size, _headers_buffer (a header block begun), and its
+        # __next__'s steps for a whole frame outside a header block: parse_frame_header (the
+        # frame class by type, Frame.__init__ with the stream id, parse_flags), the length
+        # check, parse_body, the frame's bytes dropped, the frame returned; and the attributes
+        # each class's __init__ and parse_body set (Frame: stream_id, flags, body_len;
+        # Padding: pad_length; Priority: depends_on, stream_weight, exclusive; DATA and
+        # HEADERS: data; WINDOW_UPDATE: window_increment) and Flags' _valid_flags and _flags.
+        data = self._data
+        if len(data) < 9 or self._headers_buffer:
+            return super().__next__()
+        high, low, kind, flags, stream_id = FRAME_HEADER.unpack_from(data)
+        length = high << 8 | low
+        direct = _DIRECT_KINDS.get(kind)
+        if (
+            direct is None
+            or flags & direct[2]
+            or length > self.max_frame_size
+            or len(data) < 9 + length
+            or (kind == _HEADERS and not flags & _END_HEADERS_FLAG)
+        ):
+            return super().__next__()
+        stream_id &= 0x7FFFFFFF
+        made: Any
+        if kind == _WINDOW_UPDATE:
+            increment = int.from_bytes(data[9:13], "big") if length == 4 else 0
+            if increment not in _INCREMENTS:
+                return super().__next__()  # hyperframe's error
+            made = frame.WindowUpdateFrame.__new__(frame.WindowUpdateFrame)
+            made.window_increment = increment
+        elif not stream_id:
+            return super().__next__()  # hyperframe's error
+        else:
+            made = direct[0].__new__(direct[0])
+            made.pad_length = 0
+            if kind == _HEADERS:
+                made.depends_on, made.stream_weight, made.exclusive = 0, 0, False
+            with memoryview(data) as view:
+                made.data = view[9 : 9 + length].tobytes()
+        made.stream_id = stream_id
+        made.body_len = length
+        made.flags = flag_set = Flags.__new__(Flags)
+        flag_set._valid_flags = direct[1]
+        flag_set._flags = set(direct[3][flags])
+        del data[: 9 + length]
+        return cast(frame.Frame, made)
+
+
+def parse_frames_directly(h2_conn: h2.connection.H2Connection) -> None:
+    """Have the client connection ``h2_conn`` (before it has received anything) parse the
+    frames it receives with ``DirectFrameBuffer``."""
+    # Relies on: H2Connection.incoming_buffer, the FrameBuffer receive_data adds to and takes
+    # frames from (setting its max_frame_size first); a client's has no preamble.
+    buffer = h2_conn.incoming_buffer
+    assert h2_conn.config.client_side
+    assert not buffer._data
+    assert not buffer._preamble_len
+    h2_conn.incoming_buffer = DirectFrameBuffer(server=False)
+
+
+# --- h2: a client connection's configuration read without descriptors ---------------------
+
+#: H2Configuration's options, as its __init__ takes them.
+_H2_OPTIONS = (
+    "client_side",
+    "header_encoding",
+    "validate_outbound_headers",
+    "normalize_outbound_headers",
+    "split_outbound_cookies",
+    "validate_inbound_headers",
+    "normalize_inbound_headers",
+)
+
+
+class _SilentLogger(h2.config.DummyLogger):
+    """h2's ``DummyLogger`` whose no-op methods are C callables (``"".format`` takes any
+    arguments, formats none of them and returns ""): h2 calls them about 11 times per unary
+    call."""
+
+    debug = trace = "".format  # type: ignore[assignment]
+
+
+class _SettledConfiguration(h2.config.H2Configuration):
+    """An ``H2Configuration`` whose options are plain attributes: h2 reads ``client_side``
+    and the others through a Python descriptor (or property) each time, about 10 times per
+    unary call. Made only by ``settle_configuration``, never changed."""
+
+    # Plain class attributes shadow the base's descriptors, so the instance's own win.
+    client_side = header_encoding = validate_outbound_headers = None  # type: ignore[assignment]
+    normalize_outbound_headers = split_outbound_cookies = None  # type: ignore[assignment]
+    validate_inbound_headers = normalize_inbound_headers = None  # type: ignore[assignment]
+
+
+def settle_configuration(h2_conn: h2.connection.H2Connection) -> None:
+    """Give the connection ``h2_conn`` (before it has any stream) a copy of its configuration
+    read without descriptors (``_SettledConfiguration``), with a ``_SilentLogger`` if it had
+    h2's ``DummyLogger``; a configuration with any other logger is left as it is."""
+    # Relies on: H2Configuration's options (_H2_OPTIONS, tests/test_internals.py compares
+    # them with its __init__), read by H2Connection and each H2Stream it makes (which takes
+    # the connection's config) as config.<option> and config.logger.debug/trace.
+    config = h2_conn.config
+    assert not h2_conn.streams
+    if type(config.logger) is not h2.config.DummyLogger:
+        return
+    settled = _SettledConfiguration.__new__(_SettledConfiguration)
+    for option in _H2_OPTIONS:
+        settled.__dict__[option] = getattr(config, option)
+    settled.logger = _SilentLogger()
+    h2_conn.config = settled
+
+
+# --- grpclib's client: a unary call in one step ------------------------------------------
+
+#: grpclib's dispatch method for an event nobody listens to (returns its arguments).
+_NOT_LISTENED = grpclib.events._ident
+
+
+async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
+    """What grpclib's client ``call`` (a unary call, entered, nothing sent) does in
+    ``send_message(message, end=True)`` (which sends the request headers first),
+    ``recv_message()`` (which receives the response headers first), then on leaving
+    (``_maybe_finish``: the trailers, unless the call was cancelled or its connection is
+    closing), step by step, in one scope of the call's wrapper instead of five, with
+    grpclib's events dispatched only when they have listeners. The reply (None: the server
+    sent none); grpclib's errors at the same steps, and the call's state as grpclib leaves
+    it, so that leaving it and its other methods go on as they would."""
+    # Relies on: grpclib.client.Stream's send_request, send_message, recv_initial_metadata,
+    # recv_message, recv_trailing_metadata and _maybe_finish (0.4.9), whose steps these are
+    # (tests/test_internals.py compares their source); the attributes they read and set;
+    # their helpers _raise_for_status, _raise_for_content_type, _process_grpc_status and
+    # _raise_for_grpc_status; and grpclib.events._ident, a dispatch method no one listens to.
+    assert not call._send_request_done
+    assert not call._cardinality.client_streaming
+    assert not call._cardinality.server_streaming
+    channel, dispatch = call._channel, call._dispatch
+    with call._wrapper:
+        # send_request
+        protocol = await channel.__connect__()
+        stream = protocol.processor.connection.create_stream(wrapper=call._wrapper)
+        headers = [
+            (":method", "POST"),
+            (":scheme", channel._scheme),
+            (":path", call._method_name),
+            (":authority", channel._authority),
+        ]
+        if call._deadline is not None:
+            headers.append(("grpc-timeout", encode_timeout(call._deadline.time_remaining())))
+        subtype = call._codec.__content_subtype__
+        content_type = GRPC_CONTENT_TYPE + ("" if subtype == "proto" else "+" + subtype)
+        headers += (("te", "trailers"), ("content-type", content_type), ("user-agent", USER_AGENT))
+        metadata = call._metadata
+        if dispatch.send_request is not _NOT_LISTENED:
+            (metadata,) = await dispatch.send_request(
+                metadata,
+                method_name=call._method_name,
+                deadline=call._deadline,
+                content_type=content_type,
+            )
+        headers += encode_metadata(metadata)
+        release_stream = await stream.send_request(
+            headers, end_stream=False, _processor=protocol.processor
+        )
+        call._stream = stream
+        call._release_stream = release_stream
+        call.peer = stream.connection.get_peer()
+        call._send_request_done = True
+        # send_message(message, end=True)
+        if dispatch.send_message is not _NOT_LISTENED:
+            (message,) = await dispatch.send_message(message)
+        await grpclib.stream.send_message(stream, call._codec, message, call._send_type, end=True)
+        call._send_message_done = True
+        call._messages_sent += 1
+        stream.connection.messages_sent += 1
+        stream.connection.last_message_sent = time.monotonic()
+        call._end_done = True
+        # recv_initial_metadata
+        headers = await stream.recv_headers()
+        call._recv_initial_metadata_done = True
+        headers_map = dict(headers)
+        call._raise_for_status(headers_map)
+        call._raise_for_content_type(headers_map)
+        if "grpc-status" in headers_map:  # trailers-only response
+            call._trailers_only = True
+            initial: Any = decode_metadata(())  # grpclib's empty metadata (a MultiDict)
+            if dispatch.recv_initial_metadata is not _NOT_LISTENED:
+                (initial,) = await dispatch.recv_initial_metadata(initial)
+            call.initial_metadata = initial
+            await _received_trailers(call, headers, headers_map)
+        else:
+            initial = decode_metadata(headers)
+            if dispatch.recv_initial_metadata is not _NOT_LISTENED:
+                (initial,) = await dispatch.recv_initial_metadata(initial)
+            call.initial_metadata = initial
+        # recv_message
+        reply = await grpclib.stream.recv_message(stream, call._codec, call._recv_type)
+        if reply is not None:
+            if dispatch.recv_message is not _NOT_LISTENED:
+                (reply,) = await dispatch.recv_message(reply)
+            call._messages_received += 1
+            stream.connection.messages_received += 1
+            stream.connection.last_message_received = time.monotonic()
+        # _maybe_finish: recv_trailing_metadata
+        if call._trailers_only:
+            call._recv_trailing_metadata_done = True
+        elif not call._cancel_done and not stream._transport.is_closing():
+            trailers = await stream.recv_trailers()
+            call._recv_trailing_metadata_done = True
+            await _received_trailers(call, trailers, dict(trailers))
+    return reply
+
+
+async def _received_trailers(
+    call: grpclib.client.Stream[Any, Any], trailers: Any, trailers_map: dict[str, str]
+) -> None:
+    """What grpclib's ``recv_trailing_metadata`` (and a trailers-only response) does with the
+    trailers: the status checked, the trailing metadata decoded, dispatched and kept, an
+    error status raised."""
+    status, message, details = call._process_grpc_status(trailers_map)
+    trailing = decode_metadata(trailers)
+    if call._dispatch.recv_trailing_metadata is not _NOT_LISTENED:
+        (trailing,) = await call._dispatch.recv_trailing_metadata(
+            trailing, status=status, status_message=message, status_details=details
+        )
+    call.trailing_metadata = trailing
+    call._raise_for_grpc_status(status, message, details)

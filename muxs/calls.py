@@ -1,6 +1,8 @@
 """Client-side call plumbing for every gRPC cardinality, over a grpclib ``Channel``.
 
-Every kind of call goes through one path (``Caller._attempts_of``): it makes the call's
+Every kind of call goes through one path (``Caller._attempts_of``; a unary call through
+``Caller._unary_attempts``, the same path without an async generator, its request sent and
+its reply received in one step by ``muxs._internals.exchange``): it makes the call's
 attempts (``muxs.retries.Attempts``: transparent retries, a ``RetryPolicy``'s,
 ``wait_for_ready``) until one succeeds or the call is committed (gRFC A6: the server's
 response headers arrived, or the requests outgrew what ``KeptRequests`` keeps to send them
@@ -23,6 +25,7 @@ from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
+    Awaitable,
     Callable,
     Coroutine,
     Iterable,
@@ -39,7 +42,7 @@ from grpclib.const import Cardinality
 from h2.exceptions import StreamClosedError
 
 from muxs import interceptors
-from muxs._internals import SHORT_READ, sent_request_stream
+from muxs._internals import SHORT_READ, exchange, sent_request_stream
 from muxs.call_compression import (
     USE_CLIENT_DEFAULT,
     UseClientDefault,
@@ -407,10 +410,7 @@ class Caller:
         compression = _checked(compression)
 
         async def send(call: ClientCall) -> Reply:
-            replies = self._attempts_of(
-                call, Cardinality.UNARY_UNARY, type(request), reply_type, request, compression
-            )
-            return _required(await _single(replies))
+            return _required(await self._unary_attempts(call, request, reply_type, compression))
 
         if self._interceptors:
             return await interceptors.unary(self._interceptors, call, send)
@@ -547,12 +547,40 @@ class Caller:
             if requests is not None:
                 await requests.close()
 
+    async def _unary_attempts(
+        self, call: ClientCall, request: Request, reply_type: type[Reply], compression: Compression
+    ) -> Reply | None:
+        """The reply of a unary ``call`` (None: none), over as many attempts as it may make:
+        ``_attempts_of`` for one request and one reply, without an async generator."""
+        attempts = self._attempts(call)
+        while True:
+            try:
+                with self._outcome(call) as outcome:
+                    opened = self._open(
+                        call,
+                        Cardinality.UNARY_UNARY,
+                        type(request),
+                        reply_type,
+                        attempts.remaining(),
+                    )
+                    outcome.stream = opened
+                    async with opened as stream:
+                        with compressing(compression):
+                            return await _recv(stream, exchange(stream, request))
+            except RpcError as error:
+                if _headers_arrived(outcome.stream):
+                    raise
+                await attempts.before_retry(error)
 
-async def _recv(stream: GrpcStream[Any, Reply]) -> Reply | None:
-    """The next reply (None at the end); if the server's trailers cut a reply short, as a
-    server does when a call ends mid-message (a deadline passed), their status is raised."""
+
+async def _recv(
+    stream: GrpcStream[Any, Reply], receiving: Awaitable[Reply | None] | None = None
+) -> Reply | None:
+    """The next reply (None at the end), or what ``receiving`` returns; if the server's
+    trailers cut a reply short, as a server does when a call ends mid-message (a deadline
+    passed), their status is raised."""
     try:
-        return await stream.recv_message()
+        return await (stream.recv_message() if receiving is None else receiving)
     except SHORT_READ:  # the stream ended inside a message
         await stream.recv_trailing_metadata()  # raises GRPCError unless the status is OK
         raise RpcError(

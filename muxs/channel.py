@@ -24,7 +24,11 @@ a ``MAX_FRAME_SIZE`` of 1 MiB, so that a server sends a download in fewer, large
 They spare h2 the generic parts of each call, as the server's connections do
 (``muxs._internals``, docs/PERFORMANCE.md): request headers go as stateless HPACK blocks
 kept field by field (``StatelessFields``) and framed directly, DATA frames are framed
-directly, and a received header block is decoded once per state of the HPACK table.
+directly, and a received header block is decoded once per state of the HPACK table. The
+frames of a response are parsed without hyperframe's generic parse (``DirectFrameBuffer``),
+a reply's data is kept in a ``DirectBuffer`` (no ``asyncio.Queue``), and h2 reads its
+configuration without descriptors and logs to a logger whose no-ops are C
+(``settle_configuration``).
 
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
 made, and whether it is still used) and ``H2Protocol`` with its ``connection`` and
@@ -52,15 +56,18 @@ from muxs._internals import (
     ConnectingChannel,
     StatelessFields,
     acknowledge_connection_once_a_turn,
+    buffer_replies_directly,
     decode_headers_once,
     h2_connection,
     keepalive_config,
     on_new_streams,
+    parse_frames_directly,
     replace_event_handler,
     send_data_directly,
     send_requests_statelessly,
     sent_request_stream,
     serve_streams_after_goaway,
+    settle_configuration,
     spare_ended_calls,
     streams_released,
     terminate_stream,
@@ -116,6 +123,8 @@ class _AnsweringProtocol(H2Protocol):
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), bypass=LARGE_WRITE)
         super().connection_made(coalescing)  # type: ignore[arg-type]
         decode_headers_once(h2_connection(self))
+        parse_frames_directly(h2_connection(self))
+        settle_configuration(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)
         acknowledge_connection_once_a_turn(self)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
@@ -127,6 +136,7 @@ class _AnsweringProtocol(H2Protocol):
 
     def _fit(self, stream: Stream) -> None:
         send_data_directly(stream)  # first: compression wraps what it sends
+        buffer_replies_directly(stream)
         self._fit_stream(stream)
 
     def _goaway_received(self, event: ConnectionTerminated) -> None:

@@ -20,12 +20,16 @@ from typing import Any
 
 import grpclib.client
 import grpclib.config
+import grpclib.const
+import grpclib.encoding.base
+import grpclib.events
 import grpclib.exceptions
 import grpclib.health.check
 import grpclib.metadata
 import grpclib.protocol
 import grpclib.server
 import grpclib.stream
+import grpclib.testing
 import h2.config
 import h2.connection
 import h2.errors
@@ -39,9 +43,11 @@ import h2.windows
 import hpack
 import pytest
 from hyperframe import frame as hyperframe_frame
+from hyperframe.flags import Flags
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame
 
 from muxs import _internals
+from muxs.frame_layout import FRAME_HEADER
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -1457,3 +1463,362 @@ async def test_grpclib_takes_a_data_run_as_the_data_received_of_its_frames(direc
     assert "stream.data_received += size" in process
     assert "self.connection.data_received += size" in process
     assert "self.connection.last_data_received = time.monotonic()" in process
+
+
+# --- a client's received frames parsed directly ---------------------------------------------
+
+
+def _random_frame(rng: random.Random) -> bytes:
+    """One frame's bytes, well-formed (mostly) or not: the kinds parsed directly with every
+    flag byte, padding, priority, a header block over CONTINUATIONs, stream id 0 and the
+    reserved bit, window increments out of range, lengths over the frame size, other kinds."""
+    kind = rng.choice([0x0, 0x0, 0x1, 0x1, 0x8, 0x8, 0x9, 0x6, 0x3, 0xA])
+    flags = rng.choice([0, 0x1, 0x4, 0x5, 0x5, rng.randrange(256)])
+    stream_id = rng.choice([1, 3, 0x7FFFFFFF, 0x80000001] + [rng.randrange(1, 99)] * 4)
+    body = rng.randbytes(rng.choice([0, 1, 5, 30, 16384]))
+    if kind == 0x8:
+        stream_id = rng.choice([0, stream_id])
+        body = rng.choice([1, 2**31 - 1, rng.randrange(1, 2**31)]).to_bytes(4, "big")
+    elif kind in (0x6, 0x3):
+        body = rng.randbytes(8 if kind == 0x6 else 4)
+        stream_id = 0 if kind == 0x6 else stream_id
+    if rng.random() < 0.1:  # malformed
+        stream_id = rng.choice([0, 0x80000000])
+        body = rng.choice(
+            [body[:3], body + b"x", bytes(4), bytes(16385), (2**31).to_bytes(4, "big")]
+        )
+    if kind in (0x0, 0x1) and flags & 0x8 and rng.random() < 0.9:  # padding that fits
+        body = bytes([min(len(body), rng.randrange(8))]) + body
+    if kind == 0x1 and flags & 0x20 and rng.random() < 0.9:
+        body = body[:1] * bool(flags & 0x8) + rng.randbytes(5) + body[bool(flags & 0x8) :]
+    frame = FRAME_HEADER.pack(len(body) >> 8, len(body) & 0xFF, kind, flags, stream_id) + body
+    if kind == 0x1 and not flags & 0x4 and rng.random() < 0.9:  # a header block, ended
+        for end in (0, 0, 0x4):
+            part = rng.randbytes(rng.randrange(20))
+            frame += FRAME_HEADER.pack(0, len(part), 0x9, end, stream_id) + part
+    return frame
+
+
+def _parsed(frame: Frame) -> tuple[Any, ...]:
+    """A parsed frame, all of it: its class, attributes, flags and valid flags."""
+    attributes = dict(vars(frame))
+    flags = attributes.pop("flags")
+    return (
+        type(frame).__name__,
+        sorted(
+            (name, bytes(value) if isinstance(value, memoryview) else value)
+            for name, value in attributes.items()
+        ),
+        sorted(flags),
+        repr(flags._valid_flags),
+    )
+
+
+def _frames_both_ways(sent: bytes, pieces: list[int]) -> tuple[list[Any], list[Any]]:
+    """``sent`` fed in ``pieces`` to h2's FrameBuffer and to DirectFrameBuffer, each taking
+    its frames after each piece; (h2's, muxs's): the frames, or the first error."""
+    outcomes: tuple[list[Any], list[Any]] = ([], [])
+    buffers = (
+        h2.frame_buffer.FrameBuffer(server=False),
+        _internals.DirectFrameBuffer(server=False),
+    )
+    for buffer, outcome in zip(buffers, outcomes, strict=True):
+        buffer.max_frame_size = 16384
+        start = 0
+        try:
+            for piece in pieces:
+                buffer.add_data(sent[start : start + piece])
+                start += piece
+                outcome.extend(_parsed(frame) for frame in buffer)
+        except Exception as exc:
+            outcome.append((type(exc).__name__, str(exc)))
+        outcome.append(bytes(buffer._data))
+    return outcomes
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_frames_parsed_directly_are_hyperframes_frames(seed: int) -> None:
+    rng = random.Random(seed)
+    sent = b"".join(_random_frame(rng) for _ in range(rng.randrange(1, 12)))
+    pieces = [rng.choice([1, 9, 13, 100, len(sent)]) for _ in range(len(sent))]
+    theirs, ours = _frames_both_ways(sent, pieces)
+    assert ours == theirs
+
+
+def test_a_unary_responses_frames_are_parsed_directly() -> None:
+    """The response's HEADERS, DATA and trailers and a WINDOW_UPDATE, not through
+    hyperframe's parse; a padded DATA frame and a PING through it."""
+    buffer = _internals.DirectFrameBuffer(server=False)
+    buffer.max_frame_size = 16384
+    through_hyperframe = []
+    parse = Frame.parse_frame_header
+
+    def spy(header: memoryview, strict: bool = False) -> tuple[Frame, int]:
+        parsed = parse(header, strict)
+        through_hyperframe.append(type(parsed[0]).__name__)
+        return parsed
+
+    response = [
+        hyperframe_frame.WindowUpdateFrame(0, window_increment=5),
+        hyperframe_frame.HeadersFrame(1, data=b"\x88", flags=["END_HEADERS"]),
+        DataFrame(1, data=b"\0\0\0\0\x02hi"),
+        hyperframe_frame.HeadersFrame(1, data=b"\x40", flags=["END_HEADERS", "END_STREAM"]),
+        DataFrame(3, data=b"x", flags=["PADDED"], pad_length=2),
+        PingFrame(0, opaque_data=b"12345678"),
+    ]
+    buffer.add_data(b"".join(frame.serialize() for frame in response))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Frame, "parse_frame_header", staticmethod(spy))
+        parsed = list(buffer)
+    assert [_parsed(frame)[:3] for frame in parsed[:4]] == [
+        _parsed(frame)[:3] for frame in response[:4]
+    ]
+    assert through_hyperframe == ["DataFrame", "PingFrame"]
+
+
+def test_h2_parses_frames_as_direct_frame_buffer_copies() -> None:
+    buffer_next = source(h2.frame_buffer.FrameBuffer.__next__)
+    assert "Frame.parse_frame_header(memoryview(self._data[:9]))" in buffer_next
+    assert "self._validate_frame_length(length)" in buffer_next
+    assert "f.parse_body(memoryview(self._data[9:9+length]))" in buffer_next
+    assert "del self._data[:9+length]" in buffer_next
+    assert "new_frame = self._update_header_buffer(f)" in buffer_next
+    assert "self._flags: set[str] = set()" in source(Flags.__init__)
+    assert "self._valid_flags" in source(Flags.add)
+    assert "self.incoming_buffer = FrameBuffer(server=not self.config.client_side)" in source(
+        h2.connection.H2Connection.__init__
+    )
+    assert "self.incoming_buffer.max_frame_size" in source(h2.connection.H2Connection.receive_data)
+
+
+# --- h2's state machines' enums hashed by identity ------------------------------------------
+
+
+def _hashed_containers(value: Any) -> list[Any]:
+    """``value`` and the dicts, sets and frozensets inside it (in tuples, lists, classes)."""
+    found = []
+    if isinstance(value, dict | set | frozenset):
+        found.append(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, tuple | list):
+        for item in value:
+            found += _hashed_containers(item)
+    elif isinstance(value, type) and value.__module__.startswith("h2."):
+        for attribute in vars(value).values():
+            found += _hashed_containers(attribute)
+    return found
+
+
+def test_h2s_only_tables_keyed_by_its_state_machines_enums_are_the_two_rebuilt() -> None:
+    members = {id(member) for kind in _internals._HASHED_ENUMS for member in kind}
+    holding = []
+    for module in [m for name, m in sys.modules.items() if name.startswith("h2")]:
+        for container in _hashed_containers(list(vars(module).values())):
+            for key in container:
+                parts = key if isinstance(key, tuple) else (key,)
+                if any(id(part) in members for part in parts):
+                    holding.append(id(container))
+                    break
+    tables = (h2.stream._transitions, h2.connection.H2ConnectionStateMachine._transitions)
+    assert sorted(set(holding)) == sorted(id(table) for table in tables)
+
+
+def test_the_state_machines_enums_hash_by_identity_and_compare_by_identity() -> None:
+    for kind in _internals._HASHED_ENUMS:
+        assert kind.__eq__ is object.__eq__
+        for member in kind:
+            assert hash(member) == object.__hash__(member)
+    tables: tuple[dict[Any, Any], ...] = (
+        h2.stream._transitions,
+        h2.connection.H2ConnectionStateMachine._transitions,
+    )
+    for table in tables:
+        for (state, received), transition in list(table.items()):
+            assert table[(state, received)] is transition
+
+
+def test_h2s_state_machines_still_make_a_calls_transitions() -> None:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST, end_stream=True)
+    server.initiate_connection()
+    events = server.receive_data(client.data_to_send())
+    assert [type(event).__name__ for event in events] == [
+        "RemoteSettingsChanged",
+        "RequestReceived",
+        "StreamEnded",
+    ]
+    server.send_headers(1, [(":status", "200")], end_stream=True)
+    events = client.receive_data(server.data_to_send())
+    assert "StreamEnded" in [type(event).__name__ for event in events]
+    assert client.streams[1].closed
+
+
+# --- h2: a client connection's configuration read without descriptors ---------------------
+
+
+def test_the_settled_options_are_h2_configurations_options() -> None:
+    taken = inspect.signature(h2.config.H2Configuration.__init__).parameters
+    assert set(_internals._H2_OPTIONS) == set(taken) - {"self", "logger"}
+    for option in _internals._H2_OPTIONS:
+        assert option in vars(_internals._SettledConfiguration)
+
+
+def _exchange(settle: bool) -> tuple[bytes, list[str]]:
+    """A request and its response, the client's connection settled or not: what the
+    client sent, and the events it made of the response."""
+    config = h2.config.H2Configuration(client_side=True, header_encoding="ascii")
+    client = h2.connection.H2Connection(config)
+    if settle:
+        _internals.settle_configuration(client)
+        assert type(client.config) is _internals._SettledConfiguration
+        for option in _internals._H2_OPTIONS:
+            assert getattr(client.config, option) == getattr(config, option)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    client.send_data(1, b"hello", end_stream=True)
+    server.initiate_connection()
+    server.receive_data(client.data_to_send())
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"reply")
+    server.send_headers(1, [("grpc-status", "0")], end_stream=True)
+    events = client.receive_data(server.data_to_send())
+    return client.data_to_send(), [repr(event) for event in events]
+
+
+def test_a_settled_connection_sends_and_receives_as_h2s_own() -> None:
+    assert _exchange(settle=True) == _exchange(settle=False)
+
+
+def test_a_connection_with_a_logger_keeps_its_configuration() -> None:
+    logger = _TracingLogger()
+    config = h2.config.H2Configuration(client_side=True, logger=logger)
+    client = h2.connection.H2Connection(config)
+    _internals.settle_configuration(client)
+    assert client.config is config
+
+
+def test_the_silent_logger_formats_nothing() -> None:
+    class Unprintable:
+        def __repr__(self) -> str:
+            raise AssertionError("formatted")
+
+    logger = _internals._SilentLogger()
+    logger.debug("Received frame: %s %r", Unprintable(), Unprintable(), extra=1)
+    logger.trace("Processed %d bytes", Unprintable())
+
+
+# --- grpclib's client: a unary call in one step --------------------------------------------
+
+
+class _BytesCodec(grpclib.encoding.base.CodecBase):
+    __content_subtype__ = "proto"
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        return bytes(message)
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        return data
+
+
+class _Replies:
+    """A method whose request says how it answers, with one reply or none."""
+
+    async def answer(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        if request == b"trailers-only":
+            raise grpclib.exceptions.GRPCError(grpclib.const.Status.NOT_FOUND, "no such thing")
+        await stream.send_initial_metadata(metadata={"x-initial": "1"})
+        if request != b"no-reply":
+            await stream.send_message(b"reply to " + request)
+        if request == b"late-error":
+            raise grpclib.exceptions.GRPCError(grpclib.const.Status.INTERNAL, "went wrong")
+        await stream.send_trailing_metadata(metadata={"x-trailing": "2"})
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            "/test.Replies/Answer": grpclib.const.Handler(
+                # UNARY_STREAM: grpclib's server then lets a call end OK without a reply.
+                self.answer,
+                grpclib.const.Cardinality.UNARY_STREAM,
+                bytes,
+                bytes,
+            )
+        }
+
+
+async def _called(request: bytes, one_step: bool) -> list[Any]:
+    """A unary call with every grpclib event listened to, through grpclib's own methods or
+    ``exchange``: the events, the outcome, and what the call kept."""
+    seen: list[Any] = []
+    async with grpclib.testing.ChannelFor([_Replies()], codec=_BytesCodec()) as channel:
+        for kind in (
+            grpclib.events.SendRequest,
+            grpclib.events.SendMessage,
+            grpclib.events.RecvInitialMetadata,
+            grpclib.events.RecvMessage,
+            grpclib.events.RecvTrailingMetadata,
+        ):
+
+            async def listener(event: Any, kind: Any = kind) -> None:
+                seen.append(kind.__name__)
+
+            grpclib.events.listen(channel, kind, listener)
+        call = channel.request(
+            "/test.Replies/Answer",
+            grpclib.const.Cardinality.UNARY_UNARY,
+            bytes,
+            bytes,
+            timeout=30,
+            metadata={"x-request": "3"},
+        )
+        outcome: Any = None
+        try:
+            async with call:
+                if one_step:
+                    outcome = await _internals.exchange(call, request)
+                else:
+                    await call.send_message(request, end=True)
+                    outcome = await call.recv_message()
+        except grpclib.exceptions.GRPCError as exc:
+            outcome = (exc.status, exc.message)
+        seen.append(outcome)
+        seen += [dict(call.initial_metadata or {}), dict(call.trailing_metadata or {})]
+        seen += [call._messages_sent, call._messages_received, call._trailers_only]
+        seen += [channel._calls_succeeded, channel._calls_failed]
+    return seen
+
+
+@pytest.mark.parametrize("request_", [b"hello", b"no-reply", b"late-error", b"trailers-only"])
+async def test_a_unary_call_in_one_step_is_grpclibs_call(request_: bytes) -> None:
+    assert await _called(request_, one_step=True) == await _called(request_, one_step=False)
+
+
+def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
+    client = grpclib.client.Stream
+    send_request = source(client.send_request)
+    for step in (
+        "protocol = await self._channel.__connect__()",
+        ".create_stream(wrapper=self._wrapper)",
+        "headers.append(('grpc-timeout', encode_timeout(timeout)))",
+        "headers.extend(encode_metadata(metadata))",
+        "headers, end_stream=end, _processor=protocol.processor,",
+        "self.peer = self._stream.connection.get_peer()",
+    ):
+        assert step in send_request
+    send_message = source(client.send_message)
+    assert "await send_message(self._stream, self._codec, message," in send_message
+    assert "self._stream.connection.last_message_sent = time.monotonic()" in send_message
+    initial = source(client.recv_initial_metadata)
+    assert "self._raise_for_content_type(headers_map)" in initial
+    assert "if 'grpc-status' in headers_map:  # trailers-only response" in initial
+    assert "message = await recv_message(self._stream, self._codec," in source(client.recv_message)
+    trailing = source(client.recv_trailing_metadata)
+    assert "trailers = await self._stream.recv_trailers()" in trailing
+    assert "self._raise_for_grpc_status(status, message, details)" in trailing
+    finish = source(client._maybe_finish)
+    assert "and not self._stream._transport.is_closing()" in finish
+    assert "self.__dict__[name] = _ident" in source(grpclib.events._Dispatch.__init__)
