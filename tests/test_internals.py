@@ -314,6 +314,15 @@ async def test_a_read_cut_short_by_the_streams_end_raises_short_read() -> None:
         await buffer.read(5)
 
 
+def test_letting_go_of_a_stream_gives_back_grpclibs_own_methods() -> None:
+    stream = grpclib.protocol.Stream.__new__(grpclib.protocol.Stream)
+    vars(stream).update(recv_data=print, send_data=print, send_headers=print, buffer=print)
+    _internals.let_go_of_stream(stream)
+    assert vars(stream) == {"buffer": print}  # only muxs's methods are dropped
+    for name in ("recv_data", "send_data", "send_headers"):
+        assert getattr(stream, name).__func__ is getattr(grpclib.protocol.Stream, name)
+
+
 def test_a_server_stream_wraps_its_http2_stream_which_has_its_h2_connection() -> None:
     assert "self._stream = stream" in source(grpclib.server.Stream.__init__)
     assert "self._h2_connection = h2_connection" in source(grpclib.protocol.Stream.__init__)
