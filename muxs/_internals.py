@@ -21,7 +21,15 @@ import dataclasses
 import functools
 import re
 import socket
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -1018,13 +1026,25 @@ def _split_headers(
     return frames
 
 
+class _KnownBlock(list[Any]):
+    """The headers of a received block that ``_DecodingOnce`` keeps (hpack's ``HeaderTuple``s
+    of bytes, which h2 reads), with ``texts``: the block's headers as text, by encoding, shared
+    by every copy of the block (``_decode_known_headers``)."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, headers: Iterable[Any], texts: dict[str, list[tuple[Any, ...]]]) -> None:
+        super().__init__(headers)
+        self.texts = texts
+
+
 class _DecodingOnce(hpack.Decoder):
     """hpack's ``Decoder``, with each block whose decoding left the table as it was kept with
     its headers, and decoded again only after the table changed."""
 
     def __init__(self, max_header_list_size: int) -> None:
         super().__init__(max_header_list_size)
-        self._kept: dict[tuple[Any, ...], list[Any]] = {}
+        self._kept: dict[tuple[Any, ...], _KnownBlock] = {}
         self._version = 0  # one more each time the table changes
 
     def decode(self, data: bytes, raw: bool = False) -> Any:
@@ -1034,7 +1054,7 @@ class _DecodingOnce(hpack.Decoder):
         key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
         known = self._kept.get(key)
         if known is not None:
-            return list(known)
+            return _KnownBlock(known, known.texts)
         table = self.header_table
         before = (table.maxsize, *table.dynamic_entries)
         try:
@@ -1044,22 +1064,46 @@ class _DecodingOnce(hpack.Decoder):
             raise
         if (table.maxsize, *table.dynamic_entries) != before:
             self._forget()
-        else:
-            if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
-                self._kept.clear()
-            self._kept[key] = list(headers)
-        return headers
+            return headers
+        if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
+            self._kept.clear()
+        known = self._kept[key] = _KnownBlock(headers, {})
+        return _KnownBlock(known, known.texts)
 
     def _forget(self) -> None:
         self._version += 1
         self._kept.clear()
 
 
+# Relies on: h2.stream._decode_headers(headers, encoding), a generator of the headers of a
+# received block as text (each hpack HeaderTuple of bytes decoded into one of str), which
+# H2Stream._process_received_headers calls by its module's name and makes a list of.
+_h2_decode_headers = h2.stream._decode_headers
+
+
+def _decode_known_headers(headers: Any, encoding: str) -> Iterator[Any]:
+    """h2's ``_decode_headers``, done once for each block ``_DecodingOnce`` keeps: its
+    headers as text are kept with it, as plain tuples of ``str`` (hpack's ``HeaderTuple`` is
+    a tuple subclass that ``dict()``, unpacking and ``__new__`` each take the slow way; the
+    names and values are the same). Any other headers are h2's to decode."""
+    if type(headers) is not _KnownBlock:
+        return _h2_decode_headers(headers, encoding)
+    text = headers.texts.get(encoding)
+    if text is None:
+        text = [tuple(header) for header in _h2_decode_headers(headers, encoding)]
+        headers.texts[encoding] = text
+    return iter(text)
+
+
+h2.stream._decode_headers = _decode_known_headers  # type: ignore[assignment]
+
+
 def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
     """Have ``h2_conn`` (which has received no header block yet) decode each received header
     block once per state of its HPACK table: a block whose decoding left the table as it was
     is kept with its headers, and decoded again only after the table changed (a client's
-    later requests reuse its table's entries, so their blocks repeat byte for byte)."""
+    later requests reuse its table's entries, so their blocks repeat byte for byte); the
+    text of a block kept is made once too (``_decode_known_headers``)."""
     # Relies on: h2 decoding every received header block with self.decoder.decode(block,
     # raw=True), setting only the decoder's max_header_list_size and max_allowed_table_size;
     # hpack's Decoder keeping its table in header_table (dynamic_entries, maxsize), changed by
