@@ -774,6 +774,17 @@ STREAM_SWEEP_SLACK = 8
 
 _END_HEADERS = 0x4
 
+# h2's state machines' inputs, looked up once: on CPython 3.11 an enum class's attribute goes
+# through EnumType.__getattr__'s slow path, and calling AllowedStreamIDs runs Python code.
+_CONNECTION_SENDS_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
+_CONNECTION_SENDS_DATA = h2.connection.ConnectionInputs.SEND_DATA
+_CONNECTION_RECEIVES_DATA = h2.connection.ConnectionInputs.RECV_DATA
+_STREAM_SENDS_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_STREAM_SENDS_DATA = h2.stream.StreamInputs.SEND_DATA
+_STREAM_SENDS_END = h2.stream.StreamInputs.SEND_END_STREAM
+#: The stream ids a connection opens, by its ``client_side``.
+_OWN_STREAM_IDS = {side: h2.connection.AllowedStreamIDs(side) for side in (False, True)}
+
 
 class StatelessHeaders:
     """Response header blocks HPACK-encoded so that they leave no state: each header is a
@@ -936,16 +947,16 @@ def _add_header_frames(
     # max_outbound_frame_size.
     if stream_id not in h2_conn.streams:
         (check_limit or _StreamLimit.check_exactly)(h2_conn)
-    h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    h2_conn.state_machine.process_input(_CONNECTION_SENDS_HEADERS)
     h2_stream = h2_conn._get_or_create_stream(
-        stream_id, h2.connection.AllowedStreamIDs(h2_conn.config.client_side)
+        stream_id, _OWN_STREAM_IDS[h2_conn.config.client_side]
     )
-    events = h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    events = h2_stream.state_machine.process_input(_STREAM_SENDS_HEADERS)
     flags = h2_stream._build_hdr_validation_flags(events)
     block = blocks.block(headers, flags)
     frame_flags = _END_HEADERS
     if end_stream:
-        h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        h2_stream.state_machine.process_input(_STREAM_SENDS_END)
         frame_flags |= END_STREAM
     elif h2_stream.state_machine.trailers_sent:
         raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
@@ -1169,12 +1180,12 @@ def _frame_data(
         raise h2.exceptions.FlowControlError(f"Cannot send {size} bytes")
     if size > h2_conn.max_outbound_frame_size:
         raise h2.exceptions.FrameTooLargeError(f"Cannot send frame size {size}")
-    h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+    h2_conn.state_machine.process_input(_CONNECTION_SENDS_DATA)
     h2_stream = h2_conn.streams[stream_id]
-    h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+    h2_stream.state_machine.process_input(_STREAM_SENDS_DATA)
     flags = 0
     if end_stream:
-        h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        h2_stream.state_machine.process_input(_STREAM_SENDS_END)
         flags = END_STREAM
     h2_stream.outbound_flow_control_window -= size
     h2_conn.outbound_flow_control_window -= size
@@ -1299,7 +1310,7 @@ def _receive_directly(
         or not stream_machine.headers_received
         or h2_conn.state_machine.state not in _CONNECTION_OPEN
     ):
-        events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+        events += h2_conn.state_machine.process_input(_CONNECTION_RECEIVES_DATA)
         h2_conn._inbound_flow_control_window_manager.window_consumed(size)
         events += h2_stream.receive_data(payload, bool(flags & END_STREAM), size)[1]
         return
