@@ -22,7 +22,15 @@ import functools
 import re
 import socket
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -647,6 +655,23 @@ def send_replies_with(
     stream.send_data = wrap(stream.send_data)  # type: ignore[method-assign]
 
 
+#: The methods muxs sets on a server stream, each holding the stream (a reference cycle):
+#: ``read_requests_with``'s ``recv_data``, ``send_data_directly``'s and ``send_replies_with``'s
+#: ``send_data``, ``send_headers_statelessly``'s ``send_headers``.
+_STREAM_METHODS = ("recv_data", "send_data", "send_headers")
+
+
+def let_go_of_stream(stream: Stream) -> None:
+    """Drop the methods muxs set on ``stream`` once its call has ended: without the cycles
+    they make, the stream and what its call made are freed then, by reference counting, not
+    by the cyclic garbage collector's next pass (a unary call left some 45 objects to it, so
+    a collection every 17 calls). Anything that still calls one gets grpclib's own."""
+    # Relies on: grpclib.protocol.Stream keeping its attributes in its __dict__, where the
+    # methods set on it shadow its class's recv_data, send_data and send_headers.
+    for name in _STREAM_METHODS:
+        stream.__dict__.pop(name, None)
+
+
 #: What grpclib's ``recv_data`` raises when the stream ends inside the bytes asked for.
 # Relies on: grpclib.protocol.Buffer.read raising a bare AssertionError for a short read.
 SHORT_READ = AssertionError
@@ -823,6 +848,17 @@ STREAM_SWEEP_SLACK = 8
 
 _END_HEADERS = 0x4
 
+# h2's state machines' inputs, looked up once: on CPython 3.11 an enum class's attribute goes
+# through EnumType.__getattr__'s slow path, and calling AllowedStreamIDs runs Python code.
+_CONNECTION_SENDS_HEADERS = h2.connection.ConnectionInputs.SEND_HEADERS
+_CONNECTION_SENDS_DATA = h2.connection.ConnectionInputs.SEND_DATA
+_CONNECTION_RECEIVES_DATA = h2.connection.ConnectionInputs.RECV_DATA
+_STREAM_SENDS_HEADERS = h2.stream.StreamInputs.SEND_HEADERS
+_STREAM_SENDS_DATA = h2.stream.StreamInputs.SEND_DATA
+_STREAM_SENDS_END = h2.stream.StreamInputs.SEND_END_STREAM
+#: The stream ids a connection opens, by its ``client_side``.
+_OWN_STREAM_IDS = {side: h2.connection.AllowedStreamIDs(side) for side in (False, True)}
+
 
 class StatelessHeaders:
     """Response header blocks HPACK-encoded so that they leave no state: each header is a
@@ -985,16 +1021,16 @@ def _add_header_frames(
     # max_outbound_frame_size.
     if stream_id not in h2_conn.streams:
         (check_limit or _StreamLimit.check_exactly)(h2_conn)
-    h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_HEADERS)
+    h2_conn.state_machine.process_input(_CONNECTION_SENDS_HEADERS)
     h2_stream = h2_conn._get_or_create_stream(
-        stream_id, h2.connection.AllowedStreamIDs(h2_conn.config.client_side)
+        stream_id, _OWN_STREAM_IDS[h2_conn.config.client_side]
     )
-    events = h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+    events = h2_stream.state_machine.process_input(_STREAM_SENDS_HEADERS)
     flags = h2_stream._build_hdr_validation_flags(events)
     block = blocks.block(headers, flags)
     frame_flags = _END_HEADERS
     if end_stream:
-        h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        h2_stream.state_machine.process_input(_STREAM_SENDS_END)
         frame_flags |= END_STREAM
     elif h2_stream.state_machine.trailers_sent:
         raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
@@ -1075,13 +1111,25 @@ def _split_headers(
     return frames
 
 
+class _KnownBlock(list[Any]):
+    """The headers of a received block that ``_DecodingOnce`` keeps (hpack's ``HeaderTuple``s
+    of bytes, which h2 reads), with ``texts``: the block's headers as text, by encoding, shared
+    by every copy of the block (``_decode_known_headers``)."""
+
+    __slots__ = ("texts",)
+
+    def __init__(self, headers: Iterable[Any], texts: dict[str, list[tuple[Any, ...]]]) -> None:
+        super().__init__(headers)
+        self.texts = texts
+
+
 class _DecodingOnce(hpack.Decoder):
     """hpack's ``Decoder``, with each block whose decoding left the table as it was kept with
     its headers, and decoded again only after the table changed."""
 
     def __init__(self, max_header_list_size: int) -> None:
         super().__init__(max_header_list_size)
-        self._kept: dict[tuple[Any, ...], list[Any]] = {}
+        self._kept: dict[tuple[Any, ...], _KnownBlock] = {}
         self._version = 0  # one more each time the table changes
 
     def decode(self, data: bytes, raw: bool = False) -> Any:
@@ -1091,7 +1139,7 @@ class _DecodingOnce(hpack.Decoder):
         key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
         known = self._kept.get(key)
         if known is not None:
-            return list(known)
+            return _KnownBlock(known, known.texts)
         table = self.header_table
         before = (table.maxsize, *table.dynamic_entries)
         try:
@@ -1101,22 +1149,46 @@ class _DecodingOnce(hpack.Decoder):
             raise
         if (table.maxsize, *table.dynamic_entries) != before:
             self._forget()
-        else:
-            if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
-                self._kept.clear()
-            self._kept[key] = list(headers)
-        return headers
+            return headers
+        if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
+            self._kept.clear()
+        known = self._kept[key] = _KnownBlock(headers, {})
+        return _KnownBlock(known, known.texts)
 
     def _forget(self) -> None:
         self._version += 1
         self._kept.clear()
 
 
+# Relies on: h2.stream._decode_headers(headers, encoding), a generator of the headers of a
+# received block as text (each hpack HeaderTuple of bytes decoded into one of str), which
+# H2Stream._process_received_headers calls by its module's name and makes a list of.
+_h2_decode_headers = h2.stream._decode_headers
+
+
+def _decode_known_headers(headers: Any, encoding: str) -> Iterator[Any]:
+    """h2's ``_decode_headers``, done once for each block ``_DecodingOnce`` keeps: its
+    headers as text are kept with it, as plain tuples of ``str`` (hpack's ``HeaderTuple`` is
+    a tuple subclass that ``dict()``, unpacking and ``__new__`` each take the slow way; the
+    names and values are the same). Any other headers are h2's to decode."""
+    if type(headers) is not _KnownBlock:
+        return _h2_decode_headers(headers, encoding)
+    text = headers.texts.get(encoding)
+    if text is None:
+        text = [tuple(header) for header in _h2_decode_headers(headers, encoding)]
+        headers.texts[encoding] = text
+    return iter(text)
+
+
+h2.stream._decode_headers = _decode_known_headers  # type: ignore[assignment]
+
+
 def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
     """Have ``h2_conn`` (which has received no header block yet) decode each received header
     block once per state of its HPACK table: a block whose decoding left the table as it was
     is kept with its headers, and decoded again only after the table changed (a client's
-    later requests reuse its table's entries, so their blocks repeat byte for byte)."""
+    later requests reuse its table's entries, so their blocks repeat byte for byte); the
+    text of a block kept is made once too (``_decode_known_headers``)."""
     # Relies on: h2 decoding every received header block with self.decoder.decode(block,
     # raw=True), setting only the decoder's max_header_list_size and max_allowed_table_size;
     # hpack's Decoder keeping its table in header_table (dynamic_entries, maxsize), changed by
@@ -1182,12 +1254,12 @@ def _frame_data(
         raise h2.exceptions.FlowControlError(f"Cannot send {size} bytes")
     if size > h2_conn.max_outbound_frame_size:
         raise h2.exceptions.FrameTooLargeError(f"Cannot send frame size {size}")
-    h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.SEND_DATA)
+    h2_conn.state_machine.process_input(_CONNECTION_SENDS_DATA)
     h2_stream = h2_conn.streams[stream_id]
-    h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+    h2_stream.state_machine.process_input(_STREAM_SENDS_DATA)
     flags = 0
     if end_stream:
-        h2_stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        h2_stream.state_machine.process_input(_STREAM_SENDS_END)
         flags = END_STREAM
     h2_stream.outbound_flow_control_window -= size
     h2_conn.outbound_flow_control_window -= size
@@ -1380,7 +1452,7 @@ def _receive_directly(
         or not stream_machine.headers_received
         or h2_conn.state_machine.state not in _CONNECTION_OPEN
     ):
-        events += h2_conn.state_machine.process_input(h2.connection.ConnectionInputs.RECV_DATA)
+        events += h2_conn.state_machine.process_input(_CONNECTION_RECEIVES_DATA)
         h2_conn._inbound_flow_control_window_manager.window_consumed(size)
         events += h2_stream.receive_data(payload, bool(flags & END_STREAM), size)[1]
         return

@@ -329,6 +329,15 @@ async def test_a_read_cut_short_by_the_streams_end_raises_short_read() -> None:
         await buffer.read(5)
 
 
+def test_letting_go_of_a_stream_gives_back_grpclibs_own_methods() -> None:
+    stream = grpclib.protocol.Stream.__new__(grpclib.protocol.Stream)
+    vars(stream).update(recv_data=print, send_data=print, send_headers=print, buffer=print)
+    _internals.let_go_of_stream(stream)
+    assert vars(stream) == {"buffer": print}  # only muxs's methods are dropped
+    for name in ("recv_data", "send_data", "send_headers"):
+        assert getattr(stream, name).__func__ is getattr(grpclib.protocol.Stream, name)
+
+
 def test_a_server_stream_wraps_its_http2_stream_which_has_its_h2_connection() -> None:
     assert "self._stream = stream" in source(grpclib.server.Stream.__init__)
     assert "self._h2_connection = h2_connection" in source(grpclib.protocol.Stream.__init__)
@@ -654,6 +663,56 @@ def test_h2_decodes_each_received_header_block_with_its_decoder() -> None:
     )
     assert "decoder.decode(encoded_header_block, raw=True)" in source(h2.connection._decode_headers)
     assert {"dynamic_entries", "maxsize"} <= set(dir(hpack.Decoder().header_table))
+
+
+def test_h2_makes_a_received_blocks_text_with_decode_headers_by_its_modules_name() -> None:
+    body = source(h2.stream.H2Stream._process_received_headers)
+    assert "headers = _decode_headers(headers, header_encoding)" in body
+    assert "return list(headers)" in body
+    assert h2.stream._decode_headers is _internals._decode_known_headers
+    original = source(_internals._h2_decode_headers)
+    assert "yield header.__class__(n, v)" in original
+
+
+def _servers_receiving(client: Any, count: int) -> list[Any]:
+    """``count`` server h2 connections configured as muxs's (header values as latin-1), each
+    having received ``client``'s preface; the first decodes its blocks once."""
+    config = h2.config.H2Configuration(
+        client_side=False,
+        header_encoding="latin-1",
+        validate_inbound_headers=False,
+        normalize_inbound_headers=False,
+    )
+    servers = [h2.connection.H2Connection(config) for _ in range(count)]
+    _internals.decode_headers_once(servers[0])
+    preface = client.data_to_send()
+    for server in servers:
+        server.initiate_connection()
+        server.receive_data(preface)
+    client.receive_data(servers[-1].data_to_send())
+    acknowledgement = client.data_to_send()
+    for server in servers:
+        server.data_to_send()
+        server.receive_data(acknowledgement)
+    return servers
+
+
+def test_received_headers_decoded_once_are_h2s_own_as_plain_tuples() -> None:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    ours, h2s = _servers_receiving(client, 2)
+    plain = 0
+    for number, headers in enumerate(REQUESTS * 3):
+        client.send_headers(2 * number + 1, headers, end_stream=True)
+        data = client.data_to_send()
+        received, expected = ours.receive_data(data), h2s.receive_data(data)
+        assert [type(event) for event in received] == [type(event) for event in expected]
+        assert received[0].headers == expected[0].headers
+        assert all(type(header) is tuple for header in received[0].headers) or (
+            all(isinstance(header, hpack.HeaderTuple) for header in received[0].headers)
+        )
+        plain += type(received[0].headers[0]) is tuple
+    assert plain >= len(REQUESTS)  # the blocks the client's table made repeat
 
 
 #: What the SDK sends: a request's headers (grpclib's, muxs's and the caller's metadata).

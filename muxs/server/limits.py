@@ -98,6 +98,7 @@ from muxs._internals import (
     h2_connection,
     handler_task,
     keepalive_config,
+    let_go_of_stream,
     make_protocols_with,
     process_events,
     read_requests_with,
@@ -352,6 +353,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             # grpclib lets go of ended tasks (their streams, buffers and cancellations) only
             # every tenth call, and of a closed connection's only every tenth connection.
             forget_task(self._inner, stream, task)
+            let_go_of_stream(stream)
 
         task.add_done_callback(ended)
 
