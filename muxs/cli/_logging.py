@@ -204,22 +204,40 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
     formats_access_lines = True
+    _second: int | None = None
+    _text = ""
 
     def format(self, record: logging.LogRecord) -> str:
         fields: dict[str, object] = getattr(record, "fields", {})
-        entry = _json_entry(record, record.getMessage(), fields)
+        entry = _json_entry(vars(record), self._time(record.created), record.getMessage(), fields)
         if record.exc_info:
             entry["traceback"] = escaped_traceback(self.formatException(record.exc_info))
         return _JSON.encode(entry)
 
     def format_access_lines(self, lines: Sequence[AccessLine], values: dict[str, Any]) -> list[str]:
         """What ``format`` gives the ``AccessRecord`` of each of ``lines``, the records' other
-        attributes ``values`` (a record's)."""
-        texts = []
-        for line in lines:
-            values["created"] = line.created
-            texts.append(_JSON.encode(_json_entry(values, str(line), line.fields())))
-        return texts
+        attributes ``values`` (a record's); a batch is escaped field by field only when it
+        needs it (a line's fields are parts of its message)."""
+        messages = [str(line) for line in lines]
+        escape = not _plain("".join(messages))
+        return [
+            _JSON.encode(
+                _json_entry(values, self._time(line.created), message, line.fields(), escape)
+            )
+            for line, message in zip(lines, messages, strict=True)
+        ]
+
+    def _time(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, each
+        second's part made once."""
+        second = int(created)
+        microseconds = round((created - second) * 1_000_000)  # as datetime rounds
+        if microseconds == 1_000_000:
+            second, microseconds = second + 1, 0
+        if second != self._second:
+            self._second = second
+            self._text = datetime.fromtimestamp(second, UTC).isoformat()[: -len("+00:00")]
+        return f"{self._text}.{_MILLISECONDS[microseconds // 1000]}+00:00"
 
 
 #: ``json.dumps(..., default=str)`` without a new encoder per line.
@@ -227,22 +245,29 @@ _JSON = json.JSONEncoder(default=str)
 
 
 def _json_entry(
-    record: logging.LogRecord | dict[str, Any], message: str, fields: dict[str, object]
+    values: dict[str, Any],
+    time_text: str,
+    message: str,
+    fields: dict[str, object],
+    escape: bool = True,
 ) -> dict[str, object]:
-    """A JSON line's object, its values escaped; ``record``: a record or its attributes."""
-    values = record if isinstance(record, dict) else vars(record)
+    """A JSON line's object, its values escaped unless ``escape`` is false; ``values``: a
+    record's attributes."""
     entry: dict[str, object] = {
-        "time": datetime.fromtimestamp(values["created"], UTC).isoformat(timespec="milliseconds"),
+        "time": time_text,
         "level": values["levelname"],
         "logger": values["name"],
-        "message": escaped(message),
+        "message": escaped(message) if escape else message,
     }
     if values["processName"] != "MainProcess":
         entry["process"] = values["processName"]
-    entry.update(
-        (name, escaped(value) if isinstance(value, str) else value)
-        for name, value in fields.items()
-    )
+    if escape:
+        entry.update(
+            (name, escaped(value) if isinstance(value, str) else value)
+            for name, value in fields.items()
+        )
+    else:
+        entry.update(fields)
     return entry
 
 
