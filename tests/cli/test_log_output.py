@@ -95,6 +95,13 @@ def test_escaped(text: str, shown: str) -> None:
     assert escaped(text) == shown
 
 
+def test_text_is_left_as_it_is_exactly_when_no_character_needs_an_escape() -> None:
+    for code in [*range(0x3000), 0xFEFF, 0x1F600, 0xE0041]:
+        char = chr(code)
+        for text in (f"plain {char}", f"\u00e9t\u00e9 {char}"):  # ASCII, and not
+            assert (escaped(text) == text) is (char.isprintable() and char != "\\")
+
+
 def failed_record(message: str) -> logging.LogRecord:
     try:
         raise ValueError(message)
