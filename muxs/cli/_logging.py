@@ -107,7 +107,7 @@ class TextFormatter(logging.Formatter):
         return self.formatMessage(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return self._time(record.created)
+        return self._time(record.created, record.msecs)
 
     def format_access_lines(self, lines: Sequence[AccessLine], values: dict[str, Any]) -> list[str]:
         """What ``format`` gives the ``AccessRecord`` of each of ``lines``, the records' other
@@ -116,18 +116,22 @@ class TextFormatter(logging.Formatter):
         fmt: str = self._fmt  # type: ignore[assignment]  # (% style: the only one here)
         head, rest = (fmt % {**values, "asctime": "\0", "message": "\1"}).split("\0")
         between, tail = rest.split("\1")
-        texts = [f"{head}{self._time(line.created)}{between}{line}{tail}" for line in lines]
+        texts = []
+        for line in lines:
+            created = line.created  # and its milliseconds as ``AccessRecord`` has them
+            time_text = self._time(created, (created - int(created)) * 1000)
+            texts.append(f"{head}{time_text}{between}{line}{tail}")
         if not _plain("".join(texts)):
             texts = [escaped(text) for text in texts]
         return texts
 
-    def _time(self, created: float) -> str:
-        """``formatTime``'s text for a record ``created`` then."""
+    def _time(self, created: float, msecs: float) -> str:
+        """``formatTime``'s text for a record ``created`` then, with those ``msecs``."""
         second = int(created)
         if second != self._second:
             self._second = second
             self._text = time.strftime(self.default_time_format, self.converter(created))
-        return f"{self._text},{_MILLISECONDS[int((created - second) * 1000)]}"
+        return f"{self._text},{_MILLISECONDS[int(msecs)]}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escaped(super().formatMessage(record))
