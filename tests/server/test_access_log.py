@@ -295,7 +295,12 @@ async def test_muxs_serves_handler_takes_a_batch_whole_unless_a_filter_must_see_
         handler.addFilter(lambda record: True)
     emitted: list[logging.LogRecord] = []  # records: none when the batch goes whole
     emit = handler.emit
-    monkeypatch.setattr(handler, "emit", lambda record: (emitted.append(record), emit(record)))
+
+    def counted(record: logging.LogRecord) -> None:
+        emitted.append(record)
+        emit(record)
+
+    monkeypatch.setattr(handler, "emit", counted)
     monkeypatch.setattr(logger, "handlers", [handler])
     monkeypatch.setattr(logger, "propagate", False)
     level = logger.level
