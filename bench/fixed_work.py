@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if round_:
                     figures[server.kind.name].append(args.calls * scenario.per_call / cpu)
     unit = scenario.unit.split("/")[0]
-    print(f"{scenario.title}: {unit} per server CPU second, {args.rounds} rounds")
+    print(f"{scenario.path} at {args.load}: {unit} per server CPU second, {args.rounds} rounds")
     for name, values in figures.items():
         print(f"  {name}: {statistics.median(values):,.1f} ({min(values):,.1f}-{max(values):,.1f})")
     for name in figures:
