@@ -5,10 +5,12 @@ calls on a loaded machine that misleads: the CPU counted includes h2load's warm-
 calls still under way when the run ends, while only the calls completed in the measured
 time count, and a server that gets a tenth of its core completes few 8 MiB uploads in 5 s.
 Here each round makes exactly ``--calls`` calls (h2load ``-n``, 2 connections, one call
-each at a time) on each server in turn and divides the work by the CPU seconds they took:
-MB (or calls) per server CPU second, and this tree's per-round ratios to the others.
+each at a time, or ``--load``) on each server in turn and divides the work by the CPU
+seconds they took: MB (or calls) per server CPU second, and this tree's per-round ratios to
+the others (``--no-access-log``: this tree with its access log off is one of them).
 
     python -m bench.fixed_work --base DIR [--grpcio] [--scenario write-stream] [--rounds 5]
+    python -m bench.fixed_work --no-access-log --scenario unary-1x1 --load 32x2 --calls 6400
 """
 
 from __future__ import annotations
@@ -30,13 +32,16 @@ from tools.codegen import grpcio_stubs
 SERVER_CPU, LOAD_CPU = "0", "1"
 
 
-def _kinds(base: Path | None, grpcio: bool) -> list[ServerKind]:
-    """The plain install (asyncio) of ``base``'s venv, of this tree, then grpcio.aio."""
+def _kinds(base: Path | None, grpcio: bool, no_access_log: bool) -> list[ServerKind]:
+    """The plain install (asyncio) of ``base``'s venv, of this tree (and with its access log
+    off), then grpcio.aio."""
     kinds = []
     if base is not None:
         python = str(base / ".venv" / "bin" / "python")
         kinds.append(muxs("muxs-base", "--event-loop", "asyncio", python=python))
     kinds.append(muxs("muxs", "--event-loop", "asyncio"))
+    if no_access_log:
+        kinds.append(muxs("muxs-no-access-log", "--event-loop", "asyncio", "--no-access-log"))
     return kinds + ([GRPCIO_AIO] if grpcio else [])
 
 
@@ -44,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fixed_work", description=__doc__)
     parser.add_argument("--base", type=Path, help="an earlier checkout with its venv in .venv")
     parser.add_argument("--grpcio", action="store_true", help="also grpcio.aio")
+    parser.add_argument("--no-access-log", action="store_true", help="also with the log off")
+    parser.add_argument("--load", default="2x1", help="connections x streams (default 2x1)")
     parser.add_argument("--scenario", default="write-stream", help="a scenario key")
     parser.add_argument("--rounds", type=int, default=5, help="measured rounds (after one)")
     parser.add_argument("--calls", type=int, default=16, help="calls per server a round")
@@ -51,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [s for s in scenarios(FULL, [(1, 1), (4, 16)]) if s.key == args.scenario]
     if not chosen:
         parser.error(f"--scenario: no scenario {args.scenario!r}")
-    scenario, kinds = chosen[0], _kinds(args.base, args.grpcio)
+    scenario, kinds = chosen[0], _kinds(args.base, args.grpcio, args.no_access_log)
+    clients, streams = args.load.split("x")
     os.sched_setaffinity(0, {int(LOAD_CPU)})
     figures: dict[str, list[float]] = {kind.name: [] for kind in kinds}
     with tempfile.TemporaryDirectory(dir="/dev/shm") as tmp, ExitStack() as stack:
@@ -66,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for round_ in range(args.rounds + 1):  # round 0 warms up
             for server in servers:
                 before = cpu_seconds(server.process.pid)
-                command = ["taskset", "-c", LOAD_CPU, "h2load", f"-n{args.calls}", "-c2", "-m1"]
+                command = ["taskset", "-c", LOAD_CPU, "h2load", f"-n{args.calls}"]
+                command += [f"-c{clients}", f"-m{streams}"]
                 command += [f"--data={body}", "--header=content-type: application/grpc"]
                 command += ["--header=te: trailers", server.url + scenario.path]
                 done = subprocess.run(
@@ -81,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if round_:
                     figures[server.kind.name].append(args.calls * scenario.per_call / cpu)
     unit = scenario.unit.split("/")[0]
-    print(f"{scenario.title}: {unit} per server CPU second, {args.rounds} rounds")
+    print(f"{scenario.path} at {args.load}: {unit} per server CPU second, {args.rounds} rounds")
     for name, values in figures.items():
         print(f"  {name}: {statistics.median(values):,.1f} ({min(values):,.1f}-{max(values):,.1f})")
     for name in figures:

@@ -15,12 +15,25 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from muxs.server.access_log import AccessLine
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s"
+#: A record's fields that a %-style format names.
+_FIELDS = re.compile(r"%\((\w+)\)")
+#: The fields of an access line's record that change from line to line, besides the time
+#: (``asctime``) and the ``message``.
+_PER_RECORD = frozenset({"created", "msecs", "relativeCreated", "msg"})
+_MILLISECONDS = [f"{n:03d}" for n in range(1000)]
+#: What ``escaped`` writes as an escape in ASCII text: the controls, DEL and the backslash.
+_ASCII_ESCAPED = bytes(range(0x20)) + b"\x7f\\"
 _NAMED_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 # hpack logs every header it codes at DEBUG, tokens included; grpclib's health check logs
 # each status change, at INFO when a check passes (every start-up) and WARNING when it fails.
@@ -31,9 +44,17 @@ def escaped(text: str) -> str:
     """``text`` with each backslash and character that is not printable (controls, line
     and paragraph separators, format characters such as bidi overrides) written as a
     Python escape: ``\\n``, ``\\x1b``, ``\\u202e``."""
-    if text.isprintable() and "\\" not in text:
+    if _plain(text):
         return text  # the common case, at C speed
     return "".join(_escaped_char(char) for char in text)
+
+
+def _plain(text: str) -> bool:
+    """Whether ``escaped`` leaves ``text`` as it is."""
+    if text.isascii():  # at memory speed, not a look-up per character (a batch is 40 KB)
+        data = text.encode("ascii")
+        return len(data.translate(None, _ASCII_ESCAPED)) == len(data)
+    return text.isprintable() and "\\" not in text
 
 
 def _escaped_char(char: str) -> str:
@@ -64,6 +85,16 @@ class TextFormatter(logging.Formatter):
     def __init__(self, fmt: str) -> None:
         super().__init__(fmt)
         self._uses_time = self.usesTime()
+        fields = _FIELDS.findall(fmt)
+        #: Whether the time and then the message are the only fields of ``fmt`` that change
+        #: from line to line, each once (``format_access_lines`` formats the rest once).
+        self.formats_access_lines = (
+            fields.count("asctime") == fields.count("message") == 1
+            and not _PER_RECORD.intersection(fields)
+            and "%(asctime)s" in fmt
+            and "%(message)s" in fmt
+            and fmt.index("%(asctime)s") < fmt.index("%(message)s")
+        )
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info:
@@ -76,11 +107,31 @@ class TextFormatter(logging.Formatter):
         return self.formatMessage(record)
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        second = int(record.created)
+        return self._time(record.created, record.msecs)
+
+    def format_access_lines(self, lines: Sequence[AccessLine], values: dict[str, Any]) -> list[str]:
+        """What ``format`` gives the ``AccessRecord`` of each of ``lines``, the records' other
+        attributes ``values`` (a record's); a batch is escaped line by line only when it
+        needs it. Only when ``formats_access_lines``."""
+        fmt: str = self._fmt  # type: ignore[assignment]  # (% style: the only one here)
+        head, rest = (fmt % {**values, "asctime": "\0", "message": "\1"}).split("\0")
+        between, tail = rest.split("\1")
+        texts = []
+        for line in lines:
+            created = line.created  # and its milliseconds as ``AccessRecord`` has them
+            time_text = self._time(created, (created - int(created)) * 1000)
+            texts.append(f"{head}{time_text}{between}{line}{tail}")
+        if not _plain("".join(texts)):
+            texts = [escaped(text) for text in texts]
+        return texts
+
+    def _time(self, created: float, msecs: float) -> str:
+        """``formatTime``'s text for a record ``created`` then, with those ``msecs``."""
+        second = int(created)
         if second != self._second:
             self._second = second
-            self._text = time.strftime(self.default_time_format, self.converter(record.created))
-        return f"{self._text},{int(record.msecs):03d}"
+            self._text = time.strftime(self.default_time_format, self.converter(created))
+        return f"{self._text},{_MILLISECONDS[int(msecs)]}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escaped(super().formatMessage(record))
@@ -106,15 +157,38 @@ class TurnFlushingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop in this thread
-            self._write_waiting()
-            super().emit(record)
-            return
-        try:
             self._lines.append(self.format(record) + self.terminator)
         except Exception:
             self.handleError(record)
+            return
+        self._write_soon()
+
+    def takes_access_lines(self) -> bool:
+        """Whether ``handle_access_lines`` writes what ``handle`` would for each record."""
+        formatter = self.formatter
+        return (
+            not self.filters
+            and type(formatter) in (TextFormatter, JsonFormatter)
+            and formatter.formats_access_lines  # type: ignore[union-attr]
+        )
+
+    def handle_access_lines(self, lines: Sequence[AccessLine], template: dict[str, Any]) -> None:
+        """Write each of ``lines`` as its ``AccessRecord`` (a record of the access log's
+        logger, with the attributes of ``template``), without making the records: the
+        access log's batch (``muxs.server.access_log``)."""
+        formatter = self.formatter
+        assert isinstance(formatter, TextFormatter | JsonFormatter)
+        texts = formatter.format_access_lines(lines, dict(template))
+        with self.lock:  # type: ignore[union-attr]
+            self._lines.append(self.terminator.join(texts) + self.terminator)
+            self._write_soon()
+
+    def _write_soon(self) -> None:
+        """Write the lines waiting at the end of the loop's turn, or now outside a loop."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop in this thread
+            self.flush()
             return
         if not self._scheduled:
             self._scheduled = True
@@ -138,23 +212,72 @@ class TurnFlushingHandler(logging.StreamHandler):  # type: ignore[type-arg]
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, on one line."""
 
+    formats_access_lines = True
+    _second: int | None = None
+    _text = ""
+
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": escaped(record.getMessage()),
-        }
-        if record.processName != "MainProcess":
-            entry["process"] = record.processName
         fields: dict[str, object] = getattr(record, "fields", {})
+        entry = _json_entry(vars(record), self._time(record.created), record.getMessage(), fields)
+        if record.exc_info:
+            entry["traceback"] = escaped_traceback(self.formatException(record.exc_info))
+        return _JSON.encode(entry)
+
+    def format_access_lines(self, lines: Sequence[AccessLine], values: dict[str, Any]) -> list[str]:
+        """What ``format`` gives the ``AccessRecord`` of each of ``lines``, the records' other
+        attributes ``values`` (a record's); a batch is escaped field by field only when it
+        needs it (a line's fields are parts of its message)."""
+        messages = [str(line) for line in lines]
+        escape = not _plain("".join(messages))
+        return [
+            _JSON.encode(
+                _json_entry(values, self._time(line.created), message, line.fields(), escape)
+            )
+            for line, message in zip(lines, messages, strict=True)
+        ]
+
+    def _time(self, created: float) -> str:
+        """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, each
+        second's part made once."""
+        second = int(created)
+        microseconds = round((created - second) * 1_000_000)  # as datetime rounds
+        if microseconds == 1_000_000:
+            second, microseconds = second + 1, 0
+        if second != self._second:
+            self._second = second
+            self._text = datetime.fromtimestamp(second, UTC).isoformat()[: -len("+00:00")]
+        return f"{self._text}.{_MILLISECONDS[microseconds // 1000]}+00:00"
+
+
+#: ``json.dumps(..., default=str)`` without a new encoder per line.
+_JSON = json.JSONEncoder(default=str)
+
+
+def _json_entry(
+    values: dict[str, Any],
+    time_text: str,
+    message: str,
+    fields: dict[str, object],
+    escape: bool = True,
+) -> dict[str, object]:
+    """A JSON line's object, its values escaped unless ``escape`` is false; ``values``: a
+    record's attributes."""
+    entry: dict[str, object] = {
+        "time": time_text,
+        "level": values["levelname"],
+        "logger": values["name"],
+        "message": escaped(message) if escape else message,
+    }
+    if values["processName"] != "MainProcess":
+        entry["process"] = values["processName"]
+    if escape:
         entry.update(
             (name, escaped(value) if isinstance(value, str) else value)
             for name, value in fields.items()
         )
-        if record.exc_info:
-            entry["traceback"] = escaped_traceback(self.formatException(record.exc_info))
-        return json.dumps(entry, default=str)
+    else:
+        entry.update(fields)
+    return entry
 
 
 def configure_logging(level: str, log_format: str, *, worker: bool = False) -> None:

@@ -6,16 +6,20 @@ import io
 import json
 import logging
 import sys
+from typing import Any
 
 import pytest
 
 from muxs.cli._logging import (
     TEXT_FORMAT,
+    WORKER_TEXT_FORMAT,
     JsonFormatter,
     TextFormatter,
     TurnFlushingHandler,
     escaped,
 )
+from muxs.errors import StatusCode
+from muxs.server.access_log import AccessLine, AccessRecord
 
 
 def record_at(created: float) -> logging.LogRecord:
@@ -91,6 +95,13 @@ def test_escaped(text: str, shown: str) -> None:
     assert escaped(text) == shown
 
 
+def test_text_is_left_as_it_is_exactly_when_no_character_needs_an_escape() -> None:
+    for code in [*range(0x3000), 0xFEFF, 0x1F600, 0xE0041]:
+        char = chr(code)
+        for text in (f"plain {char}", f"\u00e9t\u00e9 {char}"):  # ASCII, and not
+            assert (escaped(text) == text) is (char.isprintable() and char != "\\")
+
+
 def failed_record(message: str) -> logging.LogRecord:
     try:
         raise ValueError(message)
@@ -123,3 +134,63 @@ def test_a_json_record_escapes_its_message_fields_and_traceback() -> None:
     assert (entry["subject"], entry["code"]) == (r"a\nb", 3)
     assert "\x1b" not in entry["traceback"]
     assert all(line.startswith("    ") for line in entry["traceback"].splitlines())
+
+
+PLAIN = [
+    ("muxs.Greeter", "SayHello", "127.0.0.1:1", None, StatusCode.OK, 10.0, 0.0123456, 1, 1),
+    ("muxs.FileController", "Read", "[::1]:2", "alice", StatusCode.NOT_FOUND, 11.0, 2.5, 1, 0),
+]
+HOSTILE = [*PLAIN, (*PLAIN[1][:3], FORGED, *PLAIN[1][4:])]
+
+
+@pytest.mark.parametrize("ended", [PLAIN, HOSTILE], ids=["plain", "hostile"])
+@pytest.mark.parametrize(
+    "formatter",
+    [TextFormatter(TEXT_FORMAT), TextFormatter(WORKER_TEXT_FORMAT), JsonFormatter()],
+    ids=["text", "worker-text", "json"],
+)
+def test_a_batch_of_access_lines_is_written_as_their_records_would_be(
+    ended: list[Any], formatter: logging.Formatter
+) -> None:
+    logger = logging.getLogger("muxs.access_log")
+    template = vars(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "", (), None))
+    # Across seconds, at times whose milliseconds round differently, and one that datetime
+    # rounds up to the next second.
+    lines = [AccessLine(e, 1_800_000_000.9995 + n * 0.3337) for n, e in enumerate(ended * 3)]
+    lines.append(AccessLine(ended[0], 1_800_000_009.9999996))
+    batched, one_by_one = TurnFlushingHandler(io.StringIO()), TurnFlushingHandler(io.StringIO())
+    for handler in (batched, one_by_one):
+        handler.setFormatter(formatter)
+    assert batched.takes_access_lines()
+    batched.handle_access_lines(lines, template)  # outside an event loop: written at once
+    for line in lines:
+        one_by_one.handle(AccessRecord(line, template))
+    written = batched.stream.getvalue()
+    assert written == one_by_one.stream.getvalue()
+    assert len(written.splitlines()) == len(lines)
+    assert "\x1b" not in written
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "%(message)s at %(asctime)s",  # the message first
+        "%(asctime)s %(msecs)d %(message)s",  # another field that changes per line
+        "%(asctime)s %(message)s %(message)s",
+        "%(asctime)s %(message)-20s|",  # not a plain %s
+        "%(levelname)s %(message)s",  # no time
+    ],
+)
+def test_a_handler_whose_format_it_cannot_batch_takes_records(fmt: str) -> None:
+    handler = TurnFlushingHandler(io.StringIO())
+    handler.setFormatter(TextFormatter(fmt))
+    assert not handler.takes_access_lines()
+
+
+def test_a_handler_with_a_filter_or_another_formatter_takes_records() -> None:
+    filtered, foreign = TurnFlushingHandler(io.StringIO()), TurnFlushingHandler(io.StringIO())
+    filtered.setFormatter(TextFormatter(TEXT_FORMAT))
+    filtered.addFilter(lambda record: True)
+    foreign.setFormatter(logging.Formatter(TEXT_FORMAT))
+    assert not filtered.takes_access_lines()
+    assert not foreign.takes_access_lines()

@@ -3,6 +3,7 @@
 import asyncio
 import copy
 import gc
+import io
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from muxs import (
     StatusCode,
 )
 from muxs.calls import Caller
+from muxs.cli._logging import TEXT_FORMAT, TextFormatter, TurnFlushingHandler
 from muxs.server import access_log as access_log_module
 from muxs.server.access_log import BATCH_LINES, AccessLog
 from muxs.server.context import CallContext
@@ -223,7 +225,9 @@ async def test_an_unexpected_error_is_logged_once_and_the_client_gets_internal(
 
 
 def ended_call(method: str) -> CallContext:
-    call = CallContext("muxs.Greeter", method, "unary", "127.0.0.1:1", 0.0, None)  # type: ignore[arg-type]
+    # A call that started and ended now (the line's time is its start plus its duration).
+    started = time.monotonic()
+    call = CallContext("muxs.Greeter", method, "unary", "127.0.0.1:1", started, None)  # type: ignore[arg-type]
     call.status, call.received, call.sent = StatusCode.OK, 1, 1
     return call
 
@@ -278,3 +282,40 @@ async def test_a_stopping_server_logs_its_calls_last_lines(
         async with serve(settings=settings) as running, Client(running.target) as client:
             await client.say_hello("you")
         assert len(logs.records) == 1  # no wait: stopping handed the waiting line over
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+async def test_muxs_serves_handler_takes_a_batch_whole_unless_a_filter_must_see_records(
+    filtered: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = logging.getLogger(ACCESS_LOGGER)
+    handler = TurnFlushingHandler(io.StringIO())
+    handler.setFormatter(TextFormatter(TEXT_FORMAT))
+    if filtered:
+        handler.addFilter(lambda record: True)
+    emitted: list[logging.LogRecord] = []  # records: none when the batch goes whole
+    emit = handler.emit
+
+    def counted(record: logging.LogRecord) -> None:
+        emitted.append(record)
+        emit(record)
+
+    monkeypatch.setattr(handler, "emit", counted)
+    monkeypatch.setattr(logger, "handlers", [handler])
+    monkeypatch.setattr(logger, "propagate", False)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        access_log = AccessLog()
+        for method in ("A", "B"):
+            access_log.finished(ended_call(method))
+        access_log.flush()
+        await asyncio.sleep(0)  # the handler writes at the end of the loop's turn
+    finally:
+        logger.setLevel(level)
+    written = handler.stream.getvalue().splitlines()
+    assert [line.split(": ", 1)[1].split()[0] for line in written] == [
+        "method=/muxs.Greeter/A",
+        "method=/muxs.Greeter/B",
+    ]
+    assert len(emitted) == (2 if filtered else 0)
