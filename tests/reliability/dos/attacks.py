@@ -200,9 +200,11 @@ async def assert_calmed_down(
     batch: Callable[[Attacker], Callable[[], bytes]],
     budget: str,
     size: int,
+    window: float = 10.0,
 ) -> None:
     """An attacker flooding ``batch`` while others call: they are all served, it gets
-    GOAWAY ENHANCE_YOUR_CALM naming ``budget`` (logged once, with its peer), and the
+    GOAWAY ENHANCE_YOUR_CALM naming ``budget`` (``size`` per ``window`` seconds; logged
+    once, with its peer), and the
     server's tasks, descriptors, connections and streams are back to where they were."""
     caplog.clear()
     baseline, streams = Usage.now(), live_streams()
@@ -218,5 +220,5 @@ async def assert_calmed_down(
     await assert_back_to(baseline, server)
     await until(lambda: live_streams() <= streams)  # what the attack's streams held is freed
     warnings = [r.getMessage() for r in caplog.records if "ENHANCE_YOUR_CALM" in r.getMessage()]
-    over = f"over its {budget} of {size} per 10 s"
+    over = f"over its {budget} of {size} per {window:g} s"
     assert warnings == [f"GOAWAY ENHANCE_YOUR_CALM to {host}:{port}: {over}"]
