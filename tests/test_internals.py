@@ -1146,10 +1146,11 @@ def _receiving_state(server: Any) -> tuple[Any, ...]:
         )
         for stream_id, stream in sorted(server.streams.items())
     )
+    closed = server.state_machine.state is h2.connection.ConnectionState.CLOSED
     return (
         server.state_machine.state,
         server._inbound_flow_control_window_manager.current_window_size,
-        bytes(server.incoming_buffer._data),
+        b"" if closed else bytes(server.incoming_buffer._data),  # a closed one reads no more
         len(server.incoming_buffer._headers_buffer),
         streams,
     )
@@ -1217,6 +1218,53 @@ def test_data_h2_refuses_is_refused_the_same(frames: bytes) -> None:
     theirs, ours = _received_both_ways(_preface_and_request() + frames, 1 << 20)
     assert ours == theirs
     assert theirs[-1][0] in ("FrameTooLargeError", "FlowControlError", "ProtocolError")
+
+
+@pytest.mark.parametrize(
+    ("extra", "frames"),
+    [
+        ([("content-length", "2")], DataFrame(1, data=b"xyz").serialize()),  # over
+        ([("content-length", "9")], DataFrame(1, data=b"xyz", flags=["END_STREAM"]).serialize()),
+        ([("content-length", "many")], b""),  # not a number: refused with the headers
+        ([], hyperframe_frame.HeadersFrame(1, data=b"\x82", flags=["END_HEADERS"]).serialize()),
+    ],
+    ids=["longer", "shorter", "not-a-number", "trailers-without-end"],
+)
+def test_a_malformed_request_h2_fails_the_connection_for_resets_only_its_stream(
+    extra: list[tuple[str, str]], frames: bytes
+) -> None:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST + extra)
+    sent = client.data_to_send() + frames
+    by_h2 = _server()
+    with pytest.raises(h2.exceptions.ProtocolError) as raised:
+        by_h2.receive_data(sent)
+    assert type(raised.value) in (h2.exceptions.ProtocolError, h2.exceptions.InvalidBodyLengthError)
+    by_muxs = _server()
+    events = _internals.receive_data_directly(by_muxs, sent)
+    assert isinstance(events[-1], h2.events.StreamReset)
+    assert (events[-1].stream_id, events[-1].error_code, events[-1].remote_reset) == (
+        1,
+        h2.errors.ErrorCodes.PROTOCOL_ERROR,
+        False,
+    )
+    assert by_muxs.state_machine.state is h2.connection.ConnectionState.SERVER_OPEN
+    assert by_muxs.streams[1].closed
+    assert b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x01" in by_muxs.data_to_send()
+
+
+def test_a_header_block_hpack_cannot_decode_is_a_compression_error() -> None:
+    server = _server()
+    _internals.decode_headers_once(server)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    block = hyperframe_frame.HeadersFrame(1, data=b"\xff\x80", flags=["END_HEADERS"])
+    with pytest.raises(_internals.CompressionError):
+        server.receive_data(client.data_to_send() + block.serialize())
+    goaway = GoAwayFrame(0)
+    goaway.parse_body(memoryview(server.data_to_send()[-17:][9:]))
+    assert goaway.error_code == h2.errors.ErrorCodes.COMPRESSION_ERROR
 
 
 def test_data_received_directly_goes_through_h2_with_a_logger() -> None:

@@ -440,6 +440,7 @@ class _LimitedProtocol(protocol.H2Protocol):
             return
         self._open.add(self)
         self._hear_ping_acks()
+        self._refuse_malformed_trailers()
         self._await_preface()
         decode_headers_once(h2_connection(self))
         h2_connection(self).update_settings(
@@ -737,6 +738,31 @@ class _LimitedProtocol(protocol.H2Protocol):
                 acked.set_result(None)
 
         grpclib_ack = replace_event_handler(self, h2.events.PingAckReceived, ping_acked)
+
+    def _refuse_malformed_trailers(self) -> None:
+        """Reset a stream whose request trailers carry a pseudo-header with PROTOCOL_ERROR
+        (RFC 9113 section 8.1: a malformed request, a stream error); well-formed ones are
+        ignored, as grpc-go does (h2 resets trailers without END_STREAM itself,
+        ``muxs._internals.receive_data_directly``)."""
+
+        def trailers_received(event: h2.events.TrailersReceived) -> None:
+            if not any(name[:1] in (":", b":") for name, _ in event.headers or ()):
+                grpclib_trailers(event)
+                return
+            log.info(
+                "reset a stream of %s: its trailers carry a pseudo-header",
+                format_peer(self.connection.get_peer()),
+            )
+            h2_connection(self).reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.connection.flush()
+            reset = h2.events.StreamReset(
+                stream_id=event.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )
+            process_events(self, [reset])
+
+        grpclib_trailers = replace_event_handler(
+            self, h2.events.TrailersReceived, trailers_received
+        )
 
     def _make_room(self) -> bool:
         """GOAWAY the open connection idle the longest (no call open but health watches),
