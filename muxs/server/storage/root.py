@@ -52,7 +52,10 @@ from muxs.server.storage.interface import (
 )
 from muxs.server.storage.names import (
     TEMP_PREFIX,
+    names_directory,
+    parse_file_name,
     parse_name,
+    refuse_file_for_directory,
     refuse_reserved,
     refuse_too_deep,
     shown,
@@ -453,9 +456,12 @@ class Root:
         """What a regular file or a directory is (``.`` is the root)."""
         target = self._resolve(name, create_dirs=False, directory_ok=True)
         try:
-            return _require_file_or_dir(target, name)
+            st = _require_file_or_dir(target, name)
         finally:
             target.close()
+        if names_directory(name) and not stat.S_ISDIR(st.st_mode):
+            refuse_file_for_directory(name)
+        return st
 
     def list_dir(self, name: str) -> Listing:
         """The entries of a directory (``.`` is the root) that ``stat`` would describe.
@@ -467,6 +473,8 @@ class Root:
         target = self._resolve(name, create_dirs=False, directory_ok=True)
         try:
             if not stat.S_ISDIR(_require_file_or_dir(target, name).st_mode):
+                if names_directory(name):
+                    refuse_file_for_directory(name)
                 raise WrongKind(f"{shown(name)} is a file, not a directory")
             try:
                 with _os_errors(name):
@@ -503,7 +511,7 @@ class Root:
         is refused unless ``directory_ok``: then the entry is ``.``. The caller closes
         the target.
         """
-        pending = deque(parse_name(name))
+        pending = deque(parse_name(name) if directory_ok else parse_file_name(name))
         with _os_errors(name):
             stack = [os.dup(self._fd)]
         links = 0
