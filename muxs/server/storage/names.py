@@ -3,10 +3,11 @@
 Names are relative to the root and ``/``-separated; empty components and ``.`` are ignored,
 except that a name ending in ``/`` (or ``/.``) names a directory, as in POSIX: a file's name
 with one is refused (``parse_file_name``), and a call that takes a directory refuses it for a
-file (``WrongKind``, POSIX's ENOTDIR) instead of taking the file. Absolute names, empty names, NUL bytes, names over the OS limits and names whose last
-component starts with the reserved temp prefix are refused (``InvalidName``), ``..`` that
-climbs above the root too (``Forbidden``), and a name more than ``MAX_DEPTH`` directories
-deep (``Exhausted``: resolving it on a disk holds a descriptor per directory).
+file (``WrongKind``, POSIX's ENOTDIR) instead of taking the file. Absolute names, empty names,
+NUL bytes, names over the OS limits and names whose last component starts with the reserved
+temp prefix are refused (``InvalidName``), ``..`` that climbs above the root too
+(``Forbidden``), and a name more than ``MAX_DEPTH`` directories deep (``Exhausted``: resolving
+it on a disk holds a descriptor per directory).
 """
 
 from __future__ import annotations
