@@ -186,20 +186,22 @@ async def test_at_max_connections_a_reply_waiting_for_window_makes_room(
     """The same for a server stream whose client grants window just before each
     ``stream_idle_timeout``: its replies wait on its client."""
     full = dataclasses.replace(settings, max_connections=1, handshake_timeout=TIMEOUT)
-    async with serve(settings=full) as server:
-        async with await RawConnection.open(server.host, server.port) as waiting:
-            waiting.grants_window = False
-            path, body = zero_window_call(server, LOTS_OF_REPLIES)
-            stream = waiting.start(request_headers(path))
-            await waiting.send(stream, body, end=True)
-            await until(lambda: len(waiting.replies[stream].data) >= 65535)
-            await seconds_pass(2 * TIMEOUT)
-            async with await RawConnection.open(server.host, server.port) as newcomer:
-                hello = await newcomer.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="n"))))
-                assert hello.grpc_status == 0
-            await waiting.wait_closed()
-            assert waiting.goaway is not None
-            assert waiting.goaway.additional_data == b"idle, closed to make room"
+    async with (
+        serve(settings=full) as server,
+        await RawConnection.open(server.host, server.port) as waiting,
+    ):
+        waiting.grants_window = False
+        path, body = zero_window_call(server, LOTS_OF_REPLIES)
+        stream = waiting.start(request_headers(path))
+        await waiting.send(stream, body, end=True)
+        await until(lambda: len(waiting.replies[stream].data) >= 65535)
+        await seconds_pass(2 * TIMEOUT)
+        async with await RawConnection.open(server.host, server.port) as newcomer:
+            hello = await newcomer.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="n"))))
+            assert hello.grpc_status == 0
+        await waiting.wait_closed()
+        assert waiting.goaway is not None
+        assert waiting.goaway.additional_data == b"idle, closed to make room"
 
 
 async def test_at_max_connections_a_call_making_progress_keeps_its_slot(
@@ -209,26 +211,28 @@ async def test_at_max_connections_a_call_making_progress_keeps_its_slot(
     server is working on: its connection is never closed for another."""
     patience = 1.0  # well above the gaps between messages, on a loaded machine too
     full = dataclasses.replace(settings, max_connections=1, handshake_timeout=patience)
-    async with serve(settings=full) as server:
-        async with await RawConnection.open(server.host, server.port) as active:
-            greeting = active.start(request_headers(BIDI_HELLO))
-            sent = 0
-            loop = asyncio.get_running_loop()
-            since = loop.time()
-            while loop.time() < since + 2 * patience:  # a conversation: a message each 20 ms
-                await active.send(greeting, grpc_frame(bytes(HelloRequest(name="a"))))
-                sent += 1
-                await until(lambda: len(active.replies[greeting].messages()) == sent)
-                await asyncio.sleep(0.02)
-            async with await RawConnection.open(server.host, server.port) as refused:
-                await refused.wait_closed()
-                assert refused.goaway is not None
-                assert refused.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
-                assert refused.goaway.additional_data == b"too many connections"
-            await active.send(greeting, grpc_frame(bytes(HelloRequest(name="b"))), end=True)
-            reply = await active.reply(greeting)
-            assert reply.grpc_status == 0
-            assert len(reply.messages()) == sent + 1
+    async with (
+        serve(settings=full) as server,
+        await RawConnection.open(server.host, server.port) as active,
+    ):
+        greeting = active.start(request_headers(BIDI_HELLO))
+        sent = 0
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while loop.time() < since + 2 * patience:  # a conversation: a message each 20 ms
+            await active.send(greeting, grpc_frame(bytes(HelloRequest(name="a"))))
+            sent += 1
+            await until(lambda expected=sent: len(active.replies[greeting].messages()) == expected)
+            await asyncio.sleep(0.02)
+        async with await RawConnection.open(server.host, server.port) as refused:
+            await refused.wait_closed()
+            assert refused.goaway is not None
+            assert refused.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+            assert refused.goaway.additional_data == b"too many connections"
+        await active.send(greeting, grpc_frame(bytes(HelloRequest(name="b"))), end=True)
+        reply = await active.reply(greeting)
+        assert reply.grpc_status == 0
+        assert len(reply.messages()) == sent + 1
 
 
 #: Request headers that never end: HEADERS without END_HEADERS, then nothing.
