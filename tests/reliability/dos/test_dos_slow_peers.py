@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -23,7 +24,7 @@ from muxs import RunningServer, ServerSettings, serve
 from muxs.api import Files, HelloRequest
 from muxs.server.limits import LimitedServer
 from tests.polling import until
-from tests.rawh2 import RawConnection, grpc_frame, request_headers
+from tests.rawh2 import RawConnection, Reply, grpc_frame, request_headers
 from tests.reliability.dos.attacks import PING, Attacker, repeated
 from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
 
@@ -204,6 +205,10 @@ async def test_at_max_connections_a_reply_waiting_for_window_makes_room(
         assert waiting.goaway.additional_data == b"idle, closed to make room"
 
 
+def replied(reply: Reply, count: int) -> bool:
+    return len(reply.messages()) == count
+
+
 async def test_at_max_connections_a_call_making_progress_keeps_its_slot(
     settings: ServerSettings,
 ) -> None:
@@ -222,7 +227,7 @@ async def test_at_max_connections_a_call_making_progress_keeps_its_slot(
         while loop.time() < since + 2 * patience:  # a conversation: a message each 20 ms
             await active.send(greeting, grpc_frame(bytes(HelloRequest(name="a"))))
             sent += 1
-            await until(lambda expected=sent: len(active.replies[greeting].messages()) == expected)
+            await until(functools.partial(replied, active.replies[greeting], sent))
             await asyncio.sleep(0.02)
         async with await RawConnection.open(server.host, server.port) as refused:
             await refused.wait_closed()
