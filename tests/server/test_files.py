@@ -134,3 +134,28 @@ async def test_messages_never_show_server_paths(client: Client, root_dir: Path) 
     (root_dir / "dir").mkdir()
     for call in [client.read("missing"), client.read("dir"), client.read("../x")]:
         assert str(root_dir) not in (await refused(call)).message
+
+
+@pytest.mark.parametrize("becomes", ["nothing", "a file"])
+async def test_a_symlink_changed_as_it_is_resolved_is_looked_at_again(
+    client: Client, root_dir: Path, monkeypatch: pytest.MonkeyPatch, becomes: str
+) -> None:
+    """The symlink seen a moment ago is gone, or a file, when its target is read: the
+    name is resolved again (before: an OSError, INTERNAL and a traceback in the log)."""
+    (root_dir / "target").write_text("through the link")
+    (root_dir / "link").symlink_to("target")
+    readlink = os.readlink
+
+    def racing(path: str, *, dir_fd: int | None = None) -> str:
+        monkeypatch.setattr(os, "readlink", readlink)  # once
+        os.unlink(path, dir_fd=dir_fd)
+        if becomes == "a file":
+            (root_dir / "link").write_text("a file now")
+        return readlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "readlink", racing)
+    if becomes == "nothing":
+        refusal = await refused(client.read("link"))
+        assert (refusal.status, refusal.message) == (StatusCode.NOT_FOUND, "link does not exist")
+    else:
+        assert (await client.read("link")).text == "a file now"

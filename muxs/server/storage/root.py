@@ -120,6 +120,20 @@ def _os_errors(name: str) -> Iterator[None]:
         raise
 
 
+def _read_link(part: str, dir_fd: int, name: str) -> str | None:
+    """The target of the symlink ``part``, or None if it is gone or no longer a symlink
+    (changed since it was looked at: the caller looks again)."""
+    with _os_errors(name):
+        try:
+            return os.readlink(part, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: not a symlink
+                raise
+            return None
+
+
 def _count_link(links: int, name: str) -> int:
     if links >= MAX_SYMLINKS:
         raise InvalidName(f"{shown(name)}: too many levels of symlinks", about_name=True)
@@ -538,7 +552,10 @@ class Root:
                         st = None
                 if st is not None and stat.S_ISLNK(st.st_mode):
                     links = _count_link(links, name)
-                    link = os.readlink(part, dir_fd=dir_fd)
+                    link = _read_link(part, dir_fd, name)
+                    if link is None:  # no longer a symlink since the stat: look again
+                        pending.appendleft(part)
+                        continue
                     if link.startswith("/"):
                         raise Forbidden(f"{shown(name)} leads outside the root", about_name=True)
                     pending.extendleft(reversed(link.split("/")))
@@ -572,6 +589,9 @@ class Root:
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
-            if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                return None
+            try:
+                if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    return None
+            except FileNotFoundError:
+                return None  # gone since the open: look again
             raise WrongKind(f"a parent of {shown(name)} is not a directory")
