@@ -377,6 +377,7 @@ class _LimitedHandler(protocol.AbstractHandler):
         assert stream.id is not None  # for mypy: checked in accept
         if refused.status is None:
             h2.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
+            self._connection.reset_by_server()
             return
         trailers = [
             (":status", "200"),
@@ -421,6 +422,8 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._idle_check: asyncio.TimerHandle | None = None
         self._pings = itertools.count()
         self._settling: dict[bytes, asyncio.Future[None]] = {}
+        #: A budget the peer went over while this turn's events were processed.
+        self._over_budget: str | None = None
         self._guard = FloodGuard(
             resets=settings.reset_budget,
             control_frames=settings.control_frame_budget,
@@ -460,6 +463,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._open.add(self)
         self._hear_ping_acks()
         self._refuse_malformed_trailers()
+        self._count_resets_by_server()
         self._await_preface()
         decode_headers_once(h2_connection(self))
         h2_connection(self).update_settings(
@@ -558,6 +562,8 @@ class _LimitedProtocol(protocol.H2Protocol):
             elif not isinstance(event, h2.events.UnknownFrameReceived):
                 kept.append(event)
         process_events(self, kept)
+        if self._over_budget is not None:
+            self._calm_down(self._over_budget)
 
     def _watch_unfinished(self) -> None:
         """Time what the peer has begun and not finished: a frame (the clock restarts
@@ -757,6 +763,24 @@ class _LimitedProtocol(protocol.H2Protocol):
                 acked.set_result(None)
 
         grpclib_ack = replace_event_handler(self, h2.events.PingAckReceived, ping_acked)
+
+    def reset_by_server(self) -> None:
+        """The server reset a stream for a frame of the peer's that made it malformed: a
+        reset token spent (``FloodGuard.reset_by_server``); over budget, the connection gets
+        GOAWAY once the frames read this turn have been processed (``_feed``)."""
+        if self._over_budget is None:
+            self._over_budget = self._guard.reset_by_server()
+
+    def _count_resets_by_server(self) -> None:
+        """Have every stream h2 or muxs resets for the peer's error (a ``StreamReset`` event
+        not of the peer's) spend the peer's reset budget (MadeYouReset, CVE-2025-8671)."""
+
+        def stream_reset(event: h2.events.StreamReset) -> None:
+            if not event.remote_reset:
+                self.reset_by_server()
+            grpclib_reset(event)
+
+        grpclib_reset = replace_event_handler(self, h2.events.StreamReset, stream_reset)
 
     def _refuse_malformed_trailers(self) -> None:
         """Reset a stream whose request trailers carry a pseudo-header with PROTOCOL_ERROR
