@@ -13,14 +13,13 @@ import dataclasses
 from collections.abc import Callable
 
 import pytest
-
 from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
 
 from muxs import RunningServer, ServerSettings, serve
 from muxs.api import HelloRequest
+from tests.rawh2 import grpc_frame, request_headers
 from tests.reliability.dos.attacks import Attacker, assert_calmed_down, rss_mib
 from tests.reliability.dos.conftest import RESET_BUDGET
-from tests.rawh2 import grpc_frame, request_headers
 
 pytestmark = pytest.mark.both_loops
 SAY_HELLO = "/muxs.Greeter/SayHello"
