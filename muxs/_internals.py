@@ -1123,9 +1123,17 @@ class _KnownBlock(list[Any]):
         self.texts = texts
 
 
+class CompressionError(h2.exceptions.ProtocolError):
+    """A header block HPACK cannot decode: a connection error COMPRESSION_ERROR (RFC 9113
+    section 4.3), which h2 would call PROTOCOL_ERROR."""
+
+    error_code = h2.errors.ErrorCodes.COMPRESSION_ERROR
+
+
 class _DecodingOnce(hpack.Decoder):
     """hpack's ``Decoder``, with each block whose decoding left the table as it was kept with
-    its headers, and decoded again only after the table changed."""
+    its headers, and decoded again only after the table changed; a block it cannot decode
+    raises ``CompressionError``."""
 
     def __init__(self, max_header_list_size: int) -> None:
         super().__init__(max_header_list_size)
@@ -1133,6 +1141,17 @@ class _DecodingOnce(hpack.Decoder):
         self._version = 0  # one more each time the table changes
 
     def decode(self, data: bytes, raw: bool = False) -> Any:
+        # Relies on: h2's _decode_headers passing on an h2 ProtocolError as it is (it
+        # translates hpack's errors, IndexError, TypeError and UnicodeDecodeError to a
+        # PROTOCOL_ERROR), and h2 closing the connection with the error's error_code.
+        try:
+            return self._decode(data, raw)
+        except hpack.OversizedHeaderListError:
+            raise  # h2's DenialOfServiceError (ENHANCE_YOUR_CALM)
+        except (hpack.HPACKError, IndexError, TypeError, UnicodeDecodeError) as exc:
+            raise CompressionError(f"Error decoding header block: {exc}") from exc
+
+    def _decode(self, data: bytes, raw: bool) -> Any:
         if len(data) > RECEIVED_BLOCK_BYTES:
             self._forget()  # the table may change: what was kept may not hold
             return super().decode(data, raw)
@@ -1350,19 +1369,28 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
     same inputs, in the same order, and the events are the same, but no hyperframe
     ``DataFrame`` is built (its flags, padding and ``repr`` for a trace line nobody reads)
     and its payload is copied once, not three times (into h2's buffer, out of it, into the
-    frame). Every other frame goes through h2's buffer as before. With a logger in h2's
-    configuration, or before the client's preface, all of it does. Consecutive frames taken
-    directly on one stream, none of them empty, come as one ``DataRun`` event (in place of
-    their ``DataReceived``; ``receive_data_runs`` has grpclib take it)."""
+    frame). Every other frame goes through h2's buffer as before; so does the client's magic
+    (the preface's first 24 bytes). With a logger in h2's configuration, all of it does.
+    Consecutive frames taken directly on one stream, none of them empty, come as one
+    ``DataRun`` event (in place of their ``DataReceived``; ``receive_data_runs`` has grpclib
+    take it).
+
+    A request h2 finds malformed on an open stream (a lying ``content-length``, trailers
+    without END_STREAM), which h2 raises as a connection error, resets only its stream
+    (``_stream_error``)."""
     # Relies on: H2Connection.receive_data's steps (incoming_buffer.add_data, its
     # max_frame_size set from max_inbound_frame_size, _receive_frame for each frame the
     # FrameBuffer yields, _terminate_connection on a ProtocolError or InvalidPaddingError),
     # the FrameBuffer's _data (what it holds of a frame: add_data appends to it once the
     # preface is through) and _headers_buffer (a header block begun).
     buffer = h2_conn.incoming_buffer
-    if buffer._preamble_len or type(h2_conn.config.logger) is not h2.config.DummyLogger:
+    if type(h2_conn.config.logger) is not h2.config.DummyLogger:
         return h2_conn.receive_data(data)
     events: list[Any] = []
+    if buffer._preamble_len:  # the client's magic: checked by h2 (it raises on another)
+        preamble = buffer._preamble_len
+        events += h2_conn.receive_data(data[:preamble])
+        data = data[preamble:]
     buffer.max_frame_size = h2_conn.max_inbound_frame_size
     view = memoryview(data)
     position, end = 0, len(view)
@@ -1454,11 +1482,18 @@ def _receive_directly(
     ):
         events += h2_conn.state_machine.process_input(_CONNECTION_RECEIVES_DATA)
         h2_conn._inbound_flow_control_window_manager.window_consumed(size)
-        events += h2_stream.receive_data(payload, bool(flags & END_STREAM), size)[1]
+        try:
+            events += h2_stream.receive_data(payload, bool(flags & END_STREAM), size)[1]
+        except h2.exceptions.ProtocolError as exc:
+            events += _stream_error(h2_conn, h2_stream.stream_id, exc, size)
         return
     h2_conn._inbound_flow_control_window_manager.window_consumed(size)
     h2_stream._inbound_window_manager.window_consumed(size)
-    h2_stream._track_content_length(size, False)
+    try:
+        h2_stream._track_content_length(size, False)
+    except h2.exceptions.InvalidBodyLengthError as exc:
+        events += _stream_error(h2_conn, h2_stream.stream_id, exc, size)
+        return
     stream_id = stream_machine.stream_id
     if not size:
         events.append(
@@ -1514,8 +1549,13 @@ def _receive_run(
         h2_stream._track_content_length(size, False)
         DataRun(stream_id, frames, size).joined(events)
     else:
-        for payload, _ in frames:
-            _receive_directly(h2_conn, h2_stream, payload, 0, events)
+        start = position - sum(9 + length for _, length in frames)
+        for payload, length in frames:
+            if h2_stream.state_machine.state in _RECEIVING:
+                _receive_directly(h2_conn, h2_stream, payload, 0, events)
+            else:  # reset by a stream error on the way: h2 takes the rest, as on any closed one
+                _receive_through_buffer(h2_conn, view[start : start + 9 + length], events)
+            start += 9 + length
     return position
 
 
@@ -1551,7 +1591,47 @@ def _receive_through_buffer(
     buffer = h2_conn.incoming_buffer
     buffer.add_data(data)
     while (received := next(buffer, None)) is not None:
-        events += h2_conn._receive_frame(received)
+        try:
+            events += h2_conn._receive_frame(received)
+        except h2.exceptions.ProtocolError as exc:
+            size = received.flow_controlled_length if isinstance(received, frame.DataFrame) else 0
+            events += _stream_error(h2_conn, received.stream_id, exc, size)
+
+
+def _stream_error(
+    h2_conn: h2.connection.H2Connection, stream_id: int, exc: h2.exceptions.ProtocolError, size: int
+) -> list[Any]:
+    """A malformed request found by h2 on an open stream, which h2 raises as a connection
+    error: a stream error instead (RFC 9113 section 8.1.1), the stream reset PROTOCOL_ERROR,
+    the ``size`` bytes of DATA it took from the connection's window given back, and grpclib
+    told (a ``StreamReset`` of its own). Any other error is raised again.
+
+    The request is malformed when its body's length is not its ``content-length``
+    (``InvalidBodyLengthError``), or when h2's stream refuses its header block after
+    decoding it (the HPACK table is in step): a ``content-length`` that is not a number, or
+    trailers without END_STREAM."""
+    # Relies on: h2 raising these from H2Stream.receive_data and receive_headers after the
+    # state machines' RECV_DATA or RECV_HEADERS inputs (the stream open, its headers
+    # received), h2's other errors being subclasses of ProtocolError (muxs's
+    # CompressionError for a block HPACK cannot decode among them), and
+    # H2Connection.reset_stream and acknowledge_received_data.
+    h2_stream = h2_conn.streams.get(stream_id)
+    if (
+        type(exc) not in (h2.exceptions.ProtocolError, h2.exceptions.InvalidBodyLengthError)
+        or h2_stream is None
+        or h2_stream.closed
+        or not h2_stream.state_machine.headers_received
+        or h2_conn.state_machine.state not in _CONNECTION_OPEN
+    ):
+        raise exc
+    h2_conn.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+    if size:
+        h2_conn.acknowledge_received_data(size, stream_id)
+    return [
+        h2.events.StreamReset(
+            stream_id=stream_id, error_code=h2.errors.ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+        )
+    ]
 
 
 # --- hyperframe and h2: a client's received frames parsed directly ------------------------

@@ -1339,18 +1339,38 @@ def test_data_h2_refuses_is_refused_the_same(frames: bytes) -> None:
     assert theirs[-1][0] in ("FrameTooLargeError", "FlowControlError", "ProtocolError")
 
 
-@pytest.mark.parametrize("frames", [1, 3, 5])
-def test_a_run_past_the_announced_content_length_is_refused_as_h2_refuses_it(frames: int) -> None:
-    """A request announcing 3,000 bytes: runs of one and three 1,000-byte frames are taken,
-    one of five is refused at its fourth frame, as h2 refuses it (the fifth not counted)."""
+@pytest.mark.parametrize("frames", [1, 3])
+def test_a_run_within_the_announced_content_length_is_taken_as_h2_takes_it(frames: int) -> None:
+    """A request announcing 3,000 bytes: runs of one and three 1,000-byte frames."""
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     client.initiate_connection()
     client.send_headers(1, [*REQUEST, ("content-length", "3000")])
     sent = client.data_to_send() + DataFrame(1, data=b"x" * 1000).serialize() * frames
     theirs, ours = _received_both_ways(sent, 1 << 20)
     assert ours == theirs
-    refused = theirs[-1][0] == "InvalidBodyLengthError"
-    assert refused == (frames == 5)
+    assert not any(name.endswith("Error") for name, _ in theirs)
+
+
+def test_a_run_past_the_announced_content_length_resets_its_stream_at_the_frame_past_it() -> None:
+    """Five 1,000-byte frames in one piece on a request announcing 3,000 bytes: h2 fails the
+    connection at the fourth; muxs takes the first three, resets the stream at the fourth
+    (a stream error, RFC 9113 8.1.1) and gives h2 the fifth, on a stream now closed."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [*REQUEST, ("content-length", "3000")])
+    sent = client.data_to_send() + DataFrame(1, data=b"x" * 1000).serialize() * 5
+    with pytest.raises(h2.exceptions.InvalidBodyLengthError):
+        _server().receive_data(sent)
+    by_muxs = _server()
+    events = _expanded(_internals.receive_data_directly(by_muxs, sent))
+    received = [e.flow_controlled_length for e in events if type(e) is h2.events.DataReceived]
+    assert received == [1000, 1000, 1000]
+    resets = [e for e in events if type(e) is h2.events.StreamReset]
+    assert [(e.stream_id, e.error_code, e.remote_reset) for e in resets] == [
+        (1, h2.errors.ErrorCodes.PROTOCOL_ERROR, False)
+    ]
+    assert by_muxs.state_machine.state is h2.connection.ConnectionState.SERVER_OPEN
+    assert by_muxs.streams[1].closed
 
 
 @pytest.mark.parametrize("window", ["stream", "connection"])
@@ -1379,6 +1399,53 @@ def test_h2s_windows_and_body_length_refuse_as_a_run_checks_ahead() -> None:
     assert "self._actual_content_length += length" in track
     assert "expected = self._expected_content_length" in track
     assert "if expected < actual:" in track
+
+
+@pytest.mark.parametrize(
+    ("extra", "frames"),
+    [
+        ([("content-length", "2")], DataFrame(1, data=b"xyz").serialize()),  # over
+        ([("content-length", "9")], DataFrame(1, data=b"xyz", flags=["END_STREAM"]).serialize()),
+        ([("content-length", "many")], b""),  # not a number: refused with the headers
+        ([], hyperframe_frame.HeadersFrame(1, data=b"\x82", flags=["END_HEADERS"]).serialize()),
+    ],
+    ids=["longer", "shorter", "not-a-number", "trailers-without-end"],
+)
+def test_a_malformed_request_h2_fails_the_connection_for_resets_only_its_stream(
+    extra: list[tuple[str, str]], frames: bytes
+) -> None:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST + extra)
+    sent = client.data_to_send() + frames
+    by_h2 = _server()
+    with pytest.raises(h2.exceptions.ProtocolError) as raised:
+        by_h2.receive_data(sent)
+    assert type(raised.value) in (h2.exceptions.ProtocolError, h2.exceptions.InvalidBodyLengthError)
+    by_muxs = _server()
+    events = _internals.receive_data_directly(by_muxs, sent)
+    assert isinstance(events[-1], h2.events.StreamReset)
+    assert (events[-1].stream_id, events[-1].error_code, events[-1].remote_reset) == (
+        1,
+        h2.errors.ErrorCodes.PROTOCOL_ERROR,
+        False,
+    )
+    assert by_muxs.state_machine.state is h2.connection.ConnectionState.SERVER_OPEN
+    assert by_muxs.streams[1].closed
+    assert b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x01" in by_muxs.data_to_send()
+
+
+def test_a_header_block_hpack_cannot_decode_is_a_compression_error() -> None:
+    server = _server()
+    _internals.decode_headers_once(server)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    block = hyperframe_frame.HeadersFrame(1, data=b"\xff\x80", flags=["END_HEADERS"])
+    with pytest.raises(_internals.CompressionError):
+        server.receive_data(client.data_to_send() + block.serialize())
+    goaway = GoAwayFrame(0)
+    goaway.parse_body(memoryview(server.data_to_send()[-17:][9:]))
+    assert goaway.error_code == h2.errors.ErrorCodes.COMPRESSION_ERROR
 
 
 def test_data_received_directly_goes_through_h2_with_a_logger() -> None:

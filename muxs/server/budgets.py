@@ -4,7 +4,10 @@ Each budget is a token bucket of ``size`` tokens, refilled at ``size / window`` 
 second; a peer that spends a token from an empty bucket is over budget, and
 ``muxs.server.limits`` answers with GOAWAY ENHANCE_YOUR_CALM and closes its connection.
 
-- ``reset_budget``: RST_STREAM frames the client sends: CVE-2023-44487 (Rapid Reset).
+- ``reset_budget``: RST_STREAM frames the client sends: CVE-2023-44487 (Rapid Reset), and
+  the streams the server resets for a frame of the client's that makes only its stream
+  malformed (a lying ``content-length``, a window overflow, a malformed header or trailers):
+  CVE-2025-8671 (MadeYouReset), the same work without a reset of the client's.
 - ``control_frame_budget``: frames that make the server work or answer without a call
   going forward: PING (CVE-2019-9512), SETTINGS (CVE-2019-9515), PRIORITY
   (CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518) and frames of
@@ -240,6 +243,12 @@ class FloodGuard:
             if budget is not None and not budget.spend():
                 return name
         return None
+
+    def reset_by_server(self) -> str | None:
+        """The server reset a stream for the peer's error: the name of the budget that
+        spends (``reset_budget``) if it is over, or None."""
+        budget = self.budgets.get("reset_budget")
+        return "reset_budget" if budget is not None and not budget.spend() else None
 
     def answered(self, replies: bytes) -> str | None:
         """``replies`` are h2's answers (whole frames) to the frames ``over_budget`` was

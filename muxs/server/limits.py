@@ -72,6 +72,7 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Literal, cast
 
@@ -179,8 +180,15 @@ class RequestReader:
         client_streaming: bool,
         encoding: str | None,
         settle: Callable[[], Awaitable[None]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        open_ended: bool = False,
     ) -> None:
         self._recv_data = recv_data
+        self._clock = clock
+        #: A health watch: it lasts as long as its client wants (``_LimitedProtocol._quiet_since``).
+        self.open_ended = open_ended
+        #: Since when the call has waited for a request message still not whole (None: not).
+        self.waiting_since: float | None = None
         self._settle = settle
         self._limit = max_message_bytes
         self._client_streaming = client_streaming
@@ -195,17 +203,22 @@ class RequestReader:
             data, self._inflated_message = self._inflated_message, None
             self._messages += 1
             return data
+        if not self._in_body:
+            self.waiting_since = self._clock()
         try:
             data = await self._recv_data(size)
         except SHORT_READ:  # the stream ended inside this read
             raise GRPCError(StatusCode.INTERNAL, _TRUNCATED) from None
         if self._in_body:
             self._in_body = False
+            self.waiting_since = None
             if len(data) != size:
                 raise GRPCError(StatusCode.INTERNAL, _TRUNCATED)
             self._messages += 1
             return data
         prefix = data
+        if not prefix or prefix[0]:  # the end, or a compressed message read whole below
+            self.waiting_since = None
         if not prefix:
             if not self._client_streaming and not self._messages:
                 raise GRPCError(StatusCode.INTERNAL, "the request ended before its message")
@@ -273,8 +286,11 @@ class WindowWait(asyncio.Event):
     def __init__(self, timeout: float) -> None:
         super().__init__()
         self._timeout = timeout
+        #: Since when a reply has waited for window (None: not waiting).
+        self.waiting_since: float | None = None
 
     async def wait(self) -> Literal[True]:
+        self.waiting_since = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self._timeout):
                 return await super().wait()
@@ -284,6 +300,8 @@ class WindowWait(asyncio.Event):
                 f"the client granted no flow-control window for {self._timeout:g}s "
                 "(the server's stream_idle_timeout); read the replies as they come",
             ) from None
+        finally:
+            self.waiting_since = None
 
 
 class _LimitedHandler(protocol.AbstractHandler):
@@ -314,6 +332,7 @@ class _LimitedHandler(protocol.AbstractHandler):
         method = self._inner.mapping.get(fields.get(":path", ""))
         buffer_data_directly(stream)
         acknowledge_once_a_turn(stream)
+        open_ended = fields.get(":path") in OPEN_ENDED
         read_requests_with(
             stream,
             lambda _: RequestReader(
@@ -322,6 +341,8 @@ class _LimitedHandler(protocol.AbstractHandler):
                 client_streaming=method is not None and method.cardinality.client_streaming,
                 encoding=fields.get("grpc-encoding"),
                 settle=self._connection.settle,
+                clock=self._connection.clock,
+                open_ended=open_ended,
             ),
         )
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
@@ -332,8 +353,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             send_replies_with(stream, lambda send_data: CompressingWriter(send_data, encoding))
             response_headers.append(("grpc-encoding", encoding))
         send_headers_statelessly(stream, response_headers, _HEADER_BLOCKS)
-        open_ended = fields.get(":path") in OPEN_ENDED
-        self._connection.call_started(open_ended=open_ended)
+        self._connection.call_started()
         released = False
 
         def release() -> None:
@@ -366,6 +386,7 @@ class _LimitedHandler(protocol.AbstractHandler):
         assert stream.id is not None  # for mypy: checked in accept
         if refused.status is None:
             h2.reset_stream(stream.id, ErrorCodes.PROTOCOL_ERROR)
+            self._connection.reset_by_server()
             return
         trailers = [
             (":status", "200"),
@@ -401,15 +422,17 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._open = open_
         self._live = live
         self._calls = 0
-        #: Of ``_calls``, those that last as long as the client wants (health watches).
-        self._open_ended = 0
         self._loop = asyncio.get_running_loop()
+        #: The event loop's clock, which the calls' waits are timed by.
+        self.clock = self._loop.time
         self._idle_since = self._loop.time()
-        #: Since when only open-ended calls (or none) have been open.
+        #: When a call that is not open-ended last ended (or the connection started).
         self._settled_since = self._idle_since
         self._idle_check: asyncio.TimerHandle | None = None
         self._pings = itertools.count()
         self._settling: dict[bytes, asyncio.Future[None]] = {}
+        #: A budget the peer went over while this turn's events were processed.
+        self._over_budget: str | None = None
         self._guard = FloodGuard(
             resets=settings.reset_budget,
             control_frames=settings.control_frame_budget,
@@ -448,6 +471,8 @@ class _LimitedProtocol(protocol.H2Protocol):
             return
         self._open.add(self)
         self._hear_ping_acks()
+        self._refuse_malformed_trailers()
+        self._count_resets_by_server()
         self._await_preface()
         decode_headers_once(h2_connection(self))
         receive_data_runs(self)
@@ -547,6 +572,8 @@ class _LimitedProtocol(protocol.H2Protocol):
             elif not isinstance(event, h2.events.UnknownFrameReceived):
                 kept.append(event)
         process_events(self, kept)
+        if self._over_budget is not None:
+            self._calm_down(self._over_budget)
 
     def _watch_unfinished(self) -> None:
         """Time what the peer has begun and not finished: a frame (the clock restarts
@@ -747,36 +774,102 @@ class _LimitedProtocol(protocol.H2Protocol):
 
         grpclib_ack = replace_event_handler(self, h2.events.PingAckReceived, ping_acked)
 
+    def reset_by_server(self) -> None:
+        """The server reset a stream for a frame of the peer's that made it malformed: a
+        reset token spent (``FloodGuard.reset_by_server``); over budget, the connection gets
+        GOAWAY once the frames read this turn have been processed (``_feed``)."""
+        if self._over_budget is None:
+            self._over_budget = self._guard.reset_by_server()
+
+    def _count_resets_by_server(self) -> None:
+        """Have every stream h2 or muxs resets for the peer's error (a ``StreamReset`` event
+        not of the peer's) spend the peer's reset budget (MadeYouReset, CVE-2025-8671)."""
+
+        def stream_reset(event: h2.events.StreamReset) -> None:
+            if not event.remote_reset:
+                self.reset_by_server()
+            grpclib_reset(event)
+
+        grpclib_reset = replace_event_handler(self, h2.events.StreamReset, stream_reset)
+
+    def _refuse_malformed_trailers(self) -> None:
+        """Reset a stream whose request trailers carry a pseudo-header with PROTOCOL_ERROR
+        (RFC 9113 section 8.1: a malformed request, a stream error); well-formed ones are
+        ignored, as grpc-go does (h2 resets trailers without END_STREAM itself,
+        ``muxs._internals.receive_data_directly``)."""
+
+        def trailers_received(event: h2.events.TrailersReceived) -> None:
+            if not any(name[:1] in (":", b":") for name, _ in event.headers or ()):
+                grpclib_trailers(event)
+                return
+            log.info(
+                "reset a stream of %s: its trailers carry a pseudo-header",
+                format_peer(self.connection.get_peer()),
+            )
+            h2_connection(self).reset_stream(event.stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self.connection.flush()
+            reset = h2.events.StreamReset(
+                stream_id=event.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR, remote_reset=False
+            )
+            process_events(self, [reset])
+
+        grpclib_trailers = replace_event_handler(
+            self, h2.events.TrailersReceived, trailers_received
+        )
+
     def _make_room(self) -> bool:
-        """GOAWAY the open connection idle the longest (no call open but health watches),
-        if it has been idle for ``handshake_timeout`` or longer, to make room for this one;
-        False if there is none. A connection with another call open is never closed for
-        another.
+        """GOAWAY the open connection idle the longest, if it has been idle for
+        ``handshake_timeout`` or longer, to make room for this one; False if there is none.
+        Idle: every call open on it (if any) is a health watch or waits on its client, for
+        its next request message or for flow-control window to send a reply
+        (``_quiet_since``). A connection with a call the server is working on is never
+        closed for another.
 
         Peers that connect and do nothing, that made a call and now keep their connection,
-        or that hold a health watch on each connection (it lasts as long as they want; its
-        client watches again on a new connection), cannot lock out everyone else for
-        longer than that.
+        that hold a health watch on each connection (it lasts as long as they want; its
+        client watches again on a new connection), or that keep a call open by sending (or
+        reading) a little just before each ``stream_idle_timeout``, cannot lock out
+        everyone else for longer than ``handshake_timeout``.
         """
         now = self._loop.time()
+        quiet = [(since, other) for other in self._open if (since := other._quiet_since())]
         idle = [
-            other
-            for other in self._open
-            if other._calls == other._open_ended
-            and now - other._settled_since >= self.settings.handshake_timeout
+            (since, other)
+            for since, other in quiet
+            if now - since >= self.settings.handshake_timeout
         ]
         if not idle:
             return False
-        oldest = min(idle, key=lambda other: other._settled_since)
+        since, oldest = min(idle, key=lambda pair: pair[0])
         log.warning(
             "closed a connection from %s idle for %.0fs, to make room: %d are open",
             format_peer(oldest.connection.get_peer()),
-            now - oldest._settled_since,
+            now - since,
             len(self._open),
         )
         self._open.discard(oldest)
         oldest.goaway(ErrorCodes.NO_ERROR, b"idle, closed to make room")
         return True
+
+    def _quiet_since(self) -> float | None:
+        """Since when this connection has been idle for ``_make_room``: the last end of a
+        call, or the latest start of a wait on the client (a call's request message, or
+        window for its reply); None while a call that is not a health watch is not waiting."""
+        since = self._settled_since
+        for stream in self.processor.streams.values():
+            reader = stream.recv_data
+            if not isinstance(reader, RequestReader):
+                return None  # not a call of this server's: not known to wait
+            if reader.open_ended:
+                continue
+            window = stream.window_updated
+            waiting = reader.waiting_since
+            if waiting is None and isinstance(window, WindowWait):
+                waiting = window.waiting_since
+            if waiting is None:
+                return None
+            since = max(since, waiting)
+        return since
 
     def _await_preface(self) -> None:
         """GOAWAY unless the client's preface (its first SETTINGS) comes within
@@ -803,14 +896,12 @@ class _LimitedProtocol(protocol.H2Protocol):
             self, h2.events.RemoteSettingsChanged, settings_received
         )
 
-    def call_started(self, *, open_ended: bool = False) -> None:
+    def call_started(self) -> None:
         self._calls += 1
-        self._open_ended += open_ended
 
     def call_ended(self, stream_id: int, *, open_ended: bool = False) -> None:
         self._calls -= 1
-        self._open_ended -= open_ended
-        if self._calls == self._open_ended and not open_ended:
+        if not open_ended:
             self._settled_since = self._loop.time()
         if self._drained:
             self._drained.discard(stream_id)

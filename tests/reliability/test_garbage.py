@@ -155,8 +155,10 @@ async def test_a_request_without_content_type_is_415(live_server: RunningServer)
         (b"\x00\x00\x08\x06\x00\x00\x00\x00\x01", ErrorCodes.PROTOCOL_ERROR),  # short PING
         (
             b"\x00\x00\x05\x01\x05\x00\x00\x00\x03\xff\xff\xff\xff\xff",
-            ErrorCodes.PROTOCOL_ERROR,
-        ),  # bad HPACK
+            ErrorCodes.COMPRESSION_ERROR,
+        ),  # bad HPACK: an index past the table (RFC 9113 section 4.3)
+        (b"\x00\x00\x02\x01\x05\x00\x00\x00\x03\xff\x80", ErrorCodes.COMPRESSION_ERROR),
+        (b"\x00\x00\x03\x01\x05\x00\x00\x00\x03\x3f\xe1\x3f", ErrorCodes.COMPRESSION_ERROR),
         (b"\x00\x00\x04\x00\x01\x00\x00\x00\x00abcd", ErrorCodes.PROTOCOL_ERROR),  # DATA on 0
     ],
 )

@@ -97,6 +97,10 @@ async def test_list_stat_and_delete(serve_files: Serve) -> None:
         assert await names(client) == {"sub": (0, True)}
 
 
+NOT_A_DIRECTORY = "{} ends in '/' but is a file, not a directory"
+NOT_A_FILE_NAME = "{} ends in '/', which names a directory; a file's name does not"
+
+
 @pytest.mark.parametrize(
     ("call", "status", "message"),
     [
@@ -108,6 +112,16 @@ async def test_list_stat_and_delete(serve_files: Serve) -> None:
         ("write dir", StatusCode.PERMISSION_DENIED, "dir is a directory, not a file"),
         ("delete dir", StatusCode.PERMISSION_DENIED, "dir is a directory, not a file"),
         ("write .", StatusCode.PERMISSION_DENIED, ". is a directory, not a file"),
+        # A trailing "/" names a directory (POSIX: ENOTDIR for a file), on every method.
+        ("stat file/", StatusCode.FAILED_PRECONDITION, NOT_A_DIRECTORY.format("file/")),
+        ("stat file/.", StatusCode.FAILED_PRECONDITION, NOT_A_DIRECTORY.format("file/.")),
+        ("stat missing/", StatusCode.NOT_FOUND, "missing/ does not exist"),
+        ("list file/", StatusCode.FAILED_PRECONDITION, NOT_A_DIRECTORY.format("file/")),
+        *(
+            (f"{method} {name}", StatusCode.INVALID_ARGUMENT, NOT_A_FILE_NAME.format(name))
+            for method in ("read", "readstream", "write", "writestream", "delete")
+            for name in ("file/", "dir/", "new/", "file/.")
+        ),
     ],
 )
 async def test_refusals_of_what_a_name_leads_to(
@@ -118,15 +132,27 @@ async def test_refusals_of_what_a_name_leads_to(
         await client.write("dir/inside", "x")
         method, name = call.split(" ")
         calls: dict[str, Callable[[], Awaitable[object]]] = {
-            "read": lambda: client.read_bytes(name),
+            "read": lambda: client.read(name),
+            "readstream": lambda: client.read_bytes(name),
             "stat": lambda: client.stat(name),
             "list": lambda: names(client, name),
-            "write": lambda: client.write_bytes(name, b"new"),
+            "write": lambda: client.write(name, "new"),
+            "writestream": lambda: client.write_bytes(name, b"new"),
             "delete": lambda: client.delete(name),
         }
         refused = await refusal(calls[method]())
         assert (refused.status, refused.message) == (status, message)
         assert (await client.read("dir/inside")).text == "x"
+        assert (await client.read("file")).text == "x"
+        assert await names(client) == {"file": (1, False), "dir": (0, True)}
+
+
+async def test_a_name_ending_in_a_slash_names_a_directory(serve_files: Serve) -> None:
+    async with serve_files() as client:
+        await client.write("dir/inside", "x")
+        for name in ("dir/", "dir/.", "dir//"):
+            assert (await client.stat(name)).is_dir
+            assert await names(client, name) == {"inside": (1, False)}
 
 
 @pytest.mark.parametrize(

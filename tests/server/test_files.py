@@ -65,12 +65,22 @@ async def test_symlinks_inside_the_root_are_followed(client: Client, root_dir: P
     assert (root_dir / "link.txt").is_symlink()
 
 
-@pytest.mark.parametrize("name", [".", "./", "a/..", "a/b/../.."])
-async def test_the_root_itself_is_not_a_file(client: Client, root_dir: Path, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        (".", StatusCode.PERMISSION_DENIED),
+        ("a/..", StatusCode.PERMISSION_DENIED),
+        ("a/b/../..", StatusCode.PERMISSION_DENIED),
+        ("./", StatusCode.INVALID_ARGUMENT),  # a name ending in "/" is never a file's
+    ],
+)
+async def test_the_root_itself_is_not_a_file(
+    client: Client, root_dir: Path, name: str, status: StatusCode
+) -> None:
     """More names are refused in tests/server/test_path_attacks.py, for every call."""
     (root_dir / "a" / "b").mkdir(parents=True)
-    assert (await refused(client.read(name))).status is StatusCode.PERMISSION_DENIED
-    assert (await refused(client.write(name, "x"))).status is StatusCode.PERMISSION_DENIED
+    assert (await refused(client.read(name))).status is status
+    assert (await refused(client.write(name, "x"))).status is status
     assert sorted(os.listdir(root_dir)) == ["a"]
 
 
@@ -81,9 +91,11 @@ async def test_symlink_loops_are_refused(client: Client, root_dir: Path) -> None
 
 async def test_directories_are_not_files(client: Client, root_dir: Path) -> None:
     (root_dir / "dir").mkdir()
-    for name in ["dir", "dir/", "dir/."]:
-        assert (await refused(client.read(name))).status is StatusCode.PERMISSION_DENIED
-        assert (await refused(client.write(name, "x"))).status is StatusCode.PERMISSION_DENIED
+    assert (await refused(client.read("dir"))).status is StatusCode.PERMISSION_DENIED
+    assert (await refused(client.write("dir", "x"))).status is StatusCode.PERMISSION_DENIED
+    for name in ["dir/", "dir/."]:  # a name ending in "/" is never a file's
+        assert (await refused(client.read(name))).status is StatusCode.INVALID_ARGUMENT
+        assert (await refused(client.write(name, "x"))).status is StatusCode.INVALID_ARGUMENT
     assert (root_dir / "dir").is_dir()
 
 
@@ -122,3 +134,28 @@ async def test_messages_never_show_server_paths(client: Client, root_dir: Path) 
     (root_dir / "dir").mkdir()
     for call in [client.read("missing"), client.read("dir"), client.read("../x")]:
         assert str(root_dir) not in (await refused(call)).message
+
+
+@pytest.mark.parametrize("becomes", ["nothing", "a file"])
+async def test_a_symlink_changed_as_it_is_resolved_is_looked_at_again(
+    client: Client, root_dir: Path, monkeypatch: pytest.MonkeyPatch, becomes: str
+) -> None:
+    """The symlink seen a moment ago is gone, or a file, when its target is read: the
+    name is resolved again (before: an OSError, INTERNAL and a traceback in the log)."""
+    (root_dir / "target").write_text("through the link")
+    (root_dir / "link").symlink_to("target")
+    readlink = os.readlink
+
+    def racing(path: str, *, dir_fd: int | None = None) -> str:
+        monkeypatch.setattr(os, "readlink", readlink)  # once
+        os.unlink(path, dir_fd=dir_fd)
+        if becomes == "a file":
+            (root_dir / "link").write_text("a file now")
+        return readlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "readlink", racing)
+    if becomes == "nothing":
+        refusal = await refused(client.read("link"))
+        assert (refusal.status, refusal.message) == (StatusCode.NOT_FOUND, "link does not exist")
+    else:
+        assert (await client.read("link")).text == "a file now"

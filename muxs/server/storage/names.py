@@ -1,15 +1,20 @@
 """The name rules every store applies to a client's name, the same on every backend.
 
-Names are relative to the root and ``/``-separated; empty components and ``.`` are ignored.
-Absolute names, empty names, NUL bytes, names over the OS limits and names whose last
-component starts with the reserved temp prefix are refused (``InvalidName``), ``..`` that
-climbs above the root too (``Forbidden``), and a name more than ``MAX_DEPTH`` directories
-deep (``Exhausted``: resolving it on a disk holds a descriptor per directory).
+Names are relative to the root and ``/``-separated; empty components and ``.`` are ignored,
+except that a name ending in ``/`` (or ``/.``) names a directory, as in POSIX: a file's name
+with one is refused (``parse_file_name``), and a call that takes a directory refuses it for a
+file (``WrongKind``, POSIX's ENOTDIR) instead of taking the file. Absolute names, empty names,
+NUL bytes, names over the OS limits and names whose last component starts with the reserved
+temp prefix are refused (``InvalidName``), ``..`` that climbs above the root too
+(``Forbidden``), and a name more than ``MAX_DEPTH`` directories deep (``Exhausted``: resolving
+it on a disk holds a descriptor per directory).
 """
 
 from __future__ import annotations
 
-from muxs.server.storage.interface import Exhausted, Forbidden, InvalidName
+from typing import NoReturn
+
+from muxs.server.storage.interface import Exhausted, Forbidden, InvalidName, WrongKind
 
 TEMP_PREFIX = ".muxs-tmp-"
 NAME_MAX = 255
@@ -64,3 +69,24 @@ def refuse_too_deep(name: str, depth: int) -> None:
     """Refuse a name whose file lies more than ``MAX_DEPTH`` directories deep."""
     if depth > MAX_DEPTH:
         raise Exhausted(f"{shown(name)} is more than {MAX_DEPTH} directories deep")
+
+
+def names_directory(name: str) -> bool:
+    """Whether ``name`` ends in ``/`` (or ``/.``): then it names a directory, never a file."""
+    return name.endswith(("/", "/."))
+
+
+def parse_file_name(name: str) -> list[str]:
+    """``parse_name`` for a name that must name a file: one ending in ``/`` is refused."""
+    parts = parse_name(name)
+    if names_directory(name):
+        raise InvalidName(
+            f"{shown(name)} ends in '/', which names a directory; a file's name does not",
+            about_name=True,
+        )
+    return parts
+
+
+def refuse_file_for_directory(name: str) -> NoReturn:
+    """Refuse a file found where ``name`` (ending in ``/``) asks for a directory."""
+    raise WrongKind(f"{shown(name)} ends in '/' but is a file, not a directory")

@@ -52,7 +52,10 @@ from muxs.server.storage.interface import (
 )
 from muxs.server.storage.names import (
     TEMP_PREFIX,
+    names_directory,
+    parse_file_name,
     parse_name,
+    refuse_file_for_directory,
     refuse_reserved,
     refuse_too_deep,
     shown,
@@ -115,6 +118,20 @@ def _os_errors(name: str) -> Iterator[None]:
         if exc.errno in (errno.EMFILE, errno.ENFILE):
             raise Exhausted("the server has no file descriptor left; retry later") from None
         raise
+
+
+def _read_link(part: str, dir_fd: int, name: str) -> str | None:
+    """The target of the symlink ``part``, or None if it is gone or no longer a symlink
+    (changed since it was looked at: the caller looks again)."""
+    with _os_errors(name):
+        try:
+            return os.readlink(part, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: not a symlink
+                raise
+            return None
 
 
 def _count_link(links: int, name: str) -> int:
@@ -453,9 +470,12 @@ class Root:
         """What a regular file or a directory is (``.`` is the root)."""
         target = self._resolve(name, create_dirs=False, directory_ok=True)
         try:
-            return _require_file_or_dir(target, name)
+            st = _require_file_or_dir(target, name)
         finally:
             target.close()
+        if names_directory(name) and not stat.S_ISDIR(st.st_mode):
+            refuse_file_for_directory(name)
+        return st
 
     def list_dir(self, name: str) -> Listing:
         """The entries of a directory (``.`` is the root) that ``stat`` would describe.
@@ -467,6 +487,8 @@ class Root:
         target = self._resolve(name, create_dirs=False, directory_ok=True)
         try:
             if not stat.S_ISDIR(_require_file_or_dir(target, name).st_mode):
+                if names_directory(name):
+                    refuse_file_for_directory(name)
                 raise WrongKind(f"{shown(name)} is a file, not a directory")
             try:
                 with _os_errors(name):
@@ -503,7 +525,7 @@ class Root:
         is refused unless ``directory_ok``: then the entry is ``.``. The caller closes
         the target.
         """
-        pending = deque(parse_name(name))
+        pending = deque(parse_name(name) if directory_ok else parse_file_name(name))
         with _os_errors(name):
             stack = [os.dup(self._fd)]
         links = 0
@@ -530,7 +552,10 @@ class Root:
                         st = None
                 if st is not None and stat.S_ISLNK(st.st_mode):
                     links = _count_link(links, name)
-                    link = os.readlink(part, dir_fd=dir_fd)
+                    link = _read_link(part, dir_fd, name)
+                    if link is None:  # no longer a symlink since the stat: look again
+                        pending.appendleft(part)
+                        continue
                     if link.startswith("/"):
                         raise Forbidden(f"{shown(name)} leads outside the root", about_name=True)
                     pending.extendleft(reversed(link.split("/")))
@@ -564,6 +589,9 @@ class Root:
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                     raise
-            if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                return None
+            try:
+                if stat.S_ISLNK(os.stat(part, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                    return None
+            except FileNotFoundError:
+                return None  # gone since the open: look again
             raise WrongKind(f"a parent of {shown(name)} is not a directory")

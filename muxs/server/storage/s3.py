@@ -50,7 +50,10 @@ from muxs.server.storage.interface import (
 )
 from muxs.server.storage.names import (
     TEMP_PREFIX,
+    names_directory,
+    parse_file_name,
     parse_name,
+    refuse_file_for_directory,
     refuse_reserved,
     refuse_too_deep,
     shown,
@@ -303,13 +306,18 @@ class S3Bucket:
         if not parts:
             return DIRECTORY
         key = self._key(name, parts)
+        if names_directory(name) and await self._is_dir(name, key):
+            return DIRECTORY
         try:
             with _store_errors(name):
-                return _entry(await obstore.head_async(self.store, key))
+                found = _entry(await obstore.head_async(self.store, key))
         except _NOT_FOUND:
-            if await self._is_dir(name, key):
+            if not names_directory(name) and await self._is_dir(name, key):
                 return DIRECTORY
             raise NotFound(f"{shown(name)} does not exist") from None
+        if names_directory(name):
+            refuse_file_for_directory(name)
+        return found
 
     async def list_dir(self, name: str) -> AsyncGenerator[list[tuple[str, Entry]], None]:
         parts = parse_name(name)
@@ -363,7 +371,7 @@ class S3Bucket:
 
     def _file_key(self, name: str) -> str:
         """The key of a file's name (the root is a directory, not a file)."""
-        parts = parse_name(name)
+        parts = parse_file_name(name)
         if not parts:
             raise Forbidden(f"{shown(name)} is a directory, not a file")
         return self._key(name, parts)

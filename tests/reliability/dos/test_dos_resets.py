@@ -12,13 +12,17 @@ import dataclasses
 from collections.abc import Callable
 
 import pytest
+from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
 
 from muxs import RunningServer, ServerSettings, serve
+from muxs.api import HelloRequest
+from tests.rawh2 import grpc_frame, request_headers
 from tests.reliability.dos.attacks import Attacker, allocated_blocks, assert_calmed_down
 from tests.reliability.dos.conftest import RESET_BUDGET
 
 pytestmark = pytest.mark.both_loops
 SAY_HELLO = "/muxs.Greeter/SayHello"
+HELLO = grpc_frame(bytes(HelloRequest(name="x")))
 ROUNDS = 4
 #: How many more memory blocks than after the first round later rounds may hold. With the
 #: reset streams kept (grpclib swept them only every tenth call and tenth connection), each
@@ -56,3 +60,45 @@ async def test_rapid_reset_rounds_leave_memory_flat(
             await assert_calmed_down(server, caplog, rapid_reset, "reset_budget", default, WINDOW)
             blocks.append(allocated_blocks())
     assert max(blocks[1:]) <= blocks[0] + BLOCKS_SLACK, f"blocks after each round: {blocks}"
+
+
+def made_you_reset(kind: str) -> Callable[[Attacker], Callable[[], bytes]]:
+    """Batches of 500 calls the server resets itself, each for a frame of the peer's that
+    makes only its stream malformed (MadeYouReset, CVE-2025-8671): costs of a Rapid Reset
+    that no RST_STREAM of the peer's pays for."""
+
+    def batch(attacker: Attacker) -> Callable[[], bytes]:
+        def frames() -> bytes:
+            out = []
+            for _ in range(500):
+                stream_id = attacker.h2.get_next_available_stream_id()
+                if kind == "content-length":
+                    headers = request_headers(SAY_HELLO, content_length="1")
+                    attacker.h2.send_headers(stream_id, headers)
+                    data = DataFrame(stream_id, HELLO, flags=["END_STREAM"])
+                    attacker.h2._data_to_send += data.serialize()  # past h2's windows
+                elif kind == "window-overflow":
+                    attacker.h2.send_headers(stream_id, request_headers(SAY_HELLO))
+                    overflow = WindowUpdateFrame(stream_id, window_increment=2**31 - 1)
+                    attacker.h2._data_to_send += overflow.serialize()
+                else:  # trailers without END_STREAM
+                    attacker.h2.send_headers(stream_id, request_headers(SAY_HELLO))
+                    attacker.h2._data_to_send += DataFrame(stream_id, HELLO).serialize()
+                    trailers = HeadersFrame(stream_id, attacker.h2.encoder.encode([("x", "y")]))
+                    trailers.flags.add("END_HEADERS")
+                    attacker.h2._data_to_send += trailers.serialize()
+                out.append(attacker.h2.data_to_send())
+            return b"".join(out)
+
+        return frames
+
+    return batch
+
+
+@pytest.mark.parametrize("kind", ["content-length", "window-overflow", "trailers"])
+async def test_streams_the_server_resets_for_the_peer_spend_its_reset_budget(
+    live_server: RunningServer, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    await assert_calmed_down(
+        live_server, caplog, made_you_reset(kind), "reset_budget", RESET_BUDGET
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -23,7 +24,7 @@ from muxs import RunningServer, ServerSettings, serve
 from muxs.api import Files, HelloRequest
 from muxs.server.limits import LimitedServer
 from tests.polling import until
-from tests.rawh2 import RawConnection, grpc_frame, request_headers
+from tests.rawh2 import RawConnection, Reply, grpc_frame, request_headers
 from tests.reliability.dos.attacks import PING, Attacker, repeated
 from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
 
@@ -116,7 +117,8 @@ async def test_at_max_connections_the_longest_idle_connection_makes_room(
     settings: ServerSettings, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A connection that made a call and now idles holds its slot no longer than
-    ``handshake_timeout`` once the slots are full; one with a call open keeps its slot."""
+    ``handshake_timeout`` once the slots are full; of two, the one idle the longest goes (a
+    call waiting on its client's next message counts as idle since it began to wait)."""
     full = dataclasses.replace(settings, max_connections=2, handshake_timeout=TIMEOUT)
     async with serve(settings=full) as server:
         assert isinstance(server.server, LimitedServer)
@@ -129,6 +131,8 @@ async def test_at_max_connections_the_longest_idle_connection_makes_room(
             await active.send(greeting, grpc_frame(bytes(HelloRequest(name="a"))))
             hello = await idle.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="i"))))
             assert hello.grpc_status == 0
+            await active.send(greeting, grpc_frame(bytes(HelloRequest(name="a2"))))
+            await until(lambda: len(active.replies[greeting].messages()) == 2)
             await until(lambda: len(limited.connections) == 2)
             await seconds_pass(2 * TIMEOUT)  # idle since its call ended
             async with await RawConnection.open(server.host, server.port) as newcomer:
@@ -142,7 +146,7 @@ async def test_at_max_connections_the_longest_idle_connection_makes_room(
                 await active.send(greeting, grpc_frame(bytes(HelloRequest(name="b"))), end=True)
                 reply = await active.reply(greeting)
                 assert reply.grpc_status == 0
-                assert len(reply.messages()) == 2
+                assert len(reply.messages()) == 3
     host, port = idle.address
     made_room = [r.getMessage() for r in caplog.records if "to make room" in r.getMessage()]
     assert len(made_room) == 1
@@ -150,27 +154,90 @@ async def test_at_max_connections_the_longest_idle_connection_makes_room(
     assert made_room[0].endswith("s, to make room: 2 are open")
 
 
-async def test_at_max_connections_a_connection_with_a_call_open_keeps_its_slot(
+async def test_at_max_connections_a_call_waiting_on_its_client_makes_room(
     settings: ServerSettings,
 ) -> None:
+    """A BidiHello that sends a message just before each ``stream_idle_timeout`` would keep
+    its slot for ever: a connection whose every call waits on its client (here, for its
+    next message) for ``handshake_timeout`` makes room as an idle one does."""
     full = dataclasses.replace(settings, max_connections=1, handshake_timeout=TIMEOUT)
     async with serve(settings=full) as server:
         assert isinstance(server.server, LimitedServer)
         limited = server.server
-        async with await RawConnection.open(server.host, server.port) as active:
-            greeting = active.start(request_headers(BIDI_HELLO))
+        async with await RawConnection.open(server.host, server.port) as waiting:
+            greeting = waiting.start(request_headers(BIDI_HELLO))
+            await waiting.send(greeting, grpc_frame(bytes(HelloRequest(name="a"))))
+            await until(lambda: len(waiting.replies[greeting].messages()) == 1)
+            await seconds_pass(2 * TIMEOUT)
+            async with await RawConnection.open(server.host, server.port) as newcomer:
+                hello = await newcomer.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="n"))))
+                assert hello.grpc_status == 0
+            await waiting.wait_closed()
+            assert waiting.goaway is not None
+            assert (waiting.goaway.error_code, waiting.goaway.additional_data) == (
+                ErrorCodes.NO_ERROR,
+                b"idle, closed to make room",
+            )
+        await until(lambda: len(limited.connections) == 0)
+
+
+async def test_at_max_connections_a_reply_waiting_for_window_makes_room(
+    settings: ServerSettings,
+) -> None:
+    """The same for a server stream whose client grants window just before each
+    ``stream_idle_timeout``: its replies wait on its client."""
+    full = dataclasses.replace(settings, max_connections=1, handshake_timeout=TIMEOUT)
+    async with (
+        serve(settings=full) as server,
+        await RawConnection.open(server.host, server.port) as waiting,
+    ):
+        waiting.grants_window = False
+        path, body = zero_window_call(server, LOTS_OF_REPLIES)
+        stream = waiting.start(request_headers(path))
+        await waiting.send(stream, body, end=True)
+        await until(lambda: len(waiting.replies[stream].data) >= 65535)
+        await seconds_pass(2 * TIMEOUT)
+        async with await RawConnection.open(server.host, server.port) as newcomer:
+            hello = await newcomer.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="n"))))
+            assert hello.grpc_status == 0
+        await waiting.wait_closed()
+        assert waiting.goaway is not None
+        assert waiting.goaway.additional_data == b"idle, closed to make room"
+
+
+def replied(reply: Reply, count: int) -> bool:
+    return len(reply.messages()) == count
+
+
+async def test_at_max_connections_a_call_making_progress_keeps_its_slot(
+    settings: ServerSettings,
+) -> None:
+    """A BidiHello whose client sends more often than ``handshake_timeout`` is a call the
+    server is working on: its connection is never closed for another."""
+    patience = 1.0  # well above the gaps between messages, on a loaded machine too
+    full = dataclasses.replace(settings, max_connections=1, handshake_timeout=patience)
+    async with (
+        serve(settings=full) as server,
+        await RawConnection.open(server.host, server.port) as active,
+    ):
+        greeting = active.start(request_headers(BIDI_HELLO))
+        sent = 0
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        while loop.time() < since + 2 * patience:  # a conversation: a message each 20 ms
             await active.send(greeting, grpc_frame(bytes(HelloRequest(name="a"))))
-            await until(lambda: len(limited.connections) == 1)
-            await seconds_pass(2 * TIMEOUT)  # no newcomer's call may close it
-            async with await RawConnection.open(server.host, server.port) as refused:
-                await refused.wait_closed()
-                assert refused.goaway is not None
-                assert refused.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
-                assert refused.goaway.additional_data == b"too many connections"
-            await active.send(greeting, grpc_frame(bytes(HelloRequest(name="b"))), end=True)
-            reply = await active.reply(greeting)
-            assert reply.grpc_status == 0
-            assert len(reply.messages()) == 2
+            sent += 1
+            await until(functools.partial(replied, active.replies[greeting], sent))
+            await asyncio.sleep(0.02)
+        async with await RawConnection.open(server.host, server.port) as refused:
+            await refused.wait_closed()
+            assert refused.goaway is not None
+            assert refused.goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+            assert refused.goaway.additional_data == b"too many connections"
+        await active.send(greeting, grpc_frame(bytes(HelloRequest(name="b"))), end=True)
+        reply = await active.reply(greeting)
+        assert reply.grpc_status == 0
+        assert len(reply.messages()) == sent + 1
 
 
 #: Request headers that never end: HEADERS without END_HEADERS, then nothing.
