@@ -19,7 +19,10 @@ second; a peer that spends a token from an empty bucket is over budget, and
   while it downloads. So each stream the peer opens earns ``EARNED_PER_STREAM`` tokens
   back, each write of the server's own (not its answers to control frames)
   ``EARNED_PER_WRITE`` and every ``EARNED_PER_BYTES`` bytes it writes one (as Envoy
-  allows window updates per stream opened and per DATA frame sent). The DATA a client had
+  allows window updates per stream opened and per DATA frame sent, over the connection's
+  life). Earned tokens are kept until spent, not capped at the budget's size: a client
+  under a loaded server reads a burst of replies and answers it with a burst of window
+  updates, and they cannot be earned faster than the server chooses to write. The DATA a client had
   in flight when the server ended a call early is mostly full frames, and only a
   message's last frame is small.
 
@@ -81,9 +84,16 @@ class Budget:
         self._clock = clock
         self._tokens = float(size)
         self._since = clock()
+        #: Tokens ``earn`` gave, spent before the bucket's: kept whole, not capped at
+        #: ``size``, as each stands for work the server chose to do (a reply written), and a
+        #: client answers a burst of replies with a burst of window updates, later.
+        self._earned = 0.0
 
     def spend(self) -> bool:
         """Take a token; False if there was none (the peer is over budget)."""
+        if self._earned >= 1:
+            self._earned -= 1
+            return True
         now = self._clock()
         self._tokens = min(self.size, self._tokens + (now - self._since) * self._rate)
         self._since = now
@@ -93,8 +103,8 @@ class Budget:
         return True
 
     def earn(self, tokens: float) -> None:
-        """Give back ``tokens`` (never above ``size``)."""
-        self._tokens = min(self.size, self._tokens + tokens)
+        """Give ``tokens`` the peer may spend on top of the bucket's."""
+        self._earned += tokens
 
 
 class FrameScanner:

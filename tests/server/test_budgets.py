@@ -53,11 +53,14 @@ def test_a_budget_refills_at_size_per_window() -> None:
     assert sum(budget.spend() for _ in range(20)) == 10
 
 
-def test_earned_tokens_are_capped_at_the_size() -> None:
-    budget = Budget(2, 10.0, Clock())
-    budget.spend()
-    budget.earn(5)
-    assert [budget.spend() for _ in range(3)] == [True, True, False]
+def test_earned_tokens_are_kept_until_spent_beside_the_bucket() -> None:
+    """A burst of replies earns more than the bucket holds; the client's burst of window
+    updates that answers it, later, spends them all, then the bucket's."""
+    clock = Clock()
+    budget = Budget(2, 10.0, clock)
+    budget.earn(500)
+    clock.now = 1000.0
+    assert sum(budget.spend() for _ in range(600)) == 502
 
 
 def scan(scanner: FrameScanner, data: bytes) -> list[Frame]:
@@ -280,8 +283,8 @@ def test_what_the_server_writes_earns_control_frames_back() -> None:
     assert over_budget(pinged, PING * 2) is None
     pinged.wrote(EARNED_PER_BYTES - 1, 0)  # not yet a token
     assert over_budget(pinged, PING) == "control_frame_budget"
-    pinged.wrote(3 * EARNED_PER_BYTES, 0)  # three tokens, capped at two
-    assert [over_budget(pinged, PING) for _ in range(3)] == [None, None, "control_frame_budget"]
+    pinged.wrote(3 * EARNED_PER_BYTES, 0)  # three tokens
+    assert [over_budget(pinged, PING) for _ in range(4)] == [None] * 3 + ["control_frame_budget"]
 
 
 WINDOW_UPDATES = (
@@ -298,6 +301,7 @@ def test_a_stream_opened_earns_its_window_updates() -> None:
     assert EARNED_PER_STREAM >= 2
     for _ in range(1000):
         assert over_budget(caller, headers + data(b"x", end=True) + WINDOW_UPDATES) is None
+    assert over_budget(caller, WINDOW_UPDATES) is None  # the bucket's own two, still there
     assert over_budget(caller, WINDOW_UPDATES) == "control_frame_budget"
 
 
