@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from muxs import RunningServer, ServerSettings, StatusCode, serve
-from muxs.server.limits import LimitedServer
+from muxs.server.limits import LimitedServer, _LimitedProtocol
 from muxs.server.pings import MAX_STRIKES
 from muxs.server.storage import TEMP_PREFIX
 from muxs.server.verification.static_tokens import new_token
@@ -492,21 +492,33 @@ async def test_an_upload_given_up_leaves_the_file_as_it_was(
     assert (root_dir / "kept.bin").read_bytes() == b"old"
 
 
-async def test_grpcgo_keepalive_pings_within_the_policy_are_never_punished(
-    grpcgo: Path, settings: ServerSettings
-) -> None:
-    """grpc-go pings every 0.3 s while its call waits (no data either way); the server
-    allows a ping every 0.2 s."""
-    bidi, keepalive = "muxs.Greeter/BidiHello", ("-keepalive-time", "0.3")
+@asynccontextmanager
+async def greeting_with_keepalive(
+    grpcgo: Path, settings: ServerSettings, keepalive_time: str, min_ping_interval: float
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, _LimitedProtocol]]:
+    """A BidiHello from grpc-go pinging every ``keepalive_time`` seconds to a server that
+    allows a ping every ``min_ping_interval``, its first reply read: the client and the
+    server's one connection."""
     async with (
-        serve(settings=replace(settings, min_ping_interval=0.2)) as server,
-        calling(grpcgo, server, bidi, *keepalive) as process,
+        serve(settings=replace(settings, min_ping_interval=min_ping_interval)) as server,
+        calling(
+            grpcgo, server, "muxs.Greeter/BidiHello", "-keepalive-time", keepalive_time
+        ) as process,
     ):
         assert process.stdin is not None
         process.stdin.write(b'{"name": "a"}\n')
         assert await read_reply(process) == {"message": "Hello, a!", "index": 1}
         assert isinstance(server.server, LimitedServer)
         (connection,) = server.server.connections
+        yield process, connection
+
+
+async def test_grpcgo_keepalive_pings_within_the_policy_are_never_punished(
+    grpcgo: Path, settings: ServerSettings
+) -> None:
+    """grpc-go pings every 0.3 s while its call waits (no data either way); the server
+    allows a ping every 0.2 s."""
+    async with greeting_with_keepalive(grpcgo, settings, "0.3", 0.2) as (process, connection):
         pinged = connection.ping_policy.received  # grpc-go's BDP pings, so far
         await until(lambda: connection.ping_policy.received >= pinged + 3)
         assert connection.ping_policy.strikes == 0
@@ -519,16 +531,7 @@ async def test_grpcgo_keepalive_pings_faster_than_the_policy_get_too_many_pings(
 ) -> None:
     """grpc-go pings every 0.1 s while its call waits; the server allows one per 5 s: the
     third strike gets GOAWAY ENHANCE_YOUR_CALM too_many_pings, and the call ends UNAVAILABLE."""
-    bidi, keepalive = "muxs.Greeter/BidiHello", ("-keepalive-time", "0.1")
-    async with (
-        serve(settings=replace(settings, min_ping_interval=5.0)) as server,
-        calling(grpcgo, server, bidi, *keepalive) as process,
-    ):
-        assert process.stdin is not None
-        process.stdin.write(b'{"name": "a"}\n')
-        assert await read_reply(process) == {"message": "Hello, a!", "index": 1}
-        assert isinstance(server.server, LimitedServer)
-        (connection,) = server.server.connections
+    async with greeting_with_keepalive(grpcgo, settings, "0.1", 5.0) as (process, connection):
         outcome = await ended(process, close_stdin=False)
     assert outcome == failed(StatusCode.UNAVAILABLE, "transport is closing")
     assert connection.ping_policy.strikes == MAX_STRIKES + 1
