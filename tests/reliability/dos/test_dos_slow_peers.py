@@ -154,6 +154,21 @@ async def test_at_max_connections_the_longest_idle_connection_makes_room(
     assert made_room[0].endswith("s, to make room: 2 are open")
 
 
+async def assert_room_made(server: RunningServer, waiting: RawConnection) -> None:
+    """Past ``handshake_timeout`` twice over, a newcomer at ``max_connections`` is served
+    and ``waiting``, whose every call waits on its client, is closed to make room."""
+    await seconds_pass(2 * TIMEOUT)
+    async with await RawConnection.open(server.host, server.port) as newcomer:
+        hello = await newcomer.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="n"))))
+        assert hello.grpc_status == 0
+    await waiting.wait_closed()
+    assert waiting.goaway is not None
+    assert (waiting.goaway.error_code, waiting.goaway.additional_data) == (
+        ErrorCodes.NO_ERROR,
+        b"idle, closed to make room",
+    )
+
+
 async def test_at_max_connections_a_call_waiting_on_its_client_makes_room(
     settings: ServerSettings,
 ) -> None:
@@ -168,16 +183,7 @@ async def test_at_max_connections_a_call_waiting_on_its_client_makes_room(
             greeting = waiting.start(request_headers(BIDI_HELLO))
             await waiting.send(greeting, grpc_frame(bytes(HelloRequest(name="a"))))
             await until(lambda: len(waiting.replies[greeting].messages()) == 1)
-            await seconds_pass(2 * TIMEOUT)
-            async with await RawConnection.open(server.host, server.port) as newcomer:
-                hello = await newcomer.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="n"))))
-                assert hello.grpc_status == 0
-            await waiting.wait_closed()
-            assert waiting.goaway is not None
-            assert (waiting.goaway.error_code, waiting.goaway.additional_data) == (
-                ErrorCodes.NO_ERROR,
-                b"idle, closed to make room",
-            )
+            await assert_room_made(server, waiting)
         await until(lambda: len(limited.connections) == 0)
 
 
@@ -196,13 +202,7 @@ async def test_at_max_connections_a_reply_waiting_for_window_makes_room(
         stream = waiting.start(request_headers(path))
         await waiting.send(stream, body, end=True)
         await until(lambda: len(waiting.replies[stream].data) >= 65535)
-        await seconds_pass(2 * TIMEOUT)
-        async with await RawConnection.open(server.host, server.port) as newcomer:
-            hello = await newcomer.call(SAY_HELLO, grpc_frame(bytes(HelloRequest(name="n"))))
-            assert hello.grpc_status == 0
-        await waiting.wait_closed()
-        assert waiting.goaway is not None
-        assert waiting.goaway.additional_data == b"idle, closed to make room"
+        await assert_room_made(server, waiting)
 
 
 def replied(reply: Reply, count: int) -> bool:
