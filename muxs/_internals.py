@@ -802,6 +802,15 @@ def spare_ended_calls(protocol: H2Protocol) -> None:
             stream.wrapper = None
 
 
+def response_ended(protocol: H2Protocol, stream_id: int) -> bool:
+    """Whether the call on grpclib's client connection ``protocol`` over HTTP/2 stream
+    ``stream_id`` has received its whole response (the server's END_STREAM), unread or not."""
+    stream = protocol.processor.streams.get(stream_id)
+    # Relies on: EventsProcessor.process_stream_ended calling Stream.__ended__, which ends the
+    # stream's buffer (grpclib's Buffer, or muxs's DirectBuffer) with buffer.eof(): _eof.
+    return stream is not None and bool(getattr(stream.buffer, "_eof", False))
+
+
 def terminate_stream(stream: Stream, reason: str) -> None:
     """Fail the call on grpclib's HTTP/2 ``stream`` with ``StreamTerminatedError(reason)``."""
     # Relies on: grpclib.protocol.Stream.__terminated__(reason), with which EventsProcessor
@@ -821,12 +830,25 @@ async def streams_released(protocol: H2Protocol) -> None:
 
 # Relies on: grpclib's message for a stream the server reset (process_stream_reset), with h2's
 # ErrorCodes formatted as its name or its number (7: REFUSED_STREAM) by the Python version.
-_REFUSED_STREAM = re.compile(r"reset by remote party, error_code: (ErrorCodes\.REFUSED_STREAM|7)$")
+_RESET_BY_SERVER = re.compile(r"reset by remote party, error_code: (?:ErrorCodes\.)?(\w+)$")
+
+
+def reset_code(error: BaseException) -> int | None:
+    """The HTTP/2 error code with which the server reset the stream of the call that failed
+    with grpclib's ``StreamTerminatedError`` ``error`` (None: it was not reset by the server)."""
+    found = _RESET_BY_SERVER.search(str(error))
+    if found is None:
+        return None
+    code = found.group(1)
+    if code.isdigit():
+        return int(code)
+    member = h2.errors.ErrorCodes.__members__.get(code)
+    return None if member is None else int(member)
 
 
 def is_refused_stream(error: BaseException) -> bool:
     """Whether grpclib's ``StreamTerminatedError`` says the server refused the stream."""
-    return _REFUSED_STREAM.search(str(error)) is not None
+    return reset_code(error) == h2.errors.ErrorCodes.REFUSED_STREAM
 
 
 # --- h2 and hpack: the cost of header blocks ----------------------------------------------
@@ -1787,6 +1809,17 @@ def settle_configuration(h2_conn: h2.connection.H2Connection) -> None:
 
 
 # --- grpclib's client: a unary call in one step ------------------------------------------
+
+
+def end_requests_unsent(call: grpclib.client.Stream[Any, Any]) -> None:
+    """Have grpclib's client ``call``, whose server has ended it (its replies and trailers
+    came) before every request was sent, read its trailers on leaving without sending the
+    rest: nothing more can reach the server, and leaving resets what is left of the stream."""
+    # Relies on: grpclib.client.Stream._end_done, which recv_trailing_metadata (called on
+    # leaving, by _maybe_finish) requires for a call that streams its requests; and
+    # __aexit__ resetting a stream still closable (Stream.reset_nowait).
+    call._end_done = True
+
 
 #: grpclib's dispatch method for an event nobody listens to (returns its arguments).
 _NOT_LISTENED = grpclib.events._ident

@@ -42,7 +42,7 @@ from grpclib.const import Cardinality
 from h2.exceptions import StreamClosedError
 
 from muxs import interceptors
-from muxs._internals import SHORT_READ, exchange, sent_request_stream
+from muxs._internals import SHORT_READ, end_requests_unsent, exchange, sent_request_stream
 from muxs.call_compression import (
     USE_CLIENT_DEFAULT,
     UseClientDefault,
@@ -600,8 +600,9 @@ async def _streamed(
     stream: GrpcStream[Request, Reply], requests: KeptRequests[Request]
 ) -> AsyncGenerator[Reply, None]:
     """The replies of an attempt whose ``requests`` a background task sends meanwhile; the
-    sender's error as soon as it fails. The sender of an ended attempt is stopped, unless it
-    is inside a pull (``KeptRequests.release``)."""
+    sender's error as soon as it fails. The call ends with the server's status, whether or not
+    every request was sent: the sender of an ended attempt is stopped, unless it is inside a
+    pull (``KeptRequests.release``)."""
     sender = asyncio.create_task(_send_all(stream, requests))
     try:
         while True:
@@ -610,7 +611,10 @@ async def _streamed(
             if reply is None:
                 break
             yield reply
-        await sender
+        if sender.done():
+            await sender
+        else:  # the server ended the call before its requests did
+            end_requests_unsent(stream)
     finally:
         if requests.release(sender):
             await _stop(sender)

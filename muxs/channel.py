@@ -49,7 +49,7 @@ from typing import Any, cast
 from grpclib.config import Configuration
 from grpclib.protocol import Connection, H2Protocol, Stream
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated
+from h2.events import ConnectionTerminated, StreamReset
 from h2.settings import SettingCodes
 
 from muxs._internals import (
@@ -63,6 +63,7 @@ from muxs._internals import (
     on_new_streams,
     parse_frames_directly,
     replace_event_handler,
+    response_ended,
     send_data_directly,
     send_requests_statelessly,
     sent_request_stream,
@@ -133,11 +134,19 @@ class _AnsweringProtocol(H2Protocol):
         serve_streams_after_goaway(self)
         close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
         self._close_on_goaway = close
+        self._fail_reset_call = replace_event_handler(self, StreamReset, self._stream_reset)
 
     def _fit(self, stream: Stream) -> None:
         send_data_directly(stream)  # first: compression wraps what it sends
         buffer_replies_directly(stream)
         self._fit_stream(stream)
+
+    def _stream_reset(self, event: StreamReset) -> None:
+        # RFC 9113 §8.1: a server that has sent its whole response may reset the stream
+        # NO_ERROR to stop the rest of the request; its response is not to be discarded.
+        if event.error_code == ErrorCodes.NO_ERROR and response_ended(self, event.stream_id):
+            return
+        self._fail_reset_call(event)
 
     def _goaway_received(self, event: ConnectionTerminated) -> None:
         # Those above its last stream id were never seen by the server: a transparent retry.

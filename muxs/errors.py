@@ -13,9 +13,11 @@ The SDK never lets a ``grpclib`` or transport exception through: ``translated`` 
 ``translate_errors``, its context manager) maps them to ``RpcError``. grpclib reports an
 expired client deadline as the builtin ``TimeoutError`` and an unreachable or dropped peer
 as ``StreamTerminatedError``, ``ConnectionError`` or another ``OSError``; those become
-DEADLINE_EXCEEDED and UNAVAILABLE. A connection that could not be made (``ConnectFailure``,
-from ``muxs.channel``) becomes UNAVAILABLE with its likely cause and the option that fixes
-it.
+DEADLINE_EXCEEDED and UNAVAILABLE. A call whose stream the server reset gets the status gRPC
+gives the reset's code (REFUSED_STREAM: UNAVAILABLE, CANCEL: CANCELLED, ENHANCE_YOUR_CALM:
+RESOURCE_EXHAUSTED, INADEQUATE_SECURITY: PERMISSION_DENIED, any other: INTERNAL). A
+connection that could not be made (``ConnectFailure``, from ``muxs.channel``) becomes
+UNAVAILABLE with its likely cause and the option that fixes it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from grpclib.const import Status as StatusCode
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
+from h2.errors import ErrorCodes
+
+from muxs._internals import reset_code
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -295,7 +300,30 @@ def translated(exc: BaseException, target: str) -> RpcError | None:
         return RpcError(StatusCode.DEADLINE_EXCEEDED, _DEADLINE_EXCEEDED)
     if isinstance(exc, ConnectFailure):
         return RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {_explain(exc)}")
+    code = reset_code(exc) if isinstance(exc, StreamTerminatedError) else None
+    if code is not None:
+        return _reset(code, target)
     if isinstance(exc, StreamTerminatedError | ProtocolError | OSError):
         reason = str(exc) or type(exc).__name__
         return RpcError(StatusCode.UNAVAILABLE, f"cannot reach {target}: {reason}")
     return None
+
+
+#: The status of a call whose stream the server reset, by the reset's HTTP/2 error code (gRPC's
+#: PROTOCOL-HTTP2.md, "Errors"); any other code: INTERNAL.
+_RESET_STATUS: dict[int, StatusCode] = {
+    ErrorCodes.REFUSED_STREAM: StatusCode.UNAVAILABLE,  # not processed: may be sent again
+    ErrorCodes.CANCEL: StatusCode.CANCELLED,
+    ErrorCodes.ENHANCE_YOUR_CALM: StatusCode.RESOURCE_EXHAUSTED,
+    ErrorCodes.INADEQUATE_SECURITY: StatusCode.PERMISSION_DENIED,
+}
+
+
+def _reset(code: int, target: str) -> RpcError:
+    """The error of a call whose stream the server at ``target`` reset with ``code``."""
+    try:
+        name = ErrorCodes(code).name
+    except ValueError:  # a code HTTP/2 does not define
+        name = str(code)
+    status = _RESET_STATUS.get(code, StatusCode.INTERNAL)
+    return RpcError(status, f"the server at {target} reset the call's stream ({name})")

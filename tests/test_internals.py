@@ -392,13 +392,34 @@ def test_a_client_stream_keeps_the_http2_stream_its_request_was_sent_on() -> Non
     assert "self.connection = connection" in source(grpclib.protocol.Stream.__init__)
 
 
-def test_a_refused_stream_reads_as_grpclibs_reset_message() -> None:
+def test_a_server_reset_reads_as_grpclibs_reset_message() -> None:
     template = "Stream reset by remote party, error_code: {}"
     assert f"msg = ('{template}'" in source(grpclib.protocol.EventsProcessor.process_stream_reset)
+    for code in (h2.errors.ErrorCodes.REFUSED_STREAM, h2.errors.ErrorCodes.CANCEL, 0xFF):
+        error = grpclib.exceptions.StreamTerminatedError(template.format(code))
+        assert _internals.reset_code(error) == code
+    for spelled in ("ErrorCodes.CANCEL", "8"):  # as each Python version formats the enum
+        error = grpclib.exceptions.StreamTerminatedError(template.format(spelled))
+        assert _internals.reset_code(error) == h2.errors.ErrorCodes.CANCEL
     refused = template.format(h2.errors.ErrorCodes.REFUSED_STREAM)
     cancelled = template.format(h2.errors.ErrorCodes.CANCEL)
     assert _internals.is_refused_stream(grpclib.exceptions.StreamTerminatedError(refused))
     assert not _internals.is_refused_stream(grpclib.exceptions.StreamTerminatedError(cancelled))
+    closed = grpclib.exceptions.StreamTerminatedError("Connection lost")
+    assert _internals.reset_code(closed) is None
+
+
+def test_a_client_streams_end_is_what_reading_its_trailers_requires() -> None:
+    assert "not self._end_done" in source(grpclib.client.Stream.recv_trailing_metadata)
+    assert "self._end_done = True" in source(grpclib.client.Stream.end)
+    assert "self._stream.reset_nowait()" in source(grpclib.client.Stream.__aexit__)
+
+
+def test_a_streams_end_is_kept_by_its_buffer() -> None:
+    assert "stream.__ended__()" in source(grpclib.protocol.EventsProcessor.process_stream_ended)
+    assert "self.buffer.eof()" in source(grpclib.protocol.Stream.__ended__)
+    assert "self._eof = True" in source(grpclib.protocol.Buffer.eof)
+    assert "self._eof = True" in source(_internals.DirectBuffer.eof)
 
 
 def test_a_client_connection_pings_by_its_configurations_keepalive() -> None:
