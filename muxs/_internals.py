@@ -1812,9 +1812,10 @@ def settle_configuration(h2_conn: h2.connection.H2Connection) -> None:
 
 
 def end_requests_unsent(call: grpclib.client.Stream[Any, Any]) -> None:
-    """Have grpclib's client ``call``, whose server has ended it (its replies and trailers
-    came) before every request was sent, read its trailers on leaving without sending the
-    rest: nothing more can reach the server, and leaving resets what is left of the stream."""
+    """Have grpclib's client ``call``, whose replies have all come, read its trailers on
+    leaving even if its requests were not all sent (the server ended the call before they
+    did, or reset the stream to stop them): nothing more can reach the server, and leaving
+    resets what is left of the stream. Nothing changes for a call whose requests ended."""
     # Relies on: grpclib.client.Stream._end_done, which recv_trailing_metadata (called on
     # leaving, by _maybe_finish) requires for a call that streams its requests; and
     # __aexit__ resetting a stream still closable (Stream.reset_nowait).

@@ -612,9 +612,8 @@ async def _streamed(
                 break
             yield reply
         if sender.done():
-            await sender
-        else:  # the server ended the call before its requests did
-            end_requests_unsent(stream)
+            await sender  # the requests' error, if they failed as the call ended
+        end_requests_unsent(stream)  # the server may have ended the call before they did
     finally:
         if requests.release(sender):
             await _stop(sender)

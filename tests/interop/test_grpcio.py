@@ -143,6 +143,37 @@ async def test_the_sdk_works_against_a_grpcio_server(grpcio_server: str) -> None
     assert caught.value.message == "aaaa.txt does not exist"
 
 
+@pytest.mark.parametrize("event_loop", ["asyncio", "uvloop"])
+def test_the_sdk_reads_a_grpcio_bidi_call_that_ends_before_its_requests_do(
+    pb: tuple[Any, Any], event_loop: str
+) -> None:
+    """grpcio's server ends a BidiHello that returns early with its trailers and a
+    RST_STREAM NO_ERROR; the SDK keeps the replies and the status, and stops sending."""
+    pb2, pb2_grpc = pb
+
+    class Greeter(pb2_grpc.GreeterServicer):  # type: ignore[misc,name-defined]
+        def BidiHello(self, request_iterator: Iterator[Any], context: Any) -> Iterator[Any]:
+            name = next(request_iterator).name
+            yield pb2.HelloReply(message=f"Hello, {name}!", index=1)
+            yield pb2.HelloReply(message=f"Bye, {name}!", index=2)
+
+    def names() -> Iterator[str]:
+        yield "ann"
+        while True:  # more than any window: sending must stop once the call has ended
+            yield "x" * 1000
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    pb2_grpc.add_GreeterServicer_to_server(Greeter(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with SyncClient(f"127.0.0.1:{port}", timeout=10, event_loop=event_loop) as client:
+            replies = [(reply.message, reply.index) for reply in client.bidi_hello(names())]
+    finally:
+        server.stop(grace=None)
+    assert replies == [("Hello, ann!", 1), ("Bye, ann!", 2)]
+
+
 # The streaming calls, both ways.
 
 
