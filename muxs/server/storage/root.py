@@ -241,7 +241,7 @@ class AtomicFile:
         """Append ``parts``, in order: one ``writev`` (per ``_IOV_MAX`` parts), then each
         part hashed. Not joined: a joined MiB is a fresh allocation whose pages the kernel
         faults in, which cost more than the GIL hand-offs of hashing part by part
-        (docs/PERFORMANCE.md, "WriteStream, fifth pass")."""
+        (docs/performance-history.md, "WriteStream, fifth pass")."""
         assert self._fd is not None
         with _os_errors(self._name):
             _write_all(self._fd, parts)
