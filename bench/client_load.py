@@ -87,6 +87,16 @@ def _upload_chunks(
             made = rest
 
 
+def _grpcio_chunks(pb2: Any, local: Path, digest: Any) -> Iterator[Any]:
+    """The upload's requests as grpcio's ``Chunk`` messages, the first naming the file."""
+    return _upload_chunks(
+        local / UPLOAD,
+        digest,
+        lambda data: pb2.Chunk(filename=UPLOAD, data=data),
+        lambda data: pb2.Chunk(data=data),
+    )
+
+
 # --- async clients: one coroutine function per call --------------------------------------
 
 
@@ -136,13 +146,7 @@ def grpcio_aio_calls(port: int, scenario: str, local: Path, stubs: Path) -> tupl
                         file.write(chunk.data)
             case _:
                 digest = hashlib.sha256()
-                requests = _upload_chunks(
-                    local / UPLOAD,
-                    digest,
-                    lambda data: pb2.Chunk(filename=UPLOAD, data=data),
-                    lambda data: pb2.Chunk(data=data),
-                )
-                status = await files.WriteStream(requests)
+                status = await files.WriteStream(_grpcio_chunks(pb2, local, digest))
                 _expect(status.sha256 == digest.hexdigest(), "WriteStream sha256")
 
     return channel, call
@@ -262,13 +266,7 @@ def grpcio_sync_calls(port: int, scenario: str, local: Path, stubs: Path) -> tup
                         file.write(chunk.data)
             case _:
                 digest = hashlib.sha256()
-                requests = _upload_chunks(
-                    local / UPLOAD,
-                    digest,
-                    lambda data: pb2.Chunk(filename=UPLOAD, data=data),
-                    lambda data: pb2.Chunk(data=data),
-                )
-                status = files.WriteStream(requests)
+                status = files.WriteStream(_grpcio_chunks(pb2, local, digest))
                 _expect(status.sha256 == digest.hexdigest(), "WriteStream sha256")
 
     return channel, call
@@ -372,18 +370,8 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
 
 def worker_arguments(client: str, scenario: str, port: int, stubs: Path, local: Path) -> list[str]:
     """The arguments that make a tool a worker running ``client`` on ``scenario``."""
-    return [
-        "--worker",
-        client,
-        "--scenario",
-        scenario,
-        "--port",
-        str(port),
-        "--stubs",
-        str(stubs),
-        "--local",
-        str(local),
-    ]
+    arguments = ["--worker", client, "--scenario", scenario, "--port", str(port)]
+    return [*arguments, "--stubs", str(stubs), "--local", str(local)]
 
 
 def shadow_checkout(base: Path, workdir: Path) -> Path:
