@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+DOCS = sorted(
+    [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "deploy").glob("*/README.md")]
+)
 #: Where a cited path starts: the repository's own folders.
 TOP_FOLDERS = ("tests", "muxs", "bench", "docs", "tools", "deploy", "proto", "generated", ".ci")
 #: The record of past passes names files and tests as they were then.
@@ -106,7 +108,7 @@ def blocks(path: Path) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
 def test_every_test_a_doc_cites_exists(doc: Path) -> None:
     """``module.py::name`` is in that module; ``::name`` in the module the paragraph (or table
     row) named last before it, or anywhere when it named none; a bare ``test_name``, a test or
@@ -136,7 +138,9 @@ def test_every_test_a_doc_cites_exists(doc: Path) -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("doc", [doc for doc in DOCS if doc != HISTORY], ids=lambda doc: doc.name)
+@pytest.mark.parametrize(
+    "doc", [doc for doc in DOCS if doc != HISTORY], ids=lambda doc: str(doc.relative_to(ROOT))
+)
 def test_every_file_a_doc_names_exists(doc: Path) -> None:
     missing = [
         span
@@ -167,7 +171,7 @@ def test_a_section_a_reference_names_exists(where: str, doc: str, title: str) ->
     ), f"{where}: {doc} has no section {title!r}"
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: str(doc.relative_to(ROOT)))
 def test_every_link_between_docs_resolves(doc: Path) -> None:
     broken = []
     for target, anchor in _LINK.findall(prose(doc)):
