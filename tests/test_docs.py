@@ -18,7 +18,7 @@ DOCS = sorted(
 )
 #: Where a cited path starts: the repository's own folders.
 TOP_FOLDERS = ("tests", "muxs", "bench", "docs", "tools", "deploy", "proto", "generated", ".ci")
-#: The record of past passes names files and tests as they were then.
+#: The record of past passes names files as they were then.
 HISTORY = ROOT / "docs" / "performance-history.md"
 
 _FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
@@ -140,14 +140,28 @@ def test_every_test_a_doc_cites_exists(doc: Path) -> None:
 
 @pytest.mark.parametrize(
     "doc", [doc for doc in DOCS if doc != HISTORY], ids=lambda doc: str(doc.relative_to(ROOT))
-)
+)  # the history names files as they were then
 def test_every_file_a_doc_names_exists(doc: Path) -> None:
+    """Each path, or each of its alternatives (``a.{md,json}``), or what its ``*`` matches."""
     missing = [
-        span
+        path
         for span in code_spans(doc)
-        if _PATH.match(span) and not any(ROOT.glob(span.rstrip("/").split("{")[0]))
+        if _PATH.match(span)
+        for path in alternatives(span.rstrip("/"))
+        if not any(ROOT.glob(path))
     ]
     assert missing == []
+
+
+def alternatives(path: str) -> list[str]:
+    """``a.{md,json}``: ``a.md`` and ``a.json``."""
+    braces = re.search(r"\{([^{}]*)\}", path)
+    if braces is None:
+        return [path]
+    head, tail = path[: braces.start()], path[braces.end() :]
+    return [
+        more for part in braces.group(1).split(",") for more in alternatives(head + part + tail)
+    ]
 
 
 def _section_references() -> list[tuple[str, str, str]]:
@@ -188,3 +202,11 @@ def test_a_heading_slug_is_githubs() -> None:
         "unary-fifth-pass-2026-11-28-03400510-utc"
     )
     assert heading_slug("muxs.Client unary, second pass") == "muxsclient-unary-second-pass"
+
+
+def test_a_path_with_braces_names_each_alternative() -> None:
+    assert alternatives("bench/results/a.{md,json}") == [
+        "bench/results/a.md",
+        "bench/results/a.json",
+    ]
+    assert alternatives("docs/OPERATIONS.md") == ["docs/OPERATIONS.md"]
