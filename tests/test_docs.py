@@ -77,23 +77,25 @@ def heading_slug(heading: str) -> str:
     return "".join(kept).replace(" ", "-")
 
 
-def headings(path: Path) -> list[str]:
+@cache
+def headings(path: Path) -> tuple[str, ...]:
     """A Markdown file's headings, as text (code marks dropped)."""
-    return [
+    return tuple(
         line.lstrip("#").strip().replace("`", "")
         for line in prose(path).splitlines()
         if re.match(r"#{1,6} ", line)
-    ]
+    )
 
 
-def anchors(path: Path) -> set[str]:
+@cache
+def anchors(path: Path) -> frozenset[str]:
     seen: dict[str, int] = {}
-    found = set()
+    found: set[str] = set()
     for heading in headings(path):
         slug = heading_slug(heading)
         found.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
         seen[slug] = seen.get(slug, 0) + 1
-    return found
+    return frozenset(found)
 
 
 def blocks(path: Path) -> list[str]:
