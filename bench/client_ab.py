@@ -29,12 +29,22 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.client_load import CONCURRENCY, PER_CALL, SCENARIOS, cpu_seconds, prepare
+from bench.client_load import (
+    CONCURRENCY,
+    PER_CALL,
+    SCENARIOS,
+    SYNC_CLIENTS,
+    add_worker_options,
+    async_calls,
+    cpu_seconds,
+    prepare,
+    shadow_checkout,
+    sync_calls,
+    worker_arguments,
+    worker_environment,
+)
 
 log = logging.getLogger(__name__)
-
-#: The blocking clients a worker runs in threads (``--sync``).
-SYNC_CLIENTS = ("muxs-sync", "grpcio-sync")
 
 WORKER_TIMEOUT = 120.0
 
@@ -42,18 +52,13 @@ WORKER_TIMEOUT = 120.0
 def serve_slices(client: str, scenario: str, port: int, stubs: Path, local: Path) -> None:
     """A worker: build ``client``'s call, then for each ``seconds`` line read from stdin run
     ``scenario`` that long and print ``units cpu_seconds wall_seconds``."""
-    from bench.client_load import grpcio_aio_calls, muxs_calls
-
     if client in SYNC_CLIENTS:
         serve_sync_slices(client, scenario, port, stubs, local)
         return
 
     async def main() -> None:
         prepare(local)
-        if client == "grpcio-aio":
-            _, call = grpcio_aio_calls(port, scenario, local, stubs)
-        else:
-            _, call = muxs_calls(port, scenario, local)
+        _, call = async_calls(client, port, scenario, local, stubs)
         loop = asyncio.get_running_loop()
 
         async def run(seconds: float) -> int:
@@ -82,13 +87,8 @@ def serve_slices(client: str, scenario: str, port: int, stubs: Path, local: Path
 
 def serve_sync_slices(client: str, scenario: str, port: int, stubs: Path, local: Path) -> None:
     """``serve_slices`` for a blocking client: one thread per call in flight."""
-    from bench.client_load import grpcio_sync_calls, muxs_sync_calls
-
     prepare(local)
-    if client == "grpcio-sync":
-        _, call = grpcio_sync_calls(port, scenario, local, stubs)
-    else:
-        _, call = muxs_sync_calls(port, scenario, local)
+    _, call = sync_calls(client, port, scenario, local, stubs)
 
     def run(seconds: float) -> int:
         until = time.monotonic() + seconds
@@ -122,11 +122,9 @@ def _spawn(
 ) -> subprocess.Popen[str]:
     from bench.__main__ import _cpus
 
-    env = dict(os.environ)
-    if checkout is not None:  # its muxs first (sys.path[0] is the working directory), then bench
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
-    command = [sys.executable, "-m", "bench.client_ab", "--worker", client, "--scenario"]
-    command += [scenario, "--port", str(port), "--stubs", str(stubs), "--local", str(local)]
+    env = worker_environment(checkout)
+    command = [sys.executable, "-m", "bench.client_ab"]
+    command += worker_arguments(client, scenario, port, stubs, local)
     load_cpu = _cpus()[1]
     if load_cpu is not None:
         command = ["taskset", "-c", load_cpu, *command]
@@ -214,10 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--sync", action="store_true", help="SyncClient and grpcio sync")
     parser.add_argument("--wall", action="store_true", help="also the rates per wall second")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--stubs", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--local", type=Path, help=argparse.SUPPRESS)
+    add_worker_options(parser)
     args = parser.parse_args(argv)
     if args.worker is not None:
         serve_slices(args.worker, args.scenario, args.port, args.stubs, args.local)
@@ -227,10 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours, grpcio = ("muxs-sync", "grpcio-sync") if args.sync else ("muxs", "grpcio-aio")
         clients: dict[str, Path | None] = {ours: None}
         if args.base is not None:  # its muxs alone, so that bench comes from this tree
-            shadow = Path(tmp) / "base-path"
-            shadow.mkdir()
-            (shadow / "muxs").symlink_to(args.base.resolve() / "muxs")
-            clients[f"{ours}@base"] = shadow
+            clients[f"{ours}@base"] = shadow_checkout(args.base, Path(tmp))
         clients[grpcio] = None
         rates, wall_rates = side_by_side(
             clients, args.scenario, args.slices, args.seconds, Path(tmp)

@@ -23,7 +23,19 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.client_load import CLIENTS, CONCURRENCY, SCENARIOS, prepare
+from bench.client_load import (
+    CLIENTS,
+    CONCURRENCY,
+    SCENARIOS,
+    SYNC_CLIENTS,
+    add_worker_options,
+    async_calls,
+    prepare,
+    shadow_checkout,
+    sync_calls,
+    worker_arguments,
+    worker_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +45,10 @@ _TOTALS = re.compile(r"^(?:summary|totals): (\d+)", re.MULTILINE)
 def run_calls(client: str, scenario: str, port: int, stubs: Path, local: Path, calls: int) -> None:
     """A worker: make ``calls`` calls of ``scenario`` (spread over the scenario's calls in
     flight), then exit."""
-    from bench import client_load
-
     prepare(local)
     concurrency = CONCURRENCY.get(scenario, 1)
-    if client in ("muxs-sync", "grpcio-sync"):
-        make = client_load.muxs_sync_calls if client == "muxs-sync" else None
-        _, call = (
-            make(port, scenario, local)
-            if make is not None
-            else client_load.grpcio_sync_calls(port, scenario, local, stubs)
-        )
+    if client in SYNC_CLIENTS:
+        _, call = sync_calls(client, port, scenario, local, stubs)
 
         def one() -> None:
             for _ in range(calls // concurrency):
@@ -57,12 +62,7 @@ def run_calls(client: str, scenario: str, port: int, stubs: Path, local: Path, c
         os._exit(0)  # grpcio's threads can hold up a normal exit
 
     async def main() -> None:
-        if client == "grpcio-aio":
-            _, acall = client_load.grpcio_aio_calls(port, scenario, local, stubs)
-        elif client == "grpclib":
-            _, acall = client_load.grpclib_calls(port, scenario, local)
-        else:
-            _, acall = client_load.muxs_calls(port, scenario, local)
+        _, acall = async_calls(client, port, scenario, local, stubs)
 
         async def one() -> None:
             for _ in range(calls // concurrency):
@@ -85,14 +85,13 @@ def count(
 ) -> int:
     """Instructions of a client process making ``calls`` calls."""
     out = workdir / f"callgrind-{os.getpid()}-{client}-{calls}.out"
-    env = dict(os.environ)
-    if checkout is not None:  # its muxs first (sys.path[0] is the working directory)
-        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
     command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
-    command += ["-m", "bench.client_instructions", "--worker", client, "--scenario", scenario]
-    command += ["--port", str(port), "--stubs", str(stubs), "--local", str(workdir / "local")]
+    command += ["-m", "bench.client_instructions"]
+    command += worker_arguments(client, scenario, port, stubs, workdir / "local")
     command += ["--calls", str(calls)]
-    subprocess.run(command, cwd=checkout, env=env, check=True, capture_output=True)
+    subprocess.run(
+        command, cwd=checkout, env=worker_environment(checkout), check=True, capture_output=True
+    )
     text = out.read_text(errors="replace")
     out.unlink()
     return totals(text)
@@ -115,10 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--warm-up", type=int, default=200)
     parser.add_argument("--base", type=Path, help="a checkout whose muxs is counted too")
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--stubs", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--local", type=Path, help=argparse.SUPPRESS)
+    add_worker_options(parser)
     args = parser.parse_args(argv)
     if args.worker is not None:
         run_calls(args.worker, args.scenario, args.port, args.stubs, args.local, args.calls)
@@ -133,9 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stubs = grpcio_stubs(workdir / "stubs")
         clients: dict[str, Path | None] = {name: None for name in args.client or ["muxs"]}
         if args.base is not None:
-            shadow = workdir / "base-path"
-            shadow.mkdir()
-            (shadow / "muxs").symlink_to(args.base.resolve() / "muxs")
+            shadow = shadow_checkout(args.base, workdir)
             for name in list(clients):
                 if name.startswith("muxs"):
                     clients[f"{name}@base"] = shadow

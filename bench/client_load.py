@@ -13,6 +13,10 @@ grpclib and h2 alone cost); each does the same work per scenario (``SCENARIOS``)
 - ``download``: ReadStream of the server's ``BLOB`` into a local file;
 - ``upload``: WriteStream of a local file of ``UPLOAD_BYTES`` in 64 KiB chunks, its SHA-256
   checked against the server's reply (muxs's SDK does that check; the others do it too).
+
+The side-by-side tools (``bench.client_ab``, ``bench.client_instructions``) start themselves
+as workers with the same clients: ``add_worker_options``, ``worker_arguments``, and
+``shadow_checkout`` with ``worker_environment`` to run another checkout's muxs.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from bench.stubs import load_stubs
 from bench.wire import RawCodec, field, fields
 
 CLIENTS = ("muxs", "muxs-sync", "grpcio-aio", "grpcio-sync", "grpclib")
+#: The blocking clients, run by threads (the others are async).
+SYNC_CLIENTS = ("muxs-sync", "grpcio-sync")
 SCENARIOS = ("unary-1", "unary-64", "server-stream", "download", "upload")
 CONCURRENCY = {"unary-1": 1, "unary-64": 64}
 REPLIES = 1000
@@ -79,6 +85,16 @@ def _upload_chunks(
             digest.update(data)
             yield made(data)
             made = rest
+
+
+def _grpcio_chunks(pb2: Any, local: Path, digest: Any) -> Iterator[Any]:
+    """The upload's requests as grpcio's ``Chunk`` messages, the first naming the file."""
+    return _upload_chunks(
+        local / UPLOAD,
+        digest,
+        lambda data: pb2.Chunk(filename=UPLOAD, data=data),
+        lambda data: pb2.Chunk(data=data),
+    )
 
 
 # --- async clients: one coroutine function per call --------------------------------------
@@ -130,13 +146,7 @@ def grpcio_aio_calls(port: int, scenario: str, local: Path, stubs: Path) -> tupl
                         file.write(chunk.data)
             case _:
                 digest = hashlib.sha256()
-                requests = _upload_chunks(
-                    local / UPLOAD,
-                    digest,
-                    lambda data: pb2.Chunk(filename=UPLOAD, data=data),
-                    lambda data: pb2.Chunk(data=data),
-                )
-                status = await files.WriteStream(requests)
+                status = await files.WriteStream(_grpcio_chunks(pb2, local, digest))
                 _expect(status.sha256 == digest.hexdigest(), "WriteStream sha256")
 
     return channel, call
@@ -256,13 +266,7 @@ def grpcio_sync_calls(port: int, scenario: str, local: Path, stubs: Path) -> tup
                         file.write(chunk.data)
             case _:
                 digest = hashlib.sha256()
-                requests = _upload_chunks(
-                    local / UPLOAD,
-                    digest,
-                    lambda data: pb2.Chunk(filename=UPLOAD, data=data),
-                    lambda data: pb2.Chunk(data=data),
-                )
-                status = files.WriteStream(requests)
+                status = files.WriteStream(_grpcio_chunks(pb2, local, digest))
                 _expect(status.sha256 == digest.hexdigest(), "WriteStream sha256")
 
     return channel, call
@@ -298,17 +302,34 @@ def drive_threads(
     return sum(counts), time.monotonic() - wall, cpu_seconds() - cpu
 
 
+def async_calls(
+    client: str, port: int, scenario: str, local: Path, stubs: Path
+) -> tuple[Any, Call]:
+    """An async client of ``CLIENTS`` (not ``SYNC_CLIENTS``): what to close, and its call."""
+    if client == "muxs":
+        return muxs_calls(port, scenario, local)
+    if client == "grpcio-aio":
+        return grpcio_aio_calls(port, scenario, local, stubs)
+    return grpclib_calls(port, scenario, local)
+
+
+def sync_calls(
+    client: str, port: int, scenario: str, local: Path, stubs: Path
+) -> tuple[Any, SyncCall]:
+    """A blocking client of ``SYNC_CLIENTS``: what to close, and its call."""
+    if client == "muxs-sync":
+        return muxs_sync_calls(port, scenario, local)
+    return grpcio_sync_calls(port, scenario, local, stubs)
+
+
 def run(args: argparse.Namespace) -> dict[str, float]:
     concurrency = CONCURRENCY.get(args.scenario, 1)
-    if args.client in ("muxs", "grpcio-aio", "grpclib"):
+    if args.client not in SYNC_CLIENTS:
 
         async def main() -> tuple[int, float, float]:
-            if args.client == "muxs":
-                closable, call = muxs_calls(args.port, args.scenario, args.local)
-            elif args.client == "grpcio-aio":
-                closable, call = grpcio_aio_calls(args.port, args.scenario, args.local, args.stubs)
-            else:
-                closable, call = grpclib_calls(args.port, args.scenario, args.local)
+            closable, call = async_calls(
+                args.client, args.port, args.scenario, args.local, args.stubs
+            )
             try:
                 return await drive_async(call, concurrency, args.warm_up, args.seconds)
             finally:
@@ -318,12 +339,9 @@ def run(args: argparse.Namespace) -> dict[str, float]:
 
         calls, wall, cpu = asyncio.run(main())
     else:
-        if args.client == "muxs-sync":
-            closable, sync_call = muxs_sync_calls(args.port, args.scenario, args.local)
-        else:
-            closable, sync_call = grpcio_sync_calls(
-                args.port, args.scenario, args.local, args.stubs
-            )
+        closable, sync_call = sync_calls(
+            args.client, args.port, args.scenario, args.local, args.stubs
+        )
         try:
             calls, wall, cpu = drive_threads(sync_call, concurrency, args.warm_up, args.seconds)
         finally:
@@ -337,6 +355,42 @@ def prepare(local: Path) -> None:
     path = local / UPLOAD
     if not path.exists() or path.stat().st_size != UPLOAD_BYTES:
         path.write_bytes((bytes(range(256)) * (UPLOAD_BYTES // 256 + 1))[:UPLOAD_BYTES])
+
+
+# --- workers of the side-by-side tools (``bench.client_ab``, ``bench.client_instructions``) --
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    """The hidden options with which a tool starts itself as a worker (``worker_arguments``)."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stubs", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--local", type=Path, help=argparse.SUPPRESS)
+
+
+def worker_arguments(client: str, scenario: str, port: int, stubs: Path, local: Path) -> list[str]:
+    """The arguments that make a tool a worker running ``client`` on ``scenario``."""
+    arguments = ["--worker", client, "--scenario", scenario, "--port", str(port)]
+    return [*arguments, "--stubs", str(stubs), "--local", str(local)]
+
+
+def shadow_checkout(base: Path, workdir: Path) -> Path:
+    """A directory holding only a link to ``base``'s ``muxs``: a worker started in it (its
+    working directory comes first on ``sys.path``) runs that checkout's muxs, and this tree's
+    bench through ``worker_environment``."""
+    shadow = workdir / "base-path"
+    shadow.mkdir()
+    (shadow / "muxs").symlink_to(base.resolve() / "muxs")
+    return shadow
+
+
+def worker_environment(checkout: Path | None) -> dict[str, str]:
+    """The environment of a worker: for one started in a ``shadow_checkout``, this tree on
+    ``PYTHONPATH``, after the other checkout's muxs, so that ``bench`` is this tree's."""
+    env = dict(os.environ)
+    if checkout is not None:
+        env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    return env
 
 
 def main() -> None:

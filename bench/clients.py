@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.client_load import BLOB, BLOB_BYTES, CLIENTS, SCENARIOS
+from bench.client_load import BLOB, BLOB_BYTES, CLIENTS, SCENARIOS, shadow_checkout
 from bench.servers import GRPCIO_SYNC, running
 
 log = logging.getLogger(__name__)
@@ -199,10 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="muxs-clients-", dir="/dev/shm") as tmp:
         workdir = Path(tmp)
         if args.base is not None:
-            shadow = workdir / "base-path"
-            shadow.mkdir()
-            (shadow / "muxs").symlink_to(args.base.resolve() / "muxs")
-            BASE_PATHS["@base"] = str(shadow)
+            BASE_PATHS["@base"] = str(shadow_checkout(args.base, workdir))
             chosen += [f"{c}@base" for c in chosen if c.startswith("muxs")]
         server_cpu, load_cpu, every_cpu = _cpus()
         if args.unpinned:

@@ -8,8 +8,8 @@ h2load makes ``--calls`` more at ``--load``, and the counters are dumped. Before
 before dumping the server is left idle for ``--settle`` seconds, so that what a call leaves
 for later (an access line's batch, 50 ms after the call) is counted with its call. The
 count is the whole process's user space, every thread. The same instructions run cold at
-1x1 cost more time than warm (docs/PERFORMANCE.md, "Unary, fifth pass"), so this counts
-work, not time: confirm a gain with ``bench.fixed_work``.
+1x1 cost more time than warm (docs/performance-history.md, "Unary, fifth pass"), so this
+counts work, not time: confirm a gain with ``bench.fixed_work``.
 
     python -m bench.instructions --load 1x1 --calls 1000 --base DIR
     python -m bench.instructions --load 32x2 --calls 3200 -- "" --no-access-log

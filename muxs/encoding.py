@@ -6,8 +6,9 @@ public ``codec=`` seam); ``MessageCodec`` is grpclib's protobuf codec (``Seriali
 and ``FromString``, which betterproto2's messages and protobuf's both have) except for
 ``Chunk``, which carries file data: betterproto2 copies that data through a buffer on both
 ways, and a chunk of 64 KiB costs it about ten times what ``encode_chunk`` and
-``decode_chunk`` take (docs/PERFORMANCE.md). They give betterproto2's results: the same
-bytes, an equal ``Chunk``; a chunk with fields muxs's proto lacks is decoded by betterproto2.
+``decode_chunk`` take (docs/performance-history.md, "betterproto2: before and after"). They
+give betterproto2's results: the same bytes, an equal ``Chunk``; a chunk with fields muxs's
+proto lacks is decoded by betterproto2.
 ``HelloReply``, which server streams send by the thousand, is encoded by ``encode_reply``:
 betterproto2 looks up each field's default under a warnings filter on every encode
 (docs/PERFORMANCE.md, docs/UPSTREAM.md). The SDK's side of greetings is done here too: a

@@ -82,8 +82,8 @@ class _LoopThread:
     """An event loop running in a daemon thread until ``close``; ``call`` runs a coroutine there.
 
     ``event_loop`` is ``muxs.event_loops``' choice: uvloop for ``auto`` when it is installed
-    (its thread-safe submission and I/O are cheaper: docs/PERFORMANCE.md, "The SyncClient's
-    hand-off").
+    (its thread-safe submission and I/O are cheaper: docs/performance-history.md, "The
+    SyncClient's hand-off").
     """
 
     def __init__(self, event_loop: str = "auto") -> None:

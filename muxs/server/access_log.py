@@ -9,7 +9,7 @@ A call pays only for keeping its line, a tuple of its fields: the lines wait, an
 and handed to the logger's handlers in a batch, ``BATCH_SECONDS`` after the first of them
 ended (sooner once ``BATCH_LINES`` wait, and when the server stops: ``AccessLog.flush``). A
 client calling one call at a time would otherwise run logging's code, cold, once per call (13 %
-of such a call's CPU in docs/PERFORMANCE.md). Each line has the time its call ended.
+of such a call's CPU: docs/performance-history.md). Each line has the time its call ended.
 
 Handed to the handlers, a batch takes one of two paths. When every handler that would see it
 takes access lines (``LineBatchHandler``: ``muxs serve``'s own, ``muxs.cli._logging``), the

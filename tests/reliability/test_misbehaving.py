@@ -24,7 +24,6 @@ from muxs.server.limits import LimitedServer
 from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
-from tests.reliability.methods import implemented
 
 SAY_HELLO = "/muxs.Greeter/SayHello"
 # A hang guard, not a speed bound: a server that never answered would fail the test
@@ -88,9 +87,6 @@ async def test_disconnect_mid_stream(live_server: RunningServer, path: str) -> N
     await assert_others_served(live_server)
 
 
-@pytest.mark.skipif(
-    not implemented("/muxs.FileController/WriteStream"), reason="WriteStream is not implemented yet"
-)
 async def test_disconnect_mid_upload(live_server: RunningServer) -> None:
     from muxs_api.muxs import Chunk
 

@@ -156,6 +156,16 @@ class _Target:
     def mode(self) -> int | None:
         return self.st.st_mode if self.st is not None else None
 
+    def open(self, name: str, flags: int) -> int:
+        """The entry, opened with ``flags``; one that changed since it was resolved is
+        ``Changed`` (``name`` is the client's, for the refusals)."""
+        try:
+            with _os_errors(name):
+                return os.open(self.entry, flags, dir_fd=self.dir_fd)
+        except OSError as exc:
+            _refuse_if_changed(exc, name)
+            raise
+
     def close(self) -> None:
         os.close(self.dir_fd)
 
@@ -241,7 +251,7 @@ class AtomicFile:
         """Append ``parts``, in order: one ``writev`` (per ``_IOV_MAX`` parts), then each
         part hashed. Not joined: a joined MiB is a fresh allocation whose pages the kernel
         faults in, which cost more than the GIL hand-offs of hashing part by part
-        (docs/PERFORMANCE.md, "WriteStream, fifth pass")."""
+        (docs/performance-history.md, "WriteStream, fifth pass")."""
         assert self._fd is not None
         with _os_errors(self._name):
             _write_all(self._fd, parts)
@@ -433,11 +443,7 @@ class Root:
         target = self._resolve(name, create_dirs=False)
         try:
             _require_file(target, name)
-            with _os_errors(name):
-                fd = os.open(target.entry, _READ_FLAGS, dir_fd=target.dir_fd)
-        except OSError as exc:
-            _refuse_if_changed(exc, name)
-            raise
+            fd = target.open(name, _READ_FLAGS)
         finally:
             target.close()
         file = os.fdopen(fd, "rb")
@@ -490,12 +496,7 @@ class Root:
                 if names_directory(name):
                     refuse_file_for_directory(name)
                 raise WrongKind(f"{shown(name)} is a file, not a directory")
-            try:
-                with _os_errors(name):
-                    fd = os.open(target.entry, _DIR_FLAGS, dir_fd=target.dir_fd)
-            except OSError as exc:
-                _refuse_if_changed(exc, name)
-                raise
+            fd = target.open(name, _DIR_FLAGS)
         finally:
             target.close()
         with _os_errors(name):
