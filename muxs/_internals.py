@@ -1114,13 +1114,18 @@ def _split_headers(
 class _KnownBlock(list[Any]):
     """The headers of a received block that ``_DecodingOnce`` keeps (hpack's ``HeaderTuple``s
     of bytes, which h2 reads), with ``texts``: the block's headers as text, by encoding, shared
-    by every copy of the block (``_decode_known_headers``)."""
+    by every copy of the block (``_decode_known_headers``); and ``plain``: whether it is
+    neither an informational response nor has a ``content-length`` (``receive_known_headers``
+    takes such a block without h2's generic steps)."""
 
-    __slots__ = ("texts",)
+    __slots__ = ("plain", "texts")
 
-    def __init__(self, headers: Iterable[Any], texts: dict[str, list[tuple[Any, ...]]]) -> None:
+    def __init__(
+        self, headers: Iterable[Any], texts: dict[str, list[tuple[Any, ...]]], plain: bool
+    ) -> None:
         super().__init__(headers)
         self.texts = texts
+        self.plain = plain
 
 
 class CompressionError(h2.exceptions.ProtocolError):
@@ -1158,7 +1163,7 @@ class _DecodingOnce(hpack.Decoder):
         key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
         known = self._kept.get(key)
         if known is not None:
-            return _KnownBlock(known, known.texts)
+            return _KnownBlock(known, known.texts, known.plain)
         table = self.header_table
         before = (table.maxsize, *table.dynamic_entries)
         try:
@@ -1171,8 +1176,11 @@ class _DecodingOnce(hpack.Decoder):
             return headers
         if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
             self._kept.clear()
-        known = self._kept[key] = _KnownBlock(headers, {})
-        return _KnownBlock(known, known.texts)
+        plain = not h2.utilities.is_informational_response(headers) and all(
+            name not in _CONTENT_LENGTH for name, _ in headers
+        )
+        known = self._kept[key] = _KnownBlock(headers, {}, plain)
+        return _KnownBlock(known, known.texts, plain)
 
     def _forget(self) -> None:
         self._version += 1
@@ -1218,6 +1226,72 @@ def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
     decoder.max_allowed_table_size = fresh.max_allowed_table_size
     decoder.header_table.maxsize = fresh.header_table.maxsize
     h2_conn.decoder = decoder
+
+
+_CONTENT_LENGTH = (b"content-length", "content-length")
+_RECEIVES_HEADERS = h2.connection.ConnectionInputs.RECV_HEADERS
+_STREAM_RECEIVES_HEADERS = h2.stream.StreamInputs.RECV_HEADERS
+_STREAM_RECEIVES_END = h2.stream.StreamInputs.RECV_END_STREAM
+
+
+def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
+    """Have the connection ``h2_conn`` (whose decoder is ``decode_headers_once``'s, and which
+    neither normalizes nor validates what it receives, as grpclib's connections do) take each
+    received HEADERS frame without priority, on a stream it has, whose block the decoder
+    knows and is ``plain``, as h2's ``_receive_headers_frame`` and ``H2Stream.receive_headers``
+    take it, without their generic steps: the block is neither scanned for an informational
+    status nor for a ``content-length`` (it has neither), no validation flags are built for
+    steps that are off, and its text is the one kept with it. Any other frame or block is
+    h2's, step by step as before (the block decoded once)."""
+    # Relies on: H2Connection._frame_dispatch_table (a handler per frame type, made per
+    # connection), h2.connection._decode_headers(decoder, data) (decoding with its errors
+    # translated), and the steps of _receive_headers_frame (for a stream in
+    # H2Connection.streams, without PRIORITY: decode, the connection's RECV_HEADERS input,
+    # the stream's receive_headers(headers, END_STREAM, header_encoding)) and of
+    # H2Stream.receive_headers for a block that is not informational and has no
+    # content-length, with normalize and validate off (the stream's RECV_HEADERS input, then
+    # RECV_END_STREAM with its event hung on the headers event as stream_ended,
+    # _expected_content_length None, or 0 after a HEAD request; ProtocolError for trailers
+    # without END_STREAM; the headers decoded with _decode_headers(headers, encoding) made a
+    # list when header_encoding is a str, else the list of hpack's tuples).
+    config = h2_conn.config
+    assert type(h2_conn.decoder) is _DecodingOnce
+    assert not config.normalize_inbound_headers and not config.validate_inbound_headers
+    table = h2_conn._frame_dispatch_table
+    generic = table[frame.HeadersFrame]
+    streams = h2_conn.streams
+    machine = h2_conn.state_machine
+    decoder = h2_conn.decoder
+    encoding = config.header_encoding
+
+    def received(headers_frame: frame.HeadersFrame) -> tuple[list[frame.Frame], list[Any]]:
+        h2_stream = streams.get(headers_frame.stream_id)
+        flags = headers_frame.flags
+        if h2_stream is None or "PRIORITY" in flags:
+            return cast(tuple[list[frame.Frame], list[Any]], generic(headers_frame))
+        block = h2.connection._decode_headers(decoder, headers_frame.data)
+        events = machine.process_input(_RECEIVES_HEADERS)
+        end_stream = "END_STREAM" in flags
+        if type(block) is not _KnownBlock or not block.plain:
+            frames, stream_events = h2_stream.receive_headers(block, end_stream, encoding)
+            return frames, events + stream_events
+        stream_machine = h2_stream.state_machine
+        stream_events = stream_machine.process_input(_STREAM_RECEIVES_HEADERS)
+        event = stream_events[0]
+        if end_stream:
+            ended = stream_machine.process_input(_STREAM_RECEIVES_END)
+            event.stream_ended = ended[0]
+            stream_events += ended
+        h2_stream._expected_content_length = 0 if h2_stream.request_method == b"HEAD" else None
+        if not end_stream and isinstance(event, h2.events.TrailersReceived):
+            raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set")
+        if isinstance(encoding, str):
+            event.headers = list(_decode_known_headers(block, encoding))
+        else:
+            event.headers = list(block)
+        return [], events + stream_events
+
+    table[frame.HeadersFrame] = received
 
 
 def send_data_directly(stream: Stream) -> None:

@@ -24,7 +24,8 @@ a ``MAX_FRAME_SIZE`` of 1 MiB, so that a server sends a download in fewer, large
 They spare h2 the generic parts of each call, as the server's connections do
 (``muxs._internals``, docs/PERFORMANCE.md): request headers go as stateless HPACK blocks
 kept field by field (``StatelessFields``) and framed directly, DATA frames are framed
-directly, and a received header block is decoded once per state of the HPACK table. The
+directly, and a received header block is decoded once per state of the HPACK table (and
+taken without h2's generic steps when it is a plain one, ``receive_known_headers``). The
 frames of a response are parsed without hyperframe's generic parse (``DirectFrameBuffer``),
 a reply's data is kept in a ``DirectBuffer`` (no ``asyncio.Queue``), and h2 reads its
 configuration without descriptors and logs to a logger whose no-ops are C
@@ -62,6 +63,7 @@ from muxs._internals import (
     keepalive_config,
     on_new_streams,
     parse_frames_directly,
+    receive_known_headers,
     replace_event_handler,
     send_data_directly,
     send_requests_statelessly,
@@ -123,6 +125,7 @@ class _AnsweringProtocol(H2Protocol):
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), bypass=LARGE_WRITE)
         super().connection_made(coalescing)  # type: ignore[arg-type]
         decode_headers_once(h2_connection(self))
+        receive_known_headers(h2_connection(self))
         parse_frames_directly(h2_connection(self))
         settle_configuration(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)

@@ -1948,3 +1948,99 @@ def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
     finish = source(client._maybe_finish)
     assert "and not self._stream._transport.is_closing()" in finish
     assert "self.__dict__[name] = _ident" in source(grpclib.events._Dispatch.__init__)
+
+
+# --- h2: a client's received header blocks taken without h2's generic steps ----------------
+
+
+def _response_blocks(server: Any) -> list[bytes]:
+    """What a server sends the client's streams 1, 3, 5...: replies (headers, data,
+    trailers) whose blocks repeat, a trailers-only reply, one with a content-length, an
+    informational response first, headers with priority, and trailers without END_STREAM."""
+    encoder = server.encoder
+    sent: list[bytes] = []
+    response = [(":status", "200"), ("content-type", "application/grpc")]
+    trailers = [("grpc-status", "0"), ("grpc-message", "")]
+    for stream_id in (1, 3, 5, 7, 9):
+        server.send_headers(stream_id, response)
+        server.send_data(stream_id, b"\0\0\0\0\1x")
+        server.send_headers(stream_id, trailers, end_stream=True)
+        sent.append(server.data_to_send())
+    server.send_headers(11, [(":status", "200"), ("grpc-status", "5")], end_stream=True)
+    server.send_headers(13, [*response, ("content-length", "6")])
+    server.send_data(13, b"\0\0\0\0\1x", end_stream=True)
+    server.send_headers(15, [(":status", "100")])
+    prioritised = _headers_frame(15, encoder.encode(response), "PRIORITY")
+    prioritised.stream_weight = 31
+    ended = _headers_frame(15, encoder.encode(trailers), "END_STREAM")
+    sent.append(server.data_to_send() + prioritised.serialize() + ended.serialize())
+    server.send_headers(17, response)
+    sent += [server.data_to_send(), _headers_frame(17, encoder.encode(trailers)).serialize()]
+    return sent
+
+
+def _headers_frame(stream_id: int, block: bytes, *flags: str) -> Any:
+    made = hyperframe_frame.HeadersFrame(stream_id, data=block)
+    for flag in ("END_HEADERS", *flags):
+        made.flags.add(flag)
+    return made
+
+
+def _client_received(patched: bool) -> list[Any]:
+    """The events (described) a grpclib-configured client receives for ``_response_blocks``,
+    with muxs's ``receive_known_headers`` or h2's own, and its streams' states."""
+    client, server = _grpclib_client_connections()
+    if patched:
+        _internals.decode_headers_once(client)
+        _internals.receive_known_headers(client)
+    for number in range(9):
+        method = "HEAD" if number == 5 else "POST"
+        client.send_headers(2 * number + 1, REQUESTS[0])
+        client.streams[2 * number + 1].request_method = method.encode()
+        client.send_data(2 * number + 1, b"\0\0\0\0\1x", end_stream=True)
+    server.receive_data(client.data_to_send())
+    seen: list[Any] = []
+    for data in _response_blocks(server):
+        try:
+            seen += [_described(event) for event in client.receive_data(data)]
+        except h2.exceptions.ProtocolError as exc:
+            seen.append((type(exc).__name__, str(exc)))
+        seen.append(client.data_to_send())
+    for stream_id, stream in sorted(client.streams.items()):
+        machine = stream.state_machine
+        seen.append((stream_id, machine.state, stream._expected_content_length))
+    return seen
+
+
+def test_known_header_blocks_are_received_as_h2_receives_them() -> None:
+    ours = _client_received(patched=True)
+    assert ours == _client_received(patched=False)
+    assert ("ProtocolError", "Trailers must have END_STREAM set") in ours
+
+
+def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
+    frame_steps = source(h2.connection.H2Connection._receive_headers_frame)
+    for step in (
+        "headers = _decode_headers(self.decoder, frame.data)",
+        "ConnectionInputs.RECV_HEADERS,",
+        "frames, stream_events = stream.receive_headers(",
+        '"END_STREAM" in frame.flags,',
+        'if "PRIORITY" in frame.flags:',
+        "return frames, events + stream_events",
+    ):
+        assert step in frame_steps
+    stream_steps = source(h2.stream.H2Stream.receive_headers)
+    for step in (
+        "if is_informational_response(headers):",
+        "events = self.state_machine.process_input(input_)",
+        "StreamInputs.RECV_END_STREAM,",
+        ").stream_ended = cast(\"StreamEnded\", es_events[0])",
+        "self._initialize_content_length(headers)",
+        "if isinstance(headers_event, TrailersReceived) and not end_stream:",
+        "headers_event.headers = self._process_received_headers(",
+    ):
+        assert step in stream_steps
+    content_length = source(h2.stream.H2Stream._initialize_content_length)
+    assert 'if self.request_method == b"HEAD":' in content_length
+    assert 'if n == b"content-length":' in content_length
+    assert "self._expected_content_length = content_length" in content_length
