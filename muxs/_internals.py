@@ -1026,7 +1026,9 @@ def _add_header_frames(
         stream_id, _OWN_STREAM_IDS[h2_conn.config.client_side]
     )
     events = h2_stream.state_machine.process_input(_STREAM_SENDS_HEADERS)
-    flags = h2_stream._build_hdr_validation_flags(events)
+    # StatelessFields validates nothing: it has no use for the flags.
+    unchecked = type(blocks) is StatelessFields
+    flags = None if unchecked else h2_stream._build_hdr_validation_flags(events)
     block = blocks.block(headers, flags)
     frame_flags = _END_HEADERS
     if end_stream:
@@ -1084,16 +1086,30 @@ class _StreamLimit:
 
 def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, Any]]) -> None:
     """What ``H2Stream.send_headers`` records of the headers it sends: a request's authority
-    (on a client's stream, once) and its method (None for a response)."""
-    named = h2.utilities.utf8_encode_headers(
-        [header for header in headers if header[0] in _RECORDED]
-    )
+    (on a client's stream, once) and its method (None for a response); found once for each
+    set of the headers it reads from (``_RECORDS``)."""
+    recorded = tuple([header for header in headers if header[0] in _RECORDED])
+    record = _RECORDS.get(recorded)
+    if record is None:
+        named = h2.utilities.utf8_encode_headers(recorded)
+        record = (
+            h2.utilities.authority_from_headers(named),
+            h2.utilities.extract_method_header(named),
+        )
+        if len(_RECORDS) >= RECORDS_KEPT:
+            _RECORDS.clear()
+        _RECORDS[recorded] = record
+    authority, method = record
     if h2_stream.state_machine.client and h2_stream._authority is None:
-        h2_stream._authority = h2.utilities.authority_from_headers(named)
-    h2_stream.request_method = h2.utilities.extract_method_header(named)
+        h2_stream._authority = authority
+    h2_stream.request_method = method
 
 
 _RECORDED = frozenset({":authority", ":method", b":authority", b":method"})
+#: How many sets of ``_RECORDED`` headers ``_RECORDS`` keeps (then it starts again).
+RECORDS_KEPT = 64
+#: A request's authority and method as h2 records them, by its ``_RECORDED`` headers.
+_RECORDS: dict[tuple[Any, ...], tuple[bytes | None, bytes | None]] = {}
 
 
 def _split_headers(
@@ -1277,7 +1293,7 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
             return frames, events + stream_events
         stream_machine = h2_stream.state_machine
         stream_events = stream_machine.process_input(_STREAM_RECEIVES_HEADERS)
-        event = stream_events[0]
+        event: Any = stream_events[0]
         if end_stream:
             ended = stream_machine.process_input(_STREAM_RECEIVES_END)
             event.stream_ended = ended[0]
@@ -1794,7 +1810,7 @@ class DirectFrameBuffer(h2.frame_buffer.FrameBuffer):
         flag_set._valid_flags = direct[1]
         flag_set._flags = set(direct[3][flags])
         del data[: 9 + length]
-        return cast(frame.Frame, made)
+        return made  # type: ignore[no-any-return]
 
 
 def parse_frames_directly(h2_conn: h2.connection.H2Connection) -> None:
