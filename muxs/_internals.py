@@ -55,7 +55,7 @@ from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.encoding.base import GRPC_CONTENT_TYPE
 from grpclib.metadata import USER_AGENT, decode_metadata, encode_metadata, encode_timeout
-from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
+from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol, Peer, Stream
 from hyperframe import frame
 from hyperframe.flags import Flags
 
@@ -547,21 +547,6 @@ def buffer_reads(stream: Stream) -> Callable[[int], Awaitable[bytes]]:
     return stream.buffer.read
 
 
-def buffer_replies_directly(stream: Stream) -> None:
-    """Have grpclib's client ``stream`` keep the DATA it receives in a ``DirectBuffer``:
-    grpclib makes the stream's buffer once its request headers are sent, before anything
-    can arrive on it."""
-    # Relies on: grpclib.protocol.Stream.init_stream(stream_id, connection) making the
-    # stream's Buffer, called by its send_request right after h2 has sent the headers.
-    init_stream = stream.init_stream
-
-    def init(stream_id: int, connection: Any) -> None:
-        init_stream(stream_id, connection)
-        stream.buffer = DirectBuffer(stream.buffer._ack_callback)  # type: ignore[assignment]
-
-    stream.init_stream = init  # type: ignore[method-assign]
-
-
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
     """Have grpclib's client connection ``protocol`` acknowledge the data its calls take once
     a turn of the event loop, summed per stream (as ``acknowledge_once_a_turn`` does for one
@@ -617,34 +602,6 @@ def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[A
         pending[key] = pending.get(key, 0) + size
 
     return taken
-
-
-def on_new_streams(protocol: H2Protocol, fit: Callable[[Stream], None]) -> None:
-    """Have ``fit`` see each HTTP/2 stream grpclib's client makes on ``protocol`` (after its
-    ``connection_made``) before the stream sends its request."""
-    # Relies on: grpclib.client.Stream.send_request making its HTTP/2 stream with
-    # protocol.processor.connection.create_stream(wrapper=...), then its send_request(headers).
-    connection = protocol.processor.connection
-    create_stream = connection.create_stream
-
-    def created(**kwargs: Any) -> Stream:
-        stream = create_stream(**kwargs)
-        fit(stream)
-        return stream
-
-    connection.create_stream = created  # type: ignore[method-assign]
-
-
-def add_request_headers(stream: Stream, extra: Sequence[tuple[str, str]]) -> None:
-    """Have grpclib's client send ``extra`` after ``stream``'s request headers (grpclib
-    refuses metadata named ``grpc-*``)."""
-    # Relies on: grpclib.protocol.Stream.send_request(headers, end_stream=..., _processor=...).
-    send_request = stream.send_request
-
-    async def with_extra(headers: list[tuple[str, str]], **kwargs: Any) -> Any:
-        return await send_request([*headers, *extra], **kwargs)
-
-    stream.send_request = with_extra  # type: ignore[method-assign,assignment]
 
 
 def send_replies_with(
@@ -1272,7 +1229,8 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
     # list when header_encoding is a str, else the list of hpack's tuples).
     config = h2_conn.config
     assert type(h2_conn.decoder) is _DecodingOnce
-    assert not config.normalize_inbound_headers and not config.validate_inbound_headers
+    assert not config.normalize_inbound_headers
+    assert not config.validate_inbound_headers
     table = h2_conn._frame_dispatch_table
     generic = table[frame.HeadersFrame]
     streams = h2_conn.streams
@@ -1311,42 +1269,44 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
 
 
 def send_data_directly(stream: Stream) -> None:
-    """Have grpclib's server send ``stream``'s DATA frames framed by muxs: h2's state machines
-    and flow-control windows see each frame as ``H2Connection.send_data`` would make them see
-    it, but the frame's bytes are not copied into a hyperframe ``DataFrame``, then into h2's
-    buffer, then out of it: its 9-byte header and a view of the data go to the transport."""
+    """Have grpclib's server send ``stream``'s DATA frames framed by muxs (``_send_framed``)."""
+    stream.send_data = functools.partial(_send_framed, stream)  # type: ignore[method-assign]
+
+
+async def _send_framed(stream: Stream, data: bytes, end_stream: bool = False) -> None:
+    """What grpclib's ``send_data`` does on ``stream``, with DATA frames framed by muxs: h2's
+    state machines and flow-control windows see each frame as ``H2Connection.send_data`` would
+    make them see it, but the frame's bytes are not copied into a hyperframe ``DataFrame``,
+    then into h2's buffer, then out of it: its 9-byte header and a view of the data go to the
+    transport."""
     # Relies on: grpclib.protocol.Stream.send_data(data, end_stream): waiting for write_ready,
     # then for window_updated while the window is closed, sending min(window, the peer's
     # max_outbound_frame_size, what is left) per frame, counting data_sent on the stream and
     # its connection, and calling data_send_process() after each frame.
     connection = stream.connection
-
-    async def send(data: bytes, end_stream: bool = False) -> None:
-        h2_conn = stream._h2_connection
-        stream_id = stream.id
-        assert stream_id is not None
-        view = memoryview(data)
-        position, last = 0, len(data)
-        while True:
-            await connection.write_ready.wait()
-            window = h2_conn.local_flow_control_window(stream_id)
-            if not window > 0:
-                stream.window_updated.clear()
-                await stream.window_updated.wait()
-                continue
-            size = min(window, h2_conn.max_outbound_frame_size, last - position)
-            chunk = view[position : position + size]
-            position += size
-            ends = end_stream and position == last
-            stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
-            stream._transport.write(chunk)
-            stream.data_sent += size
-            connection.data_sent += size
-            connection.data_send_process()
-            if position == last:
-                return
-
-    stream.send_data = send  # type: ignore[method-assign]
+    h2_conn = stream._h2_connection
+    stream_id = stream.id
+    assert stream_id is not None
+    view = memoryview(data)
+    position, last = 0, len(data)
+    while True:
+        await connection.write_ready.wait()
+        window = h2_conn.local_flow_control_window(stream_id)
+        if not window > 0:
+            stream.window_updated.clear()
+            await stream.window_updated.wait()
+            continue
+        size = min(window, h2_conn.max_outbound_frame_size, last - position)
+        chunk = view[position : position + size]
+        position += size
+        ends = end_stream and position == last
+        stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
+        stream._transport.write(chunk)
+        stream.data_sent += size
+        connection.data_sent += size
+        connection.data_send_process()
+        if position == last:
+            return
 
 
 def _frame_data(
@@ -1374,6 +1334,89 @@ def _frame_data(
     h2_conn.outbound_flow_control_window -= size
     h2_conn._data_to_send += FRAME_HEADER.pack(size >> 8, size & 0xFF, 0x0, flags, stream_id)
     return h2_conn.data_to_send()
+
+
+# --- grpclib's client: the SDK's HTTP/2 streams -------------------------------------------
+
+
+class ClientStream(Stream):
+    """grpclib's HTTP/2 stream (``grpclib.protocol.Stream``) for a call on one of the SDK's
+    connections (``on_new_streams``), with what muxs fits to each of them built in instead of
+    set on each one: its DATA frames framed directly (``_send_framed``), its replies kept in a
+    ``DirectBuffer`` from the start (no ``Buffer`` and its ``asyncio.Queue`` made first), and
+    ``extra_headers`` sent after its request headers (``add_request_headers``)."""
+
+    #: Headers sent after the request's, this stream's own once set (``add_request_headers``).
+    extra_headers: Sequence[tuple[str, str]] = ()
+
+    send_data = _send_framed
+
+    def init_stream(self, stream_id: int, connection: Connection) -> None:
+        # Relies on: grpclib.protocol.Stream.init_stream's steps (the id, a buffer that
+        # acknowledges through connection.ack(stream_id, size), streams_started, created and
+        # the connection's last_stream_created), called by send_request.
+        self.id = stream_id
+        self.buffer = DirectBuffer(functools.partial(connection.ack, stream_id))  # type: ignore[assignment]
+        self.connection.streams_started += 1
+        self.created = self.connection.last_stream_created = time.monotonic()
+
+    async def send_request(
+        self,
+        headers: list[tuple[str, str]],
+        end_stream: bool = False,
+        *,
+        _processor: EventsProcessor,
+    ) -> Callable[[], None]:
+        # Relies on: grpclib.protocol.Stream.send_request's steps, which these are, with
+        # extra_headers added: wait for write_ready, send the headers on the next stream id
+        # (waiting on stream_close_waiter while h2 refuses more streams), init_stream,
+        # register with the processor, write what h2 has to send, headers_send_process().
+        assert self.id is None, self.id
+        headers = [*headers, *self.extra_headers]
+        connection, h2_conn = self.connection, self._h2_connection
+        while True:
+            await connection.write_ready.wait()
+            stream_id = h2_conn.get_next_available_stream_id()
+            try:
+                h2_conn.send_headers(stream_id, headers, end_stream=end_stream)
+            except h2.exceptions.TooManyStreamsError:
+                connection.stream_close_waiter.clear()
+                await connection.stream_close_waiter.wait()
+                continue
+            self.init_stream(stream_id, connection)
+            release_stream = _processor.register(self)
+            self._transport.write(h2_conn.data_to_send())
+            connection.headers_send_process()
+            return release_stream
+
+
+def on_new_streams(protocol: H2Protocol, fit: Callable[[ClientStream], None]) -> None:
+    """Have grpclib's client make each HTTP/2 stream of ``protocol`` (after its
+    ``connection_made``) a ``ClientStream``, seen by ``fit`` before it sends its request."""
+    # Relies on: grpclib.client.Stream.send_request making its HTTP/2 stream with
+    # protocol.processor.connection.create_stream(wrapper=...), then its send_request(headers);
+    # and Connection.create_stream being Stream(self, self._connection, self._transport,
+    # stream_id=..., wrapper=...).
+    connection = protocol.processor.connection
+
+    def created(*, stream_id: int | None = None, wrapper: Any = None) -> ClientStream:
+        stream = ClientStream(
+            connection,
+            connection._connection,
+            connection._transport,
+            stream_id=stream_id,
+            wrapper=wrapper,
+        )
+        fit(stream)
+        return stream
+
+    connection.create_stream = created  # type: ignore[method-assign]
+
+
+def add_request_headers(stream: ClientStream, extra: Sequence[tuple[str, str]]) -> None:
+    """Have grpclib's client send ``extra`` after ``stream``'s request headers (grpclib
+    refuses metadata named ``grpc-*``)."""
+    stream.extra_headers = extra
 
 
 # --- h2: receiving DATA frames -------------------------------------------------------
@@ -1892,7 +1935,9 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
     sent none); grpclib's errors at the same steps, and the call's state as grpclib leaves
     it, so that leaving it and its other methods go on as they would."""
     # Relies on: grpclib.client.Stream's send_request, send_message, recv_initial_metadata,
-    # recv_message, recv_trailing_metadata and _maybe_finish (0.4.9), whose steps these are
+    # recv_message, recv_trailing_metadata and _maybe_finish (0.4.9), and the functions and
+    # methods they call (grpclib.stream's send_message and recv_message, the HTTP/2 stream's
+    # recv_headers and recv_trailers), whose steps these are
     # (tests/test_internals.py compares their source); the attributes they read and set;
     # their helpers _raise_for_status, _raise_for_content_type, _process_grpc_status and
     # _raise_for_grpc_status; and grpclib.events._ident, a dispatch method no one listens to.
@@ -1934,16 +1979,20 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
         # send_message(message, end=True)
         if dispatch.send_message is not _NOT_LISTENED:
             (message,) = await dispatch.send_message(message)
-        await grpclib.stream.send_message(stream, call._codec, message, call._send_type, end=True)
+        body = call._codec.encode(message, call._send_type)  # grpclib.stream.send_message
+        await stream.send_data(b"\0" + len(body).to_bytes(4, "big") + body, end_stream=True)
         call._send_message_done = True
         call._messages_sent += 1
         stream.connection.messages_sent += 1
         stream.connection.last_message_sent = time.monotonic()
         call._end_done = True
         # recv_initial_metadata
-        headers = await stream.recv_headers()
+        if stream.headers is None:  # stream.recv_headers()
+            await stream.headers_received.wait()
+        response = stream.headers
+        assert response is not None
         call._recv_initial_metadata_done = True
-        headers_map = dict(headers)
+        headers_map = dict(response)
         call._raise_for_status(headers_map)
         call._raise_for_content_type(headers_map)
         if "grpc-status" in headers_map:  # trailers-only response
@@ -1952,15 +2001,22 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
             if dispatch.recv_initial_metadata is not _NOT_LISTENED:
                 (initial,) = await dispatch.recv_initial_metadata(initial)
             call.initial_metadata = initial
-            await _received_trailers(call, headers, headers_map)
+            await _received_trailers(call, response, headers_map)
         else:
-            initial = decode_metadata(headers)
+            initial = decode_metadata(response)
             if dispatch.recv_initial_metadata is not _NOT_LISTENED:
                 (initial,) = await dispatch.recv_initial_metadata(initial)
             call.initial_metadata = initial
-        # recv_message
-        reply = await grpclib.stream.recv_message(stream, call._codec, call._recv_type)
-        if reply is not None:
+        # recv_message (grpclib.stream.recv_message: None at the end of the stream)
+        reply = None
+        meta = await stream.recv_data(5)
+        if meta:
+            if meta[0]:
+                raise NotImplementedError("Compression not implemented")
+            size = int.from_bytes(meta[1:], "big")
+            body = await stream.recv_data(size)
+            assert len(body) == size, f"{len(body)} != {size}"
+            reply = call._codec.decode(body, call._recv_type)
             if dispatch.recv_message is not _NOT_LISTENED:
                 (reply,) = await dispatch.recv_message(reply)
             call._messages_received += 1
@@ -1970,7 +2026,10 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
         if call._trailers_only:
             call._recv_trailing_metadata_done = True
         elif not call._cancel_done and not stream._transport.is_closing():
-            trailers = await stream.recv_trailers()
+            if stream.trailers is None:  # stream.recv_trailers()
+                await stream.trailers_received.wait()
+            trailers = stream.trailers
+            assert trailers is not None
             call._recv_trailing_metadata_done = True
             await _received_trailers(call, trailers, dict(trailers))
     return reply

@@ -48,16 +48,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from grpclib.config import Configuration
-from grpclib.protocol import Connection, H2Protocol, Stream
+from grpclib.protocol import Connection, H2Protocol
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated
 from h2.settings import SettingCodes
 
 from muxs._internals import (
+    ClientStream,
     ConnectingChannel,
     StatelessFields,
     acknowledge_connection_once_a_turn,
-    buffer_replies_directly,
     decode_headers_once,
     h2_connection,
     keepalive_config,
@@ -65,7 +65,6 @@ from muxs._internals import (
     parse_frames_directly,
     receive_known_headers,
     replace_event_handler,
-    send_data_directly,
     send_requests_statelessly,
     sent_request_stream,
     serve_streams_after_goaway,
@@ -109,7 +108,7 @@ class _AnsweringProtocol(H2Protocol):
         inner: H2Protocol,
         answered: asyncio.Future[None],
         failure: Callable[[ConnectFailureReason], ConnectFailure],
-        fit_stream: Callable[[Stream], None],
+        fit_stream: Callable[[ClientStream], None],
         goaways: weakref.WeakKeyDictionary[Connection, int],
         retired: set[H2Protocol],
     ) -> None:
@@ -132,15 +131,10 @@ class _AnsweringProtocol(H2Protocol):
         acknowledge_connection_once_a_turn(self)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
         self.connection.flush()
-        on_new_streams(self, self._fit)
+        on_new_streams(self, self._fit_stream)
         serve_streams_after_goaway(self)
         close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
         self._close_on_goaway = close
-
-    def _fit(self, stream: Stream) -> None:
-        send_data_directly(stream)  # first: compression wraps what it sends
-        buffer_replies_directly(stream)
-        self._fit_stream(stream)
 
     def _goaway_received(self, event: ConnectionTerminated) -> None:
         # Those above its last stream id were never seen by the server: a transparent retry.

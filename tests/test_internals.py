@@ -1948,6 +1948,27 @@ def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
     finish = source(client._maybe_finish)
     assert "and not self._stream._transport.is_closing()" in finish
     assert "self.__dict__[name] = _ident" in source(grpclib.events._Dispatch.__init__)
+    sends = source(grpclib.stream.send_message)
+    assert "reply_bin = codec.encode(message, message_type)" in sends
+    assert "reply_data = (struct.pack('?', False)" in sends
+    assert "+ struct.pack('>I', len(reply_bin))" in sends
+    assert "await stream.send_data(reply_data, end_stream=end)" in sends
+    receives = source(grpclib.stream.recv_message)
+    for step in (
+        "meta = await stream.recv_data(5)",
+        "if not meta:",
+        "compressed_flag = struct.unpack('?', meta[:1])[0]",
+        "raise NotImplementedError('Compression not implemented')",
+        "message_len = struct.unpack('>I', meta[1:])[0]",
+        "message_bin = await stream.recv_data(message_len)",
+        "message = codec.decode(message_bin, message_type)",
+    ):
+        assert step in receives
+    for waits, kept in (("recv_headers", "headers"), ("recv_trailers", "trailers")):
+        body = source(getattr(grpclib.protocol.Stream, waits))
+        assert f"if self.{kept} is None:" in body
+        assert f"await self.{kept}_received.wait()" in body
+        assert f"return self.{kept}" in body
 
 
 # --- h2: a client's received header blocks taken without h2's generic steps ----------------
@@ -2034,7 +2055,7 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
         "if is_informational_response(headers):",
         "events = self.state_machine.process_input(input_)",
         "StreamInputs.RECV_END_STREAM,",
-        ").stream_ended = cast(\"StreamEnded\", es_events[0])",
+        ').stream_ended = cast("StreamEnded", es_events[0])',
         "self._initialize_content_length(headers)",
         "if isinstance(headers_event, TrailersReceived) and not end_stream:",
         "headers_event.headers = self._process_received_headers(",
@@ -2044,3 +2065,102 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
     assert 'if self.request_method == b"HEAD":' in content_length
     assert 'if n == b"content-length":' in content_length
     assert "self._expected_content_length = content_length" in content_length
+
+
+# --- grpclib's client: the SDK's HTTP/2 streams ---------------------------------------------
+
+
+class _Written:
+    """A transport that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def _requested(made: Any) -> tuple[Any, ...]:
+    """A request (headers, a message) on a stream ``made(connection)``, and a reply taken: what
+    was written, the stream's and the connection's state, the reply read."""
+    h2_conn, server = _grpclib_client_connections()
+    transport = _Written()
+    connection = grpclib.protocol.Connection(
+        h2_conn, transport, config=grpclib.config.Configuration()  # type: ignore[arg-type]
+    )
+    processor = grpclib.protocol.EventsProcessor(grpclib.client.Handler(), connection)
+    stream = made(connection)
+    release = await stream.send_request(REQUEST, _processor=processor)
+    await stream.send_data(b"\0\0\0\0\3abc", end_stream=True)
+    server.receive_data(b"".join(transport.written))
+    server.send_headers(stream.id, [(":status", "200")])
+    server.send_data(stream.id, b"\0\0\0\0\2ok")
+    for event in h2_conn.receive_data(server.data_to_send()):
+        processor.process(event)
+    reply = [await stream.recv_data(5), await stream.recv_data(2)]
+    release()
+    return (
+        b"".join(transport.written),  # the direct sender writes a frame's header, then its data
+        reply,
+        stream.id,
+        stream.data_sent,
+        stream.headers,
+        connection.streams_started,
+        connection.data_sent,
+        _request_state(h2_conn, 1),
+        h2_conn.data_to_send(),
+    )
+
+
+async def test_a_client_stream_is_grpclibs_with_extra_headers_and_direct_data() -> None:
+    extra = [("grpc-accept-encoding", "gzip,deflate,identity")]
+
+    def grpclibs(connection: Any) -> Any:
+        stream = grpclib.protocol.Stream(connection, connection._connection, connection._transport)
+        send_request = stream.send_request
+
+        async def with_extra(headers: Any, **kwargs: Any) -> Any:
+            return await send_request([*headers, *extra], **kwargs)
+
+        stream.send_request = with_extra  # type: ignore[method-assign]
+        return stream
+
+    def muxs(connection: Any) -> Any:
+        stream = _internals.ClientStream(connection, connection._connection, connection._transport)
+        _internals.add_request_headers(stream, extra)
+        return stream
+
+    ours = await _requested(muxs)
+    assert ours == await _requested(grpclibs)
+    assert ours[1] == [b"\0\0\0\0\2", b"ok"]
+
+
+def test_a_client_stream_copies_grpclibs_steps() -> None:
+    send_request = source(grpclib.protocol.Stream.send_request)
+    for step in (
+        "await self.connection.write_ready.wait()",
+        "stream_id = self._h2_connection.get_next_available_stream_id()",
+        "self._h2_connection.send_headers(stream_id, headers,",
+        "except TooManyStreamsError:",
+        "self.connection.stream_close_waiter.clear()",
+        "await self.connection.stream_close_waiter.wait()",
+        "self.init_stream(stream_id, self.connection)",
+        "release_stream = _processor.register(self)",
+        "self._transport.write(self._h2_connection.data_to_send())",
+        "self.connection.headers_send_process()",
+    ):
+        assert step in send_request
+    init_stream = source(grpclib.protocol.Stream.init_stream)
+    for step in (
+        "self.id = stream_id",
+        "self.buffer = Buffer(partial(connection.ack, self.id))",
+        "self.connection.streams_started += 1",
+        "self.created = self.connection.last_stream_created = time.monotonic()",
+    ):
+        assert step in init_stream
+    assert "return Stream(self, self._connection, self._transport," in source(
+        grpclib.protocol.Connection.create_stream
+    )
