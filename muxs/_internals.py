@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import grpclib
 import grpclib.client
 import grpclib.events
+import grpclib.protocol
 import grpclib.stream
 import h2
 import h2.config
@@ -137,23 +138,21 @@ def _data_body_repr(self: frame.DataFrame) -> str:
 frame.DataFrame._body_repr = _data_body_repr  # type: ignore[method-assign,assignment]
 
 
-class _FrameText:
-    """A received frame's ``repr``, built only if a log line is written with it (``%s``)."""
+class _FrameText(functools.partial):  # type: ignore[type-arg]
+    """A received frame's ``repr``, built only if a log line is written with it (``%s``):
+    ``repr`` and the frame, in a ``partial`` (made in C, without a Python call)."""
 
-    __slots__ = ("_frame",)
-
-    def __init__(self, received: frame.Frame) -> None:
-        self._frame = received
+    __slots__ = ()
 
     def __str__(self) -> str:
-        return repr(self._frame)
+        return cast(str, self())
 
 
 # Relies on: h2.connection calling repr() once, in H2Connection._receive_frame, to log
 # "Received frame: %s" with h2's logger (a no-op unless the H2Configuration has a logger):
 # the name, looked up in h2.connection's globals before the builtins, now makes the text
 # lazily, so an unlogged line costs one small object, not the frame's text.
-h2.connection.repr = _FrameText  # type: ignore[attr-defined]
+h2.connection.repr = functools.partial(_FrameText, repr)  # type: ignore[attr-defined]
 
 
 #: h2's state machines' enums whose members are hashed by Python code (``Enum.__hash__``:
@@ -328,12 +327,38 @@ def h2_connection(protocol: H2Protocol) -> h2.connection.H2Connection:
 
 
 def process_events(protocol: H2Protocol, events: Collection[Any]) -> None:
-    """What grpclib's ``H2Protocol.data_received`` does with the events h2 returned."""
-    # Relies on: H2Protocol.data_received being flush, processor.process per event, flush.
+    """What grpclib's ``H2Protocol.data_received`` does with the events h2 returned, each
+    event handed to the processor's handler for it as ``EventsProcessor.process`` hands it
+    (its look-up, without its call)."""
+    # Relies on: H2Protocol.data_received being flush, processor.process per event, flush;
+    # and EventsProcessor.process: the handler in processors by the event's class,
+    # NotImplementedError for a class it has none for, nothing once close() has deleted
+    # processors.
     protocol.connection.flush()
+    processor = protocol.processor
     for event in events:
-        protocol.processor.process(event)
+        try:
+            handler: Any = processor.processors[event.__class__]
+        except KeyError:
+            raise NotImplementedError(event) from None
+        except AttributeError:
+            continue  # the connection was closed
+        handler(event)
     protocol.connection.flush()
+
+
+def receive(protocol: H2Protocol, data: bytes) -> None:
+    """What grpclib's ``H2Protocol.data_received`` does with ``data`` (``process_events``)."""
+    # Relies on: H2Protocol.data_received's steps: the connection's feed (h2's receive_data),
+    # a ProtocolError logged at debug level with grpclib.protocol's logger and the processor
+    # closed with "Protocol error", else process_events' steps.
+    try:
+        events = protocol.connection._connection.receive_data(data)
+    except h2.exceptions.ProtocolError:
+        grpclib.protocol.log.debug("Protocol error", exc_info=True)
+        protocol.processor.close("Protocol error")
+        return
+    process_events(protocol, events)
 
 
 def replace_event_handler(
@@ -1133,8 +1158,7 @@ class _DecodingOnce(hpack.Decoder):
         if len(data) > RECEIVED_BLOCK_BYTES:
             self._forget()  # the table may change: what was kept may not hold
             return super().decode(data, raw)
-        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
-        known = self._kept.get(key)
+        known = self.known(data, raw)
         if known is not None:
             return _KnownBlock(known, known.texts, known.plain)
         table = self.header_table
@@ -1152,8 +1176,15 @@ class _DecodingOnce(hpack.Decoder):
         plain = not h2.utilities.is_informational_response(headers) and all(
             name not in _CONTENT_LENGTH for name, _ in headers
         )
+        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
         known = self._kept[key] = _KnownBlock(headers, {}, plain)
         return _KnownBlock(known, known.texts, plain)
+
+    def known(self, data: bytes, raw: bool = True) -> _KnownBlock | None:
+        """The block kept for ``data`` (decoding it now would leave the table as it is), itself,
+        not a copy (nothing may change it); None: none is kept."""
+        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
+        return self._kept.get(key)
 
     def _forget(self) -> None:
         self._version += 1
@@ -1212,13 +1243,15 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
     neither normalizes nor validates what it receives, as grpclib's connections do) take each
     received HEADERS frame without priority, on a stream it has, whose block the decoder
     knows and is ``plain``, as h2's ``_receive_headers_frame`` and ``H2Stream.receive_headers``
-    take it, without their generic steps: the block is neither scanned for an informational
-    status nor for a ``content-length`` (it has neither), no validation flags are built for
-    steps that are off, and its text is the one kept with it. Any other frame or block is
-    h2's, step by step as before (the block decoded once)."""
+    take it, without their generic steps: the block is not decoded again (its decoding would
+    change nothing), neither scanned for an informational status nor for a
+    ``content-length`` (it has neither), no validation flags are built for steps that are
+    off, and its text is the one kept with it. Any other frame or block is h2's, step by
+    step as before (the block decoded once)."""
     # Relies on: H2Connection._frame_dispatch_table (a handler per frame type, made per
-    # connection), h2.connection._decode_headers(decoder, data) (decoding with its errors
-    # translated), and the steps of _receive_headers_frame (for a stream in
+    # connection), hyperframe's Flags._flags (the set of a frame's flag names),
+    # h2.connection._decode_headers(decoder, data) (decoding with its errors translated), and
+    # the steps of _receive_headers_frame (for a stream in
     # H2Connection.streams, without PRIORITY: decode, the connection's RECV_HEADERS input,
     # the stream's receive_headers(headers, END_STREAM, header_encoding)) and of
     # H2Stream.receive_headers for a block that is not informational and has no
@@ -1240,15 +1273,17 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
 
     def received(headers_frame: frame.HeadersFrame) -> tuple[list[frame.Frame], list[Any]]:
         h2_stream = streams.get(headers_frame.stream_id)
-        flags = headers_frame.flags
+        flags = headers_frame.flags._flags  # the names in a set: "in" without a Python call
         if h2_stream is None or "PRIORITY" in flags:
             return cast(tuple[list[frame.Frame], list[Any]], generic(headers_frame))
-        block = h2.connection._decode_headers(decoder, headers_frame.data)
-        events = machine.process_input(_RECEIVES_HEADERS)
         end_stream = "END_STREAM" in flags
-        if type(block) is not _KnownBlock or not block.plain:
-            frames, stream_events = h2_stream.receive_headers(block, end_stream, encoding)
+        block = decoder.known(headers_frame.data)  # decoding it would change nothing
+        if block is None or not block.plain:
+            headers = h2.connection._decode_headers(decoder, headers_frame.data)
+            events = machine.process_input(_RECEIVES_HEADERS)
+            frames, stream_events = h2_stream.receive_headers(headers, end_stream, encoding)
             return frames, events + stream_events
+        events = machine.process_input(_RECEIVES_HEADERS)
         stream_machine = h2_stream.state_machine
         stream_events = stream_machine.process_input(_STREAM_RECEIVES_HEADERS)
         event: Any = stream_events[0]
@@ -1260,7 +1295,8 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
         if not end_stream and isinstance(event, h2.events.TrailersReceived):
             raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set")
         if isinstance(encoding, str):
-            event.headers = list(_decode_known_headers(block, encoding))
+            text = block.texts.get(encoding)
+            event.headers = list(_decode_known_headers(block, encoding) if text is None else text)
         else:
             event.headers = list(block)
         return [], events + stream_events

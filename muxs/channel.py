@@ -63,6 +63,7 @@ from muxs._internals import (
     keepalive_config,
     on_new_streams,
     parse_frames_directly,
+    receive,
     receive_known_headers,
     replace_event_handler,
     send_requests_statelessly,
@@ -169,7 +170,7 @@ class _AnsweringProtocol(H2Protocol):
             self._fail(self._failure("tls_answer"))
             self.processor.close("the server answered in TLS")
             return
-        super().data_received(data)
+        receive(self, data)  # grpclib's data_received
         if not self._answered.done() and not self.connection.is_closing():
             self._answered.set_result(None)
 

@@ -246,6 +246,22 @@ def test_data_received_is_what_process_events_copies() -> None:
         """)
 
 
+def test_process_events_hands_each_event_to_its_handler_as_grpclib_does() -> None:
+    assert source(grpclib.protocol.EventsProcessor.process) == textwrap.dedent("""\
+        def process(self, event: H2Event) -> None:
+            try:
+                proc = self.processors[event.__class__]
+            except KeyError:
+                raise NotImplementedError(event)
+            except AttributeError:
+                pass  # connection was closed and self.processors was deleted
+            else:
+                proc(event)  # type: ignore[operator]
+        """)
+    assert "return self._connection.receive_data(data)" in source(grpclib.protocol.Connection.feed)
+    assert "\nlog = logging.getLogger(__name__)\n" in inspect.getsource(grpclib.protocol)
+
+
 def test_the_events_processor_has_a_table_of_handlers_by_event_type() -> None:
     init = source(grpclib.protocol.EventsProcessor.__init__)
     assert "self.processors = {" in init
@@ -2082,6 +2098,12 @@ class _Written:
     def is_closing(self) -> bool:
         return False
 
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
 
 async def _requested(made: Any) -> tuple[Any, ...]:
     """A request (headers, a message) on a stream ``made(connection)``, and a reply taken: what
@@ -2125,7 +2147,7 @@ async def test_a_client_stream_is_grpclibs_with_extra_headers_and_direct_data() 
         async def with_extra(headers: Any, **kwargs: Any) -> Any:
             return await send_request([*headers, *extra], **kwargs)
 
-        stream.send_request = with_extra  # type: ignore[method-assign]
+        stream.send_request = with_extra  # type: ignore[method-assign,assignment]
         return stream
 
     def muxs(connection: Any) -> Any:
@@ -2164,3 +2186,20 @@ def test_a_client_stream_copies_grpclibs_steps() -> None:
     assert "return Stream(self, self._connection, self._transport," in source(
         grpclib.protocol.Connection.create_stream
     )
+
+
+class _Unknown:
+    """An event grpclib has no handler for."""
+
+
+def test_process_events_refuses_an_unknown_event_and_skips_those_after_a_close() -> None:
+    protocol = grpclib.protocol.H2Protocol(
+        grpclib.client.Handler(),
+        grpclib.config.Configuration().__for_client__(),
+        h2.config.H2Configuration(),
+    )
+    protocol.connection_made(_Written())  # type: ignore[arg-type]
+    with pytest.raises(NotImplementedError):
+        _internals.process_events(protocol, [_Unknown()])
+    protocol.processor.close()
+    _internals.process_events(protocol, [_Unknown(), h2.events.PingReceived(ping_data=b"12345678")])
