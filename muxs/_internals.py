@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import grpclib
 import grpclib.client
 import grpclib.events
+import grpclib.protocol
 import grpclib.stream
 import h2
 import h2.config
@@ -55,7 +56,7 @@ from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.encoding.base import GRPC_CONTENT_TYPE
 from grpclib.metadata import USER_AGENT, decode_metadata, encode_metadata, encode_timeout
-from grpclib.protocol import AbstractHandler, H2Protocol, Peer, Stream
+from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol, Peer, Stream
 from hyperframe import frame
 from hyperframe.flags import Flags
 
@@ -137,23 +138,21 @@ def _data_body_repr(self: frame.DataFrame) -> str:
 frame.DataFrame._body_repr = _data_body_repr  # type: ignore[method-assign,assignment]
 
 
-class _FrameText:
-    """A received frame's ``repr``, built only if a log line is written with it (``%s``)."""
+class _FrameText(functools.partial):  # type: ignore[type-arg]
+    """A received frame's ``repr``, built only if a log line is written with it (``%s``):
+    ``repr`` and the frame, in a ``partial`` (made in C, without a Python call)."""
 
-    __slots__ = ("_frame",)
-
-    def __init__(self, received: frame.Frame) -> None:
-        self._frame = received
+    __slots__ = ()
 
     def __str__(self) -> str:
-        return repr(self._frame)
+        return cast(str, self())
 
 
 # Relies on: h2.connection calling repr() once, in H2Connection._receive_frame, to log
 # "Received frame: %s" with h2's logger (a no-op unless the H2Configuration has a logger):
 # the name, looked up in h2.connection's globals before the builtins, now makes the text
 # lazily, so an unlogged line costs one small object, not the frame's text.
-h2.connection.repr = _FrameText  # type: ignore[attr-defined]
+h2.connection.repr = functools.partial(_FrameText, repr)  # type: ignore[attr-defined]
 
 
 #: h2's state machines' enums whose members are hashed by Python code (``Enum.__hash__``:
@@ -328,12 +327,38 @@ def h2_connection(protocol: H2Protocol) -> h2.connection.H2Connection:
 
 
 def process_events(protocol: H2Protocol, events: Collection[Any]) -> None:
-    """What grpclib's ``H2Protocol.data_received`` does with the events h2 returned."""
-    # Relies on: H2Protocol.data_received being flush, processor.process per event, flush.
+    """What grpclib's ``H2Protocol.data_received`` does with the events h2 returned, each
+    event handed to the processor's handler for it as ``EventsProcessor.process`` hands it
+    (its look-up, without its call)."""
+    # Relies on: H2Protocol.data_received being flush, processor.process per event, flush;
+    # and EventsProcessor.process: the handler in processors by the event's class,
+    # NotImplementedError for a class it has none for, nothing once close() has deleted
+    # processors.
     protocol.connection.flush()
+    processor = protocol.processor
     for event in events:
-        protocol.processor.process(event)
+        try:
+            handler: Any = processor.processors[event.__class__]
+        except KeyError:
+            raise NotImplementedError(event) from None
+        except AttributeError:
+            continue  # the connection was closed
+        handler(event)
     protocol.connection.flush()
+
+
+def receive(protocol: H2Protocol, data: bytes) -> None:
+    """What grpclib's ``H2Protocol.data_received`` does with ``data`` (``process_events``)."""
+    # Relies on: H2Protocol.data_received's steps: the connection's feed (h2's receive_data),
+    # a ProtocolError logged at debug level with grpclib.protocol's logger and the processor
+    # closed with "Protocol error", else process_events' steps.
+    try:
+        events = protocol.connection._connection.receive_data(data)
+    except h2.exceptions.ProtocolError:
+        grpclib.protocol.log.debug("Protocol error", exc_info=True)
+        protocol.processor.close("Protocol error")
+        return
+    process_events(protocol, events)
 
 
 def replace_event_handler(
@@ -547,21 +572,6 @@ def buffer_reads(stream: Stream) -> Callable[[int], Awaitable[bytes]]:
     return stream.buffer.read
 
 
-def buffer_replies_directly(stream: Stream) -> None:
-    """Have grpclib's client ``stream`` keep the DATA it receives in a ``DirectBuffer``:
-    grpclib makes the stream's buffer once its request headers are sent, before anything
-    can arrive on it."""
-    # Relies on: grpclib.protocol.Stream.init_stream(stream_id, connection) making the
-    # stream's Buffer, called by its send_request right after h2 has sent the headers.
-    init_stream = stream.init_stream
-
-    def init(stream_id: int, connection: Any) -> None:
-        init_stream(stream_id, connection)
-        stream.buffer = DirectBuffer(stream.buffer._ack_callback)  # type: ignore[assignment]
-
-    stream.init_stream = init  # type: ignore[method-assign]
-
-
 def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
     """Have grpclib's client connection ``protocol`` acknowledge the data its calls take once
     a turn of the event loop, summed per stream (as ``acknowledge_once_a_turn`` does for one
@@ -617,34 +627,6 @@ def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[A
         pending[key] = pending.get(key, 0) + size
 
     return taken
-
-
-def on_new_streams(protocol: H2Protocol, fit: Callable[[Stream], None]) -> None:
-    """Have ``fit`` see each HTTP/2 stream grpclib's client makes on ``protocol`` (after its
-    ``connection_made``) before the stream sends its request."""
-    # Relies on: grpclib.client.Stream.send_request making its HTTP/2 stream with
-    # protocol.processor.connection.create_stream(wrapper=...), then its send_request(headers).
-    connection = protocol.processor.connection
-    create_stream = connection.create_stream
-
-    def created(**kwargs: Any) -> Stream:
-        stream = create_stream(**kwargs)
-        fit(stream)
-        return stream
-
-    connection.create_stream = created  # type: ignore[method-assign]
-
-
-def add_request_headers(stream: Stream, extra: Sequence[tuple[str, str]]) -> None:
-    """Have grpclib's client send ``extra`` after ``stream``'s request headers (grpclib
-    refuses metadata named ``grpc-*``)."""
-    # Relies on: grpclib.protocol.Stream.send_request(headers, end_stream=..., _processor=...).
-    send_request = stream.send_request
-
-    async def with_extra(headers: list[tuple[str, str]], **kwargs: Any) -> Any:
-        return await send_request([*headers, *extra], **kwargs)
-
-    stream.send_request = with_extra  # type: ignore[method-assign,assignment]
 
 
 def send_replies_with(
@@ -1048,7 +1030,9 @@ def _add_header_frames(
         stream_id, _OWN_STREAM_IDS[h2_conn.config.client_side]
     )
     events = h2_stream.state_machine.process_input(_STREAM_SENDS_HEADERS)
-    flags = h2_stream._build_hdr_validation_flags(events)
+    # StatelessFields validates nothing: it has no use for the flags.
+    unchecked = type(blocks) is StatelessFields
+    flags = None if unchecked else h2_stream._build_hdr_validation_flags(events)
     block = blocks.block(headers, flags)
     frame_flags = _END_HEADERS
     if end_stream:
@@ -1106,16 +1090,30 @@ class _StreamLimit:
 
 def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, Any]]) -> None:
     """What ``H2Stream.send_headers`` records of the headers it sends: a request's authority
-    (on a client's stream, once) and its method (None for a response)."""
-    named = h2.utilities.utf8_encode_headers(
-        [header for header in headers if header[0] in _RECORDED]
-    )
+    (on a client's stream, once) and its method (None for a response); found once for each
+    set of the headers it reads from (``_RECORDS``)."""
+    recorded = tuple([header for header in headers if header[0] in _RECORDED])
+    record = _RECORDS.get(recorded)
+    if record is None:
+        named = h2.utilities.utf8_encode_headers(recorded)
+        record = (
+            h2.utilities.authority_from_headers(named),
+            h2.utilities.extract_method_header(named),
+        )
+        if len(_RECORDS) >= RECORDS_KEPT:
+            _RECORDS.clear()
+        _RECORDS[recorded] = record
+    authority, method = record
     if h2_stream.state_machine.client and h2_stream._authority is None:
-        h2_stream._authority = h2.utilities.authority_from_headers(named)
-    h2_stream.request_method = h2.utilities.extract_method_header(named)
+        h2_stream._authority = authority
+    h2_stream.request_method = method
 
 
 _RECORDED = frozenset({":authority", ":method", b":authority", b":method"})
+#: How many sets of ``_RECORDED`` headers ``_RECORDS`` keeps (then it starts again).
+RECORDS_KEPT = 64
+#: A request's authority and method as h2 records them, by its ``_RECORDED`` headers.
+_RECORDS: dict[tuple[Any, ...], tuple[bytes | None, bytes | None]] = {}
 
 
 def _split_headers(
@@ -1136,13 +1134,18 @@ def _split_headers(
 class _KnownBlock(list[Any]):
     """The headers of a received block that ``_DecodingOnce`` keeps (hpack's ``HeaderTuple``s
     of bytes, which h2 reads), with ``texts``: the block's headers as text, by encoding, shared
-    by every copy of the block (``_decode_known_headers``)."""
+    by every copy of the block (``_decode_known_headers``); and ``plain``: whether it is
+    neither an informational response nor has a ``content-length`` (``receive_known_headers``
+    takes such a block without h2's generic steps)."""
 
-    __slots__ = ("texts",)
+    __slots__ = ("plain", "texts")
 
-    def __init__(self, headers: Iterable[Any], texts: dict[str, list[tuple[Any, ...]]]) -> None:
+    def __init__(
+        self, headers: Iterable[Any], texts: dict[str, list[tuple[Any, ...]]], plain: bool
+    ) -> None:
         super().__init__(headers)
         self.texts = texts
+        self.plain = plain
 
 
 class CompressionError(h2.exceptions.ProtocolError):
@@ -1177,10 +1180,9 @@ class _DecodingOnce(hpack.Decoder):
         if len(data) > RECEIVED_BLOCK_BYTES:
             self._forget()  # the table may change: what was kept may not hold
             return super().decode(data, raw)
-        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
-        known = self._kept.get(key)
+        known = self.known(data, raw)
         if known is not None:
-            return _KnownBlock(known, known.texts)
+            return _KnownBlock(known, known.texts, known.plain)
         table = self.header_table
         before = (table.maxsize, *table.dynamic_entries)
         try:
@@ -1193,8 +1195,18 @@ class _DecodingOnce(hpack.Decoder):
             return headers
         if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
             self._kept.clear()
-        known = self._kept[key] = _KnownBlock(headers, {})
-        return _KnownBlock(known, known.texts)
+        plain = not h2.utilities.is_informational_response(headers) and all(
+            name not in _CONTENT_LENGTH for name, _ in headers
+        )
+        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
+        known = self._kept[key] = _KnownBlock(headers, {}, plain)
+        return _KnownBlock(known, known.texts, plain)
+
+    def known(self, data: bytes, raw: bool = True) -> _KnownBlock | None:
+        """The block kept for ``data`` (decoding it now would leave the table as it is), itself,
+        not a copy (nothing may change it); None: none is kept."""
+        key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
+        return self._kept.get(key)
 
     def _forget(self) -> None:
         self._version += 1
@@ -1242,43 +1254,117 @@ def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
     h2_conn.decoder = decoder
 
 
+_CONTENT_LENGTH = (b"content-length", "content-length")
+_RECEIVES_HEADERS = h2.connection.ConnectionInputs.RECV_HEADERS
+_STREAM_RECEIVES_HEADERS = h2.stream.StreamInputs.RECV_HEADERS
+_STREAM_RECEIVES_END = h2.stream.StreamInputs.RECV_END_STREAM
+
+
+def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
+    """Have the connection ``h2_conn`` (whose decoder is ``decode_headers_once``'s, and which
+    neither normalizes nor validates what it receives, as grpclib's connections do) take each
+    received HEADERS frame without priority, on a stream it has, whose block the decoder
+    knows and is ``plain``, as h2's ``_receive_headers_frame`` and ``H2Stream.receive_headers``
+    take it, without their generic steps: the block is not decoded again (its decoding would
+    change nothing), neither scanned for an informational status nor for a
+    ``content-length`` (it has neither), no validation flags are built for steps that are
+    off, and its text is the one kept with it. Any other frame or block is h2's, step by
+    step as before (the block decoded once)."""
+    # Relies on: H2Connection._frame_dispatch_table (a handler per frame type, made per
+    # connection), hyperframe's Flags._flags (the set of a frame's flag names),
+    # h2.connection._decode_headers(decoder, data) (decoding with its errors translated), and
+    # the steps of _receive_headers_frame (for a stream in
+    # H2Connection.streams, without PRIORITY: decode, the connection's RECV_HEADERS input,
+    # the stream's receive_headers(headers, END_STREAM, header_encoding)) and of
+    # H2Stream.receive_headers for a block that is not informational and has no
+    # content-length, with normalize and validate off (the stream's RECV_HEADERS input, then
+    # RECV_END_STREAM with its event hung on the headers event as stream_ended,
+    # _expected_content_length None, or 0 after a HEAD request; ProtocolError for trailers
+    # without END_STREAM; the headers decoded with _decode_headers(headers, encoding) made a
+    # list when header_encoding is a str, else the list of hpack's tuples).
+    config = h2_conn.config
+    assert type(h2_conn.decoder) is _DecodingOnce
+    assert not config.normalize_inbound_headers
+    assert not config.validate_inbound_headers
+    table = h2_conn._frame_dispatch_table
+    generic = table[frame.HeadersFrame]
+    streams = h2_conn.streams
+    machine = h2_conn.state_machine
+    decoder = h2_conn.decoder
+    encoding = config.header_encoding
+
+    def received(headers_frame: frame.HeadersFrame) -> tuple[list[frame.Frame], list[Any]]:
+        h2_stream = streams.get(headers_frame.stream_id)
+        flags = headers_frame.flags._flags  # the names in a set: "in" without a Python call
+        if h2_stream is None or "PRIORITY" in flags:
+            return cast(tuple[list[frame.Frame], list[Any]], generic(headers_frame))
+        end_stream = "END_STREAM" in flags
+        block = decoder.known(headers_frame.data)  # decoding it would change nothing
+        if block is None or not block.plain:
+            headers = h2.connection._decode_headers(decoder, headers_frame.data)
+            events = machine.process_input(_RECEIVES_HEADERS)
+            frames, stream_events = h2_stream.receive_headers(headers, end_stream, encoding)
+            return frames, events + stream_events
+        events = machine.process_input(_RECEIVES_HEADERS)
+        stream_machine = h2_stream.state_machine
+        stream_events = stream_machine.process_input(_STREAM_RECEIVES_HEADERS)
+        event: Any = stream_events[0]
+        if end_stream:
+            ended = stream_machine.process_input(_STREAM_RECEIVES_END)
+            event.stream_ended = ended[0]
+            stream_events += ended
+        h2_stream._expected_content_length = 0 if h2_stream.request_method == b"HEAD" else None
+        if not end_stream and isinstance(event, h2.events.TrailersReceived):
+            raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set")
+        if isinstance(encoding, str):
+            text = block.texts.get(encoding)
+            event.headers = list(_decode_known_headers(block, encoding) if text is None else text)
+        else:
+            event.headers = list(block)
+        return [], events + stream_events
+
+    table[frame.HeadersFrame] = received
+
+
 def send_data_directly(stream: Stream) -> None:
-    """Have grpclib's server send ``stream``'s DATA frames framed by muxs: h2's state machines
-    and flow-control windows see each frame as ``H2Connection.send_data`` would make them see
-    it, but the frame's bytes are not copied into a hyperframe ``DataFrame``, then into h2's
-    buffer, then out of it: its 9-byte header and a view of the data go to the transport."""
+    """Have grpclib's server send ``stream``'s DATA frames framed by muxs (``_send_framed``)."""
+    stream.send_data = functools.partial(_send_framed, stream)  # type: ignore[method-assign]
+
+
+async def _send_framed(stream: Stream, data: bytes, end_stream: bool = False) -> None:
+    """What grpclib's ``send_data`` does on ``stream``, with DATA frames framed by muxs: h2's
+    state machines and flow-control windows see each frame as ``H2Connection.send_data`` would
+    make them see it, but the frame's bytes are not copied into a hyperframe ``DataFrame``,
+    then into h2's buffer, then out of it: its 9-byte header and a view of the data go to the
+    transport."""
     # Relies on: grpclib.protocol.Stream.send_data(data, end_stream): waiting for write_ready,
     # then for window_updated while the window is closed, sending min(window, the peer's
     # max_outbound_frame_size, what is left) per frame, counting data_sent on the stream and
     # its connection, and calling data_send_process() after each frame.
     connection = stream.connection
-
-    async def send(data: bytes, end_stream: bool = False) -> None:
-        h2_conn = stream._h2_connection
-        stream_id = stream.id
-        assert stream_id is not None
-        view = memoryview(data)
-        position, last = 0, len(data)
-        while True:
-            await connection.write_ready.wait()
-            window = h2_conn.local_flow_control_window(stream_id)
-            if not window > 0:
-                stream.window_updated.clear()
-                await stream.window_updated.wait()
-                continue
-            size = min(window, h2_conn.max_outbound_frame_size, last - position)
-            chunk = view[position : position + size]
-            position += size
-            ends = end_stream and position == last
-            stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
-            stream._transport.write(chunk)
-            stream.data_sent += size
-            connection.data_sent += size
-            connection.data_send_process()
-            if position == last:
-                return
-
-    stream.send_data = send  # type: ignore[method-assign]
+    h2_conn = stream._h2_connection
+    stream_id = stream.id
+    assert stream_id is not None
+    view = memoryview(data)
+    position, last = 0, len(data)
+    while True:
+        await connection.write_ready.wait()
+        window = h2_conn.local_flow_control_window(stream_id)
+        if not window > 0:
+            stream.window_updated.clear()
+            await stream.window_updated.wait()
+            continue
+        size = min(window, h2_conn.max_outbound_frame_size, last - position)
+        chunk = view[position : position + size]
+        position += size
+        ends = end_stream and position == last
+        stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
+        stream._transport.write(chunk)
+        stream.data_sent += size
+        connection.data_sent += size
+        connection.data_send_process()
+        if position == last:
+            return
 
 
 def _frame_data(
@@ -1306,6 +1392,89 @@ def _frame_data(
     h2_conn.outbound_flow_control_window -= size
     h2_conn._data_to_send += FRAME_HEADER.pack(size >> 8, size & 0xFF, 0x0, flags, stream_id)
     return h2_conn.data_to_send()
+
+
+# --- grpclib's client: the SDK's HTTP/2 streams -------------------------------------------
+
+
+class ClientStream(Stream):
+    """grpclib's HTTP/2 stream (``grpclib.protocol.Stream``) for a call on one of the SDK's
+    connections (``on_new_streams``), with what muxs fits to each of them built in instead of
+    set on each one: its DATA frames framed directly (``_send_framed``), its replies kept in a
+    ``DirectBuffer`` from the start (no ``Buffer`` and its ``asyncio.Queue`` made first), and
+    ``extra_headers`` sent after its request headers (``add_request_headers``)."""
+
+    #: Headers sent after the request's, this stream's own once set (``add_request_headers``).
+    extra_headers: Sequence[tuple[str, str]] = ()
+
+    send_data = _send_framed
+
+    def init_stream(self, stream_id: int, connection: Connection) -> None:
+        # Relies on: grpclib.protocol.Stream.init_stream's steps (the id, a buffer that
+        # acknowledges through connection.ack(stream_id, size), streams_started, created and
+        # the connection's last_stream_created), called by send_request.
+        self.id = stream_id
+        self.buffer = DirectBuffer(functools.partial(connection.ack, stream_id))  # type: ignore[assignment]
+        self.connection.streams_started += 1
+        self.created = self.connection.last_stream_created = time.monotonic()
+
+    async def send_request(
+        self,
+        headers: list[tuple[str, str]],
+        end_stream: bool = False,
+        *,
+        _processor: EventsProcessor,
+    ) -> Callable[[], None]:
+        # Relies on: grpclib.protocol.Stream.send_request's steps, which these are, with
+        # extra_headers added: wait for write_ready, send the headers on the next stream id
+        # (waiting on stream_close_waiter while h2 refuses more streams), init_stream,
+        # register with the processor, write what h2 has to send, headers_send_process().
+        assert self.id is None, self.id
+        headers = [*headers, *self.extra_headers]
+        connection, h2_conn = self.connection, self._h2_connection
+        while True:
+            await connection.write_ready.wait()
+            stream_id = h2_conn.get_next_available_stream_id()
+            try:
+                h2_conn.send_headers(stream_id, headers, end_stream=end_stream)
+            except h2.exceptions.TooManyStreamsError:
+                connection.stream_close_waiter.clear()
+                await connection.stream_close_waiter.wait()
+                continue
+            self.init_stream(stream_id, connection)
+            release_stream = _processor.register(self)
+            self._transport.write(h2_conn.data_to_send())
+            connection.headers_send_process()
+            return release_stream
+
+
+def on_new_streams(protocol: H2Protocol, fit: Callable[[ClientStream], None]) -> None:
+    """Have grpclib's client make each HTTP/2 stream of ``protocol`` (after its
+    ``connection_made``) a ``ClientStream``, seen by ``fit`` before it sends its request."""
+    # Relies on: grpclib.client.Stream.send_request making its HTTP/2 stream with
+    # protocol.processor.connection.create_stream(wrapper=...), then its send_request(headers);
+    # and Connection.create_stream being Stream(self, self._connection, self._transport,
+    # stream_id=..., wrapper=...).
+    connection = protocol.processor.connection
+
+    def created(*, stream_id: int | None = None, wrapper: Any = None) -> ClientStream:
+        stream = ClientStream(
+            connection,
+            connection._connection,
+            connection._transport,
+            stream_id=stream_id,
+            wrapper=wrapper,
+        )
+        fit(stream)
+        return stream
+
+    connection.create_stream = created  # type: ignore[method-assign]
+
+
+def add_request_headers(stream: ClientStream, extra: Sequence[tuple[str, str]]) -> None:
+    """Have grpclib's client send ``extra`` after ``stream``'s request headers (grpclib
+    refuses metadata named ``grpc-*``)."""
+    stream.extra_headers = extra
 
 
 # --- h2: receiving DATA frames -------------------------------------------------------
@@ -1742,7 +1911,7 @@ class DirectFrameBuffer(h2.frame_buffer.FrameBuffer):
         flag_set._valid_flags = direct[1]
         flag_set._flags = set(direct[3][flags])
         del data[: 9 + length]
-        return cast(frame.Frame, made)
+        return made  # type: ignore[no-any-return]
 
 
 def parse_frames_directly(h2_conn: h2.connection.H2Connection) -> None:
@@ -1836,7 +2005,9 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
     sent none); grpclib's errors at the same steps, and the call's state as grpclib leaves
     it, so that leaving it and its other methods go on as they would."""
     # Relies on: grpclib.client.Stream's send_request, send_message, recv_initial_metadata,
-    # recv_message, recv_trailing_metadata and _maybe_finish (0.4.9), whose steps these are
+    # recv_message, recv_trailing_metadata and _maybe_finish (0.4.9), and the functions and
+    # methods they call (grpclib.stream's send_message and recv_message, the HTTP/2 stream's
+    # recv_headers and recv_trailers), whose steps these are
     # (tests/test_internals.py compares their source); the attributes they read and set;
     # their helpers _raise_for_status, _raise_for_content_type, _process_grpc_status and
     # _raise_for_grpc_status; and grpclib.events._ident, a dispatch method no one listens to.
@@ -1878,16 +2049,20 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
         # send_message(message, end=True)
         if dispatch.send_message is not _NOT_LISTENED:
             (message,) = await dispatch.send_message(message)
-        await grpclib.stream.send_message(stream, call._codec, message, call._send_type, end=True)
+        body = call._codec.encode(message, call._send_type)  # grpclib.stream.send_message
+        await stream.send_data(b"\0" + len(body).to_bytes(4, "big") + body, end_stream=True)
         call._send_message_done = True
         call._messages_sent += 1
         stream.connection.messages_sent += 1
         stream.connection.last_message_sent = time.monotonic()
         call._end_done = True
         # recv_initial_metadata
-        headers = await stream.recv_headers()
+        if stream.headers is None:  # stream.recv_headers()
+            await stream.headers_received.wait()
+        response = stream.headers
+        assert response is not None
         call._recv_initial_metadata_done = True
-        headers_map = dict(headers)
+        headers_map = dict(response)
         call._raise_for_status(headers_map)
         call._raise_for_content_type(headers_map)
         if "grpc-status" in headers_map:  # trailers-only response
@@ -1896,15 +2071,22 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
             if dispatch.recv_initial_metadata is not _NOT_LISTENED:
                 (initial,) = await dispatch.recv_initial_metadata(initial)
             call.initial_metadata = initial
-            await _received_trailers(call, headers, headers_map)
+            await _received_trailers(call, response, headers_map)
         else:
-            initial = decode_metadata(headers)
+            initial = decode_metadata(response)
             if dispatch.recv_initial_metadata is not _NOT_LISTENED:
                 (initial,) = await dispatch.recv_initial_metadata(initial)
             call.initial_metadata = initial
-        # recv_message
-        reply = await grpclib.stream.recv_message(stream, call._codec, call._recv_type)
-        if reply is not None:
+        # recv_message (grpclib.stream.recv_message: None at the end of the stream)
+        reply = None
+        meta = await stream.recv_data(5)
+        if meta:
+            if meta[0]:
+                raise NotImplementedError("Compression not implemented")
+            size = int.from_bytes(meta[1:], "big")
+            body = await stream.recv_data(size)
+            assert len(body) == size, f"{len(body)} != {size}"
+            reply = call._codec.decode(body, call._recv_type)
             if dispatch.recv_message is not _NOT_LISTENED:
                 (reply,) = await dispatch.recv_message(reply)
             call._messages_received += 1
@@ -1914,7 +2096,10 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
         if call._trailers_only:
             call._recv_trailing_metadata_done = True
         elif not call._cancel_done and not stream._transport.is_closing():
-            trailers = await stream.recv_trailers()
+            if stream.trailers is None:  # stream.recv_trailers()
+                await stream.trailers_received.wait()
+            trailers = stream.trailers
+            assert trailers is not None
             call._recv_trailing_metadata_done = True
             await _received_trailers(call, trailers, dict(trailers))
     return reply

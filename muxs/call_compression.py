@@ -1,7 +1,8 @@
 """Compression of the SDK's calls (``Client(compression=...)``).
 
 grpclib's client has no compression (its issue #199), so each HTTP/2 stream of a muxs
-channel is fitted before its request is sent (``muxs._internals.on_new_streams``): its
+channel (a ``muxs._internals.ClientStream``) is fitted before its request is sent
+(``muxs._internals.on_new_streams``): its
 request headers say ``grpc-accept-encoding`` (and ``grpc-encoding`` with compression on),
 request messages are compressed when that gains (``muxs.compression.CompressingWriter``), and
 compressed replies are inflated within ``MAX_REPLY_BYTES`` before grpclib reads them
@@ -21,7 +22,12 @@ from contextvars import ContextVar
 from grpclib.exceptions import GRPCError
 from grpclib.protocol import Stream
 
-from muxs._internals import add_request_headers, read_requests_with, send_replies_with
+from muxs._internals import (
+    ClientStream,
+    add_request_headers,
+    read_requests_with,
+    send_replies_with,
+)
 from muxs.compression import (
     ACCEPT_ENCODING,
     CompressingWriter,
@@ -120,7 +126,7 @@ class ReplyReader:
         return b"\x00" + len(self._inflated).to_bytes(4, "big")
 
 
-def fit_stream(compression: str | None) -> Callable[[Stream], None]:
+def fit_stream(compression: str | None) -> Callable[[ClientStream], None]:
     """What fits each new stream of a channel whose requests use ``compression`` (unless
     the call gives its own, ``compressing``)."""
     accept = ("grpc-accept-encoding", ACCEPT_ENCODING)
@@ -129,7 +135,7 @@ def fit_stream(compression: str | None) -> Callable[[Stream], None]:
         for encoding in ("gzip", "deflate", None)
     }
 
-    def fit(stream: Stream) -> None:
+    def fit(stream: ClientStream) -> None:
         encoding = _call_compression.get(compression)
         add_request_headers(stream, headers[encoding])
         if encoding is not None:

@@ -408,13 +408,13 @@ class Caller:
     ) -> Reply:
         call = self.call(path, "unary", timeout, metadata, info)
         compression = _checked(compression)
+        if not self._interceptors:
+            return _required(await self._unary_attempts(call, request, reply_type, compression))
 
         async def send(call: ClientCall) -> Reply:
             return _required(await self._unary_attempts(call, request, reply_type, compression))
 
-        if self._interceptors:
-            return await interceptors.unary(self._interceptors, call, send)
-        return await send(call)
+        return await interceptors.unary(self._interceptors, call, send)
 
     def unary_stream(
         self,
@@ -565,6 +565,8 @@ class Caller:
                     )
                     outcome.stream = opened
                     async with opened as stream:
+                        if compression is USE_CLIENT_DEFAULT:  # the common case, in short
+                            return await _recv(stream, exchange(stream, request))
                         with compressing(compression):
                             return await _recv(stream, exchange(stream, request))
             except RpcError as error:

@@ -24,7 +24,8 @@ a ``MAX_FRAME_SIZE`` of 1 MiB, so that a server sends a download in fewer, large
 They spare h2 the generic parts of each call, as the server's connections do
 (``muxs._internals``, docs/PERFORMANCE.md): request headers go as stateless HPACK blocks
 kept field by field (``StatelessFields``) and framed directly, DATA frames are framed
-directly, and a received header block is decoded once per state of the HPACK table. The
+directly, and a received header block is decoded once per state of the HPACK table (and
+taken without h2's generic steps when it is a plain one, ``receive_known_headers``). The
 frames of a response are parsed without hyperframe's generic parse (``DirectFrameBuffer``),
 a reply's data is kept in a ``DirectBuffer`` (no ``asyncio.Queue``), and h2 reads its
 configuration without descriptors and logs to a logger whose no-ops are C
@@ -47,24 +48,25 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from grpclib.config import Configuration
-from grpclib.protocol import Connection, H2Protocol, Stream
+from grpclib.protocol import Connection, H2Protocol
 from h2.errors import ErrorCodes
 from h2.events import ConnectionTerminated, StreamReset
 from h2.settings import SettingCodes
 
 from muxs._internals import (
+    ClientStream,
     ConnectingChannel,
     StatelessFields,
     acknowledge_connection_once_a_turn,
-    buffer_replies_directly,
     decode_headers_once,
     h2_connection,
     keepalive_config,
     on_new_streams,
     parse_frames_directly,
+    receive,
+    receive_known_headers,
     replace_event_handler,
     response_ended,
-    send_data_directly,
     send_requests_statelessly,
     sent_request_stream,
     serve_streams_after_goaway,
@@ -108,7 +110,7 @@ class _AnsweringProtocol(H2Protocol):
         inner: H2Protocol,
         answered: asyncio.Future[None],
         failure: Callable[[ConnectFailureReason], ConnectFailure],
-        fit_stream: Callable[[Stream], None],
+        fit_stream: Callable[[ClientStream], None],
         goaways: weakref.WeakKeyDictionary[Connection, int],
         retired: set[H2Protocol],
     ) -> None:
@@ -124,22 +126,18 @@ class _AnsweringProtocol(H2Protocol):
         coalescing = CoalescingTransport(cast(asyncio.Transport, transport), bypass=LARGE_WRITE)
         super().connection_made(coalescing)  # type: ignore[arg-type]
         decode_headers_once(h2_connection(self))
+        receive_known_headers(h2_connection(self))
         parse_frames_directly(h2_connection(self))
         settle_configuration(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)
         acknowledge_connection_once_a_turn(self)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
         self.connection.flush()
-        on_new_streams(self, self._fit)
+        on_new_streams(self, self._fit_stream)
         serve_streams_after_goaway(self)
         close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
         self._close_on_goaway = close
         self._fail_reset_call = replace_event_handler(self, StreamReset, self._stream_reset)
-
-    def _fit(self, stream: Stream) -> None:
-        send_data_directly(stream)  # first: compression wraps what it sends
-        buffer_replies_directly(stream)
-        self._fit_stream(stream)
 
     def _stream_reset(self, event: StreamReset) -> None:
         # RFC 9113 §8.1: a server that has sent its whole response may reset the stream
@@ -181,7 +179,7 @@ class _AnsweringProtocol(H2Protocol):
             self._fail(self._failure("tls_answer"))
             self.processor.close("the server answered in TLS")
             return
-        super().data_received(data)
+        receive(self, data)  # grpclib's data_received
         if not self._answered.done() and not self.connection.is_closing():
             self._answered.set_result(None)
 

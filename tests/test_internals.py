@@ -246,6 +246,22 @@ def test_data_received_is_what_process_events_copies() -> None:
         """)
 
 
+def test_process_events_hands_each_event_to_its_handler_as_grpclib_does() -> None:
+    assert source(grpclib.protocol.EventsProcessor.process) == textwrap.dedent("""\
+        def process(self, event: H2Event) -> None:
+            try:
+                proc = self.processors[event.__class__]
+            except KeyError:
+                raise NotImplementedError(event)
+            except AttributeError:
+                pass  # connection was closed and self.processors was deleted
+            else:
+                proc(event)  # type: ignore[operator]
+        """)
+    assert "return self._connection.receive_data(data)" in source(grpclib.protocol.Connection.feed)
+    assert "\nlog = logging.getLogger(__name__)\n" in inspect.getsource(grpclib.protocol)
+
+
 def test_the_events_processor_has_a_table_of_handlers_by_event_type() -> None:
     init = source(grpclib.protocol.EventsProcessor.__init__)
     assert "self.processors = {" in init
@@ -1969,3 +1985,242 @@ def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
     finish = source(client._maybe_finish)
     assert "and not self._stream._transport.is_closing()" in finish
     assert "self.__dict__[name] = _ident" in source(grpclib.events._Dispatch.__init__)
+    sends = source(grpclib.stream.send_message)
+    assert "reply_bin = codec.encode(message, message_type)" in sends
+    assert "reply_data = (struct.pack('?', False)" in sends
+    assert "+ struct.pack('>I', len(reply_bin))" in sends
+    assert "await stream.send_data(reply_data, end_stream=end)" in sends
+    receives = source(grpclib.stream.recv_message)
+    for step in (
+        "meta = await stream.recv_data(5)",
+        "if not meta:",
+        "compressed_flag = struct.unpack('?', meta[:1])[0]",
+        "raise NotImplementedError('Compression not implemented')",
+        "message_len = struct.unpack('>I', meta[1:])[0]",
+        "message_bin = await stream.recv_data(message_len)",
+        "message = codec.decode(message_bin, message_type)",
+    ):
+        assert step in receives
+    for waits, kept in (("recv_headers", "headers"), ("recv_trailers", "trailers")):
+        body = source(getattr(grpclib.protocol.Stream, waits))
+        assert f"if self.{kept} is None:" in body
+        assert f"await self.{kept}_received.wait()" in body
+        assert f"return self.{kept}" in body
+
+
+# --- h2: a client's received header blocks taken without h2's generic steps ----------------
+
+
+def _response_blocks(server: Any) -> list[bytes]:
+    """What a server sends the client's streams 1, 3, 5...: replies (headers, data,
+    trailers) whose blocks repeat, a trailers-only reply, one with a content-length, an
+    informational response first, headers with priority, and trailers without END_STREAM."""
+    encoder = server.encoder
+    sent: list[bytes] = []
+    response = [(":status", "200"), ("content-type", "application/grpc")]
+    trailers = [("grpc-status", "0"), ("grpc-message", "")]
+    for stream_id in (1, 3, 5, 7, 9):
+        server.send_headers(stream_id, response)
+        server.send_data(stream_id, b"\0\0\0\0\1x")
+        server.send_headers(stream_id, trailers, end_stream=True)
+        sent.append(server.data_to_send())
+    server.send_headers(11, [(":status", "200"), ("grpc-status", "5")], end_stream=True)
+    server.send_headers(13, [*response, ("content-length", "6")])
+    server.send_data(13, b"\0\0\0\0\1x", end_stream=True)
+    server.send_headers(15, [(":status", "100")])
+    prioritised = _headers_frame(15, encoder.encode(response), "PRIORITY")
+    prioritised.stream_weight = 31
+    ended = _headers_frame(15, encoder.encode(trailers), "END_STREAM")
+    sent.append(server.data_to_send() + prioritised.serialize() + ended.serialize())
+    server.send_headers(17, response)
+    sent += [server.data_to_send(), _headers_frame(17, encoder.encode(trailers)).serialize()]
+    return sent
+
+
+def _headers_frame(stream_id: int, block: bytes, *flags: str) -> Any:
+    made = hyperframe_frame.HeadersFrame(stream_id, data=block)
+    for flag in ("END_HEADERS", *flags):
+        made.flags.add(flag)
+    return made
+
+
+def _client_received(patched: bool) -> list[Any]:
+    """The events (described) a grpclib-configured client receives for ``_response_blocks``,
+    with muxs's ``receive_known_headers`` or h2's own, and its streams' states."""
+    client, server = _grpclib_client_connections()
+    if patched:
+        _internals.decode_headers_once(client)
+        _internals.receive_known_headers(client)
+    for number in range(9):
+        method = "HEAD" if number == 5 else "POST"
+        client.send_headers(2 * number + 1, REQUESTS[0])
+        client.streams[2 * number + 1].request_method = method.encode()
+        client.send_data(2 * number + 1, b"\0\0\0\0\1x", end_stream=True)
+    server.receive_data(client.data_to_send())
+    seen: list[Any] = []
+    for data in _response_blocks(server):
+        try:
+            seen += [_described(event) for event in client.receive_data(data)]
+        except h2.exceptions.ProtocolError as exc:
+            seen.append((type(exc).__name__, str(exc)))
+        seen.append(client.data_to_send())
+    for stream_id, stream in sorted(client.streams.items()):
+        machine = stream.state_machine
+        seen.append((stream_id, machine.state, stream._expected_content_length))
+    return seen
+
+
+def test_known_header_blocks_are_received_as_h2_receives_them() -> None:
+    ours = _client_received(patched=True)
+    assert ours == _client_received(patched=False)
+    assert ("ProtocolError", "Trailers must have END_STREAM set") in ours
+
+
+def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
+    frame_steps = source(h2.connection.H2Connection._receive_headers_frame)
+    for step in (
+        "headers = _decode_headers(self.decoder, frame.data)",
+        "ConnectionInputs.RECV_HEADERS,",
+        "frames, stream_events = stream.receive_headers(",
+        '"END_STREAM" in frame.flags,',
+        'if "PRIORITY" in frame.flags:',
+        "return frames, events + stream_events",
+    ):
+        assert step in frame_steps
+    stream_steps = source(h2.stream.H2Stream.receive_headers)
+    for step in (
+        "if is_informational_response(headers):",
+        "events = self.state_machine.process_input(input_)",
+        "StreamInputs.RECV_END_STREAM,",
+        ').stream_ended = cast("StreamEnded", es_events[0])',
+        "self._initialize_content_length(headers)",
+        "if isinstance(headers_event, TrailersReceived) and not end_stream:",
+        "headers_event.headers = self._process_received_headers(",
+    ):
+        assert step in stream_steps
+    content_length = source(h2.stream.H2Stream._initialize_content_length)
+    assert 'if self.request_method == b"HEAD":' in content_length
+    assert 'if n == b"content-length":' in content_length
+    assert "self._expected_content_length = content_length" in content_length
+
+
+# --- grpclib's client: the SDK's HTTP/2 streams ---------------------------------------------
+
+
+class _Written:
+    """A transport that keeps what is written."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+async def _requested(made: Any) -> tuple[Any, ...]:
+    """A request (headers, a message) on a stream ``made(connection)``, and a reply taken: what
+    was written, the stream's and the connection's state, the reply read."""
+    h2_conn, server = _grpclib_client_connections()
+    transport = _Written()
+    connection = grpclib.protocol.Connection(
+        h2_conn, transport, config=grpclib.config.Configuration()  # type: ignore[arg-type]
+    )
+    processor = grpclib.protocol.EventsProcessor(grpclib.client.Handler(), connection)
+    stream = made(connection)
+    release = await stream.send_request(REQUEST, _processor=processor)
+    await stream.send_data(b"\0\0\0\0\3abc", end_stream=True)
+    server.receive_data(b"".join(transport.written))
+    server.send_headers(stream.id, [(":status", "200")])
+    server.send_data(stream.id, b"\0\0\0\0\2ok")
+    for event in h2_conn.receive_data(server.data_to_send()):
+        processor.process(event)
+    reply = [await stream.recv_data(5), await stream.recv_data(2)]
+    release()
+    return (
+        b"".join(transport.written),  # the direct sender writes a frame's header, then its data
+        reply,
+        stream.id,
+        stream.data_sent,
+        stream.headers,
+        connection.streams_started,
+        connection.data_sent,
+        _request_state(h2_conn, 1),
+        h2_conn.data_to_send(),
+    )
+
+
+async def test_a_client_stream_is_grpclibs_with_extra_headers_and_direct_data() -> None:
+    extra = [("grpc-accept-encoding", "gzip,deflate,identity")]
+
+    def grpclibs(connection: Any) -> Any:
+        stream = grpclib.protocol.Stream(connection, connection._connection, connection._transport)
+        send_request = stream.send_request
+
+        async def with_extra(headers: Any, **kwargs: Any) -> Any:
+            return await send_request([*headers, *extra], **kwargs)
+
+        stream.send_request = with_extra  # type: ignore[method-assign,assignment]
+        return stream
+
+    def muxs(connection: Any) -> Any:
+        stream = _internals.ClientStream(connection, connection._connection, connection._transport)
+        _internals.add_request_headers(stream, extra)
+        return stream
+
+    ours = await _requested(muxs)
+    assert ours == await _requested(grpclibs)
+    assert ours[1] == [b"\0\0\0\0\2", b"ok"]
+
+
+def test_a_client_stream_copies_grpclibs_steps() -> None:
+    send_request = source(grpclib.protocol.Stream.send_request)
+    for step in (
+        "await self.connection.write_ready.wait()",
+        "stream_id = self._h2_connection.get_next_available_stream_id()",
+        "self._h2_connection.send_headers(stream_id, headers,",
+        "except TooManyStreamsError:",
+        "self.connection.stream_close_waiter.clear()",
+        "await self.connection.stream_close_waiter.wait()",
+        "self.init_stream(stream_id, self.connection)",
+        "release_stream = _processor.register(self)",
+        "self._transport.write(self._h2_connection.data_to_send())",
+        "self.connection.headers_send_process()",
+    ):
+        assert step in send_request
+    init_stream = source(grpclib.protocol.Stream.init_stream)
+    for step in (
+        "self.id = stream_id",
+        "self.buffer = Buffer(partial(connection.ack, self.id))",
+        "self.connection.streams_started += 1",
+        "self.created = self.connection.last_stream_created = time.monotonic()",
+    ):
+        assert step in init_stream
+    assert "return Stream(self, self._connection, self._transport," in source(
+        grpclib.protocol.Connection.create_stream
+    )
+
+
+class _Unknown:
+    """An event grpclib has no handler for."""
+
+
+def test_process_events_refuses_an_unknown_event_and_skips_those_after_a_close() -> None:
+    protocol = grpclib.protocol.H2Protocol(
+        grpclib.client.Handler(),
+        grpclib.config.Configuration().__for_client__(),
+        h2.config.H2Configuration(),
+    )
+    protocol.connection_made(_Written())  # type: ignore[arg-type]
+    with pytest.raises(NotImplementedError):
+        _internals.process_events(protocol, [_Unknown()])
+    protocol.processor.close()
+    _internals.process_events(protocol, [_Unknown(), h2.events.PingReceived(ping_data=b"12345678")])
