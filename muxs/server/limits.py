@@ -97,10 +97,10 @@ from muxs._internals import (
     decode_headers_once,
     forget_task,
     h2_connection,
-    handler_task,
     keepalive_config,
     let_go_of_stream,
     make_protocols_with,
+    parse_frames_directly,
     process_events,
     read_requests_with,
     receive_data_directly,
@@ -109,6 +109,7 @@ from muxs._internals import (
     send_data_directly,
     send_headers_statelessly,
     send_replies_with,
+    start_call,
     wait_for_window_with,
 )
 from muxs.coalescing import CoalescingTransport
@@ -363,10 +364,9 @@ class _LimitedHandler(protocol.AbstractHandler):
                 release_stream()
                 self._connection.call_ended(stream_id, open_ended=open_ended)
 
-        self._inner.accept(stream, headers, release)
+        task = start_call(self._inner, stream, headers, fields, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
         # before its first step never runs its body: release when it ends, run or not.
-        task = handler_task(self._inner, stream)
 
         def ended(_: asyncio.Task[None]) -> None:
             release()
@@ -475,6 +475,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._count_resets_by_server()
         self._await_preface()
         decode_headers_once(h2_connection(self))
+        parse_frames_directly(h2_connection(self))
         receive_data_runs(self)
         h2_connection(self).update_settings(
             {
