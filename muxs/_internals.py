@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -454,13 +453,14 @@ class LeanStream(grpclib.server.Stream[Any, Any]):
             raise grpclib.exceptions.ProtocolError(
                 "Unary response with OK status requires a single message to be sent"
             )
+        code = "0" if status is grpclib.const.Status.OK else str(status.value)
         if self._send_initial_metadata_done:
-            headers = [("grpc-status", str(status.value))]
+            headers = [("grpc-status", code)]
         else:  # trailers-only response
             headers = [
                 (":status", "200"),
                 ("content-type", self._content_type),
-                ("grpc-status", str(status.value)),
+                ("grpc-status", code),
             ]
         if status_message is not None:
             headers.append(("grpc-message", encode_grpc_message(status_message)))
@@ -531,7 +531,7 @@ async def serve_request(
         metadata = decode_metadata(headers)
         user_agent = fields.get("user-agent")
         dispatch = handler.dispatch
-        async with LeanStream(
+        call = LeanStream(
             stream,
             method_name,
             method.cardinality,
@@ -542,31 +542,18 @@ async def serve_request(
             dispatch=dispatch,
             deadline=deadline,
             user_agent=user_agent,
-        ) as call:
-            deadline_wrapper: contextlib.AbstractContextManager[Any]
+        )
+        async with call:
             wrapper: grpclib.utils.Wrapper
-            if deadline is None:
-                wrapper = stream.wrapper = grpclib.utils.Wrapper()
-                deadline_wrapper = contextlib.nullcontext()
-            else:
-                wrapper = stream.wrapper = grpclib.utils.DeadlineWrapper()
-                deadline_wrapper = wrapper.start(deadline)
             try:
-                with deadline_wrapper, wrapper:
-                    method_func = method.func
-                    if dispatch.recv_request is _NOT_LISTENED:
-                        call.metadata = metadata
-                    else:
-                        call.metadata, method_func = await dispatch.recv_request(
-                            metadata,
-                            method_func,
-                            method_name=method_name,
-                            deadline=deadline,
-                            content_type=content_type,
-                            user_agent=user_agent,
-                            peer=call.peer,
-                        )
-                    await method_func(call)
+                if deadline is None:
+                    wrapper = stream.wrapper = grpclib.utils.Wrapper()
+                    with wrapper:
+                        await _call_method(call, method.func, metadata, content_type)
+                else:
+                    wrapper = stream.wrapper = grpclib.utils.DeadlineWrapper()
+                    with wrapper.start(deadline), wrapper:
+                        await _call_method(call, method.func, metadata, content_type)
             except grpclib.exceptions.GRPCError:
                 raise
             except TimeoutError:  # asyncio.TimeoutError
@@ -600,6 +587,27 @@ async def serve_request(
         _SERVER_LOG.exception("Server error")
     finally:
         release_stream()
+
+
+async def _call_method(
+    call: LeanStream, method_func: Any, metadata: Any, content_type: str
+) -> None:
+    """``method_func`` called with ``call``, its request ``metadata`` set, after grpclib's
+    ``recv_request`` dispatch if it has listeners (which may change both)."""
+    dispatch = call._dispatch
+    if dispatch.recv_request is _NOT_LISTENED:
+        call.metadata = metadata
+    else:
+        call.metadata, method_func = await dispatch.recv_request(
+            metadata,
+            method_func,
+            method_name=call._method_name,
+            deadline=call.deadline,
+            content_type=content_type,
+            user_agent=call.user_agent,
+            peer=call.peer,
+        )
+    await method_func(call)
 
 
 def start_call(
@@ -780,19 +788,36 @@ class DirectBuffer:
         return b"".join(pieces)
 
 
-def buffer_data_directly(stream: Stream) -> None:
-    """Have ``stream``'s received DATA kept in a ``DirectBuffer``, acknowledged through the
-    callback grpclib's ``Buffer`` has (set ``acknowledge_once_a_turn`` after this). A buffer
-    that holds something already (never, when grpclib's server has just made the stream) is
-    left as it is."""
-    # Relies on: grpclib.protocol.Stream.buffer, a Buffer fed add(data, ack_size) by
-    # EventsProcessor.process_data_received, eof() by Stream.__ended__, read by recv_data and
-    # asked unacked_size() by release_stream; and Buffer's _ack_callback, _unacked (a Queue)
-    # and _eof.
-    buffer = stream.buffer
-    if buffer._eof or not buffer._unacked.empty():
-        return
-    stream.buffer = DirectBuffer(buffer._ack_callback)  # type: ignore[assignment]
+class DirectStream(Stream):
+    """grpclib's HTTP/2 stream of a server's call, whose received DATA is kept in a
+    ``DirectBuffer`` from the start: grpclib's ``Buffer`` (an ``asyncio.Queue`` and its
+    ``Event``) is never made."""
+
+    def init_stream(self, stream_id: int, connection: Any) -> None:
+        # Relies on: grpclib.protocol.Stream.init_stream's steps (the id; a Buffer that
+        # acknowledges through connection.ack(stream_id, size); the connection's
+        # streams_started and last_stream_created), and the Buffer's use: fed add(data,
+        # ack_size) by EventsProcessor.process_data_received, eof() by Stream.__ended__, read
+        # by recv_data and asked unacked_size() by release_stream.
+        self.id = stream_id
+        self.buffer = DirectBuffer(  # type: ignore[assignment]
+            functools.partial(connection.ack, stream_id)
+        )
+        connection.streams_started += 1
+        self.created = connection.last_stream_created = time.monotonic()
+
+
+def make_direct_streams(protocol: H2Protocol) -> None:
+    """Have grpclib's server connection ``protocol`` make each request's stream a
+    ``DirectStream`` (acknowledged through grpclib's callback: set
+    ``acknowledge_once_a_turn`` on each)."""
+    # Relies on: EventsProcessor.process_request_received making each request's stream with
+    # connection.create_stream(stream_id=...), which is Stream(connection, its
+    # _connection, its _transport, stream_id=..., wrapper=...).
+    connection = protocol.connection
+    connection.create_stream = functools.partial(  # type: ignore[method-assign]
+        DirectStream, connection, connection._connection, connection._transport
+    )
 
 
 def buffer_reads(stream: Stream) -> Callable[[int], Awaitable[bytes]]:
@@ -1200,7 +1225,8 @@ def send_headers_statelessly(
         if headers and headers[0][0] == ":status":
             headers = [*headers, *extra]
             informational = headers[0][1].startswith("1")
-        await connection.write_ready.wait()
+        if not connection.write_ready.is_set():  # (set: wait() returns at once)
+            await connection.write_ready.wait()
         h2_conn = stream._h2_connection
         h2_stream = h2_conn.streams.get(stream.id)  # type: ignore[arg-type]
         # hpack must announce a table size change first; h2 frames informational responses;
@@ -1339,9 +1365,11 @@ class _StreamLimit:
 def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, Any]]) -> None:
     """What ``H2Stream.send_headers`` records of the headers it sends: a request's authority
     (on a client's stream, once) and its method (None for a response)."""
-    named = h2.utilities.utf8_encode_headers(
-        [header for header in headers if header[0] in _RECORDED]
-    )
+    recorded = [header for header in headers if header[0] in _RECORDED]
+    if not recorded:  # a response's headers or trailers: h2 would record no method
+        h2_stream.request_method = None
+        return
+    named = h2.utilities.utf8_encode_headers(recorded)
     if h2_stream.state_machine.client and h2_stream._authority is None:
         h2_stream._authority = h2.utilities.authority_from_headers(named)
     h2_stream.request_method = h2.utilities.extract_method_header(named)
@@ -1492,7 +1520,8 @@ def send_data_directly(stream: Stream) -> None:
         view = memoryview(data)
         position, last = 0, len(data)
         while True:
-            await connection.write_ready.wait()
+            if not connection.write_ready.is_set():  # (set: wait() returns at once)
+                await connection.write_ready.wait()
             window = h2_conn.local_flow_control_window(stream_id)
             if not window > 0:
                 stream.window_updated.clear()
@@ -1638,7 +1667,7 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
     # the FrameBuffer's _data (what it holds of a frame: add_data appends to it once the
     # preface is through) and _headers_buffer (a header block begun).
     buffer = h2_conn.incoming_buffer
-    if type(h2_conn.config.logger) is not h2.config.DummyLogger:
+    if type(h2_conn.config.logger) not in (h2.config.DummyLogger, _SilentLogger):
         return h2_conn.receive_data(data)
     events: list[Any] = []
     if buffer._preamble_len:  # the client's magic: checked by h2 (it raises on another)

@@ -1106,30 +1106,51 @@ async def test_a_direct_buffer_read_cancelled_while_waiting_loses_nothing() -> N
     assert acknowledged == [3, 5]
 
 
-async def test_a_fresh_grpclib_stream_gets_a_direct_buffer_acknowledging_as_before() -> None:
-    acknowledged: list[int] = []
-    stream = _ReadStream(acknowledged)
-    _internals.buffer_data_directly(stream)  # type: ignore[arg-type]
-    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
-    buffer: Any = stream.buffer
-    assert isinstance(buffer, _internals.DirectBuffer)
-    buffer.add(b"x" * 10, 12)
-    buffer.add(b"y" * 10, 10)
-    assert await buffer.read(15) == b"x" * 10 + b"y" * 5
-    await asyncio.sleep(0)
-    assert acknowledged == [22]
+async def _a_requests_stream(direct: bool) -> list[Any]:
+    """A request's stream as grpclib's server connection makes it (with
+    ``make_direct_streams`` when ``direct``): its buffer's type, what it reads and
+    acknowledges, what it leaves unacknowledged, and what the connection counts."""
+    protocol = grpclib.protocol.H2Protocol(
+        _Accepting(), grpclib.config.Configuration().__for_server__(), h2.config.H2Configuration()
+    )
+    protocol.connection_made(_SocketlessWrites())  # type: ignore[arg-type]
+    if direct:
+        _internals.make_direct_streams(protocol)
+    acknowledged: list[tuple[int, int]] = []
+    protocol.connection.ack = lambda *ack: acknowledged.append(ack)  # type: ignore[method-assign]
+    stream = protocol.connection.create_stream(stream_id=5)
+    seen: list[Any] = [type(stream.buffer).__name__, stream.id, stream.created is not None]
+    stream.buffer.add(b"x" * 10, 12)
+    stream.buffer.add(b"y" * 3, 3)
+    seen += [await stream.buffer.read(12), acknowledged.copy(), stream.buffer.unacked_size()]
+    stream.buffer.eof()
+    seen += [await stream.buffer.read(1), await stream.buffer.read(1)]
+    seen += [protocol.connection.streams_started, protocol.connection.last_stream_created]
+    return [*seen, stream.created]
 
 
-async def test_a_grpclib_buffer_holding_data_is_left_as_it_is() -> None:
-    for end in (False, True):
-        stream = _ReadStream([])
-        if end:
-            stream.buffer.eof()
-        else:
-            stream.buffer.add(b"x", 1)
-        buffer = stream.buffer
-        _internals.buffer_data_directly(stream)  # type: ignore[arg-type]
-        assert stream.buffer is buffer
+async def test_a_servers_stream_gets_a_direct_buffer_acknowledging_as_grpclibs() -> None:
+    ours, theirs = await _a_requests_stream(True), await _a_requests_stream(False)
+    assert ours[0] == "DirectBuffer"
+    assert theirs[0] == "Buffer"
+    assert (
+        ours[1:-3] == theirs[1:-3] == [5, True, b"x" * 10 + b"yy", [(5, 12), (5, 3)], 0, b"y", b""]
+    )
+    assert ours[-3] == theirs[-3] == 1
+    assert ours[-2] == ours[-1]
+
+
+def test_grpclib_makes_a_requests_stream_with_create_stream_and_init_stream() -> None:
+    assert "stream = self.connection.create_stream(stream_id=event.stream_id)" in source(
+        grpclib.protocol.EventsProcessor.process_request_received
+    )
+    assert "return Stream(self, self._connection, self._transport," in source(
+        grpclib.protocol.Connection.create_stream
+    )
+    init = source(grpclib.protocol.Stream.init_stream)
+    assert "self.buffer = Buffer(partial(connection.ack, self.id))" in init
+    assert "self.connection.streams_started += 1" in init
+    assert "self.created = self.connection.last_stream_created = time.monotonic()" in init
 
 
 class _Writes:
@@ -1527,19 +1548,16 @@ def test_frames_taken_directly_one_after_another_on_a_stream_come_as_one_run() -
 
 
 class _Accepting(grpclib.protocol.AbstractHandler):
-    """Takes each request's stream (with a ``DirectBuffer`` when ``direct``), except stream 3,
-    which it lets go of at once (grpclib then acknowledges that stream's data unread)."""
+    """Takes each request's stream, except stream 3, which it lets go of at once (grpclib
+    then acknowledges that stream's data unread)."""
 
-    def __init__(self, direct: bool) -> None:
-        self.direct = direct
+    def __init__(self) -> None:
         self.streams: dict[int, grpclib.protocol.Stream] = {}
 
     def accept(self, stream: Any, headers: Any, release_stream: Any) -> None:
         if stream.id == 3:
             release_stream()
             return
-        if self.direct:
-            _internals.buffer_data_directly(stream)
         self.streams[stream.id] = stream
 
     def cancel(self, stream: Any) -> None:
@@ -1559,13 +1577,15 @@ async def _served(direct: bool, in_runs: bool) -> tuple[Any, ...]:
     ``data_received`` or as ``DataRun`` events; each stream's bytes (read whole), the
     counts, and what it wrote (its acknowledgements among it)."""
     transport = _SocketlessWrites()
-    handler = _Accepting(direct)
+    handler = _Accepting()
     config = grpclib.config.Configuration().__for_server__()
     h2_config = h2.config.H2Configuration(
         client_side=False, header_encoding="ascii", validate_inbound_headers=False
     )
     protocol = grpclib.protocol.H2Protocol(handler, config, h2_config)
     protocol.connection_made(transport)  # type: ignore[arg-type]
+    if direct:
+        _internals.make_direct_streams(protocol)
     if in_runs:
         _internals.receive_data_runs(protocol)
         h2_conn, sent = _internals.h2_connection(protocol), _client_bytes()

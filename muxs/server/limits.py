@@ -91,7 +91,6 @@ from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
     acknowledge_once_a_turn,
-    buffer_data_directly,
     buffer_reads,
     decode_headers_as_latin1,
     decode_headers_once,
@@ -99,6 +98,7 @@ from muxs._internals import (
     h2_connection,
     keepalive_config,
     let_go_of_stream,
+    make_direct_streams,
     make_protocols_with,
     parse_frames_directly,
     process_events,
@@ -109,6 +109,7 @@ from muxs._internals import (
     send_data_directly,
     send_headers_statelessly,
     send_replies_with,
+    settle_configuration,
     start_call,
     wait_for_window_with,
 )
@@ -331,7 +332,6 @@ class _LimitedHandler(protocol.AbstractHandler):
             release_stream()
             return
         method = self._inner.mapping.get(fields.get(":path", ""))
-        buffer_data_directly(stream)
         acknowledge_once_a_turn(stream)
         open_ended = fields.get(":path") in OPEN_ENDED
         read_requests_with(
@@ -476,7 +476,9 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._await_preface()
         decode_headers_once(h2_connection(self))
         parse_frames_directly(h2_connection(self))
+        settle_configuration(h2_connection(self))
         receive_data_runs(self)
+        make_direct_streams(self)
         h2_connection(self).update_settings(
             {
                 SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams,
