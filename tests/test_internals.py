@@ -2071,7 +2071,7 @@ async def _answered(
                 async def listener(event: Any, kind: Any = kind) -> None:
                     seen.append(kind.__name__)
 
-                grpclib.events.listen(testing._server, kind, listener)  # type: ignore[arg-type]
+                grpclib.events.listen(testing._server, kind, listener)
             call = channel.request(
                 f"/test.Answers/{method}",
                 grpclib.const.Cardinality.UNARY_UNARY,
@@ -2091,7 +2091,7 @@ async def _answered(
                 outcome = "the client's deadline"
             seen.append(outcome)
             seen += [dict(call.initial_metadata or {}), dict(call.trailing_metadata or {})]
-            handler = testing._server_protocol.handler
+            handler: Any = testing._server_protocol.handler
             await until(lambda: all(task.done() for task in handler._tasks.values()))
     seen += [
         (record.name, record.levelname, record.getMessage())

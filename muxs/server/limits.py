@@ -61,7 +61,9 @@ Where this needs grpclib's or h2's internals (how a server makes its connections
 configuration, the handler's task per stream, let go of as soon as it ends, the connection's
 ``h2`` object, its table of event handlers, the per-stream ``recv_data``; and, for speed, the
 response header blocks and DATA frames it frames itself, the request header blocks it
-decodes once and the request data it acknowledges once a turn: issue 18 in
+decodes once and the request data it acknowledges once a turn, the request frames it
+parses directly, each request's stream made with a ``DirectBuffer`` and its call run in
+fewer steps than grpclib's request handler takes (``start_call``): issue 18 in
 docs/PERFORMANCE.md), it goes through ``muxs._internals``.
 """
 
