@@ -19,6 +19,7 @@ import asyncio
 import collections
 import dataclasses
 import functools
+import logging
 import re
 import socket
 import time
@@ -36,9 +37,15 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpclib
 import grpclib.client
+import grpclib.const
+import grpclib.encoding.proto
 import grpclib.events
+import grpclib.exceptions
+import grpclib.metadata
 import grpclib.protocol
+import grpclib.server
 import grpclib.stream
+import grpclib.utils
 import h2
 import h2.config
 import h2.connection
@@ -55,7 +62,13 @@ from betterproto2.grpclib import ServiceBase
 from grpclib.client import Channel
 from grpclib.config import Configuration
 from grpclib.encoding.base import GRPC_CONTENT_TYPE
-from grpclib.metadata import USER_AGENT, decode_metadata, encode_metadata, encode_timeout
+from grpclib.metadata import (
+    USER_AGENT,
+    decode_metadata,
+    encode_grpc_message,
+    encode_metadata,
+    encode_timeout,
+)
 from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Protocol, Peer, Stream
 from hyperframe import frame
 from hyperframe.flags import Flags
@@ -373,13 +386,6 @@ def replace_event_handler(
     return previous
 
 
-def handler_task(handler: AbstractHandler, stream: Stream) -> asyncio.Task[None]:
-    """The task grpclib's server ``Handler`` runs ``stream``'s request in."""
-    # Relies on: grpclib.server.Handler._tasks, its task per stream, set in accept().
-    task: asyncio.Task[None] = handler._tasks[stream]  # type: ignore[attr-defined]
-    return task
-
-
 def forget_task(handler: AbstractHandler, stream: Stream, task: asyncio.Task[None]) -> None:
     """Have grpclib's server ``Handler`` let go of ``stream``'s ended ``task`` now."""
     # Relies on: Handler._tasks (stream -> task) and Handler._cancelled (tasks it cancelled on
@@ -388,6 +394,262 @@ def forget_task(handler: AbstractHandler, stream: Stream, task: asyncio.Task[Non
     if tasks.get(stream) is task:
         del tasks[stream]
     handler._cancelled.discard(task)  # type: ignore[attr-defined]
+
+
+# --- grpclib's server: a call's request handled in fewer steps ----------------------------
+
+#: grpclib's server logger, which its request handler logs a call's failures with.
+_SERVER_LOG = logging.getLogger(grpclib.server.__name__)
+
+
+class LeanStream(grpclib.server.Stream[Any, Any]):
+    """grpclib's server ``Stream``, whose methods skip grpclib's event dispatch when nobody
+    listens to the event (a coroutine awaited for each), and the ``MultiDict`` and encoding
+    of response metadata when there is none: the same headers, messages and state as
+    grpclib's own, which take any call that has listeners or metadata."""
+
+    # Relies on: grpclib.server.Stream's recv_message, send_initial_metadata, send_message
+    # and send_trailing_metadata (0.4.9), whose steps these are (tests/test_internals.py
+    # compares their source), the attributes they read and set, and grpclib.events._ident,
+    # the dispatch method of an event nobody listens to.
+
+    async def recv_message(self) -> Any:
+        if self._dispatch.recv_message is not _NOT_LISTENED:
+            return await super().recv_message()
+        message = await grpclib.stream.recv_message(self._stream, self._codec, self._recv_type)
+        if message is not None:
+            self._messages_received += 1
+            connection = self._stream.connection
+            connection.messages_received += 1
+            connection.last_message_received = time.monotonic()
+        return message
+
+    async def send_initial_metadata(self, *, metadata: Any = None) -> None:
+        if metadata or self._dispatch.send_initial_metadata is not _NOT_LISTENED:
+            await super().send_initial_metadata(metadata=metadata)
+            return
+        if self._send_initial_metadata_done:
+            raise grpclib.exceptions.ProtocolError("Initial metadata was already sent")
+        await self._stream.send_headers([(":status", "200"), ("content-type", self._content_type)])
+        self._send_initial_metadata_done = True
+
+    async def send_message(self, message: Any) -> None:
+        if self._dispatch.send_message is not _NOT_LISTENED:
+            await super().send_message(message)
+            return
+        if not self._send_initial_metadata_done:
+            await self.send_initial_metadata()
+        if not self._cardinality.server_streaming and self._send_message_done:
+            raise grpclib.exceptions.ProtocolError("Message was already sent")
+        await grpclib.stream.send_message(self._stream, self._codec, message, self._send_type)
+        self._send_message_done = True
+        self._messages_sent += 1
+        connection = self._stream.connection
+        connection.messages_sent += 1
+        connection.last_message_sent = time.monotonic()
+
+    async def send_trailing_metadata(
+        self,
+        *,
+        status: grpclib.const.Status = grpclib.const.Status.OK,
+        status_message: str | None = None,
+        status_details: Any = None,
+        metadata: Any = None,
+    ) -> None:
+        if (
+            metadata
+            or status_details is not None
+            or self._dispatch.send_trailing_metadata is not _NOT_LISTENED
+        ):
+            await super().send_trailing_metadata(
+                status=status,
+                status_message=status_message,
+                status_details=status_details,
+                metadata=metadata,
+            )
+            return
+        if self._send_trailing_metadata_done:
+            raise grpclib.exceptions.ProtocolError("Trailing metadata was already sent")
+        if (
+            not self._cardinality.server_streaming
+            and not self._send_message_done
+            and status is grpclib.const.Status.OK
+        ):
+            raise grpclib.exceptions.ProtocolError(
+                "Unary response with OK status requires a single message to be sent"
+            )
+        code = "0" if status is grpclib.const.Status.OK else str(status.value)
+        if self._send_initial_metadata_done:
+            headers = [("grpc-status", code)]
+        else:  # trailers-only response
+            headers = [
+                (":status", "200"),
+                ("content-type", self._content_type),
+                ("grpc-status", code),
+            ]
+        if status_message is not None:
+            headers.append(("grpc-message", encode_grpc_message(status_message)))
+        await self._stream.send_headers(headers, end_stream=True)
+        self._send_trailing_metadata_done = True
+        if status != grpclib.const.Status.OK and self._stream.closable:
+            self._stream.reset_nowait()
+
+
+async def serve_request(
+    handler: grpclib.server.Handler,
+    stream: Stream,
+    headers: list[tuple[str, str]],
+    fields: dict[str, str],
+    release_stream: Callable[[], Any],
+) -> None:
+    """What grpclib's ``request_handler`` does with a request's ``headers`` (``fields``: the
+    same as a dict, made once by the caller), step by step, with a ``LeanStream`` and
+    grpclib's ``recv_request`` dispatched only when it has listeners, the deadline parsed
+    only when the request has one."""
+    # Relies on: grpclib.server.request_handler (0.4.9), whose steps these are
+    # (tests/test_internals.py compares its source): its checks and their answers
+    # (grpclib.server._abort), Deadline.from_headers, decode_metadata, the stream's wrapper,
+    # its exceptions and what it logs of them with grpclib.server's logger.
+    try:
+        if fields[":method"] != "POST":
+            await grpclib.server._abort(stream, 405)
+            return
+        content_type = fields.get("content-type")
+        if content_type is None:
+            await grpclib.server._abort(
+                stream, 415, grpclib.const.Status.UNKNOWN, "Missing content-type header"
+            )
+            return
+        base_content_type, _, sub_type = content_type.partition("+")
+        sub_type = sub_type or grpclib.encoding.proto.ProtoCodec.__content_subtype__
+        if base_content_type != GRPC_CONTENT_TYPE or sub_type != handler.codec.__content_subtype__:
+            await grpclib.server._abort(
+                stream, 415, grpclib.const.Status.UNKNOWN, "Unacceptable content-type header"
+            )
+            return
+        if fields.get("te") != "trailers":
+            await grpclib.server._abort(
+                stream,
+                400,
+                grpclib.const.Status.UNKNOWN,
+                'Required "te: trailers" header is missing',
+            )
+            return
+        method_name = fields[":path"]
+        method = handler.mapping.get(method_name)
+        if method is None:
+            await grpclib.server._abort(
+                stream, 200, grpclib.const.Status.UNIMPLEMENTED, "Method not found"
+            )
+            return
+        try:
+            deadline = (
+                grpclib.metadata.Deadline.from_headers(headers)
+                if "grpc-timeout" in fields
+                else None
+            )
+        except ValueError:
+            await grpclib.server._abort(
+                stream, 200, grpclib.const.Status.UNKNOWN, "Invalid grpc-timeout header"
+            )
+            return
+        metadata = decode_metadata(headers)
+        user_agent = fields.get("user-agent")
+        dispatch = handler.dispatch
+        call = LeanStream(
+            stream,
+            method_name,
+            method.cardinality,
+            method.request_type,
+            method.reply_type,
+            codec=handler.codec,
+            status_details_codec=handler.status_details_codec,
+            dispatch=dispatch,
+            deadline=deadline,
+            user_agent=user_agent,
+        )
+        async with call:
+            wrapper: grpclib.utils.Wrapper
+            try:
+                if deadline is None:
+                    wrapper = stream.wrapper = grpclib.utils.Wrapper()
+                    with wrapper:
+                        await _call_method(call, method.func, metadata, content_type)
+                else:
+                    wrapper = stream.wrapper = grpclib.utils.DeadlineWrapper()
+                    with wrapper.start(deadline), wrapper:
+                        await _call_method(call, method.func, metadata, content_type)
+            except grpclib.exceptions.GRPCError:
+                raise
+            except TimeoutError:  # asyncio.TimeoutError
+                if wrapper.cancel_failed:
+                    _SERVER_LOG.exception("Failed to handle cancellation")
+                    raise grpclib.exceptions.GRPCError(
+                        grpclib.const.Status.DEADLINE_EXCEEDED
+                    ) from None
+                elif wrapper.cancelled:
+                    _SERVER_LOG.info("Deadline exceeded")
+                    raise grpclib.exceptions.GRPCError(
+                        grpclib.const.Status.DEADLINE_EXCEEDED
+                    ) from None
+                else:
+                    _SERVER_LOG.exception("Timeout occurred")
+                    raise
+            except grpclib.exceptions.StreamTerminatedError as err:
+                if wrapper.cancel_failed:
+                    _SERVER_LOG.exception("Failed to handle cancellation")
+                    raise
+                else:
+                    assert wrapper.cancelled
+                    _SERVER_LOG.info("Request was cancelled: %s", err)
+                    raise
+            except Exception:
+                _SERVER_LOG.exception("Application error")
+                raise
+    except grpclib.exceptions.ProtocolError:
+        _SERVER_LOG.exception("Application error")
+    except Exception:
+        _SERVER_LOG.exception("Server error")
+    finally:
+        release_stream()
+
+
+async def _call_method(
+    call: LeanStream, method_func: Any, metadata: Any, content_type: str
+) -> None:
+    """``method_func`` called with ``call``, its request ``metadata`` set, after grpclib's
+    ``recv_request`` dispatch if it has listeners (which may change both)."""
+    dispatch = call._dispatch
+    if dispatch.recv_request is _NOT_LISTENED:
+        call.metadata = metadata
+    else:
+        call.metadata, method_func = await dispatch.recv_request(
+            metadata,
+            method_func,
+            method_name=call._method_name,
+            deadline=call.deadline,
+            content_type=content_type,
+            user_agent=call.user_agent,
+            peer=call.peer,
+        )
+    await method_func(call)
+
+
+def start_call(
+    handler: grpclib.server.Handler,
+    stream: Stream,
+    headers: list[tuple[str, str]],
+    fields: dict[str, str],
+    release_stream: Callable[[], Any],
+) -> asyncio.Task[None]:
+    """What grpclib's server ``Handler.accept`` does with a new request, with
+    ``serve_request`` in its task; the task (muxs lets go of it as it ends: ``forget_task``,
+    so grpclib's sweep of ended tasks every tenth call is not needed)."""
+    # Relies on: Handler.accept making the stream's task in Handler.loop and keeping it in
+    # Handler._tasks (which cancel() and close() cancel, and check_closed() reads).
+    task = handler.loop.create_task(serve_request(handler, stream, headers, fields, release_stream))
+    handler._tasks[stream] = task
+    return task
 
 
 def wait_for_window_with(stream: Stream, event: asyncio.Event) -> None:
@@ -551,19 +813,36 @@ class DirectBuffer:
         return b"".join(pieces)
 
 
-def buffer_data_directly(stream: Stream) -> None:
-    """Have ``stream``'s received DATA kept in a ``DirectBuffer``, acknowledged through the
-    callback grpclib's ``Buffer`` has (set ``acknowledge_once_a_turn`` after this). A buffer
-    that holds something already (never, when grpclib's server has just made the stream) is
-    left as it is."""
-    # Relies on: grpclib.protocol.Stream.buffer, a Buffer fed add(data, ack_size) by
-    # EventsProcessor.process_data_received, eof() by Stream.__ended__, read by recv_data and
-    # asked unacked_size() by release_stream; and Buffer's _ack_callback, _unacked (a Queue)
-    # and _eof.
-    buffer = stream.buffer
-    if buffer._eof or not buffer._unacked.empty():
-        return
-    stream.buffer = DirectBuffer(buffer._ack_callback)  # type: ignore[assignment]
+class DirectStream(Stream):
+    """grpclib's HTTP/2 stream of a server's call, whose received DATA is kept in a
+    ``DirectBuffer`` from the start: grpclib's ``Buffer`` (an ``asyncio.Queue`` and its
+    ``Event``) is never made."""
+
+    def init_stream(self, stream_id: int, connection: Any) -> None:
+        # Relies on: grpclib.protocol.Stream.init_stream's steps (the id; a Buffer that
+        # acknowledges through connection.ack(stream_id, size); the connection's
+        # streams_started and last_stream_created), and the Buffer's use: fed add(data,
+        # ack_size) by EventsProcessor.process_data_received, eof() by Stream.__ended__, read
+        # by recv_data and asked unacked_size() by release_stream.
+        self.id = stream_id
+        self.buffer = DirectBuffer(  # type: ignore[assignment]
+            functools.partial(connection.ack, stream_id)
+        )
+        connection.streams_started += 1
+        self.created = connection.last_stream_created = time.monotonic()
+
+
+def make_direct_streams(protocol: H2Protocol) -> None:
+    """Have grpclib's server connection ``protocol`` make each request's stream a
+    ``DirectStream`` (acknowledged through grpclib's callback: set
+    ``acknowledge_once_a_turn`` on each)."""
+    # Relies on: EventsProcessor.process_request_received making each request's stream with
+    # connection.create_stream(stream_id=...), which is Stream(connection, its
+    # _connection, its _transport, stream_id=..., wrapper=...).
+    connection = protocol.connection
+    connection.create_stream = functools.partial(  # type: ignore[method-assign]
+        DirectStream, connection, connection._connection, connection._transport
+    )
 
 
 def buffer_reads(stream: Stream) -> Callable[[int], Awaitable[bytes]]:
@@ -950,7 +1229,8 @@ def send_headers_statelessly(
         if headers and headers[0][0] == ":status":
             headers = [*headers, *extra]
             informational = headers[0][1].startswith("1")
-        await connection.write_ready.wait()
+        if not connection.write_ready.is_set():  # (set: wait() returns at once)
+            await connection.write_ready.wait()
         h2_conn = stream._h2_connection
         h2_stream = h2_conn.streams.get(stream.id)  # type: ignore[arg-type]
         # hpack must announce a table size change first; h2 frames informational responses;
@@ -1093,6 +1373,9 @@ def _record_request(h2_stream: h2.stream.H2Stream, headers: Sequence[tuple[Any, 
     (on a client's stream, once) and its method (None for a response); found once for each
     set of the headers it reads from (``_RECORDS``)."""
     recorded = tuple([header for header in headers if header[0] in _RECORDED])
+    if not recorded:  # a response's headers or trailers: h2 would record no method
+        h2_stream.request_method = None
+        return
     record = _RECORDS.get(recorded)
     if record is None:
         named = h2.utilities.utf8_encode_headers(recorded)
@@ -1348,7 +1631,8 @@ async def _send_framed(stream: Stream, data: bytes, end_stream: bool = False) ->
     view = memoryview(data)
     position, last = 0, len(data)
     while True:
-        await connection.write_ready.wait()
+        if not connection.write_ready.is_set():  # (set: wait() returns at once)
+            await connection.write_ready.wait()
         window = h2_conn.local_flow_control_window(stream_id)
         if not window > 0:
             stream.window_updated.clear()
@@ -1575,7 +1859,7 @@ def receive_data_directly(h2_conn: h2.connection.H2Connection, data: bytes) -> l
     # the FrameBuffer's _data (what it holds of a frame: add_data appends to it once the
     # preface is through) and _headers_buffer (a header block begun).
     buffer = h2_conn.incoming_buffer
-    if type(h2_conn.config.logger) is not h2.config.DummyLogger:
+    if type(h2_conn.config.logger) not in (h2.config.DummyLogger, _SilentLogger):
         return h2_conn.receive_data(data)
     events: list[Any] = []
     if buffer._preamble_len:  # the client's magic: checked by h2 (it raises on another)
@@ -1858,22 +2142,23 @@ _DIRECT_KINDS = {
 
 
 class DirectFrameBuffer(h2.frame_buffer.FrameBuffer):
-    """h2's ``FrameBuffer`` for a client's connection, building the frames a unary call's
-    response comes in (DATA and HEADERS frames without padding or priority, a HEADERS
-    frame ending its header block, WINDOW_UPDATE) straight from their bytes: the same
-    objects with the same attributes as hyperframe's parse, without its per-frame flag set
-    comprehension, flag loop, mixin initialisers and copies. Any other frame, a frame inside
-    a header block or one hyperframe would refuse goes through hyperframe, as before."""
+    """h2's ``FrameBuffer``, building the frames a unary call comes in (DATA and HEADERS
+    frames without padding or priority, a HEADERS frame ending its header block,
+    WINDOW_UPDATE) straight from their bytes: the same objects with the same attributes as
+    hyperframe's parse, without its per-frame flag set comprehension, flag loop, mixin
+    initialisers and copies. Any other frame, a frame inside a header block or one
+    hyperframe would refuse goes through hyperframe, as before."""
 
     def __next__(self) -> frame.Frame:
-        # Relies on: FrameBuffer's _data (the bytes received and not yet parsed: a client's
-        # has no preamble), max_frame_size, _headers_buffer (a header block begun), and its
-        # __next__'s steps for a whole frame outside a header block: parse_frame_header (the
-        # frame class by type, Frame.__init__ with the stream id, parse_flags), the length
-        # check, parse_body, the frame's bytes dropped, the frame returned; and the attributes
-        # each class's __init__ and parse_body set (Frame: stream_id, flags, body_len;
-        # Padding: pad_length; Priority: depends_on, stream_weight, exclusive; DATA and
-        # HEADERS: data; WINDOW_UPDATE: window_increment) and Flags' _valid_flags and _flags.
+        # Relies on: FrameBuffer's _data (the bytes received and not yet parsed, after the
+        # preamble, which add_data takes), max_frame_size, _headers_buffer (a header block
+        # begun), and its __next__'s steps for a whole frame outside a header block:
+        # parse_frame_header (the frame class by type, Frame.__init__ with the stream id,
+        # parse_flags), the length check, parse_body, the frame's bytes dropped, the frame
+        # returned; and the attributes each class's __init__ and parse_body set (Frame:
+        # stream_id, flags, body_len; Padding: pad_length; Priority: depends_on,
+        # stream_weight, exclusive; DATA and HEADERS: data; WINDOW_UPDATE: window_increment)
+        # and Flags' _valid_flags and _flags.
         data = self._data
         if len(data) < 9 or self._headers_buffer:
             return super().__next__()
@@ -1915,15 +2200,16 @@ class DirectFrameBuffer(h2.frame_buffer.FrameBuffer):
 
 
 def parse_frames_directly(h2_conn: h2.connection.H2Connection) -> None:
-    """Have the client connection ``h2_conn`` (before it has received anything) parse the
-    frames it receives with ``DirectFrameBuffer``."""
+    """Have the connection ``h2_conn`` (a client's or a server's, before it has received
+    anything) parse the frames it receives with ``DirectFrameBuffer``."""
     # Relies on: H2Connection.incoming_buffer, the FrameBuffer receive_data adds to and takes
-    # frames from (setting its max_frame_size first); a client's has no preamble.
+    # frames from (setting its max_frame_size first), made with server=not client_side; a
+    # server's checks the client's preamble in add_data (_preamble, _preamble_len).
     buffer = h2_conn.incoming_buffer
-    assert h2_conn.config.client_side
+    direct = DirectFrameBuffer(server=not h2_conn.config.client_side)
     assert not buffer._data
-    assert not buffer._preamble_len
-    h2_conn.incoming_buffer = DirectFrameBuffer(server=False)
+    assert (buffer._preamble, buffer._preamble_len) == (direct._preamble, direct._preamble_len)
+    h2_conn.incoming_buffer = direct
 
 
 # --- h2: a client connection's configuration read without descriptors ---------------------

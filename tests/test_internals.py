@@ -48,6 +48,7 @@ from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame
 
 from muxs import _internals
 from muxs.frame_layout import FRAME_HEADER
+from tests.polling import until
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -270,8 +271,11 @@ def test_the_events_processor_has_a_table_of_handlers_by_event_type() -> None:
     assert "self.processors[event.__class__]" in source(grpclib.protocol.EventsProcessor.process)
 
 
-def test_the_handler_keeps_a_task_per_stream() -> None:
-    assert "self._tasks[stream] = " in source(grpclib.server.Handler.accept)
+def test_the_handler_keeps_a_task_per_stream_made_in_its_loop() -> None:
+    accept = source(grpclib.server.Handler.accept)
+    assert "self._tasks[stream] = self.loop.create_task(request_handler(" in accept
+    assert "self.mapping, stream, headers, self.codec," in accept
+    assert "self.status_details_codec, self.dispatch, release_stream," in accept
 
 
 def test_the_handler_sweeps_ended_tasks_from_tasks_and_cancelled() -> None:
@@ -1139,30 +1143,51 @@ async def test_a_direct_buffer_read_cancelled_while_waiting_loses_nothing() -> N
     assert acknowledged == [3, 5]
 
 
-async def test_a_fresh_grpclib_stream_gets_a_direct_buffer_acknowledging_as_before() -> None:
-    acknowledged: list[int] = []
-    stream = _ReadStream(acknowledged)
-    _internals.buffer_data_directly(stream)  # type: ignore[arg-type]
-    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
-    buffer: Any = stream.buffer
-    assert isinstance(buffer, _internals.DirectBuffer)
-    buffer.add(b"x" * 10, 12)
-    buffer.add(b"y" * 10, 10)
-    assert await buffer.read(15) == b"x" * 10 + b"y" * 5
-    await asyncio.sleep(0)
-    assert acknowledged == [22]
+async def _a_requests_stream(direct: bool) -> list[Any]:
+    """A request's stream as grpclib's server connection makes it (with
+    ``make_direct_streams`` when ``direct``): its buffer's type, what it reads and
+    acknowledges, what it leaves unacknowledged, and what the connection counts."""
+    protocol = grpclib.protocol.H2Protocol(
+        _Accepting(), grpclib.config.Configuration().__for_server__(), h2.config.H2Configuration()
+    )
+    protocol.connection_made(_SocketlessWrites())  # type: ignore[arg-type]
+    if direct:
+        _internals.make_direct_streams(protocol)
+    acknowledged: list[tuple[int, int]] = []
+    protocol.connection.ack = lambda *ack: acknowledged.append(ack)  # type: ignore[method-assign]
+    stream = protocol.connection.create_stream(stream_id=5)
+    seen: list[Any] = [type(stream.buffer).__name__, stream.id, stream.created is not None]
+    stream.buffer.add(b"x" * 10, 12)
+    stream.buffer.add(b"y" * 3, 3)
+    seen += [await stream.buffer.read(12), acknowledged.copy(), stream.buffer.unacked_size()]
+    stream.buffer.eof()
+    seen += [await stream.buffer.read(1), await stream.buffer.read(1)]
+    seen += [protocol.connection.streams_started, protocol.connection.last_stream_created]
+    return [*seen, stream.created]
 
 
-async def test_a_grpclib_buffer_holding_data_is_left_as_it_is() -> None:
-    for end in (False, True):
-        stream = _ReadStream([])
-        if end:
-            stream.buffer.eof()
-        else:
-            stream.buffer.add(b"x", 1)
-        buffer = stream.buffer
-        _internals.buffer_data_directly(stream)  # type: ignore[arg-type]
-        assert stream.buffer is buffer
+async def test_a_servers_stream_gets_a_direct_buffer_acknowledging_as_grpclibs() -> None:
+    ours, theirs = await _a_requests_stream(True), await _a_requests_stream(False)
+    assert ours[0] == "DirectBuffer"
+    assert theirs[0] == "Buffer"
+    assert (
+        ours[1:-3] == theirs[1:-3] == [5, True, b"x" * 10 + b"yy", [(5, 12), (5, 3)], 0, b"y", b""]
+    )
+    assert ours[-3] == theirs[-3] == 1
+    assert ours[-2] == ours[-1]
+
+
+def test_grpclib_makes_a_requests_stream_with_create_stream_and_init_stream() -> None:
+    assert "stream = self.connection.create_stream(stream_id=event.stream_id)" in source(
+        grpclib.protocol.EventsProcessor.process_request_received
+    )
+    assert "return Stream(self, self._connection, self._transport," in source(
+        grpclib.protocol.Connection.create_stream
+    )
+    init = source(grpclib.protocol.Stream.init_stream)
+    assert "self.buffer = Buffer(partial(connection.ack, self.id))" in init
+    assert "self.connection.streams_started += 1" in init
+    assert "self.created = self.connection.last_stream_created = time.monotonic()" in init
 
 
 class _Writes:
@@ -1560,19 +1585,16 @@ def test_frames_taken_directly_one_after_another_on_a_stream_come_as_one_run() -
 
 
 class _Accepting(grpclib.protocol.AbstractHandler):
-    """Takes each request's stream (with a ``DirectBuffer`` when ``direct``), except stream 3,
-    which it lets go of at once (grpclib then acknowledges that stream's data unread)."""
+    """Takes each request's stream, except stream 3, which it lets go of at once (grpclib
+    then acknowledges that stream's data unread)."""
 
-    def __init__(self, direct: bool) -> None:
-        self.direct = direct
+    def __init__(self) -> None:
         self.streams: dict[int, grpclib.protocol.Stream] = {}
 
     def accept(self, stream: Any, headers: Any, release_stream: Any) -> None:
         if stream.id == 3:
             release_stream()
             return
-        if self.direct:
-            _internals.buffer_data_directly(stream)
         self.streams[stream.id] = stream
 
     def cancel(self, stream: Any) -> None:
@@ -1592,13 +1614,15 @@ async def _served(direct: bool, in_runs: bool) -> tuple[Any, ...]:
     ``data_received`` or as ``DataRun`` events; each stream's bytes (read whole), the
     counts, and what it wrote (its acknowledgements among it)."""
     transport = _SocketlessWrites()
-    handler = _Accepting(direct)
+    handler = _Accepting()
     config = grpclib.config.Configuration().__for_server__()
     h2_config = h2.config.H2Configuration(
         client_side=False, header_encoding="ascii", validate_inbound_headers=False
     )
     protocol = grpclib.protocol.H2Protocol(handler, config, h2_config)
     protocol.connection_made(transport)  # type: ignore[arg-type]
+    if direct:
+        _internals.make_direct_streams(protocol)
     if in_runs:
         _internals.receive_data_runs(protocol)
         h2_conn, sent = _internals.h2_connection(protocol), _client_bytes()
@@ -1677,13 +1701,16 @@ def _parsed(frame: Frame) -> tuple[Any, ...]:
     )
 
 
-def _frames_both_ways(sent: bytes, pieces: list[int]) -> tuple[list[Any], list[Any]]:
-    """``sent`` fed in ``pieces`` to h2's FrameBuffer and to DirectFrameBuffer, each taking
-    its frames after each piece; (h2's, muxs's): the frames, or the first error."""
+def _frames_both_ways(
+    sent: bytes, pieces: list[int], server: bool = False
+) -> tuple[list[Any], list[Any]]:
+    """``sent`` fed in ``pieces`` to h2's FrameBuffer and to DirectFrameBuffer (a server's,
+    when ``sent`` starts with the client's preamble), each taking its frames after each
+    piece; (h2's, muxs's): the frames, or the first error."""
     outcomes: tuple[list[Any], list[Any]] = ([], [])
     buffers = (
-        h2.frame_buffer.FrameBuffer(server=False),
-        _internals.DirectFrameBuffer(server=False),
+        h2.frame_buffer.FrameBuffer(server=server),
+        _internals.DirectFrameBuffer(server=server),
     )
     for buffer, outcome in zip(buffers, outcomes, strict=True):
         buffer.max_frame_size = 16384
@@ -1699,13 +1726,38 @@ def _frames_both_ways(sent: bytes, pieces: list[int]) -> tuple[list[Any], list[A
     return outcomes
 
 
+@pytest.mark.parametrize("server", [False, True], ids=["client", "server"])
 @pytest.mark.parametrize("seed", range(300))
-def test_frames_parsed_directly_are_hyperframes_frames(seed: int) -> None:
+def test_frames_parsed_directly_are_hyperframes_frames(seed: int, server: bool) -> None:
     rng = random.Random(seed)
     sent = b"".join(_random_frame(rng) for _ in range(rng.randrange(1, 12)))
+    if server:
+        sent = h2.frame_buffer.FrameBuffer(server=True)._preamble + sent
     pieces = [rng.choice([1, 9, 13, 100, len(sent)]) for _ in range(len(sent))]
-    theirs, ours = _frames_both_ways(sent, pieces)
+    theirs, ours = _frames_both_ways(sent, pieces, server)
     assert ours == theirs
+
+
+def test_a_server_connection_parses_frames_directly_after_the_preamble() -> None:
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    _internals.parse_frames_directly(server)
+    assert type(server.incoming_buffer) is _internals.DirectFrameBuffer
+    client = h2.connection.H2Connection()
+    client.initiate_connection()
+    request = [(":method", "POST"), (":scheme", "http"), (":path", "/a"), (":authority", "a")]
+    client.send_headers(1, request)
+    client.send_data(1, b"hello", end_stream=True)
+    events = server.receive_data(client.data_to_send())
+    assert [type(event).__name__ for event in events] == [
+        "RemoteSettingsChanged",
+        "RequestReceived",
+        "DataReceived",
+        "StreamEnded",
+    ]
+    fresh = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    _internals.parse_frames_directly(fresh)
+    with pytest.raises(h2.exceptions.ProtocolError, match="Invalid HTTP/2 preamble"):
+        fresh.receive_data(b"GET / HTTP/1.1\r\n\r\n" + bytes(20))
 
 
 def test_a_unary_responses_frames_are_parsed_directly() -> None:
@@ -2224,3 +2276,160 @@ def test_process_events_refuses_an_unknown_event_and_skips_those_after_a_close()
         _internals.process_events(protocol, [_Unknown()])
     protocol.processor.close()
     _internals.process_events(protocol, [_Unknown(), h2.events.PingReceived(ping_data=b"12345678")])
+
+
+# --- grpclib's server: a call's request handled in fewer steps -------------------------------
+
+
+class _Answers:
+    """Methods whose request says how they answer: unary, and unary-stream (which may end
+    without a reply)."""
+
+    async def answer(self, stream: Any) -> None:
+        request = await stream.recv_message()
+        if request == b"trailers-only":
+            raise grpclib.exceptions.GRPCError(grpclib.const.Status.NOT_FOUND, "no such thing")
+        if request == b"crash":
+            raise ValueError("a bug")
+        if request == b"metadata":
+            await stream.send_initial_metadata(metadata={"x-initial": "1"})
+        if request != b"no-reply":
+            await stream.send_message(b"reply to " + request)
+        if request == b"twice":
+            await stream.send_message(b"again")
+        if request == b"late-error":
+            raise grpclib.exceptions.GRPCError(grpclib.const.Status.INTERNAL, "went wrong")
+        if request == b"metadata":
+            await stream.send_trailing_metadata(metadata={"x-trailing": "2"})
+        if request == b"ends":
+            await stream.send_trailing_metadata()
+        if request == b"slow":
+            await asyncio.Event().wait()
+
+    def __mapping__(self) -> dict[str, grpclib.const.Handler]:
+        return {
+            f"/test.Answers/{name}": grpclib.const.Handler(self.answer, cardinality, bytes, bytes)
+            for name, cardinality in (
+                ("Unary", grpclib.const.Cardinality.UNARY_UNARY),
+                ("Stream", grpclib.const.Cardinality.UNARY_STREAM),
+            )
+        }
+
+
+_SERVER_EVENTS = (
+    grpclib.events.RecvRequest,
+    grpclib.events.RecvMessage,
+    grpclib.events.SendInitialMetadata,
+    grpclib.events.SendMessage,
+    grpclib.events.SendTrailingMetadata,
+)
+
+
+async def _answered(
+    method: str, request: bytes, in_steps: bool, listened: bool, caplog: Any
+) -> list[Any]:
+    """A call to ``method`` served by grpclib's own request handler or (``in_steps``) by
+    ``start_call``, with every server event listened to or none: what the client got, the
+    events the server dispatched and what grpclib's server logged."""
+    seen: list[Any] = []
+    caplog.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        if in_steps:
+
+            def accept(self: Any, stream: Any, headers: Any, release_stream: Any) -> None:
+                _internals.start_call(self, stream, headers, dict(headers), release_stream)
+
+            patch.setattr(grpclib.server.Handler, "accept", accept)
+        testing = grpclib.testing.ChannelFor([_Answers()], codec=_BytesCodec())
+        async with testing as channel:
+            for kind in _SERVER_EVENTS if listened else ():
+
+                async def listener(event: Any, kind: Any = kind) -> None:
+                    seen.append(kind.__name__)
+
+                grpclib.events.listen(testing._server, kind, listener)
+            call = channel.request(
+                f"/test.Answers/{method}",
+                grpclib.const.Cardinality.UNARY_UNARY,
+                bytes,
+                bytes,
+                timeout=0.05 if request == b"slow" else 30,
+                metadata={"x-request": "3"},
+            )
+            outcome: Any = None
+            try:
+                async with call:
+                    await call.send_message(request, end=True)
+                    outcome = await call.recv_message()
+            except grpclib.exceptions.GRPCError as exc:
+                outcome = (exc.status, exc.message)
+            except TimeoutError:
+                outcome = "the client's deadline"
+            seen.append(outcome)
+            seen += [dict(call.initial_metadata or {}), dict(call.trailing_metadata or {})]
+            handler: Any = testing._server_protocol.handler
+            await until(lambda: all(task.done() for task in handler._tasks.values()))
+    seen += [
+        (record.name, record.levelname, record.getMessage())
+        for record in caplog.records
+        if record.name.startswith("grpclib.server")
+    ]
+    return seen
+
+
+_ANSWERS = [b"hello", b"metadata", b"trailers-only", b"crash", b"no-reply", b"twice"]
+_ANSWERS += [b"late-error", b"ends", b"slow"]
+
+
+@pytest.mark.parametrize("listened", [False, True], ids=["unlistened", "listened"])
+@pytest.mark.parametrize("method", ["Unary", "Stream"])
+@pytest.mark.parametrize("request_", _ANSWERS)
+async def test_a_call_served_in_steps_is_grpclibs_call(
+    request_: bytes, method: str, listened: bool, caplog: Any
+) -> None:
+    ours = await _answered(method, request_, True, listened, caplog)
+    theirs = await _answered(method, request_, False, listened, caplog)
+    if request_ == b"slow":  # the server's trailers race the client's own deadline
+        ours, theirs = sorted(map(repr, ours)), sorted(map(repr, theirs))
+    assert ours == theirs
+
+
+def test_grpclibs_server_steps_are_those_serve_request_and_lean_stream_copy() -> None:
+    handler = source(grpclib.server.request_handler)
+    for step in (
+        "headers_map = dict(headers)",
+        "if headers_map[':method'] != 'POST':",
+        "base_content_type, _, sub_type = content_type.partition('+')",
+        "if headers_map.get('te') != 'trailers':",
+        "method = mapping.get(method_name)",
+        "deadline = Deadline.from_headers(headers)",
+        "metadata = decode_metadata(headers)",
+        "user_agent = headers_map.get('user-agent')",
+        "wrapper = _stream.wrapper = DeadlineWrapper()",
+        "deadline_wrapper = wrapper.start(deadline)",
+        "stream.metadata, method_func = await dispatch.recv_request(",
+        "await method_func(stream)",
+        "log.info('Request was cancelled: %s', err)",
+        "log.exception('Application error')",
+        "log.exception('Server error')",
+        "release_stream()",
+    ):
+        assert step in handler
+    assert "(v for k, v in headers if k == 'grpc-timeout')" in source(
+        grpclib.metadata.Deadline.from_headers
+    )
+    stream = grpclib.server.Stream
+    assert "message, = await self._dispatch.recv_message(message)" in source(stream.recv_message)
+    initial = source(stream.send_initial_metadata)
+    assert "metadata, = await self._dispatch.send_initial_metadata(metadata)" in initial
+    assert "headers.extend(encode_metadata(cast(_Metadata, metadata)))" in initial
+    send = source(stream.send_message)
+    assert "message, = await self._dispatch.send_message(message)" in send
+    assert "await send_message(self._stream, self._codec, message, self._send_type)" in send
+    trailing = source(stream.send_trailing_metadata)
+    assert "if status != Status.OK and self._stream.closable:" in trailing
+    assert "and self._status_details_codec is not None" in trailing
+    assert "metadata, = await self._dispatch.send_trailing_metadata(" in trailing
+    assert "'Unary response with OK status requires '" in trailing
+    assert "self.__dict__[name] = _ident" in source(grpclib.events._Dispatch.__init__)
+    assert "log = logging.getLogger(__name__)" in inspect.getsource(grpclib.server)

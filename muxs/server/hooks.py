@@ -210,7 +210,7 @@ class CallHooks:
         async def run_handler(call: CallContext) -> None:
             """The handler, its outcome recorded on ``call`` for the interceptors to read."""
             try:
-                await func(cast(Stream[Any, Any], CallStream(call, counting, paced)))
+                await func(cast("Stream[Any, Any]", CallStream(call, counting, paced)))
             except BaseException as exc:
                 raise _failed(call, exc) from None
             call.status = StatusCode.OK

@@ -61,7 +61,9 @@ Where this needs grpclib's or h2's internals (how a server makes its connections
 configuration, the handler's task per stream, let go of as soon as it ends, the connection's
 ``h2`` object, its table of event handlers, the per-stream ``recv_data``; and, for speed, the
 response header blocks and DATA frames it frames itself, the request header blocks it
-decodes once and the request data it acknowledges once a turn: issue 18 in
+decodes once and the request data it acknowledges once a turn, the request frames it
+parses directly, each request's stream made with a ``DirectBuffer`` and its call run in
+fewer steps than grpclib's request handler takes (``start_call``): issue 18 in
 docs/PERFORMANCE.md), it goes through ``muxs._internals``.
 """
 
@@ -91,16 +93,16 @@ from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
     acknowledge_once_a_turn,
-    buffer_data_directly,
     buffer_reads,
     decode_headers_as_latin1,
     decode_headers_once,
     forget_task,
     h2_connection,
-    handler_task,
     keepalive_config,
     let_go_of_stream,
+    make_direct_streams,
     make_protocols_with,
+    parse_frames_directly,
     process_events,
     read_requests_with,
     receive_data_directly,
@@ -109,6 +111,8 @@ from muxs._internals import (
     send_data_directly,
     send_headers_statelessly,
     send_replies_with,
+    settle_configuration,
+    start_call,
     wait_for_window_with,
 )
 from muxs.coalescing import CoalescingTransport
@@ -330,7 +334,6 @@ class _LimitedHandler(protocol.AbstractHandler):
             release_stream()
             return
         method = self._inner.mapping.get(fields.get(":path", ""))
-        buffer_data_directly(stream)
         acknowledge_once_a_turn(stream)
         open_ended = fields.get(":path") in OPEN_ENDED
         read_requests_with(
@@ -363,10 +366,9 @@ class _LimitedHandler(protocol.AbstractHandler):
                 release_stream()
                 self._connection.call_ended(stream_id, open_ended=open_ended)
 
-        self._inner.accept(stream, headers, release)
+        task = start_call(self._inner, stream, headers, fields, release)
         # The task's ``finally`` releases the stream, but a task cancelled (stream reset)
         # before its first step never runs its body: release when it ends, run or not.
-        task = handler_task(self._inner, stream)
 
         def ended(_: asyncio.Task[None]) -> None:
             release()
@@ -475,7 +477,10 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._count_resets_by_server()
         self._await_preface()
         decode_headers_once(h2_connection(self))
+        parse_frames_directly(h2_connection(self))
+        settle_configuration(h2_connection(self))
         receive_data_runs(self)
+        make_direct_streams(self)
         h2_connection(self).update_settings(
             {
                 SettingCodes.MAX_CONCURRENT_STREAMS: self.settings.max_concurrent_streams,
