@@ -1220,11 +1220,13 @@ def decode_headers_once(h2_conn: h2.connection.H2Connection) -> None:
     h2_conn.decoder = decoder
 
 
-def send_data_directly(stream: Stream) -> None:
+def send_data_directly(stream: Stream, cut_short: Callable[[int], None] | None = None) -> None:
     """Have grpclib's server send ``stream``'s DATA frames framed by muxs: h2's state machines
     and flow-control windows see each frame as ``H2Connection.send_data`` would make them see
     it, but the frame's bytes are not copied into a hyperframe ``DataFrame``, then into h2's
-    buffer, then out of it: its 9-byte header and a view of the data go to the transport."""
+    buffer, then out of it: its 9-byte header and a view of the data go to the transport.
+    ``cut_short`` is called with the writes of each frame the peer's flow-control window
+    made smaller than both the frame size and what was left to send."""
     # Relies on: grpclib.protocol.Stream.send_data(data, end_stream): waiting for write_ready,
     # then for window_updated while the window is closed, sending min(window, the peer's
     # max_outbound_frame_size, what is left) per frame, counting data_sent on the stream and
@@ -1244,12 +1246,15 @@ def send_data_directly(stream: Stream) -> None:
                 stream.window_updated.clear()
                 await stream.window_updated.wait()
                 continue
-            size = min(window, h2_conn.max_outbound_frame_size, last - position)
+            most = min(h2_conn.max_outbound_frame_size, last - position)
+            size = min(window, most)
             chunk = view[position : position + size]
             position += size
             ends = end_stream and position == last
             stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
             stream._transport.write(chunk)
+            if size < most and cut_short is not None:
+                cut_short(2)
             stream.data_sent += size
             connection.data_sent += size
             connection.data_send_process()

@@ -1,7 +1,8 @@
 """Control-frame floods: PING (CVE-2019-9512), SETTINGS (CVE-2019-9515), PRIORITY
 (CVE-2019-9513), WINDOW_UPDATE, empty DATA frames (CVE-2019-9518), unknown frames, DATA
 frames on a stream the peer reset (each answered with RST_STREAM; no GOAWAY came in 60 s
-before they were counted), and CONTINUATION (CVE-2024-27316).
+before they were counted), CONTINUATION (CVE-2024-27316), and window granted a byte at a
+time (Data Dribble, CVE-2019-9511).
 
 Each flood gets GOAWAY ENHANCE_YOUR_CALM once over ``control_frame_budget`` (CONTINUATION:
 h2 ends the connection with PROTOCOL_ERROR after 64 frames of one header block), while
@@ -17,10 +18,14 @@ from collections.abc import Callable
 
 import pytest
 from h2.errors import ErrorCodes
+from h2.settings import SettingCodes
+from hyperframe.frame import DataFrame, Frame, WindowUpdateFrame
 
 from muxs import RunningServer, ServerSettings, serve
+from muxs.api import HelloRequest
 from muxs.server.limits import LimitedServer
 from tests.polling import until
+from tests.rawh2 import grpc_frame
 from tests.reliability.dos.attacks import (
     PING,
     PRIORITY,
@@ -33,6 +38,7 @@ from tests.reliability.dos.attacks import (
     data_on_a_reset_stream,
     empty_data,
     endless_headers,
+    live_streams,
     repeated,
 )
 from tests.reliability.dos.conftest import CONTROL_FRAME_BUDGET
@@ -40,6 +46,12 @@ from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_oth
 
 pytestmark = pytest.mark.both_loops
 LOTS_OF_GREETINGS = "/muxs.Greeter/LotsOfGreetings"
+LOTS_OF_REPLIES = "/muxs.Greeter/LotsOfReplies"
+#: The budget window of the Data Dribble test: its bucket refills less than a token a second.
+DRIBBLE_WINDOW = 600.0
+#: One-byte DATA frames after which a dribbling peer with no GOAWAY fails that test: twice
+#: the budget, which the bucket's refill would take ten minutes to give.
+DRIBBLED_FRAMES = 2 * CONTROL_FRAME_BUDGET
 FLOODS: dict[str, Callable[[Attacker], Callable[[], bytes]]] = {
     "ping": lambda _: repeated(PING, 200),
     "settings": lambda _: repeated(SETTINGS, 200),
@@ -60,6 +72,51 @@ async def test_a_control_frame_flood_gets_goaway_and_others_are_served(
     await assert_calmed_down(
         live_server, caplog, FLOODS[flood], "control_frame_budget", CONTROL_FRAME_BUDGET
     )
+
+
+async def test_a_peer_granting_window_a_byte_at_a_time_gets_goaway(
+    settings: ServerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Data Dribble (CVE-2019-9511): a stream window of one byte, and one more byte granted
+    for each DATA frame: the server writes a frame per byte, each an answer to a 13-byte
+    WINDOW_UPDATE. Those frames earn the peer nothing (before, their writes earned it more
+    than its WINDOW_UPDATEs spent, and one-byte frames came without end), so it gets GOAWAY
+    ENHANCE_YOUR_CALM ``control_frame_budget`` while another client is served. The budget is
+    counted over ``DRIBBLE_WINDOW`` (it refills too slowly to matter), so that how fast this
+    machine goes does not decide when the budget is spent."""
+    counted = dataclasses.replace(settings, budget_window=DRIBBLE_WINDOW)
+    async with serve(settings=counted) as server:
+        baseline, streams = Usage.now(), live_streams()
+        attacker = await Attacker.open(server)
+        sizes: list[int] = []
+
+        def grant_a_byte(frame: Frame) -> bytes:
+            if not isinstance(frame, DataFrame) or len(sizes) >= DRIBBLED_FRAMES:
+                return b""
+            sizes.append(len(frame.data))
+            return WindowUpdateFrame(frame.stream_id, window_increment=1).serialize()
+
+        attacker.answer = grant_a_byte
+        attacker.h2.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 1})
+        stream_id = attacker.open_stream(LOTS_OF_REPLIES)
+        request = grpc_frame(bytes(HelloRequest(name="dribble", count=100_000)))
+        attacker.write(DataFrame(stream_id, request, flags=["END_STREAM"]).serialize())
+        await assert_others_served(server)
+        await until(lambda: attacker.closed.is_set() or len(sizes) >= DRIBBLED_FRAMES, bound=WAIT)
+        assert attacker.closed.is_set(), f"{len(sizes)} DATA frames came and no GOAWAY"
+        goaway = await attacker.wait_goaway()
+        assert (goaway.error_code, goaway.additional_data) == (
+            ErrorCodes.ENHANCE_YOUR_CALM,
+            b"control_frame_budget",
+        )
+        assert set(sizes) == {1}
+        host, port = attacker.address
+        await attacker.aclose()
+        await assert_back_to(baseline, server)
+        await until(lambda: live_streams() <= streams)
+    warnings = [r.getMessage() for r in caplog.records if "ENHANCE_YOUR_CALM" in r.getMessage()]
+    over = f"over its control_frame_budget of {CONTROL_FRAME_BUDGET} per {DRIBBLE_WINDOW:g} s"
+    assert warnings == [f"GOAWAY ENHANCE_YOUR_CALM to {host}:{port}: {over}"]
 
 
 async def test_a_continuation_flood_is_cut_short(live_server: RunningServer) -> None:
