@@ -1609,17 +1609,26 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
     table[frame.HeadersFrame] = received
 
 
-def send_data_directly(stream: Stream) -> None:
-    """Have grpclib's server send ``stream``'s DATA frames framed by muxs (``_send_framed``)."""
-    stream.send_data = functools.partial(_send_framed, stream)  # type: ignore[method-assign]
+def send_data_directly(stream: Stream, cut_short: Callable[[int], None] | None = None) -> None:
+    """Have grpclib's server send ``stream``'s DATA frames framed by muxs (``_send_framed``),
+    calling ``cut_short`` as it says."""
+    stream.send_data = functools.partial(  # type: ignore[method-assign]
+        _send_framed, stream, cut_short=cut_short
+    )
 
 
-async def _send_framed(stream: Stream, data: bytes, end_stream: bool = False) -> None:
+async def _send_framed(
+    stream: Stream,
+    data: bytes,
+    end_stream: bool = False,
+    cut_short: Callable[[int], None] | None = None,
+) -> None:
     """What grpclib's ``send_data`` does on ``stream``, with DATA frames framed by muxs: h2's
     state machines and flow-control windows see each frame as ``H2Connection.send_data`` would
     make them see it, but the frame's bytes are not copied into a hyperframe ``DataFrame``,
     then into h2's buffer, then out of it: its 9-byte header and a view of the data go to the
-    transport."""
+    transport. ``cut_short`` is called with the writes of each frame the peer's flow-control
+    window made smaller than both the frame size and what was left to send."""
     # Relies on: grpclib.protocol.Stream.send_data(data, end_stream): waiting for write_ready,
     # then for window_updated while the window is closed, sending min(window, the peer's
     # max_outbound_frame_size, what is left) per frame, counting data_sent on the stream and
@@ -1638,12 +1647,15 @@ async def _send_framed(stream: Stream, data: bytes, end_stream: bool = False) ->
             stream.window_updated.clear()
             await stream.window_updated.wait()
             continue
-        size = min(window, h2_conn.max_outbound_frame_size, last - position)
+        most = min(h2_conn.max_outbound_frame_size, last - position)
+        size = min(window, most)
         chunk = view[position : position + size]
         position += size
         ends = end_stream and position == last
         stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
         stream._transport.write(chunk)
+        if size < most and cut_short is not None:
+            cut_short(2)
         stream.data_sent += size
         connection.data_sent += size
         connection.data_send_process()

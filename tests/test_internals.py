@@ -972,6 +972,48 @@ def test_direct_data_frames_are_refused_past_the_window_or_the_frame_size() -> N
         _internals._frame_data(connection, 1, 11, False)
 
 
+class _SendingStream:
+    """What ``send_data_directly`` needs of a grpclib server stream (stream 1 of ``h2_conn``)."""
+
+    def __init__(self, h2_conn: Any) -> None:
+        self._h2_connection = h2_conn
+        self.id = 1
+        self._transport = _Writes()
+        self.window_updated = asyncio.Event()
+        self.data_sent = 0
+        self.connection = grpclib.protocol.Connection.__new__(grpclib.protocol.Connection)
+        self.connection.write_ready = asyncio.Event()
+        self.connection.write_ready.set()
+        self.connection.data_sent = 0
+        self.connection.data_send_process = lambda: None  # type: ignore[method-assign]
+
+
+async def test_direct_data_frames_the_peers_window_cuts_short_are_told_with_their_writes() -> None:
+    """20,000 bytes on a stream window of 3: a frame of 3 bytes, cut short (told, with its two
+    writes); then, the window opened wide, one of the frame size and one of the rest: not."""
+    _, server = _connections()
+    server.send_headers(1, RESPONSE_HEADERS)
+    server.streams[1].outbound_flow_control_window = 3
+    server.data_to_send()
+    stream = _SendingStream(server)
+    cuts: list[int] = []
+    _internals.send_data_directly(stream, cuts.append)  # type: ignore[arg-type]
+    sending = asyncio.create_task(stream.send_data(b"x" * 20000))  # type: ignore[attr-defined]
+    await asyncio.sleep(0)  # the first frame, then a wait for window
+    assert (cuts, stream.data_sent) == ([2], 3)
+    server.streams[1].outbound_flow_control_window = 1 << 20
+    server.outbound_flow_control_window = 1 << 20
+    stream.window_updated.set()
+    await sending
+    assert (cuts, stream.data_sent) == ([2], 20000)
+    frames = _frames(stream._transport.written)
+    assert [len(f.data) for f in frames if isinstance(f, DataFrame)] == [
+        3,
+        16384,
+        20000 - 3 - 16384,
+    ]
+
+
 def test_h2_and_grpclib_send_data_as_direct_data_frames_copies() -> None:
     send = source(h2.connection.H2Connection.send_data)
     assert "self.state_machine.process_input(ConnectionInputs.SEND_DATA)" in send

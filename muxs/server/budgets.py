@@ -17,14 +17,17 @@ second; a peer that spends a token from an empty bucket is over budget, and
   to what the server sends it: window updates for its stream and its connection as each
   reply arrives (grpcio two a unary call, one a message of a bidi stream), BDP pings
   while it downloads. So each stream the peer opens earns ``EARNED_PER_STREAM`` tokens
-  back, each write of the server's own (not its answers to control frames)
-  ``EARNED_PER_WRITE`` and every ``EARNED_PER_BYTES`` bytes it writes one (as Envoy
-  allows window updates per stream opened and per DATA frame sent, over the connection's
-  life). Earned tokens are kept until spent, not capped at the budget's size: a client
-  under a loaded server reads a burst of replies and answers it with a burst of window
-  updates, and they cannot be earned faster than the server chooses to write. The DATA a client had
-  in flight when the server ended a call early is mostly full frames, and only a
-  message's last frame is small.
+  back, each write of the server's own ``EARNED_PER_WRITE`` and every
+  ``EARNED_PER_BYTES`` bytes it writes one (as Envoy allows window updates per stream
+  opened and per DATA frame sent, over the connection's life). Writes that answer the
+  peer's frames earn nothing: h2's answers to control frames, and DATA frames the peer's
+  flow-control window cut short (``cut_short``: a peer granting a byte at a time, Data
+  Dribble, CVE-2019-9511, gets a frame per WINDOW_UPDATE, and pays for each). Earned
+  tokens are kept until spent, not capped at the budget's size: a client under a loaded
+  server reads a burst of replies and answers it with a burst of window updates, and they
+  cannot be earned faster than the server chooses to write. The DATA a client had in
+  flight when the server ended a call early is mostly full frames, and only a message's
+  last frame is small.
 
 ``FrameScanner.take_turn`` also says how much of a backlog one turn of the event loop feeds
 (``muxs.server.limits``): a turn's work is counted in bytes that h2 parses, and a DATA
@@ -234,7 +237,8 @@ class FloodGuard:
         self.scanner = FrameScanner()
         self._bytes_credited = 0
         self._writes_credited = 0
-        #: The writes that were h2's answers to the peer's frames (they earn nothing).
+        #: The writes that answered the peer's frames (they earn nothing): h2's answers, and
+        #: the DATA frames its flow-control window cut short.
         self._answers = 0
         #: The small DATA frames (not counted yet) of the last ``over_budget``, per stream.
         self._small_data: Counter[int] = Counter()
@@ -275,6 +279,14 @@ class FloodGuard:
                 if not control.spend():
                     return "control_frame_budget"
         return None
+
+    def cut_short(self, writes: int) -> None:
+        """The server wrote a DATA frame (in ``writes`` writes) that the peer's flow-control
+        window made smaller than the frame size and the data left: an answer to the peer's
+        WINDOW_UPDATE (or SETTINGS), which earns nothing per write (its bytes earn as any).
+        A peer granting a byte at a time would otherwise earn more with each frame than
+        its WINDOW_UPDATE spent (Data Dribble, CVE-2019-9511)."""
+        self._answers += writes
 
     def wrote(self, total_bytes: int, total_writes: int) -> None:
         """The server has written ``total_bytes`` to the connection so far, in

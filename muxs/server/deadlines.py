@@ -88,7 +88,8 @@ class IdleLimit(Generic[T]):
     but with one timer a call instead of one a message: the timer, due ``seconds`` after
     the oldest read it covers, re-arms itself for the current read when it finds one in
     time, and ends a read that is not (a stream of many small messages made a timer
-    handle, its heap push and its cancel per message)."""
+    handle, its heap push and its cancel per message). The timer is cancelled once the
+    client's stream has ended; a call that ends otherwise leaves it to fire once."""
 
     __slots__ = (
         "__weakref__",
@@ -120,7 +121,7 @@ class IdleLimit(Generic[T]):
         if self._timer is None:
             self._arm(self._asked_at + self._seconds)
         try:
-            return await anext(self._messages, None)
+            message = await anext(self._messages, None)
         except asyncio.CancelledError:
             if self._expired:
                 self._expired = False
@@ -136,6 +137,12 @@ class IdleLimit(Generic[T]):
             if self._expired:  # a message came as the limit expired: as asyncio.timeout,
                 self._expired = False  # its cancel is taken back
                 reader.uncancel()
+        if message is None and self._timer is not None:
+            # The stream has ended: its timer goes now, not up to ``seconds`` later (about
+            # 300 bytes a call, held that long at whatever rate calls come).
+            self._timer.cancel()
+            self._timer = None
+        return message
 
     def _arm(self, when: float) -> None:
         # In an empty context: the call's (its CallContext, its stream) would stay alive

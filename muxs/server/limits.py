@@ -349,7 +349,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             ),
         )
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
-        send_data_directly(stream)
+        send_data_directly(stream, self._connection.cut_short)
         response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
         encoding = reply_encoding(self._connection.settings.compression, headers)
         if encoding is not None:
@@ -778,6 +778,11 @@ class _LimitedProtocol(protocol.H2Protocol):
                 acked.set_result(None)
 
         grpclib_ack = replace_event_handler(self, h2.events.PingAckReceived, ping_acked)
+
+    def cut_short(self, writes: int) -> None:
+        """A DATA frame the peer's flow-control window cut short was written in ``writes``
+        writes: they earn the peer no control frames (``FloodGuard.cut_short``)."""
+        self._guard.cut_short(writes)
 
     def reset_by_server(self) -> None:
         """The server reset a stream for a frame of the peer's that made it malformed: a

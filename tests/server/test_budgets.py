@@ -321,6 +321,22 @@ def test_the_servers_own_writes_earn_control_frames_and_its_answers_none() -> No
     assert over_budget(pinged, PING) == "control_frame_budget"
 
 
+def test_data_frames_the_peers_window_cut_short_earn_nothing() -> None:
+    """Data Dribble (CVE-2019-9511): each WINDOW_UPDATE of a byte is answered with a DATA
+    frame of a byte (two writes, ten bytes). Counted as the server's own writes, each frame
+    earned more than its WINDOW_UPDATE spent; cut short by the window, they earn nothing."""
+    a_byte = WindowUpdateFrame(1, window_increment=1).serialize()
+    for cut_short, outcome in ((False, None), (True, "control_frame_budget")):
+        dribbled, writes = guard(control_frames=10), 0
+        for _ in range(10):
+            assert over_budget(dribbled, a_byte) is None
+            writes += 2
+            if cut_short:
+                dribbled.cut_short(2)
+            dribbled.wrote(5 * writes, writes)
+        assert over_budget(dribbled, a_byte) == outcome
+
+
 CLOSED_ON_1 = RstStreamFrame(1, error_code=0x5).serialize()  # h2's answer: STREAM_CLOSED
 
 

@@ -30,7 +30,12 @@ def _queue(*messages: int | None) -> asyncio.Queue[int | None]:
 
 async def test_messages_in_time_are_read_to_the_end() -> None:
     limit = IdleLimit(_messages(_queue(1, 2, 3, None)), 60)
-    assert [await limit.next() for _ in range(4)] == [1, 2, 3, None]
+    assert [await limit.next() for _ in range(3)] == [1, 2, 3]
+    timer = limit._timer
+    assert timer is not None
+    assert await limit.next() is None
+    assert timer.cancelled()  # the stream ended: its timer is not kept for 60 s
+    assert limit._timer is None
 
 
 @pytest.mark.parametrize("sent", [0, 3])

@@ -78,6 +78,28 @@ async def test_nfc_and_nfd_spellings_are_different_files(client: Client, root_di
     assert await names(client, "") == {nfc, nfd}
 
 
+@pytest.mark.parametrize("write", ["Write", "WriteStream"])
+async def test_a_hard_link_to_a_file_outside_is_served_and_what_is_outside_never_changes(
+    client: Client, root_dir: Path, write: str
+) -> None:
+    """A hard link is the root's name for a file, wherever else the file is named: it is
+    served as any file is (as nginx, Apache and Samba serve one). A client cannot make one,
+    and what it does through one never reaches the other name: a write replaces the root's
+    name (a rename), a delete removes only that name."""
+    outside = plant(root_dir)
+    (root_dir / "linked").hardlink_to(outside / "secret")
+    assert (await client.read("linked")).text == "secret"
+    assert (await client.stat("linked")).size == len("secret")
+    await call(client, write, "linked")
+    assert (await client.read("linked")).text == "pwned"
+    assert (outside / "secret").read_text() == "secret"
+    assert (outside / "secret").stat().st_nlink == 1
+    (root_dir / "linked-again").hardlink_to(outside / "secret")
+    await client.delete("linked-again")
+    assert not (root_dir / "linked-again").exists()
+    assert (outside / "secret").read_text() == "secret"
+
+
 async def attempt(call: Awaitable[T]) -> T | str:
     try:
         return await call

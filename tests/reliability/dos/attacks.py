@@ -48,6 +48,8 @@ class Attacker:
     ) -> None:
         self._reader = reader
         self._writer = writer
+        #: What the attacker writes back to each whole frame of the server's (None: nothing).
+        self.answer: Callable[[Frame], bytes] | None = None
         self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         self.h2.initiate_connection()
         self._writer.write(self.h2.data_to_send())
@@ -137,6 +139,9 @@ class Attacker:
                     if isinstance(frame, GoAwayFrame):
                         frame.parse_body(memoryview(body))
                         self.goaway = frame
+                    elif self.answer is not None:
+                        frame.parse_body(memoryview(body))
+                        self._writer.write(self.answer(frame))
         except ConnectionError:
             pass
         finally:
