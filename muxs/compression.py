@@ -45,8 +45,9 @@ OFF_LOOP_BYTES = 64 * 1024
 #: The most bytes one zlib call takes (compressing) or makes (inflating): the thread gets
 #: back the GIL, which zlib lets go of, after each piece and holds it only briefly.
 PIECE_BYTES = 64 * 1024
-#: The input an inflater is first given at a gzip member's start (doubled each call, up to
-#: ``PIECE_BYTES``): zlib copies what is left of a call's input past a member's end.
+#: The input an inflater is first given at the start of a gzip member after the first
+#: (doubled each call, up to ``PIECE_BYTES``): zlib copies what is left of a call's input past
+#: a member's end, so tiny members cost a small copy each.
 _FIRST_TAKE = 4096
 #: The most gzip members a message may have (RFC 1952 allows any number): each costs 3 to
 #: 15 microseconds however small it is, so 4 MiB of empty 20-byte members would cost
@@ -100,8 +101,8 @@ def _inflate_rest(inflation: _Inflation) -> bytes:
 
 class _Inflation:
     """One compressed message being inflated, in pieces: each zlib call takes at most
-    ``PIECE_BYTES`` of input (from 4 KiB at a member's start: zlib copies what is left of a
-    call's input past a member's end) and makes at most ``PIECE_BYTES`` of output. The
+    ``PIECE_BYTES`` of input (``_FIRST_TAKE`` at first in members after the first) and makes
+    at most ``PIECE_BYTES`` of output. The
     pieces are joined once, at the end: no copy of the growing message, and between zlib
     calls (which let go of the GIL) the thread holds the GIL only briefly, so the event loop
     is never kept waiting long for it."""
@@ -115,7 +116,7 @@ class _Inflation:
         self._position = 0
         self._members = 1
         self._inflater = zlib.decompressobj(_WBITS[encoding])
-        self._take = _FIRST_TAKE
+        self._take = PIECE_BYTES
         self.done = False
 
     def run(self, budget: int | None = None) -> None:
@@ -147,7 +148,7 @@ class _Inflation:
         except zlib.error as exc:
             raise Corrupt(f"the message is not valid {self._encoding} data ({exc})") from None
         # What zlib left of ``given``: past the stream's end, or past ``most_out`` (at the end,
-        # CPython keeps the tail it last had: only unused_data counts).
+        # CPython 3.11-3.13's unconsumed_tail holds unused_data's bytes too: count them once).
         left = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
         used = len(given) - len(left)
         self._position += used
