@@ -43,8 +43,9 @@ MIN_COMPRESSED_BYTES = 1024
 #: inflating to it about 0.07 ms: larger work is done in a worker thread.
 OFF_LOOP_BYTES = 64 * 1024
 #: The most bytes one zlib call takes (compressing) or makes (inflating): the thread gets
-#: back the GIL, which zlib lets go of, after each piece and holds it only briefly.
-PIECE_BYTES = 64 * 1024
+#: back the GIL, which zlib lets go of, after each piece and holds it only briefly. zlib's
+#: first output block: an output piece that fills it is returned without a copy.
+PIECE_BYTES = 32 * 1024
 #: The input an inflater is first given at the start of a gzip member after the first
 #: (doubled each call, up to ``PIECE_BYTES``): zlib copies what is left of a call's input past
 #: a member's end, so tiny members cost a small copy each.
