@@ -42,10 +42,13 @@ MIN_COMPRESSED_BYTES = 1024
 #: Compressing a body this large takes 0.3 to 1.2 ms (compressible to random bytes),
 #: inflating to it about 0.07 ms: larger work is done in a worker thread.
 OFF_LOOP_BYTES = 64 * 1024
-#: The most bytes one zlib call takes (compressing) or makes (inflating): the thread gets
-#: back the GIL, which zlib lets go of, after each piece and holds it only briefly. zlib's
-#: first output block: an output piece that fills it is returned without a copy.
+#: The most bytes one zlib call makes inflating: the thread gets back the GIL, which zlib
+#: lets go of, after each piece and holds it only briefly. zlib's first output block: a piece
+#: that fills it is returned without a copy.
 PIECE_BYTES = 32 * 1024
+#: The most bytes one zlib call takes compressing (what it makes is a fraction of it, in
+#: zlib's first output block): fewer trips for the GIL than ``PIECE_BYTES`` would take.
+COMPRESS_PIECE_BYTES = 256 * 1024
 #: The input an inflater is first given at the start of a gzip member after the first
 #: (doubled each call, up to ``PIECE_BYTES``): zlib copies what is left of a call's input past
 #: a member's end, so tiny members cost a small copy each.
@@ -186,13 +189,13 @@ class _Inflation:
 
 def compress(data: bytes | memoryview, encoding: str) -> list[bytes]:
     """``data`` compressed with ``encoding`` (one ``supports`` says yes to), in pieces: zlib
-    is given ``PIECE_BYTES`` at a time (it lets go of the GIL for each), and what it makes is
-    kept as it comes, never copied into one growing buffer."""
+    is given ``COMPRESS_PIECE_BYTES`` at a time (it lets go of the GIL for each), and what it
+    makes is kept as it comes, never copied into one growing buffer."""
     compressor = zlib.compressobj(wbits=_WBITS[encoding])
     view = memoryview(data)
     pieces = [
-        compressor.compress(view[start : start + PIECE_BYTES])
-        for start in range(0, len(view), PIECE_BYTES)
+        compressor.compress(view[start : start + COMPRESS_PIECE_BYTES])
+        for start in range(0, len(view), COMPRESS_PIECE_BYTES)
     ]
     pieces.append(compressor.flush())
     return pieces

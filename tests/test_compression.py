@@ -16,6 +16,7 @@ import pytest
 
 from muxs import compression, threads
 from muxs.compression import (
+    COMPRESS_PIECE_BYTES,
     MAX_GZIP_MEMBERS,
     OFF_LOOP_BYTES,
     PIECE_BYTES,
@@ -176,7 +177,8 @@ async def test_a_large_message_is_compressed_in_pieces_in_a_thread(
     await CompressingWriter(send_data, "gzip")(b"\x00" + len(BIG).to_bytes(4, "big") + BIG)
     assert gzip.decompress(sent[0][5:]) == BIG
     assert {call.thread for call in zlib_calls} == {zlib_calls[0].thread} != {threading.get_ident()}
-    assert [call.given for call in zlib_calls] == [PIECE_BYTES] * (len(BIG) // PIECE_BYTES)
+    pieces = len(BIG) // COMPRESS_PIECE_BYTES
+    assert [call.given for call in zlib_calls] == [COMPRESS_PIECE_BYTES] * pieces
 
 
 # --- gzip members ---------------------------------------------------------------------------
