@@ -33,6 +33,7 @@ from muxs.compression import (
     CompressingWriter,
     Corrupt,
     TooLarge,
+    TooManyMembers,
     inflate,
     supports,
 )
@@ -119,7 +120,7 @@ class ReplyReader:
         body = await self._recv_data(int.from_bytes(data[1:5], "big"))
         try:
             self._inflated = await inflate(body, encoding, self._limit)
-        except TooLarge as exc:
+        except (TooLarge, TooManyMembers) as exc:
             raise GRPCError(StatusCode.RESOURCE_EXHAUSTED, f"a reply is too large: {exc}") from None
         except Corrupt as exc:
             raise GRPCError(StatusCode.INTERNAL, f"a reply is corrupt: {exc}") from None

@@ -6,9 +6,11 @@ field, documented in docs/RELIABILITY.md):
 - ``max_message_bytes``: a request message's 5-byte prefix is checked before its body
   is read; a larger one is refused with RESOURCE_EXHAUSTED (grpclib alone buffers
   whatever length a prefix claims). A message compressed with ``gzip`` or ``deflate``
-  (``muxs.compression``) is inflated within that limit before grpclib reads it (a gzip
-  bomb is RESOURCE_EXHAUSTED, memory flat). A compressed message in an encoding muxs
-  lacks is refused with UNIMPLEMENTED; a compressed flag without ``grpc-encoding``, a
+  (``muxs.compression``) is inflated within that limit before grpclib reads it, all its
+  gzip members together (a gzip bomb, or more than ``MAX_GZIP_MEMBERS`` members, is
+  RESOURCE_EXHAUSTED, memory flat). A compressed message in an encoding muxs lacks is
+  refused with UNIMPLEMENTED; a compressed flag without ``grpc-encoding``, a compressed
+  message that does not inflate (truncated, corrupt, bytes after its last gzip member), a
   stream that ends inside a message, a unary call without its request and a message that
   does not decode (``muxs.server.codec``) with INTERNAL, as gRPC's protocol says; grpclib
   alone would answer UNKNOWN and log a traceback. Every response advertises
@@ -121,6 +123,7 @@ from muxs.compression import (
     CompressingWriter,
     Corrupt,
     TooLarge,
+    TooManyMembers,
     inflate,
     supports,
 )
@@ -270,6 +273,8 @@ class RequestReader:
             return await inflate(data, self._encoding, self._limit)
         except TooLarge as exc:
             raise over_limit("max_message_bytes", f"{exc}, this server's limit") from None
+        except TooManyMembers as exc:
+            raise GRPCError(StatusCode.RESOURCE_EXHAUSTED, f"{exc}, this server's limit") from None
         except Corrupt as exc:
             raise GRPCError(StatusCode.INTERNAL, str(exc)) from None
 

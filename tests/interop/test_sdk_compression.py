@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import gzip
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent import futures
 from dataclasses import replace
 from pathlib import Path
@@ -181,3 +182,56 @@ async def test_a_reply_inflating_past_the_sdks_limit_is_resource_exhausted(
         assert caught.value.status == StatusCode.RESOURCE_EXHAUSTED
         assert "inflates to more than 65536 bytes" in caught.value.message
         assert (await client.say_hello("still")).message == "Hello, still!"
+
+
+def gzipped_as(members: Callable[[bytes], bytes]) -> Callable[[bytes | memoryview, str], bytes]:
+    """A ``compression.frame`` that writes each reply gzipped as ``members(body)`` says."""
+
+    def frame(body: bytes | memoryview, encoding: str) -> bytes:
+        data = members(bytes(body))
+        return b"\x01" + len(data).to_bytes(4, "big") + data
+
+    return frame
+
+
+def two_members(body: bytes) -> bytes:
+    return gzip.compress(body[:100]) + gzip.compress(body[100:])
+
+
+async def test_the_sdk_reads_replies_of_several_gzip_members(
+    gzip_server: RunningServer, sdk_inflated: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(compression, "frame", gzipped_as(two_members))
+    async with Client(gzip_server.target) as client:
+        assert (await client.say_hello(NAME)).message == f"Hello, {NAME}!"
+    assert sdk_inflated == ["gzip"]
+
+
+@pytest.mark.parametrize(
+    ("members", "status", "message"),
+    [
+        (
+            lambda body: two_members(body) + b"junk",
+            StatusCode.INTERNAL,
+            "a reply is corrupt: the message has 4 bytes after its last gzip member",
+        ),
+        (
+            lambda body: gzip.compress(b"") * compression.MAX_GZIP_MEMBERS + gzip.compress(body),
+            StatusCode.RESOURCE_EXHAUSTED,
+            "a reply is too large: the message has more than 1024 gzip members",
+        ),
+    ],
+    ids=["bytes after the last member", "too many members"],
+)
+async def test_a_reply_of_bad_gzip_members_is_refused(
+    gzip_server: RunningServer,
+    monkeypatch: pytest.MonkeyPatch,
+    members: Callable[[bytes], bytes],
+    status: StatusCode,
+    message: str,
+) -> None:
+    monkeypatch.setattr(compression, "frame", gzipped_as(members))
+    async with Client(gzip_server.target) as client:
+        with pytest.raises(RpcError) as caught:
+            await client.say_hello(NAME)
+    assert (caught.value.status, caught.value.message) == (status, message)

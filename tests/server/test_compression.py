@@ -14,7 +14,7 @@ import pytest
 
 from muxs import RunningServer, ServerSettings, StatusCode, serve
 from muxs.api import Chunk, Content, Files, HelloRequest
-from muxs.compression import ACCEPT_ENCODING
+from muxs.compression import ACCEPT_ENCODING, MAX_GZIP_MEMBERS
 from tests.rawh2 import RawConnection, grpc_frame, request_headers
 
 LIMIT = 64 * 1024
@@ -115,6 +115,74 @@ async def test_a_gzip_bomb_is_refused_with_memory_flat(live_server: RunningServe
     assert peak < 16 * LIMIT < inflated // 50
 
 
+def gzip_members(*parts: bytes) -> bytes:
+    """``parts`` gzipped each as a member of its own, one after the other (RFC 1952)."""
+    return b"".join(gzip.compress(part) for part in parts)
+
+
+async def test_a_request_of_several_gzip_members_is_inflated(live_server: RunningServer) -> None:
+    body = bytes(HelloRequest(name="two members"))
+    data = gzip_members(body[:5], body[5:])
+    assert gzip.decompress(data) == body  # as grpc-go and Python's gzip read it
+    async with await raw(live_server) as conn:
+        reply = await conn.call(SAY_HELLO, grpc_frame(data, compressed=True), grpc_encoding="gzip")
+        assert reply.grpc_status == StatusCode.OK.value
+        assert reply.messages() == [bytes(HelloRequest(name="Hello, two members!"))]
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["to the limit", "past it"])
+async def test_the_limit_is_on_all_the_members_together(
+    live_server: RunningServer, extra: int
+) -> None:
+    body = bytes(HelloRequest(name="a" * (LIMIT - 4 + extra)))
+    half = len(body) // 2
+    data = gzip_members(body[:half], body[half:])
+    async with await raw(live_server) as conn:
+        reply = await conn.call(SAY_HELLO, grpc_frame(data, compressed=True), grpc_encoding="gzip")
+    if extra:
+        assert reply.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+        assert reply.grpc_message == (
+            f"the message inflates to more than {LIMIT} bytes, this server's limit"
+        )
+    else:
+        assert reply.grpc_status == StatusCode.OK.value
+
+
+async def test_a_gzip_bomb_in_members_is_refused_as_one_in_one_member(
+    live_server: RunningServer,
+) -> None:
+    bomb = gzip.compress(bytes(20 * LIMIT))
+    member = gzip.compress(bytes(2 * LIMIT))
+    async with await raw(live_server) as conn:
+        replies = [
+            await conn.call(SAY_HELLO, grpc_frame(data, compressed=True), grpc_encoding="gzip")
+            for data in (bomb, member * 10)
+        ]
+    assert [(reply.grpc_status, reply.grpc_message) for reply in replies] == [
+        (
+            StatusCode.RESOURCE_EXHAUSTED.value,
+            f"the message inflates to more than {LIMIT} bytes, this server's limit",
+        )
+    ] * 2
+
+
+async def test_more_gzip_members_than_the_most_is_resource_exhausted(
+    live_server: RunningServer,
+) -> None:
+    empty = gzip.compress(b"")
+    body = bytes(HelloRequest(name="x"))
+    async with await raw(live_server) as conn:
+        data = empty * (MAX_GZIP_MEMBERS - 1) + gzip.compress(body)
+        reply = await conn.call(SAY_HELLO, grpc_frame(data, compressed=True), grpc_encoding="gzip")
+        assert reply.grpc_status == StatusCode.OK.value
+        data = empty * MAX_GZIP_MEMBERS + gzip.compress(body)
+        reply = await conn.call(SAY_HELLO, grpc_frame(data, compressed=True), grpc_encoding="gzip")
+        assert reply.grpc_status == StatusCode.RESOURCE_EXHAUSTED.value
+        assert reply.grpc_message == (
+            f"the message has more than {MAX_GZIP_MEMBERS} gzip members, this server's limit"
+        )
+
+
 @pytest.mark.parametrize(
     ("body", "encoding", "status"),
     [
@@ -126,9 +194,23 @@ async def test_a_gzip_bomb_is_refused_with_memory_flat(live_server: RunningServe
             "gzip",
             StatusCode.INTERNAL,
         ),
+        (
+            grpc_frame(gzip_members(b"x", b"y") + bytes(3), compressed=True),
+            "gzip",
+            StatusCode.INTERNAL,
+        ),
+        (grpc_frame(zlib.compress(b"x") * 2, compressed=True), "deflate", StatusCode.INTERNAL),
         (grpc_frame(gzip.compress(b"x"), compressed=True), "identity", StatusCode.INTERNAL),
     ],
-    ids=["truncated gzip", "garbage deflate", "zlib as gzip", "trailing bytes", "identity"],
+    ids=[
+        "truncated gzip",
+        "garbage deflate",
+        "zlib as gzip",
+        "trailing bytes",
+        "zeros after the last member",
+        "two deflate streams",
+        "identity",
+    ],
 )
 async def test_a_bad_compressed_message_is_internal(
     live_server: RunningServer, body: bytes, encoding: str, status: StatusCode
@@ -272,3 +354,31 @@ async def test_a_message_flagged_compressed_without_a_compression_says_what_the_
         reply = await conn.call(SAY_HELLO, body, **headers)
     assert reply.grpc_status == StatusCode.INTERNAL.value
     assert reply.grpc_message == f"a message is flagged compressed but the call has {named}"
+
+
+@pytest.mark.parametrize(
+    ("data", "encoding", "message"),
+    [
+        (
+            gzip_members(b"x", b"y") + b"junk",
+            "gzip",
+            "the message has 4 bytes after its last gzip member",
+        ),
+        (
+            zlib.compress(b"x") * 2,
+            "deflate",
+            "the message has 9 bytes after its last deflate stream",
+        ),
+    ],
+    ids=["gzip", "deflate"],
+)
+async def test_bytes_after_the_last_member_are_internal_and_say_so(
+    live_server: RunningServer, data: bytes, encoding: str, message: str
+) -> None:
+    """grpc-go answers INTERNAL ("grpc: failed to decompress the received message") too, as
+    gRPC's status codes say for a message that does not decompress (doc/statuscodes.md)."""
+    async with await raw(live_server) as conn:
+        reply = await conn.call(
+            SAY_HELLO, grpc_frame(data, compressed=True), grpc_encoding=encoding
+        )
+    assert (reply.grpc_status, reply.grpc_message) == (StatusCode.INTERNAL.value, message)
