@@ -61,11 +61,13 @@ async def read_local(
     file: BufferedReader, progress: Progress, digest: hashlib._Hash
 ) -> AsyncIterator[bytes]:
     """The content of an open local file in chunks, reporting progress; ``digest`` is fed in
-    the worker thread that reads, not on the event loop (hashlib releases the GIL)."""
+    the worker threads that read, not on the event loop (hashlib releases the GIL), each batch
+    once it has been sent, and the batches ramp up and down (``read_chunks``): the server
+    starts at once and has little left once the last chunk is sent."""
     total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
     done = 0
     progress(done, total)
-    async for data in read_chunks(file, CHUNK_BYTES, seen=digest.update):
+    async for data in read_chunks(file, CHUNK_BYTES, seen=digest.update, expected=total):
         done += len(data)
         yield data
         progress(done, max(total, done))

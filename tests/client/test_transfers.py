@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
-from muxs.threads import BATCH_BYTES
+from muxs.threads import BATCH_BYTES, read_chunks
 from muxs.transfers import no_progress, read_local
 
 
@@ -92,20 +93,75 @@ async def test_a_refused_upload_is_the_servers_status(client: Client, local: Pat
     assert caught.value.status is StatusCode.PERMISSION_DENIED
 
 
-async def test_an_upload_is_hashed_in_the_thread_that_reads_it(local: Path) -> None:
+async def test_an_upload_is_hashed_off_the_loop_each_batch_once_its_chunks_are_sent(
+    local: Path,
+) -> None:
     data = os.urandom(BATCH_BYTES + 70_000)
     (local / "src.bin").write_bytes(data)
     hashed_on: list[threading.Thread] = []
     sha256 = hashlib.sha256()
+    hashed = 0
 
     class Recording:
         def update(self, batch: bytes) -> None:
+            nonlocal hashed
             hashed_on.append(threading.current_thread())
             sha256.update(batch)
+            hashed += len(batch)
 
+    yielded = 0
     with (local / "src.bin").open("rb") as file:
-        chunks = [c async for c in read_local(file, no_progress, Recording())]  # type: ignore[arg-type]
-    assert b"".join(chunks) == data
+        async for chunk in read_local(file, no_progress, Recording()):  # type: ignore[arg-type]
+            assert hashed <= yielded  # the batch of this chunk is not hashed yet
+            assert data[yielded : yielded + len(chunk)] == chunk
+            yielded += len(chunk)
+    assert yielded == hashed == len(data)
     assert sha256.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert len(hashed_on) == 3  # two batches, and the empty read at the end
-    assert threading.main_thread() not in hashed_on
+    assert hashed_on and threading.main_thread() not in hashed_on
+
+
+class CountingFile(io.BytesIO):
+    """A file whose reads are counted (the sizes asked for)."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.asked: list[int] = []
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        self.asked.append(size or -1)
+        return super().read(size)
+
+
+async def test_read_batches_ramp_up_from_one_chunk_and_down_to_one() -> None:
+    file = CountingFile(bytes(range(256)) * 160)  # 40 chunks of 1 KiB
+    chunks = [c async for c in read_chunks(file, 1024, expected=40 * 1024)]
+    assert b"".join(chunks) == file.getvalue()
+    assert [size // 1024 for size in file.asked] == [
+        1,
+        2,
+        4,
+        8,
+        12,
+        6,
+        3,
+        2,
+        1,
+        1,
+        BATCH_BYTES // 1024,
+    ]
+
+
+async def test_a_file_that_grows_past_what_was_expected_is_read_to_its_end_in_whole_batches() -> (
+    None
+):
+    file = CountingFile(b"x" * (3 * 1024 + 3 * BATCH_BYTES))
+    chunks = [c async for c in read_chunks(file, 1024, expected=3 * 1024)]
+    assert b"".join(chunks) == file.getvalue()
+    assert [size // 1024 for size in file.asked] == [1, 1, 1, *[BATCH_BYTES // 1024] * 4]
+
+
+async def test_a_file_shorter_than_expected_ends_at_its_end() -> None:
+    file = CountingFile(b"y" * 5000)
+    chunks = [c async for c in read_chunks(file, 1024, expected=1 << 20)]
+    assert b"".join(chunks) == file.getvalue()
+    assert [len(c) for c in chunks] == [1024] * 4 + [904]
