@@ -67,27 +67,20 @@ async def read_chunks(
     sendable: Callable[[], int | None] = lambda: None,
     *,
     seen: Callable[[bytes], object] | None = None,
-    expected: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The rest of ``file`` in chunks of ``size`` bytes, read up to ``BATCH_BYTES`` per thread
     trip: as many chunks as ``sendable()`` bytes hold (at least one; None: no limit).
 
     ``seen(batch)`` (an upload's hash) runs in the thread on each batch, in the trip that
     reads the next one (the last batch's in the trip that finds the end): a batch's chunks
-    are yielded before it is seen, so the peer starts on them sooner, and the last batch is
-    seen while the peer takes in what was sent. With ``expected`` (the bytes the file is
-    expected to hold), batches ramp: the first is one chunk, each is at most twice the one
-    before, and none is over half of what is expected to be left (at least one chunk): the
-    peer starts on the first chunk at once and has little left once the last one is sent.
+    are yielded before it is seen, so the peer gets the first chunk without waiting for a
+    batch's hash, and the last batch is seen while the peer takes in what was sent.
     """
     most = max(1, BATCH_BYTES // size)
-    done = last = 0
     unseen = b""
     while True:
         window = sendable()
         chunks = most if window is None else min(most, max(1, window // (size + CHUNK_FRAMING)))
-        if expected is not None and done < expected:
-            chunks = min(chunks, 2 * last or 1, max(1, (expected - done) // size // 2))
         if seen is None:
             data = await run_blocking(file.read, chunks * size)
         else:
@@ -95,7 +88,6 @@ async def read_chunks(
             unseen = data
         if not data:
             return
-        done, last = done + len(data), chunks
         for start in range(0, len(data), size):
             yield data[start : start + size]
 

@@ -62,12 +62,11 @@ async def read_local(
 ) -> AsyncIterator[bytes]:
     """The content of an open local file in chunks, reporting progress; ``digest`` is fed in
     the worker threads that read, not on the event loop (hashlib releases the GIL), each batch
-    once it has been sent, and the batches ramp up and down (``read_chunks``): the server
-    starts at once and has little left once the last chunk is sent."""
+    once its chunks have been handed on (``read_chunks``)."""
     total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
     done = 0
     progress(done, total)
-    async for data in read_chunks(file, CHUNK_BYTES, seen=digest.update, expected=total):
+    async for data in read_chunks(file, CHUNK_BYTES, seen=digest.update):
         done += len(data)
         yield data
         progress(done, max(total, done))

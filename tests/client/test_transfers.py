@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import threading
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
-from muxs.threads import BATCH_BYTES, read_chunks
+from muxs.threads import BATCH_BYTES
 from muxs.transfers import no_progress, read_local
 
 
@@ -118,50 +117,3 @@ async def test_an_upload_is_hashed_off_the_loop_each_batch_once_its_chunks_are_s
     assert yielded == hashed == len(data)
     assert sha256.hexdigest() == hashlib.sha256(data).hexdigest()
     assert hashed_on and threading.main_thread() not in hashed_on
-
-
-class CountingFile(io.BytesIO):
-    """A file whose reads are counted (the sizes asked for)."""
-
-    def __init__(self, data: bytes) -> None:
-        super().__init__(data)
-        self.asked: list[int] = []
-
-    def read(self, size: int | None = -1, /) -> bytes:
-        self.asked.append(size or -1)
-        return super().read(size)
-
-
-async def test_read_batches_ramp_up_from_one_chunk_and_down_to_one() -> None:
-    file = CountingFile(bytes(range(256)) * 160)  # 40 chunks of 1 KiB
-    chunks = [c async for c in read_chunks(file, 1024, expected=40 * 1024)]
-    assert b"".join(chunks) == file.getvalue()
-    assert [size // 1024 for size in file.asked] == [
-        1,
-        2,
-        4,
-        8,
-        12,
-        6,
-        3,
-        2,
-        1,
-        1,
-        BATCH_BYTES // 1024,
-    ]
-
-
-async def test_a_file_that_grows_past_what_was_expected_is_read_to_its_end_in_whole_batches() -> (
-    None
-):
-    file = CountingFile(b"x" * (3 * 1024 + 3 * BATCH_BYTES))
-    chunks = [c async for c in read_chunks(file, 1024, expected=3 * 1024)]
-    assert b"".join(chunks) == file.getvalue()
-    assert [size // 1024 for size in file.asked] == [1, 1, 1, *[BATCH_BYTES // 1024] * 4]
-
-
-async def test_a_file_shorter_than_expected_ends_at_its_end() -> None:
-    file = CountingFile(b"y" * 5000)
-    chunks = [c async for c in read_chunks(file, 1024, expected=1 << 20)]
-    assert b"".join(chunks) == file.getvalue()
-    assert [len(c) for c in chunks] == [1024] * 4 + [904]
