@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
 from muxs.threads import BATCH_BYTES
-from muxs.transfers import no_progress, read_local
+from muxs.transfers import Progress, no_progress, read_local
 
 
 @pytest.fixture
@@ -118,3 +119,14 @@ async def test_an_upload_is_hashed_off_the_loop_each_batch_once_its_chunks_are_h
     assert sha256.hexdigest() == hashlib.sha256(data).hexdigest()
     assert len(hashed_on) == 2  # the two batches, each in the trip after it
     assert threading.main_thread() not in hashed_on
+
+
+async def test_an_upload_without_progress_does_not_stat_its_file() -> None:
+    async def upload(file: io.BytesIO, progress: Progress) -> bytes:
+        digest = hashlib.sha256()
+        return b"".join([c async for c in read_local(file, progress, digest)])  # type: ignore[arg-type]
+
+    # A BytesIO has no file descriptor: stat would raise.
+    assert await upload(io.BytesIO(b"z" * 70_000), no_progress) == b"z" * 70_000
+    with pytest.raises(io.UnsupportedOperation):
+        await upload(io.BytesIO(b"z"), lambda done, total: None)
