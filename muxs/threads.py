@@ -70,25 +70,34 @@ async def read_chunks(
 ) -> AsyncIterator[bytes]:
     """The rest of ``file`` in chunks of ``size`` bytes, read up to ``BATCH_BYTES`` per thread
     trip: as many chunks as ``sendable()`` bytes hold (at least one; None: no limit).
-    ``seen(batch)`` runs in the thread on each batch read (an upload's hash)."""
+
+    ``seen(batch)`` (an upload's hash) runs in the thread on each batch, in the trip that
+    reads the next one (the last batch's in the trip that finds the end): a batch's chunks
+    are yielded before it is seen, so the peer gets the first chunk without waiting for a
+    batch's hash, and the last batch is seen while the peer takes in what was sent.
+    """
     most = max(1, BATCH_BYTES // size)
+    unseen = b""
     while True:
         window = sendable()
         chunks = most if window is None else min(most, max(1, window // (size + CHUNK_FRAMING)))
         if seen is None:
             data = await run_blocking(file.read, chunks * size)
         else:
-            data = await run_blocking(_read_and_see, file, chunks * size, seen)
+            data = await run_blocking(_see_and_read, file, chunks * size, seen, unseen)
+            unseen = data
         if not data:
             return
         for start in range(0, len(data), size):
             yield data[start : start + size]
 
 
-def _read_and_see(file: BinaryIO, size: int, seen: Callable[[bytes], object]) -> bytes:
-    data = file.read(size)
-    seen(data)
-    return data
+def _see_and_read(
+    file: BinaryIO, size: int, seen: Callable[[bytes], object], unseen: bytes
+) -> bytes:
+    if unseen:
+        seen(unseen)
+    return file.read(size)
 
 
 class WriteBatch:

@@ -61,8 +61,12 @@ async def read_local(
     file: BufferedReader, progress: Progress, digest: hashlib._Hash
 ) -> AsyncIterator[bytes]:
     """The content of an open local file in chunks, reporting progress; ``digest`` is fed in
-    the worker thread that reads, not on the event loop (hashlib releases the GIL)."""
-    total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
+    the worker threads that read, not on the event loop (hashlib releases the GIL), each batch
+    once its chunks have been handed on (``read_chunks``). Only a ``progress`` that reports
+    learns the file's size first (a thread trip before the first chunk)."""
+    total = 0
+    if progress is not no_progress:
+        total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
     done = 0
     progress(done, total)
     async for data in read_chunks(file, CHUNK_BYTES, seen=digest.update):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import threading
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
 from muxs.threads import BATCH_BYTES
-from muxs.transfers import no_progress, read_local
+from muxs.transfers import Progress, no_progress, read_local
 
 
 @pytest.fixture
@@ -92,20 +93,40 @@ async def test_a_refused_upload_is_the_servers_status(client: Client, local: Pat
     assert caught.value.status is StatusCode.PERMISSION_DENIED
 
 
-async def test_an_upload_is_hashed_in_the_thread_that_reads_it(local: Path) -> None:
+async def test_an_upload_is_hashed_off_the_loop_each_batch_once_its_chunks_are_handed_on(
+    local: Path,
+) -> None:
     data = os.urandom(BATCH_BYTES + 70_000)
     (local / "src.bin").write_bytes(data)
     hashed_on: list[threading.Thread] = []
     sha256 = hashlib.sha256()
+    hashed = 0
 
     class Recording:
         def update(self, batch: bytes) -> None:
+            nonlocal hashed
             hashed_on.append(threading.current_thread())
             sha256.update(batch)
+            hashed += len(batch)
 
+    yielded = 0
     with (local / "src.bin").open("rb") as file:
-        chunks = [c async for c in read_local(file, no_progress, Recording())]  # type: ignore[arg-type]
-    assert b"".join(chunks) == data
+        async for chunk in read_local(file, no_progress, Recording()):  # type: ignore[arg-type]
+            assert hashed <= yielded  # the batch of this chunk is not hashed yet
+            assert data[yielded : yielded + len(chunk)] == chunk
+            yielded += len(chunk)
+    assert yielded == hashed == len(data)
     assert sha256.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert len(hashed_on) == 3  # two batches, and the empty read at the end
+    assert len(hashed_on) == 2  # the two batches, each in the trip after it
     assert threading.main_thread() not in hashed_on
+
+
+async def test_an_upload_without_progress_does_not_stat_its_file() -> None:
+    async def upload(file: io.BytesIO, progress: Progress) -> bytes:
+        digest = hashlib.sha256()
+        return b"".join([c async for c in read_local(file, progress, digest)])  # type: ignore[arg-type]
+
+    # A BytesIO has no file descriptor: stat would raise.
+    assert await upload(io.BytesIO(b"z" * 70_000), no_progress) == b"z" * 70_000
+    with pytest.raises(io.UnsupportedOperation):
+        await upload(io.BytesIO(b"z"), lambda done, total: None)
