@@ -2257,6 +2257,25 @@ class _SettledConfiguration(h2.config.H2Configuration):
     validate_inbound_headers = normalize_inbound_headers = None  # type: ignore[assignment]
 
 
+#: The fewest closed streams a connection remembers (``keep_closed_streams``).
+CLOSED_STREAMS_KEPT = 512
+
+
+def keep_closed_streams(
+    h2_conn: h2.connection.H2Connection, kept: int = CLOSED_STREAMS_KEPT
+) -> None:
+    """Have the connection ``h2_conn`` (before it has any stream) remember how at most its
+    ``kept`` latest closed streams closed, not h2's 65,536: about 120 bytes each, 7.5 MiB a
+    connection once as many calls have ended on it. h2 reads it only for a frame that comes on
+    a closed stream: one it reset gets RST_STREAM STREAM_CLOSED, one that ended or that it no
+    longer remembers closes the connection (a peer's frames on a stream it reset come within a
+    round trip of the reset, not ``kept`` streams later)."""
+    # Relies on: H2Connection._closed_streams, the h2.utilities.SizeLimitDict (size_limit
+    # MAX_CLOSED_STREAMS) made in __init__, filled as streams are cleaned up (_open_streams)
+    # and read by _stream_closed_by.
+    h2_conn._closed_streams = h2.utilities.SizeLimitDict(size_limit=kept)
+
+
 def settle_configuration(h2_conn: h2.connection.H2Connection) -> None:
     """Give the connection ``h2_conn`` (before it has any stream) a copy of its configuration
     read without descriptors (``_SettledConfiguration``), with a ``_SilentLogger`` if it had

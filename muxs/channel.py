@@ -60,6 +60,7 @@ from muxs._internals import (
     acknowledge_connection_once_a_turn,
     decode_headers_once,
     h2_connection,
+    keep_closed_streams,
     keepalive_config,
     on_new_streams,
     parse_frames_directly,
@@ -129,6 +130,7 @@ class _AnsweringProtocol(H2Protocol):
         receive_known_headers(h2_connection(self))
         parse_frames_directly(h2_connection(self))
         settle_configuration(h2_connection(self))
+        keep_closed_streams(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)
         acknowledge_connection_once_a_turn(self)
         h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})

@@ -44,7 +44,7 @@ import hpack
 import pytest
 from hyperframe import frame as hyperframe_frame
 from hyperframe.flags import Flags
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, PingFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 
 from muxs import _internals
 from muxs.frame_layout import FRAME_HEADER
@@ -2475,3 +2475,37 @@ def test_grpclibs_server_steps_are_those_serve_request_and_lean_stream_copy() ->
     assert "'Unary response with OK status requires '" in trailing
     assert "self.__dict__[name] = _ident" in source(grpclib.events._Dispatch.__init__)
     assert "log = logging.getLogger(__name__)" in inspect.getsource(grpclib.server)
+
+
+def test_a_connection_remembers_only_its_latest_closed_streams() -> None:
+    init = source(h2.connection.H2Connection.__init__)
+    assert "self._closed_streams: dict[int, StreamClosedBy | None] = SizeLimitDict(" in init
+    assert "self._closed_streams" in source(h2.connection.H2Connection._stream_closed_by)
+    assert "self._closed_streams[stream_id] = stream.closed_by" in source(
+        h2.connection.H2Connection._open_streams
+    )
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    _internals.keep_closed_streams(server, 4)
+    server.initiate_connection()
+    client.initiate_connection()
+    request = [(":method", "POST"), (":scheme", "http"), (":path", "/x"), (":authority", "a")]
+    for stream_id in range(1, 40, 2):  # 20 streams, each reset by the server
+        client.send_headers(stream_id, request)
+        server.receive_data(client.data_to_send())
+        server.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        server.data_to_send()
+        assert server.open_inbound_streams == 0  # h2 files the closed ones as it counts
+    assert list(server._closed_streams) == [33, 35, 37, 39]
+    # Trailers on a stream it remembers resetting are a stream error, as in h2; on one it no
+    # longer remembers, a connection error, as h2 makes them past its 65,536.
+    trailers = client.encoder.encode([("x-late", "1")])
+    for stream_id in (39, 31):
+        late = HeadersFrame(stream_id, data=trailers, flags=["END_HEADERS", "END_STREAM"])
+        if stream_id == 39:
+            server.receive_data(late.serialize())
+            (reset,) = _frames(server.data_to_send())
+            assert (type(reset), reset.stream_id) == (RstStreamFrame, 39)
+        else:
+            with pytest.raises(h2.exceptions.StreamIDTooLowError):
+                server.receive_data(late.serialize())

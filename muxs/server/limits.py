@@ -87,11 +87,13 @@ from grpclib.encoding.proto import ProtoStatusDetailsCodec
 from grpclib.exceptions import GRPCError
 from grpclib.metadata import encode_grpc_message
 from grpclib.server import Handler, Server
+from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from muxs._internals import (
+    CLOSED_STREAMS_KEPT,
     SHORT_READ,
     StatelessHeaders,
     acknowledge_once_a_turn,
@@ -100,6 +102,7 @@ from muxs._internals import (
     decode_headers_once,
     forget_task,
     h2_connection,
+    keep_closed_streams,
     keepalive_config,
     let_go_of_stream,
     make_direct_streams,
@@ -484,6 +487,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         decode_headers_once(h2_connection(self))
         parse_frames_directly(h2_connection(self))
         settle_configuration(h2_connection(self))
+        keep_closed_streams(h2_connection(self), closed_streams_kept(self.settings))
         receive_data_runs(self)
         make_direct_streams(self)
         h2_connection(self).update_settings(
@@ -1041,6 +1045,14 @@ class _LimitedProtocol(protocol.H2Protocol):
             wait = timeout - idle_for
         if not self.connection.is_closing():
             self._idle_check = self._loop.call_later(wait, self._check_idle)
+
+
+def closed_streams_kept(settings: ServerSettings) -> int:
+    """How many of a connection's closed streams it remembers: four times as many as it may
+    have open, at least ``CLOSED_STREAMS_KEPT``, at most as many as h2 would (65,536, about
+    7.5 MiB a connection)."""
+    most = H2Connection.MAX_CLOSED_STREAMS
+    return min(most, max(CLOSED_STREAMS_KEPT, 4 * settings.max_concurrent_streams))
 
 
 def jittered_age(age: float) -> float:
