@@ -2201,38 +2201,19 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
 # --- grpclib's client: the SDK's HTTP/2 streams ---------------------------------------------
 
 
-class _Written:
-    """A transport that keeps what is written."""
-
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(bytes(data))
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_extra_info(self, name: str) -> None:
-        return None
-
-    def close(self) -> None:
-        pass
-
-
 async def _requested(made: Any) -> tuple[Any, ...]:
     """A request (headers, a message) on a stream ``made(connection)``, and a reply taken: what
     was written, the stream's and the connection's state, the reply read."""
     h2_conn, server = _grpclib_client_connections()
-    transport = _Written()
+    transport = _Transport()
     connection = grpclib.protocol.Connection(
-        h2_conn, transport, config=grpclib.config.Configuration()  # type: ignore[arg-type]
+        h2_conn, transport, config=grpclib.config.Configuration()
     )
     processor = grpclib.protocol.EventsProcessor(grpclib.client.Handler(), connection)
     stream = made(connection)
     release = await stream.send_request(REQUEST, _processor=processor)
     await stream.send_data(b"\0\0\0\0\3abc", end_stream=True)
-    server.receive_data(b"".join(transport.written))
+    server.receive_data(transport.written)
     server.send_headers(stream.id, [(":status", "200")])
     server.send_data(stream.id, b"\0\0\0\0\2ok")
     for event in h2_conn.receive_data(server.data_to_send()):
@@ -2240,7 +2221,7 @@ async def _requested(made: Any) -> tuple[Any, ...]:
     reply = [await stream.recv_data(5), await stream.recv_data(2)]
     release()
     return (
-        b"".join(transport.written),  # the direct sender writes a frame's header, then its data
+        transport.written,  # the direct sender writes a frame's header, then its data
         reply,
         stream.id,
         stream.data_sent,
@@ -2313,7 +2294,7 @@ def test_process_events_refuses_an_unknown_event_and_skips_those_after_a_close()
         grpclib.config.Configuration().__for_client__(),
         h2.config.H2Configuration(),
     )
-    protocol.connection_made(_Written())  # type: ignore[arg-type]
+    protocol.connection_made(_Transport())
     with pytest.raises(NotImplementedError):
         _internals.process_events(protocol, [_Unknown()])
     protocol.processor.close()
