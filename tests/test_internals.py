@@ -57,6 +57,13 @@ def source(function: object) -> str:
     return textwrap.dedent(inspect.getsource(function))  # type: ignore[arg-type]
 
 
+def assert_steps(function: object, *steps: str) -> None:
+    """Each of ``steps`` is a line (or part of one) of ``function``'s source."""
+    text = source(function)
+    for step in steps:
+        assert step in text, step
+
+
 # --- the version check --------------------------------------------------------------
 
 
@@ -2056,16 +2063,15 @@ async def test_a_unary_call_in_one_step_is_grpclibs_call(request_: bytes) -> Non
 
 def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
     client = grpclib.client.Stream
-    send_request = source(client.send_request)
-    for step in (
+    assert_steps(
+        client.send_request,
         "protocol = await self._channel.__connect__()",
         ".create_stream(wrapper=self._wrapper)",
         "headers.append(('grpc-timeout', encode_timeout(timeout)))",
         "headers.extend(encode_metadata(metadata))",
         "headers, end_stream=end, _processor=protocol.processor,",
         "self.peer = self._stream.connection.get_peer()",
-    ):
-        assert step in send_request
+    )
     send_message = source(client.send_message)
     assert "await send_message(self._stream, self._codec, message," in send_message
     assert "self._stream.connection.last_message_sent = time.monotonic()" in send_message
@@ -2084,8 +2090,8 @@ def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
     assert "reply_data = (struct.pack('?', False)" in sends
     assert "+ struct.pack('>I', len(reply_bin))" in sends
     assert "await stream.send_data(reply_data, end_stream=end)" in sends
-    receives = source(grpclib.stream.recv_message)
-    for step in (
+    assert_steps(
+        grpclib.stream.recv_message,
         "meta = await stream.recv_data(5)",
         "if not meta:",
         "compressed_flag = struct.unpack('?', meta[:1])[0]",
@@ -2093,8 +2099,7 @@ def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
         "message_len = struct.unpack('>I', meta[1:])[0]",
         "message_bin = await stream.recv_data(message_len)",
         "message = codec.decode(message_bin, message_type)",
-    ):
-        assert step in receives
+    )
     for waits, kept in (("recv_headers", "headers"), ("recv_trailers", "trailers")):
         body = source(getattr(grpclib.protocol.Stream, waits))
         assert f"if self.{kept} is None:" in body
@@ -2171,18 +2176,17 @@ def test_known_header_blocks_are_received_as_h2_receives_them() -> None:
 
 
 def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
-    frame_steps = source(h2.connection.H2Connection._receive_headers_frame)
-    for step in (
+    assert_steps(
+        h2.connection.H2Connection._receive_headers_frame,
         "headers = _decode_headers(self.decoder, frame.data)",
         "ConnectionInputs.RECV_HEADERS,",
         "frames, stream_events = stream.receive_headers(",
         '"END_STREAM" in frame.flags,',
         'if "PRIORITY" in frame.flags:',
         "return frames, events + stream_events",
-    ):
-        assert step in frame_steps
-    stream_steps = source(h2.stream.H2Stream.receive_headers)
-    for step in (
+    )
+    assert_steps(
+        h2.stream.H2Stream.receive_headers,
         "if is_informational_response(headers):",
         "events = self.state_machine.process_input(input_)",
         "StreamInputs.RECV_END_STREAM,",
@@ -2190,8 +2194,7 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
         "self._initialize_content_length(headers)",
         "if isinstance(headers_event, TrailersReceived) and not end_stream:",
         "headers_event.headers = self._process_received_headers(",
-    ):
-        assert step in stream_steps
+    )
     content_length = source(h2.stream.H2Stream._initialize_content_length)
     assert 'if self.request_method == b"HEAD":' in content_length
     assert 'if n == b"content-length":' in content_length
@@ -2257,8 +2260,8 @@ async def test_a_client_stream_is_grpclibs_with_extra_headers_and_direct_data() 
 
 
 def test_a_client_stream_copies_grpclibs_steps() -> None:
-    send_request = source(grpclib.protocol.Stream.send_request)
-    for step in (
+    assert_steps(
+        grpclib.protocol.Stream.send_request,
         "await self.connection.write_ready.wait()",
         "stream_id = self._h2_connection.get_next_available_stream_id()",
         "self._h2_connection.send_headers(stream_id, headers,",
@@ -2269,16 +2272,14 @@ def test_a_client_stream_copies_grpclibs_steps() -> None:
         "release_stream = _processor.register(self)",
         "self._transport.write(self._h2_connection.data_to_send())",
         "self.connection.headers_send_process()",
-    ):
-        assert step in send_request
-    init_stream = source(grpclib.protocol.Stream.init_stream)
-    for step in (
+    )
+    assert_steps(
+        grpclib.protocol.Stream.init_stream,
         "self.id = stream_id",
         "self.buffer = Buffer(partial(connection.ack, self.id))",
         "self.connection.streams_started += 1",
         "self.created = self.connection.last_stream_created = time.monotonic()",
-    ):
-        assert step in init_stream
+    )
     assert "return Stream(self, self._connection, self._transport," in source(
         grpclib.protocol.Connection.create_stream
     )
@@ -2418,8 +2419,8 @@ async def test_a_call_served_in_steps_is_grpclibs_call(
 
 
 def test_grpclibs_server_steps_are_those_serve_request_and_lean_stream_copy() -> None:
-    handler = source(grpclib.server.request_handler)
-    for step in (
+    assert_steps(
+        grpclib.server.request_handler,
         "headers_map = dict(headers)",
         "if headers_map[':method'] != 'POST':",
         "base_content_type, _, sub_type = content_type.partition('+')",
@@ -2436,8 +2437,7 @@ def test_grpclibs_server_steps_are_those_serve_request_and_lean_stream_copy() ->
         "log.exception('Application error')",
         "log.exception('Server error')",
         "release_stream()",
-    ):
-        assert step in handler
+    )
     assert "(v for k, v in headers if k == 'grpc-timeout')" in source(
         grpclib.metadata.Deadline.from_headers
     )
