@@ -648,8 +648,9 @@ async def _stop(task: asyncio.Future[Any] | None) -> None:
     already."""
     if task is None:
         return
-    task.cancel()
-    await asyncio.wait({task})
+    if not task.done():  # waiting for a task already done would cost a turn of the loop
+        task.cancel()
+        await asyncio.wait({task})
     if not task.cancelled():
         task.exception()  # mark it retrieved
 
