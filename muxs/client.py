@@ -6,6 +6,7 @@ import hashlib
 import os
 import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import closing
 from types import TracebackType
 from typing import Any, Self, cast
 
@@ -564,10 +565,10 @@ class Client:
         ``progress(sent, total)`` is called at 0 and after each chunk.
         """
         digest = hashlib.sha256()
-        with await open_blocking(open, local_path, "rb") as file:
+        with closing(await open_blocking(transfers.open_local, local_path)) as local:
             return await self._write_stream(
                 remote,
-                transfers.read_local(file, progress, digest),
+                transfers.read_local(local, progress, digest),
                 digest,
                 False,
                 timeout,

@@ -67,18 +67,23 @@ async def read_chunks(
     sendable: Callable[[], int | None] = lambda: None,
     *,
     seen: Callable[[bytes], object] | None = None,
+    first: bytes = b"",
 ) -> AsyncIterator[bytes]:
-    """The rest of ``file`` in chunks of ``size`` bytes, read up to ``BATCH_BYTES`` per thread
-    trip: as many chunks as ``sendable()`` bytes hold (at least one; None: no limit).
+    """``first`` (bytes of ``file`` read already), then the rest of ``file``, in chunks of
+    ``size`` bytes, read up to ``BATCH_BYTES`` per thread trip: as many chunks as
+    ``sendable()`` bytes hold (at least one; None: no limit).
 
-    ``seen(batch)`` (an upload's hash) runs in the thread on each batch, in the trip that
-    reads the next one (the last batch's in the trip that finds the end): a batch's chunks
-    are yielded before it is seen, so the peer gets the first chunk without waiting for a
-    batch's hash, and the last batch is seen while the peer takes in what was sent.
+    ``seen(batch)`` (an upload's hash) runs in the thread on each batch (``first`` too), in
+    the trip that reads the next one (the last batch's in the trip that finds the end): a
+    batch's chunks are yielded before it is seen, so the peer gets the first chunk without
+    waiting for a batch's hash, and the last batch is seen while the peer takes in what was
+    sent.
     """
     most = max(1, BATCH_BYTES // size)
-    unseen = b""
+    data = unseen = first
     while True:
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
         window = sendable()
         chunks = most if window is None else min(most, max(1, window // (size + CHUNK_FRAMING)))
         if seen is None:
@@ -88,8 +93,6 @@ async def read_chunks(
             unseen = data
         if not data:
             return
-        for start in range(0, len(data), size):
-            yield data[start : start + size]
 
 
 def _see_and_read(

@@ -11,8 +11,9 @@ import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
-from io import BufferedReader
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from muxs.api import Chunk
 from muxs.calls import ReplyStream, Requests, iterate
@@ -57,22 +58,42 @@ async def chunk_data(chunks: ReplyStream[Chunk]) -> AsyncIterator[bytes]:
             yield chunk.data
 
 
+@dataclass(frozen=True)
+class LocalFile:
+    """A local file open for an upload, with its size and first chunk, learnt in the thread
+    trip that opened it (``open_local``)."""
+
+    file: BinaryIO
+    size: int
+    first: bytes
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def open_local(path: str | os.PathLike[str]) -> LocalFile:
+    """Open ``path`` and read its size and first chunk: blocking, for one trip to a worker
+    thread (``open_blocking``), so that the first chunk can go with the call's headers."""
+    file = open(path, "rb")
+    try:
+        return LocalFile(file, os.fstat(file.fileno()).st_size, file.read(CHUNK_BYTES))
+    except BaseException:
+        file.close()
+        raise
+
+
 async def read_local(
-    file: BufferedReader, progress: Progress, digest: hashlib._Hash
+    local: LocalFile, progress: Progress, digest: hashlib._Hash
 ) -> AsyncIterator[bytes]:
     """The content of an open local file in chunks, reporting progress; ``digest`` is fed in
     the worker threads that read, not on the event loop (hashlib releases the GIL), each batch
-    once its chunks have been handed on (``read_chunks``). Only a ``progress`` that reports
-    learns the file's size first (a thread trip before the first chunk)."""
-    total = 0
-    if progress is not no_progress:
-        total = await run_blocking(lambda: os.fstat(file.fileno()).st_size)
+    once its chunks have been handed on (``read_chunks``)."""
     done = 0
-    progress(done, total)
-    async for data in read_chunks(file, CHUNK_BYTES, seen=digest.update):
+    progress(done, local.size)
+    async for data in read_chunks(local.file, CHUNK_BYTES, seen=digest.update, first=local.first):
         done += len(data)
         yield data
-        progress(done, max(total, done))
+        progress(done, max(local.size, done))
 
 
 async def save_local(

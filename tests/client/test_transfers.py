@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import io
 import os
 import threading
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from muxs import Client, RpcError, RunningServer, StatusCode
-from muxs.threads import BATCH_BYTES
-from muxs.transfers import Progress, no_progress, read_local
+from muxs.threads import BATCH_BYTES, _see_and_read, open_blocking
+from muxs.transfers import Progress, no_progress, open_local, read_local
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -110,23 +115,32 @@ async def test_an_upload_is_hashed_off_the_loop_each_batch_once_its_chunks_are_h
             hashed += len(batch)
 
     yielded = 0
-    with (local / "src.bin").open("rb") as file:
-        async for chunk in read_local(file, no_progress, Recording()):  # type: ignore[arg-type]
+    with closing(await open_blocking(open_local, local / "src.bin")) as opened:
+        async for chunk in read_local(opened, no_progress, Recording()):  # type: ignore[arg-type]
             assert hashed <= yielded  # the batch of this chunk is not hashed yet
             assert data[yielded : yielded + len(chunk)] == chunk
             yielded += len(chunk)
     assert yielded == hashed == len(data)
     assert sha256.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert len(hashed_on) == 2  # the two batches, each in the trip after it
+    # the first chunk (read as the file opened), a batch, the rest: each in the trip after it
+    assert len(hashed_on) == 3
     assert threading.main_thread() not in hashed_on
 
 
-async def test_an_upload_without_progress_does_not_stat_its_file() -> None:
-    async def upload(file: io.BytesIO, progress: Progress) -> bytes:
-        digest = hashlib.sha256()
-        return b"".join([c async for c in read_local(file, progress, digest)])  # type: ignore[arg-type]
+@pytest.mark.parametrize("progress", [no_progress, lambda done, total: None])
+async def test_an_upload_opens_its_file_and_reads_its_first_chunk_in_one_thread_trip(
+    client: Client, local: Path, monkeypatch: pytest.MonkeyPatch, progress: Progress
+) -> None:
+    (local / "src").write_bytes(b"z" * 1000)
+    trips: list[object] = []
+    to_thread = asyncio.to_thread
 
-    # A BytesIO has no file descriptor: stat would raise.
-    assert await upload(io.BytesIO(b"z" * 70_000), no_progress) == b"z" * 70_000
-    with pytest.raises(io.UnsupportedOperation):
-        await upload(io.BytesIO(b"z"), lambda done, total: None)
+    async def counted(func: Callable[..., T], /, *args: object, **kwargs: object) -> T:
+        if getattr(func, "__module__", None) in {"muxs.transfers", "muxs.threads", "io"}:
+            trips.append(func)  # the client's (the in-memory server's are in muxs.server)
+        return await to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    await client.upload(local / "src", "f", progress=progress)
+    # open, stat and read the first chunk; hash it and find the end
+    assert trips == [open_local, _see_and_read]
