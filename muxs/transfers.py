@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -73,13 +74,13 @@ class LocalFile:
 
 def open_local(path: str | os.PathLike[str]) -> LocalFile:
     """Open ``path`` and read its size and first chunk: blocking, for one trip to a worker
-    thread (``open_blocking``), so that the first chunk can go with the call's headers."""
-    file = open(path, "rb")
-    try:
-        return LocalFile(file, os.fstat(file.fileno()).st_size, file.read(CHUNK_BYTES))
-    except BaseException:
-        file.close()
-        raise
+    thread (``open_blocking``), after which the call's headers and first chunk go out without
+    waiting for another."""
+    with ExitStack() as closed_on_error:
+        file = closed_on_error.enter_context(open(path, "rb"))
+        local = LocalFile(file, os.fstat(file.fileno()).st_size, file.read(CHUNK_BYTES))
+        closed_on_error.pop_all()
+    return local
 
 
 async def read_local(
