@@ -13,11 +13,21 @@ from pathlib import Path
 
 import pytest
 
-from muxs import CallContext, RunningServer, ServerProceed, ServerSettings, StatusCode, serve
+from muxs import (
+    CallContext,
+    HostedService,
+    RunningServer,
+    ServerProceed,
+    ServerSettings,
+    StatusCode,
+    serve,
+)
 from muxs.api import Content, Files, HelloRequest
+from muxs.server.context import current
 from muxs.server.reply_compression import ReplyCompression
 from tests.installed.check_install import readme_block
 from tests.rawh2 import RawConnection, Reply, grpc_frame
+from tests.server.orders import Order, OrderRequest, Orders
 
 README = Path(__file__).parents[2] / "README.md"
 READ = "/muxs.FileController/Read"
@@ -193,6 +203,25 @@ async def test_an_unknown_compression_is_a_value_error(settings: ServerSettings)
     assert str(error) == "'br' is not a reply compression: use gzip, deflate or identity"
     assert "grpc-encoding" not in headers
     assert flags == [False]
+
+
+class GzippedOrders(Orders):
+    """A user's handler that chooses its replies' compression itself."""
+
+    async def get(self, message: OrderRequest) -> Order:
+        current().set_compression("gzip")
+        return Order(id=message.id, item=TEXT)
+
+
+async def test_a_handler_compresses_its_replies(settings: ServerSettings) -> None:
+    async with serve(settings=settings, services=[HostedService(GzippedOrders())]) as server:
+        request = bytes(OrderRequest(id="1"))
+        reply = await call(server, "/orders.Orders/Get", request, grpc_accept_encoding="gzip")
+    assert reply.grpc_status == StatusCode.OK.value
+    assert reply.headers["grpc-encoding"] == "gzip"
+    [(flag, message)] = framed(reply.data)
+    assert flag
+    assert Order().parse(gzip.decompress(message)).item == TEXT
 
 
 def test_the_readme_example_runs(
