@@ -30,6 +30,7 @@ from muxs.compression import ACCEPT_ENCODING, CompressingWriter
 
 #: What a call may compress its replies with (``identity``: not at all).
 ReplyCompression = Literal["gzip", "deflate", "identity"]
+_REPLY_COMPRESSIONS = frozenset(get_args(ReplyCompression))
 #: The headers muxs adds to a call's response headers, by its replies' encoding (None: plain).
 RESPONSE_HEADERS: dict[str | None, tuple[tuple[str, str], ...]] = {
     None: (("grpc-accept-encoding", ACCEPT_ENCODING),),
@@ -60,7 +61,7 @@ def compress_replies(call: Stream[Any, Any], compression: ReplyCompression) -> R
     Raises ``ValueError`` for a compression muxs lacks, ``RuntimeError`` once the call's
     response headers are sent (they say how its replies are compressed).
     """
-    if compression not in get_args(ReplyCompression):
+    if compression not in _REPLY_COMPRESSIONS:
         raise ValueError(
             f"{compression!r} is not a reply compression: use gzip, deflate or identity"
         )
