@@ -953,6 +953,32 @@ def send_window(stream: ServerStream[Any, Any]) -> int:
     return max(0, window)
 
 
+def http2_stream(stream: ServerStream[Any, Any]) -> Stream:
+    """The HTTP/2 stream grpclib's server ``stream`` (a call) sends and receives on."""
+    # Relies on: grpclib.server.Stream._stream, its HTTP/2 stream (grpclib.protocol.Stream).
+    return stream._stream
+
+
+def response_headers_sent(stream: ServerStream[Any, Any]) -> bool:
+    """Whether grpclib's server ``stream`` has sent its response headers, or a trailers-only
+    response."""
+    # Relies on: grpclib.server.Stream._send_initial_metadata_done and
+    # _send_trailing_metadata_done, set once send_initial_metadata and send_trailing_metadata
+    # (which sends a trailers-only response when no headers went before) have sent theirs.
+    return bool(stream._send_initial_metadata_done or stream._send_trailing_metadata_done)
+
+
+def send_headers_statelessly_instead(
+    stream: Stream, extra: Sequence[tuple[str, str]], blocks: StatelessHeaders
+) -> None:
+    """``send_headers_statelessly(stream, extra, blocks)`` on a stream it was already given to,
+    with other ``extra`` headers: the blocks it sends from now on carry these instead."""
+    # Relies on: grpclib.protocol.Stream keeping its attributes in its __dict__, where the
+    # send_headers set on it shadows its class's (grpclib's own, which the new one wraps).
+    stream.__dict__.pop("send_headers", None)
+    send_headers_statelessly(stream, extra, blocks)
+
+
 # --- grpclib's health and reflection services -------------------------------------------
 
 

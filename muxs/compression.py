@@ -220,7 +220,8 @@ class CompressingWriter:
     """
 
     def __init__(self, send_data: Callable[..., Awaitable[None]], encoding: str) -> None:
-        self._send_data = send_data
+        #: The ``send_data`` it sends each message through, compressed or not.
+        self.send_data = send_data
         self._encoding = encoding
 
     async def __call__(self, data: bytes, end_stream: bool = False) -> None:
@@ -230,4 +231,4 @@ class CompressingWriter:
                 data = frame(body, self._encoding)
             else:
                 data = await run_blocking(frame, body, self._encoding)
-        await self._send_data(data, end_stream=end_stream)
+        await self.send_data(data, end_stream=end_stream)

@@ -365,6 +365,35 @@ def test_letting_go_of_a_stream_gives_back_grpclibs_own_methods() -> None:
         assert getattr(stream, name).__func__ is getattr(grpclib.protocol.Stream, name)
 
 
+def test_headers_sent_anew_replace_the_stateless_sender_and_wrap_grpclibs_own() -> None:
+    stream = grpclib.protocol.Stream.__new__(grpclib.protocol.Stream)
+    stream.connection = None  # type: ignore[assignment]
+    blocks = _internals.StatelessHeaders()
+    _internals.send_headers_statelessly(stream, [("x-old", "1")], blocks)
+    first = stream.send_headers
+    _internals.send_headers_statelessly_instead(stream, [("x-new", "1")], blocks)
+    assert stream.send_headers is not first
+    _internals.let_go_of_stream(stream)  # only grpclib's own is under the new sender
+    assert stream.send_headers.__func__ is grpclib.protocol.Stream.send_headers  # type: ignore[attr-defined]
+
+
+def test_a_server_stream_says_it_sent_its_headers_or_a_trailers_only_response() -> None:
+    for step in ("send_initial_metadata", "send_trailing_metadata"):
+        body = source(getattr(grpclib.server.Stream, step))
+        flag = step.replace("send_", "_send_").replace("metadata", "metadata_done")
+        assert f"self.{flag} = True" in body
+    assert "if self._send_initial_metadata_done:" in source(
+        grpclib.server.Stream.send_trailing_metadata
+    )  # else a trailers-only response
+    stream = grpclib.server.Stream.__new__(grpclib.server.Stream)
+    for initial, trailing in [(False, False), (True, False), (False, True)]:
+        stream._send_initial_metadata_done = initial
+        stream._send_trailing_metadata_done = trailing
+        assert _internals.response_headers_sent(stream) is (initial or trailing)
+    stream._stream = grpclib.protocol.Stream.__new__(grpclib.protocol.Stream)
+    assert _internals.http2_stream(stream) is stream._stream
+
+
 def test_a_server_stream_wraps_its_http2_stream_which_has_its_h2_connection() -> None:
     assert "self._stream = stream" in source(grpclib.server.Stream.__init__)
     assert "self._h2_connection = h2_connection" in source(grpclib.protocol.Stream.__init__)

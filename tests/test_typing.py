@@ -33,3 +33,9 @@ def test_a_type_error_in_a_user_script_is_reported(tmp_path: Path) -> None:
 def test_the_readme_own_services_example_is_strictly_typed(tmp_path: Path) -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     check_install.check_own_services_types(tmp_path, readme)
+
+
+@pytest.mark.slow
+def test_the_readme_per_call_compression_example_is_strictly_typed(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    check_install.check_compression_types(tmp_path, readme)

@@ -6,8 +6,8 @@ the handler (muxs's or a hosted service's: ``muxs.server.current()``), and the o
 read it once the call has ended (the access log, the metrics).
 
 It tells who calls what (method, request metadata, peer, identity, deadline), lets the call
-add response headers and trailers, and, once the call has ended, holds its outcome (status,
-duration, message counts).
+add response headers and trailers and choose how its replies are compressed, and, once the
+call has ended, holds its outcome (status, duration, message counts).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from grpclib.server import Stream
 
 from muxs.auth.identity import ANONYMOUS, Identity, current_identity
 from muxs.errors import StatusCode
+from muxs.server.reply_compression import ReplyCompression, compress_replies
 
 if TYPE_CHECKING:
     from muxs.server.hooks import CallObserver
@@ -115,6 +116,18 @@ class CallContext:
         if self.trailers is None:
             self.trailers = []
         self.trailers.append((key, value))
+
+    def set_compression(self, compression: ReplyCompression) -> ReplyCompression:
+        """Compress this call's replies with ``compression`` (``gzip`` or ``deflate``), or
+        not (``identity``), whatever the server's ``--compression``; returns what they will
+        be sent with. As with ``--compression``, an encoding the client does not accept
+        (``grpc-accept-encoding``) means ``identity``, and a message under 1 KiB, or one
+        compression would not make smaller, goes plain.
+
+        Call it before the response headers are sent (before the first reply or
+        ``send_headers()``): after, it raises ``RuntimeError``, as grpcio.aio's
+        ``ServicerContext.set_compression`` does. ``ValueError`` for another name."""
+        return compress_replies(self.stream, compression)
 
     def watch_messages(self, watcher: MessageWatcher) -> None:
         """Call ``watcher(context, direction, message)`` for every message of this call from

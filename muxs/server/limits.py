@@ -77,7 +77,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal, cast
 
 import h2.events
@@ -136,7 +136,7 @@ from muxs.server.codec import Codec
 from muxs.server.hooks import OPEN_ENDED, format_peer
 from muxs.server.pings import TOO_MANY_PINGS, PingPolicy
 from muxs.server.refusals import over_limit
-from muxs.server.reply_compression import reply_encoding
+from muxs.server.reply_compression import RESPONSE_HEADERS, reply_encoding
 from muxs.server.request_headers import Refusal, refusal, unknown_method
 from muxs.server.settings import ServerSettings
 from muxs.tls import is_tls_record
@@ -177,6 +177,10 @@ class RequestReader:
     compressed flag and a big-endian length), then ``recv_data(length)``; reads alternate,
     except that an empty prefix read means the client ended the stream.
 
+    It keeps the request's headers (``request_headers``): their ``grpc-encoding`` is read
+    when a compressed message comes, their ``grpc-accept-encoding`` when the call chooses
+    its replies' compression (``muxs.server.reply_compression.compress_replies``).
+
     ``settle``, when given, is awaited before a client stream's end is reported (see
     ``_LimitedProtocol.settle``): a handler that commits on the end of its request stream
     (WriteStream) never commits an upload whose client reset it right after ending it.
@@ -188,7 +192,7 @@ class RequestReader:
         *,
         max_message_bytes: int,
         client_streaming: bool,
-        encoding: str | None,
+        request_headers: Sequence[tuple[str, str]],
         settle: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
         open_ended: bool = False,
@@ -202,7 +206,8 @@ class RequestReader:
         self._settle = settle
         self._limit = max_message_bytes
         self._client_streaming = client_streaming
-        self._encoding = encoding
+        #: The request's headers, as the client sent them.
+        self.request_headers = request_headers
         self._in_body = False
         self._inflated_message: bytes | None = None
         self._messages = 0
@@ -235,26 +240,34 @@ class RequestReader:
             if self._client_streaming and self._settle is not None:
                 await self._settle()
             return prefix
-        length = self._check_prefix(prefix)
+        encoding = self._request_encoding() if prefix[0] else None
+        length = self._check_prefix(prefix, encoding)
         self._in_body = True
-        if not prefix[0]:
+        if encoding is None:
             return prefix
         # grpclib reads no compressed message: it is given the message inflated, with a
         # prefix saying so (uncompressed, its inflated length).
-        self._inflated_message = await self._inflated(length)
+        self._inflated_message = await self._inflated(length, encoding)
         return b"\x00" + len(self._inflated_message).to_bytes(4, "big")
 
-    def _check_prefix(self, prefix: bytes) -> int:
-        """The message's length, checked against the limit; refuses a compression muxs lacks."""
-        if prefix[0] and not supports(self._encoding or ""):
-            if self._encoding in (None, "identity"):
-                named = "no grpc-encoding" if self._encoding is None else "grpc-encoding identity"
+    def _request_encoding(self) -> str:
+        """The request's ``grpc-encoding`` (its last, as a dict of the headers keeps it), or
+        ``""`` when it has none."""
+        encodings = [value for name, value in self.request_headers if name == "grpc-encoding"]
+        return encodings[-1] if encodings else ""
+
+    def _check_prefix(self, prefix: bytes, encoding: str | None) -> int:
+        """The message's length, checked against the limit; refuses a compression muxs lacks
+        (``encoding``: the request's, for a compressed message; None for a plain one)."""
+        if encoding is not None and not supports(encoding):
+            if encoding in ("", "identity"):
+                named = "no grpc-encoding" if not encoding else "grpc-encoding identity"
                 raise GRPCError(
                     StatusCode.INTERNAL, f"a message is flagged compressed but the call has {named}"
                 )
             raise GRPCError(
                 StatusCode.UNIMPLEMENTED,
-                f"grpc-encoding {self._encoding!r} is not supported; use one of "
+                f"grpc-encoding {encoding!r} is not supported; use one of "
                 f"{ACCEPT_ENCODING} (grpc-accept-encoding)",
             )
         length = int.from_bytes(prefix[1:5], "big")
@@ -265,15 +278,14 @@ class RequestReader:
             )
         return length
 
-    async def _inflated(self, length: int) -> bytes:
-        """The compressed message of ``length`` bytes that follows, decompressed within
-        the limit (a gzip bomb is refused before its output passes it)."""
+    async def _inflated(self, length: int, encoding: str) -> bytes:
+        """The compressed message of ``length`` bytes that follows, decompressed from
+        ``encoding`` within the limit (a gzip bomb is refused before its output passes it)."""
         data = await self._read(length)
         if len(data) != length:
             raise GRPCError(StatusCode.INTERNAL, _TRUNCATED)
-        assert self._encoding is not None  # _check_prefix refused a compressed message without
         try:
-            return await inflate(data, self._encoding, self._limit)
+            return await inflate(data, encoding, self._limit)
         except TooLarge as exc:
             raise over_limit("max_message_bytes", f"{exc}, this server's limit") from None
         except TooManyMembers as exc:
@@ -350,7 +362,7 @@ class _LimitedHandler(protocol.AbstractHandler):
                 buffer_reads(stream),  # grpclib's recv_data, without its coroutine
                 max_message_bytes=self._connection.settings.max_message_bytes,
                 client_streaming=method is not None and method.cardinality.client_streaming,
-                encoding=fields.get("grpc-encoding"),
+                request_headers=headers,
                 settle=self._connection.settle,
                 clock=self._connection.clock,
                 open_ended=open_ended,
@@ -358,12 +370,10 @@ class _LimitedHandler(protocol.AbstractHandler):
         )
         wait_for_window_with(stream, WindowWait(self._connection.settings.stream_idle_timeout))
         send_data_directly(stream, self._connection.cut_short)
-        response_headers = [("grpc-accept-encoding", ACCEPT_ENCODING)]
         encoding = reply_encoding(self._connection.settings.compression, headers)
         if encoding is not None:
             send_replies_with(stream, lambda send_data: CompressingWriter(send_data, encoding))
-            response_headers.append(("grpc-encoding", encoding))
-        send_headers_statelessly(stream, response_headers, _HEADER_BLOCKS)
+        send_headers_statelessly(stream, RESPONSE_HEADERS[encoding], _HEADER_BLOCKS)
         self._connection.call_started()
         released = False
 

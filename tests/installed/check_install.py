@@ -13,15 +13,17 @@ check works in a temporary directory and every step has a bounded wait.
 - ``muxs serve`` on an ephemeral port answers ``muxs health`` and ``muxs hello``, then stops
   with exit code 0 on SIGTERM, without a traceback;
 - the README's embedding example runs as a user's script, and so does its "Your own services"
-  example, beside the user's generated package (``tests/example/orders_api``, copied).
+  example, beside the user's generated package (``tests/example/orders_api``, copied), and its
+  "Compressing replies per call" example.
 
 ``python check_install.py typing README.md`` (the wheel and mypy): ``mypy --strict``, with no
 configuration and no ``mypy_path``, sees the generated messages and the SDK's precise
 return types (``muxs.Client`` and ``muxs.SyncClient``) in a user's script, and reports a
 deliberate type error; and it accepts the README's "Your own services" example (a user's
-service, interceptor and handler context) and its "Testing your services" example (a user's
-pytest module on ``muxs.testing``: tox installs pytest beside mypy for it). This fails when
-a shipped package lacks ``py.typed``.
+service, interceptor and handler context), its "Compressing replies per call" example (and
+reports an encoding muxs lacks given to ``set_compression``) and its "Testing your services"
+example (a user's pytest module on ``muxs.testing``: tox installs pytest beside mypy for it).
+This fails when a shipped package lacks ``py.typed``.
 
 Stdlib only: the script itself never imports muxs.
 """
@@ -50,6 +52,7 @@ LISTENING = re.compile(r"muxs listening on (127\.0\.0\.1:\d+)")
 #: The user's generated package the "Your own services" example imports.
 EXAMPLE_PACKAGE = Path(__file__).resolve().parents[1] / "example" / "orders_api"
 OWN_SERVICES = "Your own services"
+PER_CALL_COMPRESSION = "Compressing replies per call"
 TESTING = "Testing your services"
 
 
@@ -210,6 +213,17 @@ def check_own_services(workdir: Path, readme: str) -> None:
     print("ok: the README's own-services example runs")
 
 
+def check_per_call_compression(workdir: Path, readme: str) -> None:
+    script = workdir / "compressing.py"
+    script.write_text(readme_block(readme, PER_CALL_COMPRESSION, "python"))
+    output = succeeded([sys.executable, str(script)], workdir)
+    expect(
+        output == "Read replies with gzip\n5000\n",
+        f"the README's per-call compression example printed:\n{output}",
+    )
+    print("ok: the README's per-call compression example runs")
+
+
 #: What a user's mypy configuration needs for code betterproto2 0.10 generates (the README says
 #: so): its MessagePool lacks ``-> None``, an untyped call in the generated message_pool.py.
 GENERATED_CODE_MYPY = "[mypy-orders_api.message_pool]\ndisable_error_code = no-untyped-call\n"
@@ -221,6 +235,31 @@ def check_own_services_types(workdir: Path, readme: str) -> None:
     shown = "\n".join(output)
     expect(code == 0, f"mypy --strict refused the README's own-services example:\n{shown}")
     print("ok: mypy --strict accepts the README's own-services example")
+
+
+#: The README's per-call compression example's line, and the mistake mypy must report in it.
+COMPRESSION_MISTAKE = (
+    'call.set_compression("gzip")',
+    'call.set_compression("br")',
+    'Argument 1 to "set_compression" of "CallContext" has incompatible type "Literal[\'br\']"; '
+    "expected \"Literal['gzip', 'deflate', 'identity']\"",
+)
+
+
+def check_compression_types(workdir: Path, readme: str) -> None:
+    source = readme_block(readme, PER_CALL_COMPRESSION, "python")
+    code, output = mypy_strict(workdir, source)
+    shown = "\n".join(output)
+    expect(code == 0, f"mypy --strict refused the README's per-call compression example:\n{shown}")
+    line, mistake, message = COMPRESSION_MISTAKE
+    expect(line in source, f"the README's per-call compression example lost {line!r}")
+    code, output = mypy_strict(workdir, source.replace(line, mistake))
+    errors = [line for line in output if ": error: " in line]
+    expect(
+        code == 1 and len(errors) == 1 and message in errors[0],
+        "mypy --strict did not report set_compression's unknown encoding:\n" + "\n".join(output),
+    )
+    print("ok: mypy --strict accepts the README's per-call compression example, not 'br'")
 
 
 def check_testing_types(workdir: Path, readme: str) -> None:
@@ -383,6 +422,7 @@ def runtime_checks(readme_path: Path) -> list[Callable[[Path], None]]:
         lambda workdir: check_serve(muxs, workdir),
         lambda workdir: check_embedding(workdir, readme),
         lambda workdir: check_own_services(workdir, readme),
+        lambda workdir: check_per_call_compression(workdir, readme),
     ]
 
 
@@ -393,6 +433,7 @@ def typing_checks(readme_path: Path) -> list[Callable[[Path], None]]:
         check_user_script_types,
         check_mistakes_reported,
         lambda workdir: check_own_services_types(workdir, readme),
+        lambda workdir: check_compression_types(workdir, readme),
         lambda workdir: check_testing_types(workdir, readme),
     ]
 

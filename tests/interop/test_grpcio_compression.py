@@ -1,29 +1,42 @@
 """grpcio clients with compression on (gzip, deflate) against muxs: every RPC of both services.
 
 grpcio compresses a message only when that makes it smaller, so the requests here are
-compressible, and each test counts the messages the server inflated.
+compressible, and each test counts the messages the server inflated. Replies compressed (by the
+server's setting, or by an interceptor's choice) are read by grpcio, which inflates a reply only
+as its response headers' ``grpc-encoding`` says (it keeps that header from its metadata).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import grpc
 import pytest
 
-from muxs import RunningServer, ServerSettings, serve
+from muxs import CallContext, RunningServer, ServerProceed, ServerSettings, serve
+from muxs.server.reply_compression import ReplyCompression
 
 ENCODINGS = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+#: A grpcio channel that accepts no compression: its ``grpc-accept-encoding`` says identity.
+IDENTITY_ONLY = [("grpc.compression_enabled_algorithms_bitset", 1)]
 NAME = "muxs " * 200  # compressible
 DATA = b"0123456789abcdef" * 4096  # 64 KiB, compressible
 
 
-def every_rpc(target: str, compression: grpc.Compression, pb2: Any, pb2_grpc: Any) -> None:
+def every_rpc(
+    target: str,
+    compression: grpc.Compression,
+    pb2: Any,
+    pb2_grpc: Any,
+    options: Sequence[tuple[str, Any]] = (),
+) -> None:
     """Each RPC of both services, with compressible requests; checks each answer."""
-    with grpc.insecure_channel(target, compression=compression) as channel:
+    with grpc.insecure_channel(target, options=options, compression=compression) as channel:
         greeter = pb2_grpc.GreeterStub(channel)
         files = pb2_grpc.FileControllerStub(channel)
         assert greeter.SayHello(pb2.HelloRequest(name=NAME)).message == f"Hello, {NAME}!"
@@ -77,3 +90,30 @@ async def test_a_grpcio_client_reads_compressed_replies(
     # The replies of 1 KiB or more: LotsOfGreetings, Read, 4 ReadStream chunks (the greetings
     # of the other calls, about 1000 bytes, are under it).
     assert len(compressed_replies) == 6
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.parametrize("accepting", [True, False], ids=["accepting", "identity only"])
+async def test_a_grpcio_client_reads_the_replies_an_interceptor_compressed(
+    settings: ServerSettings,
+    pb: tuple[Any, Any],
+    compressed_replies: list[int],
+    encoding: ReplyCompression,
+    accepting: bool,
+) -> None:
+    """An interceptor chooses ``encoding`` for every call of a server compressing none: a
+    grpcio client that accepts it reads the replies compressed (those of 1 KiB or more, as
+    with ``--compression``); one that accepts only identity gets them plain."""
+    chosen: list[str] = []
+
+    async def compress_replies(call: CallContext, proceed: ServerProceed) -> None:
+        chosen.append(call.set_compression(encoding))
+        await proceed()
+
+    options = () if accepting else IDENTITY_ONLY
+    calls = partial(every_rpc, compression=grpc.Compression.NoCompression, options=options)
+    async with serve(settings=settings, interceptors=[compress_replies]) as running:
+        await asyncio.to_thread(calls, running.target, pb2=pb[0], pb2_grpc=pb[1])
+    assert len(chosen) == 12  # one per RPC
+    assert set(chosen) == {encoding if accepting else "identity"}
+    assert len(compressed_replies) == (6 if accepting else 0)

@@ -50,7 +50,7 @@ class _CallStream(StreamIterator[Any]):
             buffer.read,
             max_message_bytes=LIMIT,
             client_streaming=method.cardinality.client_streaming,
-            encoding=None,
+            request_headers=(),
         )
         self._method = method
         self._codec = Codec()
