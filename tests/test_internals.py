@@ -2175,6 +2175,97 @@ def test_known_header_blocks_are_received_as_h2_receives_them() -> None:
     assert ("ProtocolError", "Trailers must have END_STREAM set") in ours
 
 
+def _request_pieces(number: int) -> list[bytes]:
+    """What a client sends a server in case ``number``: requests whose blocks repeat (with a
+    body, without), with a content-length the body keeps then breaks, with one h2 refuses,
+    a request with priority, more streams than the server's limit of 3, a stream id too low
+    then even, and request trailers with then without END_STREAM."""
+    encoder = hpack.Encoder()
+    request, body = REQUESTS[0], b"\0\0\0\0\1x"
+
+    def headers(stream_id: int, block: list[tuple[str, str]], *flags: str) -> bytes:
+        return bytes(_headers_frame(stream_id, encoder.encode(block), *flags).serialize())
+
+    def data(stream_id: int, payload: bytes = body, end: bool = True) -> bytes:
+        made = DataFrame(stream_id, data=payload)
+        if end:
+            made.flags.add("END_STREAM")
+        return bytes(made.serialize())
+
+    def requests(*stream_ids: int, block: list[tuple[str, str]] = request) -> list[bytes]:
+        return [headers(n, block) + data(n) for n in stream_ids]
+
+    sized = [*request, ("content-length", "6")]
+    trailers = [("grpc-status", "0")]
+    cases = [
+        lambda: requests(1, 3, 5) + [headers(n, request, "END_STREAM") for n in (7, 9)],
+        lambda: [*requests(1, 3, block=sized), headers(5, sized) + data(5, b"x")],
+        lambda: requests(1, 3, block=[*request, ("content-length", "six")]),
+        lambda: [*requests(1), headers(3, request, "PRIORITY") + data(3)],
+        lambda: [headers(n, request) for n in (1, 3, 5, 7)],
+        lambda: [*requests(1, 3), headers(3, request), headers(4, request)],
+        lambda: [
+            headers(n, request) + data(n, end=False) + headers(n, trailers, *end)
+            for n, end in ((1, ["END_STREAM"]), (3, []))
+        ],
+    ]
+    return cases[number]()
+
+
+def _server_received(pieces: list[bytes], patched: bool) -> list[Any]:
+    """The events (described) a server configured as grpclib's receives for ``pieces``, with
+    muxs's ``receive_known_headers`` or h2's own, what it answers and its streams' states."""
+    server = h2.connection.H2Connection(
+        h2.config.H2Configuration(
+            client_side=False,
+            header_encoding="ascii",
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_inbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 3})
+    client.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    _internals.decode_headers_once(server)
+    if patched:
+        _internals.receive_known_headers(server)
+    seen: list[Any] = []
+    for piece in pieces:
+        try:
+            seen += [_described(event) for event in server.receive_data(piece)]
+        except h2.exceptions.ProtocolError as exc:
+            seen.append((type(exc).__name__, str(exc)))
+        seen.append(server.data_to_send())
+    for stream_id, stream in sorted(server.streams.items()):
+        machine = stream.state_machine
+        seen.append((stream_id, machine.state, stream._expected_content_length))
+    seen.append((server.highest_inbound_stream_id, dict(server._closed_streams)))
+    return seen
+
+
+@pytest.mark.parametrize("number", range(7))
+def test_known_request_blocks_are_received_as_h2_receives_them(number: int) -> None:
+    pieces = _request_pieces(number)
+    ours = _server_received(pieces, patched=True)
+    assert ours == _server_received(pieces, patched=False)
+    expected = [
+        "RequestReceived",
+        "InvalidBodyLengthError",
+        "Invalid content-length header",
+        "PriorityUpdated",
+        "TooManyStreamsError",
+        "Invalid stream ID for peer",
+        "Trailers must have END_STREAM set",
+    ][number]
+    assert expected in repr(ours)
+
+
 def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
     assert_steps(
         h2.connection.H2Connection._receive_headers_frame,
@@ -2184,6 +2275,16 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
         '"END_STREAM" in frame.flags,',
         'if "PRIORITY" in frame.flags:',
         "return frames, events + stream_events",
+        "if frame.stream_id not in self.streams:",
+        "max_open_streams = self.local_settings.max_concurrent_streams",
+        "value = self.open_inbound_streams",
+        'msg = f"Max inbound streams is {max_open_streams}, {value} open"',
+        "frame.stream_id, AllowedStreamIDs(not self.config.client_side),",
+    )
+    assert_steps(
+        h2.connection.H2Connection._get_or_create_stream,
+        "return self.streams[stream_id]",
+        "return self._begin_new_stream(stream_id, allowed_ids)",
     )
     assert_steps(
         h2.stream.H2Stream.receive_headers,
@@ -2199,6 +2300,8 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
     assert 'if self.request_method == b"HEAD":' in content_length
     assert 'if n == b"content-length":' in content_length
     assert "self._expected_content_length = content_length" in content_length
+    assert "self._expected_content_length = 0" in content_length
+    assert "raise ProtocolError(msg)" in content_length
 
 
 # --- grpclib's client: the SDK's HTTP/2 streams ---------------------------------------------

@@ -112,6 +112,7 @@ from muxs._internals import (
     read_requests_with,
     receive_data_directly,
     receive_data_runs,
+    receive_known_headers,
     replace_event_handler,
     send_data_directly,
     send_headers_statelessly,
@@ -488,6 +489,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         parse_frames_directly(h2_connection(self))
         settle_configuration(h2_connection(self))
         keep_closed_streams(h2_connection(self), closed_streams_kept(self.settings))
+        receive_known_headers(h2_connection(self))
         receive_data_runs(self)
         make_direct_streams(self)
         h2_connection(self).update_settings(
