@@ -1312,8 +1312,10 @@ def _add_header_frames(
     )
     events = h2_stream.state_machine.process_input(_STREAM_SENDS_HEADERS)
     # StatelessFields validates nothing: it has no use for the flags.
-    unchecked = type(blocks) is StatelessFields
-    flags = None if unchecked else h2_stream._build_hdr_validation_flags(events)
+    flags = None
+    if type(blocks) is not StatelessFields:
+        key = (h2_stream.state_machine.client, events[0].__class__)
+        flags = _VALIDATION_FLAGS.get(key) or _validation_flags(key, h2_stream, events)
     block = blocks.block(headers, flags)
     frame_flags = _END_HEADERS
     if end_stream:
@@ -1332,6 +1334,21 @@ def _add_header_frames(
             size >> 8, size & 0xFF, 0x1, frame_flags, h2_stream.stream_id
         )
         h2_conn._data_to_send += block
+
+
+#: h2's header validation flags of a block sent, by whether its stream is a client's and the
+#: class of the event its SEND_HEADERS input made (all that h2's flags are made of).
+_VALIDATION_FLAGS: dict[tuple[bool | None, type], Any] = {}
+
+
+def _validation_flags(
+    key: tuple[bool | None, type], h2_stream: h2.stream.H2Stream, events: Any
+) -> Any:
+    """The flags ``H2Stream._build_hdr_validation_flags(events)`` makes, kept by ``key``."""
+    # Relies on: _build_hdr_validation_flags reading only the class of events[0] and
+    # state_machine.client.
+    flags = _VALIDATION_FLAGS[key] = h2_stream._build_hdr_validation_flags(events)
+    return flags
 
 
 class _StreamLimit:
@@ -1696,7 +1713,7 @@ async def _send_framed(
         chunk = view[position : position + size]
         position += size
         ends = end_stream and position == last
-        stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
+        stream._transport.write(_frame_data(h2_conn, stream_id, size, ends, window))
         stream._transport.write(chunk)
         if size < most and cut_short is not None:
             cut_short(2)
@@ -1708,16 +1725,23 @@ async def _send_framed(
 
 
 def _frame_data(
-    h2_conn: h2.connection.H2Connection, stream_id: int, size: int, end_stream: bool
+    h2_conn: h2.connection.H2Connection,
+    stream_id: int,
+    size: int,
+    end_stream: bool,
+    window: int | None = None,
 ) -> bytes:
     """What ``H2Connection.send_data`` does for ``size`` bytes without padding: the checks,
     the state machines' inputs, both windows taken down; returns what h2 had to send before,
-    then the DATA frame's header (its body, the data, goes after it)."""
+    then the DATA frame's header (its body, the data, goes after it). ``window``: the
+    stream's ``local_flow_control_window``, when the caller has just read it."""
     # Relies on: H2Connection.send_data's steps: FlowControlError past the window,
     # FrameTooLargeError past max_outbound_frame_size, the connection's SEND_DATA input, then
     # H2Stream.send_data's SEND_DATA (and SEND_END_STREAM) inputs and its
     # outbound_flow_control_window, then the connection's.
-    if size > h2_conn.local_flow_control_window(stream_id):
+    if window is None:
+        window = h2_conn.local_flow_control_window(stream_id)
+    if size > window:
         raise h2.exceptions.FlowControlError(f"Cannot send {size} bytes")
     if size > h2_conn.max_outbound_frame_size:
         raise h2.exceptions.FrameTooLargeError(f"Cannot send frame size {size}")

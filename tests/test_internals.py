@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import inspect
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -977,6 +978,8 @@ def test_direct_data_frames_are_refused_past_the_window_or_the_frame_size() -> N
     connection.outbound_flow_control_window = 10
     with pytest.raises(h2.exceptions.FlowControlError):
         _internals._frame_data(connection, 1, 11, False)
+    with pytest.raises(h2.exceptions.FlowControlError):  # the window its caller just read
+        _internals._frame_data(connection, 1, 11, False, window=10)
 
 
 class _SendingStream:
@@ -2264,6 +2267,14 @@ def test_known_request_blocks_are_received_as_h2_receives_them(number: int) -> N
         "Trailers must have END_STREAM set",
     ][number]
     assert expected in repr(ours)
+
+
+def test_validation_flags_are_made_of_the_streams_side_and_the_events_class() -> None:
+    # What _internals._VALIDATION_FLAGS keeps h2's flags by.
+    body = source(h2.stream.H2Stream._build_hdr_validation_flags)
+    assert re.findall(r"self\.[\w.]+", body) == ["self.state_machine.client"]
+    assert set(re.findall(r"events\[\w+\]", body)) == {"events[0]"}
+    assert body.count("isinstance(") == body.count("events[0]") == 3
 
 
 def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
