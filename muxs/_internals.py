@@ -668,17 +668,32 @@ def read_requests_with(
     stream.recv_data = wrap(stream.recv_data)  # type: ignore[method-assign]
 
 
-def acknowledge_once_a_turn(stream: Stream) -> None:
-    """Have ``stream`` acknowledge the data its reader takes once a turn of the event loop,
-    summed, not once per DATA frame (grpclib's ``Buffer.read`` acknowledges each frame it
-    takes: h2's window bookkeeping and a flush, four times for a 64 KiB message in 16 KiB
-    frames). h2 decides as before when a WINDOW_UPDATE is due; a reader waiting for more
-    data has had what it took acknowledged by the next turn, so the peer's window reopens."""
+def acknowledge_once_a_turn(stream: Stream, taken: Callable[[Any, int], None]) -> None:
+    """Have ``stream`` acknowledge the data its reader takes through ``taken`` (its
+    connection's ``acknowledging_once_a_turn``): once a turn of the event loop, summed, not
+    once per DATA frame (grpclib's ``Buffer.read`` acknowledges each frame it takes: h2's
+    window bookkeeping and a flush, four times for a 64 KiB message in 16 KiB frames). h2
+    decides as before when a WINDOW_UPDATE is due; a reader waiting for more data has had
+    what it took acknowledged by the next turn, so the peer's window reopens."""
     # Relies on: grpclib.protocol.Buffer.read calling self._ack_callback(size) (the
     # connection's ack for the stream) for each DATA frame it takes.
-    acknowledge = stream.buffer._ack_callback
-    taken = _summed_once_a_turn(lambda sizes: acknowledge(sizes[None]))
-    stream.buffer._ack_callback = functools.partial(taken, None)
+    stream.buffer._ack_callback = functools.partial(taken, stream.buffer._ack_callback)
+
+
+def acknowledging_once_a_turn(
+    schedule: Callable[[Callable[[], None]], Any],
+) -> Callable[[Any, int], None]:
+    """``taken(acknowledge, size)`` for ``acknowledge_once_a_turn``: the sizes a connection's
+    streams take, summed per stream (by its ``acknowledge``) and each stream's sum
+    acknowledged, all in one callback that the first size taken in a turn has ``schedule``
+    call (the loop's ``call_soon``, or the connection's ``CoalescingTransport.before_flush``:
+    no callback of its own)."""
+    return _summed_once_a_turn(_acknowledge_each, schedule)
+
+
+def _acknowledge_each(sizes: dict[Callable[[int], None], int]) -> None:
+    for acknowledge, size in sizes.items():
+        acknowledge(size)
 
 
 class DirectBuffer:
@@ -890,10 +905,14 @@ def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
     connection.ack = ack  # type: ignore[method-assign]
 
 
-def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[Any, int], None]:
+def _summed_once_a_turn(
+    settle: Callable[[dict[Any, int]], None],
+    schedule: Callable[[Callable[[], None]], Any] | None = None,
+) -> Callable[[Any, int], None]:
     """``taken(key, size)``, which sums the sizes taken by key and hands them to ``settle``
-    once a turn of the event loop (the first size taken in a turn schedules it)."""
-    loop = asyncio.get_running_loop()
+    once a turn of the event loop (the first size taken in a turn schedules it, with
+    ``schedule``: the running loop's ``call_soon`` if None)."""
+    soon = schedule or asyncio.get_running_loop().call_soon
     pending: dict[Any, int] = {}
 
     def settle_pending() -> None:
@@ -903,7 +922,7 @@ def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[A
 
     def taken(key: Any, size: int) -> None:
         if not pending:
-            loop.call_soon(settle_pending)
+            soon(settle_pending)
         pending[key] = pending.get(key, 0) + size
 
     return taken

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import random
 import re
@@ -1046,10 +1047,14 @@ class _ReadStream:
         self.buffer = grpclib.protocol.Buffer(acknowledged.append)
 
 
+def _acknowledging() -> Any:
+    return _internals.acknowledging_once_a_turn(asyncio.get_running_loop().call_soon)
+
+
 async def test_data_read_in_a_turn_is_acknowledged_once_summed() -> None:
     acknowledged: list[int] = []
     stream = _ReadStream(acknowledged)
-    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
+    _internals.acknowledge_once_a_turn(stream, _acknowledging())  # type: ignore[arg-type]
     for piece in (b"a" * 10, b"b" * 20, b"c" * 30):
         stream.buffer.add(piece, len(piece) + 1)  # flow-controlled: padding counts
     assert await stream.buffer.read(5) == b"a" * 5
@@ -1063,7 +1068,7 @@ async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None
     """No deadlock: a peer out of window gets the WINDOW_UPDATE while the reader waits."""
     acknowledged: list[int] = []
     stream = _ReadStream(acknowledged)
-    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
+    _internals.acknowledge_once_a_turn(stream, _acknowledging())  # type: ignore[arg-type]
     stream.buffer.add(b"x" * 10, 10)
     reading = asyncio.ensure_future(stream.buffer.read(20))
     await asyncio.sleep(0)
@@ -1074,6 +1079,25 @@ async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None
     assert await reading == b"x" * 10 + b"y" * 10
     await asyncio.sleep(0)
     assert acknowledged == [10, 10]
+
+
+async def test_a_connections_streams_are_acknowledged_each_in_one_callback() -> None:
+    acknowledged: list[tuple[str, int]] = []
+    scheduled: list[Any] = []
+    taken = _internals.acknowledging_once_a_turn(scheduled.append)
+    streams = [_ReadStream([]) for _ in range(2)]
+    for name, stream in zip("ab", streams, strict=True):
+        stream.buffer._ack_callback = functools.partial(
+            lambda name, size: acknowledged.append((name, size)), name
+        )
+        _internals.acknowledge_once_a_turn(stream, taken)  # type: ignore[arg-type]
+        stream.buffer.add(b"x" * 10, 10)
+        stream.buffer.add(b"y" * 5, 6)
+    for stream in (*streams, streams[0], streams[0]):
+        await stream.buffer.read(5)
+    assert (len(scheduled), acknowledged) == (1, [])
+    scheduled.pop()()
+    assert acknowledged == [("a", 16), ("b", 10)]
 
 
 _PATTERN = bytes(range(251)) * 200  # bytes that show where they came from

@@ -97,6 +97,7 @@ from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
     acknowledge_once_a_turn,
+    acknowledging_once_a_turn,
     buffer_reads,
     decode_headers_as_latin1,
     decode_headers_once,
@@ -343,7 +344,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             release_stream()
             return
         method = self._inner.mapping.get(fields.get(":path", ""))
-        acknowledge_once_a_turn(stream)
+        acknowledge_once_a_turn(stream, self._connection.acknowledge)
         open_ended = fields.get(":path") in OPEN_ENDED
         read_requests_with(
             stream,
@@ -474,6 +475,8 @@ class _LimitedProtocol(protocol.H2Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
         self._transport = CoalescingTransport(self._socket)
+        #: What the calls read, acknowledged as the turn's writes go out.
+        self.acknowledge = acknowledging_once_a_turn(self._transport.before_flush)
         super().connection_made(self._transport)  # type: ignore[arg-type]
         self._live.add(self)
         if len(self._open) >= self.settings.max_connections and not self._make_room():
