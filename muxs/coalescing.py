@@ -71,9 +71,16 @@ class CoalescingTransport:
         """Pass on what was written since the last flush (``before_flush``'s callbacks first)."""
         before = self._before_flush
         if before:
-            for callback in before:  # one added meanwhile runs in this loop too
-                callback()
-            before.clear()
+            try:
+                for callback in before:  # one added meanwhile runs in this loop too
+                    callback()
+            finally:  # one that raised leaves neither the others' writes nor later ones stuck
+                before.clear()
+                self._pass_on()
+            return
+        self._pass_on()
+
+    def _pass_on(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
             if not self._transport.is_closing():

@@ -92,3 +92,18 @@ async def test_work_before_a_flush_runs_in_it_and_its_writes_go_out_with_the_tur
         assert transport.pending_bytes == 0
         transport.before_flush(lambda: transport.write(b"alone"))  # no write in this turn
         assert await received(peer, 5) == b"alone"
+
+
+async def test_work_before_a_flush_that_fails_holds_up_no_write() -> None:
+    async with connected() as (transport, peer):
+
+        def fails() -> None:
+            raise RuntimeError("a bug")
+
+        transport.before_flush(fails)
+        transport.write(b"reply|")
+        with pytest.raises(RuntimeError):
+            transport.flush()
+        assert await received(peer, 6) == b"reply|"
+        transport.write(b"next")  # schedules its flush again
+        assert await received(peer, 4) == b"next"
