@@ -23,6 +23,7 @@ import logging
 import re
 import socket
 import time
+import types
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
@@ -667,17 +668,32 @@ def read_requests_with(
     stream.recv_data = wrap(stream.recv_data)  # type: ignore[method-assign]
 
 
-def acknowledge_once_a_turn(stream: Stream) -> None:
-    """Have ``stream`` acknowledge the data its reader takes once a turn of the event loop,
-    summed, not once per DATA frame (grpclib's ``Buffer.read`` acknowledges each frame it
-    takes: h2's window bookkeeping and a flush, four times for a 64 KiB message in 16 KiB
-    frames). h2 decides as before when a WINDOW_UPDATE is due; a reader waiting for more
-    data has had what it took acknowledged by the next turn, so the peer's window reopens."""
+def acknowledge_once_a_turn(stream: Stream, taken: Callable[[Any, int], None]) -> None:
+    """Have ``stream`` acknowledge the data its reader takes through ``taken`` (its
+    connection's ``acknowledging_once_a_turn``): once a turn of the event loop, summed, not
+    once per DATA frame (grpclib's ``Buffer.read`` acknowledges each frame it takes: h2's
+    window bookkeeping and a flush, four times for a 64 KiB message in 16 KiB frames). h2
+    decides as before when a WINDOW_UPDATE is due; a reader waiting for more data has had
+    what it took acknowledged by the next turn, so the peer's window reopens."""
     # Relies on: grpclib.protocol.Buffer.read calling self._ack_callback(size) (the
     # connection's ack for the stream) for each DATA frame it takes.
-    acknowledge = stream.buffer._ack_callback
-    taken = _summed_once_a_turn(lambda sizes: acknowledge(sizes[None]))
-    stream.buffer._ack_callback = functools.partial(taken, None)
+    stream.buffer._ack_callback = functools.partial(taken, stream.buffer._ack_callback)
+
+
+def acknowledging_once_a_turn(
+    schedule: Callable[[Callable[[], None]], Any],
+) -> Callable[[Any, int], None]:
+    """``taken(acknowledge, size)`` for ``acknowledge_once_a_turn``: the sizes a connection's
+    streams take, summed per stream (by its ``acknowledge``) and each stream's sum
+    acknowledged, all in one callback that the first size taken in a turn has ``schedule``
+    call (the loop's ``call_soon``, or the connection's ``CoalescingTransport.before_flush``:
+    no callback of its own)."""
+    return _summed_once_a_turn(_acknowledge_each, schedule)
+
+
+def _acknowledge_each(sizes: dict[Callable[[int], None], int]) -> None:
+    for acknowledge, size in sizes.items():
+        acknowledge(size)
 
 
 class DirectBuffer:
@@ -889,10 +905,14 @@ def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
     connection.ack = ack  # type: ignore[method-assign]
 
 
-def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[Any, int], None]:
+def _summed_once_a_turn(
+    settle: Callable[[dict[Any, int]], None],
+    schedule: Callable[[Callable[[], None]], Any] | None = None,
+) -> Callable[[Any, int], None]:
     """``taken(key, size)``, which sums the sizes taken by key and hands them to ``settle``
-    once a turn of the event loop (the first size taken in a turn schedules it)."""
-    loop = asyncio.get_running_loop()
+    once a turn of the event loop (the first size taken in a turn schedules it, with
+    ``schedule``: the running loop's ``call_soon`` if None)."""
+    soon = schedule or asyncio.get_running_loop().call_soon
     pending: dict[Any, int] = {}
 
     def settle_pending() -> None:
@@ -902,7 +922,7 @@ def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[A
 
     def taken(key: Any, size: int) -> None:
         if not pending:
-            loop.call_soon(settle_pending)
+            soon(settle_pending)
         pending[key] = pending.get(key, 0) + size
 
     return taken
@@ -1337,8 +1357,10 @@ def _add_header_frames(
     )
     events = h2_stream.state_machine.process_input(_STREAM_SENDS_HEADERS)
     # StatelessFields validates nothing: it has no use for the flags.
-    unchecked = type(blocks) is StatelessFields
-    flags = None if unchecked else h2_stream._build_hdr_validation_flags(events)
+    flags = None
+    if type(blocks) is not StatelessFields:
+        key = (h2_stream.state_machine.client, events[0].__class__)
+        flags = _VALIDATION_FLAGS.get(key) or _validation_flags(key, h2_stream, events)
     block = blocks.block(headers, flags)
     frame_flags = _END_HEADERS
     if end_stream:
@@ -1357,6 +1379,21 @@ def _add_header_frames(
             size >> 8, size & 0xFF, 0x1, frame_flags, h2_stream.stream_id
         )
         h2_conn._data_to_send += block
+
+
+#: h2's header validation flags of a block sent, by whether its stream is a client's and the
+#: class of the event its SEND_HEADERS input made (all that h2's flags are made of).
+_VALIDATION_FLAGS: dict[tuple[bool | None, type], Any] = {}
+
+
+def _validation_flags(
+    key: tuple[bool | None, type], h2_stream: h2.stream.H2Stream, events: Any
+) -> Any:
+    """The flags ``H2Stream._build_hdr_validation_flags(events)`` makes, kept by ``key``."""
+    # Relies on: _build_hdr_validation_flags reading only the class of events[0] and
+    # state_machine.client.
+    flags = _VALIDATION_FLAGS[key] = h2_stream._build_hdr_validation_flags(events)
+    return flags
 
 
 class _StreamLimit:
@@ -1443,18 +1480,41 @@ def _split_headers(
 class _KnownBlock(list[Any]):
     """The headers of a received block that ``_DecodingOnce`` keeps (hpack's ``HeaderTuple``s
     of bytes, which h2 reads), with ``texts``: the block's headers as text, by encoding, shared
-    by every copy of the block (``_decode_known_headers``); and ``plain``: whether it is
-    neither an informational response nor has a ``content-length`` (``receive_known_headers``
-    takes such a block without h2's generic steps)."""
+    by every copy of the block (``_decode_known_headers``); ``plain``: whether it is neither
+    an informational response nor has a ``content-length`` h2 refuses
+    (``receive_known_headers`` takes such a block without h2's generic steps); and
+    ``content_length``: the length h2 then expects of the body of a request (not HEAD) or
+    response with it (None: no ``content-length``)."""
 
-    __slots__ = ("plain", "texts")
+    __slots__ = ("content_length", "plain", "texts")
 
     def __init__(
-        self, headers: Iterable[Any], texts: dict[str, list[tuple[Any, ...]]], plain: bool
+        self,
+        headers: Iterable[Any],
+        texts: dict[str, list[tuple[Any, ...]]],
+        plain: bool,
+        content_length: int | None,
     ) -> None:
         super().__init__(headers)
         self.texts = texts
         self.plain = plain
+        self.content_length = content_length
+
+
+def _content_length(headers: list[Any]) -> tuple[bool, int | None]:
+    """Whether h2 takes the ``content-length`` of ``headers`` (none, or the same number each
+    time), and the body length it then expects (not after a HEAD request), as its own
+    ``H2Stream._initialize_content_length`` finds them."""
+    # Relies on: H2Stream._initialize_content_length reading only self.request_method and
+    # setting only self._expected_content_length, ProtocolError for a value it refuses.
+    if all(name not in _CONTENT_LENGTH for name, _ in headers):
+        return True, None
+    reader = types.SimpleNamespace(request_method=None, _expected_content_length=None)
+    try:
+        h2.stream.H2Stream._initialize_content_length(reader, headers)  # type: ignore[arg-type]
+    except h2.exceptions.ProtocolError:
+        return False, None
+    return True, reader._expected_content_length
 
 
 class CompressionError(h2.exceptions.ProtocolError):
@@ -1491,7 +1551,7 @@ class _DecodingOnce(hpack.Decoder):
             return super().decode(data, raw)
         known = self.known(data, raw)
         if known is not None:
-            return _KnownBlock(known, known.texts, known.plain)
+            return _KnownBlock(known, known.texts, known.plain, known.content_length)
         table = self.header_table
         before = (table.maxsize, *table.dynamic_entries)
         try:
@@ -1504,12 +1564,11 @@ class _DecodingOnce(hpack.Decoder):
             return headers
         if len(self._kept) >= RECEIVED_BLOCKS_KEPT:
             self._kept.clear()
-        plain = not h2.utilities.is_informational_response(headers) and all(
-            name not in _CONTENT_LENGTH for name, _ in headers
-        )
+        valid, length = _content_length(headers)
+        plain = valid and not h2.utilities.is_informational_response(headers)
         key = (self._version, raw, self.max_header_list_size, self.max_allowed_table_size, data)
-        known = self._kept[key] = _KnownBlock(headers, {}, plain)
-        return _KnownBlock(known, known.texts, plain)
+        known = self._kept[key] = _KnownBlock(headers, {}, plain, length)
+        return _KnownBlock(known, known.texts, plain, length)
 
     def known(self, data: bytes, raw: bool = True) -> _KnownBlock | None:
         """The block kept for ``data`` (decoding it now would leave the table as it is), itself,
@@ -1572,11 +1631,12 @@ _STREAM_RECEIVES_END = h2.stream.StreamInputs.RECV_END_STREAM
 def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
     """Have the connection ``h2_conn`` (whose decoder is ``decode_headers_once``'s, and which
     neither normalizes nor validates what it receives, as grpclib's connections do) take each
-    received HEADERS frame without priority, on a stream it has, whose block the decoder
-    knows and is ``plain``, as h2's ``_receive_headers_frame`` and ``H2Stream.receive_headers``
-    take it, without their generic steps: the block is not decoded again (its decoding would
-    change nothing), neither scanned for an informational status nor for a
-    ``content-length`` (it has neither), no validation flags are built for steps that are
+    received HEADERS frame without priority, on a stream it has (or, on a server, a request
+    opening a new stream), whose block the decoder knows and is ``plain``, as h2's
+    ``_receive_headers_frame`` and ``H2Stream.receive_headers`` take it, without their
+    generic steps: the block is not decoded again (its decoding would change nothing),
+    neither scanned for an informational status (it has none) nor for a ``content-length``
+    (read once, when the block was kept), no validation flags are built for steps that are
     off, and its text is the one kept with it. Any other frame or block is h2's, step by
     step as before (the block decoded once)."""
     # Relies on: H2Connection._frame_dispatch_table (a handler per frame type, made per
@@ -1586,11 +1646,15 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
     # H2Connection.streams, without PRIORITY: decode, the connection's RECV_HEADERS input,
     # the stream's receive_headers(headers, END_STREAM, header_encoding)) and of
     # H2Stream.receive_headers for a block that is not informational and has no
-    # content-length, with normalize and validate off (the stream's RECV_HEADERS input, then
-    # RECV_END_STREAM with its event hung on the headers event as stream_ended,
-    # _expected_content_length None, or 0 after a HEAD request; ProtocolError for trailers
+    # content-length it refuses, with normalize and validate off (the stream's RECV_HEADERS
+    # input, then RECV_END_STREAM with its event hung on the headers event as stream_ended,
+    # _expected_content_length the block's, or 0 after a HEAD request; ProtocolError for trailers
     # without END_STREAM; the headers decoded with _decode_headers(headers, encoding) made a
-    # list when header_encoding is a str, else the list of hpack's tuples).
+    # list when header_encoding is a str, else the list of hpack's tuples); for a stream it
+    # has not (a server's new request), first TooManyStreamsError when it would pass
+    # local_settings.max_concurrent_streams (open_inbound_streams, which also forgets the
+    # closed streams), then, after the connection's input, _get_or_create_stream's
+    # _begin_new_stream(stream_id, AllowedStreamIDs(not client_side)).
     config = h2_conn.config
     assert type(h2_conn.decoder) is _DecodingOnce
     assert not config.normalize_inbound_headers
@@ -1602,19 +1666,34 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
     decoder = h2_conn.decoder
     encoding = config.header_encoding
 
+    peer_ids = _OWN_STREAM_IDS[not config.client_side]
+
     def received(headers_frame: frame.HeadersFrame) -> tuple[list[frame.Frame], list[Any]]:
-        h2_stream = streams.get(headers_frame.stream_id)
+        stream_id = headers_frame.stream_id
+        h2_stream = streams.get(stream_id)
         flags = headers_frame.flags._flags  # the names in a set: "in" without a Python call
-        if h2_stream is None or "PRIORITY" in flags:
+        if (h2_stream is None and config.client_side) or "PRIORITY" in flags:
             return cast(tuple[list[frame.Frame], list[Any]], generic(headers_frame))
         end_stream = "END_STREAM" in flags
         block = decoder.known(headers_frame.data)  # decoding it would change nothing
-        if block is None or not block.plain:
+        if h2_stream is None:  # a request on a new stream
+            if block is None or not block.plain:
+                return cast(tuple[list[frame.Frame], list[Any]], generic(headers_frame))
+            most = h2_conn.local_settings.max_concurrent_streams
+            open_streams = h2_conn.open_inbound_streams  # also forgets the closed streams
+            if open_streams + 1 > most:
+                raise h2.exceptions.TooManyStreamsError(
+                    f"Max inbound streams is {most}, {open_streams} open"
+                )
+            events = machine.process_input(_RECEIVES_HEADERS)
+            h2_stream = h2_conn._begin_new_stream(stream_id, peer_ids)
+        elif block is None or not block.plain:
             headers = h2.connection._decode_headers(decoder, headers_frame.data)
             events = machine.process_input(_RECEIVES_HEADERS)
             frames, stream_events = h2_stream.receive_headers(headers, end_stream, encoding)
             return frames, events + stream_events
-        events = machine.process_input(_RECEIVES_HEADERS)
+        else:
+            events = machine.process_input(_RECEIVES_HEADERS)
         stream_machine = h2_stream.state_machine
         stream_events = stream_machine.process_input(_STREAM_RECEIVES_HEADERS)
         event: Any = stream_events[0]
@@ -1622,7 +1701,8 @@ def receive_known_headers(h2_conn: h2.connection.H2Connection) -> None:
             ended = stream_machine.process_input(_STREAM_RECEIVES_END)
             event.stream_ended = ended[0]
             stream_events += ended
-        h2_stream._expected_content_length = 0 if h2_stream.request_method == b"HEAD" else None
+        head = h2_stream.request_method == b"HEAD"
+        h2_stream._expected_content_length = 0 if head else block.content_length
         if not end_stream and isinstance(event, h2.events.TrailersReceived):
             raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set")
         if isinstance(encoding, str):
@@ -1678,7 +1758,7 @@ async def _send_framed(
         chunk = view[position : position + size]
         position += size
         ends = end_stream and position == last
-        stream._transport.write(_frame_data(h2_conn, stream_id, size, ends))
+        stream._transport.write(_frame_data(h2_conn, stream_id, size, ends, window))
         stream._transport.write(chunk)
         if size < most and cut_short is not None:
             cut_short(2)
@@ -1690,16 +1770,23 @@ async def _send_framed(
 
 
 def _frame_data(
-    h2_conn: h2.connection.H2Connection, stream_id: int, size: int, end_stream: bool
+    h2_conn: h2.connection.H2Connection,
+    stream_id: int,
+    size: int,
+    end_stream: bool,
+    window: int | None = None,
 ) -> bytes:
     """What ``H2Connection.send_data`` does for ``size`` bytes without padding: the checks,
     the state machines' inputs, both windows taken down; returns what h2 had to send before,
-    then the DATA frame's header (its body, the data, goes after it)."""
+    then the DATA frame's header (its body, the data, goes after it). ``window``: the
+    stream's ``local_flow_control_window``, when the caller has just read it."""
     # Relies on: H2Connection.send_data's steps: FlowControlError past the window,
     # FrameTooLargeError past max_outbound_frame_size, the connection's SEND_DATA input, then
     # H2Stream.send_data's SEND_DATA (and SEND_END_STREAM) inputs and its
     # outbound_flow_control_window, then the connection's.
-    if size > h2_conn.local_flow_control_window(stream_id):
+    if window is None:
+        window = h2_conn.local_flow_control_window(stream_id)
+    if size > window:
         raise h2.exceptions.FlowControlError(f"Cannot send {size} bytes")
     if size > h2_conn.max_outbound_frame_size:
         raise h2.exceptions.FrameTooLargeError(f"Cannot send frame size {size}")

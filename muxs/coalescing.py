@@ -9,6 +9,9 @@ server's connections (``muxs.server.limits``) and the SDK's (``muxs.channel``) u
 SDK's passes large writes (an upload's chunks) on at once, after what it holds, as
 gathering them only delays and copies them.
 
+Other work a connection does once a turn can join the flush (``before_flush``: the server's
+acknowledgements of the data its calls read), so that a turn costs one callback, not two.
+
 Back-pressure is unchanged: the underlying transport still pauses the protocol when its
 buffer is full, one turn later at most (a server stream yields to the loop every few
 milliseconds: ``muxs.server.deadlines``). CPython 3.12.0-3.12.8 and 3.13.0-3.13.1 forget that
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from typing import Any
 
 #: Whether this CPython's selector transport pauses its protocol in ``writelines``.
@@ -36,6 +40,7 @@ class CoalescingTransport:
         self._transport = transport
         self._bypass = bypass
         self._pending: list[bytes] = []
+        self._before_flush: list[Callable[[], None]] = []
         #: Bytes passed on to the underlying transport so far.
         self.bytes_written = 0
         #: Writes (of any bytes) made so far.
@@ -51,12 +56,31 @@ class CoalescingTransport:
             self._pending.append(data)
             self.flush()
             return
-        if not self._pending:
+        if not self._pending and not self._before_flush:
             self._loop.call_soon(self.flush)
         self._pending.append(data)
 
+    def before_flush(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` at the next flush (in the next turn of the event loop unless the
+        transport flushes before), before what was written goes out, with what it writes."""
+        if not self._pending and not self._before_flush:
+            self._loop.call_soon(self.flush)
+        self._before_flush.append(callback)
+
     def flush(self) -> None:
-        """Pass on what was written since the last flush."""
+        """Pass on what was written since the last flush (``before_flush``'s callbacks first)."""
+        before = self._before_flush
+        if before:
+            try:
+                for callback in before:  # one added meanwhile runs in this loop too
+                    callback()
+            finally:  # one that raised leaves neither the others' writes nor later ones stuck
+                before.clear()
+                self._pass_on()
+            return
+        self._pass_on()
+
+    def _pass_on(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
             if not self._transport.is_closing():

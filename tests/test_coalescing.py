@@ -78,3 +78,32 @@ async def test_a_large_write_goes_out_at_once_after_what_was_held() -> None:
         transport.write(b"small")
         assert transport.pending_bytes == 5
         assert await received(peer, 5) == b"small"
+
+
+async def test_work_before_a_flush_runs_in_it_and_its_writes_go_out_with_the_turns() -> None:
+    async with connected() as (transport, peer):
+        ran: list[str] = []
+        transport.before_flush(lambda: ran.append("acknowledged"))  # schedules the flush
+        transport.before_flush(lambda: transport.write(b"window update|"))
+        transport.write(b"reply|")
+        assert ran == []
+        assert await received(peer, 20) == b"reply|window update|"
+        assert ran == ["acknowledged"]
+        assert transport.pending_bytes == 0
+        transport.before_flush(lambda: transport.write(b"alone"))  # no write in this turn
+        assert await received(peer, 5) == b"alone"
+
+
+async def test_work_before_a_flush_that_fails_holds_up_no_write() -> None:
+    async with connected() as (transport, peer):
+
+        def fails() -> None:
+            raise RuntimeError("a bug")
+
+        transport.before_flush(fails)
+        transport.write(b"reply|")
+        with pytest.raises(RuntimeError):
+            transport.flush()
+        assert await received(peer, 6) == b"reply|"
+        transport.write(b"next")  # schedules its flush again
+        assert await received(peer, 4) == b"next"

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import inspect
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -1006,6 +1008,8 @@ def test_direct_data_frames_are_refused_past_the_window_or_the_frame_size() -> N
     connection.outbound_flow_control_window = 10
     with pytest.raises(h2.exceptions.FlowControlError):
         _internals._frame_data(connection, 1, 11, False)
+    with pytest.raises(h2.exceptions.FlowControlError):  # the window its caller just read
+        _internals._frame_data(connection, 1, 11, False, window=10)
 
 
 class _SendingStream:
@@ -1072,10 +1076,14 @@ class _ReadStream:
         self.buffer = grpclib.protocol.Buffer(acknowledged.append)
 
 
+def _acknowledging() -> Any:
+    return _internals.acknowledging_once_a_turn(asyncio.get_running_loop().call_soon)
+
+
 async def test_data_read_in_a_turn_is_acknowledged_once_summed() -> None:
     acknowledged: list[int] = []
     stream = _ReadStream(acknowledged)
-    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
+    _internals.acknowledge_once_a_turn(stream, _acknowledging())  # type: ignore[arg-type]
     for piece in (b"a" * 10, b"b" * 20, b"c" * 30):
         stream.buffer.add(piece, len(piece) + 1)  # flow-controlled: padding counts
     assert await stream.buffer.read(5) == b"a" * 5
@@ -1089,7 +1097,7 @@ async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None
     """No deadlock: a peer out of window gets the WINDOW_UPDATE while the reader waits."""
     acknowledged: list[int] = []
     stream = _ReadStream(acknowledged)
-    _internals.acknowledge_once_a_turn(stream)  # type: ignore[arg-type]
+    _internals.acknowledge_once_a_turn(stream, _acknowledging())  # type: ignore[arg-type]
     stream.buffer.add(b"x" * 10, 10)
     reading = asyncio.ensure_future(stream.buffer.read(20))
     await asyncio.sleep(0)
@@ -1100,6 +1108,25 @@ async def test_a_reader_waiting_for_data_has_what_it_took_acknowledged() -> None
     assert await reading == b"x" * 10 + b"y" * 10
     await asyncio.sleep(0)
     assert acknowledged == [10, 10]
+
+
+async def test_a_connections_streams_are_acknowledged_each_in_one_callback() -> None:
+    acknowledged: list[tuple[str, int]] = []
+    scheduled: list[Any] = []
+    taken = _internals.acknowledging_once_a_turn(scheduled.append)
+    streams = [_ReadStream([]) for _ in range(2)]
+    for name, stream in zip("ab", streams, strict=True):
+        stream.buffer._ack_callback = functools.partial(
+            lambda name, size: acknowledged.append((name, size)), name
+        )
+        _internals.acknowledge_once_a_turn(stream, taken)  # type: ignore[arg-type]
+        stream.buffer.add(b"x" * 10, 10)
+        stream.buffer.add(b"y" * 5, 6)
+    for stream in (*streams, streams[0], streams[0]):
+        await stream.buffer.read(5)
+    assert (len(scheduled), acknowledged) == (1, [])
+    scheduled.pop()()
+    assert acknowledged == [("a", 16), ("b", 10)]
 
 
 _PATTERN = bytes(range(251)) * 200  # bytes that show where they came from
@@ -2204,6 +2231,105 @@ def test_known_header_blocks_are_received_as_h2_receives_them() -> None:
     assert ("ProtocolError", "Trailers must have END_STREAM set") in ours
 
 
+def _request_pieces(number: int) -> list[bytes]:
+    """What a client sends a server in case ``number``: requests whose blocks repeat (with a
+    body, without), with a content-length the body keeps then breaks, with one h2 refuses,
+    a request with priority, more streams than the server's limit of 3, a stream id too low
+    then even, and request trailers with then without END_STREAM."""
+    encoder = hpack.Encoder()
+    request, body = REQUESTS[0], b"\0\0\0\0\1x"
+
+    def headers(stream_id: int, block: list[tuple[str, str]], *flags: str) -> bytes:
+        return bytes(_headers_frame(stream_id, encoder.encode(block), *flags).serialize())
+
+    def data(stream_id: int, payload: bytes = body, end: bool = True) -> bytes:
+        made = DataFrame(stream_id, data=payload)
+        if end:
+            made.flags.add("END_STREAM")
+        return bytes(made.serialize())
+
+    def requests(*stream_ids: int, block: list[tuple[str, str]] = request) -> list[bytes]:
+        return [headers(n, block) + data(n) for n in stream_ids]
+
+    sized = [*request, ("content-length", "6")]
+    trailers = [("grpc-status", "0")]
+    cases = [
+        lambda: requests(1, 3, 5) + [headers(n, request, "END_STREAM") for n in (7, 9)],
+        lambda: [*requests(1, 3, block=sized), headers(5, sized) + data(5, b"x")],
+        lambda: requests(1, 3, block=[*request, ("content-length", "six")]),
+        lambda: [*requests(1), headers(3, request, "PRIORITY") + data(3)],
+        lambda: [headers(n, request) for n in (1, 3, 5, 7)],
+        lambda: [*requests(1, 3), headers(3, request), headers(4, request)],
+        lambda: [
+            headers(n, request) + data(n, end=False) + headers(n, trailers, *end)
+            for n, end in ((1, ["END_STREAM"]), (3, []))
+        ],
+    ]
+    return cases[number]()
+
+
+def _server_received(pieces: list[bytes], patched: bool) -> list[Any]:
+    """The events (described) a server configured as grpclib's receives for ``pieces``, with
+    muxs's ``receive_known_headers`` or h2's own, what it answers and its streams' states."""
+    server = h2.connection.H2Connection(
+        h2.config.H2Configuration(
+            client_side=False,
+            header_encoding="ascii",
+            validate_inbound_headers=False,
+            validate_outbound_headers=False,
+            normalize_inbound_headers=False,
+            normalize_outbound_headers=False,
+        )
+    )
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 3})
+    client.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    _internals.decode_headers_once(server)
+    if patched:
+        _internals.receive_known_headers(server)
+    seen: list[Any] = []
+    for piece in pieces:
+        try:
+            seen += [_described(event) for event in server.receive_data(piece)]
+        except h2.exceptions.ProtocolError as exc:
+            seen.append((type(exc).__name__, str(exc)))
+        seen.append(server.data_to_send())
+    for stream_id, stream in sorted(server.streams.items()):
+        machine = stream.state_machine
+        seen.append((stream_id, machine.state, stream._expected_content_length))
+    seen.append((server.highest_inbound_stream_id, dict(server._closed_streams)))
+    return seen
+
+
+@pytest.mark.parametrize("number", range(7))
+def test_known_request_blocks_are_received_as_h2_receives_them(number: int) -> None:
+    pieces = _request_pieces(number)
+    ours = _server_received(pieces, patched=True)
+    assert ours == _server_received(pieces, patched=False)
+    expected = [
+        "RequestReceived",
+        "InvalidBodyLengthError",
+        "Invalid content-length header",
+        "PriorityUpdated",
+        "TooManyStreamsError",
+        "Invalid stream ID for peer",
+        "Trailers must have END_STREAM set",
+    ][number]
+    assert expected in repr(ours)
+
+
+def test_validation_flags_are_made_of_the_streams_side_and_the_events_class() -> None:
+    # What _internals._VALIDATION_FLAGS keeps h2's flags by.
+    body = source(h2.stream.H2Stream._build_hdr_validation_flags)
+    assert re.findall(r"self\.[\w.]+", body) == ["self.state_machine.client"]
+    assert set(re.findall(r"events\[\w+\]", body)) == {"events[0]"}
+    assert body.count("isinstance(") == body.count("events[0]") == 3
+
+
 def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
     assert_steps(
         h2.connection.H2Connection._receive_headers_frame,
@@ -2213,6 +2339,16 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
         '"END_STREAM" in frame.flags,',
         'if "PRIORITY" in frame.flags:',
         "return frames, events + stream_events",
+        "if frame.stream_id not in self.streams:",
+        "max_open_streams = self.local_settings.max_concurrent_streams",
+        "value = self.open_inbound_streams",
+        'msg = f"Max inbound streams is {max_open_streams}, {value} open"',
+        "frame.stream_id, AllowedStreamIDs(not self.config.client_side),",
+    )
+    assert_steps(
+        h2.connection.H2Connection._get_or_create_stream,
+        "return self.streams[stream_id]",
+        "return self._begin_new_stream(stream_id, allowed_ids)",
     )
     assert_steps(
         h2.stream.H2Stream.receive_headers,
@@ -2228,6 +2364,8 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
     assert 'if self.request_method == b"HEAD":' in content_length
     assert 'if n == b"content-length":' in content_length
     assert "self._expected_content_length = content_length" in content_length
+    assert "self._expected_content_length = 0" in content_length
+    assert "raise ProtocolError(msg)" in content_length
 
 
 # --- grpclib's client: the SDK's HTTP/2 streams ---------------------------------------------

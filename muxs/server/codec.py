@@ -126,8 +126,6 @@ class Codec(MessageCodec):
     """
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        if not issubclass(message_type, betterproto2.Message):  # health and reflection
-            return super().decode(data, message_type)
         # A HelloRequest's or a Chunk's two fields, well formed, are what check_wire passes
         # (and what betterproto2 decodes); anything else is checked.
         if message_type is HelloRequest:
@@ -138,6 +136,8 @@ class Codec(MessageCodec):
             chunk = plain_chunk(data)
             if chunk is not None:
                 return chunk
+        elif not issubclass(message_type, betterproto2.Message):  # health and reflection
+            return super().decode(data, message_type)
         try:
             check_wire(data, message_type)
             return super().decode(data, message_type)

@@ -34,7 +34,7 @@ import logging
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from grpclib.const import Cardinality, Handler
 from grpclib.exceptions import GRPCError, StreamTerminatedError
@@ -210,7 +210,8 @@ class CallHooks:
         async def run_handler(call: CallContext) -> None:
             """The handler, its outcome recorded on ``call`` for the interceptors to read."""
             try:
-                await func(cast("Stream[Any, Any]", CallStream(call, counting, paced)))
+                stream: Any = CallStream(call, counting, paced)  # as grpclib's Stream
+                await func(stream)
             except BaseException as exc:
                 raise _failed(call, exc) from None
             call.status = StatusCode.OK
@@ -257,7 +258,8 @@ class CallHooks:
         if call.status is None:
             call.status = StatusCode.UNKNOWN
         call.duration = time.monotonic() - call.started
-        call.subject = _subject(current_identity())
+        identity = current_identity()
+        call.subject = None if identity is ANONYMOUS else _subject(identity)
         self._in_flight.pop(call, None)
         self._ended.set()
         for observer in self._observers:

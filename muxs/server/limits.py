@@ -97,6 +97,7 @@ from muxs._internals import (
     SHORT_READ,
     StatelessHeaders,
     acknowledge_once_a_turn,
+    acknowledging_once_a_turn,
     buffer_reads,
     decode_headers_as_latin1,
     decode_headers_once,
@@ -112,6 +113,7 @@ from muxs._internals import (
     read_requests_with,
     receive_data_directly,
     receive_data_runs,
+    receive_known_headers,
     replace_event_handler,
     send_data_directly,
     send_headers_statelessly,
@@ -354,7 +356,7 @@ class _LimitedHandler(protocol.AbstractHandler):
             release_stream()
             return
         method = self._inner.mapping.get(fields.get(":path", ""))
-        acknowledge_once_a_turn(stream)
+        acknowledge_once_a_turn(stream, self._connection.acknowledge)
         open_ended = fields.get(":path") in OPEN_ENDED
         read_requests_with(
             stream,
@@ -483,6 +485,8 @@ class _LimitedProtocol(protocol.H2Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._socket = cast(asyncio.Transport, transport)
         self._transport = CoalescingTransport(self._socket)
+        #: What the calls read, acknowledged as the turn's writes go out.
+        self.acknowledge = acknowledging_once_a_turn(self._transport.before_flush)
         super().connection_made(self._transport)  # type: ignore[arg-type]
         self._live.add(self)
         if len(self._open) >= self.settings.max_connections and not self._make_room():
@@ -498,6 +502,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         parse_frames_directly(h2_connection(self))
         settle_configuration(h2_connection(self))
         keep_closed_streams(h2_connection(self), closed_streams_kept(self.settings))
+        receive_known_headers(h2_connection(self))
         receive_data_runs(self)
         make_direct_streams(self)
         h2_connection(self).update_settings(
