@@ -2071,6 +2071,13 @@ def _hold_or_receive(
     _receive_through_buffer(h2_conn, rest, events)
 
 
+#: The frames an error of which on an open stream may make only that stream malformed
+#: (``_stream_error``). Not a PUSH_PROMISE: a client may send none (RFC 9113 section 8.4, a
+#: connection error), and h2 refuses it before it decodes its header block, so the peer's
+#: HPACK table would hold entries the server's lacks (its next blocks decoded wrongly).
+_STREAM_ERROR_FRAMES = (frame.DataFrame, frame.HeadersFrame, frame.PriorityFrame)
+
+
 def _receive_through_buffer(
     h2_conn: h2.connection.H2Connection, data: memoryview, events: list[Any]
 ) -> None:
@@ -2081,8 +2088,28 @@ def _receive_through_buffer(
         try:
             events += h2_conn._receive_frame(received)
         except h2.exceptions.ProtocolError as exc:
+            if not isinstance(received, _STREAM_ERROR_FRAMES):
+                raise
             size = received.flow_controlled_length if isinstance(received, frame.DataFrame) else 0
             events += _stream_error(h2_conn, received.stream_id, exc, size)
+
+
+def refuse_overlong_frame(h2_conn: h2.connection.H2Connection) -> None:
+    """If h2 holds the start of a frame longer than its inbound frame size, end the connection
+    as h2 would once the frame is whole (FRAME_SIZE_ERROR), and raise h2's error: h2 checks a
+    frame's length only then, buffering all of it first (up to 16 MiB a connection)."""
+    # Relies on: the FrameBuffer's _data (what it holds of a frame not yet whole), its
+    # __next__ validating a frame's length against max_frame_size (set from
+    # max_inbound_frame_size by each receive_data) once the frame is whole, and
+    # H2Connection._terminate_connection, with which receive_data answers its error.
+    held = h2_conn.incoming_buffer._data
+    if len(held) < 9:
+        return
+    high, low, _, _, _ = FRAME_HEADER.unpack_from(held)
+    length = high << 8 | low
+    if length > h2_conn.max_inbound_frame_size:
+        h2_conn._terminate_connection(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+        raise h2.exceptions.FrameTooLargeError(f"Received overlong frame: length {length}")
 
 
 def _stream_error(

@@ -1546,6 +1546,54 @@ def test_a_malformed_request_h2_fails_the_connection_for_resets_only_its_stream(
     assert b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x01" in by_muxs.data_to_send()
 
 
+def test_a_push_promise_from_a_client_still_fails_the_connection() -> None:
+    """h2 refuses it before it decodes its block (the peer's HPACK table would hold entries
+    the server's lacks): a connection error, as in h2, not a stream error."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    promise = hyperframe_frame.PushPromiseFrame(1, promised_stream_id=2, flags=["END_HEADERS"])
+    promise.data = b"\x44\x02/x"  # :path /x, indexed
+    sent = client.data_to_send() + promise.serialize()
+    by_h2, by_muxs = _server(), _server()
+    with pytest.raises(h2.exceptions.ProtocolError):
+        by_h2.receive_data(sent)
+    with pytest.raises(h2.exceptions.ProtocolError):
+        _internals.receive_data_directly(by_muxs, sent)
+    assert by_muxs.data_to_send() == by_h2.data_to_send()
+
+
+def test_a_frame_over_the_frame_size_is_refused_from_its_header_as_h2_refuses_it_whole() -> None:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    too_long = 16385
+    header = FRAME_HEADER.pack(too_long >> 8, too_long & 0xFF, 0x0, 0x0, 1)
+    request = client.data_to_send()
+    by_h2, by_muxs = _server(), _server()
+    with pytest.raises(h2.exceptions.FrameTooLargeError):
+        by_h2.receive_data(request + header + bytes(too_long))
+    _internals.receive_data_directly(by_muxs, request + header[:8])
+    _internals.refuse_overlong_frame(by_muxs)  # not a whole header yet
+    _internals.receive_data_directly(by_muxs, header[8:])
+    with pytest.raises(h2.exceptions.FrameTooLargeError):
+        _internals.refuse_overlong_frame(by_muxs)
+    assert by_muxs.data_to_send() == by_h2.data_to_send()
+    assert_steps(
+        h2.frame_buffer.FrameBuffer.__next__,
+        "if len(self._data) < length + 9:",
+        "self._validate_frame_length(length)",
+    )
+
+
+def test_a_frame_within_the_frame_size_is_left_to_come() -> None:
+    server = _server()
+    settings_begun = FRAME_HEADER.pack(0, 6, 0x4, 0, 0)
+    _internals.receive_data_directly(server, _client_bytes()[:24] + settings_begun)
+    _internals.refuse_overlong_frame(server)
+    assert server.state_machine.state is not h2.connection.ConnectionState.CLOSED
+
+
 def test_a_header_block_hpack_cannot_decode_is_a_compression_error() -> None:
     server = _server()
     _internals.decode_headers_once(server)
