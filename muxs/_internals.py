@@ -361,7 +361,9 @@ def process_events(protocol: H2Protocol, events: Collection[Any]) -> None:
 
 
 def receive(protocol: H2Protocol, data: bytes) -> None:
-    """What grpclib's ``H2Protocol.data_received`` does with ``data`` (``process_events``)."""
+    """What grpclib's ``H2Protocol.data_received`` does with ``data`` (``process_events``),
+    with a protocol error answered by the GOAWAY h2 prepared before the connection closes
+    (grpclib closes it without sending it, so the peer never learns why)."""
     # Relies on: H2Protocol.data_received's steps: the connection's feed (h2's receive_data),
     # a ProtocolError logged at debug level with grpclib.protocol's logger and the processor
     # closed with "Protocol error", else process_events' steps.
@@ -369,6 +371,7 @@ def receive(protocol: H2Protocol, data: bytes) -> None:
         events = protocol.connection._connection.receive_data(data)
     except h2.exceptions.ProtocolError:
         grpclib.protocol.log.debug("Protocol error", exc_info=True)
+        protocol.connection.flush()
         protocol.processor.close("Protocol error")
         return
     process_events(protocol, events)
@@ -384,6 +387,18 @@ def replace_event_handler(
     previous = cast(Callable[[_E], None], processors[event_type])
     processors[event_type] = handler
     return previous
+
+
+def add_event_handler(
+    protocol: H2Protocol, event_type: type[_E], handler: Callable[[_E], None]
+) -> None:
+    """Have ``protocol`` handle h2's ``event_type`` events, which grpclib has no handler for:
+    its ``EventsProcessor.process`` raises NotImplementedError out of ``data_received``, and
+    the connection dies with a traceback, the rest of the events it read never processed."""
+    # Relies on: EventsProcessor.processors, grpclib's table of a handler per h2 event type.
+    processors = protocol.processor.processors
+    assert event_type not in processors, event_type
+    processors[event_type] = handler
 
 
 def forget_task(handler: AbstractHandler, stream: Stream, task: asyncio.Task[None]) -> None:
@@ -1070,6 +1085,29 @@ def response_ended(protocol: H2Protocol, stream_id: int) -> bool:
     # Relies on: EventsProcessor.process_stream_ended calling Stream.__ended__, which ends the
     # stream's buffer (grpclib's Buffer, or muxs's DirectBuffer) with buffer.eof(): _eof.
     return stream is not None and bool(getattr(stream.buffer, "_eof", False))
+
+
+#: The trailers ``fill_missing_trailers`` gives a call (grpc-go's status and words for it).
+MISSING_TRAILERS = [
+    ("grpc-status", "13"),  # INTERNAL
+    ("grpc-message", "the server closed the stream without sending trailers"),
+]
+
+
+def fill_missing_trailers(stream: Stream) -> None:
+    """Give grpclib's client ``stream``, whose response has ended, ``MISSING_TRAILERS`` if it
+    got neither trailers nor a trailers-only response: grpclib would wait for trailers until
+    the call's deadline, or forever."""
+    # Relies on: grpclib.protocol.Stream's headers, trailers and trailers_received, which
+    # process_response_received and process_trailers_received set (h2 gives a block's
+    # TrailersReceived before its StreamEnded), and which recv_trailers (and exchange) wait on.
+    headers = stream.headers
+    if stream.trailers is not None or headers is None:
+        return
+    if any(name == "grpc-status" for name, _ in headers):
+        return
+    stream.trailers = list(MISSING_TRAILERS)
+    stream.trailers_received.set()
 
 
 def terminate_stream(stream: Stream, reason: str) -> None:

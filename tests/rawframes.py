@@ -84,7 +84,8 @@ class Answer:
 
 
 class FramePeer:
-    """One connection; the client's side (``open``) or a server's (``accept``)."""
+    """One connection: the client's side (``open``), or a server's (made with the reader and
+    writer of a connection it accepted; it sends its own SETTINGS)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
@@ -101,6 +102,8 @@ class FramePeer:
         #: Every frame received, as (type, flags, stream id, payload).
         self.frames: list[tuple[int, int, int, bytes]] = []
         self.closed = asyncio.Event()
+        #: False: the other end's SETTINGS are never acknowledged (so never in force).
+        self.acknowledges_settings = True
         self._changed = asyncio.Event()
         self._block = b""
         self._ended_block = False
@@ -189,7 +192,7 @@ class FramePeer:
     def _received(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
         self.frames.append((kind, flags, stream_id, payload))
         answer = self.answers.setdefault(stream_id, Answer()) if stream_id else None
-        if kind == SETTINGS and not flags & ACK:
+        if kind == SETTINGS and not flags & ACK and self.acknowledges_settings:
             self.write(frame(SETTINGS, ACK, 0))
         elif kind == PING and not flags & ACK:
             self.write(frame(PING, ACK, 0, payload))

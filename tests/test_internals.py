@@ -278,6 +278,34 @@ def test_the_events_processor_has_a_table_of_handlers_by_event_type() -> None:
     assert "self.processors[event.__class__]" in source(grpclib.protocol.EventsProcessor.process)
 
 
+def test_grpclib_has_no_handler_for_the_events_the_sdk_adds_one_for() -> None:
+    init = source(grpclib.protocol.EventsProcessor.__init__)
+    for event_type in (
+        "InformationalResponseReceived",
+        "UnknownFrameReceived",
+        "AlternativeServiceAvailable",
+        "PushedStreamReceived",
+    ):
+        assert event_type not in init
+
+
+def test_a_call_waits_for_the_trailers_grpclib_sets_on_its_stream() -> None:
+    assert_steps(
+        grpclib.protocol.EventsProcessor.process_trailers_received,
+        "stream.trailers = event.headers",
+        "stream.trailers_received.set()",
+    )
+    assert_steps(
+        grpclib.protocol.EventsProcessor.process_response_received,
+        "stream.headers = event.headers",
+    )
+    assert_steps(
+        grpclib.protocol.Stream.recv_trailers,
+        "if self.trailers is None:",
+        "await self.trailers_received.wait()",
+    )
+
+
 def test_the_handler_keeps_a_task_per_stream_made_in_its_loop() -> None:
     accept = source(grpclib.server.Handler.accept)
     assert "self._tasks[stream] = self.loop.create_task(request_handler(" in accept
