@@ -31,6 +31,12 @@ a reply's data is kept in a ``DirectBuffer`` (no ``asyncio.Queue``), and h2 read
 configuration without descriptors and logs to a logger whose no-ops are C
 (``settle_configuration``).
 
+What a server may send that grpclib's client mishandles is handled here (docs/RELIABILITY.md,
+"Hostile frames against the fast paths"): frames of unknown types, ALTSVC and 1xx responses
+are ignored, pushes refused (grpclib has no handler for them: a traceback, and the call waited
+for its deadline), and a response that ends without trailers fails INTERNAL at once (grpclib
+waited for them until the deadline, or forever).
+
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
 made, and whether it is still used) and ``H2Protocol`` with its ``connection`` and
 ``processor``, and into h2's handling of GOAWAY (``serve_streams_after_goaway``);
@@ -161,9 +167,12 @@ class _AnsweringProtocol(H2Protocol):
         # with a traceback): frames of unknown types and ALTSVC are ignored (RFC 9113 section
         # 5.5, RFC 7838), so is a 1xx response before the final one (section 8.1); a push
         # promised before the server has our SETTINGS (no pushes) is refused (section 8.4).
-        for ignored in (UnknownFrameReceived, AlternativeServiceAvailable):
+        for ignored in (
+            UnknownFrameReceived,
+            AlternativeServiceAvailable,
+            InformationalResponseReceived,
+        ):
             add_event_handler(self, ignored, _ignore)
-        add_event_handler(self, InformationalResponseReceived, _ignore)
         add_event_handler(self, PushedStreamReceived, self._refuse_push)
 
     def _stream_ended(self, event: StreamEnded) -> None:

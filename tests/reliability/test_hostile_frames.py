@@ -637,3 +637,20 @@ async def test_a_reset_of_every_code_at_every_step_lets_the_call_go(
         assert isinstance(live_server.server, LimitedServer)
         (connection,) = live_server.server.connections
         await until(partial(let_go, connection))
+
+
+async def test_a_smaller_hpack_table_is_announced_before_the_next_response_block(
+    live_server: RunningServer,
+) -> None:
+    """The server's response blocks are cached stateless ones (static indexes, literals
+    never indexed); a client's smaller SETTINGS_HEADER_TABLE_SIZE must still be announced
+    at the start of the next block (RFC 7541 section 4.2), which strict decoders require."""
+    no_table = (1).to_bytes(2, "big") + (0).to_bytes(4, "big")
+    async with await FramePeer.open(live_server.host, live_server.port, no_table) as peer:
+        for stream_id in (1, 3):
+            request(peer, stream_id)
+            assert (await peer.answer(stream_id)).status == StatusCode.OK.value
+        blocks = [payload for kind, _, _, payload in peer.frames if kind == HEADERS]
+        assert blocks[0][:1] == b"\x20"  # a table size update to 0, first
+        assert len(blocks) == 4
+        assert not [block for block in blocks[1:] if block[0] & 0xE0 == 0x20]  # once
