@@ -363,18 +363,39 @@ def process_events(protocol: H2Protocol, events: Collection[Any]) -> None:
 def receive(protocol: H2Protocol, data: bytes) -> None:
     """What grpclib's ``H2Protocol.data_received`` does with ``data`` (``process_events``),
     with a protocol error answered by the GOAWAY h2 prepared before the connection closes
-    (grpclib closes it without sending it, so the peer never learns why)."""
+    (grpclib closes it without sending it, so the peer never learns why), and a header block
+    too large refused before it is held whole (``refuse_large_header_block``)."""
     # Relies on: H2Protocol.data_received's steps: the connection's feed (h2's receive_data),
     # a ProtocolError logged at debug level with grpclib.protocol's logger and the processor
     # closed with "Protocol error", else process_events' steps.
     try:
         events = protocol.connection._connection.receive_data(data)
+        refuse_large_header_block(protocol.connection._connection)
     except h2.exceptions.ProtocolError:
         grpclib.protocol.log.debug("Protocol error", exc_info=True)
         protocol.connection.flush()
         protocol.processor.close("Protocol error")
         return
     process_events(protocol, events)
+
+
+def refuse_large_header_block(h2_conn: h2.connection.H2Connection) -> None:
+    """If the header block h2 holds unfinished is over twice the header list size its decoder
+    accepts (an HPACK encoding is never larger than its list), end the connection with GOAWAY
+    ENHANCE_YOUR_CALM, as h2 would once the block is whole and decoded, and raise h2's error:
+    h2 holds a block's frames until it ends, up to 64 CONTINUATIONs of the frame size (64 MiB
+    with the SDK's 1 MiB frames)."""
+    # Relies on: the FrameBuffer's _headers_buffer (the HEADERS and CONTINUATION frames of a
+    # block not yet ended, each with its data) and _data (the start of a frame not yet whole),
+    # the decoder's max_header_list_size, h2 answering an oversized list with
+    # DenialOfServiceError (ENHANCE_YOUR_CALM), and H2Connection._terminate_connection.
+    buffer = h2_conn.incoming_buffer
+    if not buffer._headers_buffer:
+        return
+    held = len(buffer._data) + sum(len(part.data) for part in buffer._headers_buffer)
+    if held > 2 * h2_conn.decoder.max_header_list_size:
+        h2_conn._terminate_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        raise h2.exceptions.DenialOfServiceError(f"Header block of over {held} bytes")
 
 
 def replace_event_handler(

@@ -1614,6 +1614,34 @@ def test_a_frame_over_the_frame_size_is_refused_from_its_header_as_h2_refuses_it
     )
 
 
+def test_a_header_block_too_large_is_refused_unfinished_as_h2_refuses_it_decoded() -> None:
+    """A response block of 140 headers of 1,000 bytes (140 KiB, over the client's 64 KiB list
+    size) in 16 KiB frames: h2 refuses it once it has it all; muxs once over 128 KiB."""
+    field = b"\x10\x07x-large\x7f\xe9\x06" + b"\x00" * 1000  # a value of 1,000 bytes
+    block = field * 140
+    parts = [block[i : i + 16384] for i in range(0, len(block), 16384)]
+    frames = [hyperframe_frame.HeadersFrame(1, data=parts[0]).serialize()]
+    frames += [hyperframe_frame.ContinuationFrame(1, data=part).serialize() for part in parts[1:]]
+    ended = hyperframe_frame.ContinuationFrame(1, flags=["END_HEADERS"]).serialize()
+
+    def client() -> Any:
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        connection.send_headers(1, REQUEST)
+        connection.data_to_send()
+        return connection
+
+    by_h2, by_muxs = client(), client()
+    with pytest.raises(h2.exceptions.DenialOfServiceError):
+        by_h2.receive_data(b"".join(frames) + ended)
+    by_muxs.receive_data(b"".join(frames[:7]))  # 112 KiB: not over 128 KiB yet
+    _internals.refuse_large_header_block(by_muxs)
+    by_muxs.receive_data(b"".join(frames[7:]))
+    with pytest.raises(h2.exceptions.DenialOfServiceError):
+        _internals.refuse_large_header_block(by_muxs)
+    assert by_muxs.data_to_send() == by_h2.data_to_send()
+
+
 def test_a_frame_within_the_frame_size_is_left_to_come() -> None:
     server = _server()
     settings_begun = FRAME_HEADER.pack(0, 6, 0x4, 0, 0)

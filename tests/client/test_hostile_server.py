@@ -24,6 +24,7 @@ from muxs import Client, RpcError, StatusCode
 from muxs.api import HelloReply
 from muxs.call_compression import MAX_REPLY_BYTES
 from tests.rawframes import (
+    CONTINUATION,
     END_HEADERS,
     HEADERS,
     PUSH_PROMISE,
@@ -269,3 +270,19 @@ async def test_a_reset_of_every_code_at_every_step_fails_the_call_with_its_statu
             assert await status_of(client) is expected, code
         assert len(peers) == 1
         assert peers[0].goaway is None
+
+
+async def test_a_header_block_too_large_is_refused_before_it_is_held_whole() -> None:
+    """h2 holds a block's frames until it ends: up to 64 CONTINUATIONs of the SDK's 1 MiB
+    frame size (reproduced: 60 MiB held until the call's deadline)."""
+    part = literal_block([("x-large", "x" * 100)]) * 150  # 16 KiB of headers
+
+    async def answer(peer: FramePeer, stream_id: int) -> None:
+        peer.write(frame(HEADERS, 0, stream_id, literal_block(RESPONSE)))
+        for _ in range(10):
+            peer.write(frame(CONTINUATION, 0, stream_id, part))
+
+    async with client_of(answer) as (client, peers):
+        assert await status_of(client) is StatusCode.UNAVAILABLE
+        await peers[0].until(lambda: peers[0].goaway is not None)
+        assert peers[0].goaway == ErrorCodes.ENHANCE_YOUR_CALM
