@@ -362,17 +362,41 @@ def process_events(protocol: H2Protocol, events: Collection[Any]) -> None:
 
 
 def receive(protocol: H2Protocol, data: bytes) -> None:
-    """What grpclib's ``H2Protocol.data_received`` does with ``data`` (``process_events``)."""
+    """What grpclib's ``H2Protocol.data_received`` does with ``data`` (``process_events``),
+    with a protocol error answered by the GOAWAY h2 prepared before the connection closes
+    (grpclib closes it without sending it, so the peer never learns why), and a header block
+    too large refused before it is held whole (``refuse_large_header_block``)."""
     # Relies on: H2Protocol.data_received's steps: the connection's feed (h2's receive_data),
     # a ProtocolError logged at debug level with grpclib.protocol's logger and the processor
     # closed with "Protocol error", else process_events' steps.
     try:
         events = protocol.connection._connection.receive_data(data)
+        refuse_large_header_block(protocol.connection._connection)
     except h2.exceptions.ProtocolError:
         grpclib.protocol.log.debug("Protocol error", exc_info=True)
+        protocol.connection.flush()
         protocol.processor.close("Protocol error")
         return
     process_events(protocol, events)
+
+
+def refuse_large_header_block(h2_conn: h2.connection.H2Connection) -> None:
+    """If the header block h2 holds unfinished is over twice the header list size its decoder
+    accepts (an HPACK encoding is never larger than its list), end the connection with GOAWAY
+    ENHANCE_YOUR_CALM, as h2 would once the block is whole and decoded, and raise h2's error:
+    h2 holds a block's frames until it ends, up to 64 CONTINUATIONs of the frame size (64 MiB
+    with the SDK's 1 MiB frames)."""
+    # Relies on: the FrameBuffer's _headers_buffer (the HEADERS and CONTINUATION frames of a
+    # block not yet ended, each with its data) and _data (the start of a frame not yet whole),
+    # the decoder's max_header_list_size, h2 answering an oversized list with
+    # DenialOfServiceError (ENHANCE_YOUR_CALM), and H2Connection._terminate_connection.
+    buffer = h2_conn.incoming_buffer
+    if not buffer._headers_buffer:
+        return
+    held = len(buffer._data) + sum(len(part.data) for part in buffer._headers_buffer)
+    if held > 2 * h2_conn.decoder.max_header_list_size:
+        h2_conn._terminate_connection(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        raise h2.exceptions.DenialOfServiceError(f"Header block of over {held} bytes")
 
 
 def replace_event_handler(
@@ -385,6 +409,18 @@ def replace_event_handler(
     previous = cast(Callable[[_E], None], processors[event_type])
     processors[event_type] = handler
     return previous
+
+
+def add_event_handler(
+    protocol: H2Protocol, event_type: type[_E], handler: Callable[[_E], None]
+) -> None:
+    """Have ``protocol`` handle h2's ``event_type`` events, which grpclib has no handler for:
+    its ``EventsProcessor.process`` raises NotImplementedError out of ``data_received``, and
+    the connection dies with a traceback, the rest of the events it read never processed."""
+    # Relies on: EventsProcessor.processors, grpclib's table of a handler per h2 event type.
+    processors = protocol.processor.processors
+    assert event_type not in processors, event_type
+    processors[event_type] = handler
 
 
 def forget_task(handler: AbstractHandler, stream: Stream, task: asyncio.Task[None]) -> None:
@@ -1116,6 +1152,29 @@ def response_ended(protocol: H2Protocol, stream_id: int) -> bool:
     # Relies on: EventsProcessor.process_stream_ended calling Stream.__ended__, which ends the
     # stream's buffer (grpclib's Buffer, or muxs's DirectBuffer) with buffer.eof(): _eof.
     return stream is not None and bool(getattr(stream.buffer, "_eof", False))
+
+
+#: The trailers ``fill_missing_trailers`` gives a call (grpc-go's status and words for it).
+MISSING_TRAILERS = [
+    ("grpc-status", "13"),  # INTERNAL
+    ("grpc-message", "the server closed the stream without sending trailers"),
+]
+
+
+def fill_missing_trailers(stream: Stream) -> None:
+    """Give grpclib's client ``stream``, whose response has ended, ``MISSING_TRAILERS`` if it
+    got neither trailers nor a trailers-only response: grpclib would wait for trailers until
+    the call's deadline, or forever."""
+    # Relies on: grpclib.protocol.Stream's headers, trailers and trailers_received, which
+    # process_response_received and process_trailers_received set (h2 gives a block's
+    # TrailersReceived before its StreamEnded), and which recv_trailers (and exchange) wait on.
+    headers = stream.headers
+    if stream.trailers is not None or headers is None:
+        return
+    if any(name == "grpc-status" for name, _ in headers):
+        return
+    stream.trailers = list(MISSING_TRAILERS)
+    stream.trailers_received.set()
 
 
 def terminate_stream(stream: Stream, reason: str) -> None:
@@ -2184,6 +2243,13 @@ def _hold_or_receive(
     _receive_through_buffer(h2_conn, rest, events)
 
 
+#: The frames an error of which on an open stream may make only that stream malformed
+#: (``_stream_error``). Not a PUSH_PROMISE: a client may send none (RFC 9113 section 8.4, a
+#: connection error), and h2 refuses it before it decodes its header block, so the peer's
+#: HPACK table would hold entries the server's lacks (its next blocks decoded wrongly).
+_STREAM_ERROR_FRAMES = (frame.DataFrame, frame.HeadersFrame, frame.PriorityFrame)
+
+
 def _receive_through_buffer(
     h2_conn: h2.connection.H2Connection, data: memoryview, events: list[Any]
 ) -> None:
@@ -2194,8 +2260,28 @@ def _receive_through_buffer(
         try:
             events += h2_conn._receive_frame(received)
         except h2.exceptions.ProtocolError as exc:
+            if not isinstance(received, _STREAM_ERROR_FRAMES):
+                raise
             size = received.flow_controlled_length if isinstance(received, frame.DataFrame) else 0
             events += _stream_error(h2_conn, received.stream_id, exc, size)
+
+
+def refuse_overlong_frame(h2_conn: h2.connection.H2Connection) -> None:
+    """If h2 holds the start of a frame longer than its inbound frame size, end the connection
+    as h2 would once the frame is whole (FRAME_SIZE_ERROR), and raise h2's error: h2 checks a
+    frame's length only then, buffering all of it first (up to 16 MiB a connection)."""
+    # Relies on: the FrameBuffer's _data (what it holds of a frame not yet whole), its
+    # __next__ validating a frame's length against max_frame_size (set from
+    # max_inbound_frame_size by each receive_data) once the frame is whole, and
+    # H2Connection._terminate_connection, with which receive_data answers its error.
+    held = h2_conn.incoming_buffer._data
+    if len(held) < 9:
+        return
+    high, low, _, _, _ = FRAME_HEADER.unpack_from(held)
+    length = high << 8 | low
+    if length > h2_conn.max_inbound_frame_size:
+        h2_conn._terminate_connection(h2.errors.ErrorCodes.FRAME_SIZE_ERROR)
+        raise h2.exceptions.FrameTooLargeError(f"Received overlong frame: length {length}")
 
 
 def _stream_error(

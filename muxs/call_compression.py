@@ -6,7 +6,9 @@ channel (a ``muxs._internals.ClientStream``) is fitted before its request is sen
 request headers say ``grpc-accept-encoding`` (and ``grpc-encoding`` with compression on),
 request messages are compressed when that gains (``muxs.compression.CompressingWriter``), and
 compressed replies are inflated within ``MAX_REPLY_BYTES`` before grpclib reads them
-(``ReplyReader``): a reply that inflates past it is RESOURCE_EXHAUSTED, memory flat.
+(``ReplyReader``): a reply that inflates past it is RESOURCE_EXHAUSTED, memory flat; so is a
+reply whose length prefix claims more, before its body is read (grpclib alone would buffer
+whatever a prefix claims, up to 4 GiB, as the server sends it).
 
 A call's own ``compression=`` overrides the client's: the call sends its request headers
 inside ``compressing(...)``, and grpclib makes the call's HTTP/2 stream in that same task,
@@ -91,9 +93,10 @@ def _compressing_with(compression: str | None) -> Iterator[None]:
 
 
 class ReplyReader:
-    """A client stream's ``recv_data`` that inflates compressed replies (in the response's
-    ``grpc-encoding``) within ``limit`` before grpclib reads them: grpclib reads a message
-    as ``recv_data(5)`` (the prefix), then its body, and refuses a compressed one."""
+    """A client stream's ``recv_data`` that refuses a reply whose prefix claims more than
+    ``limit`` bytes and inflates compressed replies (in the response's ``grpc-encoding``)
+    within ``limit`` before grpclib reads them: grpclib reads a message as ``recv_data(5)``
+    (the prefix), then its body, and refuses a compressed one."""
 
     def __init__(
         self, stream: Stream, recv_data: Callable[[int], Awaitable[bytes]], limit: int
@@ -109,6 +112,12 @@ class ReplyReader:
             message, self._inflated = self._inflated, None
             return message
         data = await self._recv_data(size)
+        if not self._in_body and int.from_bytes(data[1:5], "big") > self._limit:
+            raise GRPCError(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"a reply of {int.from_bytes(data[1:5], 'big')} bytes is over the client's "
+                f"limit of {self._limit}",
+            )
         if self._in_body or not data or not data[0]:
             self._in_body = not self._in_body and bool(data)
             return data

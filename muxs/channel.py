@@ -31,6 +31,12 @@ a reply's data is kept in a ``DirectBuffer`` (no ``asyncio.Queue``), and h2 read
 configuration without descriptors and logs to a logger whose no-ops are C
 (``settle_configuration``).
 
+What a server may send that grpclib's client mishandles is handled here (docs/RELIABILITY.md,
+"Hostile frames against the fast paths"): frames of unknown types, ALTSVC and 1xx responses
+are ignored, pushes refused (grpclib has no handler for them: a traceback, and the call waited
+for its deadline), and a response that ends without trailers fails INTERNAL at once (grpclib
+waited for them until the deadline, or forever).
+
 It hooks into grpclib through ``muxs._internals.ConnectingChannel`` (how a connection is
 made, and whether it is still used) and ``H2Protocol`` with its ``connection`` and
 ``processor``, and into h2's handling of GOAWAY (``serve_streams_after_goaway``);
@@ -50,7 +56,15 @@ from typing import Any, cast
 from grpclib.config import Configuration
 from grpclib.protocol import Connection, H2Protocol
 from h2.errors import ErrorCodes
-from h2.events import ConnectionTerminated, StreamReset
+from h2.events import (
+    AlternativeServiceAvailable,
+    ConnectionTerminated,
+    InformationalResponseReceived,
+    PushedStreamReceived,
+    StreamEnded,
+    StreamReset,
+    UnknownFrameReceived,
+)
 from h2.settings import SettingCodes
 
 from muxs._internals import (
@@ -58,7 +72,9 @@ from muxs._internals import (
     ConnectingChannel,
     StatelessFields,
     acknowledge_connection_once_a_turn,
+    add_event_handler,
     decode_headers_once,
+    fill_missing_trailers,
     h2_connection,
     keep_closed_streams,
     keepalive_config,
@@ -102,6 +118,10 @@ LARGE_WRITE = 16 * 1024
 _REQUEST_FIELDS = StatelessFields()
 
 
+def _ignore(event: object) -> None:
+    """An event the SDK has nothing to do with."""
+
+
 class _AnsweringProtocol(H2Protocol):
     """grpclib's client connection, reporting on ``answered`` when the server first speaks
     HTTP/2, or why it never did; in ``retired`` from a GOAWAY NO_ERROR until it closes."""
@@ -133,13 +153,38 @@ class _AnsweringProtocol(H2Protocol):
         keep_closed_streams(h2_connection(self))
         send_requests_statelessly(self, _REQUEST_FIELDS)
         acknowledge_connection_once_a_turn(self)
-        h2_connection(self).update_settings({SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE})
+        h2_connection(self).update_settings(
+            {SettingCodes.MAX_FRAME_SIZE: MAX_FRAME_SIZE, SettingCodes.ENABLE_PUSH: 0}
+        )
         self.connection.flush()
         on_new_streams(self, self._fit_stream)
         serve_streams_after_goaway(self)
         close = replace_event_handler(self, ConnectionTerminated, self._goaway_received)
         self._close_on_goaway = close
         self._fail_reset_call = replace_event_handler(self, StreamReset, self._stream_reset)
+        self._end_stream = replace_event_handler(self, StreamEnded, self._stream_ended)
+        # What a server may send that grpclib has no handler for (its connection would die
+        # with a traceback): frames of unknown types and ALTSVC are ignored (RFC 9113 section
+        # 5.5, RFC 7838), so is a 1xx response before the final one (section 8.1); a push
+        # promised before the server has our SETTINGS (no pushes) is refused (section 8.4).
+        for ignored in (
+            UnknownFrameReceived,
+            AlternativeServiceAvailable,
+            InformationalResponseReceived,
+        ):
+            add_event_handler(self, ignored, _ignore)
+        add_event_handler(self, PushedStreamReceived, self._refuse_push)
+
+    def _stream_ended(self, event: StreamEnded) -> None:
+        self._end_stream(event)
+        stream = self.processor.streams.get(event.stream_id) if event.stream_id else None
+        if stream is not None:  # a response without trailers fails INTERNAL, not waits
+            fill_missing_trailers(stream)
+
+    def _refuse_push(self, event: PushedStreamReceived) -> None:
+        assert event.pushed_stream_id is not None
+        h2_connection(self).reset_stream(event.pushed_stream_id, ErrorCodes.REFUSED_STREAM)
+        self.connection.flush()
 
     def _stream_reset(self, event: StreamReset) -> None:
         # RFC 9113 §8.1: a server that has sent its whole response may reset the stream

@@ -280,6 +280,34 @@ def test_the_events_processor_has_a_table_of_handlers_by_event_type() -> None:
     assert "self.processors[event.__class__]" in source(grpclib.protocol.EventsProcessor.process)
 
 
+def test_grpclib_has_no_handler_for_the_events_the_sdk_adds_one_for() -> None:
+    init = source(grpclib.protocol.EventsProcessor.__init__)
+    for event_type in (
+        "InformationalResponseReceived",
+        "UnknownFrameReceived",
+        "AlternativeServiceAvailable",
+        "PushedStreamReceived",
+    ):
+        assert event_type not in init
+
+
+def test_a_call_waits_for_the_trailers_grpclib_sets_on_its_stream() -> None:
+    assert_steps(
+        grpclib.protocol.EventsProcessor.process_trailers_received,
+        "stream.trailers = event.headers",
+        "stream.trailers_received.set()",
+    )
+    assert_steps(
+        grpclib.protocol.EventsProcessor.process_response_received,
+        "stream.headers = event.headers",
+    )
+    assert_steps(
+        grpclib.protocol.Stream.recv_trailers,
+        "if self.trailers is None:",
+        "await self.trailers_received.wait()",
+    )
+
+
 def test_the_handler_keeps_a_task_per_stream_made_in_its_loop() -> None:
     accept = source(grpclib.server.Handler.accept)
     assert "self._tasks[stream] = self.loop.create_task(request_handler(" in accept
@@ -1600,6 +1628,82 @@ def test_a_malformed_request_h2_fails_the_connection_for_resets_only_its_stream(
     assert by_muxs.state_machine.state is h2.connection.ConnectionState.SERVER_OPEN
     assert by_muxs.streams[1].closed
     assert b"\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x01" in by_muxs.data_to_send()
+
+
+def test_a_push_promise_from_a_client_still_fails_the_connection() -> None:
+    """h2 refuses it before it decodes its block (the peer's HPACK table would hold entries
+    the server's lacks): a connection error, as in h2, not a stream error."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    promise = hyperframe_frame.PushPromiseFrame(1, promised_stream_id=2, flags=["END_HEADERS"])
+    promise.data = b"\x44\x02/x"  # :path /x, indexed
+    sent = client.data_to_send() + promise.serialize()
+    by_h2, by_muxs = _server(), _server()
+    with pytest.raises(h2.exceptions.ProtocolError):
+        by_h2.receive_data(sent)
+    with pytest.raises(h2.exceptions.ProtocolError):
+        _internals.receive_data_directly(by_muxs, sent)
+    assert by_muxs.data_to_send() == by_h2.data_to_send()
+
+
+def test_a_frame_over_the_frame_size_is_refused_from_its_header_as_h2_refuses_it_whole() -> None:
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, REQUEST)
+    too_long = 16385
+    header = FRAME_HEADER.pack(too_long >> 8, too_long & 0xFF, 0x0, 0x0, 1)
+    request = client.data_to_send()
+    by_h2, by_muxs = _server(), _server()
+    with pytest.raises(h2.exceptions.FrameTooLargeError):
+        by_h2.receive_data(request + header + bytes(too_long))
+    _internals.receive_data_directly(by_muxs, request + header[:8])
+    _internals.refuse_overlong_frame(by_muxs)  # not a whole header yet
+    _internals.receive_data_directly(by_muxs, header[8:])
+    with pytest.raises(h2.exceptions.FrameTooLargeError):
+        _internals.refuse_overlong_frame(by_muxs)
+    assert by_muxs.data_to_send() == by_h2.data_to_send()
+    assert_steps(
+        h2.frame_buffer.FrameBuffer.__next__,
+        "if len(self._data) < length + 9:",
+        "self._validate_frame_length(length)",
+    )
+
+
+def test_a_header_block_too_large_is_refused_unfinished_as_h2_refuses_it_decoded() -> None:
+    """A response block of 140 headers of 1,000 bytes (140 KiB, over the client's 64 KiB list
+    size) in 16 KiB frames: h2 refuses it once it has it all; muxs once over 128 KiB."""
+    field = b"\x10\x07x-large\x7f\xe9\x06" + b"\x00" * 1000  # a value of 1,000 bytes
+    block = field * 140
+    parts = [block[i : i + 16384] for i in range(0, len(block), 16384)]
+    frames = [hyperframe_frame.HeadersFrame(1, data=parts[0]).serialize()]
+    frames += [hyperframe_frame.ContinuationFrame(1, data=part).serialize() for part in parts[1:]]
+    ended = hyperframe_frame.ContinuationFrame(1, flags=["END_HEADERS"]).serialize()
+
+    def client() -> Any:
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        connection.send_headers(1, REQUEST)
+        connection.data_to_send()
+        return connection
+
+    by_h2, by_muxs = client(), client()
+    with pytest.raises(h2.exceptions.DenialOfServiceError):
+        by_h2.receive_data(b"".join(frames) + ended)
+    by_muxs.receive_data(b"".join(frames[:7]))  # 112 KiB: not over 128 KiB yet
+    _internals.refuse_large_header_block(by_muxs)
+    by_muxs.receive_data(b"".join(frames[7:]))
+    with pytest.raises(h2.exceptions.DenialOfServiceError):
+        _internals.refuse_large_header_block(by_muxs)
+    assert by_muxs.data_to_send() == by_h2.data_to_send()
+
+
+def test_a_frame_within_the_frame_size_is_left_to_come() -> None:
+    server = _server()
+    settings_begun = FRAME_HEADER.pack(0, 6, 0x4, 0, 0)
+    _internals.receive_data_directly(server, _client_bytes()[:24] + settings_begun)
+    _internals.refuse_overlong_frame(server)
+    assert server.state_machine.state is not h2.connection.ConnectionState.CLOSED
 
 
 def test_a_header_block_hpack_cannot_decode_is_a_compression_error() -> None:

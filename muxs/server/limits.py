@@ -114,6 +114,7 @@ from muxs._internals import (
     receive_data_directly,
     receive_data_runs,
     receive_known_headers,
+    refuse_overlong_frame,
     replace_event_handler,
     send_data_directly,
     send_headers_statelessly,
@@ -573,6 +574,7 @@ class _LimitedProtocol(protocol.H2Protocol):
         self._watch_unfinished()
         try:
             events = receive_data_directly(h2_connection(self), data)
+            refuse_overlong_frame(h2_connection(self))  # not buffered whole to be refused
         except h2.exceptions.ProtocolError as exc:
             if is_tls_record(data):
                 log.info(
