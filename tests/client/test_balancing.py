@@ -194,15 +194,24 @@ async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_a
     assert all(calls[index] > total / 6 for index in range(3))  # spread over the three
 
 
+#: What each worker of ``muxs serve --workers N`` logs once it serves.
+WORKER_LISTENING = "muxs.server.serving: muxs listening"
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_server_stopped_by_sigterm_mid_run_loses_no_call(
     settings: ServerSettings, tmp_path: Path, workers: str
 ) -> None:
+    log: list[str] = []
     async with (
         serve(settings=settings) as first,
-        muxs_process(tmp_path / "stopped", "--workers", workers) as (process, stopped),
+        muxs_process(tmp_path / "stopped", "--workers", workers, later=log) as (process, stopped),
         Client([first.target, stopped], timeout=30) as client,
     ):
+        # The supervisor listens before its workers have imported muxs (seconds on a busy
+        # machine): the run starts once each of them serves.
+        started = 0 if workers == "1" else int(workers)
+        await until(lambda: sum(WORKER_LISTENING in line for line in log) == started, bound=60)
         callers = SayHelloCallers(client, enough=150)
         tasks = [asyncio.create_task(callers.call()) for _ in range(4)]
         await until(lambda: len(callers.replies) >= 30)
