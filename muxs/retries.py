@@ -8,12 +8,12 @@ sees one attempt however many were sent):
   policy needed: one a GOAWAY refused (its stream above the GOAWAY's last stream id), a
   stream reset with REFUSED_STREAM, a call refused by a server's drain before its handler
   ran (UNAVAILABLE with muxs's ``DRAINING`` ``ErrorInfo``: after its ``RetryInfo`` delay),
-  or one whose connection was refused or reset before the request was sent. A connection
-  that was made but failed before the server answered (``ConnectFailure``: timed out, closed,
-  TLS refused) is retried only with several servers, on the next (the failed one's
-  connection backoff keeps it out of the turn), as grpc's round robin picks another ready
-  server: a stopping server's listening socket closed with the connection in its backlog
-  resets it so. A single server would fail it again (a timeout would wait as long again);
+  or one whose connection was refused or reset before the request was sent. With several
+  servers, so is one whose connection failed before the server answered (``ConnectFailure``:
+  closed, as a stopping server's listening socket resets the connections in its backlog;
+  timed out; TLS refused): it goes to the next server (the failed one's connection backoff
+  keeps it out of the turn), as grpc's round robin only picks a ready server; with one, it
+  is not (it would fail again, a timeout after as long again);
 - by a ``RetryPolicy`` (off unless the client is given one): a call that ended with a
   retryable status is sent again after an exponential backoff with jitter, or after the
   delay of the server's ``RetryInfo`` (pushback), up to ``max_attempts`` in all.
