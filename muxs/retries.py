@@ -8,8 +8,12 @@ sees one attempt however many were sent):
   policy needed: one a GOAWAY refused (its stream above the GOAWAY's last stream id), a
   stream reset with REFUSED_STREAM, a call refused by a server's drain before its handler
   ran (UNAVAILABLE with muxs's ``DRAINING`` ``ErrorInfo``: after its ``RetryInfo`` delay),
-  or one whose connection was refused or reset before the request was sent (not one that
-  timed out or failed its TLS handshake: it would again);
+  or one whose connection was refused or reset before the request was sent. With several
+  servers, so is one whose connection failed before the server answered (``ConnectFailure``:
+  closed, as a stopping server's listening socket resets the connections in its backlog;
+  timed out; TLS refused): it goes to the next server (the failed one's connection backoff
+  keeps it out of the turn), as grpc's round robin only picks a ready server; with one, it
+  is not (it would fail again, a timeout after as long again);
 - by a ``RetryPolicy`` (off unless the client is given one): a call that ended with a
   retryable status is sent again after an exponential backoff with jitter, or after the
   delay of the server's ``RetryInfo`` (pushback), up to ``max_attempts`` in all.
@@ -142,7 +146,8 @@ class Attempts:
     ``wait_for_ready``: a call whose connection fails is tried again (with grpc's connection
     backoff) until its deadline, instead of failing UNAVAILABLE at once.
     ``transparent_retries``: how many times a call the server never processed is sent again
-    (once per server the client has, so that each may be tried).
+    (once per server the client has, so that each may be tried); with more than one, a call
+    whose connection failed before the server answered is among them (it goes to the next).
     """
 
     def __init__(
@@ -158,6 +163,7 @@ class Attempts:
         self._policy = policy
         self._wait_for_ready = wait_for_ready
         self._transparent_left = transparent_retries
+        self._fail_over = transparent_retries > 1
         self._connects = 0
         self._retries = 0
 
@@ -188,11 +194,12 @@ class Attempts:
         if self._wait_for_ready and _connect_failed(error):
             self._connects += 1
             return connect_backoff(self._connects)
-        # A connection that timed out or failed its TLS handshake would fail again.
+        # A connection made that failed before the server answered would fail again on
+        # the same server: only another one is tried.
         if (
             error.unprocessed
             and self._transparent_left
-            and not isinstance(error.__cause__, ConnectFailure)
+            and (self._fail_over or not isinstance(error.__cause__, ConnectFailure))
         ):
             self._transparent_left -= 1
             return _pushback(error) or 0.0

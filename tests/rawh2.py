@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -216,6 +216,46 @@ class RawConnection:
             self._window.set()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = event
+
+
+class HeldPings:
+    """An HTTP/2 client that writes only when told, so it can hold back its PING ACKs;
+    ``async with HeldPings.open(host, port) as client``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        self.h2.initiate_connection()
+        self.reader, self.writer = reader, writer
+        self.writer.write(self.h2.data_to_send())
+        self.pings = 0
+        self.ended = False
+        #: The reply's headers and trailers.
+        self.status: dict[bytes, bytes] = {}
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, host: str, port: int) -> AsyncIterator[HeldPings]:
+        client = cls(*await asyncio.open_connection(host, port))
+        try:
+            yield client
+        finally:
+            client.writer.close()
+            with contextlib.suppress(OSError):
+                await client.writer.wait_closed()
+
+    async def read_until(self, done: str) -> None:
+        """Read and process frames until the server sent a PING (``done`` "ping") or ended
+        the stream ("end"); what h2 would answer is not written."""
+        while not (self.pings if done == "ping" else self.ended):
+            data = await asyncio.wait_for(self.reader.read(65536), WAIT)
+            assert data, "the server closed the connection"
+            for event in self.h2.receive_data(data):
+                if isinstance(event, h2.events.PingReceived):
+                    self.pings += 1
+                elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
+                    self.status.update(event.headers)
+                elif isinstance(event, h2.events.StreamEnded):
+                    self.ended = True
 
 
 def _decoded(headers: object) -> dict[str, str]:

@@ -12,9 +12,10 @@ from typing import cast
 
 import pytest
 
-from muxs import Client, ConfigError, RpcError, ServerSettings, StatusCode, serve
+from muxs import Client, ConfigError, RpcError, RunningServer, ServerSettings, StatusCode, serve
 from muxs.server.services.greeter import greeting
 from tests.callers import SayHelloCallers, counting
+from tests.listeners import Behaviour, answer_in_tls, hang_up, listening, never_answer
 from tests.polling import until
 from tests.processes import muxs_process
 
@@ -92,6 +93,35 @@ async def test_every_server_down_is_unavailable(closed_port: int) -> None:
     assert failed.value.status is StatusCode.UNAVAILABLE
 
 
+@pytest.mark.parametrize("behaviour", [hang_up, answer_in_tls, never_answer])
+async def test_a_call_whose_connection_fails_before_the_server_answers_goes_to_the_next(
+    live_server: RunningServer, behaviour: Behaviour
+) -> None:
+    # A stopping server resets a connection so when it closes its listening socket with the
+    # connection in the backlog: the request never left, so the next server takes the call.
+    async with (
+        listening(behaviour) as failing,
+        Client([failing, live_server.target], timeout=30, connect_timeout=2) as client,
+    ):
+        assert (await client.say_hello("ann")).message == "Hello, ann!"  # failing's turn
+        assert (await client.say_hello("bob")).message == "Hello, bob!"  # failing skipped
+
+
+async def test_every_server_hanging_up_before_it_answers_is_unavailable() -> None:
+    async with (
+        listening(hang_up) as first,
+        listening(hang_up) as second,
+        Client([first, second], timeout=30) as client,
+    ):
+        with pytest.raises(RpcError) as failed:
+            await client.say_hello("ann")
+    assert failed.value.status is StatusCode.UNAVAILABLE
+    assert failed.value.message == (
+        f"cannot reach {first},{second}: the server closed the connection before answering: "
+        "if it uses TLS, add --tls or --ca FILE (SDK: tls=True or tls=CA_FILE)"
+    )
+
+
 async def test_a_server_killed_mid_run_loses_only_the_calls_in_flight_on_it(
     settings: ServerSettings, tmp_path: Path
 ) -> None:
@@ -164,15 +194,24 @@ async def test_no_call_is_lost_while_three_servers_retire_their_connections_by_a
     assert all(calls[index] > total / 6 for index in range(3))  # spread over the three
 
 
+#: What each worker of ``muxs serve --workers N`` logs once it serves.
+WORKER_LISTENING = "muxs.server.serving: muxs listening"
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_a_server_stopped_by_sigterm_mid_run_loses_no_call(
     settings: ServerSettings, tmp_path: Path, workers: str
 ) -> None:
+    log: list[str] = []
     async with (
         serve(settings=settings) as first,
-        muxs_process(tmp_path / "stopped", "--workers", workers) as (process, stopped),
+        muxs_process(tmp_path / "stopped", "--workers", workers, later=log) as (process, stopped),
         Client([first.target, stopped], timeout=30) as client,
     ):
+        # The supervisor listens before its workers have imported muxs (seconds on a busy
+        # machine): the run starts once each of them serves.
+        started = 0 if workers == "1" else int(workers)
+        await until(lambda: sum(WORKER_LISTENING in line for line in log) == started, bound=60)
         callers = SayHelloCallers(client, enough=150)
         tasks = [asyncio.create_task(callers.call()) for _ in range(4)]
         await until(lambda: len(callers.replies) >= 30)

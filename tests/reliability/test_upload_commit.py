@@ -8,21 +8,15 @@ as it was. grpc-js gives up on a stream this way (tests/interop/test_grpcjs.py).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
-import h2.events
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 
 from muxs import RunningServer, ServerSettings, StatusCode, serve
 from muxs.api import Chunk
 from muxs.server.storage import TEMP_PREFIX
 from tests.polling import until
-from tests.rawh2 import RawConnection, grpc_frame, request_headers
+from tests.rawh2 import HeldPings, RawConnection, grpc_frame, request_headers
 from tests.reliability.test_misbehaving import Usage, assert_back_to, assert_others_served
 
 WRITE_STREAM = "/muxs.FileController/WriteStream"
@@ -48,53 +42,13 @@ async def test_end_of_stream_then_reset_in_one_write_is_not_committed(
     await assert_others_served(live_server)
 
 
-class HeldPings:
-    """An HTTP/2 client that writes only when told, so it can hold back its PING ACKs;
-    ``async with HeldPings.open(server) as client``."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.h2 = H2Connection(H2Configuration(client_side=True))
-        self.h2.initiate_connection()
-        self.reader, self.writer = reader, writer
-        self.writer.write(self.h2.data_to_send())
-        self.pings = 0
-        self.ended = False
-        #: The reply's headers and trailers.
-        self.status: dict[bytes, bytes] = {}
-
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def open(cls, server: RunningServer) -> AsyncIterator[HeldPings]:
-        client = cls(*await asyncio.open_connection(server.host, server.port))
-        try:
-            yield client
-        finally:
-            client.writer.close()
-            with contextlib.suppress(OSError):
-                await client.writer.wait_closed()
-
-    async def read_until(self, done: str) -> None:
-        """Read and process frames until the server sent a PING (``done`` "ping") or ended
-        the stream ("end"); what h2 would answer is not written."""
-        while not (self.pings if done == "ping" else self.ended):
-            data = await asyncio.wait_for(self.reader.read(65536), 10)
-            assert data, "the server closed the connection"
-            for event in self.h2.receive_data(data):
-                if isinstance(event, h2.events.PingReceived):
-                    self.pings += 1
-                elif isinstance(event, h2.events.ResponseReceived | h2.events.TrailersReceived):
-                    self.status.update(event.headers)
-                elif isinstance(event, h2.events.StreamEnded):
-                    self.ended = True
-
-
 async def test_a_reset_before_the_ping_answer_is_not_committed(
     live_server: RunningServer,
 ) -> None:
     kept = live_server.root / "kept.bin"
     kept.write_bytes(b"old")
     baseline = Usage.now()
-    async with HeldPings.open(live_server) as client:
+    async with HeldPings.open(live_server.host, live_server.port) as client:
         client.h2.send_headers(1, request_headers(WRITE_STREAM))
         client.h2.send_data(1, UPLOAD, end_stream=True)
         client.writer.write(client.h2.data_to_send())
@@ -113,7 +67,7 @@ async def test_a_reset_before_the_ping_answer_is_not_committed(
 async def test_the_ping_answered_the_upload_is_committed(live_server: RunningServer) -> None:
     kept = live_server.root / "kept.bin"
     kept.write_bytes(b"old")
-    async with HeldPings.open(live_server) as client:
+    async with HeldPings.open(live_server.host, live_server.port) as client:
         client.h2.send_headers(1, request_headers(WRITE_STREAM))
         client.h2.send_data(1, UPLOAD, end_stream=True)
         client.writer.write(client.h2.data_to_send())
@@ -131,7 +85,7 @@ async def test_a_client_that_never_answers_the_ping_commits_nothing(
     async with serve(settings=replace(settings, keepalive_timeout=0.2)) as server:
         kept = server.root / "kept.bin"
         kept.write_bytes(b"old")
-        async with HeldPings.open(server) as client:
+        async with HeldPings.open(server.host, server.port) as client:
             client.h2.send_headers(1, request_headers(WRITE_STREAM))
             client.h2.send_data(1, UPLOAD, end_stream=True)
             client.writer.write(client.h2.data_to_send())

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from grpclib.client import Channel
 from grpclib.server import Stream
+from h2.errors import ErrorCodes
+from hyperframe.frame import RstStreamFrame
 
 from muxs import (
     Client,
@@ -34,9 +36,10 @@ from muxs.server.serving import bind, serve
 from muxs.server.storage import LocalRoot, Root
 from tests.access import access_records
 from tests.polling import until
-from tests.rawh2 import RawConnection, grpc_frame, request_headers
+from tests.rawh2 import HeldPings, RawConnection, grpc_frame, request_headers
 
 GREETINGS = "/muxs.Greeter/LotsOfGreetings"
+BIDI = "/muxs.Greeter/BidiHello"
 
 
 #: Operators filter on these names: they must not follow the modules around.
@@ -147,6 +150,46 @@ async def test_a_client_cancel_is_logged_as_cancelled(live_server: RunningServer
     assert cancelled["status"] == "CANCELLED"
     assert cancelled["code"] == StatusCode.CANCELLED.value
     assert (cancelled["messages_in"], cancelled["messages_out"]) == (1, 1)
+
+
+async def end_then_reset(client: HeldPings, *, trailers_first: bool) -> None:
+    """A BidiHello whose ``client`` half-closes after one name, then resets the stream
+    (CANCEL) once it has read the trailers (``trailers_first``) or in the write that answers
+    the server's PING settling the end (``_LimitedProtocol.settle``), as grpc-go's CloseSend
+    and its cancel may follow one another."""
+    client.h2.send_headers(1, request_headers(BIDI))
+    client.h2.send_data(1, grpc_frame(bytes(HelloRequest(name="a"))), end_stream=True)
+    client.writer.write(client.h2.data_to_send())
+    await client.read_until("ping")  # the server saw the end and waits for the answer
+    answer = client.h2.data_to_send()
+    if trailers_first:
+        client.writer.write(answer)
+        await client.read_until("end")
+        client.writer.write(RstStreamFrame(1, error_code=ErrorCodes.CANCEL).serialize())
+    else:
+        client.h2.reset_stream(1, ErrorCodes.CANCEL)
+        client.writer.write(answer + client.h2.data_to_send())  # read in one turn
+
+
+async def test_a_call_reset_after_its_end_before_its_trailers_is_logged_as_cancelled(
+    live_server: RunningServer,
+) -> None:
+    # The server had not finished when it read the reset: CANCELLED, as gRPC has it.
+    with access_records() as logs:
+        async with HeldPings.open(live_server.host, live_server.port) as client:
+            await end_then_reset(client, trailers_first=False)
+            ended = await logs.finished(BIDI)
+    assert ended["status"] == "CANCELLED"
+
+
+async def test_a_call_reset_after_its_trailers_is_logged_as_ok(live_server: RunningServer) -> None:
+    # The server had finished: its OK stands, whatever the client reports.
+    with access_records() as logs:
+        async with HeldPings.open(live_server.host, live_server.port) as client:
+            await end_then_reset(client, trailers_first=True)
+            ended = await logs.finished(BIDI)
+    assert client.status[b"grpc-status"] == b"0"
+    assert ended["status"] == "OK"
 
 
 async def test_a_deadline_is_logged_as_deadline_exceeded(live_server: RunningServer) -> None:
