@@ -2327,7 +2327,9 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
     # recv_headers and recv_trailers), whose steps these are
     # (tests/test_internals.py compares their source); the attributes they read and set;
     # their helpers _raise_for_status, _raise_for_content_type, _process_grpc_status and
-    # _raise_for_grpc_status; and grpclib.events._ident, a dispatch method no one listens to.
+    # _raise_for_grpc_status (grpc-status "0": OK, no message, no details, nothing raised);
+    # encode_metadata (nothing for no metadata); and grpclib.events._ident, a dispatch method
+    # no one listens to.
     assert not call._send_request_done
     assert not call._cardinality.client_streaming
     assert not call._cardinality.server_streaming
@@ -2355,7 +2357,8 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
                 deadline=call._deadline,
                 content_type=content_type,
             )
-        headers += encode_metadata(metadata)
+        if metadata:  # encode_metadata's isinstance(metadata, typing.Mapping) costs 4 calls
+            headers += encode_metadata(metadata)
         release_stream = await stream.send_request(
             headers, end_stream=False, _processor=protocol.processor
         )
@@ -2428,11 +2431,15 @@ async def _received_trailers(
     """What grpclib's ``recv_trailing_metadata`` (and a trailers-only response) does with the
     trailers: the status checked, the trailing metadata decoded, dispatched and kept, an
     error status raised."""
-    status, message, details = call._process_grpc_status(trailers_map)
+    if trailers_map.get("grpc-status") == "0":  # what _process_grpc_status makes of it
+        status, message, details = grpclib.const.Status.OK, None, None
+    else:
+        status, message, details = call._process_grpc_status(trailers_map)
     trailing = decode_metadata(trailers)
     if call._dispatch.recv_trailing_metadata is not _NOT_LISTENED:
         (trailing,) = await call._dispatch.recv_trailing_metadata(
             trailing, status=status, status_message=message, status_details=details
         )
     call.trailing_metadata = trailing
-    call._raise_for_grpc_status(status, message, details)
+    if status is not grpclib.const.Status.OK:
+        call._raise_for_grpc_status(status, message, details)

@@ -2014,7 +2014,9 @@ class _Replies:
         }
 
 
-async def _called(request: bytes, one_step: bool) -> list[Any]:
+async def _called(
+    request: bytes, one_step: bool, metadata: dict[str, str] | None = None
+) -> list[Any]:
     """A unary call with every grpclib event listened to, through grpclib's own methods or
     ``exchange``: the events, the outcome, and what the call kept."""
     seen: list[Any] = []
@@ -2037,7 +2039,7 @@ async def _called(request: bytes, one_step: bool) -> list[Any]:
             bytes,
             bytes,
             timeout=30,
-            metadata={"x-request": "3"},
+            metadata=metadata,
         )
         outcome: Any = None
         try:
@@ -2056,9 +2058,30 @@ async def _called(request: bytes, one_step: bool) -> list[Any]:
     return seen
 
 
+@pytest.mark.parametrize("metadata", [{"x-request": "3"}, None], ids=["metadata", "none"])
 @pytest.mark.parametrize("request_", [b"hello", b"no-reply", b"late-error", b"trailers-only"])
-async def test_a_unary_call_in_one_step_is_grpclibs_call(request_: bytes) -> None:
-    assert await _called(request_, one_step=True) == await _called(request_, one_step=False)
+async def test_a_unary_call_in_one_step_is_grpclibs_call(
+    request_: bytes, metadata: dict[str, str] | None
+) -> None:
+    expected = await _called(request_, one_step=False, metadata=metadata)
+    assert await _called(request_, one_step=True, metadata=metadata) == expected
+
+
+def test_an_ok_status_is_what_grpclib_makes_of_it_and_raises_nothing() -> None:
+    """``_received_trailers`` takes ``grpc-status: 0`` without grpclib's two steps."""
+    call: Any = grpclib.client.Stream.__new__(grpclib.client.Stream)
+    call._status_details_codec = None
+    ok = grpclib.const.Status.OK
+    assert call._process_grpc_status({"grpc-status": "0", "grpc-message": "x"}) == (ok, None, None)
+    assert call._raise_for_grpc_status(ok, None, None) is None
+    assert grpclib.metadata.encode_metadata(grpclib.metadata.MultiDict()) == []
+    assert_steps(
+        grpclib.client.Stream._process_grpc_status,
+        "status = Status(int(grpc_status))",
+        "message, details = None, None",
+        "if status is not Status.OK:",
+    )
+    assert_steps(grpclib.client.Stream._raise_for_grpc_status, "if status is not Status.OK:")
 
 
 def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
