@@ -41,6 +41,7 @@ import h2.stream
 import h2.utilities
 import h2.windows
 import hpack
+import multidict
 import pytest
 from hyperframe import frame as hyperframe_frame
 from hyperframe.flags import Flags
@@ -2074,7 +2075,7 @@ def test_an_ok_status_is_what_grpclib_makes_of_it_and_raises_nothing() -> None:
     ok = grpclib.const.Status.OK
     assert call._process_grpc_status({"grpc-status": "0", "grpc-message": "x"}) == (ok, None, None)
     assert call._raise_for_grpc_status(ok, None, None) is None
-    assert grpclib.metadata.encode_metadata(grpclib.metadata.MultiDict()) == []
+    assert grpclib.metadata.encode_metadata(multidict.MultiDict()) == []
     assert_steps(
         grpclib.client.Stream._process_grpc_status,
         "status = Status(int(grpc_status))",
