@@ -73,6 +73,7 @@ from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Pro
 from hyperframe import frame
 from hyperframe.flags import Flags
 
+from muxs.coalescing import CoalescingTransport
 from muxs.frame_layout import END_STREAM, FRAME_HEADER, PADDED
 
 if TYPE_CHECKING:
@@ -1720,7 +1721,10 @@ class ClientStream(Stream):
         end_stream: bool = False,
         *,
         _processor: EventsProcessor,
+        write: bool = True,
     ) -> Callable[[], None]:
+        """grpclib's ``send_request``; with ``write`` False, what h2 has to send (the
+        headers) is left in h2's buffer for the request's DATA frame (``send_at_once``)."""
         # Relies on: grpclib.protocol.Stream.send_request's steps, which these are, with
         # extra_headers added: wait for write_ready, send the headers on the next stream id
         # (waiting on stream_close_waiter while h2 refuses more streams), init_stream,
@@ -1739,9 +1743,36 @@ class ClientStream(Stream):
                 continue
             self.init_stream(stream_id, connection)
             release_stream = _processor.register(self)
-            self._transport.write(h2_conn.data_to_send())
+            if write:
+                self._transport.write(h2_conn.data_to_send())
             connection.headers_send_process()
             return release_stream
+
+    def send_at_once(self, data: bytes) -> bool:
+        """Send ``data``, a unary request, and end the stream, in one DATA frame written at
+        once with the headers h2 holds (``send_request(write=False)``), when the connection is
+        ready to write and the windows and the frame size take it: no flush left for the next
+        turn of the loop. False, with the headers handed to the transport, when they do not
+        (``send_data`` then sends ``data``)."""
+        # Relies on: what _send_framed relies on (a single frame: no wait for write_ready or
+        # window_updated, the frame framed by _frame_data, the counters and
+        # data_send_process()); H2Connection.data_to_send returning what h2 holds.
+        connection, h2_conn, stream_id = self.connection, self._h2_connection, self.id
+        assert stream_id is not None
+        size = len(data)
+        transport: Any = self._transport
+        if (
+            not connection.write_ready.is_set()
+            or size > h2_conn.local_flow_control_window(stream_id)
+            or size > h2_conn.max_outbound_frame_size
+        ):
+            transport.write(h2_conn.data_to_send())
+            return False
+        transport.write_now(_frame_data(h2_conn, stream_id, size, True) + data)
+        self.data_sent += size
+        connection.data_sent += size
+        connection.data_send_process()
+        return True
 
 
 def on_new_streams(protocol: H2Protocol, fit: Callable[[ClientStream], None]) -> None:
@@ -2337,7 +2368,7 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
     with call._wrapper:
         # send_request
         protocol = await channel.__connect__()
-        stream = protocol.processor.connection.create_stream(wrapper=call._wrapper)
+        stream: Any = protocol.processor.connection.create_stream(wrapper=call._wrapper)
         headers = [
             (":method", "POST"),
             (":scheme", channel._scheme),
@@ -2359,9 +2390,22 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
             )
         if metadata:  # encode_metadata's isinstance(metadata, typing.Mapping) costs 4 calls
             headers += encode_metadata(metadata)
-        release_stream = await stream.send_request(
-            headers, end_stream=False, _processor=protocol.processor
+        # Alone on its connection (nothing to gather its request with in this turn), sent now.
+        at_once = (
+            not protocol.processor.streams
+            and dispatch.send_message is _NOT_LISTENED
+            and type(stream._transport) is CoalescingTransport
+            and type(stream) is ClientStream
+            and "send_data" not in vars(stream)  # not compressed (``send_replies_with``)
         )
+        if at_once:
+            release_stream = await stream.send_request(
+                headers, end_stream=False, _processor=protocol.processor, write=False
+            )
+        else:
+            release_stream = await stream.send_request(
+                headers, end_stream=False, _processor=protocol.processor
+            )
         call._stream = stream
         call._release_stream = release_stream
         call.peer = stream.connection.get_peer()
@@ -2369,8 +2413,18 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
         # send_message(message, end=True)
         if dispatch.send_message is not _NOT_LISTENED:
             (message,) = await dispatch.send_message(message)
-        body = call._codec.encode(message, call._send_type)  # grpclib.stream.send_message
-        await stream.send_data(b"\0" + len(body).to_bytes(4, "big") + body, end_stream=True)
+        if at_once:
+            try:
+                body = call._codec.encode(message, call._send_type)
+            except BaseException:
+                stream._transport.write(stream._h2_connection.data_to_send())  # the headers
+                raise
+            data = b"\0" + len(body).to_bytes(4, "big") + body
+            if not stream.send_at_once(data):
+                await stream.send_data(data, end_stream=True)
+        else:
+            body = call._codec.encode(message, call._send_type)  # grpclib.stream.send_message
+            await stream.send_data(b"\0" + len(body).to_bytes(4, "big") + body, end_stream=True)
         call._send_message_done = True
         call._messages_sent += 1
         stream.connection.messages_sent += 1

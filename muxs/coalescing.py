@@ -46,14 +46,20 @@ class CoalescingTransport:
     def write(self, data: bytes) -> None:
         if not data:
             return
-        self.writes += 1
         if self._bypass is not None and len(data) >= self._bypass:
-            self._pending.append(data)
-            self.flush()
+            self.write_now(data)
             return
+        self.writes += 1
         if not self._pending:
             self._loop.call_soon(self.flush)
         self._pending.append(data)
+
+    def write_now(self, data: bytes) -> None:
+        """Pass ``data`` on at once, after what is pending: a write that nothing else in this
+        turn would join (a large one; a request alone on its connection)."""
+        self.writes += 1
+        self._pending.append(data)
+        self.flush()
 
     def flush(self) -> None:
         """Pass on what was written since the last flush."""

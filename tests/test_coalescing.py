@@ -78,3 +78,12 @@ async def test_a_large_write_goes_out_at_once_after_what_was_held() -> None:
         transport.write(b"small")
         assert transport.pending_bytes == 5
         assert await received(peer, 5) == b"small"
+
+
+async def test_write_now_goes_out_at_once_after_what_was_held() -> None:
+    async with connected() as (transport, peer):
+        transport.write(b"held|")
+        transport.write_now(b"now")
+        assert transport.pending_bytes == 0
+        assert peer.recv(100) == b"held|now"  # no loop turn needed
+        assert transport.writes == 2

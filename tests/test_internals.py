@@ -2228,18 +2228,35 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
 # --- grpclib's client: the SDK's HTTP/2 streams ---------------------------------------------
 
 
-async def _requested(made: Any) -> tuple[Any, ...]:
-    """A request (headers, a message) on a stream ``made(connection)``, and a reply taken: what
-    was written, the stream's and the connection's state, the reply read."""
+class _WritingAtOnce(_Transport):
+    """A transport that keeps what is written to it, as a ``CoalescingTransport`` would pass
+    it on (``write_now``: at once)."""
+
+    def write_now(self, data: bytes) -> None:
+        self.write(b"<now>" + data)
+
+
+async def _requested(
+    made: Any, message: bytes = b"\0\0\0\0\3abc", at_once: bool = False
+) -> tuple[Any, ...]:
+    """A request (headers, a ``message``) on a stream ``made(connection)``, and a reply taken:
+    what was written, the stream's and the connection's state, the reply read. ``at_once``:
+    sent as ``exchange`` sends a request alone on its connection."""
     h2_conn, server = _grpclib_client_connections()
-    transport = _Transport()
+    transport = _WritingAtOnce()
     connection = grpclib.protocol.Connection(
         h2_conn, transport, config=grpclib.config.Configuration()
     )
     processor = grpclib.protocol.EventsProcessor(grpclib.client.Handler(), connection)
     stream = made(connection)
-    release = await stream.send_request(REQUEST, _processor=processor)
-    await stream.send_data(b"\0\0\0\0\3abc", end_stream=True)
+    if at_once:
+        release = await stream.send_request(REQUEST, _processor=processor, write=False)
+        if not stream.send_at_once(message):
+            await stream.send_data(message, end_stream=True)
+        transport.written = transport.written.replace(b"<now>", b"", 1)
+    else:
+        release = await stream.send_request(REQUEST, _processor=processor)
+        await stream.send_data(message, end_stream=True)
     server.receive_data(transport.written)
     server.send_headers(stream.id, [(":status", "200")])
     server.send_data(stream.id, b"\0\0\0\0\2ok")
@@ -2281,6 +2298,28 @@ async def test_a_client_stream_is_grpclibs_with_extra_headers_and_direct_data() 
     ours = await _requested(muxs)
     assert ours == await _requested(grpclibs)
     assert ours[1] == [b"\0\0\0\0\2", b"ok"]
+    # A request alone on its connection: the same bytes, written at once when one frame
+    # takes it (a message past the frame size goes through send_data).
+    for message in (b"\0\0\0\0\3abc", b"\0\0\0\x4e\x20" + bytes(20000)):
+        ours = await _requested(muxs, message, at_once=True)
+        assert ours == await _requested(grpclibs, message)
+        written_at_once = await _requested_writes(muxs, message)
+        assert written_at_once == (len(message) < 16384)
+
+
+async def _requested_writes(made: Any, message: bytes) -> bool:
+    """Whether a request alone on its connection went out in one write at once."""
+    h2_conn, _ = _grpclib_client_connections()
+    transport = _WritingAtOnce()
+    config = grpclib.config.Configuration()
+    connection = grpclib.protocol.Connection(h2_conn, transport, config=config)
+    processor = grpclib.protocol.EventsProcessor(grpclib.client.Handler(), connection)
+    stream = made(connection)
+    await stream.send_request(REQUEST, _processor=processor, write=False)
+    assert not transport.written  # the headers wait in h2's buffer for the DATA frame
+    sent = stream.send_at_once(message)
+    assert sent == transport.written.startswith(b"<now>")
+    return bool(sent)
 
 
 def test_a_client_stream_copies_grpclibs_steps() -> None:
