@@ -7,7 +7,9 @@ the event loop and passes them on at the start of the next, in one ``writelines`
 many calls in flight on a connection, one system call carries many calls' frames. The
 server's connections (``muxs.server.limits``) and the SDK's (``muxs.channel``) use it; the
 SDK's passes large writes (an upload's chunks) on at once, after what it holds, as
-gathering them only delays and copies them.
+gathering them only delays and copies them; so is a unary request alone on its connection
+(``write_now``: nothing would join it, and waiting for the next turn costs a turn of the
+loop per call).
 
 Back-pressure is unchanged: the underlying transport still pauses the protocol when its
 buffer is full, one turn later at most (a server stream yields to the loop every few
