@@ -882,12 +882,36 @@ def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
         connection.flush()
 
     taken = _summed_once_a_turn(acknowledge)
+    silent = type(h2_conn.config.logger) in (h2.config.DummyLogger, _SilentLogger)
 
     def ack(stream_id: int, size: int) -> None:
-        if size:
+        if not size:
+            return
+        h2_stream = h2_conn.streams.get(stream_id)
+        if silent and (h2_stream is None or h2_stream.closed):
+            acknowledge_closed(h2_conn, size)  # at once: nothing to sum it with
+            if h2_conn._data_to_send and not connection.is_closing():
+                connection.flush()
+        else:
             taken(stream_id, size)
 
     connection.ack = ack  # type: ignore[method-assign]
+
+
+def acknowledge_closed(h2_conn: h2.connection.H2Connection, size: int) -> None:
+    """What ``h2_conn.acknowledge_received_data(size, stream_id)`` does for a stream that is
+    closed (or forgotten) on a connection without a logger: only the connection's window
+    takes ``size`` back, a WINDOW_UPDATE queued when h2's window manager gives an
+    increment."""
+    # Relies on: acknowledge_received_data's steps for such a stream (a debug line to
+    # config.logger, the connection's _inbound_flow_control_window_manager.process_bytes, a
+    # WindowUpdateFrame(0) for its increment, nothing for a closed stream,
+    # _prepare_for_sending) and H2Connection._data_to_send.
+    increment = h2_conn._inbound_flow_control_window_manager.process_bytes(size)
+    if increment:
+        update = frame.WindowUpdateFrame(0)
+        update.window_increment = increment
+        h2_conn._prepare_for_sending([update])
 
 
 def _summed_once_a_turn(settle: Callable[[dict[Any, int]], None]) -> Callable[[Any, int], None]:

@@ -1273,7 +1273,7 @@ def _inbound_windows(connection: Any) -> tuple[int, int]:
     return connection.inbound_flow_control_window, connection.streams[1].inbound_flow_control_window
 
 
-async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_streams_together() -> (
+async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_streams_at_once() -> (
     None
 ):
     by_h2, to_h2 = _grpclib_client_connections()
@@ -1290,10 +1290,10 @@ async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_strea
     _internals.acknowledge_connection_once_a_turn(protocol)
     for stream_id, size in ((1, 12000), (3, 16000), (1, 12000), (1, 12000), (3, 0)):
         protocol.connection.ack(stream_id, size)
-    assert writes.written == b""
+    assert writes.written == b""  # the closed stream's 16,000 bytes gave no increment yet
+    by_h2.acknowledge_received_data(16000, 3)  # at once
     await asyncio.sleep(0)
-    by_h2.acknowledge_received_data(36000, 1)
-    by_h2.acknowledge_received_data(16000, 3)
+    by_h2.acknowledge_received_data(36000, 1)  # summed, once the turn ends
     assert writes.written == by_h2.data_to_send()
     assert any(f.stream_id == 1 for f in _frames(writes.written))  # a WINDOW_UPDATE each
     assert any(f.stream_id == 0 for f in _frames(writes.written))
@@ -1303,6 +1303,38 @@ async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_strea
     await asyncio.sleep(0)
     assert writes.written == written
     assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
+    protocol.connection.ack(3, 40000)  # nor writes what a closed stream gave back
+    await asyncio.sleep(0)
+    assert writes.written == written
+
+
+def test_a_closed_streams_data_is_acknowledged_as_h2_acknowledges_it() -> None:
+    by_h2, to_h2 = _grpclib_client_connections()
+    by_muxs, to_muxs = _grpclib_client_connections()
+    _received_replies(by_h2, to_h2)
+    _received_replies(by_muxs, to_muxs)
+    by_h2.data_to_send()
+    by_muxs.data_to_send()
+    updates = []
+    for size in (16000, 1, 20000, 30000, 100):
+        by_h2.acknowledge_received_data(size, 3)
+        _internals.acknowledge_closed(by_muxs, size)
+        sent = by_muxs.data_to_send()
+        assert sent == by_h2.data_to_send()
+        assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
+        updates.append(bool(sent))
+    assert updates == [False, False, True, False, False]  # past half the window: an increment
+    assert_steps(
+        h2.connection.H2Connection.acknowledge_received_data,
+        "conn_manager = self._inbound_flow_control_window_manager",
+        "conn_increment = conn_manager.process_bytes(acknowledged_size)",
+        "f = WindowUpdateFrame(0)",
+        "f.window_increment = conn_increment",
+        "stream = self._get_stream_by_id(stream_id)",
+        "except StreamClosedError:",
+        "if stream.open:",
+        "self._prepare_for_sending(frames)",
+    )
 
 
 def test_grpclib_acknowledges_each_frame_read_through_the_buffers_callback() -> None:
