@@ -881,6 +881,8 @@ def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
             h2_conn.acknowledge_received_data(closed_size, closed_id)
         connection.flush()
 
+    # Relies on too: H2Stream.closed being state_machine.state == StreamState.CLOSED (read
+    # here without the property's call, for every read of an open stream).
     taken = _summed_once_a_turn(acknowledge)
     silent = type(h2_conn.config.logger) in (h2.config.DummyLogger, _SilentLogger)
 
@@ -888,7 +890,7 @@ def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
         if not size:
             return
         h2_stream = h2_conn.streams.get(stream_id)
-        if silent and (h2_stream is None or h2_stream.closed):
+        if silent and (h2_stream is None or h2_stream.state_machine.state is _STREAM_CLOSED):
             acknowledge_closed(h2_conn, size)  # at once: nothing to sum it with
             if h2_conn._data_to_send and not connection.is_closing():
                 connection.flush()
@@ -896,6 +898,9 @@ def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
             taken(stream_id, size)
 
     connection.ack = ack  # type: ignore[method-assign]
+
+
+_STREAM_CLOSED = h2.stream.StreamState.CLOSED
 
 
 def acknowledge_closed(h2_conn: h2.connection.H2Connection, size: int) -> None:

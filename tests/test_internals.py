@@ -1325,6 +1325,10 @@ def test_a_closed_streams_data_is_acknowledged_as_h2_acknowledges_it() -> None:
         updates.append(bool(sent))
     assert updates == [False, False, True, False, False]  # past half the window: an increment
     assert_steps(
+        vars(h2.stream.H2Stream)["closed"].fget,
+        "return self.state_machine.state == StreamState.CLOSED",
+    )
+    assert_steps(
         h2.connection.H2Connection.acknowledge_received_data,
         "conn_manager = self._inbound_flow_control_window_manager",
         "conn_increment = conn_manager.process_bytes(acknowledged_size)",
