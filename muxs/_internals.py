@@ -74,6 +74,7 @@ from grpclib.protocol import AbstractHandler, Connection, EventsProcessor, H2Pro
 from hyperframe import frame
 from hyperframe.flags import Flags
 
+from muxs.coalescing import CoalescingTransport
 from muxs.frame_layout import END_STREAM, FRAME_HEADER, PADDED
 
 if TYPE_CHECKING:
@@ -932,13 +933,42 @@ def acknowledge_connection_once_a_turn(protocol: H2Protocol) -> None:
             h2_conn.acknowledge_received_data(closed_size, closed_id)
         connection.flush()
 
+    # Relies on too: H2Stream.closed being state_machine.state == StreamState.CLOSED (read
+    # here without the property's call, for every read of an open stream).
     taken = _summed_once_a_turn(acknowledge)
+    silent = type(h2_conn.config.logger) in (h2.config.DummyLogger, _SilentLogger)
 
     def ack(stream_id: int, size: int) -> None:
-        if size:
+        if not size:
+            return
+        h2_stream = h2_conn.streams.get(stream_id)
+        if silent and (h2_stream is None or h2_stream.state_machine.state is _STREAM_CLOSED):
+            acknowledge_closed(h2_conn, size)  # at once: nothing to sum it with
+            if h2_conn._data_to_send and not connection.is_closing():
+                connection.flush()
+        else:
             taken(stream_id, size)
 
     connection.ack = ack  # type: ignore[method-assign]
+
+
+_STREAM_CLOSED = h2.stream.StreamState.CLOSED
+
+
+def acknowledge_closed(h2_conn: h2.connection.H2Connection, size: int) -> None:
+    """What ``h2_conn.acknowledge_received_data(size, stream_id)`` does for a stream that is
+    closed (or forgotten) on a connection without a logger: only the connection's window
+    takes ``size`` back, a WINDOW_UPDATE queued when h2's window manager gives an
+    increment."""
+    # Relies on: acknowledge_received_data's steps for such a stream (a debug line to
+    # config.logger, the connection's _inbound_flow_control_window_manager.process_bytes, a
+    # WindowUpdateFrame(0) for its increment, nothing for a closed stream,
+    # _prepare_for_sending) and H2Connection._data_to_send.
+    increment = h2_conn._inbound_flow_control_window_manager.process_bytes(size)
+    if increment:
+        update = frame.WindowUpdateFrame(0)
+        update.window_increment = increment
+        h2_conn._prepare_for_sending([update])
 
 
 def _summed_once_a_turn(
@@ -1892,7 +1922,10 @@ class ClientStream(Stream):
         end_stream: bool = False,
         *,
         _processor: EventsProcessor,
+        write: bool = True,
     ) -> Callable[[], None]:
+        """grpclib's ``send_request``; with ``write`` False, what h2 has to send (the
+        headers) is left in h2's buffer for the request's DATA frame (``send_at_once``)."""
         # Relies on: grpclib.protocol.Stream.send_request's steps, which these are, with
         # extra_headers added: wait for write_ready, send the headers on the next stream id
         # (waiting on stream_close_waiter while h2 refuses more streams), init_stream,
@@ -1911,9 +1944,36 @@ class ClientStream(Stream):
                 continue
             self.init_stream(stream_id, connection)
             release_stream = _processor.register(self)
-            self._transport.write(h2_conn.data_to_send())
+            if write:
+                self._transport.write(h2_conn.data_to_send())
             connection.headers_send_process()
             return release_stream
+
+    def send_at_once(self, data: bytes) -> bool:
+        """Send ``data``, a unary request, and end the stream, in one DATA frame written at
+        once with the headers h2 holds (``send_request(write=False)``), when the connection is
+        ready to write and the windows and the frame size take it: no flush left for the next
+        turn of the loop. False, with the headers handed to the transport, when they do not
+        (``send_data`` then sends ``data``)."""
+        # Relies on: what _send_framed relies on (a single frame: no wait for write_ready or
+        # window_updated, the frame framed by _frame_data, the counters and
+        # data_send_process()); H2Connection.data_to_send returning what h2 holds.
+        connection, h2_conn, stream_id = self.connection, self._h2_connection, self.id
+        assert stream_id is not None
+        size = len(data)
+        transport: Any = self._transport
+        if (
+            not connection.write_ready.is_set()
+            or size > h2_conn.local_flow_control_window(stream_id)
+            or size > h2_conn.max_outbound_frame_size
+        ):
+            transport.write(h2_conn.data_to_send())
+            return False
+        transport.write_now(_frame_data(h2_conn, stream_id, size, True) + data)
+        self.data_sent += size
+        connection.data_sent += size
+        connection.data_send_process()
+        return True
 
 
 def on_new_streams(protocol: H2Protocol, fit: Callable[[ClientStream], None]) -> None:
@@ -2526,7 +2586,9 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
     # recv_headers and recv_trailers), whose steps these are
     # (tests/test_internals.py compares their source); the attributes they read and set;
     # their helpers _raise_for_status, _raise_for_content_type, _process_grpc_status and
-    # _raise_for_grpc_status; and grpclib.events._ident, a dispatch method no one listens to.
+    # _raise_for_grpc_status (grpc-status "0": OK, no message, no details, nothing raised);
+    # encode_metadata (nothing for no metadata); and grpclib.events._ident, a dispatch method
+    # no one listens to.
     assert not call._send_request_done
     assert not call._cardinality.client_streaming
     assert not call._cardinality.server_streaming
@@ -2534,7 +2596,7 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
     with call._wrapper:
         # send_request
         protocol = await channel.__connect__()
-        stream = protocol.processor.connection.create_stream(wrapper=call._wrapper)
+        stream: Any = protocol.processor.connection.create_stream(wrapper=call._wrapper)
         headers = [
             (":method", "POST"),
             (":scheme", channel._scheme),
@@ -2554,10 +2616,24 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
                 deadline=call._deadline,
                 content_type=content_type,
             )
-        headers += encode_metadata(metadata)
-        release_stream = await stream.send_request(
-            headers, end_stream=False, _processor=protocol.processor
+        if metadata:  # encode_metadata's isinstance(metadata, typing.Mapping) costs 4 calls
+            headers += encode_metadata(metadata)
+        # Alone on its connection (nothing to gather its request with in this turn), sent now.
+        at_once = (
+            not protocol.processor.streams
+            and dispatch.send_message is _NOT_LISTENED
+            and type(stream._transport) is CoalescingTransport
+            and type(stream) is ClientStream
+            and "send_data" not in vars(stream)  # not compressed (``send_replies_with``)
         )
+        if at_once:
+            release_stream = await stream.send_request(
+                headers, end_stream=False, _processor=protocol.processor, write=False
+            )
+        else:
+            release_stream = await stream.send_request(
+                headers, end_stream=False, _processor=protocol.processor
+            )
         call._stream = stream
         call._release_stream = release_stream
         call.peer = stream.connection.get_peer()
@@ -2565,8 +2641,18 @@ async def exchange(call: grpclib.client.Stream[Any, Any], message: Any) -> Any:
         # send_message(message, end=True)
         if dispatch.send_message is not _NOT_LISTENED:
             (message,) = await dispatch.send_message(message)
-        body = call._codec.encode(message, call._send_type)  # grpclib.stream.send_message
-        await stream.send_data(b"\0" + len(body).to_bytes(4, "big") + body, end_stream=True)
+        if at_once:
+            try:
+                body = call._codec.encode(message, call._send_type)
+            except BaseException:
+                stream._transport.write(stream._h2_connection.data_to_send())  # the headers
+                raise
+            data = b"\0" + len(body).to_bytes(4, "big") + body
+            if not stream.send_at_once(data):
+                await stream.send_data(data, end_stream=True)
+        else:
+            body = call._codec.encode(message, call._send_type)  # grpclib.stream.send_message
+            await stream.send_data(b"\0" + len(body).to_bytes(4, "big") + body, end_stream=True)
         call._send_message_done = True
         call._messages_sent += 1
         stream.connection.messages_sent += 1
@@ -2627,11 +2713,15 @@ async def _received_trailers(
     """What grpclib's ``recv_trailing_metadata`` (and a trailers-only response) does with the
     trailers: the status checked, the trailing metadata decoded, dispatched and kept, an
     error status raised."""
-    status, message, details = call._process_grpc_status(trailers_map)
+    if trailers_map.get("grpc-status") == "0":  # what _process_grpc_status makes of it
+        status, message, details = grpclib.const.Status.OK, None, None
+    else:
+        status, message, details = call._process_grpc_status(trailers_map)
     trailing = decode_metadata(trailers)
     if call._dispatch.recv_trailing_metadata is not _NOT_LISTENED:
         (trailing,) = await call._dispatch.recv_trailing_metadata(
             trailing, status=status, status_message=message, status_details=details
         )
     call.trailing_metadata = trailing
-    call._raise_for_grpc_status(status, message, details)
+    if status is not grpclib.const.Status.OK:
+        call._raise_for_grpc_status(status, message, details)

@@ -7,7 +7,9 @@ the event loop and passes them on at the start of the next, in one ``writelines`
 many calls in flight on a connection, one system call carries many calls' frames. The
 server's connections (``muxs.server.limits``) and the SDK's (``muxs.channel``) use it; the
 SDK's passes large writes (an upload's chunks) on at once, after what it holds, as
-gathering them only delays and copies them.
+gathering them only delays and copies them; so is a unary request alone on its connection
+(``write_now``: nothing would join it, and waiting for the next turn costs a turn of the
+loop per call).
 
 Other work a connection does once a turn can join the flush (``before_flush``: the server's
 acknowledgements of the data its calls read), so that a turn costs one callback, not two.
@@ -51,11 +53,10 @@ class CoalescingTransport:
     def write(self, data: bytes) -> None:
         if not data:
             return
-        self.writes += 1
         if self._bypass is not None and len(data) >= self._bypass:
-            self._pending.append(data)
-            self.flush()
+            self.write_now(data)
             return
+        self.writes += 1
         if not self._pending and not self._before_flush:
             self._loop.call_soon(self.flush)
         self._pending.append(data)
@@ -66,6 +67,13 @@ class CoalescingTransport:
         if not self._pending and not self._before_flush:
             self._loop.call_soon(self.flush)
         self._before_flush.append(callback)
+
+    def write_now(self, data: bytes) -> None:
+        """Pass ``data`` on at once, after what is pending: a write that nothing else in this
+        turn would join (a large one; a request alone on its connection)."""
+        self.writes += 1
+        self._pending.append(data)
+        self.flush()
 
     def flush(self) -> None:
         """Pass on what was written since the last flush (``before_flush``'s callbacks first)."""

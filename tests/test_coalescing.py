@@ -107,3 +107,12 @@ async def test_work_before_a_flush_that_fails_holds_up_no_write() -> None:
         assert await received(peer, 6) == b"reply|"
         transport.write(b"next")  # schedules its flush again
         assert await received(peer, 4) == b"next"
+
+
+async def test_write_now_goes_out_at_once_after_what_was_held() -> None:
+    async with connected() as (transport, peer):
+        transport.write(b"held|")
+        transport.write_now(b"now")
+        assert transport.pending_bytes == 0
+        assert peer.recv(100) == b"held|now"  # no loop turn needed
+        assert transport.writes == 2

@@ -43,6 +43,7 @@ import h2.stream
 import h2.utilities
 import h2.windows
 import hpack
+import multidict
 import pytest
 from hyperframe import frame as hyperframe_frame
 from hyperframe.flags import Flags
@@ -1356,7 +1357,7 @@ def _inbound_windows(connection: Any) -> tuple[int, int]:
     return connection.inbound_flow_control_window, connection.streams[1].inbound_flow_control_window
 
 
-async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_streams_together() -> (
+async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_streams_at_once() -> (
     None
 ):
     by_h2, to_h2 = _grpclib_client_connections()
@@ -1373,10 +1374,10 @@ async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_strea
     _internals.acknowledge_connection_once_a_turn(protocol)
     for stream_id, size in ((1, 12000), (3, 16000), (1, 12000), (1, 12000), (3, 0)):
         protocol.connection.ack(stream_id, size)
-    assert writes.written == b""
+    assert writes.written == b""  # the closed stream's 16,000 bytes gave no increment yet
+    by_h2.acknowledge_received_data(16000, 3)  # at once
     await asyncio.sleep(0)
-    by_h2.acknowledge_received_data(36000, 1)
-    by_h2.acknowledge_received_data(16000, 3)
+    by_h2.acknowledge_received_data(36000, 1)  # summed, once the turn ends
     assert writes.written == by_h2.data_to_send()
     assert any(f.stream_id == 1 for f in _frames(writes.written))  # a WINDOW_UPDATE each
     assert any(f.stream_id == 0 for f in _frames(writes.written))
@@ -1386,6 +1387,42 @@ async def test_a_client_connection_acknowledges_a_turns_data_summed_closed_strea
     await asyncio.sleep(0)
     assert writes.written == written
     assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
+    protocol.connection.ack(3, 40000)  # nor writes what a closed stream gave back
+    await asyncio.sleep(0)
+    assert writes.written == written
+
+
+def test_a_closed_streams_data_is_acknowledged_as_h2_acknowledges_it() -> None:
+    by_h2, to_h2 = _grpclib_client_connections()
+    by_muxs, to_muxs = _grpclib_client_connections()
+    _received_replies(by_h2, to_h2)
+    _received_replies(by_muxs, to_muxs)
+    by_h2.data_to_send()
+    by_muxs.data_to_send()
+    updates = []
+    for size in (16000, 1, 20000, 30000, 100):
+        by_h2.acknowledge_received_data(size, 3)
+        _internals.acknowledge_closed(by_muxs, size)
+        sent = by_muxs.data_to_send()
+        assert sent == by_h2.data_to_send()
+        assert _inbound_windows(by_muxs) == _inbound_windows(by_h2)
+        updates.append(bool(sent))
+    assert updates == [False, False, True, False, False]  # past half the window: an increment
+    assert_steps(
+        vars(h2.stream.H2Stream)["closed"].fget,
+        "return self.state_machine.state == StreamState.CLOSED",
+    )
+    assert_steps(
+        h2.connection.H2Connection.acknowledge_received_data,
+        "conn_manager = self._inbound_flow_control_window_manager",
+        "conn_increment = conn_manager.process_bytes(acknowledged_size)",
+        "f = WindowUpdateFrame(0)",
+        "f.window_increment = conn_increment",
+        "stream = self._get_stream_by_id(stream_id)",
+        "except StreamClosedError:",
+        "if stream.open:",
+        "self._prepare_for_sending(frames)",
+    )
 
 
 def test_grpclib_acknowledges_each_frame_read_through_the_buffers_callback() -> None:
@@ -2174,7 +2211,9 @@ class _Replies:
         }
 
 
-async def _called(request: bytes, one_step: bool) -> list[Any]:
+async def _called(
+    request: bytes, one_step: bool, metadata: dict[str, str] | None = None
+) -> list[Any]:
     """A unary call with every grpclib event listened to, through grpclib's own methods or
     ``exchange``: the events, the outcome, and what the call kept."""
     seen: list[Any] = []
@@ -2197,7 +2236,7 @@ async def _called(request: bytes, one_step: bool) -> list[Any]:
             bytes,
             bytes,
             timeout=30,
-            metadata={"x-request": "3"},
+            metadata=metadata,
         )
         outcome: Any = None
         try:
@@ -2216,9 +2255,30 @@ async def _called(request: bytes, one_step: bool) -> list[Any]:
     return seen
 
 
+@pytest.mark.parametrize("metadata", [{"x-request": "3"}, None], ids=["metadata", "none"])
 @pytest.mark.parametrize("request_", [b"hello", b"no-reply", b"late-error", b"trailers-only"])
-async def test_a_unary_call_in_one_step_is_grpclibs_call(request_: bytes) -> None:
-    assert await _called(request_, one_step=True) == await _called(request_, one_step=False)
+async def test_a_unary_call_in_one_step_is_grpclibs_call(
+    request_: bytes, metadata: dict[str, str] | None
+) -> None:
+    expected = await _called(request_, one_step=False, metadata=metadata)
+    assert await _called(request_, one_step=True, metadata=metadata) == expected
+
+
+def test_an_ok_status_is_what_grpclib_makes_of_it_and_raises_nothing() -> None:
+    """``_received_trailers`` takes ``grpc-status: 0`` without grpclib's two steps."""
+    call: Any = grpclib.client.Stream.__new__(grpclib.client.Stream)
+    call._status_details_codec = None
+    ok = grpclib.const.Status.OK
+    assert call._process_grpc_status({"grpc-status": "0", "grpc-message": "x"}) == (ok, None, None)
+    assert call._raise_for_grpc_status(ok, None, None) is None
+    assert grpclib.metadata.encode_metadata(multidict.MultiDict()) == []
+    assert_steps(
+        grpclib.client.Stream._process_grpc_status,
+        "status = Status(int(grpc_status))",
+        "message, details = None, None",
+        "if status is not Status.OK:",
+    )
+    assert_steps(grpclib.client.Stream._raise_for_grpc_status, "if status is not Status.OK:")
 
 
 def test_grpclibs_client_steps_are_those_exchange_copies() -> None:
@@ -2475,18 +2535,35 @@ def test_known_header_blocks_skip_only_h2s_generic_steps() -> None:
 # --- grpclib's client: the SDK's HTTP/2 streams ---------------------------------------------
 
 
-async def _requested(made: Any) -> tuple[Any, ...]:
-    """A request (headers, a message) on a stream ``made(connection)``, and a reply taken: what
-    was written, the stream's and the connection's state, the reply read."""
+class _WritingAtOnce(_Transport):
+    """A transport that keeps what is written to it, as a ``CoalescingTransport`` would pass
+    it on (``write_now``: at once)."""
+
+    def write_now(self, data: bytes) -> None:
+        self.write(b"<now>" + data)
+
+
+async def _requested(
+    made: Any, message: bytes = b"\0\0\0\0\3abc", at_once: bool = False
+) -> tuple[Any, ...]:
+    """A request (headers, a ``message``) on a stream ``made(connection)``, and a reply taken:
+    what was written, the stream's and the connection's state, the reply read. ``at_once``:
+    sent as ``exchange`` sends a request alone on its connection."""
     h2_conn, server = _grpclib_client_connections()
-    transport = _Transport()
+    transport = _WritingAtOnce()
     connection = grpclib.protocol.Connection(
         h2_conn, transport, config=grpclib.config.Configuration()
     )
     processor = grpclib.protocol.EventsProcessor(grpclib.client.Handler(), connection)
     stream = made(connection)
-    release = await stream.send_request(REQUEST, _processor=processor)
-    await stream.send_data(b"\0\0\0\0\3abc", end_stream=True)
+    if at_once:
+        release = await stream.send_request(REQUEST, _processor=processor, write=False)
+        if not stream.send_at_once(message):
+            await stream.send_data(message, end_stream=True)
+        transport.written = transport.written.replace(b"<now>", b"", 1)
+    else:
+        release = await stream.send_request(REQUEST, _processor=processor)
+        await stream.send_data(message, end_stream=True)
     server.receive_data(transport.written)
     server.send_headers(stream.id, [(":status", "200")])
     server.send_data(stream.id, b"\0\0\0\0\2ok")
@@ -2528,6 +2605,28 @@ async def test_a_client_stream_is_grpclibs_with_extra_headers_and_direct_data() 
     ours = await _requested(muxs)
     assert ours == await _requested(grpclibs)
     assert ours[1] == [b"\0\0\0\0\2", b"ok"]
+    # A request alone on its connection: the same bytes, written at once when one frame
+    # takes it (a message past the frame size goes through send_data).
+    for message in (b"\0\0\0\0\3abc", b"\0\0\0\x4e\x20" + bytes(20000)):
+        ours = await _requested(muxs, message, at_once=True)
+        assert ours == await _requested(grpclibs, message)
+        written_at_once = await _requested_writes(muxs, message)
+        assert written_at_once == (len(message) < 16384)
+
+
+async def _requested_writes(made: Any, message: bytes) -> bool:
+    """Whether a request alone on its connection went out in one write at once."""
+    h2_conn, _ = _grpclib_client_connections()
+    transport = _WritingAtOnce()
+    config = grpclib.config.Configuration()
+    connection = grpclib.protocol.Connection(h2_conn, transport, config=config)
+    processor = grpclib.protocol.EventsProcessor(grpclib.client.Handler(), connection)
+    stream = made(connection)
+    await stream.send_request(REQUEST, _processor=processor, write=False)
+    assert not transport.written  # the headers wait in h2's buffer for the DATA frame
+    sent = stream.send_at_once(message)
+    assert sent == transport.written.startswith(b"<now>")
+    return bool(sent)
 
 
 def test_a_client_stream_copies_grpclibs_steps() -> None:
