@@ -1837,10 +1837,12 @@ async def _send_framed(
     while True:
         if not connection.write_ready.is_set():  # (set: wait() returns at once)
             await connection.write_ready.wait()
+            _fail_if_lost(connection)
         window = h2_conn.local_flow_control_window(stream_id)
         if not window > 0:
             stream.window_updated.clear()
             await stream.window_updated.wait()
+            _fail_if_lost(connection)
             continue
         most = min(h2_conn.max_outbound_frame_size, last - position)
         size = min(window, most)
@@ -1856,6 +1858,31 @@ async def _send_framed(
         connection.data_send_process()
         if position == last:
             return
+
+
+def wake_writers(protocol: H2Protocol) -> None:
+    """Wake every task waiting to write on ``protocol``'s connection, now that it is lost:
+    grpclib's steps would wait for ever for the ``write_ready``, the closed stream or the
+    window it never gets again; woken, each fails (``_fail_if_lost``). A task in its call's
+    ``Wrapper`` is cancelled by grpclib anyway, but not one still waiting to open its stream
+    (not yet the processor's) nor one writing a call's requests from a task of its own."""
+    # Relies on: grpclib.protocol.Connection's write_ready and stream_close_waiter, the
+    # events send_request and send_data wait on, and each stream's window_updated (the
+    # processor's streams; a stream not yet opened waits on the connection's events only).
+    connection = protocol.processor.connection
+    connection.write_ready.set()
+    connection.stream_close_waiter.set()
+    for stream in protocol.processor.streams.values():
+        stream.window_updated.set()
+
+
+def _fail_if_lost(connection: Connection) -> None:
+    """Fail a write woken on a lost connection (``wake_writers``) as grpclib fails the calls
+    it had: ``StreamTerminatedError("Connection lost")``."""
+    # Relies on: grpclib.protocol.Connection.is_closing() being true once its transport is
+    # gone (Connection.close deletes it).
+    if connection.is_closing():
+        raise grpclib.exceptions.StreamTerminatedError("Connection lost")
 
 
 def _frame_data(
@@ -1934,13 +1961,16 @@ class ClientStream(Stream):
         headers = [*headers, *self.extra_headers]
         connection, h2_conn = self.connection, self._h2_connection
         while True:
-            await connection.write_ready.wait()
+            if not connection.write_ready.is_set():  # (set: wait() returns at once)
+                await connection.write_ready.wait()
+                _fail_if_lost(connection)
             stream_id = h2_conn.get_next_available_stream_id()
             try:
                 h2_conn.send_headers(stream_id, headers, end_stream=end_stream)
             except h2.exceptions.TooManyStreamsError:
                 connection.stream_close_waiter.clear()
                 await connection.stream_close_waiter.wait()
+                _fail_if_lost(connection)
                 continue
             self.init_stream(stream_id, connection)
             release_stream = _processor.register(self)

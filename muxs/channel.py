@@ -91,6 +91,7 @@ from muxs._internals import (
     spare_ended_calls,
     streams_released,
     terminate_stream,
+    wake_writers,
 )
 from muxs.call_compression import fit_stream
 from muxs.coalescing import CoalescingTransport
@@ -239,6 +240,7 @@ class _AnsweringProtocol(H2Protocol):
             self._closing.cancel()
         spare_ended_calls(self)
         super().connection_lost(exc)
+        wake_writers(self)
 
     def _fail(self, failure: ConnectFailure) -> None:
         if not self._answered.done():
