@@ -129,21 +129,24 @@ class TextFormatter(logging.Formatter):
                 + end
                 for line, created in zip(batch.lines, batch.created, strict=True)
             )
+        message, message_values = columns
         created = batch.created
-        seconds = list(map(int, created))
-        msecs = map(int, map(mul, map(sub, created, seconds), repeat(1000)))
-        if min(seconds) == max(seconds):
-            second_texts: Iterable[str] = repeat(self._second_text(created[0]))
-        else:  # a second's text from one of its lines' times (each gives the same)
-            texts = {
-                s: self._second_text(c) for s, c in dict(zip(seconds, created, strict=True)).items()
-            }
-            second_texts = map(texts.__getitem__, seconds)
+        first, last = min(created), max(created)
+        rows: Iterable[tuple[object, ...]]
+        if int(first) == int(last):  # one second: its text written once, in the template
+            time_format = self._second_text(first).replace("%", "%%") + ",%03d"
+            msecs = map(int, map(mul, map(sub, created, repeat(int(first))), repeat(1000)))
+            rows = zip(msecs, *message_values, strict=True)
+        else:
+            time_format = "%s,%03d"
+            seconds = list(map(int, created))
+            pairs = dict(zip(seconds, created, strict=True)).items()
+            texts = {second: self._second_text(one) for second, one in pairs}
+            msecs = map(int, map(mul, map(sub, created, seconds), repeat(1000)))
+            rows = zip(map(texts.__getitem__, seconds), msecs, *message_values, strict=True)
         head, between, rest = (text.replace("%", "%%") for text in (head, between, tail + end))
-        template = f"{head}%s,%03d{between}{batch.message}{rest}"
-        return (template * len(batch)) % tuple(
-            chain.from_iterable(zip(second_texts, msecs, *columns, strict=False))  # (repeat())
-        )
+        template = f"{head}{time_format}{between}{message}{rest}"
+        return (template * len(batch)) % tuple(chain.from_iterable(rows))
 
     def _time(self, created: float, msecs: float) -> str:
         """``formatTime``'s text for a record ``created`` then, with those ``msecs``."""

@@ -56,6 +56,8 @@ _FRACTIONS = [f"{n:03d}".rstrip("0") or "0" for n in range(1000)]
 #: so a product less than ``_NEAR_HALF`` from its nearest integer rounds as its exact value.
 _EXACT_BELOW = 2.0**33
 _NEAR_HALF = 0.5 - 2.0**-20
+#: A line's message, a %-template of ``AccessBatch.columns``.
+_MESSAGE = "method=/%s/%s peer=%s%s status=%s duration_ms=%s.%s messages_in=%s messages_out=%s"
 
 
 def duration_columns(durations: Sequence[float]) -> tuple[Iterable[int], Iterable[str]] | None:
@@ -124,9 +126,6 @@ class AccessBatch:
     ``created``, the time each ended (``time.time()``'s clock), ``lines``, each as an
     ``AccessLine``, and ``columns()``, their messages' values column by column."""
 
-    #: A line's message, a %-template of ``columns()``.
-    message = "method=/%s/%s peer=%s%s status=%s duration_ms=%s.%s messages_in=%s messages_out=%s"
-
     def __init__(self, ended: list[_Ended], clock: float) -> None:
         self._ended = ended
         (
@@ -159,18 +158,26 @@ class AccessBatch:
         subjects = (subject for subject in self._subjects if subject is not None)
         return chain(self._services, self._methods, self._peers, subjects)
 
-    def columns(self) -> list[Iterable[object]] | None:
-        """The values of ``message``, one column each, line by line; None when a duration
-        cannot be written so (``duration_columns``): then read ``lines``."""
+    def columns(self) -> tuple[str, list[Iterable[object]]] | None:
+        """The lines' message as a %-template, and its values, one column each, line by
+        line; None when a duration cannot be written so (``duration_columns``): then read
+        ``lines``."""
         durations = duration_columns(self._durations)
         if durations is None:
             return None
-        if self._subjects.count(None) == len(self._subjects):
-            subjects: Iterable[str] = repeat("")
-        else:
-            subjects = [f" subject={s}" if s is not None else "" for s in self._subjects]
         names = map(attrgetter("_name_"), self._statuses)
-        return [
+        if self._subjects.count(None) == len(self._subjects):
+            return _MESSAGE.replace("%s%s", "%s", 1), [
+                self._services,
+                self._methods,
+                self._peers,
+                names,
+                *durations,
+                self._received,
+                self._sent,
+            ]
+        subjects = [f" subject={s}" if s is not None else "" for s in self._subjects]
+        return _MESSAGE, [
             self._services,
             self._methods,
             self._peers,

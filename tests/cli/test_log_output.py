@@ -145,6 +145,7 @@ HOSTILE = [*PLAIN, (*PLAIN[1][:3], FORGED, *PLAIN[1][4:])]
 LONG = [*PLAIN, (*PLAIN[0][:6], 3 * 3600.0, *PLAIN[0][7:])]
 
 
+@pytest.mark.parametrize("step", [0.3337, 0.0007], ids=["seconds", "one-second"])
 @pytest.mark.parametrize("ended", [PLAIN, HOSTILE, LONG], ids=["plain", "hostile", "long"])
 @pytest.mark.parametrize(
     "formatter",
@@ -152,14 +153,14 @@ LONG = [*PLAIN, (*PLAIN[0][:6], 3 * 3600.0, *PLAIN[0][7:])]
     ids=["text", "worker-text", "json"],
 )
 def test_a_batch_of_access_lines_is_written_as_their_records_would_be(
-    ended: list[Any], formatter: logging.Formatter
+    ended: list[Any], formatter: logging.Formatter, step: float
 ) -> None:
     logger = logging.getLogger("muxs.access_log")
     template = vars(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "", (), None))
-    # Across seconds, at times whose milliseconds round differently, and one that datetime
-    # rounds up to the next second (a line's time: its start, plus its duration and clock).
+    # Across seconds or within one, at times whose milliseconds round differently, and one
+    # that datetime rounds up to the next second (a line's time: start + duration + clock).
     clock = 1_800_000_000.0
-    times = [0.9995 + n * 0.3337 for n in range(len(ended) * 3)] + [9.9999996]
+    times = [0.0005 + n * step for n in range(len(ended) * 3)] + [0.9999996]
     batch = AccessBatch(
         [(*e[:5], time - e[6], *e[6:]) for e, time in zip(ended * 4, times, strict=False)], clock
     )
