@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from operator import add, attrgetter, floordiv, mod, mul, sub
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast
 
 from muxs.errors import StatusCode
 from muxs.server.context import CallContext
@@ -189,7 +189,6 @@ class AccessBatch:
         ]
 
 
-@runtime_checkable
 class LineBatchHandler(Protocol):
     """A ``logging.Handler`` that takes a batch of access lines at once, as it would take
     their records one by one from ``Logger.handle``."""
@@ -287,8 +286,10 @@ def _batch_handlers() -> list[LineBatchHandler] | None:
         for handler in logger.handlers:
             if handler.level > logging.INFO:
                 continue
-            if not isinstance(handler, LineBatchHandler) or not handler.takes_access_lines():
+            # Not isinstance(): a runtime-checkable protocol's check lists its members each time.
+            takes = getattr(handler, "takes_access_lines", None)
+            if takes is None or not takes():
                 return None
-            handlers.append(handler)
+            handlers.append(cast(LineBatchHandler, handler))
         logger = logger.parent if logger.propagate else None
     return handlers or None
