@@ -11,14 +11,18 @@ ended (sooner once ``BATCH_LINES`` wait, and when the server stops: ``AccessLog.
 client calling one call at a time would otherwise run logging's code, cold, once per call (13 %
 of such a call's CPU: docs/performance-history.md). Each line has the time its call ended.
 
-Handed to the handlers, a batch takes one of two paths. When every handler that would see it
-takes access lines (``LineBatchHandler``: ``muxs serve``'s own, ``muxs.cli._logging``), the
-batch goes to each whole, and the handler writes each line as it would write its record,
-without logging's machinery per record (``Logger.handle``, ``callHandlers``, the handler's
-lock, the record itself). Otherwise (an embedding program's handlers, a filter, a test's
-capture), each line becomes an ``AccessRecord`` through ``Logger.handle``: what
-``Logger.makeRecord`` would make, without its look-ups (caller, thread, process: the same for
-every line), its text and fields made only when a handler reads them.
+Handed to the handlers, a batch (``AccessBatch``: the lines' fields as columns) takes one of
+two paths. When every handler that would see it takes access lines (``LineBatchHandler``:
+``muxs serve``'s own, ``muxs.cli._logging``), the batch goes to each whole, and the handler
+writes each line as it would write its record, without logging's machinery per record
+(``Logger.handle``, ``callHandlers``, the handler's lock, the record itself): ``muxs serve``'s
+text format writes a batch as one %-template, repeated, over its columns, a duration from its
+integer thousandths of a millisecond (``duration_columns``: the text of ``repr(round(ms, 3))``
+without rounding a float, then writing it shortest, per line). Otherwise (an embedding
+program's handlers, a filter, a test's capture), each line becomes an ``AccessRecord``
+through ``Logger.handle``: what ``Logger.makeRecord`` would make, without its look-ups
+(caller, thread, process: the same for every line), its text and fields made only when a
+handler reads them. Whether the logger logs INFO is asked once a batch, as it is handed over.
 """
 
 from __future__ import annotations
