@@ -17,12 +17,14 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
+from itertools import chain, repeat
+from operator import mul, sub
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from muxs.server.access_log import AccessLine
+    from muxs.server.access_log import AccessBatch
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s [%(processName)s] %(name)s: %(message)s"
@@ -109,29 +111,54 @@ class TextFormatter(logging.Formatter):
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return self._time(record.created, record.msecs)
 
-    def format_access_lines(self, lines: Sequence[AccessLine], values: dict[str, Any]) -> list[str]:
-        """What ``format`` gives the ``AccessRecord`` of each of ``lines``, the records' other
-        attributes ``values`` (a record's); a batch is escaped line by line only when it
-        needs it. Only when ``formats_access_lines``."""
+    def format_access_lines(self, batch: AccessBatch, values: dict[str, Any], end: str) -> str:
+        """What ``format`` gives the ``AccessRecord`` of each line of ``batch``, each followed
+        by ``end``, the records' other attributes ``values`` (a record's): one %-template,
+        repeated, over the batch's columns; line by line, escaped, when a line needs it. Only
+        when ``formats_access_lines``."""
         fmt: str = self._fmt  # type: ignore[assignment]  # (% style: the only one here)
         head, rest = (fmt % {**values, "asctime": "\0", "message": "\1"}).split("\0")
         between, tail = rest.split("\1")
-        texts = []
-        for line in lines:
-            created = line.created  # and its milliseconds as ``AccessRecord`` has them
-            time_text = self._time(created, (created - int(created)) * 1000)
-            texts.append(f"{head}{time_text}{between}{line}{tail}")
-        if not _plain("".join(texts)):
-            texts = [escaped(text) for text in texts]
-        return texts
+        columns = batch.columns()
+        if columns is None or not _plain("".join((head, between, tail, *batch.texts()))):
+            return "".join(
+                escaped(
+                    f"{head}{self._time(created, (created - int(created)) * 1000)}"
+                    f"{between}{line}{tail}"
+                )
+                + end
+                for line, created in zip(batch.lines, batch.created, strict=True)
+            )
+        message, message_values = columns
+        created = batch.created
+        first, last = min(created), max(created)
+        rows: Iterable[tuple[object, ...]]
+        if int(first) == int(last):  # one second: its text written once, in the template
+            time_format = self._second_text(first).replace("%", "%%") + ",%03d"
+            msecs = map(int, map(mul, map(sub, created, repeat(int(first))), repeat(1000)))
+            rows = zip(msecs, *message_values, strict=True)
+        else:
+            time_format = "%s,%03d"
+            seconds = list(map(int, created))
+            pairs = dict(zip(seconds, created, strict=True)).items()
+            texts = {second: self._second_text(one) for second, one in pairs}
+            msecs = map(int, map(mul, map(sub, created, seconds), repeat(1000)))
+            rows = zip(map(texts.__getitem__, seconds), msecs, *message_values, strict=True)
+        head, between, rest = (text.replace("%", "%%") for text in (head, between, tail + end))
+        template = f"{head}{time_format}{between}{message}{rest}"
+        return (template * len(batch)) % tuple(chain.from_iterable(rows))
 
     def _time(self, created: float, msecs: float) -> str:
         """``formatTime``'s text for a record ``created`` then, with those ``msecs``."""
+        return f"{self._second_text(created)},{_MILLISECONDS[int(msecs)]}"
+
+    def _second_text(self, created: float) -> str:
+        """``formatTime``'s text for ``created``'s second (made once a second)."""
         second = int(created)
         if second != self._second:
             self._second = second
             self._text = time.strftime(self.default_time_format, self.converter(created))
-        return f"{self._text},{_MILLISECONDS[int(msecs)]}"
+        return self._text
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return escaped(super().formatMessage(record))
@@ -172,15 +199,15 @@ class TurnFlushingHandler(logging.StreamHandler):  # type: ignore[type-arg]
             and formatter.formats_access_lines  # type: ignore[union-attr]
         )
 
-    def handle_access_lines(self, lines: Sequence[AccessLine], template: dict[str, Any]) -> None:
-        """Write each of ``lines`` as its ``AccessRecord`` (a record of the access log's
+    def handle_access_lines(self, batch: AccessBatch, template: dict[str, Any]) -> None:
+        """Write each line of ``batch`` as its ``AccessRecord`` (a record of the access log's
         logger, with the attributes of ``template``), without making the records: the
         access log's batch (``muxs.server.access_log``)."""
         formatter = self.formatter
         assert isinstance(formatter, TextFormatter | JsonFormatter)
-        texts = formatter.format_access_lines(lines, dict(template))
+        text = formatter.format_access_lines(batch, dict(template), self.terminator)
         with self.lock:  # type: ignore[union-attr]
-            self._lines.append(self.terminator.join(texts) + self.terminator)
+            self._lines.append(text)
             self._write_soon()
 
     def _write_soon(self) -> None:
@@ -223,18 +250,20 @@ class JsonFormatter(logging.Formatter):
             entry["traceback"] = escaped_traceback(self.formatException(record.exc_info))
         return _JSON.encode(entry)
 
-    def format_access_lines(self, lines: Sequence[AccessLine], values: dict[str, Any]) -> list[str]:
-        """What ``format`` gives the ``AccessRecord`` of each of ``lines``, the records' other
-        attributes ``values`` (a record's); a batch is escaped field by field only when it
-        needs it (a line's fields are parts of its message)."""
+    def format_access_lines(self, batch: AccessBatch, values: dict[str, Any], end: str) -> str:
+        """What ``format`` gives the ``AccessRecord`` of each line of ``batch``, each followed
+        by ``end``, the records' other attributes ``values`` (a record's); a batch is escaped
+        field by field only when it needs it (a line's fields are parts of its message)."""
+        lines = batch.lines
         messages = [str(line) for line in lines]
         escape = not _plain("".join(messages))
-        return [
+        return "".join(
             _JSON.encode(
                 _json_entry(values, self._time(line.created), message, line.fields(), escape)
             )
+            + end
             for line, message in zip(lines, messages, strict=True)
-        ]
+        )
 
     def _time(self, created: float) -> str:
         """``datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")``, each

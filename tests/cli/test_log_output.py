@@ -19,7 +19,7 @@ from muxs.cli._logging import (
     escaped,
 )
 from muxs.errors import StatusCode
-from muxs.server.access_log import AccessLine, AccessRecord
+from muxs.server.access_log import AccessBatch, AccessRecord
 
 
 def record_at(created: float) -> logging.LogRecord:
@@ -141,33 +141,39 @@ PLAIN = [
     ("muxs.FileController", "Read", "[::1]:2", "alice", StatusCode.NOT_FOUND, 11.0, 2.5, 1, 0),
 ]
 HOSTILE = [*PLAIN, (*PLAIN[1][:3], FORGED, *PLAIN[1][4:])]
+#: A call of 3 hours: its duration is written line by line (``duration_columns``).
+LONG = [*PLAIN, (*PLAIN[0][:6], 3 * 3600.0, *PLAIN[0][7:])]
 
 
-@pytest.mark.parametrize("ended", [PLAIN, HOSTILE], ids=["plain", "hostile"])
+@pytest.mark.parametrize("step", [0.3337, 0.0007], ids=["seconds", "one-second"])
+@pytest.mark.parametrize("ended", [PLAIN, HOSTILE, LONG], ids=["plain", "hostile", "long"])
 @pytest.mark.parametrize(
     "formatter",
     [TextFormatter(TEXT_FORMAT), TextFormatter(WORKER_TEXT_FORMAT), JsonFormatter()],
     ids=["text", "worker-text", "json"],
 )
 def test_a_batch_of_access_lines_is_written_as_their_records_would_be(
-    ended: list[Any], formatter: logging.Formatter
+    ended: list[Any], formatter: logging.Formatter, step: float
 ) -> None:
     logger = logging.getLogger("muxs.access_log")
     template = vars(logger.makeRecord(logger.name, logging.INFO, __file__, 0, "", (), None))
-    # Across seconds, at times whose milliseconds round differently, and one that datetime
-    # rounds up to the next second.
-    lines = [AccessLine(e, 1_800_000_000.9995 + n * 0.3337) for n, e in enumerate(ended * 3)]
-    lines.append(AccessLine(ended[0], 1_800_000_009.9999996))
+    # Across seconds or within one, at times whose milliseconds round differently, and one
+    # that datetime rounds up to the next second (a line's time: start + duration + clock).
+    clock = 1_800_000_000.0
+    times = [0.0005 + n * step for n in range(len(ended) * 3)] + [0.9999996]
+    batch = AccessBatch(
+        [(*e[:5], time - e[6], *e[6:]) for e, time in zip(ended * 4, times, strict=False)], clock
+    )
     batched, one_by_one = TurnFlushingHandler(io.StringIO()), TurnFlushingHandler(io.StringIO())
     for handler in (batched, one_by_one):
         handler.setFormatter(formatter)
     assert batched.takes_access_lines()
-    batched.handle_access_lines(lines, template)  # outside an event loop: written at once
-    for line in lines:
+    batched.handle_access_lines(batch, template)  # outside an event loop: written at once
+    for line in batch.lines:
         one_by_one.handle(AccessRecord(line, template))
     written = batched.stream.getvalue()
     assert written == one_by_one.stream.getvalue()
-    assert len(written.splitlines()) == len(lines)
+    assert len(written.splitlines()) == len(batch)
     assert "\x1b" not in written
 
 
