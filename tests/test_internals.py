@@ -1051,10 +1051,30 @@ class _SendingStream:
         self.window_updated = asyncio.Event()
         self.data_sent = 0
         self.connection = grpclib.protocol.Connection.__new__(grpclib.protocol.Connection)
+        self.connection._transport = self._transport  # type: ignore[assignment]
         self.connection.write_ready = asyncio.Event()
         self.connection.write_ready.set()
         self.connection.data_sent = 0
         self.connection.data_send_process = lambda: None  # type: ignore[method-assign]
+
+
+async def test_a_direct_send_woken_on_a_lost_connection_fails_as_grpclib_fails_its_calls() -> None:
+    """Waiting for window when the connection is lost, woken (``wake_writers``): it raises
+    grpclib's ``StreamTerminatedError("Connection lost")`` instead of waiting again."""
+    _, server = _connections()
+    server.send_headers(1, RESPONSE_HEADERS)
+    server.streams[1].outbound_flow_control_window = 0
+    server.data_to_send()
+    stream = _SendingStream(server)
+    _internals.send_data_directly(stream, lambda _: None)  # type: ignore[arg-type]
+    sending = asyncio.create_task(stream.send_data(b"x" * 100))  # type: ignore[attr-defined]
+    await asyncio.sleep(0)  # it waits for window
+    assert not sending.done()
+    stream._transport.closing = True  # the connection is lost ...
+    stream.window_updated.set()  # ... and wake_writers wakes its writers
+    with pytest.raises(grpclib.exceptions.StreamTerminatedError, match="Connection lost"):
+        await sending
+    assert stream.data_sent == 0
 
 
 async def test_direct_data_frames_the_peers_window_cuts_short_are_told_with_their_writes() -> None:

@@ -463,6 +463,8 @@ class _LimitedProtocol(protocol.H2Protocol):
             clock=self._loop.time,
         )
         self._backlog = memoryview(b"")
+        #: Whether nothing the peer sent was fed yet (a TLS handshake is told from its start).
+        self._first_feed = True
         self._paused_for: set[str] = set()
         self._write_stall: asyncio.TimerHandle | None = None
         self._unfinished_since: float | None = None
@@ -558,6 +560,16 @@ class _LimitedProtocol(protocol.H2Protocol):
         connection), as RFC 9113 section 5.5 says; an empty DATA frame that does not end
         its stream is not passed on (grpclib would end the request there). ``frames`` are
         the headers of the frames in ``data``, as the guard's scanner read them."""
+        if self._first_feed:
+            self._first_feed = False
+            if is_tls_record(data):  # before its bytes are read as frames: they are not
+                log.info(
+                    "refused a TLS handshake from %s: this server is plaintext (likely a "
+                    "client with --tls or --ca; or serve TLS with --tls-cert and --tls-key)",
+                    format_peer(self.connection.get_peer()),
+                )
+                self.processor.close("a TLS handshake")
+                return
         self._guard.wrote(self._transport.bytes_written, self._transport.writes)
         over = self._guard.over_budget(frames)
         if over is not None:
@@ -576,14 +588,7 @@ class _LimitedProtocol(protocol.H2Protocol):
             events = receive_data_directly(h2_connection(self), data)
             refuse_overlong_frame(h2_connection(self))  # not buffered whole to be refused
         except h2.exceptions.ProtocolError as exc:
-            if is_tls_record(data):
-                log.info(
-                    "refused a TLS handshake from %s: this server is plaintext (likely a "
-                    "client with --tls or --ca; or serve TLS with --tls-cert and --tls-key)",
-                    format_peer(self.connection.get_peer()),
-                )
-            else:
-                log.info("closing a connection on an HTTP/2 protocol error: %s", exc)
+            log.info("closing a connection on an HTTP/2 protocol error: %s", exc)
             self.connection.flush()
             self.processor.close("Protocol error")
             return

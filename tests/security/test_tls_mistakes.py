@@ -259,3 +259,22 @@ async def test_a_server_certificate_for_another_name_or_expired_is_named(
         await server.wait_closed()
     assert caught.value.status is StatusCode.UNAVAILABLE
     assert caught.value.message == f"cannot reach {target}: {says}"
+
+
+async def test_a_tls_record_whose_bytes_read_as_a_large_header_block_is_still_a_handshake(
+    settings: ServerSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A ClientHello's random bytes can read, past where a preface would end, as the header
+    of a HEADERS frame over the header-block budget: the server told that flood first (a
+    GOAWAY ENHANCE_YOUR_CALM, a WARNING) and missed the handshake, 1 run in about 100. The
+    first bytes a client sends are looked at for TLS before they are read as frames."""
+    caplog.set_level(logging.INFO)
+    huge_headers_frame = (1 << 20).to_bytes(3, "big") + b"\x01\x00\x00\x00\x00\x01"
+    record = b"\x16\x03\x01" + b"\x00" * 21 + huge_headers_frame + b"\x00" * 64
+    async with serve(settings=settings) as running:
+        host, port = running.target.rsplit(":", 1)
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(record)
+        await until(lambda: len(refusals(caplog)) == 1)
+        writer.close()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
