@@ -28,6 +28,28 @@ def grpc_frame(body: bytes, *, compressed: bool = False, length: int | None = No
     return bytes([compressed]) + size.to_bytes(4, "big") + body
 
 
+def framed(data: bytes) -> list[tuple[bool, bytes]]:
+    """The messages of a reply body: (compressed flag, body as sent)."""
+    out, pos = [], 0
+    while pos < len(data):
+        size = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        out.append((bool(data[pos]), data[pos + 5 : pos + 5 + size]))
+        pos += 5 + size
+    return out
+
+
+def grpclib_h2_config(*, client_side: bool) -> h2.config.H2Configuration:
+    """h2's configuration as grpclib's channels (``client_side``) and servers make theirs."""
+    return h2.config.H2Configuration(
+        client_side=client_side,
+        header_encoding="ascii",
+        validate_inbound_headers=False,
+        validate_outbound_headers=False,
+        normalize_inbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+
+
 def request_headers(path: str, **extra: str) -> list[tuple[str, str]]:
     """The headers of a gRPC call to ``path``; ``extra`` replaces or adds (``_`` is ``-``)."""
     headers = {

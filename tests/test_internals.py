@@ -52,6 +52,7 @@ from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, PingFr
 from muxs import _internals
 from muxs.frame_layout import FRAME_HEADER
 from tests.polling import until
+from tests.rawh2 import grpclib_h2_config
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -848,16 +849,7 @@ REQUESTS = [
 def _grpclib_client_connections() -> tuple[Any, Any]:
     """A client h2 connection configured as grpclib's channels configure theirs, and a
     server, prefaces exchanged."""
-    client = h2.connection.H2Connection(
-        h2.config.H2Configuration(
-            client_side=True,
-            header_encoding="ascii",
-            validate_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_inbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-    )
+    client = h2.connection.H2Connection(grpclib_h2_config(client_side=True))
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
     client.initiate_connection()
     server.initiate_connection()
@@ -2455,16 +2447,7 @@ def _request_pieces(number: int) -> list[bytes]:
 def _server_received(pieces: list[bytes], patched: bool) -> list[Any]:
     """The events (described) a server configured as grpclib's receives for ``pieces``, with
     muxs's ``receive_known_headers`` or h2's own, what it answers and its streams' states."""
-    server = h2.connection.H2Connection(
-        h2.config.H2Configuration(
-            client_side=False,
-            header_encoding="ascii",
-            validate_inbound_headers=False,
-            validate_outbound_headers=False,
-            normalize_inbound_headers=False,
-            normalize_outbound_headers=False,
-        )
-    )
+    server = h2.connection.H2Connection(grpclib_h2_config(client_side=False))
     client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
     server.initiate_connection()
     server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 3})

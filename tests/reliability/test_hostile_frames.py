@@ -52,7 +52,7 @@ from tests.rawframes import (
     reset,
     window_update,
 )
-from tests.rawh2 import grpc_frame, request_headers
+from tests.rawh2 import grpc_frame, grpclib_h2_config, request_headers
 
 SAY_HELLO = "/muxs.Greeter/SayHello"
 LOTS_OF_REPLIES = "/muxs.Greeter/LotsOfReplies"
@@ -539,14 +539,7 @@ def h2s_goaway(sent: bytes | bytearray) -> int | None:
     """The error code of the GOAWAY h2, configured as grpclib's server configures it, answers
     the client's bytes ``sent`` with, frame by frame, each call answered (trailers-only) as
     its request ends (None: no GOAWAY)."""
-    config = h2.config.H2Configuration(
-        client_side=False,
-        header_encoding="ascii",
-        validate_inbound_headers=False,
-        validate_outbound_headers=False,
-        normalize_inbound_headers=False,
-        normalize_outbound_headers=False,
-    )
+    config = grpclib_h2_config(client_side=False)
     connection = h2.connection.H2Connection(config)
     connection.initiate_connection()
     connection.receive_data(sent[: len(PREFACE)])

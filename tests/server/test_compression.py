@@ -15,7 +15,7 @@ import pytest
 from muxs import RunningServer, ServerSettings, StatusCode, serve
 from muxs.api import Chunk, Content, Files, HelloRequest
 from muxs.compression import ACCEPT_ENCODING, MAX_GZIP_MEMBERS
-from tests.rawh2 import RawConnection, grpc_frame, request_headers
+from tests.rawh2 import RawConnection, framed, grpc_frame, request_headers
 
 LIMIT = 64 * 1024
 SAY_HELLO = "/muxs.Greeter/SayHello"
@@ -264,16 +264,6 @@ async def test_every_response_advertises_the_accepted_encodings(
 
 
 # --- replies -------------------------------------------------------------------------------
-
-
-def framed(data: bytes) -> list[tuple[bool, bytes]]:
-    """The messages of a reply body: (compressed flag, body as sent)."""
-    out, pos = [], 0
-    while pos < len(data):
-        size = int.from_bytes(data[pos + 1 : pos + 5], "big")
-        out.append((bool(data[pos]), data[pos + 5 : pos + 5 + size]))
-        pos += 5 + size
-    return out
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from muxs.api import Content, Files, HelloRequest
 from muxs.server.context import current
 from muxs.server.reply_compression import ReplyCompression
 from tests.installed.check_install import readme_block
-from tests.rawh2 import RawConnection, Reply, grpc_frame
+from tests.rawh2 import RawConnection, Reply, framed, grpc_frame
 from tests.server.orders import Order, OrderRequest, Orders
 
 README = Path(__file__).parents[2] / "README.md"
@@ -38,16 +38,6 @@ DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
     "gzip": gzip.decompress,
     "deflate": zlib.decompress,
 }
-
-
-def framed(data: bytes) -> list[tuple[bool, bytes]]:
-    """The messages of a reply body: (compressed flag, body as sent)."""
-    out, pos = [], 0
-    while pos < len(data):
-        size = int.from_bytes(data[pos + 1 : pos + 5], "big")
-        out.append((bool(data[pos]), data[pos + 5 : pos + 5 + size]))
-        pos += 5 + size
-    return out
 
 
 class Choosing:
